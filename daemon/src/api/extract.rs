@@ -1,0 +1,205 @@
+//! Request extractors that answer bad input with the API's JSON errors: JSON bodies (size, syntax,
+//! types, unknown fields), query strings, path parameters, and staff authentication by role.
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use axum::body::Bytes;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::AppStateRef;
+use crate::auth::{Role, Session};
+use crate::error::{AppError, ErrorKind};
+
+/// A JSON body, parsed strictly.
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppStateRef> for Body<T> {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &AppStateRef) -> Result<Self, AppError> {
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e: BytesRejection| {
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    AppError::new(
+                        ErrorKind::PayloadTooLarge,
+                        "body_too_large",
+                        format!(
+                            "the body is larger than {} bytes",
+                            state.settings.raw.limits.max_body_bytes
+                        ),
+                    )
+                } else {
+                    AppError::new(ErrorKind::BadRequest, "unreadable_body", "the body could not be read")
+                }
+            })?;
+        serde_json::from_slice(&bytes).map(Body).map_err(json_error)
+    }
+}
+
+/// Maps a serde_json error: syntax → 400, shape → 422.
+pub fn json_error(e: serde_json::Error) -> AppError {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Syntax | Category::Eof | Category::Io => AppError::new(
+            ErrorKind::BadRequest,
+            "malformed_json",
+            format!("the body is not valid JSON: {e}"),
+        ),
+        Category::Data => AppError::new(
+            ErrorKind::Unprocessable,
+            "invalid_body",
+            format!("the body does not have the expected shape: {e}"),
+        ),
+    }
+}
+
+/// A query string, parsed strictly.
+pub struct Q<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppStateRef> for Q<T> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppStateRef) -> Result<Self, AppError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| Q(v))
+            .map_err(|e| {
+                AppError::new(
+                    ErrorKind::BadRequest,
+                    "invalid_query",
+                    format!("the query string is not valid: {}", e.body_text()),
+                )
+            })
+    }
+}
+
+/// A single path parameter.
+pub struct PathParam(pub String);
+
+impl FromRequestParts<AppStateRef> for PathParam {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppStateRef) -> Result<Self, AppError> {
+        Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|Path(v)| PathParam(v))
+            .map_err(|_| AppError::new(ErrorKind::BadRequest, "invalid_path", "bad path parameter"))
+    }
+}
+
+fn bearer(parts: &Parts) -> Result<Option<&str>, AppError> {
+    let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 256)
+        .ok_or_else(AppError::unauthorized)?;
+    Ok(Some(token))
+}
+
+fn session(parts: &Parts, state: &AppStateRef) -> Result<Option<(String, Session)>, AppError> {
+    let Some(token) = bearer(parts)? else {
+        return Ok(None);
+    };
+    let s = state
+        .sessions
+        .check(token, state.now_ms())
+        .ok_or_else(|| {
+            AppError::new(
+                ErrorKind::Unauthorized,
+                "invalid_token",
+                "the session is unknown or expired; sign in again",
+            )
+        })?;
+    Ok(Some((token.to_owned(), s)))
+}
+
+/// A signed-in staff member or admin.
+pub struct Staff(pub Session, pub String);
+
+impl FromRequestParts<AppStateRef> for Staff {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppStateRef) -> Result<Self, AppError> {
+        let (token, s) = session(parts, state)?.ok_or_else(AppError::unauthorized)?;
+        Ok(Staff(s, token))
+    }
+}
+
+/// A signed-in admin.
+pub struct Admin(pub Session);
+
+impl FromRequestParts<AppStateRef> for Admin {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppStateRef) -> Result<Self, AppError> {
+        let (_, s) = session(parts, state)?.ok_or_else(AppError::unauthorized)?;
+        if s.role != Role::Admin {
+            return Err(AppError::forbidden("admin"));
+        }
+        Ok(Admin(s))
+    }
+}
+
+/// A staff session if an `Authorization` header is sent (a bad one is still 401), else none.
+pub struct MaybeStaff(pub Option<Session>);
+
+impl FromRequestParts<AppStateRef> for MaybeStaff {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppStateRef) -> Result<Self, AppError> {
+        Ok(MaybeStaff(session(parts, state)?.map(|(_, s)| s)))
+    }
+}
+
+/// `?page=&limit=`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageParams {
+    /// 1-based page.
+    #[serde(default)]
+    pub page: Option<u32>,
+    /// Page size.
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+impl PageParams {
+    /// Checked (page, limit).
+    pub fn resolve(&self, max: u32) -> Result<(u32, u32), AppError> {
+        let page = self.page.unwrap_or(1);
+        let limit = self.limit.unwrap_or(50.min(max));
+        if page == 0 {
+            return Err(AppError::invalid("page", "pages start at 1"));
+        }
+        if limit == 0 || limit > max {
+            return Err(AppError::invalid("limit", format!("must be 1 to {max}")));
+        }
+        Ok((page, limit))
+    }
+}
+
+/// `{data, pagination:{page, limit, total, total_pages, has_next, has_prev}}`.
+pub fn paginated(data: Vec<Value>, page: u32, limit: u32, total: u64) -> Value {
+    let total_pages = total.div_ceil(u64::from(limit));
+    json!({
+        "data": data,
+        "pagination": {
+            "page": page,
+            "limit": limit,
+            "total": total,
+            "total_pages": total_pages,
+            "has_next": u64::from(page) < total_pages,
+            "has_prev": page > 1,
+        }
+    })
+}

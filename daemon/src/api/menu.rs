@@ -1,0 +1,273 @@
+//! Menu endpoints: the public menu per language, the admin's whole-menu upload, item edits
+//! (staff: availability only) and stock.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::State;
+use orderd_protocol::EventKind;
+use redb::ReadableTable;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppStateRef;
+use super::extract::{Body, PathParam, Q, Staff};
+use crate::auth::Role;
+use crate::domain::menu::{self, Localized, Menu, ModifierGroup, StockLevels};
+use crate::domain::orders::stock_events;
+use crate::error::{AppError, ErrorKind};
+use crate::store::tables;
+
+/// Query of `GET /menu`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MenuParams {
+    /// Language code (falls back to the default language, then `en`).
+    #[serde(default)]
+    pub lang: Option<String>,
+}
+
+fn stock_levels(state: &AppStateRef) -> Result<StockLevels, AppError> {
+    let rtx = state.store.read()?;
+    let t = rtx
+        .open_table(tables::STOCK)
+        .map_err(crate::store::StoreError::from)?;
+    let mut out = BTreeMap::new();
+    for row in t.iter().map_err(crate::store::StoreError::from)? {
+        let (k, v) = row.map_err(crate::store::StoreError::from)?;
+        out.insert(k.value().to_owned(), v.value());
+    }
+    Ok(out)
+}
+
+/// `GET /menu?lang=xx` (public).
+pub async fn get_menu(
+    State(state): State<AppStateRef>,
+    Q(params): Q<MenuParams>,
+) -> Result<Json<Value>, AppError> {
+    let fallback = state.rules.default_language.as_str();
+    let lang = params.lang.as_deref().unwrap_or(fallback);
+    if !crate::config::is_slug(lang, 8) {
+        return Err(AppError::invalid("lang", "a language code such as en or sq"));
+    }
+    let stock = stock_levels(&state)?;
+    let m = state.shared.menu();
+    Ok(Json(menu::view(&m, &stock, lang, fallback, &state.rules.currency)))
+}
+
+/// `PUT /menu` (admin): replaces the whole menu. Items with `stock` get that level; items
+/// without stop being tracked.
+pub async fn put_menu(
+    State(state): State<AppStateRef>,
+    super::extract::Admin(_): super::extract::Admin,
+    Body(new): Body<Menu>,
+) -> Result<Json<Value>, AppError> {
+    new.validate(state.rules.max_text)?;
+    let count = new.items().count() as u32;
+    state
+        .writer
+        .run(move |tx| {
+            let mut untracked: Vec<String> = Vec::new();
+            for row in tx.stock.iter()? {
+                let id = row?.0.value().to_owned();
+                if new.item(&id).and_then(|i| i.stock).is_none() {
+                    untracked.push(id);
+                }
+            }
+            for id in &untracked {
+                tx.stock.remove(id.as_str())?;
+            }
+            for item in new.items() {
+                if let Some(n) = item.stock {
+                    tx.stock.insert(item.id.as_str(), n)?;
+                }
+            }
+            tx.set_menu(new)?;
+            tx.emit(EventKind::MenuReplaced { items: count })?;
+            Ok(())
+        })
+        .await?;
+    Ok(Json(json!({ "items": count })))
+}
+
+/// Body of `PATCH /menu/items/{id}`. Staff may send only `available`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ItemPatch {
+    /// Staff and admin.
+    #[serde(default)]
+    pub available: Option<bool>,
+    /// Admin.
+    #[serde(default)]
+    pub name: Option<Localized>,
+    /// Admin.
+    #[serde(default)]
+    pub description: Option<Localized>,
+    /// Admin.
+    #[serde(default)]
+    pub price: Option<i64>,
+    /// Admin.
+    #[serde(default)]
+    pub station: Option<String>,
+    /// Admin.
+    #[serde(default)]
+    pub allergens: Option<Vec<String>>,
+    /// Admin.
+    #[serde(default)]
+    pub modifier_groups: Option<Vec<ModifierGroup>>,
+    /// Admin.
+    #[serde(default)]
+    pub low_stock_threshold: Option<u32>,
+}
+
+impl ItemPatch {
+    fn admin_only(&self) -> bool {
+        self.name.is_some()
+            || self.description.is_some()
+            || self.price.is_some()
+            || self.station.is_some()
+            || self.allergens.is_some()
+            || self.modifier_groups.is_some()
+            || self.low_stock_threshold.is_some()
+    }
+}
+
+fn item_json(item: &menu::Item, stock: Option<u32>) -> Value {
+    let mut v = serde_json::to_value(item).unwrap_or(Value::Null);
+    v["stock"] = json!(stock);
+    v["available_now"] = json!(item.available && stock.is_none_or(|n| n > 0));
+    v
+}
+
+/// `PATCH /menu/items/{id}`.
+pub async fn patch_item(
+    State(state): State<AppStateRef>,
+    Staff(session, _): Staff,
+    PathParam(id): PathParam,
+    Body(patch): Body<ItemPatch>,
+) -> Result<Json<Value>, AppError> {
+    if patch.admin_only() && session.role != Role::Admin {
+        return Err(AppError::forbidden("admin").with_details(
+            json!({ "hint": "staff may change only `available`" }),
+        ));
+    }
+    let max_text = state.rules.max_text;
+    let out = state
+        .writer
+        .run(move |tx| {
+            let mut m: Menu = (**tx.menu()).clone();
+            let item = m.item_mut(&id).ok_or_else(|| AppError::not_found("menu item"))?;
+            let was = item.available;
+            if let Some(v) = patch.available {
+                item.available = v;
+            }
+            if let Some(v) = patch.name {
+                item.name = v;
+            }
+            if let Some(v) = patch.description {
+                item.description = v;
+            }
+            if let Some(v) = patch.price {
+                item.price = v;
+            }
+            if let Some(v) = patch.station {
+                item.station = v;
+            }
+            if let Some(v) = patch.allergens {
+                item.allergens = v;
+            }
+            if let Some(v) = patch.modifier_groups {
+                item.modifier_groups = v;
+            }
+            let stock = tx.stock.get(id.as_str())?.map(|v| v.value());
+            if let Some(v) = patch.low_stock_threshold {
+                if stock.is_none() {
+                    return Err(AppError::invalid(
+                        "low_stock_threshold",
+                        "set stock on the item first",
+                    )
+                    .into());
+                }
+                item.low_stock_threshold = Some(v);
+            }
+            // Keep the menu's `stock` field meaning "tracked" consistent with the live table.
+            item.stock = stock;
+            let now = item.available;
+            let view = item_json(item, stock);
+            m.validate(max_text)?;
+            tx.set_menu(m)?;
+            if was != now {
+                tx.emit(EventKind::AvailabilityChanged {
+                    item_id: id.clone(),
+                    available: now,
+                })?;
+            }
+            Ok(view)
+        })
+        .await?;
+    Ok(Json(out))
+}
+
+/// Body of `POST /menu/items/{id}/stock`: exactly one of `set` or `adjust`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StockReq {
+    /// New level (starts tracking the item).
+    #[serde(default)]
+    pub set: Option<u32>,
+    /// Change of a tracked level (+ delivery, − waste).
+    #[serde(default)]
+    pub adjust: Option<i64>,
+}
+
+/// `POST /menu/items/{id}/stock` (staff).
+pub async fn set_stock(
+    State(state): State<AppStateRef>,
+    _staff: Staff,
+    PathParam(id): PathParam,
+    Body(req): Body<StockReq>,
+) -> Result<Json<Value>, AppError> {
+    if req.set.is_some() == req.adjust.is_some() {
+        return Err(AppError::invalid("set", "send exactly one of `set` or `adjust`"));
+    }
+    if req.set.is_some_and(|n| n > 1_000_000) || req.adjust.is_some_and(|d| d.abs() > 1_000_000) {
+        return Err(AppError::invalid("set", "at most 1000000"));
+    }
+    let out = state
+        .writer
+        .run(move |tx| {
+            let available = tx
+                .menu()
+                .item(&id)
+                .map(|i| i.available)
+                .ok_or_else(|| AppError::not_found("menu item"))?;
+            let before = tx.stock.get(id.as_str())?.map(|v| v.value());
+            let after = match (req.set, req.adjust, before) {
+                (Some(n), _, _) => n,
+                (None, Some(d), Some(b)) => {
+                    let n = i64::from(b) + d;
+                    u32::try_from(n).map_err(|_| {
+                        AppError::new(
+                            ErrorKind::Conflict,
+                            "negative_stock",
+                            format!("only {b} in stock; cannot take away {}", -d),
+                        )
+                    })?
+                }
+                _ => {
+                    return Err(AppError::new(
+                        ErrorKind::Conflict,
+                        "stock_not_tracked",
+                        "this item's stock is not tracked; use `set` first",
+                    )
+                    .into());
+                }
+            };
+            tx.stock.insert(id.as_str(), after)?;
+            // Untracked counts as plenty.
+            stock_events(tx, &id, before.unwrap_or(u32::MAX), after)?;
+            Ok(json!({ "item_id": id, "stock": after, "available": available && after > 0 }))
+        })
+        .await?;
+    Ok(Json(out))
+}

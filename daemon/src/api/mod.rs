@@ -1,0 +1,171 @@
+//! The HTTP API under `/api/v1` plus `/healthz`, `/readyz` and `/metrics`.
+//!
+//! Every route is declared once in [`routes`], which builds the router; a test keeps that list
+//! equal to the OpenAPI document served at `/api/v1/openapi.json` (`docs/openapi.json`).
+//! Every failure is answered as `{"error":{"code","message","details"?}}` (see
+//! [`crate::error::AppError`]); nothing a client sends can produce a 5xx.
+
+pub mod analytics;
+pub mod auth;
+pub mod extract;
+pub mod menu;
+pub mod ops;
+pub mod orders;
+pub mod tables;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, delete, get, patch, post, put};
+use serde_json::json;
+
+use crate::auth::{Sessions, Throttle};
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::domain::Rules;
+use crate::error::{AppError, ErrorKind};
+use crate::events::EventLog;
+use crate::metrics::{Metrics, RouteLabels};
+use crate::store::Store;
+use crate::store::writer::{Shared, Writer};
+
+/// Everything a handler may use.
+pub struct AppState {
+    /// Checked settings.
+    pub settings: Arc<Settings>,
+    /// Domain rules derived from the settings.
+    pub rules: Arc<Rules>,
+    /// The store, for reads.
+    pub store: Store,
+    /// The writer, for writes.
+    pub writer: Writer,
+    /// Committed state shared with the writer.
+    pub shared: Arc<Shared>,
+    /// The event log.
+    pub events: EventLog,
+    /// Live sessions.
+    pub sessions: Arc<Sessions>,
+    /// Login throttle.
+    pub throttle: Throttle,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Set once start-up has finished; cleared when shutdown begins.
+    pub ready: AtomicBool,
+}
+
+/// Shared handle to the state.
+pub type AppStateRef = Arc<AppState>;
+
+impl AppState {
+    /// Now, ms.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.kind.status()).unwrap_or(StatusCode::BAD_REQUEST);
+        let mut body = json!({ "error": { "code": self.code, "message": self.message } });
+        if let Some(d) = self.details {
+            body["error"]["details"] = d;
+        }
+        let mut resp = (status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after_secs {
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        resp
+    }
+}
+
+/// Every route: method, path, handler. The router and the OpenAPI test both read this list.
+pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppStateRef>)> {
+    vec![
+        ("POST", "/api/v1/auth/login", post(auth::login)),
+        ("POST", "/api/v1/auth/logout", post(auth::logout)),
+        ("GET", "/api/v1/users", get(auth::list_users)),
+        ("POST", "/api/v1/users", post(auth::add_user)),
+        ("GET", "/api/v1/menu", get(menu::get_menu)),
+        ("PUT", "/api/v1/menu", put(menu::put_menu)),
+        ("PATCH", "/api/v1/menu/items/{id}", patch(menu::patch_item)),
+        ("POST", "/api/v1/menu/items/{id}/stock", post(menu::set_stock)),
+        ("GET", "/api/v1/tables", get(tables::list)),
+        ("POST", "/api/v1/tables", post(tables::create)),
+        ("DELETE", "/api/v1/tables/{id}", delete(tables::remove)),
+        ("POST", "/api/v1/tables/{id}/rotate-token", post(tables::rotate)),
+        ("POST", "/api/v1/orders", post(orders::create)),
+        ("GET", "/api/v1/orders/active", get(orders::active)),
+        ("GET", "/api/v1/orders/recent", get(orders::recent)),
+        ("GET", "/api/v1/orders/history", get(orders::history)),
+        ("GET", "/api/v1/orders/search", get(orders::search)),
+        ("GET", "/api/v1/orders/{id}", get(orders::get_one)),
+        ("GET", "/api/v1/orders/{id}/history", get(orders::status_history)),
+        ("POST", "/api/v1/orders/{id}/status", post(orders::set_status)),
+        ("POST", "/api/v1/orders/{id}/recall", post(orders::recall)),
+        ("GET", "/api/v1/analytics/daily", get(analytics::daily)),
+        ("GET", "/api/v1/analytics/summary", get(analytics::summary)),
+        ("GET", "/api/v1/openapi.json", get(ops::openapi)),
+        ("GET", "/healthz", get(ops::healthz)),
+        ("GET", "/readyz", get(ops::readyz)),
+        ("GET", "/metrics", get(ops::metrics)),
+    ]
+}
+
+/// The application router.
+pub fn router(state: AppStateRef) -> Router {
+    let mut router = Router::new();
+    for (_, path, handler) in routes() {
+        router = router.route(path, handler);
+    }
+    let limit = state.settings.raw.limits.max_body_bytes as usize;
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+async fn not_found() -> AppError {
+    AppError::new(ErrorKind::NotFound, "route_not_found", "no such endpoint; see /api/v1/openapi.json")
+}
+
+async fn method_not_allowed() -> AppError {
+    AppError::new(
+        ErrorKind::MethodNotAllowed,
+        "method_not_allowed",
+        "this endpoint does not take that method; see /api/v1/openapi.json",
+    )
+}
+
+/// Records latency per route.
+async fn observe(State(state): State<AppStateRef>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().as_str().to_owned();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let resp = next.run(req).await;
+    let class = format!("{}xx", resp.status().as_u16() / 100);
+    state
+        .metrics
+        .request_seconds
+        .get_or_create(&RouteLabels {
+            method,
+            route,
+            class,
+        })
+        .observe(start.elapsed().as_secs_f64());
+    resp
+}

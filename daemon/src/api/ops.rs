@@ -1,0 +1,51 @@
+//! Operations endpoints: liveness, readiness, Prometheus metrics, the OpenAPI document.
+
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use serde_json::{Value, json};
+
+use super::AppStateRef;
+use crate::error::AppError;
+
+/// The OpenAPI 3 document of this API.
+pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
+
+/// `GET /api/v1/openapi.json`.
+pub async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+/// `GET /healthz`: the process answers.
+pub async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: start-up finished and the writer commits (a no-op round trip through it).
+pub async fn readyz(State(state): State<AppStateRef>) -> Result<Json<Value>, AppError> {
+    if !state.ready.load(Ordering::Acquire) {
+        return Err(AppError::unavailable());
+    }
+    state.writer.run(|_tx| Ok(())).await?;
+    Ok(Json(json!({
+        "status": "ready",
+        "event_seq": state.events.last_seq(),
+    })))
+}
+
+/// `GET /metrics` (Prometheus text format).
+pub async fn metrics(State(state): State<AppStateRef>) -> impl IntoResponse {
+    let m = &state.metrics;
+    m.store_bytes.set(state.store.file_bytes() as i64);
+    m.event_seq.set(state.events.last_seq() as i64);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        m.render(),
+    )
+}

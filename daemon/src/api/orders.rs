@@ -1,0 +1,301 @@
+//! Order endpoints: place, read, list, search, change status, recall.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use orderd_protocol::{Order, OrderSource, OrderStatus};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppStateRef;
+use super::extract::{Body, MaybeStaff, PageParams, PathParam, Q, Staff, paginated};
+use crate::domain::orders::{self as dom, Actor, NewOrder};
+use crate::domain::{parse_date, rfc3339};
+use crate::error::{AppError, ErrorKind};
+use crate::metrics::TransitionLabels;
+
+/// The JSON shape of an order: `type` instead of `order_type`, times as RFC 3339.
+pub fn order_view(o: &Order) -> Value {
+    let mut v = serde_json::to_value(o).unwrap_or(Value::Null);
+    if let Some(m) = v.as_object_mut() {
+        if let Some(t) = m.remove("order_type") {
+            m.insert("type".into(), t);
+        }
+        for k in [
+            "created_at",
+            "updated_at",
+            "accepted_at",
+            "preparing_at",
+            "ready_at",
+            "finished_at",
+            "out_for_delivery_at",
+        ] {
+            if let Some(ms) = m.get(k).and_then(Value::as_u64) {
+                m.insert(k.into(), Value::String(rfc3339(ms)));
+            }
+        }
+    }
+    v
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, AppError> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = v
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= 128 && k.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| {
+            AppError::new(
+                ErrorKind::BadRequest,
+                "invalid_idempotency_key",
+                "Idempotency-Key must be 1-128 printable ASCII characters",
+            )
+        })?;
+    Ok(Some(key.to_owned()))
+}
+
+/// `POST /orders`: by staff, or by a customer presenting a table token.
+pub async fn create(
+    State(state): State<AppStateRef>,
+    MaybeStaff(session): MaybeStaff,
+    headers: HeaderMap,
+    Body(req): Body<NewOrder>,
+) -> Result<Response, AppError> {
+    let key = idempotency_key(&headers)?;
+    let actor = match &session {
+        Some(s) => Actor {
+            name: s.username.clone(),
+            source: OrderSource::Staff,
+        },
+        None if req.table_token.is_some() => Actor {
+            name: "customer".into(),
+            source: OrderSource::Customer,
+        },
+        None => return Err(AppError::unauthorized()),
+    };
+    req.check_shape(&state.rules, actor.source)?;
+    let rules = Arc::clone(&state.rules);
+    let placed = state
+        .writer
+        .run(move |tx| dom::place(tx, &rules, &req, &actor, key.as_deref()))
+        .await?;
+    if !placed.replayed {
+        state.metrics.orders_created.inc();
+    }
+    let mut resp = (StatusCode::CREATED, Json(order_view(&placed.order))).into_response();
+    if let Ok(loc) = HeaderValue::from_str(&format!("/api/v1/orders/{}", placed.order.id)) {
+        resp.headers_mut().insert(header::LOCATION, loc);
+    }
+    if placed.replayed {
+        resp.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(resp)
+}
+
+/// `GET /orders/{id}`.
+pub async fn get_one(
+    State(state): State<AppStateRef>,
+    _staff: Staff,
+    PathParam(id): PathParam,
+) -> Result<Json<Value>, AppError> {
+    let rtx = state.store.read()?;
+    let stored = dom::get(&rtx, &id)?.ok_or_else(|| AppError::not_found("order"))?;
+    Ok(Json(order_view(&stored.order)))
+}
+
+/// `GET /orders/{id}/history`.
+pub async fn status_history(
+    State(state): State<AppStateRef>,
+    _staff: Staff,
+    PathParam(id): PathParam,
+) -> Result<Json<Value>, AppError> {
+    let rtx = state.store.read()?;
+    let stored = dom::get(&rtx, &id)?.ok_or_else(|| AppError::not_found("order"))?;
+    let data: Vec<Value> = stored
+        .history
+        .iter()
+        .map(|h| {
+            json!({
+                "from": h.from.map(OrderStatus::as_str),
+                "to": h.to.as_str(),
+                "actor": h.actor,
+                "at": rfc3339(h.at),
+                "note": h.note,
+                "recall": h.recall,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "order_id": stored.order.id, "data": data })))
+}
+
+/// Body of `POST /orders/{id}/status`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusReq {
+    /// Target status.
+    pub status: String,
+    /// Reason (required to cancel) or remark.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// `POST /orders/{id}/status`.
+pub async fn set_status(
+    State(state): State<AppStateRef>,
+    Staff(session, _): Staff,
+    PathParam(id): PathParam,
+    Body(req): Body<StatusReq>,
+) -> Result<Json<Value>, AppError> {
+    let to = OrderStatus::parse(&req.status).ok_or_else(|| {
+        AppError::invalid("status", format!("unknown status {:?}", req.status)).with_details(
+            json!({ "field": "status", "known": OrderStatus::ALL.map(OrderStatus::as_str) }),
+        )
+    })?;
+    if req
+        .note
+        .as_ref()
+        .is_some_and(|n| n.chars().count() > state.rules.max_text)
+    {
+        return Err(AppError::invalid("note", "too long"));
+    }
+    let actor = session.username;
+    let order = state
+        .writer
+        .run(move |tx| dom::transition(tx, &id, to, req.note, &actor))
+        .await?;
+    state
+        .metrics
+        .transitions
+        .get_or_create(&TransitionLabels {
+            to: to.as_str().into(),
+        })
+        .inc();
+    Ok(Json(order_view(&order)))
+}
+
+/// `POST /orders/{id}/recall`: undo the last status change within the recall window.
+pub async fn recall(
+    State(state): State<AppStateRef>,
+    Staff(session, _): Staff,
+    PathParam(id): PathParam,
+) -> Result<Json<Value>, AppError> {
+    let rules = Arc::clone(&state.rules);
+    let actor = session.username;
+    let order = state
+        .writer
+        .run(move |tx| dom::recall(tx, &rules, &id, &actor))
+        .await?;
+    state
+        .metrics
+        .transitions
+        .get_or_create(&TransitionLabels { to: "recall".into() })
+        .inc();
+    Ok(Json(order_view(&order)))
+}
+
+fn page_json(page: dom::Page<Order>, p: u32, limit: u32) -> Json<Value> {
+    Json(paginated(
+        page.data.iter().map(order_view).collect(),
+        p,
+        limit,
+        page.total,
+    ))
+}
+
+/// `GET /orders/active`.
+pub async fn active(
+    State(state): State<AppStateRef>,
+    _staff: Staff,
+    Q(params): Q<PageParams>,
+) -> Result<Json<Value>, AppError> {
+    let (p, limit) = params.resolve(state.settings.raw.limits.max_page_size)?;
+    let rtx = state.store.read()?;
+    Ok(page_json(dom::active(&rtx, p, limit)?, p, limit))
+}
+
+/// `GET /orders/recent`: finished in the last 24 hours, newest first.
+pub async fn recent(
+    State(state): State<AppStateRef>,
+    _staff: Staff,
+    Q(params): Q<PageParams>,
+) -> Result<Json<Value>, AppError> {
+    let (p, limit) = params.resolve(state.settings.raw.limits.max_page_size)?;
+    let since = state.now_ms().saturating_sub(86_400_000);
+    let rtx = state.store.read()?;
+    Ok(page_json(dom::recent(&rtx, since, p, limit)?, p, limit))
+}
+
+/// Query of `GET /orders/history`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryParams {
+    /// Business day `YYYY-MM-DD` (default: today).
+    #[serde(default)]
+    pub date: Option<String>,
+    /// Page.
+    #[serde(default)]
+    pub page: Option<u32>,
+    /// Page size.
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+/// `GET /orders/history?date=YYYY-MM-DD`.
+pub async fn history(
+    State(state): State<AppStateRef>,
+    _staff: Staff,
+    Q(params): Q<HistoryParams>,
+) -> Result<Json<Value>, AppError> {
+    let (p, limit) = PageParams {
+        page: params.page,
+        limit: params.limit,
+    }
+    .resolve(state.settings.raw.limits.max_page_size)?;
+    let day = match &params.date {
+        Some(d) => parse_date(d)
+            .map(crate::domain::day_number)
+            .ok_or_else(|| AppError::invalid("date", "use YYYY-MM-DD"))?,
+        None => state.rules.business_day(state.now_ms()),
+    };
+    let rtx = state.store.read()?;
+    Ok(page_json(dom::by_day(&rtx, day, p, limit)?, p, limit))
+}
+
+/// Query of `GET /orders/search`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchParams {
+    /// Number, short number, phone or name.
+    pub q: String,
+    /// Page.
+    #[serde(default)]
+    pub page: Option<u32>,
+    /// Page size.
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+/// `GET /orders/search?q=`.
+pub async fn search(
+    State(state): State<AppStateRef>,
+    _staff: Staff,
+    Q(params): Q<SearchParams>,
+) -> Result<Json<Value>, AppError> {
+    let (p, limit) = PageParams {
+        page: params.page,
+        limit: params.limit,
+    }
+    .resolve(state.settings.raw.limits.max_page_size)?;
+    if params.q.trim().is_empty() || params.q.len() > 100 {
+        return Err(AppError::invalid("q", "1 to 100 characters"));
+    }
+    let rtx = state.store.read()?;
+    let page = dom::search(&rtx, &state.rules, state.now_ms(), &params.q, p, limit)?;
+    Ok(page_json(page, p, limit))
+}

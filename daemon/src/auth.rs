@@ -1,0 +1,362 @@
+//! Staff authentication: users with argon2id password hashes, bearer session tokens, login
+//! throttling, and the first-run admin account.
+//!
+//! A session token is 256 random bits shown to the client once; the store keeps only its
+//! SHA-256, so a copy of the database does not hold usable tokens. Looking a token up by its
+//! hash needs no secret comparison. Sessions are mirrored in memory for speed and written
+//! through the writer, so they survive a restart.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
+
+use rand::rngs::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use redb::{ReadTransaction, ReadableDatabase as _, ReadableTable, ReadableTableMetadata};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::is_slug;
+use crate::domain::random_hex;
+use crate::error::{AppError, ErrorKind};
+use crate::store::writer::{Tx, TxResult};
+use crate::store::{Store, StoreError, Stored, codec, tables as t};
+
+/// What a staff member may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything: menu, tables, reports, users.
+    Admin,
+    /// Orders, availability and stock.
+    Staff,
+}
+
+impl Role {
+    /// Wire name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Staff => "staff",
+        }
+    }
+
+    /// Parses the wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "admin" => Some(Self::Admin),
+            "staff" => Some(Self::Staff),
+            _ => None,
+        }
+    }
+}
+
+/// A staff account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct User {
+    /// Login name.
+    pub username: String,
+    /// Role.
+    pub role: Role,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// Created, ms.
+    pub created_at: u64,
+}
+
+impl Stored for User {
+    const WHAT: &'static str = "user";
+}
+
+/// A signed-in session.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Session {
+    /// Who.
+    pub username: String,
+    /// With which role.
+    pub role: Role,
+    /// Created, ms.
+    pub created_at: u64,
+    /// Expires, ms.
+    pub expires_at: u64,
+}
+
+impl Stored for Session {
+    const WHAT: &'static str = "session";
+}
+
+/// SHA-256 of a token, the session key.
+pub fn token_key(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Hashes a password with argon2id (default parameters: 19 MiB, 2 passes).
+pub fn hash_password(password: &str) -> Result<String, AppError> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|_| AppError::invalid("password", "cannot be hashed"))
+}
+
+/// Checks a password against a PHC hash (constant time inside argon2).
+pub fn verify_password(hash: &str, password: &str) -> bool {
+    PasswordHash::new(hash)
+        .is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+}
+
+/// A hash to verify against when the user does not exist, so timing does not reveal it.
+pub fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| hash_password("not-a-real-password").unwrap_or_default())
+}
+
+/// Checks a new username and password.
+pub fn check_credentials(username: &str, password: &str) -> Result<(), AppError> {
+    if !is_slug(username, 32) {
+        return Err(AppError::invalid(
+            "username",
+            "1-32 characters of a-z, 0-9, _ or -",
+        ));
+    }
+    if password.chars().count() < 8 || password.len() > 256 {
+        return Err(AppError::invalid("password", "8 to 256 characters"));
+    }
+    Ok(())
+}
+
+/// Adds a user (409 if the name is taken).
+pub fn add_user(tx: &mut Tx<'_>, username: &str, role: Role, password_hash: String) -> TxResult<User> {
+    if tx.users.get(username)?.is_some() {
+        return Err(AppError::new(
+            ErrorKind::Conflict,
+            "user_exists",
+            format!("user {username:?} exists; use `orderd user passwd`"),
+        )
+        .into());
+    }
+    let user = User {
+        username: username.to_owned(),
+        role,
+        password_hash,
+        created_at: tx.now_ms(),
+    };
+    tx.users.insert(username, codec::encode(&user)?.as_slice())?;
+    Ok(user)
+}
+
+/// Sets a user's password and ends all their sessions. Returns the revoked session keys.
+pub fn set_password(tx: &mut Tx<'_>, username: &str, password_hash: String) -> TxResult<Vec<[u8; 32]>> {
+    let mut user: User = match tx.users.get(username)? {
+        Some(v) => codec::decode(v.value())?,
+        None => return Err(AppError::not_found("user").into()),
+    };
+    let mut revoked = Vec::new();
+    for row in tx.sessions.iter()? {
+        let (k, v) = row?;
+        let s: Session = codec::decode(v.value())?;
+        if s.username == username {
+            revoked.push(k.value());
+        }
+    }
+    user.password_hash = password_hash;
+    tx.users.insert(username, codec::encode(&user)?.as_slice())?;
+    for k in &revoked {
+        tx.sessions.remove(k)?;
+    }
+    Ok(revoked)
+}
+
+/// Reads a user.
+pub fn get_user(rtx: &ReadTransaction, username: &str) -> Result<Option<User>, StoreError> {
+    let users = rtx.open_table(t::USERS)?;
+    Ok(match users.get(username)? {
+        Some(v) => Some(codec::decode(v.value())?),
+        None => None,
+    })
+}
+
+/// Every user, by name.
+pub fn list_users(rtx: &ReadTransaction) -> Result<Vec<User>, StoreError> {
+    let users = rtx.open_table(t::USERS)?;
+    let mut out = Vec::new();
+    for row in users.iter()? {
+        out.push(codec::decode(row?.1.value())?);
+    }
+    Ok(out)
+}
+
+/// Live sessions, mirrored from the store.
+#[derive(Default)]
+pub struct Sessions {
+    map: RwLock<HashMap<[u8; 32], Session>>,
+}
+
+impl Sessions {
+    /// Loads the unexpired sessions from the store.
+    pub fn load(rtx: &ReadTransaction, now_ms: u64) -> Result<Self, StoreError> {
+        let table = rtx.open_table(t::SESSIONS)?;
+        let mut map = HashMap::new();
+        for row in table.iter()? {
+            let (k, v) = row?;
+            let s: Session = codec::decode(v.value())?;
+            if s.expires_at > now_ms {
+                map.insert(k.value(), s);
+            }
+        }
+        Ok(Self {
+            map: RwLock::new(map),
+        })
+    }
+
+    /// The session of a token, if it exists and has not expired.
+    pub fn check(&self, token: &str, now_ms: u64) -> Option<Session> {
+        let key = token_key(token);
+        let map = self.map.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(&key).filter(|s| s.expires_at > now_ms).cloned()
+    }
+
+    /// Adds a session (after its commit).
+    pub fn insert(&self, key: [u8; 32], session: Session) {
+        self.map
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key, session);
+    }
+
+    /// Removes sessions (after their commit).
+    pub fn remove(&self, keys: &[[u8; 32]]) {
+        let mut map = self.map.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for k in keys {
+            map.remove(k);
+        }
+    }
+}
+
+/// Counts failed logins per key (username, client address) and locks a key out for a while.
+pub struct Throttle {
+    max_failures: u32,
+    lockout_ms: u64,
+    state: Mutex<HashMap<String, (u32, u64)>>,
+}
+
+impl Throttle {
+    /// A throttle allowing `max_failures` failures per `lockout_ms`.
+    pub fn new(max_failures: u32, lockout_ms: u64) -> Self {
+        Self {
+            max_failures,
+            lockout_ms,
+            state: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Seconds until `key` may try again, if it is locked out.
+    pub fn locked(&self, key: &str, now_ms: u64) -> Option<u64> {
+        let state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let &(failures, since) = state.get(key)?;
+        let until = since + self.lockout_ms;
+        (failures >= self.max_failures && until > now_ms).then(|| (until - now_ms).div_ceil(1000))
+    }
+
+    /// Records a failure.
+    pub fn fail(&self, key: &str, now_ms: u64) {
+        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if state.len() > 100_000 {
+            // Bound memory under a spray of usernames: forget stale entries.
+            let lockout = self.lockout_ms;
+            state.retain(|_, (_, since)| *since + lockout > now_ms);
+        }
+        let e = state.entry(key.to_owned()).or_insert((0, now_ms));
+        if e.1 + self.lockout_ms <= now_ms {
+            *e = (0, now_ms);
+        }
+        e.0 += 1;
+    }
+
+    /// Forgets a key after a success.
+    pub fn clear(&self, key: &str) {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(key);
+    }
+}
+
+/// File name of the first-run admin password inside the data directory.
+pub const INITIAL_PASSWORD_FILE: &str = "initial-admin-password";
+
+/// On a store without users, creates `admin` with a random password written to
+/// `<data_dir>/initial-admin-password` (mode 0600). Returns the file's path when it did.
+///
+/// Runs before the writer starts, with its own transaction.
+pub fn ensure_admin(store: &Store, data_dir: &Path, now_ms: u64) -> anyhow::Result<Option<PathBuf>> {
+    use anyhow::Context as _;
+    let db = store.db();
+    {
+        let rtx = db.begin_read()?;
+        let users = rtx.open_table(t::USERS)?;
+        if !users.is_empty()? {
+            return Ok(None);
+        }
+    }
+    let password = random_hex(12);
+    let hash = hash_password(&password).map_err(|e| anyhow::anyhow!(e.message))?;
+    let path = data_dir.join(INITIAL_PASSWORD_FILE);
+    write_secret_file(&path, &format!("{password}\n"))
+        .with_context(|| format!("writing {}", path.display()))?;
+    let user = User {
+        username: "admin".into(),
+        role: Role::Admin,
+        password_hash: hash,
+        created_at: now_ms,
+    };
+    let wtx = db.begin_write()?;
+    {
+        let mut users = wtx.open_table(t::USERS)?;
+        users.insert("admin", codec::encode(&user)?.as_slice())?;
+    }
+    wtx.commit()?;
+    Ok(Some(path))
+}
+
+/// Writes a file readable only by its owner.
+pub fn write_secret_file(path: &Path, content: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(content.as_bytes())?;
+    f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_hash_and_verify() {
+        let h = hash_password("correct horse").unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password(&h, "correct horse"));
+        assert!(!verify_password(&h, "wrong horse"));
+        assert!(!verify_password("garbage", "x"));
+    }
+
+    #[test]
+    fn throttle_locks_out_then_forgives() {
+        let t = Throttle::new(3, 10_000);
+        for _ in 0..3 {
+            assert!(t.locked("u", 0).is_none());
+            t.fail("u", 0);
+        }
+        assert_eq!(t.locked("u", 1000), Some(9));
+        assert!(t.locked("u", 10_001).is_none());
+        t.clear("u");
+        assert!(t.locked("u", 1000).is_none());
+    }
+}

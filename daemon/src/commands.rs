@@ -1,0 +1,213 @@
+//! What each CLI command does: load and check the config, set up logging, then run the daemon
+//! or do the one-off job.
+
+use std::io::BufRead as _;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use crate::auth::{self, Role};
+use crate::cli::{Cli, Command, ConfigArg, RunArgs, UserAction};
+use crate::clock::{Clock, SystemClock};
+use crate::config::{RawConfig, SHIPPED_CONFIG, Settings};
+use crate::domain::random_hex;
+use crate::metrics::Metrics;
+use crate::store::Store;
+use crate::store::writer::{Shared, Writer};
+
+/// Runs a parsed command line.
+pub fn main(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        None => run(&cli.run),
+        Some(Command::Run(args)) => run(&args),
+        Some(Command::CheckConfig(arg)) => return check_config(&arg),
+        Some(Command::InitConfig) => {
+            print!("{SHIPPED_CONFIG}");
+            Ok(())
+        }
+        Some(Command::User { config, action }) => user(&config, action),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("orderd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Loads and validates the configuration with the CLI's overrides applied.
+pub fn load_settings(arg: &ConfigArg, http_listen: Option<&str>) -> Result<Settings, crate::config::Problems> {
+    let mut raw = RawConfig::load(arg.config.as_deref())?;
+    if let Some(dir) = &arg.data_dir {
+        raw.store.data_dir.clone_from(dir);
+    }
+    if let Some(addr) = http_listen {
+        raw.http.listen = addr.to_owned();
+    }
+    raw.validate()
+}
+
+fn check_config(arg: &ConfigArg) -> ExitCode {
+    match load_settings(arg, None) {
+        Ok(s) => {
+            println!(
+                "configuration OK: site {:?}, data dir {}, HTTP {}",
+                s.raw.site.id,
+                s.data_dir().display(),
+                s.http_listen
+            );
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            eprint!("{problems}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn run(args: &RunArgs) -> anyhow::Result<()> {
+    let settings = load_settings(&args.config, args.http_listen.as_deref())?;
+    init_logging(&settings.raw.log.level);
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), site = %settings.raw.site.id, "orderd starting");
+    runtime()?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(settings.http_listen)
+            .await
+            .with_context(|| format!("binding HTTP on {}", settings.http_listen))?;
+        let running = crate::server::start(settings, listener, Arc::new(SystemClock)).await?;
+        print_welcome(running.addr, running.initial_password_file.as_deref(), running.state.settings.data_dir());
+        shutdown_signal().await;
+        running.stop().await
+    })
+}
+
+fn print_welcome(addr: std::net::SocketAddr, password_file: Option<&Path>, data_dir: &Path) {
+    let host = if addr.ip().is_unspecified() {
+        format!("127.0.0.1:{}", addr.port())
+    } else {
+        addr.to_string()
+    };
+    println!("orderd is running");
+    println!("  API:      http://{host}/api/v1/");
+    println!("  Menu:     http://{host}/api/v1/menu?lang=en");
+    println!("  OpenAPI:  http://{host}/api/v1/openapi.json");
+    println!("  Health:   http://{host}/readyz   Metrics: http://{host}/metrics");
+    println!("  Data:     {}", data_dir.display());
+    match password_file {
+        Some(p) => println!("  Sign in as admin with the password in {}", p.display()),
+        None => println!(
+            "  Sign in with an existing account (first-run password file: {})",
+            data_dir.join(auth::INITIAL_PASSWORD_FILE).display()
+        ),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("stop signal received");
+}
+
+fn read_password(from_stdin: bool) -> anyhow::Result<(String, bool)> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        Ok((line.trim_end_matches(['\r', '\n']).to_owned(), false))
+    } else {
+        Ok((random_hex(12), true))
+    }
+}
+
+fn user(config: &ConfigArg, action: UserAction) -> anyhow::Result<()> {
+    let settings = load_settings(config, None)?;
+    let data_dir = settings.data_dir().to_path_buf();
+    std::fs::create_dir_all(&data_dir)?;
+    let store = Store::open(&data_dir, settings.raw.store.cache_size_bytes)?;
+    if let UserAction::List = action {
+        for u in auth::list_users(&store.read()?)? {
+            println!("{}\t{}", u.username, u.role.as_str());
+        }
+        return Ok(());
+    }
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let shared = Arc::new(Shared {
+        menu: std::sync::RwLock::new(Arc::new(crate::demo::load_menu(&store.read()?)?)),
+        events: tokio::sync::broadcast::channel(16).0,
+        last_seq: std::sync::atomic::AtomicU64::new(store.last_event_seq()?),
+        last_batch_at: std::sync::atomic::AtomicU64::new(0),
+    });
+    let (writer, thread) = Writer::spawn(store, shared, clock, Arc::new(Metrics::new()), 1);
+    let rt = runtime()?;
+    let outcome = match action {
+        UserAction::Add {
+            username,
+            role,
+            password_stdin,
+        } => {
+            let role = Role::parse(&role).context("--role must be staff or admin")?;
+            let (password, generated) = read_password(password_stdin)?;
+            auth::check_credentials(&username, &password)?;
+            let hash = auth::hash_password(&password)?;
+            let name = username.clone();
+            rt.block_on(writer.run(move |tx| auth::add_user(tx, &name, role, hash)))?;
+            if generated {
+                println!("added {username} ({}); password: {password}", role.as_str());
+            } else {
+                println!("added {username} ({})", role.as_str());
+            }
+            Ok(())
+        }
+        UserAction::Passwd {
+            username,
+            password_stdin,
+        } => {
+            let (password, generated) = read_password(password_stdin)?;
+            auth::check_credentials(&username, &password)?;
+            let hash = auth::hash_password(&password)?;
+            let name = username.clone();
+            let revoked = rt.block_on(writer.run(move |tx| auth::set_password(tx, &name, hash)))?;
+            if generated {
+                println!("new password for {username}: {password}");
+            }
+            println!("{} session(s) ended", revoked.len());
+            Ok(())
+        }
+        UserAction::List => Ok(()),
+    };
+    drop(writer);
+    let _ = thread.join();
+    outcome
+}

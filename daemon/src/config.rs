@@ -1,0 +1,563 @@
+//! Configuration: the raw TOML file, its validation, and the checked [`Settings`] the daemon runs on.
+//!
+//! Reading happens in two steps, as in ripgrep's flags: the file is parsed into [`RawConfig`]
+//! (plain serde structs with named defaults), then [`RawConfig::validate`] checks every field and
+//! either returns [`Settings`] or *every* problem at once, each with its dotted key, so an
+//! installer fixes the file in one go. Unknown keys are collected with `serde_ignored` rather than
+//! rejected one at a time by `deny_unknown_fields`, so they are reported together with the rest.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use jiff::tz::TimeZone;
+use serde::{Deserialize, Serialize};
+
+/// The shipped, commented configuration file; `orderd init-config` prints it and a test parses it.
+pub const SHIPPED_CONFIG: &str = include_str!("../../config/orderd.toml");
+
+/// The whole configuration file as written.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RawConfig {
+    /// Who and where this restaurant is.
+    pub site: SiteConfig,
+    /// Where and how orders are stored.
+    pub store: StoreConfig,
+    /// The HTTP listener.
+    pub http: HttpConfig,
+    /// Input limits, enforced on every request.
+    pub limits: LimitsConfig,
+    /// Order rules.
+    pub orders: OrdersConfig,
+    /// Staff authentication.
+    pub auth: AuthConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// `[site]`: identity, money and time of the restaurant.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SiteConfig {
+    /// Site id used on MQTT topics and in uploads: `[a-z0-9_-]`, 1 to 32 characters.
+    pub id: String,
+    /// The restaurant's name, shown on pages and tickets.
+    pub name: String,
+    /// ISO 4217 currency code of every price (three capital letters).
+    pub currency: String,
+    /// IANA time zone for business days and reports.
+    pub time_zone: String,
+    /// Hour (0–23, local time) at which a business day starts; orders before it belong to the
+    /// previous day, so a bar open past midnight keeps one day.
+    pub business_day_start_hour: u8,
+    /// Prefix of order numbers: `PREFIX-YYYYMMDD-NNN`.
+    pub order_number_prefix: String,
+    /// Tax rate in basis points (2000 = 20 %).
+    pub tax_rate_bp: u32,
+    /// Whether menu prices already include tax (usual for VAT); otherwise tax is added on top.
+    pub prices_include_tax: bool,
+    /// Language used for ticket and order snapshots and when a requested one is missing.
+    pub default_language: String,
+}
+
+fn default_site_id() -> String {
+    "demo".into()
+}
+fn default_site_name() -> String {
+    "Demo Restaurant".into()
+}
+fn default_currency() -> String {
+    "EUR".into()
+}
+fn default_time_zone() -> String {
+    "Europe/Tirane".into()
+}
+fn default_business_day_start_hour() -> u8 {
+    4
+}
+fn default_prefix() -> String {
+    "ORD".into()
+}
+fn default_tax_rate_bp() -> u32 {
+    2000
+}
+fn default_language() -> String {
+    "en".into()
+}
+
+impl Default for SiteConfig {
+    fn default() -> Self {
+        Self {
+            id: default_site_id(),
+            name: default_site_name(),
+            currency: default_currency(),
+            time_zone: default_time_zone(),
+            business_day_start_hour: default_business_day_start_hour(),
+            order_number_prefix: default_prefix(),
+            tax_rate_bp: default_tax_rate_bp(),
+            prices_include_tax: true,
+            default_language: default_language(),
+        }
+    }
+}
+
+/// `[store]`: the redb file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StoreConfig {
+    /// Directory holding `orderd.redb` and `initial-admin-password`.
+    pub data_dir: PathBuf,
+    /// redb page cache. redb's own default is 1 GiB, the whole RAM of a Pi, so it is set here.
+    pub cache_size_bytes: u64,
+    /// Most requests committed together in one write transaction (group commit).
+    pub max_batch: u32,
+    /// Seed the demo menu and tables when the store has no menu yet.
+    pub demo_data: bool,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./orderd-data")
+}
+fn default_cache_size_bytes() -> u64 {
+    32 * 1024 * 1024
+}
+fn default_max_batch() -> u32 {
+    256
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: default_data_dir(),
+            cache_size_bytes: default_cache_size_bytes(),
+            max_batch: default_max_batch(),
+            demo_data: true,
+        }
+    }
+}
+
+/// `[http]`: the listener for the API and pages.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HttpConfig {
+    /// Address to listen on; port 0 picks a free port (logged at start).
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:8080".into(),
+        }
+    }
+}
+
+/// `[limits]`: bounds on what a client may send.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LimitsConfig {
+    /// Largest accepted request body (413 above).
+    pub max_body_bytes: u64,
+    /// Most lines in one order.
+    pub max_items_per_order: u32,
+    /// Largest quantity of one line.
+    pub max_quantity: u32,
+    /// Longest free-text field (notes, names, addresses), in characters.
+    pub max_text_chars: u32,
+    /// Largest page size of a list.
+    pub max_page_size: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 64 * 1024,
+            max_items_per_order: 50,
+            max_quantity: 99,
+            max_text_chars: 500,
+            max_page_size: 200,
+        }
+    }
+}
+
+/// `[orders]`: order rules.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OrdersConfig {
+    /// How long after a status change a `recall` may undo it.
+    pub recall_window_secs: u64,
+    /// How long an `Idempotency-Key` is remembered.
+    pub idempotency_ttl_secs: u64,
+    /// Finished orders older than this many days are pruned, once every consumer has them.
+    pub retention_days: u32,
+    /// How often the retention sweep runs.
+    pub retention_interval_secs: u64,
+}
+
+impl Default for OrdersConfig {
+    fn default() -> Self {
+        Self {
+            recall_window_secs: 120,
+            idempotency_ttl_secs: 24 * 3600,
+            retention_days: 90,
+            retention_interval_secs: 3600,
+        }
+    }
+}
+
+/// `[auth]`: staff sessions and login throttling.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuthConfig {
+    /// Lifetime of a staff session token.
+    pub session_ttl_secs: u64,
+    /// Failed logins (per username and per client address) before logins are refused.
+    pub login_max_failures: u32,
+    /// How long refused logins stay refused.
+    pub login_lockout_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            session_ttl_secs: 12 * 3600,
+            login_max_failures: 5,
+            login_lockout_secs: 300,
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LogConfig {
+    /// Default level filter (`RUST_LOG` wins when set).
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+        }
+    }
+}
+
+/// One problem in a configuration, with the dotted key it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted key, e.g. `site.currency`.
+    pub key: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+/// Every problem found in a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problems(pub Vec<Problem>);
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{} problem(s) in the configuration:", self.0.len())?;
+        for p in &self.0 {
+            writeln!(f, "  {}: {}", p.key, p.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Problems {}
+
+/// Checked settings the daemon runs on.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The configuration as written (after defaults), kept for display.
+    pub raw: RawConfig,
+    /// Parsed HTTP listen address.
+    pub http_listen: SocketAddr,
+    /// Resolved time zone.
+    pub time_zone: TimeZone,
+}
+
+impl Settings {
+    /// Settings from the embedded defaults alone.
+    pub fn defaults() -> Self {
+        RawConfig::default()
+            .validate()
+            .expect("the embedded defaults are valid")
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.raw.store.data_dir
+    }
+}
+
+impl RawConfig {
+    /// Parses TOML text, collecting unknown keys as problems instead of stopping at the first.
+    pub fn parse(text: &str) -> Result<Self, Problems> {
+        let de = toml::de::Deserializer::parse(text).map_err(|e| {
+            Problems(vec![Problem {
+                key: "(file)".into(),
+                message: format!("not valid TOML: {e}"),
+            }])
+        })?;
+        let mut unknown = Vec::new();
+        let raw: Self = serde_ignored::deserialize(de, |path| unknown.push(path.to_string()))
+            .map_err(|e| {
+                Problems(vec![Problem {
+                    key: "(file)".into(),
+                    message: format!("{e}"),
+                }])
+            })?;
+        if unknown.is_empty() {
+            Ok(raw)
+        } else {
+            Err(Problems(
+                unknown
+                    .into_iter()
+                    .map(|key| Problem {
+                        key,
+                        message: "unknown key; check its spelling against config/orderd.toml"
+                            .into(),
+                    })
+                    .collect(),
+            ))
+        }
+    }
+
+    /// Reads a file, or the embedded defaults when `path` is `None`.
+    pub fn load(path: Option<&Path>) -> Result<Self, Problems> {
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Problems(vec![Problem {
+                key: "(file)".into(),
+                message: format!("cannot read {}: {e}", path.display()),
+            }])
+        })?;
+        Self::parse(&text)
+    }
+
+    /// Checks every field and resolves the settings, or returns every problem at once.
+    pub fn validate(self) -> Result<Settings, Problems> {
+        let mut problems = Vec::new();
+        let mut bad = |key: &str, message: String| {
+            problems.push(Problem {
+                key: key.into(),
+                message,
+            });
+        };
+        let s = &self.site;
+        if !is_slug(&s.id, 32) {
+            bad(
+                "site.id",
+                format!("{:?} must be 1-32 characters of a-z, 0-9, _ or -", s.id),
+            );
+        }
+        if s.name.trim().is_empty() || s.name.chars().count() > 100 {
+            bad("site.name", "must be 1-100 characters".into());
+        }
+        if s.currency.len() != 3 || !s.currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            bad(
+                "site.currency",
+                format!("{:?} must be an ISO 4217 code such as EUR", s.currency),
+            );
+        }
+        let time_zone = match TimeZone::get(&s.time_zone) {
+            Ok(tz) => Some(tz),
+            Err(e) => {
+                bad(
+                    "site.time_zone",
+                    format!("{:?} is not a known IANA time zone: {e}", s.time_zone),
+                );
+                None
+            }
+        };
+        if s.business_day_start_hour > 23 {
+            bad(
+                "site.business_day_start_hour",
+                format!("{} must be 0-23", s.business_day_start_hour),
+            );
+        }
+        if s.order_number_prefix.is_empty()
+            || s.order_number_prefix.len() > 8
+            || !s
+                .order_number_prefix
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        {
+            bad(
+                "site.order_number_prefix",
+                format!(
+                    "{:?} must be 1-8 characters of A-Z or 0-9",
+                    s.order_number_prefix
+                ),
+            );
+        }
+        if s.tax_rate_bp > 10_000 {
+            bad(
+                "site.tax_rate_bp",
+                format!("{} must be 0-10000 basis points", s.tax_rate_bp),
+            );
+        }
+        if !is_slug(&s.default_language, 8) {
+            bad(
+                "site.default_language",
+                format!("{:?} must be a language code such as en", s.default_language),
+            );
+        }
+        if self.store.data_dir.as_os_str().is_empty() {
+            bad("store.data_dir", "must not be empty".into());
+        }
+        if !(1024 * 1024..=1024 * 1024 * 1024).contains(&self.store.cache_size_bytes) {
+            bad(
+                "store.cache_size_bytes",
+                "must be between 1 MiB and 1 GiB; 32 MiB suits a Pi".into(),
+            );
+        }
+        if !(1..=4096).contains(&self.store.max_batch) {
+            bad("store.max_batch", "must be 1-4096".into());
+        }
+        let http_listen = match self.http.listen.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                bad(
+                    "http.listen",
+                    format!(
+                        "{:?} must be an address with port, such as 0.0.0.0:8080",
+                        self.http.listen
+                    ),
+                );
+                None
+            }
+        };
+        let l = &self.limits;
+        if !(1024..=16 * 1024 * 1024).contains(&l.max_body_bytes) {
+            bad("limits.max_body_bytes", "must be 1 KiB-16 MiB".into());
+        }
+        if !(1..=1000).contains(&l.max_items_per_order) {
+            bad("limits.max_items_per_order", "must be 1-1000".into());
+        }
+        if !(1..=10_000).contains(&l.max_quantity) {
+            bad("limits.max_quantity", "must be 1-10000".into());
+        }
+        if !(16..=10_000).contains(&l.max_text_chars) {
+            bad("limits.max_text_chars", "must be 16-10000".into());
+        }
+        if !(1..=1000).contains(&l.max_page_size) {
+            bad("limits.max_page_size", "must be 1-1000".into());
+        }
+        let o = &self.orders;
+        if o.recall_window_secs > 3600 {
+            bad("orders.recall_window_secs", "must be at most 3600".into());
+        }
+        if !(60..=30 * 86_400).contains(&o.idempotency_ttl_secs) {
+            bad(
+                "orders.idempotency_ttl_secs",
+                "must be 60 s to 30 days".into(),
+            );
+        }
+        if !(1..=3650).contains(&o.retention_days) {
+            bad("orders.retention_days", "must be 1-3650".into());
+        }
+        if !(10..=86_400).contains(&o.retention_interval_secs) {
+            bad("orders.retention_interval_secs", "must be 10-86400".into());
+        }
+        let a = &self.auth;
+        if !(60..=30 * 86_400).contains(&a.session_ttl_secs) {
+            bad("auth.session_ttl_secs", "must be 60 s to 30 days".into());
+        }
+        if !(1..=1000).contains(&a.login_max_failures) {
+            bad("auth.login_max_failures", "must be 1-1000".into());
+        }
+        if !(1..=86_400).contains(&a.login_lockout_secs) {
+            bad("auth.login_lockout_secs", "must be 1-86400".into());
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            bad(
+                "log.level",
+                format!("{:?} is not a level or filter such as info", self.log.level),
+            );
+        }
+        match (problems.is_empty(), http_listen, time_zone) {
+            (true, Some(http_listen), Some(time_zone)) => Ok(Settings {
+                raw: self,
+                http_listen,
+                time_zone,
+            }),
+            _ => Err(Problems(problems)),
+        }
+    }
+}
+
+/// Whether `s` is 1..=max characters of `[a-z0-9_-]`.
+pub fn is_slug(s: &str, max: usize) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_config_parses_and_validates() {
+        let raw = RawConfig::parse(SHIPPED_CONFIG).expect("shipped config parses");
+        let settings = raw.validate().expect("shipped config is valid");
+        assert_eq!(settings.http_listen.port(), 8080);
+    }
+
+    #[test]
+    fn shipped_config_matches_embedded_defaults() {
+        // The shipped file documents the defaults; if they drift apart, one of them is wrong.
+        let shipped = RawConfig::parse(SHIPPED_CONFIG).unwrap();
+        let a = serde_json::to_value(&shipped).unwrap();
+        let b = serde_json::to_value(RawConfig::default()).unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let text = r#"
+            [site]
+            currency = "euro"
+            time_zone = "Mars/Olympus"
+            business_day_start_hour = 30
+            [http]
+            listen = "nowhere"
+            [limits]
+            max_quantity = 0
+        "#;
+        let err = RawConfig::parse(text).unwrap().validate().unwrap_err();
+        let keys: Vec<_> = err.0.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "site.currency",
+                "site.time_zone",
+                "site.business_day_start_hour",
+                "http.listen",
+                "limits.max_quantity"
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_all_reported() {
+        let err = RawConfig::parse("[site]\nidd = \"x\"\n[http]\nlisten_addr = \"x\"\n").unwrap_err();
+        let mut keys: Vec<_> = err.0.iter().map(|p| p.key.as_str()).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["http.listen_addr", "site.idd"]);
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let err = RawConfig::parse("[limits]\nmax_quantity = \"lots\"\n").unwrap_err();
+        assert!(err.to_string().contains("max_quantity"), "{err}");
+    }
+}

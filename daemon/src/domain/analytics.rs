@@ -1,0 +1,167 @@
+//! Reports for the owner: per business day and over a range — orders, revenue, average order
+//! value, orders by status and by hour, the peak hour, top items and average prep time.
+//!
+//! A day is computed from its orders while they are on the box; when retention prunes a day,
+//! its summary is stored first (`daily_summaries`), so reports over old days keep working.
+
+use std::collections::BTreeMap;
+
+use orderd_protocol::{Order, OrderStatus};
+use redb::{ReadTransaction, ReadableTable as _};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::Rules;
+use super::orders::{StoredOrder, day_keys};
+use crate::store::{Stored, StoreError, codec, tables as t};
+
+/// Totals of one item in a summary.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemTotals {
+    /// Name snapshot.
+    pub name: String,
+    /// Units sold.
+    pub quantity: u64,
+    /// Revenue in minor units.
+    pub revenue: i64,
+}
+
+/// Additive totals of one or more business days.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DailySummary {
+    /// Orders placed (every status).
+    pub orders: u64,
+    /// Of which cancelled.
+    pub cancelled: u64,
+    /// Sum of totals of orders not cancelled.
+    pub revenue: i64,
+    /// Orders by current status.
+    pub by_status: BTreeMap<String, u64>,
+    /// Orders by local hour of placement.
+    pub by_hour: Vec<u64>,
+    /// Per item, not cancelled.
+    pub items: BTreeMap<String, ItemTotals>,
+    /// Sum of accepted→ready durations.
+    pub prep_ms_sum: u64,
+    /// How many orders contributed to `prep_ms_sum`.
+    pub prep_count: u64,
+}
+
+impl Stored for DailySummary {
+    const WHAT: &'static str = "daily summary";
+}
+
+impl Default for DailySummary {
+    fn default() -> Self {
+        Self {
+            orders: 0,
+            cancelled: 0,
+            revenue: 0,
+            by_status: BTreeMap::new(),
+            by_hour: vec![0; 24],
+            items: BTreeMap::new(),
+            prep_ms_sum: 0,
+            prep_count: 0,
+        }
+    }
+}
+
+impl DailySummary {
+    /// Adds one order.
+    pub fn add(&mut self, o: &Order, rules: &Rules) {
+        self.orders += 1;
+        *self.by_status.entry(o.status.as_str().to_owned()).or_default() += 1;
+        self.by_hour[rules.local_hour(o.created_at) % 24] += 1;
+        if o.status == OrderStatus::Cancelled {
+            self.cancelled += 1;
+            return;
+        }
+        self.revenue += o.total;
+        for line in &o.items {
+            let e = self.items.entry(line.item_id.clone()).or_default();
+            e.name.clone_from(&line.name);
+            e.quantity += u64::from(line.quantity);
+            e.revenue += line.line_total;
+        }
+        if let (Some(a), Some(r)) = (o.accepted_at, o.ready_at) {
+            self.prep_ms_sum += r.saturating_sub(a);
+            self.prep_count += 1;
+        }
+    }
+
+    /// Adds another summary.
+    pub fn merge(&mut self, other: &Self) {
+        self.orders += other.orders;
+        self.cancelled += other.cancelled;
+        self.revenue += other.revenue;
+        for (k, v) in &other.by_status {
+            *self.by_status.entry(k.clone()).or_default() += v;
+        }
+        for (h, v) in other.by_hour.iter().enumerate().take(24) {
+            self.by_hour[h] += v;
+        }
+        for (k, v) in &other.items {
+            let e = self.items.entry(k.clone()).or_default();
+            e.name.clone_from(&v.name);
+            e.quantity += v.quantity;
+            e.revenue += v.revenue;
+        }
+        self.prep_ms_sum += other.prep_ms_sum;
+        self.prep_count += other.prep_count;
+    }
+
+    /// The report as JSON.
+    pub fn view(&self, currency: &str) -> Value {
+        let sold = self.orders - self.cancelled;
+        let aov = if sold == 0 { 0 } else { self.revenue / sold as i64 };
+        let peak = self
+            .by_hour
+            .iter()
+            .enumerate()
+            .max_by_key(|&(h, n)| (*n, std::cmp::Reverse(h)))
+            .filter(|(_, n)| **n > 0)
+            .map(|(h, _)| h);
+        let mut top: Vec<_> = self.items.iter().collect();
+        top.sort_by(|a, b| b.1.quantity.cmp(&a.1.quantity).then(a.0.cmp(b.0)));
+        let top: Vec<Value> = top
+            .into_iter()
+            .take(10)
+            .map(|(id, t)| json!({"item_id": id, "name": t.name, "quantity": t.quantity, "revenue": t.revenue}))
+            .collect();
+        let avg_prep = (self.prep_count > 0).then(|| self.prep_ms_sum / self.prep_count / 1000);
+        json!({
+            "orders": self.orders,
+            "cancelled": self.cancelled,
+            "revenue": self.revenue,
+            "currency": currency,
+            "average_order_value": aov,
+            "orders_by_status": self.by_status,
+            "orders_by_hour": self.by_hour,
+            "peak_hour": peak,
+            "top_items": top,
+            "average_prep_secs": avg_prep,
+        })
+    }
+}
+
+/// The summary of one business day: stored if the day was pruned, else computed.
+pub fn day_summary(rtx: &ReadTransaction, rules: &Rules, day: u32) -> Result<DailySummary, StoreError> {
+    let stored = rtx.open_table(t::DAILY_SUMMARIES)?;
+    if let Some(v) = stored.get(day)? {
+        return codec::decode(v.value());
+    }
+    compute_day(rtx, rules, day)
+}
+
+/// Computes a day's summary from its orders.
+pub fn compute_day(rtx: &ReadTransaction, rules: &Rules, day: u32) -> Result<DailySummary, StoreError> {
+    let orders = rtx.open_table(t::ORDERS)?;
+    let mut s = DailySummary::default();
+    for key in day_keys(rtx, day)? {
+        if let Some(v) = orders.get(key)? {
+            let o: StoredOrder = codec::decode(v.value())?;
+            s.add(&o.order, rules);
+        }
+    }
+    Ok(s)
+}

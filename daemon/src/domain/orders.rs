@@ -1,0 +1,954 @@
+//! Orders: placing them (prices, tax, stock, numbers, idempotency, all server-side and in one
+//! transaction), moving them through their lifecycle, recalling a mis-bump, and reading them
+//! back through the indexes.
+
+use std::collections::BTreeMap;
+
+use orderd_protocol::{
+    EventKind, Order, OrderLine, OrderSource, OrderStatus, OrderType, SelectedModifier,
+    StatusChange,
+};
+use redb::{ReadTransaction, ReadableTable};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::menu::Item;
+use super::tables::Table;
+use super::{Rules, id_text, new_id, parse_id};
+use crate::error::{AppError, ErrorKind};
+use crate::store::writer::{Tx, TxResult};
+use crate::store::{Stored, StoreError, codec, tables as t};
+
+/// The body of `POST /orders`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewOrder {
+    /// `dine_in`, `takeaway` or `delivery`.
+    #[serde(rename = "type")]
+    pub order_type: OrderType,
+    /// The table (staff, dine-in).
+    #[serde(default)]
+    pub table_id: Option<String>,
+    /// The table's QR token (customers; staff may use it too).
+    #[serde(default)]
+    pub table_token: Option<String>,
+    /// Delivery address.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// Customer's name.
+    #[serde(default)]
+    pub customer_name: Option<String>,
+    /// Customer's phone, E.164.
+    #[serde(default)]
+    pub customer_phone: Option<String>,
+    /// Note for the whole order.
+    #[serde(default)]
+    pub note: Option<String>,
+    /// The lines.
+    pub items: Vec<NewLine>,
+}
+
+/// One requested line.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewLine {
+    /// Menu item id.
+    pub item_id: String,
+    /// How many (checked against the limits; signed so a negative number gets a clear answer).
+    pub quantity: i64,
+    /// Chosen option ids.
+    #[serde(default)]
+    pub modifiers: Vec<String>,
+    /// Note for the kitchen.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// An order with its status history, as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredOrder {
+    /// The order.
+    pub order: Order,
+    /// Every status change, oldest first; the first is the placement.
+    pub history: Vec<StatusChange>,
+    /// Seq of the last event about this order (retention waits until consumers pass it).
+    pub last_event_seq: u64,
+}
+
+impl Stored for StoredOrder {
+    const WHAT: &'static str = "order";
+}
+
+/// What an `Idempotency-Key` remembers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IdemRecord {
+    /// SHA-256 of the canonical request body.
+    pub body_hash: [u8; 32],
+    /// The order it created.
+    pub order_id: u128,
+    /// When the key may be forgotten.
+    pub expires_at: u64,
+}
+
+impl Stored for IdemRecord {
+    const WHAT: &'static str = "idempotency record";
+}
+
+/// The result of placing an order.
+#[derive(Debug, Clone)]
+pub struct Placed {
+    /// The order.
+    pub order: Order,
+    /// Whether it was created earlier under the same Idempotency-Key.
+    pub replayed: bool,
+}
+
+/// Who places or changes an order.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    /// Username, `customer`, or a device id.
+    pub name: String,
+    /// Staff or customer.
+    pub source: OrderSource,
+}
+
+fn text_ok(s: Option<&String>, max: usize) -> bool {
+    s.is_none_or(|s| s.chars().count() <= max)
+}
+
+/// Whether `s` looks like an E.164 phone number.
+pub fn is_e164(s: &str) -> bool {
+    let digits = s.strip_prefix('+').unwrap_or("");
+    (7..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0')
+}
+
+impl NewOrder {
+    /// Checks everything that needs no store: counts, quantities, lengths, type rules.
+    pub fn check_shape(&self, rules: &Rules, source: OrderSource) -> Result<(), AppError> {
+        let max = rules.max_text;
+        if self.items.is_empty() {
+            return Err(AppError::invalid("items", "an order needs at least one item"));
+        }
+        if self.items.len() > rules.max_items {
+            return Err(AppError::invalid(
+                "items",
+                format!("at most {} lines per order", rules.max_items),
+            ));
+        }
+        for (i, line) in self.items.iter().enumerate() {
+            if line.quantity < 1 || line.quantity > i64::from(rules.max_quantity) {
+                return Err(AppError::invalid(
+                    &format!("items[{i}].quantity"),
+                    format!("must be 1 to {}", rules.max_quantity),
+                ));
+            }
+            if line.item_id.len() > 64 || line.modifiers.len() > 50 {
+                return Err(AppError::invalid(
+                    &format!("items[{i}]"),
+                    "item id too long or too many modifiers",
+                ));
+            }
+            if line.modifiers.iter().any(|m| m.len() > 64) {
+                return Err(AppError::invalid(
+                    &format!("items[{i}].modifiers"),
+                    "modifier id too long",
+                ));
+            }
+            if !text_ok(line.note.as_ref(), max) {
+                return Err(AppError::invalid(
+                    &format!("items[{i}].note"),
+                    format!("at most {max} characters"),
+                ));
+            }
+        }
+        for (field, value) in [
+            ("note", &self.note),
+            ("customer_name", &self.customer_name),
+            ("address", &self.address),
+        ] {
+            if !text_ok(value.as_ref(), max) {
+                return Err(AppError::invalid(field, format!("at most {max} characters")));
+            }
+        }
+        if self.table_id.as_ref().is_some_and(|s| s.len() > 64)
+            || self.table_token.as_ref().is_some_and(|s| s.len() > 128)
+        {
+            return Err(AppError::invalid("table", "table id or token too long"));
+        }
+        if let Some(phone) = &self.customer_phone {
+            if !is_e164(phone) {
+                return Err(AppError::invalid(
+                    "customer_phone",
+                    "must be in E.164 form, e.g. +355691234567",
+                ));
+            }
+        }
+        match self.order_type {
+            OrderType::DineIn => {
+                if self.table_id.is_none() && self.table_token.is_none() {
+                    return Err(AppError::invalid(
+                        "table_id",
+                        "a dine-in order needs table_id or table_token",
+                    ));
+                }
+                if self.address.is_some() {
+                    return Err(AppError::invalid("address", "only delivery orders take an address"));
+                }
+            }
+            OrderType::Takeaway => {
+                if self.table_id.is_some() || self.address.is_some() {
+                    return Err(AppError::invalid(
+                        "type",
+                        "a takeaway order has no table and no address",
+                    ));
+                }
+            }
+            OrderType::Delivery => {
+                if self.address.as_ref().is_none_or(|a| a.trim().is_empty()) {
+                    return Err(AppError::invalid("address", "a delivery order needs an address"));
+                }
+                if self.table_id.is_some() {
+                    return Err(AppError::invalid("table_id", "a delivery order has no table"));
+                }
+            }
+        }
+        if source == OrderSource::Customer
+            && (self.order_type != OrderType::DineIn || self.table_token.is_none())
+        {
+            return Err(AppError::invalid(
+                "type",
+                "customers order dine-in through their table's QR code (table_token)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// SHA-256 of the canonical body, for Idempotency-Key comparison.
+    pub fn body_hash(&self) -> [u8; 32] {
+        // Serializing our own struct cannot fail.
+        let bytes = serde_json::to_vec(self).unwrap_or_default();
+        Sha256::digest(bytes).into()
+    }
+}
+
+/// Finds a table by QR token in constant time per comparison.
+pub fn table_by_token(tx: &Tx<'_>, token: &str) -> TxResult<Option<Table>> {
+    let mut found = None;
+    for row in tx.tables.iter()? {
+        let (_, v) = row?;
+        let table: Table = codec::decode(v.value())?;
+        if bool::from(table.qr_token.as_bytes().ct_eq(token.as_bytes())) {
+            found = Some(table);
+        }
+    }
+    Ok(found)
+}
+
+fn price_lines(tx: &Tx<'_>, rules: &Rules, req: &NewOrder) -> TxResult<Vec<OrderLine>> {
+    let menu = tx.menu().clone();
+    let stock = &tx.stock;
+    let lang = rules.default_language.as_str();
+    let mut lines = Vec::with_capacity(req.items.len());
+    for (i, line) in req.items.iter().enumerate() {
+        let Some(item) = menu.item(&line.item_id) else {
+            return Err(AppError::new(
+                ErrorKind::Unprocessable,
+                "unknown_item",
+                format!("items[{i}]: no menu item {:?}", line.item_id),
+            )
+            .with_details(json!({ "line": i, "item_id": line.item_id }))
+            .into());
+        };
+        let sold_out = stock.get(item.id.as_str())?.is_some_and(|v| v.value() == 0);
+        if !item.available || sold_out {
+            return Err(AppError::new(
+                ErrorKind::Conflict,
+                if sold_out { "sold_out" } else { "item_unavailable" },
+                format!("items[{i}]: {:?} is not available now", item.id),
+            )
+            .with_details(json!({ "line": i, "item_id": item.id }))
+            .into());
+        }
+        let modifiers = select_modifiers(item, &line.modifiers, lang)
+            .map_err(|msg| {
+                AppError::new(
+                    ErrorKind::Unprocessable,
+                    "invalid_modifiers",
+                    format!("items[{i}]: {msg}"),
+                )
+                .with_details(json!({ "line": i, "item_id": item.id }))
+            })?;
+        let unit_price = modifiers
+            .iter()
+            .try_fold(item.price, |acc, m| acc.checked_add(m.price_delta))
+            .filter(|p| *p >= 0)
+            .ok_or_else(|| AppError::invalid(&format!("items[{i}]"), "price out of range"))?;
+        let quantity = line.quantity as u32;
+        let line_total = unit_price
+            .checked_mul(i64::from(quantity))
+            .ok_or_else(|| AppError::invalid(&format!("items[{i}]"), "total out of range"))?;
+        lines.push(OrderLine {
+            item_id: item.id.clone(),
+            name: super::menu::localize(&item.name, lang, lang).to_owned(),
+            quantity,
+            unit_price,
+            line_total,
+            modifiers,
+            note: line.note.clone(),
+            station: item.station.clone(),
+        });
+    }
+    Ok(lines)
+}
+
+fn select_modifiers(
+    item: &Item,
+    chosen: &[String],
+    lang: &str,
+) -> Result<Vec<SelectedModifier>, String> {
+    let mut out = Vec::with_capacity(chosen.len());
+    let mut per_group: BTreeMap<&str, u32> = BTreeMap::new();
+    for (k, id) in chosen.iter().enumerate() {
+        if chosen[..k].contains(id) {
+            return Err(format!("option {id:?} chosen twice"));
+        }
+        let Some((group, option)) = item.option(id) else {
+            return Err(format!("{:?} has no option {id:?}", item.id));
+        };
+        *per_group.entry(group.id.as_str()).or_default() += 1;
+        out.push(SelectedModifier {
+            group_id: group.id.clone(),
+            option_id: option.id.clone(),
+            name: super::menu::localize(&option.name, lang, lang).to_owned(),
+            price_delta: option.price_delta,
+        });
+    }
+    for group in &item.modifier_groups {
+        let n = per_group.get(group.id.as_str()).copied().unwrap_or(0);
+        if n < group.min || n > group.max {
+            return Err(format!(
+                "group {:?} needs {} to {} choices, got {n}",
+                group.id, group.min, group.max
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Tax and total from a subtotal, rounding half up.
+pub fn tax_and_total(subtotal: i64, rules: &Rules) -> (i64, i64) {
+    let rate = i128::from(rules.tax_rate_bp);
+    let sub = i128::from(subtotal);
+    if rules.prices_include_tax {
+        let denom = 10_000 + rate;
+        let tax = (sub * rate * 2 + denom) / (denom * 2);
+        (tax as i64, subtotal)
+    } else {
+        let tax = (sub * rate * 2 + 10_000) / 20_000;
+        (tax as i64, subtotal + tax as i64)
+    }
+}
+
+/// Places an order inside the batch: checks everything, then writes the order, its indexes,
+/// the stock, the number counter, the idempotency record and the events.
+pub fn place(
+    tx: &mut Tx<'_>,
+    rules: &Rules,
+    req: &NewOrder,
+    actor: &Actor,
+    idem_key: Option<&str>,
+) -> TxResult<Placed> {
+    let now = tx.now_ms();
+    // --- check ---
+    let body_hash = idem_key.map(|_| req.body_hash());
+    if let (Some(key), Some(hash)) = (idem_key, body_hash) {
+        if let Some(v) = tx.idempotency.get(key)? {
+            let rec: IdemRecord = codec::decode(v.value())?;
+            if rec.expires_at > now {
+                if rec.body_hash != hash {
+                    return Err(AppError::new(
+                        ErrorKind::Unprocessable,
+                        "idempotency_key_reused",
+                        "this Idempotency-Key was used with a different body; use a new key",
+                    )
+                    .into());
+                }
+                let stored = get_in_tx(tx, rec.order_id)?
+                    .ok_or_else(|| StoreError::Codec {
+                        what: "idempotency record",
+                        detail: "points to a missing order".into(),
+                    })?;
+                return Ok(Placed {
+                    order: stored.order,
+                    replayed: true,
+                });
+            }
+        }
+    }
+    let table = match (&req.table_token, &req.table_id) {
+        (Some(token), _) => Some(table_by_token(tx, token)?.ok_or_else(|| {
+            AppError::new(
+                ErrorKind::Unauthorized,
+                "invalid_table_token",
+                "this table's QR code is no longer valid; scan the code on the table again",
+            )
+        })?),
+        (None, Some(id)) => Some(match tx.tables.get(id.as_str())? {
+            Some(v) => codec::decode::<Table>(v.value())?,
+            None => return Err(AppError::invalid("table_id", format!("no table {id:?}")).into()),
+        }),
+        (None, None) => None,
+    };
+    let lines = price_lines(tx, rules, req)?;
+    let mut need: BTreeMap<&str, u32> = BTreeMap::new();
+    for l in &lines {
+        *need.entry(l.item_id.as_str()).or_default() += l.quantity;
+    }
+    let mut stock_after = Vec::new();
+    for (&item_id, &qty) in &need {
+        if let Some(level) = tx.stock.get(item_id)?.map(|v| v.value()) {
+            if level < qty {
+                return Err(AppError::new(
+                    ErrorKind::Conflict,
+                    if level == 0 { "sold_out" } else { "insufficient_stock" },
+                    format!("only {level} of {item_id:?} left"),
+                )
+                .with_details(json!({ "item_id": item_id, "available": level, "requested": qty }))
+                .into());
+            }
+            stock_after.push((item_id.to_owned(), level, level - qty));
+        }
+    }
+    let subtotal = lines
+        .iter()
+        .try_fold(0i64, |acc, l| acc.checked_add(l.line_total))
+        .ok_or_else(|| AppError::invalid("items", "order total out of range"))?;
+    let (tax, total) = tax_and_total(subtotal, rules);
+    let day = rules.business_day(now);
+    let counter_key = format!("order_no/{day}");
+    let daily_seq = tx.counter(&counter_key)? + 1;
+    let daily_seq_u32 = u32::try_from(daily_seq)
+        .map_err(|_| AppError::new(ErrorKind::Conflict, "day_full", "order counter exhausted"))?;
+
+    // --- write ---
+    tx.counters.insert(counter_key.as_str(), daily_seq)?;
+    let id = new_id(now);
+    let order = Order {
+        id: id_text(id),
+        number: rules.order_number(day, daily_seq_u32),
+        business_day: day,
+        daily_seq: daily_seq_u32,
+        order_type: req.order_type,
+        source: actor.source,
+        status: OrderStatus::Placed,
+        table_id: table.as_ref().map(|t| t.id.clone()),
+        table_label: table.as_ref().map(|t| t.label.clone()),
+        address: req.address.clone(),
+        customer_name: req.customer_name.clone(),
+        customer_phone: req.customer_phone.clone(),
+        note: req.note.clone(),
+        items: lines,
+        subtotal,
+        tax,
+        total,
+        currency: rules.currency.clone(),
+        created_at: now,
+        updated_at: now,
+        accepted_at: None,
+        preparing_at: None,
+        ready_at: None,
+        finished_at: None,
+        out_for_delivery_at: None,
+        cancel_reason: None,
+    };
+    let seq = tx.emit(EventKind::OrderPlaced(order.clone()))?;
+    for (item_id, before, after) in stock_after {
+        tx.stock.insert(item_id.as_str(), after)?;
+        stock_events(tx, &item_id, before, after)?;
+    }
+    let stored = StoredOrder {
+        order,
+        history: vec![StatusChange {
+            from: None,
+            to: OrderStatus::Placed,
+            actor: actor.name.clone(),
+            at: now,
+            note: None,
+            recall: false,
+        }],
+        last_event_seq: seq,
+    };
+    write_order(tx, id, &stored)?;
+    tx.idx_active
+        .insert((OrderStatus::Placed.code(), id), ())?;
+    tx.idx_day.insert((day, daily_seq_u32), id)?;
+    tx.idx_number.insert(stored.order.number.as_str(), id)?;
+    if let Some(phone) = &stored.order.customer_phone {
+        tx.idx_phone.insert((phone.as_str(), id), ())?;
+    }
+    if let (Some(key), Some(body_hash)) = (idem_key, body_hash) {
+        let rec = IdemRecord {
+            body_hash,
+            order_id: id,
+            expires_at: now + rules.idempotency_ttl_ms,
+        };
+        tx.idempotency.insert(key, codec::encode(&rec)?.as_slice())?;
+    }
+    Ok(Placed {
+        order: stored.order,
+        replayed: false,
+    })
+}
+
+/// Emits the stock events for a level change of a tracked item.
+pub fn stock_events(tx: &mut Tx<'_>, item_id: &str, before: u32, after: u32) -> TxResult<()> {
+    if after == 0 && before > 0 {
+        tx.emit(EventKind::SoldOut {
+            item_id: item_id.to_owned(),
+        })?;
+        tx.emit(EventKind::AvailabilityChanged {
+            item_id: item_id.to_owned(),
+            available: false,
+        })?;
+    } else if before == 0 && after > 0 {
+        let on = tx.menu().item(item_id).is_some_and(|i| i.available);
+        if on {
+            tx.emit(EventKind::AvailabilityChanged {
+                item_id: item_id.to_owned(),
+                available: true,
+            })?;
+        }
+    }
+    if after > 0 {
+        let threshold = tx
+            .menu()
+            .item(item_id)
+            .and_then(|i| i.low_stock_threshold);
+        if let Some(th) = threshold {
+            if after <= th && before > th {
+                tx.emit(EventKind::StockLow {
+                    item_id: item_id.to_owned(),
+                    remaining: after,
+                })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn write_order(tx: &mut Tx<'_>, id: u128, stored: &StoredOrder) -> TxResult<()> {
+    tx.orders.insert(id, codec::encode(stored)?.as_slice())?;
+    Ok(())
+}
+
+fn get_in_tx(tx: &Tx<'_>, id: u128) -> TxResult<Option<StoredOrder>> {
+    Ok(match tx.orders.get(id)? {
+        Some(v) => Some(codec::decode(v.value())?),
+        None => None,
+    })
+}
+
+fn load(tx: &Tx<'_>, id: &str) -> TxResult<(u128, StoredOrder)> {
+    let key = parse_id(id).ok_or_else(|| AppError::not_found("order"))?;
+    let stored = get_in_tx(tx, key)?.ok_or_else(|| AppError::not_found("order"))?;
+    Ok((key, stored))
+}
+
+fn stamp(order: &mut Order, status: OrderStatus, at: Option<u64>) {
+    match status {
+        OrderStatus::Placed => {}
+        OrderStatus::Accepted => order.accepted_at = at,
+        OrderStatus::Preparing => order.preparing_at = at,
+        OrderStatus::Ready => order.ready_at = at,
+        OrderStatus::OutForDelivery => order.out_for_delivery_at = at,
+        OrderStatus::Served
+        | OrderStatus::PickedUp
+        | OrderStatus::Delivered
+        | OrderStatus::Cancelled => order.finished_at = at,
+    }
+}
+
+/// Moves an order to `to`, if the lifecycle allows it (409 listing the allowed ones otherwise).
+pub fn transition(
+    tx: &mut Tx<'_>,
+    id: &str,
+    to: OrderStatus,
+    note: Option<String>,
+    actor: &str,
+) -> TxResult<Order> {
+    let now = tx.now_ms();
+    let (key, mut stored) = load(tx, id)?;
+    let from = stored.order.status;
+    if !from.can_move_to(to, stored.order.order_type) {
+        let allowed: Vec<&str> = from
+            .allowed_next(stored.order.order_type)
+            .iter()
+            .map(|s| s.as_str())
+            .collect();
+        return Err(AppError::new(
+            ErrorKind::Conflict,
+            "invalid_transition",
+            format!(
+                "a {} order cannot go from {} to {}",
+                stored.order.order_type.as_str(),
+                from.as_str(),
+                to.as_str()
+            ),
+        )
+        .with_details(json!({ "from": from.as_str(), "to": to.as_str(), "allowed": allowed }))
+        .into());
+    }
+    if to == OrderStatus::Cancelled && note.as_ref().is_none_or(|n| n.trim().is_empty()) {
+        return Err(AppError::invalid("note", "cancelling needs a reason in `note`").into());
+    }
+    // --- write ---
+    let order = &mut stored.order;
+    order.status = to;
+    order.updated_at = now;
+    stamp(order, to, Some(now));
+    if to == OrderStatus::Cancelled {
+        order.cancel_reason.clone_from(&note);
+    }
+    stored.history.push(StatusChange {
+        from: Some(from),
+        to,
+        actor: actor.to_owned(),
+        at: now,
+        note: note.clone(),
+        recall: false,
+    });
+    stored.last_event_seq = tx.emit(EventKind::StatusChanged {
+        order_id: stored.order.id.clone(),
+        number: stored.order.number.clone(),
+        from,
+        to,
+        actor: actor.to_owned(),
+        note,
+        recall: false,
+    })?;
+    tx.idx_active.remove((from.code(), key))?;
+    if to.is_final() {
+        tx.idx_finished.insert((now, key), ())?;
+    } else {
+        tx.idx_active.insert((to.code(), key), ())?;
+    }
+    write_order(tx, key, &stored)?;
+    Ok(stored.order)
+}
+
+/// Undoes the last transition, within the recall window. A cancellation cannot be recalled.
+pub fn recall(tx: &mut Tx<'_>, rules: &Rules, id: &str, actor: &str) -> TxResult<Order> {
+    let now = tx.now_ms();
+    let (key, mut stored) = load(tx, id)?;
+    let Some(last) = stored.history.last().cloned() else {
+        return Err(AppError::not_found("order").into());
+    };
+    let prev = match last.from {
+        Some(prev) if !last.recall && last.to != OrderStatus::Cancelled => prev,
+        _ => {
+            return Err(AppError::new(
+                ErrorKind::Conflict,
+                "nothing_to_recall",
+                "only the last status change can be recalled, once, and never a cancellation",
+            )
+            .into());
+        }
+    };
+    if now.saturating_sub(last.at) > rules.recall_window_ms {
+        return Err(AppError::new(
+            ErrorKind::Conflict,
+            "recall_window_passed",
+            format!(
+                "the last change is older than the {} s recall window",
+                rules.recall_window_ms / 1000
+            ),
+        )
+        .into());
+    }
+    // --- write ---
+    let cur = last.to;
+    let finished_at = stored.order.finished_at;
+    let order = &mut stored.order;
+    order.status = prev;
+    order.updated_at = now;
+    stamp(order, cur, None);
+    stored.history.push(StatusChange {
+        from: Some(cur),
+        to: prev,
+        actor: actor.to_owned(),
+        at: now,
+        note: None,
+        recall: true,
+    });
+    stored.last_event_seq = tx.emit(EventKind::StatusChanged {
+        order_id: stored.order.id.clone(),
+        number: stored.order.number.clone(),
+        from: cur,
+        to: prev,
+        actor: actor.to_owned(),
+        note: None,
+        recall: true,
+    })?;
+    if cur.is_final() {
+        if let Some(at) = finished_at {
+            tx.idx_finished.remove((at, key))?;
+        }
+    } else {
+        tx.idx_active.remove((cur.code(), key))?;
+    }
+    tx.idx_active.insert((prev.code(), key), ())?;
+    write_order(tx, key, &stored)?;
+    Ok(stored.order)
+}
+
+// ---------------------------------------------------------------- reads
+
+/// Reads one order with its history.
+pub fn get(rtx: &ReadTransaction, id: &str) -> Result<Option<StoredOrder>, StoreError> {
+    let Some(key) = parse_id(id) else {
+        return Ok(None);
+    };
+    get_by_key(rtx, key)
+}
+
+/// Reads one order by key.
+pub fn get_by_key(rtx: &ReadTransaction, key: u128) -> Result<Option<StoredOrder>, StoreError> {
+    let t = rtx.open_table(t::ORDERS)?;
+    Ok(match t.get(key)? {
+        Some(v) => Some(codec::decode(v.value())?),
+        None => None,
+    })
+}
+
+/// A page of results and the total count.
+pub struct Page<T> {
+    /// The items on this page.
+    pub data: Vec<T>,
+    /// How many there are in all.
+    pub total: u64,
+}
+
+fn load_keys(rtx: &ReadTransaction, keys: &[u128]) -> Result<Vec<Order>, StoreError> {
+    let t = rtx.open_table(t::ORDERS)?;
+    let mut out = Vec::with_capacity(keys.len());
+    for &k in keys {
+        if let Some(v) = t.get(k)? {
+            out.push(codec::decode::<StoredOrder>(v.value())?.order);
+        }
+    }
+    Ok(out)
+}
+
+fn page_of(keys: &[u128], page: u32, limit: u32) -> &[u128] {
+    let start = (page.saturating_sub(1) as usize).saturating_mul(limit as usize);
+    if start >= keys.len() {
+        return &[];
+    }
+    let end = (start + limit as usize).min(keys.len());
+    &keys[start..end]
+}
+
+/// Orders not finished yet, oldest first.
+pub fn active(rtx: &ReadTransaction, page: u32, limit: u32) -> Result<Page<Order>, StoreError> {
+    let idx = rtx.open_table(t::IDX_ACTIVE)?;
+    let mut keys = Vec::new();
+    for row in idx.iter()? {
+        keys.push(row?.0.value().1);
+    }
+    keys.sort_unstable();
+    let data = load_keys(rtx, page_of(&keys, page, limit))?;
+    Ok(Page {
+        data,
+        total: keys.len() as u64,
+    })
+}
+
+/// Orders finished since `since_ms`, newest first.
+pub fn recent(
+    rtx: &ReadTransaction,
+    since_ms: u64,
+    page: u32,
+    limit: u32,
+) -> Result<Page<Order>, StoreError> {
+    let idx = rtx.open_table(t::IDX_FINISHED)?;
+    let mut keys = Vec::new();
+    for row in idx.range((since_ms, 0u128)..)?.rev() {
+        keys.push(row?.0.value().1);
+    }
+    let data = load_keys(rtx, page_of(&keys, page, limit))?;
+    Ok(Page {
+        data,
+        total: keys.len() as u64,
+    })
+}
+
+/// Keys of every order of a business day, in number order.
+pub fn day_keys(rtx: &ReadTransaction, day: u32) -> Result<Vec<u128>, StoreError> {
+    let idx = rtx.open_table(t::IDX_DAY)?;
+    let mut keys = Vec::new();
+    for row in idx.range((day, 0u32)..=(day, u32::MAX))? {
+        keys.push(row?.1.value());
+    }
+    Ok(keys)
+}
+
+/// Orders of a business day, in number order.
+pub fn by_day(
+    rtx: &ReadTransaction,
+    day: u32,
+    page: u32,
+    limit: u32,
+) -> Result<Page<Order>, StoreError> {
+    let keys = day_keys(rtx, day)?;
+    let data = load_keys(rtx, page_of(&keys, page, limit))?;
+    Ok(Page {
+        data,
+        total: keys.len() as u64,
+    })
+}
+
+/// Searches by order number (whole, or today's short number), phone (prefix) or customer name
+/// (substring, over the last 7 business days), newest first.
+pub fn search(
+    rtx: &ReadTransaction,
+    rules: &Rules,
+    now_ms: u64,
+    q: &str,
+    page: u32,
+    limit: u32,
+) -> Result<Page<Order>, StoreError> {
+    let q = q.trim();
+    let mut keys: Vec<u128> = Vec::new();
+    let today = rules.business_day(now_ms);
+    if q.contains('-') {
+        let idx = rtx.open_table(t::IDX_NUMBER)?;
+        if let Some(v) = idx.get(q.to_ascii_uppercase().as_str())? {
+            keys.push(v.value());
+        }
+    } else if !q.is_empty() && q.len() <= 5 && q.bytes().all(|b| b.is_ascii_digit()) {
+        let n: u32 = q.parse().unwrap_or(0);
+        let idx = rtx.open_table(t::IDX_DAY)?;
+        if let Some(v) = idx.get((today, n))? {
+            keys.push(v.value());
+        }
+    } else if q.starts_with('+') || (q.len() > 5 && q.bytes().all(|b| b.is_ascii_digit())) {
+        let prefix = if q.starts_with('+') {
+            q.to_owned()
+        } else {
+            format!("+{q}")
+        };
+        let idx = rtx.open_table(t::IDX_PHONE)?;
+        for row in idx.range((prefix.as_str(), 0u128)..)? {
+            let (k, ()) = (row?.0, ());
+            let (phone, id) = k.value();
+            if !phone.starts_with(prefix.as_str()) {
+                break;
+            }
+            keys.push(id);
+        }
+    } else if !q.is_empty() {
+        let needle = q.to_lowercase();
+        let orders = rtx.open_table(t::ORDERS)?;
+        let mut day = today;
+        for _ in 0..7 {
+            for k in day_keys(rtx, day)? {
+                if let Some(v) = orders.get(k)? {
+                    let o: StoredOrder = codec::decode(v.value())?;
+                    if o
+                        .order
+                        .customer_name
+                        .as_ref()
+                        .is_some_and(|n| n.to_lowercase().contains(&needle))
+                    {
+                        keys.push(k);
+                    }
+                }
+            }
+            day = super::date_of_day(day)
+                .and_then(|d| d.yesterday().ok())
+                .map_or(0, super::day_number);
+        }
+    }
+    keys.sort_unstable_by(|a, b| b.cmp(a));
+    keys.dedup();
+    let data = load_keys(rtx, page_of(&keys, page, limit))?;
+    Ok(Page {
+        data,
+        total: keys.len() as u64,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+
+    #[test]
+    fn tax_included_and_added() {
+        let mut r = Rules::from_settings(&Settings::defaults());
+        r.tax_rate_bp = 2000;
+        r.prices_include_tax = true;
+        assert_eq!(tax_and_total(1200, &r), (200, 1200));
+        assert_eq!(tax_and_total(1000, &r), (167, 1000));
+        r.prices_include_tax = false;
+        assert_eq!(tax_and_total(1000, &r), (200, 1200));
+        assert_eq!(tax_and_total(1003, &r), (201, 1204));
+    }
+
+    #[test]
+    fn e164() {
+        assert!(is_e164("+355691234567"));
+        assert!(!is_e164("355691234567"));
+        assert!(!is_e164("+0123456"));
+        assert!(!is_e164("+12 3456789"));
+    }
+
+    #[test]
+    fn stored_order_golden_v1() {
+        // Bytes written by format version 1. Never update: add a version and a migration.
+        let stored = StoredOrder {
+            order: Order {
+                id: "i".into(),
+                number: "N".into(),
+                business_day: 20_261_122,
+                daily_seq: 1,
+                order_type: OrderType::Takeaway,
+                source: OrderSource::Staff,
+                status: OrderStatus::Placed,
+                table_id: None,
+                table_label: None,
+                address: None,
+                customer_name: None,
+                customer_phone: None,
+                note: None,
+                items: vec![],
+                subtotal: 5,
+                tax: 1,
+                total: 5,
+                currency: "EUR".into(),
+                created_at: 1,
+                updated_at: 1,
+                accepted_at: None,
+                preparing_at: None,
+                ready_at: None,
+                finished_at: None,
+                out_for_delivery_at: None,
+                cancel_reason: None,
+            },
+            history: vec![],
+            last_event_seq: 3,
+        };
+        let bytes = codec::encode(&stored).unwrap();
+        let golden: &[u8] = &[
+            1, 1, b'i', 1, b'N', 130, 210, 212, 9, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10, 2, 10, 3,
+            b'E', b'U', b'R', 1, 1, 0, 0, 0, 0, 0, 0, 0, 3,
+        ];
+        assert_eq!(bytes, golden);
+        let back: StoredOrder = codec::decode(golden).unwrap();
+        assert_eq!(back.order, stored.order);
+    }
+}

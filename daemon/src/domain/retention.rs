@@ -1,0 +1,165 @@
+//! Retention: prunes finished orders older than `retention_days` from the box — but only once
+//! every registered consumer cursor has passed their last event, so nothing is pruned before
+//! the kitchen, messaging or the uploader has it. A day is pruned whole, after its summary is
+//! stored; a day that still holds an unfinished or unconsumed order waits. The same sweep
+//! forgets expired idempotency keys and sessions, and event-log rows every consumer has passed.
+
+use orderd_protocol::Event;
+use redb::ReadableTable;
+
+use super::Rules;
+use super::analytics::DailySummary;
+use super::orders::StoredOrder;
+use crate::store::codec;
+use crate::store::writer::{Tx, TxResult};
+
+/// Most rows one sweep removes, so one batch never grows large; the worker repeats.
+const MAX_ROWS_PER_SWEEP: usize = 2000;
+
+/// What one sweep did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Swept {
+    /// Orders pruned.
+    pub orders: u64,
+    /// Business days whose orders were all pruned.
+    pub days: u64,
+    /// Event-log rows pruned.
+    pub events: u64,
+    /// Expired idempotency keys and sessions forgotten.
+    pub expired: u64,
+    /// Whether the sweep stopped at its row limit with more to do.
+    pub more: bool,
+}
+
+/// The lowest cursor of every registered consumer (`u64::MAX` when none is registered).
+pub fn min_cursor(tx: &Tx<'_>) -> TxResult<u64> {
+    let mut min = u64::MAX;
+    for row in tx.cursors.iter()? {
+        min = min.min(row?.1.value());
+    }
+    Ok(min)
+}
+
+/// One bounded sweep.
+pub fn sweep(tx: &mut Tx<'_>, rules: &Rules) -> TxResult<Swept> {
+    let now = tx.now_ms();
+    let mut out = Swept::default();
+    let horizon_ms = now.saturating_sub(u64::from(rules.retention_days) * 86_400_000);
+    let cutoff_day = rules.business_day(horizon_ms);
+    let min = min_cursor(tx)?;
+
+    // Days before the cutoff, oldest first.
+    let mut budget = MAX_ROWS_PER_SWEEP;
+    loop {
+        let first = tx.idx_day.first()?.map(|(k, _)| k.value().0);
+        let Some(day) = first.filter(|d| *d < cutoff_day) else {
+            break;
+        };
+        let mut keys = Vec::new();
+        for row in tx.idx_day.range((day, 0u32)..=(day, u32::MAX))? {
+            let (k, v) = row?;
+            keys.push((k.value().1, v.value()));
+        }
+        if keys.len() > budget && out.days > 0 {
+            out.more = true;
+            break;
+        }
+        let mut summary = DailySummary::default();
+        let mut orders = Vec::with_capacity(keys.len());
+        let mut prunable = true;
+        for &(_, key) in &keys {
+            if let Some(v) = tx.orders.get(key)? {
+                let o: StoredOrder = codec::decode(v.value())?;
+                if !o.order.status.is_final() || o.last_event_seq > min {
+                    prunable = false;
+                    break;
+                }
+                summary.add(&o.order, rules);
+                orders.push((key, o));
+            }
+        }
+        if !prunable {
+            break;
+        }
+        let mut merged = match tx.daily_summaries.get(day)? {
+            Some(v) => codec::decode::<DailySummary>(v.value())?,
+            None => DailySummary::default(),
+        };
+        merged.merge(&summary);
+        tx.daily_summaries
+            .insert(day, codec::encode(&merged)?.as_slice())?;
+        for (seq, _) in &keys {
+            tx.idx_day.remove((day, *seq))?;
+        }
+        for (key, o) in &orders {
+            tx.orders.remove(*key)?;
+            tx.idx_number.remove(o.order.number.as_str())?;
+            if let Some(phone) = &o.order.customer_phone {
+                tx.idx_phone.remove((phone.as_str(), *key))?;
+            }
+            if let Some(at) = o.order.finished_at {
+                tx.idx_finished.remove((at, *key))?;
+            }
+        }
+        tx.counters.remove(format!("order_no/{day}").as_str())?;
+        out.orders += orders.len() as u64;
+        out.days += 1;
+        budget = budget.saturating_sub(keys.len());
+        if budget == 0 {
+            out.more = true;
+            break;
+        }
+    }
+
+    // Event-log rows every consumer has, older than the horizon.
+    let mut seqs = Vec::new();
+    for row in tx.events.iter()? {
+        let (k, v) = row?;
+        let seq = k.value();
+        if seq > min || seqs.len() >= MAX_ROWS_PER_SWEEP {
+            break;
+        }
+        let ev: Event = codec::decode(v.value())?;
+        if ev.at >= horizon_ms {
+            break;
+        }
+        seqs.push(seq);
+    }
+    if seqs.len() >= MAX_ROWS_PER_SWEEP {
+        out.more = true;
+    }
+    // Keep the newest row so the log's last seq survives a restart.
+    let last = tx.events.last()?.map(|(k, _)| k.value());
+    for seq in seqs {
+        if Some(seq) != last {
+            tx.events.remove(seq)?;
+            out.events += 1;
+        }
+    }
+
+    // Expired idempotency keys and sessions.
+    let mut expired_keys = Vec::new();
+    for row in tx.idempotency.iter()? {
+        let (k, v) = row?;
+        let rec: super::orders::IdemRecord = codec::decode(v.value())?;
+        if rec.expires_at <= now {
+            expired_keys.push(k.value().to_owned());
+        }
+    }
+    for k in &expired_keys {
+        tx.idempotency.remove(k.as_str())?;
+    }
+    let mut expired_sessions = Vec::new();
+    for row in tx.sessions.iter()? {
+        let (k, v) = row?;
+        let s: crate::auth::Session = codec::decode(v.value())?;
+        if s.expires_at <= now {
+            expired_sessions.push(k.value());
+        }
+    }
+    for k in &expired_sessions {
+        tx.sessions.remove(k)?;
+    }
+    out.expired = (expired_keys.len() + expired_sessions.len()) as u64;
+    Ok(out)
+}

@@ -1,0 +1,153 @@
+//! The one error type of the domain and the API: a kind that maps to an HTTP status, a stable
+//! machine code, a message safe to show a client, and optional details.
+//!
+//! Storage failures become 503 (or 507 when the disk is full) with a generic message; their
+//! detail is logged once, at ERROR, where they happen, never sent to the client.
+
+use serde_json::Value;
+
+use crate::store::StoreError;
+
+/// What kind of failure, which decides the HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// 400: the request cannot be read.
+    BadRequest,
+    /// 401: no, expired or unknown credentials.
+    Unauthorized,
+    /// 403: authenticated, but the role may not do this.
+    Forbidden,
+    /// 404: no such thing.
+    NotFound,
+    /// 405: the path exists, the method does not.
+    MethodNotAllowed,
+    /// 409: conflicts with the current state (transition, stock).
+    Conflict,
+    /// 413: the body is too large.
+    PayloadTooLarge,
+    /// 422: readable, but not acceptable.
+    Unprocessable,
+    /// 429: too many attempts; try later.
+    TooManyRequests,
+    /// 503: the store cannot take it now.
+    Unavailable,
+    /// 507: the disk is full.
+    InsufficientStorage,
+}
+
+impl ErrorKind {
+    /// The HTTP status code.
+    pub const fn status(self) -> u16 {
+        match self {
+            Self::BadRequest => 400,
+            Self::Unauthorized => 401,
+            Self::Forbidden => 403,
+            Self::NotFound => 404,
+            Self::MethodNotAllowed => 405,
+            Self::Conflict => 409,
+            Self::PayloadTooLarge => 413,
+            Self::Unprocessable => 422,
+            Self::TooManyRequests => 429,
+            Self::Unavailable => 503,
+            Self::InsufficientStorage => 507,
+        }
+    }
+}
+
+/// A failure to report to a client.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct AppError {
+    /// Decides the status.
+    pub kind: ErrorKind,
+    /// Stable snake_case code clients can switch on.
+    pub code: &'static str,
+    /// Human-readable, safe to show, says what to do.
+    pub message: String,
+    /// Structured extra information (field errors, allowed transitions).
+    pub details: Option<Value>,
+    /// Seconds to wait, for 429 and 503.
+    pub retry_after_secs: Option<u64>,
+}
+
+impl AppError {
+    /// A new error without details.
+    pub fn new(kind: ErrorKind, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            code,
+            message: message.into(),
+            details: None,
+            retry_after_secs: None,
+        }
+    }
+
+    /// Adds details.
+    #[must_use]
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+
+    /// 422 `validation_failed` on one field.
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        Self::new(
+            ErrorKind::Unprocessable,
+            "validation_failed",
+            format!("{field}: {message}"),
+        )
+        .with_details(serde_json::json!({ "field": field }))
+    }
+
+    /// 404 for a named thing.
+    pub fn not_found(what: &str) -> Self {
+        Self::new(ErrorKind::NotFound, "not_found", format!("no such {what}"))
+    }
+
+    /// 401.
+    pub fn unauthorized() -> Self {
+        Self::new(
+            ErrorKind::Unauthorized,
+            "unauthorized",
+            "sign in: send a valid `Authorization: Bearer <token>`",
+        )
+    }
+
+    /// 403.
+    pub fn forbidden(need: &str) -> Self {
+        Self::new(
+            ErrorKind::Forbidden,
+            "forbidden",
+            format!("this needs the {need} role"),
+        )
+    }
+
+    /// 503 while shutting down or when the writer is gone.
+    pub fn unavailable() -> Self {
+        Self {
+            retry_after_secs: Some(1),
+            ..Self::new(
+                ErrorKind::Unavailable,
+                "unavailable",
+                "the order store is not available; retry shortly",
+            )
+        }
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        if e.is_disk_full() {
+            tracing::error!(error = %e, "store: disk full");
+            Self::new(
+                ErrorKind::InsufficientStorage,
+                "disk_full",
+                "the box's disk is full; nothing was saved. Tell the manager.",
+            )
+        } else {
+            tracing::error!(error = %e, "store failure");
+            Self::unavailable()
+        }
+    }
+}

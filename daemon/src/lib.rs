@@ -1,0 +1,23 @@
+//! orderd — the order appliance of one restaurant.
+//!
+//! Layers, from the bottom: [`store`] (redb, group-commit [`store::writer`]), [`domain`]
+//! (menu, tables, orders, analytics, retention), [`events`] (the log consumers follow),
+//! [`api`] (HTTP), [`workers`] (background jobs), [`server`] (start-up and shutdown),
+//! [`commands`] (the CLI). See `docs/ARCHITECTURE.md`.
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod commands;
+pub mod config;
+pub mod demo;
+pub mod domain;
+pub mod error;
+pub mod events;
+pub mod metrics;
+pub mod server;
+pub mod store;
+pub mod workers;
+
+pub use server::{Running, run, start};

@@ -1,0 +1,104 @@
+//! Prometheus metrics of the daemon, rendered in text format at `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of a status transition.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransitionLabels {
+    /// The status moved to (or `recall`).
+    pub to: String,
+}
+
+/// Labels of an HTTP request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// HTTP method.
+    pub method: String,
+    /// The matched route template, e.g. `/api/v1/orders/{id}`.
+    pub route: String,
+    /// Status class: 2xx, 4xx, 5xx.
+    pub class: String,
+}
+
+/// Every metric of the daemon.
+pub struct Metrics {
+    registry: Registry,
+    /// Orders created.
+    pub orders_created: Counter,
+    /// Status transitions, by target status.
+    pub transitions: Family<TransitionLabels, Counter>,
+    /// HTTP request latency.
+    pub request_seconds: Family<RouteLabels, Histogram>,
+    /// Requests committed per write transaction.
+    pub commit_batch_size: Histogram,
+    /// Size of the store file.
+    pub store_bytes: Gauge,
+    /// Last committed event seq.
+    pub event_seq: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("orderd");
+        let orders_created = Counter::default();
+        registry.register(
+            "orders_created",
+            "Orders created",
+            orders_created.clone(),
+        );
+        let transitions = Family::<TransitionLabels, Counter>::default();
+        registry.register(
+            "order_transitions",
+            "Order status transitions by target status",
+            transitions.clone(),
+        );
+        let request_seconds =
+            Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.000_25, 2.0, 14))
+            });
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            request_seconds.clone(),
+        );
+        let commit_batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 12));
+        registry.register(
+            "commit_batch_size",
+            "Requests committed per write transaction (group commit)",
+            commit_batch_size.clone(),
+        );
+        let store_bytes = Gauge::default();
+        registry.register("store_bytes", "Size of the store file", store_bytes.clone());
+        let event_seq = Gauge::default();
+        registry.register("event_seq", "Last committed event sequence number", event_seq.clone());
+        Self {
+            registry,
+            orders_created,
+            transitions,
+            request_seconds,
+            commit_batch_size,
+            store_bytes,
+            event_seq,
+        }
+    }
+
+    /// Renders the Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

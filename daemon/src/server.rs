@@ -1,0 +1,205 @@
+//! Start-up and shutdown of the daemon: open the store, make sure an admin exists, seed the
+//! demo, start the writer and the background workers, serve HTTP, and stop in order.
+//!
+//! [`start`] takes an already bound listener, so tests pass a port-0 listener and real
+//! deployments the configured address; it returns a [`Running`] handle. Start-up reads like a
+//! script with one INFO line per step.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+
+use crate::api::{self, AppState, AppStateRef};
+use crate::auth::{self, Sessions, Throttle};
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::demo;
+use crate::domain::Rules;
+use crate::events::EventLog;
+use crate::metrics::Metrics;
+use crate::store::Store;
+use crate::store::writer::{Shared, Writer};
+use crate::workers;
+
+/// How long shutdown may take before the daemon gives up waiting (systemd's default stop
+/// timeout is 90 s; the shipped unit uses 30 s).
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(20);
+
+/// One signal that reaches every task: `true` means stop.
+#[derive(Clone)]
+pub struct Shutdown(watch::Receiver<bool>);
+
+impl Shutdown {
+    /// Resolves once shutdown has begun.
+    pub async fn wait(&mut self) {
+        let _ = self.0.wait_for(|stop| *stop).await;
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_set(&self) -> bool {
+        *self.0.borrow()
+    }
+}
+
+/// A started daemon.
+pub struct Running {
+    /// The bound HTTP address.
+    pub addr: SocketAddr,
+    /// The application state (tests reach the writer, event log and clock through it).
+    pub state: AppStateRef,
+    /// Path of the first-run admin password file, when this start created it.
+    pub initial_password_file: Option<PathBuf>,
+    stop: watch::Sender<bool>,
+    http: JoinHandle<()>,
+    workers: Vec<JoinHandle<()>>,
+    writer_thread: std::thread::JoinHandle<()>,
+}
+
+/// Opens everything and starts serving on `listener`.
+pub async fn start(
+    settings: Settings,
+    listener: TcpListener,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Running> {
+    let data_dir = settings.data_dir().to_path_buf();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    tracing::info!(data_dir = %data_dir.display(), "data directory ready");
+
+    let store = Store::open(&data_dir, settings.raw.store.cache_size_bytes)
+        .with_context(|| format!("opening the store in {}", data_dir.display()))?;
+    tracing::info!(path = %store.path().display(), bytes = store.file_bytes(), "store opened");
+
+    let initial_password_file = auth::ensure_admin(&store, &data_dir, clock.now_ms())?;
+    if let Some(path) = &initial_password_file {
+        tracing::info!(file = %path.display(), "created user admin; its password is in the file (mode 0600)");
+    }
+
+    if settings.raw.store.demo_data && demo::seed(&store, clock.now_ms())? {
+        tracing::info!("seeded the demo menu and tables");
+    }
+
+    let rtx = store.read()?;
+    let menu = demo::load_menu(&rtx)?;
+    let sessions = Arc::new(Sessions::load(&rtx, clock.now_ms())?);
+    drop(rtx);
+    let last_seq = store.last_event_seq()?;
+    let (events_tx, _) = broadcast::channel(4096);
+    let shared = Arc::new(Shared {
+        menu: std::sync::RwLock::new(Arc::new(menu)),
+        events: events_tx,
+        last_seq: AtomicU64::new(last_seq),
+        last_batch_at: AtomicU64::new(clock.now_ms()),
+    });
+    let metrics = Arc::new(Metrics::new());
+    let (writer, writer_thread) = Writer::spawn(
+        store.clone(),
+        Arc::clone(&shared),
+        Arc::clone(&clock),
+        Arc::clone(&metrics),
+        settings.raw.store.max_batch as usize,
+    );
+    tracing::info!(last_seq, max_batch = settings.raw.store.max_batch, "writer started");
+
+    let rules = Arc::new(Rules::from_settings(&settings));
+    let events = EventLog::new(store.clone(), Arc::clone(&shared), writer.clone());
+    let auth_cfg = &settings.raw.auth;
+    let throttle = Throttle::new(auth_cfg.login_max_failures, auth_cfg.login_lockout_secs * 1000);
+    let state = Arc::new(AppState {
+        settings: Arc::new(settings),
+        rules,
+        store,
+        writer,
+        shared,
+        events,
+        sessions,
+        throttle,
+        metrics,
+        clock,
+        ready: AtomicBool::new(false),
+    });
+
+    let (stop, stop_rx) = watch::channel(false);
+    let shutdown = Shutdown(stop_rx);
+    let workers = vec![tokio::spawn(workers::retention(
+        Arc::clone(&state),
+        shutdown.clone(),
+    ))];
+
+    let addr = listener.local_addr()?;
+    let app = api::router(Arc::clone(&state));
+    let mut http_shutdown = shutdown.clone();
+    let http = tokio::spawn(async move {
+        let serve = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { http_shutdown.wait().await });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+    state.ready.store(true, Ordering::Release);
+    tracing::info!(%addr, "HTTP listening");
+    Ok(Running {
+        addr,
+        state,
+        initial_password_file,
+        stop,
+        http,
+        workers,
+        writer_thread,
+    })
+}
+
+impl Running {
+    /// Stops in order: refuse new work, let in-flight requests finish and commit, stop the
+    /// workers, then close the writer (its last batch is committed before it exits).
+    pub async fn stop(self) -> anyhow::Result<()> {
+        tracing::info!("shutting down");
+        self.state.ready.store(false, Ordering::Release);
+        let _ = self.stop.send(true);
+        let Self {
+            state,
+            http,
+            workers,
+            writer_thread,
+            ..
+        } = self;
+        let drain = async move {
+            let _ = http.await;
+            for w in workers {
+                let _ = w.await;
+            }
+            drop(state);
+            let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+        };
+        if tokio::time::timeout(SHUTDOWN_DEADLINE, drain).await.is_err() {
+            anyhow::bail!(
+                "shutdown did not finish within {} s; committed data is safe",
+                SHUTDOWN_DEADLINE.as_secs()
+            );
+        }
+        tracing::info!("stopped; every acknowledged order is on disk");
+        Ok(())
+    }
+}
+
+/// Runs until `signal` resolves, then shuts down.
+pub async fn run(
+    settings: Settings,
+    listener: TcpListener,
+    clock: Arc<dyn Clock>,
+    signal: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let running = start(settings, listener, clock).await?;
+    signal.await;
+    running.stop().await
+}

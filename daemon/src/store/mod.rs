@@ -1,0 +1,164 @@
+//! The durable store: one redb file, its tables, the versioned encoding of every stored value,
+//! and the single writer task that commits many requests per transaction.
+//!
+//! Everything above this module talks in domain terms; only this module knows table layouts.
+//! Reads open their own read transaction ([`Store::read`]); every write goes through
+//! [`writer::Writer`], which owns the only write transaction.
+
+pub mod codec;
+pub mod tables;
+pub mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
+
+pub use codec::Stored;
+
+/// A failure of the store itself (disk, file, encoding) — never the client's fault.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// redb reported an error.
+    #[error("redb: {0}")]
+    Redb(#[from] redb::Error),
+    /// A stored value could not be decoded or encoded.
+    #[error("stored {what} is unreadable: {detail}; restore from backup or report a bug")]
+    Codec {
+        /// What kind of value.
+        what: &'static str,
+        /// The decoder's message.
+        detail: String,
+    },
+    /// A stored value carries a version this build does not know.
+    #[error(
+        "stored {what} has format version {version}, newer than this build knows; upgrade orderd"
+    )]
+    UnknownVersion {
+        /// What kind of value.
+        what: &'static str,
+        /// The version found.
+        version: u8,
+    },
+    /// Another process (probably a running daemon) holds the database.
+    #[error(
+        "the store {0} is open in another process (is orderd running?); stop it or use the HTTP API"
+    )]
+    Locked(PathBuf),
+    /// A batch was abandoned because another request in it failed in the store.
+    #[error("the write batch was rolled back: {0}")]
+    RolledBack(String),
+}
+
+impl StoreError {
+    /// Whether the disk is full (reported as 507 rather than 503).
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            Self::Redb(redb::Error::Io(e)) => {
+                e.raw_os_error() == Some(28) || e.kind() == std::io::ErrorKind::StorageFull
+            }
+            _ => false,
+        }
+    }
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                Self::Redb(e.into())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::StorageError,
+    redb::TableError,
+    redb::TransactionError,
+    redb::CommitError,
+    redb::CompactionError,
+    redb::SetDurabilityError
+);
+
+/// The schema version of the file layout (tables and keys). Values carry their own versions.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// The opened redb file.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    path: PathBuf,
+}
+
+impl Store {
+    /// File name of the database inside the data directory.
+    pub const FILE: &'static str = "orderd.redb";
+
+    /// Opens (or creates) `<data_dir>/orderd.redb` with an explicit page cache, creates every
+    /// table, and checks the schema version.
+    pub fn open(data_dir: &Path, cache_size_bytes: u64) -> Result<Self, StoreError> {
+        let path = data_dir.join(Self::FILE);
+        let db = redb::Builder::new()
+            .set_cache_size(cache_size_bytes as usize)
+            .create(&path)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(path.clone()),
+                other => StoreError::Redb(other.into()),
+            })?;
+        let store = Self {
+            db: Arc::new(db),
+            path,
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Creates missing tables and runs schema migrations, step by step.
+    fn migrate(&self) -> Result<(), StoreError> {
+        let wtx = self.db.begin_write()?;
+        tables::create_all(&wtx)?;
+        {
+            let mut counters = wtx.open_table(tables::COUNTERS)?;
+            let found = counters
+                .get(tables::SCHEMA_KEY)?
+                .map_or(SCHEMA_VERSION, |v| v.value());
+            if found > SCHEMA_VERSION {
+                return Err(StoreError::UnknownVersion {
+                    what: "schema",
+                    version: found as u8,
+                });
+            }
+            // Future schema steps go here: `if found < 2 { migrate_1_to_2(&wtx)?; }`.
+            counters.insert(tables::SCHEMA_KEY, SCHEMA_VERSION)?;
+        }
+        wtx.commit()?;
+        Ok(())
+    }
+
+    /// A consistent read snapshot.
+    pub fn read(&self) -> Result<ReadTransaction, StoreError> {
+        Ok(self.db.begin_read()?)
+    }
+
+    /// The underlying database, for the writer.
+    pub(crate) fn db(&self) -> &Arc<Database> {
+        &self.db
+    }
+
+    /// Path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bytes the file takes on disk.
+    pub fn file_bytes(&self) -> u64 {
+        std::fs::metadata(&self.path).map_or(0, |m| m.len())
+    }
+
+    /// The highest event sequence number written so far (0 when none).
+    pub fn last_event_seq(&self) -> Result<u64, StoreError> {
+        let rtx = self.read()?;
+        let t = rtx.open_table(tables::EVENTS)?;
+        Ok(t.last()?.map_or(0, |(k, _)| k.value()))
+    }
+}

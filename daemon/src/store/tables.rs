@@ -1,0 +1,66 @@
+//! Table definitions: the whole on-disk layout in one place.
+//!
+//! Keys are chosen so that the common reads are range scans: active orders by status, orders by
+//! business day and daily number, finished orders by time, orders by phone. Values are
+//! [`super::codec`]-encoded and carry a version byte.
+
+use redb::{TableDefinition, WriteTransaction};
+
+use super::StoreError;
+
+/// order id (UUIDv7 as u128) → `StoredOrder` (order + status history).
+pub const ORDERS: TableDefinition<u128, &[u8]> = TableDefinition::new("orders");
+/// (status code, order id) → () for orders not yet finished.
+pub const IDX_ACTIVE: TableDefinition<(u8, u128), ()> = TableDefinition::new("idx_active");
+/// (business day `YYYYMMDD`, daily number) → order id.
+pub const IDX_DAY: TableDefinition<(u32, u32), u128> = TableDefinition::new("idx_day");
+/// order number text → order id.
+pub const IDX_NUMBER: TableDefinition<&str, u128> = TableDefinition::new("idx_number");
+/// (customer phone, order id) → ().
+pub const IDX_PHONE: TableDefinition<(&str, u128), ()> = TableDefinition::new("idx_phone");
+/// (finished at ms, order id) → () for finished orders.
+pub const IDX_FINISHED: TableDefinition<(u64, u128), ()> = TableDefinition::new("idx_finished");
+/// `"menu"` → `Menu`.
+pub const MENU: TableDefinition<&str, &[u8]> = TableDefinition::new("menu");
+/// item id → units in stock (only items whose stock is tracked).
+pub const STOCK: TableDefinition<&str, u32> = TableDefinition::new("stock");
+/// table id → `Table`.
+pub const TABLES: TableDefinition<&str, &[u8]> = TableDefinition::new("tables");
+/// username → `User`.
+pub const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+/// SHA-256 of a session token → `Session`. The token itself is never stored.
+pub const SESSIONS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("sessions");
+/// Idempotency-Key → `IdemRecord`.
+pub const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
+/// Named counters: schema version, daily order numbers (`order_no/YYYYMMDD`).
+pub const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+/// seq → `Event`: the event log.
+pub const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+/// consumer name → last event seq it has durably handled.
+pub const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
+/// business day → `DailySummary`, written when a day's orders are pruned.
+pub const DAILY_SUMMARIES: TableDefinition<u32, &[u8]> = TableDefinition::new("daily_summaries");
+
+/// Key of the schema version in [`COUNTERS`].
+pub const SCHEMA_KEY: &str = "schema_version";
+
+/// Creates every table so that read transactions never meet a missing one.
+pub fn create_all(wtx: &WriteTransaction) -> Result<(), StoreError> {
+    wtx.open_table(ORDERS)?;
+    wtx.open_table(IDX_ACTIVE)?;
+    wtx.open_table(IDX_DAY)?;
+    wtx.open_table(IDX_NUMBER)?;
+    wtx.open_table(IDX_PHONE)?;
+    wtx.open_table(IDX_FINISHED)?;
+    wtx.open_table(MENU)?;
+    wtx.open_table(STOCK)?;
+    wtx.open_table(TABLES)?;
+    wtx.open_table(USERS)?;
+    wtx.open_table(SESSIONS)?;
+    wtx.open_table(IDEMPOTENCY)?;
+    wtx.open_table(COUNTERS)?;
+    wtx.open_table(EVENTS)?;
+    wtx.open_table(CURSORS)?;
+    wtx.open_table(DAILY_SUMMARIES)?;
+    Ok(())
+}

@@ -1,0 +1,372 @@
+//! The single writer: one thread owns the only redb write transaction and commits requests in
+//! groups (group commit).
+//!
+//! Requests arrive as jobs on a channel. The writer takes every job waiting (up to
+//! `max_batch`), runs them one after another inside one write transaction, commits once with
+//! `Durability::Immediate` (one fsync), and only then answers each job, publishes the batch's
+//! events and runs post-commit hooks. While it fsyncs, new requests queue up and form the next
+//! batch, so throughput grows with concurrency while a lone request pays one fsync.
+//!
+//! Isolation inside a batch: a job validates everything it needs *before* it writes anything
+//! (the "check, then write" rule every domain operation follows), so a job that fails its
+//! checks leaves no trace and the others in its batch commit normally. A job that fails *in the
+//! store* may have written half its rows, so the whole batch is rolled back and every job in it
+//! answered 503; no client was told anything was saved, so nothing is lost.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use orderd_protocol::{Event, EventKind, FORMAT_VERSION};
+use redb::{Durability, ReadableTable, Table, WriteTransaction};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::{Store, StoreError, codec, tables};
+use crate::clock::Clock;
+use crate::domain::menu::Menu;
+use crate::error::AppError;
+use crate::metrics::Metrics;
+
+/// What a job can fail with: the client's fault (answered as is) or the store's (rolls back the
+/// batch).
+#[derive(Debug)]
+pub enum TxError {
+    /// A domain failure found while checking; nothing was written.
+    App(AppError),
+    /// The store failed; the batch is rolled back.
+    Store(StoreError),
+}
+
+impl From<AppError> for TxError {
+    fn from(e: AppError) -> Self {
+        Self::App(e)
+    }
+}
+
+impl From<StoreError> for TxError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+macro_rules! tx_from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for TxError {
+            fn from(e: $t) -> Self {
+                Self::Store(e.into())
+            }
+        }
+    )*};
+}
+tx_from_redb!(redb::StorageError, redb::TableError);
+
+/// Result of work inside a write transaction.
+pub type TxResult<T> = Result<T, TxError>;
+
+/// State shared between the writer and readers: what was last committed.
+pub struct Shared {
+    /// The committed menu (the writer's working copy is swapped in on commit).
+    pub menu: RwLock<Arc<Menu>>,
+    /// Committed events, published after each commit (a wake-up; the log is the truth).
+    pub events: broadcast::Sender<Arc<Event>>,
+    /// The last committed event seq.
+    pub last_seq: AtomicU64,
+    /// Milliseconds since the epoch of the last finished batch (liveness for `/readyz`).
+    pub last_batch_at: AtomicU64,
+}
+
+impl Shared {
+    /// The committed menu.
+    pub fn menu(&self) -> Arc<Menu> {
+        self.menu
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// Every table, opened once per batch, plus the batch's pending events and hooks.
+pub struct Tx<'t> {
+    /// See [`tables::ORDERS`].
+    pub orders: Table<'t, u128, &'static [u8]>,
+    /// See [`tables::IDX_ACTIVE`].
+    pub idx_active: Table<'t, (u8, u128), ()>,
+    /// See [`tables::IDX_DAY`].
+    pub idx_day: Table<'t, (u32, u32), u128>,
+    /// See [`tables::IDX_NUMBER`].
+    pub idx_number: Table<'t, &'static str, u128>,
+    /// See [`tables::IDX_PHONE`].
+    pub idx_phone: Table<'t, (&'static str, u128), ()>,
+    /// See [`tables::IDX_FINISHED`].
+    pub idx_finished: Table<'t, (u64, u128), ()>,
+    /// See [`tables::MENU`].
+    pub menu_table: Table<'t, &'static str, &'static [u8]>,
+    /// See [`tables::STOCK`].
+    pub stock: Table<'t, &'static str, u32>,
+    /// See [`tables::TABLES`].
+    pub tables: Table<'t, &'static str, &'static [u8]>,
+    /// See [`tables::USERS`].
+    pub users: Table<'t, &'static str, &'static [u8]>,
+    /// See [`tables::SESSIONS`].
+    pub sessions: Table<'t, [u8; 32], &'static [u8]>,
+    /// See [`tables::IDEMPOTENCY`].
+    pub idempotency: Table<'t, &'static str, &'static [u8]>,
+    /// See [`tables::COUNTERS`].
+    pub counters: Table<'t, &'static str, u64>,
+    /// See [`tables::EVENTS`].
+    pub events: Table<'t, u64, &'static [u8]>,
+    /// See [`tables::CURSORS`].
+    pub cursors: Table<'t, &'static str, u64>,
+    /// See [`tables::DAILY_SUMMARIES`].
+    pub daily_summaries: Table<'t, u32, &'static [u8]>,
+    now_ms: u64,
+    next_seq: u64,
+    pending: Vec<Event>,
+    menu: Arc<Menu>,
+    menu_changed: bool,
+    hooks: Vec<Box<dyn FnOnce() + Send>>,
+}
+
+impl<'t> Tx<'t> {
+    fn open(wtx: &'t WriteTransaction, now_ms: u64, next_seq: u64, menu: Arc<Menu>) -> TxResult<Self> {
+        Ok(Self {
+            orders: wtx.open_table(tables::ORDERS)?,
+            idx_active: wtx.open_table(tables::IDX_ACTIVE)?,
+            idx_day: wtx.open_table(tables::IDX_DAY)?,
+            idx_number: wtx.open_table(tables::IDX_NUMBER)?,
+            idx_phone: wtx.open_table(tables::IDX_PHONE)?,
+            idx_finished: wtx.open_table(tables::IDX_FINISHED)?,
+            menu_table: wtx.open_table(tables::MENU)?,
+            stock: wtx.open_table(tables::STOCK)?,
+            tables: wtx.open_table(tables::TABLES)?,
+            users: wtx.open_table(tables::USERS)?,
+            sessions: wtx.open_table(tables::SESSIONS)?,
+            idempotency: wtx.open_table(tables::IDEMPOTENCY)?,
+            counters: wtx.open_table(tables::COUNTERS)?,
+            events: wtx.open_table(tables::EVENTS)?,
+            cursors: wtx.open_table(tables::CURSORS)?,
+            daily_summaries: wtx.open_table(tables::DAILY_SUMMARIES)?,
+            now_ms,
+            next_seq,
+            pending: Vec::new(),
+            menu,
+            menu_changed: false,
+            hooks: Vec::new(),
+        })
+    }
+
+    /// The batch's time (one clock reading per batch), ms since the epoch.
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms
+    }
+
+    /// Appends an event to the log in this transaction and returns its seq.
+    pub fn emit(&mut self, kind: EventKind) -> TxResult<u64> {
+        let seq = self.next_seq;
+        let event = Event {
+            version: FORMAT_VERSION,
+            seq,
+            at: self.now_ms,
+            kind,
+        };
+        self.events.insert(seq, codec::encode(&event)?.as_slice())?;
+        self.next_seq += 1;
+        self.pending.push(event);
+        Ok(seq)
+    }
+
+    /// The menu as of this point in the batch.
+    pub fn menu(&self) -> &Arc<Menu> {
+        &self.menu
+    }
+
+    /// Replaces the menu (stored now, published on commit).
+    pub fn set_menu(&mut self, menu: Menu) -> TxResult<()> {
+        self.menu_table
+            .insert("menu", codec::encode(&menu)?.as_slice())?;
+        self.menu = Arc::new(menu);
+        self.menu_changed = true;
+        Ok(())
+    }
+
+    /// Runs `f` after the batch commits (e.g. to update an in-memory cache); dropped on rollback.
+    pub fn after_commit(&mut self, f: impl FnOnce() + Send + 'static) {
+        self.hooks.push(Box::new(f));
+    }
+
+    /// Closes the tables and hands back what must happen after the commit.
+    #[allow(clippy::type_complexity)]
+    fn finish(self) -> (Vec<Event>, Option<Arc<Menu>>, Vec<Box<dyn FnOnce() + Send>>) {
+        (self.pending, self.menu_changed.then_some(self.menu), self.hooks)
+    }
+
+    /// Reads a counter.
+    pub fn counter(&self, key: &str) -> TxResult<u64> {
+        Ok(self.counters.get(key)?.map_or(0, |v| v.value()))
+    }
+}
+
+/// A job's reply, held until its batch commits or rolls back.
+trait Reply: Send {
+    fn failed_in_store(&self) -> bool;
+    fn finish(self: Box<Self>, rolled_back: Option<&StoreError>);
+}
+
+struct Pending<T> {
+    result: TxResult<T>,
+    reply: oneshot::Sender<Result<T, AppError>>,
+}
+
+impl<T: Send> Reply for Pending<T> {
+    fn failed_in_store(&self) -> bool {
+        matches!(self.result, Err(TxError::Store(_)))
+    }
+
+    fn finish(self: Box<Self>, rolled_back: Option<&StoreError>) {
+        let out = match (self.result, rolled_back) {
+            (Err(TxError::App(e)), _) => Err(e),
+            (Err(TxError::Store(e)), _) => Err(e.into()),
+            (Ok(_), Some(e)) => Err(StoreError::RolledBack(e.to_string()).into()),
+            (Ok(v), None) => Ok(v),
+        };
+        // The requester may have gone away (client disconnected); the work stands regardless.
+        let _ = self.reply.send(out);
+    }
+}
+
+type Job = Box<dyn for<'a, 'b> FnOnce(&'a mut Tx<'b>) -> Box<dyn Reply> + Send>;
+
+/// Handle to the writer thread. Cloning is cheap; the thread ends when every handle is dropped.
+#[derive(Clone)]
+pub struct Writer {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    /// Starts the writer thread.
+    pub fn spawn(
+        store: Store,
+        shared: Arc<Shared>,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+        max_batch: usize,
+    ) -> (Self, std::thread::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel::<Job>(max_batch * 4);
+        let handle = std::thread::Builder::new()
+            .name("orderd-writer".into())
+            .spawn(move || run(&store, &shared, &*clock, &metrics, rx, max_batch))
+            .expect("spawning the writer thread");
+        (Self { jobs: tx }, handle)
+    }
+
+    /// Runs `f` inside the next batch's write transaction and answers after the commit.
+    ///
+    /// `f` must check before it writes: return [`TxError::App`] only when it has written
+    /// nothing.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, AppError>
+    where
+        T: Send + 'static,
+        F: for<'a, 'b> FnOnce(&'a mut Tx<'b>) -> TxResult<T> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        let job: Job = Box::new(move |tx| {
+            let result = f(tx);
+            Box::new(Pending { result, reply })
+        });
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| AppError::unavailable())?;
+        rx.await.map_err(|_| AppError::unavailable())?
+    }
+}
+
+fn run(
+    store: &Store,
+    shared: &Shared,
+    clock: &dyn Clock,
+    metrics: &Metrics,
+    mut rx: mpsc::Receiver<Job>,
+    max_batch: usize,
+) {
+    let mut next_seq = shared.last_seq.load(Ordering::Acquire) + 1;
+    let mut jobs = Vec::with_capacity(max_batch);
+    while let Some(first) = rx.blocking_recv() {
+        jobs.push(first);
+        while jobs.len() < max_batch {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        metrics.commit_batch_size.observe(jobs.len() as f64);
+        next_seq = run_batch(store, shared, clock, jobs.drain(..), next_seq);
+        shared
+            .last_batch_at
+            .store(clock.now_ms(), Ordering::Release);
+    }
+    tracing::info!("writer: all requests answered, store closed for writing");
+}
+
+/// Runs one batch and returns the next event seq.
+fn run_batch(
+    store: &Store,
+    shared: &Shared,
+    clock: &dyn Clock,
+    jobs: impl Iterator<Item = Job>,
+    next_seq: u64,
+) -> u64 {
+    let mut replies: Vec<Box<dyn Reply>> = Vec::new();
+    let outcome = (|| -> Result<(Vec<Event>, Option<Arc<Menu>>, Vec<Box<dyn FnOnce() + Send>>), StoreError> {
+        let mut wtx = store.db().begin_write()?;
+        wtx.set_durability(Durability::Immediate)?;
+        let mut tx = match Tx::open(&wtx, clock.now_ms(), next_seq, shared.menu()) {
+            Ok(tx) => tx,
+            Err(TxError::Store(e)) => return Err(e),
+            Err(TxError::App(e)) => return Err(StoreError::RolledBack(e.message)),
+        };
+        let mut failed = None;
+        for job in jobs {
+            let reply = job(&mut tx);
+            if failed.is_none() && reply.failed_in_store() {
+                failed = Some(StoreError::RolledBack("a request failed in the store".into()));
+            }
+            replies.push(reply);
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        let (pending, menu, hooks) = tx.finish();
+        wtx.commit()?;
+        Ok((pending, menu, hooks))
+    })();
+    match outcome {
+        Ok((events, menu, hooks)) => {
+            let next = events.last().map_or(next_seq, |e| e.seq + 1);
+            if let Some(menu) = menu {
+                *shared
+                    .menu
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = menu;
+            }
+            shared.last_seq.store(next - 1, Ordering::Release);
+            for hook in hooks {
+                hook();
+            }
+            for reply in replies {
+                reply.finish(None);
+            }
+            for event in events {
+                // No subscriber is fine: consumers catch up from the log.
+                let _ = shared.events.send(Arc::new(event));
+            }
+            next
+        }
+        Err(e) => {
+            tracing::error!(error = %e, requests = replies.len(), "write batch rolled back; every request in it was answered 503");
+            for reply in replies {
+                reply.finish(Some(&e));
+            }
+            next_seq
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! Background workers. Each does one bounded unit of work per step through the writer and
+//! stops when the shutdown signal is set. (Later issues add the kitchen hub, notifier and
+//! uploader here, all fed by the event log.)
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::api::AppStateRef;
+use crate::domain::retention;
+use crate::server::Shutdown;
+
+/// Prunes old orders every `retention_interval_secs` (and once at start).
+pub async fn retention(state: AppStateRef, mut shutdown: Shutdown) {
+    let every = Duration::from_secs(state.settings.raw.orders.retention_interval_secs);
+    loop {
+        loop {
+            if shutdown.is_set() {
+                return;
+            }
+            let rules = Arc::clone(&state.rules);
+            match state.writer.run(move |tx| retention::sweep(tx, &rules)).await {
+                Ok(s) => {
+                    if s.orders + s.events + s.expired > 0 {
+                        tracing::info!(orders = s.orders, days = s.days, events = s.events, expired = s.expired, "retention sweep");
+                    }
+                    if !s.more {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "retention sweep failed; will retry");
+                    break;
+                }
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = shutdown.wait() => return,
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! Order events: what the box's event log holds, what the kitchen, the messaging worker and the
+//! uploader consume, and what the collector ingests.
+
+use alloc::string::String;
+use serde::{Deserialize, Serialize};
+
+use crate::order::{Order, OrderStatus};
+
+/// One committed change, numbered by the box's event log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Format version of this payload ([`crate::FORMAT_VERSION`] when written).
+    pub version: u16,
+    /// Position in the box's event log: starts at 1, no gaps, never reused.
+    pub seq: u64,
+    /// Commit time, ms since the epoch (box clock).
+    pub at: u64,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A new order, as placed.
+    OrderPlaced(Order),
+    /// An order moved from one status to another (or was recalled to its previous status).
+    StatusChanged {
+        /// The order's id.
+        order_id: String,
+        /// The order's number.
+        number: String,
+        /// The status before.
+        from: OrderStatus,
+        /// The status after.
+        to: OrderStatus,
+        /// Who did it.
+        actor: String,
+        /// Reason or remark.
+        note: Option<String>,
+        /// Whether this undid the previous transition.
+        recall: bool,
+    },
+    /// A menu item became available or unavailable (by hand, or through stock).
+    AvailabilityChanged {
+        /// The item's id.
+        item_id: String,
+        /// Whether customers can order it now.
+        available: bool,
+    },
+    /// An item's stock fell to or below its low-stock threshold.
+    StockLow {
+        /// The item's id.
+        item_id: String,
+        /// Units left.
+        remaining: u32,
+    },
+    /// An item's stock reached zero.
+    SoldOut {
+        /// The item's id.
+        item_id: String,
+    },
+    /// The whole menu was replaced by an admin.
+    MenuReplaced {
+        /// How many items the new menu has.
+        items: u32,
+    },
+}
+
+impl EventKind {
+    /// A short stable name, for logs and metrics.
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Self::OrderPlaced(_) => "order_placed",
+            Self::StatusChanged { .. } => "status_changed",
+            Self::AvailabilityChanged { .. } => "availability_changed",
+            Self::StockLow { .. } => "stock_low",
+            Self::SoldOut { .. } => "sold_out",
+            Self::MenuReplaced { .. } => "menu_replaced",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use alloc::string::ToString;
+    use alloc::vec;
+
+    fn sample() -> Event {
+        Event {
+            version: crate::FORMAT_VERSION,
+            seq: 7,
+            at: 1_700_000_000_000,
+            kind: EventKind::StatusChanged {
+                order_id: "o1".to_string(),
+                number: "ORD-20261122-001".to_string(),
+                from: OrderStatus::Placed,
+                to: OrderStatus::Accepted,
+                actor: "anna".to_string(),
+                note: None,
+                recall: false,
+            },
+        }
+    }
+
+    #[test]
+    fn json_round_trip() {
+        let ev = sample();
+        let json = serde_json::to_string(&ev).unwrap();
+        assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), ev);
+        assert!(json.contains("\"status_changed\""), "{json}");
+    }
+
+    #[test]
+    fn postcard_golden_bytes() {
+        // Golden bytes: a change here breaks every stored event log and device. Do not update
+        // this vector; add a new FORMAT_VERSION instead.
+        let bytes = postcard::to_allocvec(&sample()).unwrap();
+        let mut golden = vec![1u8, 7, 128, 208, 149, 255, 188, 49, 1, 2, b'o', b'1', 16];
+        golden.extend_from_slice(b"ORD-20261122-001");
+        golden.extend_from_slice(&[0, 1, 4]);
+        golden.extend_from_slice(b"anna");
+        golden.extend_from_slice(&[0, 0]);
+        assert_eq!(bytes, golden);
+        assert_eq!(postcard::from_bytes::<Event>(&bytes).unwrap(), sample());
+    }
+}
