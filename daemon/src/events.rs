@@ -36,17 +36,7 @@ impl EventLog {
 
     /// Up to `max` events with seq ≥ `from`, in order.
     pub fn read(&self, from: u64, max: usize) -> Result<Vec<Event>, StoreError> {
-        let rtx = self.store.db().begin_read()?;
-        let t = rtx.open_table(tables::EVENTS)?;
-        let mut out = Vec::new();
-        for row in t.range(from..)? {
-            let (_, v) = row?;
-            out.push(codec::decode(v.value())?);
-            if out.len() >= max {
-                break;
-            }
-        }
-        Ok(out)
+        read_log(&self.store, from, max)
     }
 
     /// The last committed seq.
@@ -56,12 +46,14 @@ impl EventLog {
             .load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// Events from `from` on: first replayed from the log, then live.
+    /// Events from `from` on: first replayed from the log, then live. A subscription does not
+    /// keep the writer alive, so holding one never delays shutdown.
     pub fn subscribe(&self, from: u64) -> Subscription {
         Subscription {
             // Subscribe before reading the log, so nothing committed in between is missed.
             rx: self.shared.events.subscribe(),
-            log: self.clone(),
+            store: self.store.clone(),
+            shared: Arc::clone(&self.shared),
             next: from.max(1),
             buf: VecDeque::new(),
         }
@@ -112,10 +104,26 @@ impl EventLog {
     }
 }
 
+/// Up to `max` events with seq ≥ `from`, in order.
+fn read_log(store: &Store, from: u64, max: usize) -> Result<Vec<Event>, StoreError> {
+    let rtx = store.db().begin_read()?;
+    let t = rtx.open_table(tables::EVENTS)?;
+    let mut out = Vec::new();
+    for row in t.range(from..)? {
+        let (_, v) = row?;
+        out.push(codec::decode(v.value())?);
+        if out.len() >= max {
+            break;
+        }
+    }
+    Ok(out)
+}
+
 /// A stream of events in seq order, without gaps.
 pub struct Subscription {
     rx: broadcast::Receiver<Arc<Event>>,
-    log: EventLog,
+    store: Store,
+    shared: Arc<Shared>,
     next: u64,
     buf: VecDeque<Event>,
 }
@@ -129,8 +137,9 @@ impl Subscription {
                 self.next = e.seq + 1;
                 return Ok(e);
             }
-            if self.next <= self.log.last_seq() {
-                self.buf.extend(self.log.read(self.next, 256)?);
+            let last = self.shared.last_seq.load(std::sync::atomic::Ordering::Acquire);
+            if self.next <= last {
+                self.buf.extend(read_log(&self.store, self.next, 256)?);
                 if !self.buf.is_empty() {
                     continue;
                 }

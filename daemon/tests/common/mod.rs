@@ -1,0 +1,169 @@
+//! Test harness: the real daemon (`orderd::start`) on a port-0 listener, a real redb file in a
+//! temp dir, a manual clock, and a real HTTP client.
+#![allow(dead_code, missing_docs)]
+
+use std::sync::Arc;
+
+use orderd::clock::ManualClock;
+use orderd::config::{RawConfig, Settings};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// 2026-11-22T12:00:00Z — 13:00 in Tirana (UTC+1), well inside a business day.
+pub const T0_MS: u64 = 1_795_348_800_000;
+
+pub struct TestServer {
+    pub running: Option<orderd::Running>,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub clock: Arc<ManualClock>,
+    pub dir: tempfile::TempDir,
+    pub admin: String,
+}
+
+pub fn settings(dir: &std::path::Path, f: impl FnOnce(&mut RawConfig)) -> Settings {
+    let mut raw = RawConfig::default();
+    raw.store.data_dir = dir.to_path_buf();
+    raw.http.listen = "127.0.0.1:0".into();
+    f(&mut raw);
+    raw.validate().expect("test settings are valid")
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(f: impl FnOnce(&mut RawConfig)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, f).await
+    }
+
+    pub async fn start_in(dir: tempfile::TempDir, f: impl FnOnce(&mut RawConfig)) -> Self {
+        let clock = Arc::new(ManualClock::new(T0_MS));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let running = orderd::start(settings(dir.path(), f), listener, clock.clone())
+            .await
+            .unwrap();
+        let base = format!("http://{}", running.addr);
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .build()
+            .unwrap();
+        let mut s = Self {
+            running: Some(running),
+            base,
+            client,
+            clock,
+            dir,
+            admin: String::new(),
+        };
+        let pw = std::fs::read_to_string(s.dir.path().join("initial-admin-password")).unwrap();
+        s.admin = s.login("admin", pw.trim()).await;
+        s
+    }
+
+    pub fn state(&self) -> &orderd::api::AppStateRef {
+        &self.running.as_ref().unwrap().state
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn login(&self, user: &str, password: &str) -> String {
+        let (st, v) = self
+            .send("POST", "/api/v1/auth/login", None, Some(json!({"username": user, "password": password})))
+            .await;
+        assert_eq!(st, StatusCode::OK, "login {user}: {v}");
+        v["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates a user through the API and signs in.
+    pub async fn user(&self, name: &str, role: &str) -> String {
+        let (st, v) = self
+            .send(
+                "POST",
+                "/api/v1/users",
+                Some(&self.admin),
+                Some(json!({"username": name, "password": "password-123", "role": role})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{v}");
+        self.login(name, "password-123").await
+    }
+
+    pub async fn send(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+        self.send_with(method, path, token, body, &[]).await
+    }
+
+    pub async fn send_with(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .client
+            .request(method.parse().unwrap(), self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        let v = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        (status, v)
+    }
+
+    pub async fn raw(&self, method: &str, path: &str, token: Option<&str>, body: Vec<u8>) -> (StatusCode, Value) {
+        let mut req = self
+            .client
+            .request(method.parse().unwrap(), self.url(path))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// Places a simple takeaway order.
+    pub async fn order(&self, token: &str, items: Value) -> (StatusCode, Value) {
+        self.send("POST", "/api/v1/orders", Some(token), Some(json!({"type": "takeaway", "items": items})))
+            .await
+    }
+
+    pub async fn set_status(&self, token: &str, id: &str, status: &str) -> (StatusCode, Value) {
+        self.send(
+            "POST",
+            &format!("/api/v1/orders/{id}/status"),
+            Some(token),
+            Some(json!({"status": status, "note": "test"})),
+        )
+        .await
+    }
+
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        self.running.take().unwrap().stop().await.unwrap();
+        self.dir
+    }
+}
+
+/// Asserts the JSON error shape and returns the code.
+pub fn error_code(v: &Value) -> &str {
+    let e = &v["error"];
+    assert!(e["message"].is_string(), "not an error body: {v}");
+    e["code"].as_str().expect("error.code")
+}
