@@ -1,0 +1,244 @@
+//! End-to-end tests of the real `orderd` binary: the CLI, and a crash (SIGKILL) under load.
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_orderd");
+
+/// Starts the daemon on a free port and returns it with its base URL, read from its own
+/// start-up output (no sleeping, no fixed ports).
+async fn spawn(dir: &Path) -> (Child, String) {
+    let mut child = Command::new(BIN)
+        .args(["run", "--data-dir"])
+        .arg(dir)
+        .args(["--http-listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.trim().strip_prefix("API:") {
+                return rest.trim().trim_end_matches("/api/v1/").to_owned();
+            }
+        }
+        panic!("orderd exited before printing its address");
+    })
+    .await
+    .expect("orderd printed its address in time");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, base)
+}
+
+async fn login(client: &reqwest::Client, base: &str, user: &str, pw: &str) -> String {
+    let v: Value = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"username": user, "password": pw}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["token"].as_str().unwrap_or_else(|| panic!("{v}")).to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_under_load_loses_no_acknowledged_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, base) = spawn(dir.path()).await;
+    let client = reqwest::Client::new();
+    let pw = std::fs::read_to_string(dir.path().join("initial-admin-password")).unwrap();
+    let token = login(&client, &base, "admin", pw.trim()).await;
+
+    let acked: Arc<std::sync::Mutex<BTreeMap<String, Value>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for w in 0..16 {
+        let (client, base, token, acked, stop) = (client.clone(), base.clone(), token.clone(), acked.clone(), stop.clone());
+        workers.push(tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let body = json!({"type": "takeaway", "customer_name": format!("w{w}-{n}"), "items": [
+                    {"item_id": "burger", "quantity": 2, "modifiers": ["medium", "bacon"]},
+                    {"item_id": "espresso", "quantity": 1},
+                    {"item_id": "lemonade", "quantity": 3, "note": "cold"}]});
+                let resp = client
+                    .post(format!("{base}/api/v1/orders"))
+                    .bearer_auth(&token)
+                    .header("Idempotency-Key", format!("w{w}-{n}"))
+                    .json(&body)
+                    .send()
+                    .await;
+                let Ok(resp) = resp else { break };
+                if resp.status() == 201 {
+                    if let Ok(v) = resp.json::<Value>().await {
+                        acked.lock().unwrap().insert(v["id"].as_str().unwrap().to_owned(), v);
+                    }
+                }
+            }
+        }));
+    }
+    // Kill once a good number of orders have been acknowledged, while requests are in flight.
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while acked.lock().unwrap().len() < 400 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("orders were acknowledged");
+    child.start_kill().unwrap(); // SIGKILL
+    child.wait().await.unwrap();
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+
+    // Restart on the same data: every acknowledged order is there, whole.
+    let (mut child, base) = spawn(dir.path()).await;
+    let token = login(&client, &base, "admin", pw.trim()).await;
+    for (id, sent) in &acked {
+        let got: Value = client
+            .get(format!("{base}/api/v1/orders/{id}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(&got, sent, "order {id} differs after the crash");
+    }
+    // No half-written order: every order of the day loads, numbers have no gaps, totals add up.
+    let mut all = Vec::new();
+    for page in 1.. {
+        let v: Value = client
+            .get(format!("{base}/api/v1/orders/history?limit=200&page={page}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        all.extend(v["data"].as_array().unwrap().iter().cloned());
+        if v["pagination"]["has_next"] != true {
+            assert_eq!(v["pagination"]["total"].as_u64().unwrap() as usize, all.len());
+            break;
+        }
+    }
+    assert!(all.len() >= acked.len(), "{} stored < {} acknowledged", all.len(), acked.len());
+    for (i, o) in all.iter().enumerate() {
+        assert_eq!(o["daily_seq"].as_u64().unwrap() as usize, i + 1, "numbers are consecutive");
+        let items = o["items"].as_array().unwrap();
+        assert_eq!(items.len(), 3);
+        let sum: i64 = items.iter().map(|l| l["line_total"].as_i64().unwrap()).sum();
+        assert_eq!(sum, o["subtotal"].as_i64().unwrap());
+    }
+    // The store still takes orders and continues the numbering.
+    let v: Value = client
+        .post(format!("{base}/api/v1/orders"))
+        .bearer_auth(&token)
+        .json(&json!({"type": "takeaway", "items": [{"item_id": "espresso", "quantity": 1}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["daily_seq"].as_u64().unwrap() as usize, all.len() + 1, "{v}");
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+}
+
+fn run_cli(args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(s) = stdin {
+        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn check_config_reports_every_problem_in_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[site]\ncurrency = \"euro\"\ntime_zone = \"Nowhere/Land\"\n[http]\nlisten = \"eighty\"\n[limits]\nmax_quantity = 0\n",
+    )
+    .unwrap();
+    let out = run_cli(&["check-config", "--config", bad.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for key in ["site.currency", "site.time_zone", "http.listen", "limits.max_quantity"] {
+        assert!(err.contains(key), "{key} missing from:\n{err}");
+    }
+    assert!(err.contains("4 problem(s)"), "{err}");
+    // The shipped file passes, and init-config prints it.
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/orderd.toml");
+    let out = run_cli(&["check-config", "--config", shipped], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run_cli(&["init-config"], None);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), std::fs::read_to_string(shipped).unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_commands_manage_accounts_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = run_cli(&["user", "add", "mira", "--role", "admin", "--password-stdin", "--data-dir", d], Some("s3cret-pass\n"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run_cli(&["user", "add", "bora", "--data-dir", d], None);
+    assert!(out.status.success());
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let bora_pw = printed.rsplit("password: ").next().unwrap().trim().to_owned();
+    assert_eq!(bora_pw.len(), 24, "{printed}");
+    let out = run_cli(&["user", "add", "mira", "--password-stdin", "--data-dir", d], Some("another-pass\n"));
+    assert!(!out.status.success(), "duplicate user refused");
+    let out = run_cli(&["user", "add", "x", "--password-stdin", "--data-dir", d], Some("short\n"));
+    assert!(!out.status.success(), "short password refused");
+    let out = run_cli(&["user", "passwd", "bora", "--password-stdin", "--data-dir", d], Some("new-password-1\n"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run_cli(&["user", "list", "--data-dir", d], None);
+    let list = String::from_utf8_lossy(&out.stdout);
+    assert!(list.contains("mira\tadmin") && list.contains("bora\tstaff"), "{list}");
+
+    // The daemon accepts them; with users present it creates no admin and no password file.
+    let (mut child, base) = spawn(dir.path()).await;
+    assert!(!dir.path().join("initial-admin-password").exists());
+    let client = reqwest::Client::new();
+    login(&client, &base, "mira", "s3cret-pass").await;
+    login(&client, &base, "bora", "new-password-1").await;
+    // While it runs, the CLI says why it cannot open the store.
+    let out = run_cli(&["user", "list", "--data-dir", d], None);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("open in another process"), "{}", String::from_utf8_lossy(&out.stderr));
+    // SIGTERM: a graceful stop, exit status 0, well inside systemd's stop timeout.
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await.expect("stopped in time").unwrap();
+    assert!(status.success(), "{status:?}");
+}
