@@ -11,9 +11,9 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 
-use rand::rngs::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use rand::rngs::OsRng;
 use redb::{ReadTransaction, ReadableDatabase as _, ReadableTable, ReadableTableMetadata};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -103,8 +103,11 @@ pub fn hash_password(password: &str) -> Result<String, AppError> {
 
 /// Checks a password against a PHC hash (constant time inside argon2).
 pub fn verify_password(hash: &str, password: &str) -> bool {
-    PasswordHash::new(hash)
-        .is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+    PasswordHash::new(hash).is_ok_and(|h| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
 }
 
 /// A hash to verify against when the user does not exist, so timing does not reveal it.
@@ -128,7 +131,12 @@ pub fn check_credentials(username: &str, password: &str) -> Result<(), AppError>
 }
 
 /// Adds a user (409 if the name is taken).
-pub fn add_user(tx: &mut Tx<'_>, username: &str, role: Role, password_hash: String) -> TxResult<User> {
+pub fn add_user(
+    tx: &mut Tx<'_>,
+    username: &str,
+    role: Role,
+    password_hash: String,
+) -> TxResult<User> {
     if tx.users.get(username)?.is_some() {
         return Err(AppError::new(
             ErrorKind::Conflict,
@@ -143,12 +151,17 @@ pub fn add_user(tx: &mut Tx<'_>, username: &str, role: Role, password_hash: Stri
         password_hash,
         created_at: tx.now_ms(),
     };
-    tx.users.insert(username, codec::encode(&user)?.as_slice())?;
+    tx.users
+        .insert(username, codec::encode(&user)?.as_slice())?;
     Ok(user)
 }
 
 /// Sets a user's password and ends all their sessions. Returns the revoked session keys.
-pub fn set_password(tx: &mut Tx<'_>, username: &str, password_hash: String) -> TxResult<Vec<[u8; 32]>> {
+pub fn set_password(
+    tx: &mut Tx<'_>,
+    username: &str,
+    password_hash: String,
+) -> TxResult<Vec<[u8; 32]>> {
     let mut user: User = match tx.users.get(username)? {
         Some(v) => codec::decode(v.value())?,
         None => return Err(AppError::not_found("user").into()),
@@ -162,7 +175,8 @@ pub fn set_password(tx: &mut Tx<'_>, username: &str, password_hash: String) -> T
         }
     }
     user.password_hash = password_hash;
-    tx.users.insert(username, codec::encode(&user)?.as_slice())?;
+    tx.users
+        .insert(username, codec::encode(&user)?.as_slice())?;
     for k in &revoked {
         tx.sessions.remove(k)?;
     }
@@ -214,7 +228,10 @@ impl Sessions {
     /// The session of a token, if it exists and has not expired.
     pub fn check(&self, token: &str, now_ms: u64) -> Option<Session> {
         let key = token_key(token);
-        let map = self.map.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let map = self
+            .map
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         map.get(&key).filter(|s| s.expires_at > now_ms).cloned()
     }
 
@@ -228,7 +245,10 @@ impl Sessions {
 
     /// Removes sessions (after their commit).
     pub fn remove(&self, keys: &[[u8; 32]]) {
-        let mut map = self.map.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self
+            .map
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for k in keys {
             map.remove(k);
         }
@@ -254,7 +274,10 @@ impl Throttle {
 
     /// Seconds until `key` may try again, if it is locked out.
     pub fn locked(&self, key: &str, now_ms: u64) -> Option<u64> {
-        let state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let &(failures, since) = state.get(key)?;
         let until = since + self.lockout_ms;
         (failures >= self.max_failures && until > now_ms).then(|| (until - now_ms).div_ceil(1000))
@@ -262,7 +285,10 @@ impl Throttle {
 
     /// Records a failure.
     pub fn fail(&self, key: &str, now_ms: u64) {
-        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if state.len() > 100_000 {
             // Bound memory under a spray of usernames: forget stale entries.
             let lockout = self.lockout_ms;
@@ -291,7 +317,11 @@ pub const INITIAL_PASSWORD_FILE: &str = "initial-admin-password";
 /// `<data_dir>/initial-admin-password` (mode 0600). Returns the file's path when it did.
 ///
 /// Runs before the writer starts, with its own transaction.
-pub fn ensure_admin(store: &Store, data_dir: &Path, now_ms: u64) -> anyhow::Result<Option<PathBuf>> {
+pub fn ensure_admin(
+    store: &Store,
+    data_dir: &Path,
+    now_ms: u64,
+) -> anyhow::Result<Option<PathBuf>> {
     use anyhow::Context as _;
     let db = store.db();
     {

@@ -39,13 +39,16 @@ pub fn main(cli: Cli) -> ExitCode {
 }
 
 /// Loads and validates the configuration with the CLI's overrides applied.
-pub fn load_settings(arg: &ConfigArg, http_listen: Option<&str>) -> Result<Settings, crate::config::Problems> {
+pub fn load_settings(
+    arg: &ConfigArg,
+    http_listen: Option<&str>,
+) -> Result<Settings, crate::config::Problems> {
     let mut raw = RawConfig::load(arg.config.as_deref())?;
     if let Some(dir) = &arg.data_dir {
         raw.store.data_dir.clone_from(dir);
     }
     if let Some(addr) = http_listen {
-        raw.http.listen = addr.to_owned();
+        addr.clone_into(&mut raw.http.listen);
     }
     raw.validate()
 }
@@ -94,7 +97,11 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding HTTP on {}", settings.http_listen))?;
         let running = crate::server::start(settings, listener, Arc::new(SystemClock)).await?;
-        print_welcome(running.addr, running.initial_password_file.as_deref(), running.state.settings.data_dir());
+        print_welcome(
+            running.addr,
+            running.initial_password_file.as_deref(),
+            running.state.settings.data_dir(),
+        );
         shutdown_signal().await;
         running.stop().await
     })

@@ -406,7 +406,10 @@ impl RawConfig {
         if !is_slug(&s.default_language, 8) {
             bad(
                 "site.default_language",
-                format!("{:?} must be a language code such as en", s.default_language),
+                format!(
+                    "{:?} must be a language code such as en",
+                    s.default_language
+                ),
             );
         }
         if self.store.data_dir.as_os_str().is_empty() {
@@ -421,9 +424,9 @@ impl RawConfig {
         if !(1..=4096).contains(&self.store.max_batch) {
             bad("store.max_batch", "must be 1-4096".into());
         }
-        let http_listen = match self.http.listen.parse::<SocketAddr>() {
-            Ok(a) => Some(a),
-            Err(_) => {
+        let http_listen = self.http.listen.parse::<SocketAddr>().ok();
+        if http_listen.is_none() {
+            {
                 bad(
                     "http.listen",
                     format!(
@@ -431,9 +434,8 @@ impl RawConfig {
                         self.http.listen
                     ),
                 );
-                None
             }
-        };
+        }
         let l = &self.limits;
         if !(1024..=16 * 1024 * 1024).contains(&l.max_body_bytes) {
             bad("limits.max_body_bytes", "must be 1 KiB-16 MiB".into());
@@ -549,7 +551,8 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_all_reported() {
-        let err = RawConfig::parse("[site]\nidd = \"x\"\n[http]\nlisten_addr = \"x\"\n").unwrap_err();
+        let err =
+            RawConfig::parse("[site]\nidd = \"x\"\n[http]\nlisten_addr = \"x\"\n").unwrap_err();
         let mut keys: Vec<_> = err.0.iter().map(|p| p.key.as_str()).collect();
         keys.sort_unstable();
         assert_eq!(keys, ["http.listen_addr", "site.idd"]);

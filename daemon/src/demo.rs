@@ -67,7 +67,8 @@ mod tests {
     fn demo_menu_is_valid() {
         let m = super::demo_menu();
         m.validate(500).unwrap();
-        let stations: std::collections::BTreeSet<_> = m.items().map(|i| i.station.as_str()).collect();
+        let stations: std::collections::BTreeSet<_> =
+            m.items().map(|i| i.station.as_str()).collect();
         assert!(stations.len() >= 2);
         assert!(m.items().all(|i| i.name.contains_key("sq")));
         assert!(m.items().any(|i| !i.modifier_groups.is_empty()));

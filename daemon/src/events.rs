@@ -137,7 +137,10 @@ impl Subscription {
                 self.next = e.seq + 1;
                 return Ok(e);
             }
-            let last = self.shared.last_seq.load(std::sync::atomic::Ordering::Acquire);
+            let last = self
+                .shared
+                .last_seq
+                .load(std::sync::atomic::Ordering::Acquire);
             if self.next <= last {
                 self.buf.extend(read_log(&self.store, self.next, 256)?);
                 if !self.buf.is_empty() {

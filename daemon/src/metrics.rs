@@ -53,21 +53,16 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("orderd");
         let orders_created = Counter::default();
-        registry.register(
-            "orders_created",
-            "Orders created",
-            orders_created.clone(),
-        );
+        registry.register("orders_created", "Orders created", orders_created.clone());
         let transitions = Family::<TransitionLabels, Counter>::default();
         registry.register(
             "order_transitions",
             "Order status transitions by target status",
             transitions.clone(),
         );
-        let request_seconds =
-            Family::<RouteLabels, Histogram>::new_with_constructor(|| {
-                Histogram::new(exponential_buckets(0.000_25, 2.0, 14))
-            });
+        let request_seconds = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_25, 2.0, 14))
+        });
         registry.register(
             "http_request_duration_seconds",
             "HTTP request latency by route",
@@ -82,7 +77,11 @@ impl Metrics {
         let store_bytes = Gauge::default();
         registry.register("store_bytes", "Size of the store file", store_bytes.clone());
         let event_seq = Gauge::default();
-        registry.register("event_seq", "Last committed event sequence number", event_seq.clone());
+        registry.register(
+            "event_seq",
+            "Last committed event sequence number",
+            event_seq.clone(),
+        );
         Self {
             registry,
             orders_created,

@@ -106,12 +106,19 @@ pub async fn start(
         Arc::clone(&metrics),
         settings.raw.store.max_batch as usize,
     );
-    tracing::info!(last_seq, max_batch = settings.raw.store.max_batch, "writer started");
+    tracing::info!(
+        last_seq,
+        max_batch = settings.raw.store.max_batch,
+        "writer started"
+    );
 
     let rules = Arc::new(Rules::from_settings(&settings));
     let events = EventLog::new(store.clone(), Arc::clone(&shared), writer.clone());
     let auth_cfg = &settings.raw.auth;
-    let throttle = Throttle::new(auth_cfg.login_max_failures, auth_cfg.login_lockout_secs * 1000);
+    let throttle = Throttle::new(
+        auth_cfg.login_max_failures,
+        auth_cfg.login_lockout_secs * 1000,
+    );
     let state = Arc::new(AppState {
         settings: Arc::new(settings),
         rules,
@@ -181,7 +188,10 @@ impl Running {
             drop(state);
             let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
         };
-        if tokio::time::timeout(SHUTDOWN_DEADLINE, drain).await.is_err() {
+        if tokio::time::timeout(SHUTDOWN_DEADLINE, drain)
+            .await
+            .is_err()
+        {
             anyhow::bail!(
                 "shutdown did not finish within {} s; committed data is safe",
                 SHUTDOWN_DEADLINE.as_secs()

@@ -18,10 +18,20 @@ pub async fn retention(state: AppStateRef, mut shutdown: Shutdown) {
                 return;
             }
             let rules = Arc::clone(&state.rules);
-            match state.writer.run(move |tx| retention::sweep(tx, &rules)).await {
+            match state
+                .writer
+                .run(move |tx| retention::sweep(tx, &rules))
+                .await
+            {
                 Ok(s) => {
                     if s.orders + s.events + s.expired > 0 {
-                        tracing::info!(orders = s.orders, days = s.days, events = s.events, expired = s.expired, "retention sweep");
+                        tracing::info!(
+                            orders = s.orders,
+                            days = s.days,
+                            events = s.events,
+                            expired = s.expired,
+                            "retention sweep"
+                        );
                     }
                     if !s.more {
                         break;

@@ -14,25 +14,60 @@ fn protected() -> Vec<(&'static str, &'static str, &'static str, Option<Value>)>
     vec![
         ("POST", "/api/v1/auth/logout", "staff", None),
         ("GET", "/api/v1/users", "admin", None),
-        ("POST", "/api/v1/users", "admin", Some(json!({"username": "zed", "password": "password-123", "role": "staff"}))),
+        (
+            "POST",
+            "/api/v1/users",
+            "admin",
+            Some(json!({"username": "zed", "password": "password-123", "role": "staff"})),
+        ),
         ("PUT", "/api/v1/menu", "admin", Some(menu)),
-        ("PATCH", "/api/v1/menu/items/espresso", "staff", Some(json!({"available": true}))),
-        ("POST", "/api/v1/menu/items/espresso/stock", "staff", Some(json!({"set": 10}))),
+        (
+            "PATCH",
+            "/api/v1/menu/items/espresso",
+            "staff",
+            Some(json!({"available": true})),
+        ),
+        (
+            "POST",
+            "/api/v1/menu/items/espresso/stock",
+            "staff",
+            Some(json!({"set": 10})),
+        ),
         ("GET", "/api/v1/tables", "admin", None),
-        ("POST", "/api/v1/tables", "admin", Some(json!({"label": "T99"}))),
+        (
+            "POST",
+            "/api/v1/tables",
+            "admin",
+            Some(json!({"label": "T99"})),
+        ),
         ("DELETE", "/api/v1/tables/t6", "admin", None),
         ("POST", "/api/v1/tables/t5/rotate-token", "admin", None),
-        ("POST", "/api/v1/orders", "staff", Some(json!({"type": "takeaway", "items": [{"item_id": "espresso", "quantity": 1}]}))),
+        (
+            "POST",
+            "/api/v1/orders",
+            "staff",
+            Some(json!({"type": "takeaway", "items": [{"item_id": "espresso", "quantity": 1}]})),
+        ),
         ("GET", "/api/v1/orders/active", "staff", None),
         ("GET", "/api/v1/orders/recent", "staff", None),
         ("GET", "/api/v1/orders/history", "staff", None),
         ("GET", "/api/v1/orders/search?q=001", "staff", None),
         ("GET", "/api/v1/orders/{id}", "staff", None),
         ("GET", "/api/v1/orders/{id}/history", "staff", None),
-        ("POST", "/api/v1/orders/{id}/status", "staff", Some(json!({"status": "accepted"}))),
+        (
+            "POST",
+            "/api/v1/orders/{id}/status",
+            "staff",
+            Some(json!({"status": "accepted"})),
+        ),
         ("POST", "/api/v1/orders/{id}/recall", "staff", None),
         ("GET", "/api/v1/analytics/daily", "admin", None),
-        ("GET", "/api/v1/analytics/summary?from=2026-11-01&to=2026-11-22", "admin", None),
+        (
+            "GET",
+            "/api/v1/analytics/summary?from=2026-11-01&to=2026-11-22",
+            "admin",
+            None,
+        ),
     ]
 }
 
@@ -40,22 +75,44 @@ fn protected() -> Vec<(&'static str, &'static str, &'static str, Option<Value>)>
 async fn every_endpoint_checks_token_and_role() {
     let s = TestServer::start_with(|c| c.auth.session_ttl_secs = 3600).await;
     let staff = s.user("anna", "staff").await;
-    let (_, order) = s.order(&staff, json!([{"item_id": "espresso", "quantity": 1}])).await;
+    let (_, order) = s
+        .order(&staff, json!([{"item_id": "espresso", "quantity": 1}]))
+        .await;
     let id = order["id"].as_str().unwrap().to_owned();
     let forged = "f".repeat(64);
     for (method, path, role, body) in protected() {
         let path = path.replace("{id}", &id);
         // No token: orders without a table token, and everything else, are 401.
         let (st, v) = s.send(method, &path, None, body.clone()).await;
-        assert_eq!(st, StatusCode::UNAUTHORIZED, "{method} {path} without a token: {v}");
+        assert_eq!(
+            st,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path} without a token: {v}"
+        );
         error_code(&v);
         // A forged token.
         let (st, v) = s.send(method, &path, Some(&forged), body.clone()).await;
-        assert_eq!(st, StatusCode::UNAUTHORIZED, "{method} {path} with a forged token: {v}");
+        assert_eq!(
+            st,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path} with a forged token: {v}"
+        );
         assert_eq!(error_code(&v), "invalid_token");
         // A malformed Authorization header.
-        let (st, _) = s.send_with(method, &path, None, body.clone(), &[("authorization", "Basic YWRtaW46eA==")]).await;
-        assert_eq!(st, StatusCode::UNAUTHORIZED, "{method} {path} with Basic auth");
+        let (st, _) = s
+            .send_with(
+                method,
+                &path,
+                None,
+                body.clone(),
+                &[("authorization", "Basic YWRtaW46eA==")],
+            )
+            .await;
+        assert_eq!(
+            st,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path} with Basic auth"
+        );
         // The wrong role.
         if role == "admin" {
             let (st, v) = s.send(method, &path, Some(&staff), body.clone()).await;
@@ -65,11 +122,21 @@ async fn every_endpoint_checks_token_and_role() {
     }
     // Staff may toggle availability but not change prices.
     let (st, _) = s
-        .send("PATCH", "/api/v1/menu/items/espresso", Some(&staff), Some(json!({"price": 1})))
+        .send(
+            "PATCH",
+            "/api/v1/menu/items/espresso",
+            Some(&staff),
+            Some(json!({"price": 1})),
+        )
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     let (st, v) = s
-        .send("PATCH", "/api/v1/menu/items/espresso", Some(&s.admin), Some(json!({"price": 180})))
+        .send(
+            "PATCH",
+            "/api/v1/menu/items/espresso",
+            Some(&s.admin),
+            Some(json!({"price": 180})),
+        )
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["price"], 180);
@@ -80,7 +147,11 @@ async fn every_endpoint_checks_token_and_role() {
         let path = path.replace("{id}", &id);
         for token in [&staff, &s.admin] {
             let (st, v) = s.send(method, &path, Some(token), body.clone()).await;
-            assert_eq!(st, StatusCode::UNAUTHORIZED, "{method} {path} with an expired token: {v}");
+            assert_eq!(
+                st,
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} with an expired token: {v}"
+            );
         }
     }
     s.stop().await;
@@ -105,7 +176,10 @@ async fn initial_password_file_is_private_and_works() {
     let before = std::fs::read_to_string(dir.path().join("initial-admin-password")).unwrap();
     let s = common::TestServer::start_in(dir, |_| {}).await;
     assert!(s.running.as_ref().unwrap().initial_password_file.is_none());
-    assert_eq!(std::fs::read_to_string(s.dir.path().join("initial-admin-password")).unwrap(), before);
+    assert_eq!(
+        std::fs::read_to_string(s.dir.path().join("initial-admin-password")).unwrap(),
+        before
+    );
     s.stop().await;
 }
 
@@ -119,16 +193,29 @@ async fn logins_are_throttled_and_logout_ends_the_session() {
     let staff = s.user("anna", "staff").await;
     for _ in 0..3 {
         let (st, v) = s
-            .send("POST", "/api/v1/auth/login", None, Some(json!({"username": "anna", "password": "nope-nope"})))
+            .send(
+                "POST",
+                "/api/v1/auth/login",
+                None,
+                Some(json!({"username": "anna", "password": "nope-nope"})),
+            )
             .await;
         assert_eq!(st, StatusCode::UNAUTHORIZED);
         assert_eq!(error_code(&v), "invalid_credentials");
     }
     // Unknown users get the same answer.
     let (st, v) = s
-        .send("POST", "/api/v1/auth/login", None, Some(json!({"username": "ghost", "password": "nope-nope"})))
+        .send(
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": "ghost", "password": "nope-nope"})),
+        )
         .await;
-    assert!(st == StatusCode::UNAUTHORIZED || st == StatusCode::TOO_MANY_REQUESTS, "{v}");
+    assert!(
+        st == StatusCode::UNAUTHORIZED || st == StatusCode::TOO_MANY_REQUESTS,
+        "{v}"
+    );
     // Now even the right password waits.
     let resp = s
         .client
@@ -142,17 +229,33 @@ async fn logins_are_throttled_and_logout_ends_the_session() {
     s.clock.advance_ms(61_000);
     let fresh = s.login("anna", "password-123").await;
     // Logout ends only that session.
-    let (st, _) = s.send("POST", "/api/v1/auth/logout", Some(&fresh), None).await;
+    let (st, _) = s
+        .send("POST", "/api/v1/auth/logout", Some(&fresh), None)
+        .await;
     assert_eq!(st, StatusCode::NO_CONTENT);
-    let (st, _) = s.send("GET", "/api/v1/orders/active", Some(&fresh), None).await;
+    let (st, _) = s
+        .send("GET", "/api/v1/orders/active", Some(&fresh), None)
+        .await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
-    let (st, _) = s.send("GET", "/api/v1/orders/active", Some(&staff), None).await;
+    let (st, _) = s
+        .send("GET", "/api/v1/orders/active", Some(&staff), None)
+        .await;
     assert_eq!(st, StatusCode::OK);
     // Sessions survive a restart; logged-out ones stay dead.
     let dir = s.stop().await;
     let s = TestServer::start_in(dir, |_| {}).await;
-    assert_eq!(s.send("GET", "/api/v1/orders/active", Some(&staff), None).await.0, StatusCode::OK);
-    assert_eq!(s.send("GET", "/api/v1/orders/active", Some(&fresh), None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        s.send("GET", "/api/v1/orders/active", Some(&staff), None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        s.send("GET", "/api/v1/orders/active", Some(&fresh), None)
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
     s.stop().await;
 }
 
@@ -163,7 +266,9 @@ async fn customers_order_with_a_table_token_only() {
     let t1 = tables["data"][0].clone();
     let token = t1["qr_token"].as_str().unwrap().to_owned();
     let body = json!({"type": "dine_in", "table_token": token, "items": [{"item_id": "espresso", "quantity": 2}]});
-    let (st, v) = s.send("POST", "/api/v1/orders", None, Some(body.clone())).await;
+    let (st, v) = s
+        .send("POST", "/api/v1/orders", None, Some(body.clone()))
+        .await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
     assert_eq!(v["source"], "customer");
     assert_eq!(v["table_id"], t1["id"]);
@@ -179,13 +284,23 @@ async fn customers_order_with_a_table_token_only() {
     assert_eq!(error_code(&v), "invalid_table_token");
     // Rotating the token retires the old QR code.
     let (st, rotated) = s
-        .send("POST", &format!("/api/v1/tables/{}/rotate-token", t1["id"].as_str().unwrap()), Some(&s.admin), None)
+        .send(
+            "POST",
+            &format!("/api/v1/tables/{}/rotate-token", t1["id"].as_str().unwrap()),
+            Some(&s.admin),
+            None,
+        )
         .await;
     assert_eq!(st, StatusCode::OK);
     assert_ne!(rotated["qr_token"], t1["qr_token"]);
-    assert_eq!(s.send("POST", "/api/v1/orders", None, Some(body)).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        s.send("POST", "/api/v1/orders", None, Some(body)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
     // Customers cannot read orders (that arrives with customer verification).
-    let (st, _) = s.send("GET", &format!("/api/v1/orders/{}", v["id"]), None, None).await;
+    let (st, _) = s
+        .send("GET", &format!("/api/v1/orders/{}", v["id"]), None, None)
+        .await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
     s.stop().await;
 }

@@ -52,7 +52,10 @@ async fn login(client: &reqwest::Client, base: &str, user: &str, pw: &str) -> St
         .json()
         .await
         .unwrap();
-    v["token"].as_str().unwrap_or_else(|| panic!("{v}")).to_owned()
+    v["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v}"))
+        .to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,7 +70,13 @@ async fn sigkill_under_load_loses_no_acknowledged_order() {
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
     for w in 0..16 {
-        let (client, base, token, acked, stop) = (client.clone(), base.clone(), token.clone(), acked.clone(), stop.clone());
+        let (client, base, token, acked, stop) = (
+            client.clone(),
+            base.clone(),
+            token.clone(),
+            acked.clone(),
+            stop.clone(),
+        );
         workers.push(tokio::spawn(async move {
             let mut n = 0;
             while !stop.load(Ordering::Relaxed) {
@@ -84,10 +93,10 @@ async fn sigkill_under_load_loses_no_acknowledged_order() {
                     .send()
                     .await;
                 let Ok(resp) = resp else { break };
-                if resp.status() == 201 {
-                    if let Ok(v) = resp.json::<Value>().await {
-                        acked.lock().unwrap().insert(v["id"].as_str().unwrap().to_owned(), v);
-                    }
+                if resp.status() == 201
+                    && let Ok(v) = resp.json::<Value>().await
+                {
+                    acked.lock().unwrap().insert(v["id"].as_str().unwrap().to_owned(), v);
                 }
             }
         }));
@@ -127,7 +136,9 @@ async fn sigkill_under_load_loses_no_acknowledged_order() {
     let mut all = Vec::new();
     for page in 1.. {
         let v: Value = client
-            .get(format!("{base}/api/v1/orders/history?limit=200&page={page}"))
+            .get(format!(
+                "{base}/api/v1/orders/history?limit=200&page={page}"
+            ))
             .bearer_auth(&token)
             .send()
             .await
@@ -137,16 +148,31 @@ async fn sigkill_under_load_loses_no_acknowledged_order() {
             .unwrap();
         all.extend(v["data"].as_array().unwrap().iter().cloned());
         if v["pagination"]["has_next"] != true {
-            assert_eq!(v["pagination"]["total"].as_u64().unwrap() as usize, all.len());
+            assert_eq!(
+                v["pagination"]["total"].as_u64().unwrap() as usize,
+                all.len()
+            );
             break;
         }
     }
-    assert!(all.len() >= acked.len(), "{} stored < {} acknowledged", all.len(), acked.len());
+    assert!(
+        all.len() >= acked.len(),
+        "{} stored < {} acknowledged",
+        all.len(),
+        acked.len()
+    );
     for (i, o) in all.iter().enumerate() {
-        assert_eq!(o["daily_seq"].as_u64().unwrap() as usize, i + 1, "numbers are consecutive");
+        assert_eq!(
+            o["daily_seq"].as_u64().unwrap() as usize,
+            i + 1,
+            "numbers are consecutive"
+        );
         let items = o["items"].as_array().unwrap();
         assert_eq!(items.len(), 3);
-        let sum: i64 = items.iter().map(|l| l["line_total"].as_i64().unwrap()).sum();
+        let sum: i64 = items
+            .iter()
+            .map(|l| l["line_total"].as_i64().unwrap())
+            .sum();
         assert_eq!(sum, o["subtotal"].as_i64().unwrap());
     }
     // The store still takes orders and continues the numbering.
@@ -160,7 +186,11 @@ async fn sigkill_under_load_loses_no_acknowledged_order() {
         .json()
         .await
         .unwrap();
-    assert_eq!(v["daily_seq"].as_u64().unwrap() as usize, all.len() + 1, "{v}");
+    assert_eq!(
+        v["daily_seq"].as_u64().unwrap() as usize,
+        all.len() + 1,
+        "{v}"
+    );
     child.start_kill().unwrap();
     child.wait().await.unwrap();
 }
@@ -193,38 +223,94 @@ fn check_config_reports_every_problem_in_one_run() {
     let out = run_cli(&["check-config", "--config", bad.to_str().unwrap()], None);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    for key in ["site.currency", "site.time_zone", "http.listen", "limits.max_quantity"] {
+    for key in [
+        "site.currency",
+        "site.time_zone",
+        "http.listen",
+        "limits.max_quantity",
+    ] {
         assert!(err.contains(key), "{key} missing from:\n{err}");
     }
     assert!(err.contains("4 problem(s)"), "{err}");
     // The shipped file passes, and init-config prints it.
     let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/orderd.toml");
     let out = run_cli(&["check-config", "--config", shipped], None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = run_cli(&["init-config"], None);
-    assert_eq!(String::from_utf8_lossy(&out.stdout), std::fs::read_to_string(shipped).unwrap());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        std::fs::read_to_string(shipped).unwrap()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_commands_manage_accounts_offline() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
-    let out = run_cli(&["user", "add", "mira", "--role", "admin", "--password-stdin", "--data-dir", d], Some("s3cret-pass\n"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run_cli(
+        &[
+            "user",
+            "add",
+            "mira",
+            "--role",
+            "admin",
+            "--password-stdin",
+            "--data-dir",
+            d,
+        ],
+        Some("s3cret-pass\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = run_cli(&["user", "add", "bora", "--data-dir", d], None);
     assert!(out.status.success());
     let printed = String::from_utf8_lossy(&out.stdout);
-    let bora_pw = printed.rsplit("password: ").next().unwrap().trim().to_owned();
+    let bora_pw = printed
+        .rsplit("password: ")
+        .next()
+        .unwrap()
+        .trim()
+        .to_owned();
     assert_eq!(bora_pw.len(), 24, "{printed}");
-    let out = run_cli(&["user", "add", "mira", "--password-stdin", "--data-dir", d], Some("another-pass\n"));
+    let out = run_cli(
+        &["user", "add", "mira", "--password-stdin", "--data-dir", d],
+        Some("another-pass\n"),
+    );
     assert!(!out.status.success(), "duplicate user refused");
-    let out = run_cli(&["user", "add", "x", "--password-stdin", "--data-dir", d], Some("short\n"));
+    let out = run_cli(
+        &["user", "add", "x", "--password-stdin", "--data-dir", d],
+        Some("short\n"),
+    );
     assert!(!out.status.success(), "short password refused");
-    let out = run_cli(&["user", "passwd", "bora", "--password-stdin", "--data-dir", d], Some("new-password-1\n"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run_cli(
+        &[
+            "user",
+            "passwd",
+            "bora",
+            "--password-stdin",
+            "--data-dir",
+            d,
+        ],
+        Some("new-password-1\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = run_cli(&["user", "list", "--data-dir", d], None);
     let list = String::from_utf8_lossy(&out.stdout);
-    assert!(list.contains("mira\tadmin") && list.contains("bora\tstaff"), "{list}");
+    assert!(
+        list.contains("mira\tadmin") && list.contains("bora\tstaff"),
+        "{list}"
+    );
 
     // The daemon accepts them; with users present it creates no admin and no password file.
     let (mut child, base) = spawn(dir.path()).await;
@@ -235,10 +321,23 @@ async fn user_commands_manage_accounts_offline() {
     // While it runs, the CLI says why it cannot open the store.
     let out = run_cli(&["user", "list", "--data-dir", d], None);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("open in another process"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("open in another process"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // SIGTERM: a graceful stop, exit status 0, well inside systemd's stop timeout.
     let pid = child.id().unwrap().to_string();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await.expect("stopped in time").unwrap();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("stopped in time")
+        .unwrap();
     assert!(status.success(), "{status:?}");
 }

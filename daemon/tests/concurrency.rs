@@ -14,7 +14,13 @@ async fn fifty_concurrent_requests_with_one_key_create_one_order() {
     let staff = s.user("anna", "staff").await;
     let body = json!({"type": "takeaway", "items": [{"item_id": "burger", "quantity": 1, "modifiers": ["medium"]}]});
     let results = join_all((0..50).map(|_| {
-        s.send_with("POST", "/api/v1/orders", Some(&staff), Some(body.clone()), &[("Idempotency-Key", "retry-me")])
+        s.send_with(
+            "POST",
+            "/api/v1/orders",
+            Some(&staff),
+            Some(body.clone()),
+            &[("Idempotency-Key", "retry-me")],
+        )
     }))
     .await;
     let ids: BTreeSet<_> = results
@@ -25,17 +31,31 @@ async fn fifty_concurrent_requests_with_one_key_create_one_order() {
         })
         .collect();
     assert_eq!(ids.len(), 1, "one order for one key");
-    let (_, active) = s.send("GET", "/api/v1/orders/active", Some(&staff), None).await;
+    let (_, active) = s
+        .send("GET", "/api/v1/orders/active", Some(&staff), None)
+        .await;
     assert_eq!(active["pagination"]["total"], 1);
     // Same key, different body → 422; new key → a new order.
     let other = json!({"type": "takeaway", "items": [{"item_id": "espresso", "quantity": 1}]});
     let (st, v) = s
-        .send_with("POST", "/api/v1/orders", Some(&staff), Some(other.clone()), &[("Idempotency-Key", "retry-me")])
+        .send_with(
+            "POST",
+            "/api/v1/orders",
+            Some(&staff),
+            Some(other.clone()),
+            &[("Idempotency-Key", "retry-me")],
+        )
         .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(error_code(&v), "idempotency_key_reused");
     let (st, v) = s
-        .send_with("POST", "/api/v1/orders", Some(&staff), Some(other), &[("Idempotency-Key", "another")])
+        .send_with(
+            "POST",
+            "/api/v1/orders",
+            Some(&staff),
+            Some(other),
+            &[("Idempotency-Key", "another")],
+        )
         .await;
     assert_eq!(st, StatusCode::CREATED);
     assert!(!ids.contains(v["id"].as_str().unwrap()));
@@ -44,7 +64,13 @@ async fn fifty_concurrent_requests_with_one_key_create_one_order() {
     let s = TestServer::start_in(dir, |_| {}).await;
     let staff = s.login("anna", "password-123").await;
     let (st, v) = s
-        .send_with("POST", "/api/v1/orders", Some(&staff), Some(body), &[("Idempotency-Key", "retry-me")])
+        .send_with(
+            "POST",
+            "/api/v1/orders",
+            Some(&staff),
+            Some(body),
+            &[("Idempotency-Key", "retry-me")],
+        )
         .await;
     assert_eq!(st, StatusCode::CREATED);
     assert!(ids.contains(v["id"].as_str().unwrap()));
@@ -56,13 +82,27 @@ async fn stock_never_oversells() {
     let s = TestServer::start().await;
     let staff = s.user("anna", "staff").await;
     let (st, v) = s
-        .send("POST", "/api/v1/menu/items/greek_salad/stock", Some(&staff), Some(json!({"set": 50})))
+        .send(
+            "POST",
+            "/api/v1/menu/items/greek_salad/stock",
+            Some(&staff),
+            Some(json!({"set": 50})),
+        )
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let mut events = s.state().events.subscribe(s.state().events.last_seq() + 1);
-    let results = join_all((0..200).map(|_| s.order(&staff, json!([{"item_id": "greek_salad", "quantity": 1}])))).await;
-    let ok = results.iter().filter(|(st, _)| *st == StatusCode::CREATED).count();
-    let refused: Vec<_> = results.iter().filter(|(st, _)| *st != StatusCode::CREATED).collect();
+    let results = join_all(
+        (0..200).map(|_| s.order(&staff, json!([{"item_id": "greek_salad", "quantity": 1}]))),
+    )
+    .await;
+    let ok = results
+        .iter()
+        .filter(|(st, _)| *st == StatusCode::CREATED)
+        .count();
+    let refused: Vec<_> = results
+        .iter()
+        .filter(|(st, _)| *st != StatusCode::CREATED)
+        .collect();
     assert_eq!(ok, 50);
     assert_eq!(refused.len(), 150);
     for (st, v) in refused {
@@ -82,20 +122,40 @@ async fn stock_never_oversells() {
     assert_eq!(item["available"], false);
     // The sold-out and availability events were logged once.
     let mut kinds = Vec::new();
-    while kinds.iter().filter(|k| *k == "order_placed").count() < 50 || !kinds.contains(&"availability_changed".to_owned()) {
-        let e = tokio::time::timeout(std::time::Duration::from_secs(5), events.next()).await.unwrap().unwrap();
+    while kinds.iter().filter(|k| *k == "order_placed").count() < 50
+        || !kinds.contains(&"availability_changed".to_owned())
+    {
+        let e = tokio::time::timeout(std::time::Duration::from_secs(5), events.next())
+            .await
+            .unwrap()
+            .unwrap();
         kinds.push(e.kind.name().to_owned());
     }
     assert_eq!(kinds.iter().filter(|k| *k == "sold_out").count(), 1);
     drop(events);
     // Restocking makes it available again.
     let (st, v) = s
-        .send("POST", "/api/v1/menu/items/greek_salad/stock", Some(&staff), Some(json!({"adjust": 5})))
+        .send(
+            "POST",
+            "/api/v1/menu/items/greek_salad/stock",
+            Some(&staff),
+            Some(json!({"adjust": 5})),
+        )
         .await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(v["stock"], 5);
-    assert_eq!(s.order(&staff, json!([{"item_id": "greek_salad", "quantity": 5}])).await.0, StatusCode::CREATED);
-    assert_eq!(s.order(&staff, json!([{"item_id": "greek_salad", "quantity": 1}])).await.0, StatusCode::CONFLICT);
+    assert_eq!(
+        s.order(&staff, json!([{"item_id": "greek_salad", "quantity": 5}]))
+            .await
+            .0,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        s.order(&staff, json!([{"item_id": "greek_salad", "quantity": 1}]))
+            .await
+            .0,
+        StatusCode::CONFLICT
+    );
     s.stop().await;
 }
 
@@ -104,14 +164,20 @@ async fn thousand_concurrent_orders_get_consecutive_numbers_and_the_day_rolls_ov
     // Sessions must outlive the jump to the next day.
     let s = TestServer::start_with(|c| c.auth.session_ttl_secs = 2 * 86_400).await;
     let staff = s.user("anna", "staff").await;
-    let results = join_all((0..1000).map(|_| s.order(&staff, json!([{"item_id": "espresso", "quantity": 1}])))).await;
+    let results = join_all(
+        (0..1000).map(|_| s.order(&staff, json!([{"item_id": "espresso", "quantity": 1}]))),
+    )
+    .await;
     let mut seqs: Vec<u64> = results
         .iter()
         .map(|(st, v)| {
             assert_eq!(*st, StatusCode::CREATED, "{v}");
             let number = v["number"].as_str().unwrap();
             assert!(number.starts_with("ORD-20261122-"), "{number}");
-            assert_eq!(number.rsplit('-').next().unwrap().parse::<u64>().unwrap(), v["daily_seq"].as_u64().unwrap());
+            assert_eq!(
+                number.rsplit('-').next().unwrap().parse::<u64>().unwrap(),
+                v["daily_seq"].as_u64().unwrap()
+            );
             v["daily_seq"].as_u64().unwrap()
         })
         .collect();
@@ -119,15 +185,31 @@ async fn thousand_concurrent_orders_get_consecutive_numbers_and_the_day_rolls_ov
     assert_eq!(seqs, (1..=1000).collect::<Vec<_>>());
     // The next business day starts at 04:00 local (03:00 UTC): 12:00 + 15 h = 03:00 UTC.
     s.clock.advance_ms(15 * 3_600_000 - 1000);
-    let (_, v) = s.order(&staff, json!([{"item_id": "espresso", "quantity": 1}])).await;
-    assert_eq!(v["number"], "ORD-20261122-1001", "still the same business day at 03:59 local");
+    let (_, v) = s
+        .order(&staff, json!([{"item_id": "espresso", "quantity": 1}]))
+        .await;
+    assert_eq!(
+        v["number"], "ORD-20261122-1001",
+        "still the same business day at 03:59 local"
+    );
     s.clock.advance_ms(2000);
-    let (_, v) = s.order(&staff, json!([{"item_id": "espresso", "quantity": 1}])).await;
+    let (_, v) = s
+        .order(&staff, json!([{"item_id": "espresso", "quantity": 1}]))
+        .await;
     assert_eq!(v["number"], "ORD-20261123-001");
     // Short-number search finds today's order.
-    let (_, found) = s.send("GET", "/api/v1/orders/search?q=001", Some(&staff), None).await;
+    let (_, found) = s
+        .send("GET", "/api/v1/orders/search?q=001", Some(&staff), None)
+        .await;
     assert_eq!(found["data"][0]["number"], "ORD-20261123-001");
-    let (_, hist) = s.send("GET", "/api/v1/orders/history?date=2026-11-22&limit=10&page=3", Some(&staff), None).await;
+    let (_, hist) = s
+        .send(
+            "GET",
+            "/api/v1/orders/history?date=2026-11-22&limit=10&page=3",
+            Some(&staff),
+            None,
+        )
+        .await;
     assert_eq!(hist["pagination"]["total"], 1001);
     assert_eq!(hist["data"][0]["number"], "ORD-20261122-021");
     assert_eq!(hist["pagination"]["has_next"], true);

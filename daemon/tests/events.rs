@@ -11,18 +11,28 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 async fn next(sub: &mut orderd::events::Subscription) -> orderd_protocol::Event {
-    tokio::time::timeout(Duration::from_secs(5), sub.next()).await.expect("an event in time").unwrap()
+    tokio::time::timeout(Duration::from_secs(5), sub.next())
+        .await
+        .expect("an event in time")
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscribe_replays_then_follows_live() {
     let s = TestServer::start().await;
     let staff = s.user("anna", "staff").await;
-    let (_, o1) = s.order(&staff, json!([{"item_id": "tave_kosi", "quantity": 16}])).await;
+    let (_, o1) = s
+        .order(&staff, json!([{"item_id": "tave_kosi", "quantity": 16}]))
+        .await;
     let id = o1["id"].as_str().unwrap().to_owned();
     s.set_status(&staff, &id, "accepted").await;
     let (st, _) = s
-        .send("PATCH", "/api/v1/menu/items/espresso", Some(&staff), Some(json!({"available": false})))
+        .send(
+            "PATCH",
+            "/api/v1/menu/items/espresso",
+            Some(&staff),
+            Some(json!({"available": false})),
+        )
         .await;
     assert_eq!(st, StatusCode::OK);
 
@@ -31,30 +41,65 @@ async fn subscribe_replays_then_follows_live() {
     let mut sub = log.subscribe(1);
     let e1 = next(&mut sub).await;
     assert_eq!(e1.seq, 1);
-    let EventKind::OrderPlaced(placed) = &e1.kind else { panic!("{e1:?}") };
+    let EventKind::OrderPlaced(placed) = &e1.kind else {
+        panic!("{e1:?}")
+    };
     assert_eq!(placed.id, id);
     assert_eq!(placed.total, 16 * 1100);
     let e2 = next(&mut sub).await;
-    assert!(matches!(e2.kind, EventKind::StockLow { ref item_id, remaining: 4 } if item_id == "tave_kosi"), "{e2:?}");
+    assert!(
+        matches!(e2.kind, EventKind::StockLow { ref item_id, remaining: 4 } if item_id == "tave_kosi"),
+        "{e2:?}"
+    );
     let e3 = next(&mut sub).await;
-    assert!(matches!(e3.kind, EventKind::StatusChanged { to: orderd_protocol::OrderStatus::Accepted, .. }), "{e3:?}");
+    assert!(
+        matches!(
+            e3.kind,
+            EventKind::StatusChanged {
+                to: orderd_protocol::OrderStatus::Accepted,
+                ..
+            }
+        ),
+        "{e3:?}"
+    );
     let e4 = next(&mut sub).await;
-    assert!(matches!(e4.kind, EventKind::AvailabilityChanged { available: false, .. }), "{e4:?}");
+    assert!(
+        matches!(
+            e4.kind,
+            EventKind::AvailabilityChanged {
+                available: false,
+                ..
+            }
+        ),
+        "{e4:?}"
+    );
     // Then live.
     let waiter = tokio::spawn(async move { next(&mut sub).await });
     tokio::time::sleep(Duration::from_millis(50)).await;
-    s.order(&staff, json!([{"item_id": "tave_kosi", "quantity": 4}])).await;
+    s.order(&staff, json!([{"item_id": "tave_kosi", "quantity": 4}]))
+        .await;
     let e5 = waiter.await.unwrap();
     assert_eq!(e5.seq, 5);
     assert!(matches!(e5.kind, EventKind::OrderPlaced(_)));
     // A subscriber starting in the middle sees the rest, in order, without gaps.
     let mut mid = log.subscribe(3);
-    let seqs: Vec<u64> = [next(&mut mid).await, next(&mut mid).await, next(&mut mid).await, next(&mut mid).await]
-        .iter()
-        .map(|e| e.seq)
-        .collect();
+    let seqs: Vec<u64> = [
+        next(&mut mid).await,
+        next(&mut mid).await,
+        next(&mut mid).await,
+        next(&mut mid).await,
+    ]
+    .iter()
+    .map(|e| e.seq)
+    .collect();
     assert_eq!(seqs, [3, 4, 5, 6]);
-    assert!(matches!(next(&mut mid).await.kind, EventKind::AvailabilityChanged { available: false, .. }));
+    assert!(matches!(
+        next(&mut mid).await.kind,
+        EventKind::AvailabilityChanged {
+            available: false,
+            ..
+        }
+    ));
     drop(mid);
     // Seqs survive a restart: the next event continues the log.
     let dir = s.stop().await;
@@ -62,7 +107,11 @@ async fn subscribe_replays_then_follows_live() {
     let staff = s.login("anna", "password-123").await;
     let before = s.state().events.last_seq();
     assert_eq!(before, 7);
-    s.order(&staff, json!([{"item_id": "burger", "quantity": 1, "modifiers": ["medium"]}])).await;
+    s.order(
+        &staff,
+        json!([{"item_id": "burger", "quantity": 1, "modifiers": ["medium"]}]),
+    )
+    .await;
     assert_eq!(s.state().events.read(before + 1, 10).unwrap()[0].seq, 8);
     s.stop().await;
 }
@@ -70,7 +119,7 @@ async fn subscribe_replays_then_follows_live() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_waits_for_every_consumer_and_keeps_summaries() {
     let s = TestServer::start_with(|c| {
-                c.auth.session_ttl_secs = 30 * 86_400 - 1;
+        c.auth.session_ttl_secs = 30 * 86_400 - 1;
         c.orders.retention_days = 20;
     })
     .await;
@@ -80,35 +129,63 @@ async fn retention_waits_for_every_consumer_and_keeps_summaries() {
     // Two finished orders and one still open on day one.
     let mut ids = Vec::new();
     for _ in 0..2 {
-        let (_, o) = s.order(&staff, json!([{"item_id": "espresso", "quantity": 2}])).await;
+        let (_, o) = s
+            .order(&staff, json!([{"item_id": "espresso", "quantity": 2}]))
+            .await;
         let id = o["id"].as_str().unwrap().to_owned();
         for st in ["accepted", "preparing", "ready", "picked_up"] {
             assert_eq!(s.set_status(&staff, &id, st).await.0, StatusCode::OK);
         }
         ids.push(id);
     }
-    let (_, open) = s.order(&staff, json!([{"item_id": "espresso", "quantity": 1}])).await;
+    let (_, open) = s
+        .order(&staff, json!([{"item_id": "espresso", "quantity": 1}]))
+        .await;
     let open_id = open["id"].as_str().unwrap().to_owned();
     let sweep = || {
         let st = s.state().clone();
         async move {
             let rules = st.rules.clone();
-            st.writer.run(move |tx| orderd::domain::retention::sweep(tx, &rules)).await.unwrap()
+            st.writer
+                .run(move |tx| orderd::domain::retention::sweep(tx, &rules))
+                .await
+                .unwrap()
         }
     };
     // 21 days later, the open order and the consumer's cursor both hold the day back.
     s.clock.advance_ms(21 * 86_400_000);
     assert_eq!(sweep().await.orders, 0);
-    assert_eq!(s.set_status(&staff, &open_id, "cancelled").await.0, StatusCode::OK);
-    assert_eq!(sweep().await.orders, 0, "the uploader has not passed these events");
+    assert_eq!(
+        s.set_status(&staff, &open_id, "cancelled").await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        sweep().await.orders,
+        0,
+        "the uploader has not passed these events"
+    );
     log.set_cursor("uploader", log.last_seq()).await.unwrap();
     let swept = sweep().await;
     assert_eq!(swept.orders, 3, "{swept:?}");
     assert!(swept.events > 0);
-    let (st, _) = s.send("GET", &format!("/api/v1/orders/{}", ids[0]), Some(&staff), None).await;
+    let (st, _) = s
+        .send(
+            "GET",
+            &format!("/api/v1/orders/{}", ids[0]),
+            Some(&staff),
+            None,
+        )
+        .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     // The report of that day survives the pruning.
-    let (st, report) = s.send("GET", "/api/v1/analytics/daily?date=2026-11-22", Some(&s.admin), None).await;
+    let (st, report) = s
+        .send(
+            "GET",
+            "/api/v1/analytics/daily?date=2026-11-22",
+            Some(&s.admin),
+            None,
+        )
+        .await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(report["orders"], 3);
     assert_eq!(report["cancelled"], 1);
@@ -116,7 +193,12 @@ async fn retention_waits_for_every_consumer_and_keeps_summaries() {
     assert_eq!(report["top_items"][0]["item_id"], "espresso");
     // Events newer than the cursor are never pruned.
     let keep = log.last_seq();
-    assert_eq!(s.order(&staff, json!([{"item_id": "espresso", "quantity": 1}])).await.0, StatusCode::CREATED);
+    assert_eq!(
+        s.order(&staff, json!([{"item_id": "espresso", "quantity": 1}]))
+            .await
+            .0,
+        StatusCode::CREATED
+    );
     s.clock.advance_ms(21 * 86_400_000);
     sweep().await;
     assert!(!log.read(keep + 1, 10).unwrap().is_empty());
@@ -128,15 +210,25 @@ async fn retention_waits_for_every_consumer_and_keeps_summaries() {
 async fn analytics_report_the_day() {
     let s = TestServer::start().await;
     let staff = s.user("anna", "staff").await;
-    let (_, a) = s.order(&staff, json!([{"item_id": "burger", "quantity": 2, "modifiers": ["medium", "bacon"]}])).await;
-    let (_, b) = s.order(&staff, json!([{"item_id": "espresso", "quantity": 3}])).await;
+    let (_, a) = s
+        .order(
+            &staff,
+            json!([{"item_id": "burger", "quantity": 2, "modifiers": ["medium", "bacon"]}]),
+        )
+        .await;
+    let (_, b) = s
+        .order(&staff, json!([{"item_id": "espresso", "quantity": 3}]))
+        .await;
     let a = a["id"].as_str().unwrap().to_owned();
     s.set_status(&staff, &a, "accepted").await;
     s.clock.advance_ms(600_000);
     s.set_status(&staff, &a, "preparing").await;
     s.set_status(&staff, &a, "ready").await;
-    s.set_status(&staff, b["id"].as_str().unwrap(), "cancelled").await;
-    let (st, r) = s.send("GET", "/api/v1/analytics/daily", Some(&s.admin), None).await;
+    s.set_status(&staff, b["id"].as_str().unwrap(), "cancelled")
+        .await;
+    let (st, r) = s
+        .send("GET", "/api/v1/analytics/daily", Some(&s.admin), None)
+        .await;
     assert_eq!(st, StatusCode::OK, "{r}");
     assert_eq!(r["orders"], 2);
     assert_eq!(r["revenue"], 2000);
@@ -147,15 +239,27 @@ async fn analytics_report_the_day() {
     assert_eq!(r["orders_by_hour"][13], 2);
     assert_eq!(r["average_prep_secs"], 600);
     let (_, sum) = s
-        .send("GET", "/api/v1/analytics/summary?from=2026-11-20&to=2026-11-22", Some(&s.admin), None)
+        .send(
+            "GET",
+            "/api/v1/analytics/summary?from=2026-11-20&to=2026-11-22",
+            Some(&s.admin),
+            None,
+        )
         .await;
     assert_eq!(sum["orders"], 2);
     assert_eq!(sum["days"], 3);
     // Finished orders leave the active list and show in recent.
-    assert_eq!(s.set_status(&staff, &a, "picked_up").await.0, StatusCode::OK);
-    let (_, active) = s.send("GET", "/api/v1/orders/active", Some(&staff), None).await;
+    assert_eq!(
+        s.set_status(&staff, &a, "picked_up").await.0,
+        StatusCode::OK
+    );
+    let (_, active) = s
+        .send("GET", "/api/v1/orders/active", Some(&staff), None)
+        .await;
     assert_eq!(active["pagination"]["total"], 0);
-    let (_, recent) = s.send("GET", "/api/v1/orders/recent", Some(&staff), None).await;
+    let (_, recent) = s
+        .send("GET", "/api/v1/orders/recent", Some(&staff), None)
+        .await;
     assert_eq!(recent["pagination"]["total"], 2);
     s.stop().await;
 }

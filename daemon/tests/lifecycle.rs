@@ -9,11 +9,19 @@ use serde_json::json;
 
 async fn place(s: &TestServer, token: &str, kind: OrderType) -> String {
     let body = match kind {
-        OrderType::DineIn => json!({"type": "dine_in", "table_id": "t1", "items": [{"item_id": "espresso", "quantity": 1}]}),
-        OrderType::Takeaway => json!({"type": "takeaway", "items": [{"item_id": "espresso", "quantity": 1}]}),
-        OrderType::Delivery => json!({"type": "delivery", "address": "Rruga e Durresit 1", "items": [{"item_id": "espresso", "quantity": 1}]}),
+        OrderType::DineIn => {
+            json!({"type": "dine_in", "table_id": "t1", "items": [{"item_id": "espresso", "quantity": 1}]})
+        }
+        OrderType::Takeaway => {
+            json!({"type": "takeaway", "items": [{"item_id": "espresso", "quantity": 1}]})
+        }
+        OrderType::Delivery => {
+            json!({"type": "delivery", "address": "Rruga e Durresit 1", "items": [{"item_id": "espresso", "quantity": 1}]})
+        }
     };
-    let (st, v) = s.send("POST", "/api/v1/orders", Some(token), Some(body)).await;
+    let (st, v) = s
+        .send("POST", "/api/v1/orders", Some(token), Some(body))
+        .await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
     v["id"].as_str().unwrap().to_owned()
 }
@@ -22,9 +30,25 @@ async fn place(s: &TestServer, token: &str, kind: OrderType) -> String {
 async fn walk(s: &TestServer, token: &str, kind: OrderType, target: OrderStatus) -> String {
     let id = place(s, token, kind).await;
     let path: &[OrderStatus] = match kind {
-        OrderType::DineIn => &[OrderStatus::Accepted, OrderStatus::Preparing, OrderStatus::Ready, OrderStatus::Served],
-        OrderType::Takeaway => &[OrderStatus::Accepted, OrderStatus::Preparing, OrderStatus::Ready, OrderStatus::PickedUp],
-        OrderType::Delivery => &[OrderStatus::Accepted, OrderStatus::Preparing, OrderStatus::Ready, OrderStatus::OutForDelivery, OrderStatus::Delivered],
+        OrderType::DineIn => &[
+            OrderStatus::Accepted,
+            OrderStatus::Preparing,
+            OrderStatus::Ready,
+            OrderStatus::Served,
+        ],
+        OrderType::Takeaway => &[
+            OrderStatus::Accepted,
+            OrderStatus::Preparing,
+            OrderStatus::Ready,
+            OrderStatus::PickedUp,
+        ],
+        OrderType::Delivery => &[
+            OrderStatus::Accepted,
+            OrderStatus::Preparing,
+            OrderStatus::Ready,
+            OrderStatus::OutForDelivery,
+            OrderStatus::Delivered,
+        ],
     };
     if target == OrderStatus::Placed {
         return id;
@@ -48,8 +72,14 @@ fn reachable(kind: OrderType) -> Vec<OrderStatus> {
     OrderStatus::ALL
         .into_iter()
         .filter(|s| match kind {
-            OrderType::DineIn => !matches!(s, OrderStatus::PickedUp | OrderStatus::OutForDelivery | OrderStatus::Delivered),
-            OrderType::Takeaway => !matches!(s, OrderStatus::Served | OrderStatus::OutForDelivery | OrderStatus::Delivered),
+            OrderType::DineIn => !matches!(
+                s,
+                OrderStatus::PickedUp | OrderStatus::OutForDelivery | OrderStatus::Delivered
+            ),
+            OrderType::Takeaway => !matches!(
+                s,
+                OrderStatus::Served | OrderStatus::OutForDelivery | OrderStatus::Delivered
+            ),
             OrderType::Delivery => !matches!(s, OrderStatus::Served | OrderStatus::PickedUp),
         })
         .collect()
@@ -72,7 +102,8 @@ async fn every_transition_is_checked() {
                 } else {
                     assert_eq!(st, StatusCode::CONFLICT, "{kind:?} {from:?}->{to:?}: {v}");
                     assert_eq!(error_code(&v), "invalid_transition");
-                    let allowed: Vec<&str> = from.allowed_next(kind).iter().map(|s| s.as_str()).collect();
+                    let allowed: Vec<&str> =
+                        from.allowed_next(kind).iter().map(|s| s.as_str()).collect();
                     assert_eq!(v["error"]["details"]["allowed"], json!(allowed));
                 }
             }
@@ -92,22 +123,54 @@ async fn history_and_stamps_are_recorded() {
     let s = TestServer::start().await;
     let staff = s.user("anna", "staff").await;
     let id = walk(&s, &staff, OrderType::DineIn, OrderStatus::Ready).await;
-    let (_, o) = s.send("GET", &format!("/api/v1/orders/{id}"), Some(&staff), None).await;
-    assert!(o["accepted_at"].is_string() && o["preparing_at"].is_string() && o["ready_at"].is_string());
+    let (_, o) = s
+        .send("GET", &format!("/api/v1/orders/{id}"), Some(&staff), None)
+        .await;
+    assert!(
+        o["accepted_at"].is_string() && o["preparing_at"].is_string() && o["ready_at"].is_string()
+    );
     assert!(o["finished_at"].is_null());
-    let (st, h) = s.send("GET", &format!("/api/v1/orders/{id}/history"), Some(&staff), None).await;
+    let (st, h) = s
+        .send(
+            "GET",
+            &format!("/api/v1/orders/{id}/history"),
+            Some(&staff),
+            None,
+        )
+        .await;
     assert_eq!(st, StatusCode::OK);
-    let steps: Vec<_> = h["data"].as_array().unwrap().iter().map(|e| e["to"].as_str().unwrap().to_owned()).collect();
+    let steps: Vec<_> = h["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["to"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(steps, ["placed", "accepted", "preparing", "ready"]);
-    assert!(h["data"].as_array().unwrap().iter().all(|e| e["actor"] == "anna"));
+    assert!(
+        h["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["actor"] == "anna")
+    );
     // Cancelling needs a reason.
     let id2 = place(&s, &staff, OrderType::Takeaway).await;
     let (st, v) = s
-        .send("POST", &format!("/api/v1/orders/{id2}/status"), Some(&staff), Some(json!({"status": "cancelled"})))
+        .send(
+            "POST",
+            &format!("/api/v1/orders/{id2}/status"),
+            Some(&staff),
+            Some(json!({"status": "cancelled"})),
+        )
         .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     let (st, v) = s
-        .send("POST", &format!("/api/v1/orders/{id2}/status"), Some(&staff), Some(json!({"status": "cancelled", "note": "customer left"})))
+        .send(
+            "POST",
+            &format!("/api/v1/orders/{id2}/status"),
+            Some(&staff),
+            Some(json!({"status": "cancelled", "note": "customer left"})),
+        )
         .await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(v["cancel_reason"], "customer left");
@@ -125,7 +188,15 @@ async fn recall_inside_the_window_only() {
     let recall = |id: String| {
         let s = &s;
         let staff = staff.clone();
-        async move { s.send("POST", &format!("/api/v1/orders/{id}/recall"), Some(&staff), None).await }
+        async move {
+            s.send(
+                "POST",
+                &format!("/api/v1/orders/{id}/recall"),
+                Some(&staff),
+                None,
+            )
+            .await
+        }
     };
     // Mis-bump ready -> served, recalled within the window.
     let id = walk(&s, &staff, OrderType::DineIn, OrderStatus::Served).await;
@@ -134,8 +205,17 @@ async fn recall_inside_the_window_only() {
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["status"], "ready");
     assert!(v["finished_at"].is_null());
-    let (_, active) = s.send("GET", "/api/v1/orders/active", Some(&staff), None).await;
-    assert!(active["data"].as_array().unwrap().iter().any(|o| o["id"] == id.as_str()), "recalled order is active again");
+    let (_, active) = s
+        .send("GET", "/api/v1/orders/active", Some(&staff), None)
+        .await;
+    assert!(
+        active["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["id"] == id.as_str()),
+        "recalled order is active again"
+    );
     // Only one undo.
     let (st, v) = recall(id.clone()).await;
     assert_eq!(st, StatusCode::CONFLICT);

@@ -22,14 +22,19 @@ async fn openapi_matches_the_router() {
         .into_iter()
         .map(|(m, p, _)| (m.to_owned(), p.to_owned()))
         .collect();
-    assert_eq!(documented, routed, "docs/openapi.json and api::routes() differ");
+    assert_eq!(
+        documented, routed,
+        "docs/openapi.json and api::routes() differ"
+    );
     // And every documented route is really served (not the 404/405 fallback).
     for (method, path) in &routed {
         let concrete = path.replace("{id}", "x");
         let (st, v) = s.send(method, &concrete, Some(&s.admin), None).await;
         let code = v["error"]["code"].as_str().unwrap_or("");
         assert!(
-            code != "route_not_found" && code != "method_not_allowed" && st != StatusCode::METHOD_NOT_ALLOWED,
+            code != "route_not_found"
+                && code != "method_not_allowed"
+                && st != StatusCode::METHOD_NOT_ALLOWED,
             "{method} {path} is documented but not routed: {st} {v}"
         );
     }

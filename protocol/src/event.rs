@@ -1,6 +1,7 @@
 //! Order events: what the box's event log holds, what the kitchen, the messaging worker and the
 //! uploader consume, and what the collector ingests.
 
+use alloc::boxed::Box;
 use alloc::string::String;
 use serde::{Deserialize, Serialize};
 
@@ -24,7 +25,7 @@ pub struct Event {
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     /// A new order, as placed.
-    OrderPlaced(Order),
+    OrderPlaced(Box<Order>),
     /// An order moved from one status to another (or was recalled to its previous status).
     StatusChanged {
         /// The order's id.

@@ -18,7 +18,7 @@ pub enum OrderType {
 }
 
 impl OrderType {
-    /// The snake_case name used on the wire.
+    /// The `snake_case` name used on the wire.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::DineIn => "dine_in",
@@ -81,7 +81,7 @@ impl OrderStatus {
         Self::Cancelled,
     ];
 
-    /// The snake_case name used on the wire.
+    /// The `snake_case` name used on the wire.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Placed => "placed",
@@ -179,7 +179,7 @@ pub struct OrderLine {
 /// `currency`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Order {
-    /// Stable id (a UUIDv7 in canonical text form).
+    /// Stable id (a `UUIDv7` in canonical text form).
     pub id: String,
     /// `PREFIX-YYYYMMDD-NNN`, unique per business day.
     pub number: String,
@@ -259,9 +259,15 @@ mod tests {
         let kinds = [OrderType::DineIn, OrderType::Takeaway, OrderType::Delivery];
         for st in OrderStatus::ALL {
             if st.is_final() {
-                assert!(kinds.iter().all(|&k| st.allowed_next(k).is_empty()), "{st:?}");
+                assert!(
+                    kinds.iter().all(|&k| st.allowed_next(k).is_empty()),
+                    "{st:?}"
+                );
             } else {
-                assert!(kinds.iter().any(|&k| !st.allowed_next(k).is_empty()), "{st:?}");
+                assert!(
+                    kinds.iter().any(|&k| !st.allowed_next(k).is_empty()),
+                    "{st:?}"
+                );
             }
         }
     }

@@ -69,7 +69,10 @@ pub async fn summary(
     }
     let days = (to - from).get_days() + 1;
     if days > MAX_RANGE_DAYS {
-        return Err(AppError::invalid("to", format!("at most {MAX_RANGE_DAYS} days")));
+        return Err(AppError::invalid(
+            "to",
+            format!("at most {MAX_RANGE_DAYS} days"),
+        ));
     }
     let rtx = state.store.read()?;
     let mut total = DailySummary::default();

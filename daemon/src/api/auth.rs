@@ -120,7 +120,10 @@ pub async fn logout(
 }
 
 /// `GET /users` (admin).
-pub async fn list_users(State(state): State<AppStateRef>, _admin: Admin) -> Result<Json<Value>, AppError> {
+pub async fn list_users(
+    State(state): State<AppStateRef>,
+    _admin: Admin,
+) -> Result<Json<Value>, AppError> {
     let users = dom::list_users(&state.store.read()?)?;
     let data: Vec<Value> = users
         .iter()

@@ -1,11 +1,11 @@
 //! Request extractors that answer bad input with the API's JSON errors: JSON bodies (size, syntax,
 //! types, unknown fields), query strings, path parameters, and staff authentication by role.
 
+use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::header;
 use axum::http::request::Parts;
-use axum::body::Bytes;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -34,15 +34,21 @@ impl<T: DeserializeOwned> FromRequest<AppStateRef> for Body<T> {
                         ),
                     )
                 } else {
-                    AppError::new(ErrorKind::BadRequest, "unreadable_body", "the body could not be read")
+                    AppError::new(
+                        ErrorKind::BadRequest,
+                        "unreadable_body",
+                        "the body could not be read",
+                    )
                 }
             })?;
-        serde_json::from_slice(&bytes).map(Body).map_err(json_error)
+        serde_json::from_slice(&bytes)
+            .map(Body)
+            .map_err(|e| json_error(&e))
     }
 }
 
 /// Maps a serde_json error: syntax → 400, shape → 422.
-pub fn json_error(e: serde_json::Error) -> AppError {
+pub fn json_error(e: &serde_json::Error) -> AppError {
     use serde_json::error::Category;
     match e.classify() {
         Category::Syntax | Category::Eof | Category::Io => AppError::new(
@@ -110,16 +116,13 @@ fn session(parts: &Parts, state: &AppStateRef) -> Result<Option<(String, Session
     let Some(token) = bearer(parts)? else {
         return Ok(None);
     };
-    let s = state
-        .sessions
-        .check(token, state.now_ms())
-        .ok_or_else(|| {
-            AppError::new(
-                ErrorKind::Unauthorized,
-                "invalid_token",
-                "the session is unknown or expired; sign in again",
-            )
-        })?;
+    let s = state.sessions.check(token, state.now_ms()).ok_or_else(|| {
+        AppError::new(
+            ErrorKind::Unauthorized,
+            "invalid_token",
+            "the session is unknown or expired; sign in again",
+        )
+    })?;
     Ok(Some((token.to_owned(), s)))
 }
 
@@ -189,6 +192,7 @@ impl PageParams {
 }
 
 /// `{data, pagination:{page, limit, total, total_pages, has_next, has_prev}}`.
+#[allow(clippy::needless_pass_by_value)] // moved into the response
 pub fn paginated(data: Vec<Value>, page: u32, limit: u32, total: u64) -> Value {
     let total_pages = total.div_ceil(u64::from(limit));
     json!({

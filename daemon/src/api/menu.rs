@@ -48,11 +48,20 @@ pub async fn get_menu(
     let fallback = state.rules.default_language.as_str();
     let lang = params.lang.as_deref().unwrap_or(fallback);
     if !crate::config::is_slug(lang, 8) {
-        return Err(AppError::invalid("lang", "a language code such as en or sq"));
+        return Err(AppError::invalid(
+            "lang",
+            "a language code such as en or sq",
+        ));
     }
     let stock = stock_levels(&state)?;
     let m = state.shared.menu();
-    Ok(Json(menu::view(&m, &stock, lang, fallback, &state.rules.currency)))
+    Ok(Json(menu::view(
+        &m,
+        &stock,
+        lang,
+        fallback,
+        &state.rules.currency,
+    )))
 }
 
 /// `PUT /menu` (admin): replaces the whole menu. Items with `stock` get that level; items
@@ -147,16 +156,17 @@ pub async fn patch_item(
     Body(patch): Body<ItemPatch>,
 ) -> Result<Json<Value>, AppError> {
     if patch.admin_only() && session.role != Role::Admin {
-        return Err(AppError::forbidden("admin").with_details(
-            json!({ "hint": "staff may change only `available`" }),
-        ));
+        return Err(AppError::forbidden("admin")
+            .with_details(json!({ "hint": "staff may change only `available`" })));
     }
     let max_text = state.rules.max_text;
     let out = state
         .writer
         .run(move |tx| {
             let mut m: Menu = (**tx.menu()).clone();
-            let item = m.item_mut(&id).ok_or_else(|| AppError::not_found("menu item"))?;
+            let item = m
+                .item_mut(&id)
+                .ok_or_else(|| AppError::not_found("menu item"))?;
             let was = item.available;
             if let Some(v) = patch.available {
                 item.available = v;
@@ -228,7 +238,10 @@ pub async fn set_stock(
     Body(req): Body<StockReq>,
 ) -> Result<Json<Value>, AppError> {
     if req.set.is_some() == req.adjust.is_some() {
-        return Err(AppError::invalid("set", "send exactly one of `set` or `adjust`"));
+        return Err(AppError::invalid(
+            "set",
+            "send exactly one of `set` or `adjust`",
+        ));
     }
     if req.set.is_some_and(|n| n > 1_000_000) || req.adjust.is_some_and(|d| d.abs() > 1_000_000) {
         return Err(AppError::invalid("set", "at most 1000000"));

@@ -79,10 +79,10 @@ impl IntoResponse for AppError {
             body["error"]["details"] = d;
         }
         let mut resp = (status, axum::Json(body)).into_response();
-        if let Some(secs) = self.retry_after_secs {
-            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                resp.headers_mut().insert(header::RETRY_AFTER, v);
-            }
+        if let Some(secs) = self.retry_after_secs
+            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+        {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
         }
         resp
     }
@@ -98,19 +98,35 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppStateRef>)> 
         ("GET", "/api/v1/menu", get(menu::get_menu)),
         ("PUT", "/api/v1/menu", put(menu::put_menu)),
         ("PATCH", "/api/v1/menu/items/{id}", patch(menu::patch_item)),
-        ("POST", "/api/v1/menu/items/{id}/stock", post(menu::set_stock)),
+        (
+            "POST",
+            "/api/v1/menu/items/{id}/stock",
+            post(menu::set_stock),
+        ),
         ("GET", "/api/v1/tables", get(tables::list)),
         ("POST", "/api/v1/tables", post(tables::create)),
         ("DELETE", "/api/v1/tables/{id}", delete(tables::remove)),
-        ("POST", "/api/v1/tables/{id}/rotate-token", post(tables::rotate)),
+        (
+            "POST",
+            "/api/v1/tables/{id}/rotate-token",
+            post(tables::rotate),
+        ),
         ("POST", "/api/v1/orders", post(orders::create)),
         ("GET", "/api/v1/orders/active", get(orders::active)),
         ("GET", "/api/v1/orders/recent", get(orders::recent)),
         ("GET", "/api/v1/orders/history", get(orders::history)),
         ("GET", "/api/v1/orders/search", get(orders::search)),
         ("GET", "/api/v1/orders/{id}", get(orders::get_one)),
-        ("GET", "/api/v1/orders/{id}/history", get(orders::status_history)),
-        ("POST", "/api/v1/orders/{id}/status", post(orders::set_status)),
+        (
+            "GET",
+            "/api/v1/orders/{id}/history",
+            get(orders::status_history),
+        ),
+        (
+            "POST",
+            "/api/v1/orders/{id}/status",
+            post(orders::set_status),
+        ),
         ("POST", "/api/v1/orders/{id}/recall", post(orders::recall)),
         ("GET", "/api/v1/analytics/daily", get(analytics::daily)),
         ("GET", "/api/v1/analytics/summary", get(analytics::summary)),
@@ -137,7 +153,11 @@ pub fn router(state: AppStateRef) -> Router {
 }
 
 async fn not_found() -> AppError {
-    AppError::new(ErrorKind::NotFound, "route_not_found", "no such endpoint; see /api/v1/openapi.json")
+    AppError::new(
+        ErrorKind::NotFound,
+        "route_not_found",
+        "no such endpoint; see /api/v1/openapi.json",
+    )
 }
 
 async fn method_not_allowed() -> AppError {

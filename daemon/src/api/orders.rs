@@ -194,11 +194,14 @@ pub async fn recall(
     state
         .metrics
         .transitions
-        .get_or_create(&TransitionLabels { to: "recall".into() })
+        .get_or_create(&TransitionLabels {
+            to: "recall".into(),
+        })
         .inc();
     Ok(Json(order_view(&order)))
 }
 
+#[allow(clippy::needless_pass_by_value)] // consumed by every caller
 fn page_json(page: dom::Page<Order>, p: u32, limit: u32) -> Json<Value> {
     Json(paginated(
         page.data.iter().map(order_view).collect(),

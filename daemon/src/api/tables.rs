@@ -15,7 +15,10 @@ fn view(t: &Table) -> Value {
 }
 
 /// `GET /tables`.
-pub async fn list(State(state): State<AppStateRef>, _admin: Admin) -> Result<Json<Value>, AppError> {
+pub async fn list(
+    State(state): State<AppStateRef>,
+    _admin: Admin,
+) -> Result<Json<Value>, AppError> {
     let rtx = state.store.read()?;
     let data: Vec<Value> = dom::list(&rtx)?.iter().map(view).collect();
     Ok(Json(json!({ "data": data })))

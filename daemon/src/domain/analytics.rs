@@ -7,13 +7,13 @@
 use std::collections::BTreeMap;
 
 use orderd_protocol::{Order, OrderStatus};
-use redb::{ReadTransaction, ReadableTable as _};
+use redb::ReadTransaction;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::Rules;
 use super::orders::{StoredOrder, day_keys};
-use crate::store::{Stored, StoreError, codec, tables as t};
+use crate::store::{StoreError, Stored, codec, tables as t};
 
 /// Totals of one item in a summary.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,7 +70,10 @@ impl DailySummary {
     /// Adds one order.
     pub fn add(&mut self, o: &Order, rules: &Rules) {
         self.orders += 1;
-        *self.by_status.entry(o.status.as_str().to_owned()).or_default() += 1;
+        *self
+            .by_status
+            .entry(o.status.as_str().to_owned())
+            .or_default() += 1;
         self.by_hour[rules.local_hour(o.created_at) % 24] += 1;
         if o.status == OrderStatus::Cancelled {
             self.cancelled += 1;
@@ -113,7 +116,11 @@ impl DailySummary {
     /// The report as JSON.
     pub fn view(&self, currency: &str) -> Value {
         let sold = self.orders - self.cancelled;
-        let aov = if sold == 0 { 0 } else { self.revenue / sold as i64 };
+        let aov = if sold == 0 {
+            0
+        } else {
+            self.revenue / sold as i64
+        };
         let peak = self
             .by_hour
             .iter()
@@ -145,7 +152,11 @@ impl DailySummary {
 }
 
 /// The summary of one business day: stored if the day was pruned, else computed.
-pub fn day_summary(rtx: &ReadTransaction, rules: &Rules, day: u32) -> Result<DailySummary, StoreError> {
+pub fn day_summary(
+    rtx: &ReadTransaction,
+    rules: &Rules,
+    day: u32,
+) -> Result<DailySummary, StoreError> {
     let stored = rtx.open_table(t::DAILY_SUMMARIES)?;
     if let Some(v) = stored.get(day)? {
         return codec::decode(v.value());
@@ -154,7 +165,11 @@ pub fn day_summary(rtx: &ReadTransaction, rules: &Rules, day: u32) -> Result<Dai
 }
 
 /// Computes a day's summary from its orders.
-pub fn compute_day(rtx: &ReadTransaction, rules: &Rules, day: u32) -> Result<DailySummary, StoreError> {
+pub fn compute_day(
+    rtx: &ReadTransaction,
+    rules: &Rules,
+    day: u32,
+) -> Result<DailySummary, StoreError> {
     let orders = rtx.open_table(t::ORDERS)?;
     let mut s = DailySummary::default();
     for key in day_keys(rtx, day)? {

@@ -153,7 +153,13 @@ impl Menu {
             } else if !cat_ids.insert(c.id.as_str()) {
                 problems.push(format!("{at}.id: duplicate {:?}", c.id));
             }
-            check_localized(&mut problems, &format!("{at}.name"), &c.name, true, max_text);
+            check_localized(
+                &mut problems,
+                &format!("{at}.name"),
+                &c.name,
+                true,
+                max_text,
+            );
             if c.items.len() > 500 {
                 problems.push(format!("{at}.items: at most 500"));
             }
@@ -244,12 +250,9 @@ impl Item {
 
     /// Finds an option and its group.
     pub fn option(&self, option_id: &str) -> Option<(&ModifierGroup, &ModifierOption)> {
-        self.modifier_groups.iter().find_map(|g| {
-            g.options
-                .iter()
-                .find(|o| o.id == option_id)
-                .map(|o| (g, o))
-        })
+        self.modifier_groups
+            .iter()
+            .find_map(|g| g.options.iter().find(|o| o.id == option_id).map(|o| (g, o)))
     }
 }
 

@@ -196,7 +196,10 @@ mod tests {
     fn business_day_starts_at_the_configured_hour() {
         let r = rules(); // Europe/Tirane, UTC+1 in November, day starts 04:00
         // 2026-11-22 02:30 UTC = 03:30 local: still the 21st.
-        let t = "2026-11-22T02:30:00Z".parse::<Timestamp>().unwrap().as_millisecond() as u64;
+        let t = "2026-11-22T02:30:00Z"
+            .parse::<Timestamp>()
+            .unwrap()
+            .as_millisecond() as u64;
         assert_eq!(r.business_day(t), 20_261_121);
         // 03:30 UTC = 04:30 local: the 22nd.
         assert_eq!(r.business_day(t + 3_600_000), 20_261_122);

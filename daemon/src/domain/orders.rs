@@ -19,7 +19,7 @@ use super::tables::Table;
 use super::{Rules, id_text, new_id, parse_id};
 use crate::error::{AppError, ErrorKind};
 use crate::store::writer::{Tx, TxResult};
-use crate::store::{Stored, StoreError, codec, tables as t};
+use crate::store::{StoreError, Stored, codec, tables as t};
 
 /// The body of `POST /orders`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -131,7 +131,10 @@ impl NewOrder {
     pub fn check_shape(&self, rules: &Rules, source: OrderSource) -> Result<(), AppError> {
         let max = rules.max_text;
         if self.items.is_empty() {
-            return Err(AppError::invalid("items", "an order needs at least one item"));
+            return Err(AppError::invalid(
+                "items",
+                "an order needs at least one item",
+            ));
         }
         if self.items.len() > rules.max_items {
             return Err(AppError::invalid(
@@ -171,7 +174,10 @@ impl NewOrder {
             ("address", &self.address),
         ] {
             if !text_ok(value.as_ref(), max) {
-                return Err(AppError::invalid(field, format!("at most {max} characters")));
+                return Err(AppError::invalid(
+                    field,
+                    format!("at most {max} characters"),
+                ));
             }
         }
         if self.table_id.as_ref().is_some_and(|s| s.len() > 64)
@@ -179,13 +185,13 @@ impl NewOrder {
         {
             return Err(AppError::invalid("table", "table id or token too long"));
         }
-        if let Some(phone) = &self.customer_phone {
-            if !is_e164(phone) {
-                return Err(AppError::invalid(
-                    "customer_phone",
-                    "must be in E.164 form, e.g. +355691234567",
-                ));
-            }
+        if let Some(phone) = &self.customer_phone
+            && !is_e164(phone)
+        {
+            return Err(AppError::invalid(
+                "customer_phone",
+                "must be in E.164 form, e.g. +355691234567",
+            ));
         }
         match self.order_type {
             OrderType::DineIn => {
@@ -196,7 +202,10 @@ impl NewOrder {
                     ));
                 }
                 if self.address.is_some() {
-                    return Err(AppError::invalid("address", "only delivery orders take an address"));
+                    return Err(AppError::invalid(
+                        "address",
+                        "only delivery orders take an address",
+                    ));
                 }
             }
             OrderType::Takeaway => {
@@ -209,10 +218,16 @@ impl NewOrder {
             }
             OrderType::Delivery => {
                 if self.address.as_ref().is_none_or(|a| a.trim().is_empty()) {
-                    return Err(AppError::invalid("address", "a delivery order needs an address"));
+                    return Err(AppError::invalid(
+                        "address",
+                        "a delivery order needs an address",
+                    ));
                 }
                 if self.table_id.is_some() {
-                    return Err(AppError::invalid("table_id", "a delivery order has no table"));
+                    return Err(AppError::invalid(
+                        "table_id",
+                        "a delivery order has no table",
+                    ));
                 }
             }
         }
@@ -267,21 +282,24 @@ fn price_lines(tx: &Tx<'_>, rules: &Rules, req: &NewOrder) -> TxResult<Vec<Order
         if !item.available || sold_out {
             return Err(AppError::new(
                 ErrorKind::Conflict,
-                if sold_out { "sold_out" } else { "item_unavailable" },
+                if sold_out {
+                    "sold_out"
+                } else {
+                    "item_unavailable"
+                },
                 format!("items[{i}]: {:?} is not available now", item.id),
             )
             .with_details(json!({ "line": i, "item_id": item.id }))
             .into());
         }
-        let modifiers = select_modifiers(item, &line.modifiers, lang)
-            .map_err(|msg| {
-                AppError::new(
-                    ErrorKind::Unprocessable,
-                    "invalid_modifiers",
-                    format!("items[{i}]: {msg}"),
-                )
-                .with_details(json!({ "line": i, "item_id": item.id }))
-            })?;
+        let modifiers = select_modifiers(item, &line.modifiers, lang).map_err(|msg| {
+            AppError::new(
+                ErrorKind::Unprocessable,
+                "invalid_modifiers",
+                format!("items[{i}]: {msg}"),
+            )
+            .with_details(json!({ "line": i, "item_id": item.id }))
+        })?;
         let unit_price = modifiers
             .iter()
             .try_fold(item.price, |acc, m| acc.checked_add(m.price_delta))
@@ -365,8 +383,10 @@ pub fn place(
     let now = tx.now_ms();
     // --- check ---
     let body_hash = idem_key.map(|_| req.body_hash());
-    if let (Some(key), Some(hash)) = (idem_key, body_hash) {
-        if let Some(v) = tx.idempotency.get(key)? {
+    if let (Some(key), Some(hash)) = (idem_key, body_hash)
+        && let Some(v) = tx.idempotency.get(key)?
+    {
+        {
             let rec: IdemRecord = codec::decode(v.value())?;
             if rec.expires_at > now {
                 if rec.body_hash != hash {
@@ -377,11 +397,10 @@ pub fn place(
                     )
                     .into());
                 }
-                let stored = get_in_tx(tx, rec.order_id)?
-                    .ok_or_else(|| StoreError::Codec {
-                        what: "idempotency record",
-                        detail: "points to a missing order".into(),
-                    })?;
+                let stored = get_in_tx(tx, rec.order_id)?.ok_or_else(|| StoreError::Codec {
+                    what: "idempotency record",
+                    detail: "points to a missing order".into(),
+                })?;
                 return Ok(Placed {
                     order: stored.order,
                     replayed: true,
@@ -414,7 +433,11 @@ pub fn place(
             if level < qty {
                 return Err(AppError::new(
                     ErrorKind::Conflict,
-                    if level == 0 { "sold_out" } else { "insufficient_stock" },
+                    if level == 0 {
+                        "sold_out"
+                    } else {
+                        "insufficient_stock"
+                    },
                     format!("only {level} of {item_id:?} left"),
                 )
                 .with_details(json!({ "item_id": item_id, "available": level, "requested": qty }))
@@ -465,7 +488,7 @@ pub fn place(
         out_for_delivery_at: None,
         cancel_reason: None,
     };
-    let seq = tx.emit(EventKind::OrderPlaced(order.clone()))?;
+    let seq = tx.emit(EventKind::OrderPlaced(Box::new(order.clone())))?;
     for (item_id, before, after) in stock_after {
         tx.stock.insert(item_id.as_str(), after)?;
         stock_events(tx, &item_id, before, after)?;
@@ -483,8 +506,7 @@ pub fn place(
         last_event_seq: seq,
     };
     write_order(tx, id, &stored)?;
-    tx.idx_active
-        .insert((OrderStatus::Placed.code(), id), ())?;
+    tx.idx_active.insert((OrderStatus::Placed.code(), id), ())?;
     tx.idx_day.insert((day, daily_seq_u32), id)?;
     tx.idx_number.insert(stored.order.number.as_str(), id)?;
     if let Some(phone) = &stored.order.customer_phone {
@@ -496,7 +518,8 @@ pub fn place(
             order_id: id,
             expires_at: now + rules.idempotency_ttl_ms,
         };
-        tx.idempotency.insert(key, codec::encode(&rec)?.as_slice())?;
+        tx.idempotency
+            .insert(key, codec::encode(&rec)?.as_slice())?;
     }
     Ok(Placed {
         order: stored.order,
@@ -524,17 +547,15 @@ pub fn stock_events(tx: &mut Tx<'_>, item_id: &str, before: u32, after: u32) -> 
         }
     }
     if after > 0 {
-        let threshold = tx
-            .menu()
-            .item(item_id)
-            .and_then(|i| i.low_stock_threshold);
-        if let Some(th) = threshold {
-            if after <= th && before > th {
-                tx.emit(EventKind::StockLow {
-                    item_id: item_id.to_owned(),
-                    remaining: after,
-                })?;
-            }
+        let threshold = tx.menu().item(item_id).and_then(|i| i.low_stock_threshold);
+        if let Some(th) = threshold
+            && after <= th
+            && before > th
+        {
+            tx.emit(EventKind::StockLow {
+                item_id: item_id.to_owned(),
+                remaining: after,
+            })?;
         }
     }
     Ok(())
@@ -858,8 +879,7 @@ pub fn search(
             for k in day_keys(rtx, day)? {
                 if let Some(v) = orders.get(k)? {
                     let o: StoredOrder = codec::decode(v.value())?;
-                    if o
-                        .order
+                    if o.order
                         .customer_name
                         .as_ref()
                         .is_some_and(|n| n.to_lowercase().contains(&needle))

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::random_hex;
 use crate::error::AppError;
 use crate::store::writer::{Tx, TxResult};
-use crate::store::{Stored, StoreError, codec, tables as t};
+use crate::store::{StoreError, Stored, codec, tables as t};
 
 /// A table in the restaurant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,7 +102,7 @@ pub fn list(rtx: &ReadTransaction) -> Result<Vec<Table>, StoreError> {
     for row in tbl.iter()? {
         out.push(codec::decode::<Table>(row?.1.value())?);
     }
-    out.sort_by(|a, b| natural_key(&a.label).cmp(&natural_key(&b.label)));
+    out.sort_by_key(|a| natural_key(&a.label));
     Ok(out)
 }
 

@@ -45,18 +45,16 @@ pub fn decode<T: Stored>(bytes: &[u8]) -> Result<T, StoreError> {
             detail: "empty value".into(),
         });
     };
-    if version == T::VERSION {
-        postcard::from_bytes(body).map_err(|e| StoreError::Codec {
+    match version.cmp(&T::VERSION) {
+        std::cmp::Ordering::Equal => postcard::from_bytes(body).map_err(|e| StoreError::Codec {
             what: T::WHAT,
             detail: e.to_string(),
-        })
-    } else if version < T::VERSION {
-        T::migrate(version, body)
-    } else {
-        Err(StoreError::UnknownVersion {
+        }),
+        std::cmp::Ordering::Less => T::migrate(version, body),
+        std::cmp::Ordering::Greater => Err(StoreError::UnknownVersion {
             what: T::WHAT,
             version,
-        })
+        }),
     }
 }
 

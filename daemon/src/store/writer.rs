@@ -127,7 +127,12 @@ pub struct Tx<'t> {
 }
 
 impl<'t> Tx<'t> {
-    fn open(wtx: &'t WriteTransaction, now_ms: u64, next_seq: u64, menu: Arc<Menu>) -> TxResult<Self> {
+    fn open(
+        wtx: &'t WriteTransaction,
+        now_ms: u64,
+        next_seq: u64,
+        menu: Arc<Menu>,
+    ) -> TxResult<Self> {
         Ok(Self {
             orders: wtx.open_table(tables::ORDERS)?,
             idx_active: wtx.open_table(tables::IDX_ACTIVE)?,
@@ -196,7 +201,11 @@ impl<'t> Tx<'t> {
     /// Closes the tables and hands back what must happen after the commit.
     #[allow(clippy::type_complexity)]
     fn finish(self) -> (Vec<Event>, Option<Arc<Menu>>, Vec<Box<dyn FnOnce() + Send>>) {
-        (self.pending, self.menu_changed.then_some(self.menu), self.hooks)
+        (
+            self.pending,
+            self.menu_changed.then_some(self.menu),
+            self.hooks,
+        )
     }
 
     /// Reads a counter.
@@ -204,6 +213,9 @@ impl<'t> Tx<'t> {
         Ok(self.counters.get(key)?.map_or(0, |v| v.value()))
     }
 }
+
+/// What a committed batch leaves to do: publish events, swap the menu, run hooks.
+type Committed = (Vec<Event>, Option<Arc<Menu>>, Vec<Box<dyn FnOnce() + Send>>);
 
 /// A job's reply, held until its batch commits or rolls back.
 trait Reply: Send {
@@ -316,7 +328,7 @@ fn run_batch(
     next_seq: u64,
 ) -> u64 {
     let mut replies: Vec<Box<dyn Reply>> = Vec::new();
-    let outcome = (|| -> Result<(Vec<Event>, Option<Arc<Menu>>, Vec<Box<dyn FnOnce() + Send>>), StoreError> {
+    let outcome = (|| -> Result<Committed, StoreError> {
         let mut wtx = store.db().begin_write()?;
         wtx.set_durability(Durability::Immediate)?;
         let mut tx = match Tx::open(&wtx, clock.now_ms(), next_seq, shared.menu()) {
@@ -328,7 +340,9 @@ fn run_batch(
         for job in jobs {
             let reply = job(&mut tx);
             if failed.is_none() && reply.failed_in_store() {
-                failed = Some(StoreError::RolledBack("a request failed in the store".into()));
+                failed = Some(StoreError::RolledBack(
+                    "a request failed in the store".into(),
+                ));
             }
             replies.push(reply);
         }

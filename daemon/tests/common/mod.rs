@@ -73,7 +73,12 @@ impl TestServer {
 
     pub async fn login(&self, user: &str, password: &str) -> String {
         let (st, v) = self
-            .send("POST", "/api/v1/auth/login", None, Some(json!({"username": user, "password": password})))
+            .send(
+                "POST",
+                "/api/v1/auth/login",
+                None,
+                Some(json!({"username": user, "password": password})),
+            )
             .await;
         assert_eq!(st, StatusCode::OK, "login {user}: {v}");
         v["token"].as_str().unwrap().to_owned()
@@ -93,7 +98,13 @@ impl TestServer {
         self.login(name, "password-123").await
     }
 
-    pub async fn send(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         self.send_with(method, path, token, body, &[]).await
     }
 
@@ -105,9 +116,7 @@ impl TestServer {
         body: Option<Value>,
         headers: &[(&str, &str)],
     ) -> (StatusCode, Value) {
-        let mut req = self
-            .client
-            .request(method.parse().unwrap(), self.url(path));
+        let mut req = self.client.request(method.parse().unwrap(), self.url(path));
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -120,11 +129,21 @@ impl TestServer {
         let resp = req.send().await.unwrap();
         let status = resp.status();
         let text = resp.text().await.unwrap();
-        let v = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let v = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         (status, v)
     }
 
-    pub async fn raw(&self, method: &str, path: &str, token: Option<&str>, body: Vec<u8>) -> (StatusCode, Value) {
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Vec<u8>,
+    ) -> (StatusCode, Value) {
         let mut req = self
             .client
             .request(method.parse().unwrap(), self.url(path))
@@ -136,13 +155,21 @@ impl TestServer {
         let resp = req.send().await.unwrap();
         let status = resp.status();
         let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     /// Places a simple takeaway order.
     pub async fn order(&self, token: &str, items: Value) -> (StatusCode, Value) {
-        self.send("POST", "/api/v1/orders", Some(token), Some(json!({"type": "takeaway", "items": items})))
-            .await
+        self.send(
+            "POST",
+            "/api/v1/orders",
+            Some(token),
+            Some(json!({"type": "takeaway", "items": items})),
+        )
+        .await
     }
 
     pub async fn set_status(&self, token: &str, id: &str, status: &str) -> (StatusCode, Value) {
