@@ -25,6 +25,8 @@ pub enum Command {
     CheckConfig(ConfigArg),
     /// Print the shipped, commented configuration.
     InitConfig,
+    /// Print table sizes of the store (while the daemon is stopped).
+    StoreStats(ConfigArg),
     /// Manage staff accounts (while the daemon is stopped; use /api/v1/users while it runs).
     User {
         /// The configuration (for the data directory).

@@ -28,6 +28,7 @@ pub fn main(cli: Cli) -> ExitCode {
             Ok(())
         }
         Some(Command::User { config, action }) => user(&config, action),
+        Some(Command::StoreStats(arg)) => store_stats(&arg),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -69,6 +70,13 @@ fn check_config(arg: &ConfigArg) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn store_stats(arg: &ConfigArg) -> anyhow::Result<()> {
+    let settings = load_settings(arg, None)?;
+    let store = Store::open(settings.data_dir(), settings.raw.store.cache_size_bytes)?;
+    print!("{}", store.stats()?);
+    Ok(())
 }
 
 fn init_logging(level: &str) {

@@ -120,7 +120,7 @@ fn default_data_dir() -> PathBuf {
     PathBuf::from("./orderd-data")
 }
 fn default_cache_size_bytes() -> u64 {
-    32 * 1024 * 1024
+    16 * 1024 * 1024
 }
 fn default_max_batch() -> u32 {
     256
@@ -418,7 +418,7 @@ impl RawConfig {
         if !(1024 * 1024..=1024 * 1024 * 1024).contains(&self.store.cache_size_bytes) {
             bad(
                 "store.cache_size_bytes",
-                "must be between 1 MiB and 1 GiB; 32 MiB suits a Pi".into(),
+                "must be between 1 MiB and 1 GiB; 16 MiB suits a Pi".into(),
             );
         }
         if !(1..=4096).contains(&self.store.max_batch) {

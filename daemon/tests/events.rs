@@ -263,3 +263,58 @@ async fn analytics_report_the_day() {
     assert_eq!(recent["pagination"]["total"], 2);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_are_forgotten_after_their_lifetime() {
+    let s = TestServer::start_with(|c| {
+        c.orders.idempotency_ttl_secs = 3600;
+        c.auth.session_ttl_secs = 86_400;
+    })
+    .await;
+    let staff = s.user("anna", "staff").await;
+    let a = json!({"type": "takeaway", "items": [{"item_id": "espresso", "quantity": 1}]});
+    let b = json!({"type": "takeaway", "items": [{"item_id": "espresso", "quantity": 2}]});
+    let post = |body: serde_json::Value, key: &'static str| {
+        let s = &s;
+        let staff = staff.clone();
+        async move {
+            s.send_with(
+                "POST",
+                "/api/v1/orders",
+                Some(&staff),
+                Some(body),
+                &[("Idempotency-Key", key)],
+            )
+            .await
+        }
+    };
+    let (st, first) = post(a.clone(), "k1").await;
+    assert_eq!(st, StatusCode::CREATED);
+    post(a.clone(), "k2").await;
+    let sweep = || {
+        let st = s.state().clone();
+        async move {
+            let rules = st.rules.clone();
+            st.writer
+                .run(move |tx| orderd::domain::retention::sweep(tx, &rules))
+                .await
+                .unwrap()
+        }
+    };
+    // Within the lifetime the key holds, even across a sweep.
+    s.clock.advance_ms(3_000_000);
+    assert_eq!(sweep().await.expired, 0);
+    assert_eq!(post(a.clone(), "k1").await.1["id"], first["id"]);
+    assert_eq!(
+        post(b.clone(), "k1").await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    // After it, the sweep forgets both keys and k1 is free for a new order.
+    s.clock.advance_ms(700_000);
+    assert_eq!(sweep().await.expired, 2);
+    assert_eq!(sweep().await.expired, 0, "each key is forgotten once");
+    let (st, again) = post(b, "k1").await;
+    assert_eq!(st, StatusCode::CREATED);
+    assert_ne!(again["id"], first["id"]);
+    s.stop().await;
+}

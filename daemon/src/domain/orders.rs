@@ -75,6 +75,9 @@ pub struct StoredOrder {
     pub history: Vec<StatusChange>,
     /// Seq of the last event about this order (retention waits until consumers pass it).
     pub last_event_seq: u64,
+    /// The Idempotency-Key it was placed with, so the key can be forgotten when it expires
+    /// without scanning every key.
+    pub idem_key: Option<String>,
 }
 
 impl Stored for StoredOrder {
@@ -84,8 +87,8 @@ impl Stored for StoredOrder {
 /// What an `Idempotency-Key` remembers.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IdemRecord {
-    /// SHA-256 of the canonical request body.
-    pub body_hash: [u8; 32],
+    /// The first 16 bytes of the SHA-256 of the canonical request body.
+    pub body_hash: [u8; 16],
     /// The order it created.
     pub order_id: u128,
     /// When the key may be forgotten.
@@ -242,11 +245,14 @@ impl NewOrder {
         Ok(())
     }
 
-    /// SHA-256 of the canonical body, for Idempotency-Key comparison.
-    pub fn body_hash(&self) -> [u8; 32] {
+    /// A digest of the canonical body (128 bits of SHA-256), for Idempotency-Key comparison.
+    pub fn body_hash(&self) -> [u8; 16] {
         // Serializing our own struct cannot fail.
         let bytes = serde_json::to_vec(self).unwrap_or_default();
-        Sha256::digest(bytes).into()
+        let full: [u8; 32] = Sha256::digest(bytes).into();
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&full[..16]);
+        out
     }
 }
 
@@ -397,14 +403,13 @@ pub fn place(
                     )
                     .into());
                 }
-                let stored = get_in_tx(tx, rec.order_id)?.ok_or_else(|| StoreError::Codec {
-                    what: "idempotency record",
-                    detail: "points to a missing order".into(),
-                })?;
-                return Ok(Placed {
-                    order: stored.order,
-                    replayed: true,
-                });
+                // An order pruned by retention frees its key: then this is a new order.
+                if let Some(stored) = get_in_tx(tx, rec.order_id)? {
+                    return Ok(Placed {
+                        order: stored.order,
+                        replayed: true,
+                    });
+                }
             }
         }
     }
@@ -452,14 +457,30 @@ pub fn place(
         .ok_or_else(|| AppError::invalid("items", "order total out of range"))?;
     let (tax, total) = tax_and_total(subtotal, rules);
     let day = rules.business_day(now);
-    let counter_key = format!("order_no/{day}");
-    let daily_seq = tx.counter(&counter_key)? + 1;
-    let daily_seq_u32 = u32::try_from(daily_seq)
-        .map_err(|_| AppError::new(ErrorKind::Conflict, "day_full", "order counter exhausted"))?;
+    // The day's counter is the last number in the day index: read and extended in this same
+    // transaction, so concurrent orders can never share a number.
+    let last = tx
+        .idx_day
+        .range((day, 0u32)..=(day, u32::MAX))?
+        .next_back()
+        .transpose()?
+        .map_or(0, |(k, _)| k.value().1);
+    let daily_seq_u32 = last
+        .checked_add(1)
+        .ok_or_else(|| AppError::new(ErrorKind::Conflict, "day_full", "order counter exhausted"))?;
+
+    // Ids grow strictly in commit order (time-ordered, random low bits, bumped past the last
+    // one if the clock stands still or went back), so the orders tree only ever appends and
+    // its pages stay full.
+    let last_id = tx.orders.last()?.map_or(0, |(k, _)| k.value());
+    let candidate = new_id(now);
+    let id = if candidate > last_id {
+        candidate
+    } else {
+        last_id + 1 + u128::from(rand::random::<u32>())
+    };
 
     // --- write ---
-    tx.counters.insert(counter_key.as_str(), daily_seq)?;
-    let id = new_id(now);
     let order = Order {
         id: id_text(id),
         number: rules.order_number(day, daily_seq_u32),
@@ -504,11 +525,11 @@ pub fn place(
             recall: false,
         }],
         last_event_seq: seq,
+        idem_key: idem_key.map(str::to_owned),
     };
     write_order(tx, id, &stored)?;
     tx.idx_active.insert((OrderStatus::Placed.code(), id), ())?;
     tx.idx_day.insert((day, daily_seq_u32), id)?;
-    tx.idx_number.insert(stored.order.number.as_str(), id)?;
     if let Some(phone) = &stored.order.customer_phone {
         tx.idx_phone.insert((phone.as_str(), id), ())?;
     }
@@ -846,9 +867,20 @@ pub fn search(
     let mut keys: Vec<u128> = Vec::new();
     let today = rules.business_day(now_ms);
     if q.contains('-') {
-        let idx = rtx.open_table(t::IDX_NUMBER)?;
-        if let Some(v) = idx.get(q.to_ascii_uppercase().as_str())? {
-            keys.push(v.value());
+        // PREFIX-YYYYMMDD-NNN: the day and number locate it in the day index.
+        let mut parts = q.rsplit('-');
+        let seq = parts.next().and_then(|s| s.parse::<u32>().ok());
+        let day = parts.next().and_then(|s| s.parse::<u32>().ok());
+        if let (Some(seq), Some(day)) = (seq, day) {
+            let idx = rtx.open_table(t::IDX_DAY)?;
+            if let Some(v) = idx.get((day, seq))? {
+                let key = v.value();
+                let number_matches =
+                    get_by_key(rtx, key)?.is_some_and(|o| o.order.number.eq_ignore_ascii_case(q));
+                if number_matches {
+                    keys.push(key);
+                }
+            }
         }
     } else if !q.is_empty() && q.len() <= 5 && q.bytes().all(|b| b.is_ascii_digit()) {
         let n: u32 = q.parse().unwrap_or(0);
@@ -961,11 +993,12 @@ mod tests {
             },
             history: vec![],
             last_event_seq: 3,
+            idem_key: None,
         };
         let bytes = codec::encode(&stored).unwrap();
         let golden: &[u8] = &[
             1, 1, b'i', 1, b'N', 130, 210, 212, 9, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10, 2, 10, 3,
-            b'E', b'U', b'R', 1, 1, 0, 0, 0, 0, 0, 0, 0, 3,
+            b'E', b'U', b'R', 1, 1, 0, 0, 0, 0, 0, 0, 0, 3, 0,
         ];
         assert_eq!(bytes, golden);
         let back: StoredOrder = codec::decode(golden).unwrap();

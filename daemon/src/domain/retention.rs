@@ -13,6 +13,9 @@ use super::orders::StoredOrder;
 use crate::store::codec;
 use crate::store::writer::{Tx, TxResult};
 
+/// Key in `counters`: ms up to which expired idempotency keys were forgotten.
+const IDEM_CURSOR: &str = "idempotency_pruned_until_ms";
+
 /// Most rows one sweep removes, so one batch never grows large; the worker repeats.
 const MAX_ROWS_PER_SWEEP: usize = 2000;
 
@@ -93,15 +96,16 @@ pub fn sweep(tx: &mut Tx<'_>, rules: &Rules) -> TxResult<Swept> {
         }
         for (key, o) in &orders {
             tx.orders.remove(*key)?;
-            tx.idx_number.remove(o.order.number.as_str())?;
             if let Some(phone) = &o.order.customer_phone {
                 tx.idx_phone.remove((phone.as_str(), *key))?;
             }
             if let Some(at) = o.order.finished_at {
                 tx.idx_finished.remove((at, *key))?;
             }
+            if let Some(k) = &o.idem_key {
+                tx.idempotency.remove(k.as_str())?;
+            }
         }
-        tx.counters.remove(format!("order_no/{day}").as_str())?;
         out.orders += orders.len() as u64;
         out.days += 1;
         budget = budget.saturating_sub(keys.len());
@@ -137,18 +141,42 @@ pub fn sweep(tx: &mut Tx<'_>, rules: &Rules) -> TxResult<Swept> {
         }
     }
 
-    // Expired idempotency keys and sessions.
+    // Expired idempotency keys: walk the orders placed since the last walk (ids are
+    // time-ordered) up to the expiry horizon, instead of scanning every key.
+    let idem_horizon = now.saturating_sub(rules.idempotency_ttl_ms);
+    let from_ms = tx.counters.get(IDEM_CURSOR)?.map_or(0, |v| v.value());
     let mut expired_keys = Vec::new();
-    for row in tx.idempotency.iter()? {
-        let (k, v) = row?;
-        let rec: super::orders::IdemRecord = codec::decode(v.value())?;
-        if rec.expires_at <= now {
-            expired_keys.push(k.value().to_owned());
+    let mut reached = idem_horizon;
+    if from_ms < idem_horizon {
+        let range = (u128::from(from_ms) << 80)..(u128::from(idem_horizon) << 80);
+        for row in tx.orders.range(range)? {
+            let (k, v) = row?;
+            if expired_keys.len() >= MAX_ROWS_PER_SWEEP {
+                reached = (k.value() >> 80) as u64;
+                out.more = true;
+                break;
+            }
+            let o: StoredOrder = codec::decode(v.value())?;
+            if let Some(key) = o.idem_key {
+                expired_keys.push((key, k.value()));
+            }
         }
     }
-    for k in &expired_keys {
-        tx.idempotency.remove(k.as_str())?;
+    let mut forgotten = 0u64;
+    for (key, order) in &expired_keys {
+        let points_here = match tx.idempotency.get(key.as_str())? {
+            Some(v) => codec::decode::<super::orders::IdemRecord>(v.value())?.order_id == *order,
+            None => false,
+        };
+        if points_here {
+            tx.idempotency.remove(key.as_str())?;
+            forgotten += 1;
+        }
     }
+    if from_ms < reached {
+        tx.counters.insert(IDEM_CURSOR, reached)?;
+    }
+    // Expired sessions (a handful).
     let mut expired_sessions = Vec::new();
     for row in tx.sessions.iter()? {
         let (k, v) = row?;
@@ -160,6 +188,6 @@ pub fn sweep(tx: &mut Tx<'_>, rules: &Rules) -> TxResult<Swept> {
     for k in &expired_sessions {
         tx.sessions.remove(k)?;
     }
-    out.expired = (expired_keys.len() + expired_sessions.len()) as u64;
+    out.expired = forgotten + expired_sessions.len() as u64;
     Ok(out)
 }

@@ -5,6 +5,7 @@
 //! Reads open their own read transaction ([`Store::read`]); every write goes through
 //! [`writer::Writer`], which owns the only write transaction.
 
+pub mod backend;
 pub mod codec;
 pub mod tables;
 pub mod writer;
@@ -98,9 +99,19 @@ impl Store {
     /// table, and checks the schema version.
     pub fn open(data_dir: &Path, cache_size_bytes: u64) -> Result<Self, StoreError> {
         let path = data_dir.join(Self::FILE);
-        let db = redb::Builder::new()
-            .set_cache_size(cache_size_bytes as usize)
-            .create(&path)
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| StoreError::Redb(e.into()))?;
+        let db = backend::PreallocBackend::new(file)
+            .and_then(|b| {
+                redb::Builder::new()
+                    .set_cache_size(cache_size_bytes as usize)
+                    .create_with_backend(b)
+            })
             .map_err(|e| match e {
                 redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(path.clone()),
                 other => StoreError::Redb(other.into()),
@@ -153,6 +164,48 @@ impl Store {
     /// Bytes the file takes on disk.
     pub fn file_bytes(&self) -> u64 {
         std::fs::metadata(&self.path).map_or(0, |m| m.len())
+    }
+
+    /// Per-table and whole-file figures, for `orderd store-stats`.
+    pub fn stats(&self) -> Result<String, StoreError> {
+        use redb::{ReadableTableMetadata as _, TableHandle as _};
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let rtx = self.read()?;
+        let _ = writeln!(
+            out,
+            "{:<18} {:>10} {:>14} {:>8} {:>8}",
+            "table", "entries", "stored bytes", "leaves", "height"
+        );
+        for handle in rtx.list_tables()? {
+            let name = handle.name().to_owned();
+            let t = rtx.open_untyped_table(handle)?;
+            let s = t.stats()?;
+            let _ = writeln!(
+                out,
+                "{:<18} {:>10} {:>14} {:>8} {:>8}",
+                name,
+                t.len()?,
+                s.stored_bytes(),
+                s.leaf_pages(),
+                s.tree_height()
+            );
+        }
+        drop(rtx);
+        let wtx = self.db.begin_write()?;
+        let s = wtx.stats()?;
+        let _ = writeln!(
+            out,
+            "file {} bytes; allocated {} pages of {} bytes; stored {} bytes, metadata {}, fragmented {}",
+            self.file_bytes(),
+            s.allocated_pages(),
+            s.page_size(),
+            s.stored_bytes(),
+            s.metadata_bytes(),
+            s.fragmented_bytes()
+        );
+        wtx.abort()?;
+        Ok(out)
     }
 
     /// The highest event sequence number written so far (0 when none).

@@ -14,8 +14,6 @@ pub const ORDERS: TableDefinition<u128, &[u8]> = TableDefinition::new("orders");
 pub const IDX_ACTIVE: TableDefinition<(u8, u128), ()> = TableDefinition::new("idx_active");
 /// (business day `YYYYMMDD`, daily number) → order id.
 pub const IDX_DAY: TableDefinition<(u32, u32), u128> = TableDefinition::new("idx_day");
-/// order number text → order id.
-pub const IDX_NUMBER: TableDefinition<&str, u128> = TableDefinition::new("idx_number");
 /// (customer phone, order id) → ().
 pub const IDX_PHONE: TableDefinition<(&str, u128), ()> = TableDefinition::new("idx_phone");
 /// (finished at ms, order id) → () for finished orders.
@@ -32,7 +30,8 @@ pub const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 pub const SESSIONS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("sessions");
 /// Idempotency-Key → `IdemRecord`.
 pub const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
-/// Named counters: schema version, daily order numbers (`order_no/YYYYMMDD`).
+/// Named counters (the schema version). Daily order numbers need no counter: the next one is
+/// one past the last entry of the day in [`IDX_DAY`], read in the same transaction.
 pub const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 /// seq → `Event`: the event log.
 pub const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
@@ -49,7 +48,6 @@ pub fn create_all(wtx: &WriteTransaction) -> Result<(), StoreError> {
     wtx.open_table(ORDERS)?;
     wtx.open_table(IDX_ACTIVE)?;
     wtx.open_table(IDX_DAY)?;
-    wtx.open_table(IDX_NUMBER)?;
     wtx.open_table(IDX_PHONE)?;
     wtx.open_table(IDX_FINISHED)?;
     wtx.open_table(MENU)?;

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use orderd_protocol::{Event, EventKind, FORMAT_VERSION};
-use redb::{Durability, ReadableTable, Table, WriteTransaction};
+use redb::{Durability, Table, WriteTransaction};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::{Store, StoreError, codec, tables};
@@ -92,8 +92,6 @@ pub struct Tx<'t> {
     pub idx_active: Table<'t, (u8, u128), ()>,
     /// See [`tables::IDX_DAY`].
     pub idx_day: Table<'t, (u32, u32), u128>,
-    /// See [`tables::IDX_NUMBER`].
-    pub idx_number: Table<'t, &'static str, u128>,
     /// See [`tables::IDX_PHONE`].
     pub idx_phone: Table<'t, (&'static str, u128), ()>,
     /// See [`tables::IDX_FINISHED`].
@@ -137,7 +135,6 @@ impl<'t> Tx<'t> {
             orders: wtx.open_table(tables::ORDERS)?,
             idx_active: wtx.open_table(tables::IDX_ACTIVE)?,
             idx_day: wtx.open_table(tables::IDX_DAY)?,
-            idx_number: wtx.open_table(tables::IDX_NUMBER)?,
             idx_phone: wtx.open_table(tables::IDX_PHONE)?,
             idx_finished: wtx.open_table(tables::IDX_FINISHED)?,
             menu_table: wtx.open_table(tables::MENU)?,
@@ -206,11 +203,6 @@ impl<'t> Tx<'t> {
             self.menu_changed.then_some(self.menu),
             self.hooks,
         )
-    }
-
-    /// Reads a counter.
-    pub fn counter(&self, key: &str) -> TxResult<u64> {
-        Ok(self.counters.get(key)?.map_or(0, |v| v.value()))
     }
 }
 
@@ -328,6 +320,8 @@ fn run_batch(
     next_seq: u64,
 ) -> u64 {
     let mut replies: Vec<Box<dyn Reply>> = Vec::new();
+    let t0 = std::time::Instant::now();
+    let mut t_jobs = t0;
     let outcome = (|| -> Result<Committed, StoreError> {
         let mut wtx = store.db().begin_write()?;
         wtx.set_durability(Durability::Immediate)?;
@@ -350,11 +344,18 @@ fn run_batch(
             return Err(e);
         }
         let (pending, menu, hooks) = tx.finish();
+        t_jobs = std::time::Instant::now();
         wtx.commit()?;
         Ok((pending, menu, hooks))
     })();
     match outcome {
         Ok((events, menu, hooks)) => {
+            tracing::trace!(
+                jobs_us = (t_jobs - t0).as_micros() as u64,
+                commit_us = t_jobs.elapsed().as_micros() as u64,
+                batch = replies.len(),
+                "batch committed"
+            );
             let next = events.last().map_or(next_seq, |e| e.seq + 1);
             if let Some(menu) = menu {
                 *shared
@@ -382,5 +383,139 @@ fn run_batch(
             }
             next_seq
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::AtomicU64;
+
+    use redb::ReadableTable as _;
+
+    use super::*;
+    use crate::error::ErrorKind;
+
+    /// A clock that ticks on every reading, so each batch (one reading) has its own time.
+    struct Ticking(AtomicU64);
+    impl Clock for Ticking {
+        fn now_ms(&self) -> u64 {
+            self.0.fetch_add(1, Ordering::SeqCst)
+        }
+    }
+
+    fn writer(dir: &std::path::Path) -> (Store, Writer) {
+        let store = Store::open(dir, 4 * 1024 * 1024).unwrap();
+        let shared = Arc::new(Shared {
+            menu: RwLock::new(Arc::new(Menu::default())),
+            events: broadcast::channel(16).0,
+            last_seq: AtomicU64::new(0),
+            last_batch_at: AtomicU64::new(0),
+        });
+        let (w, _thread) = Writer::spawn(
+            store.clone(),
+            shared,
+            Arc::new(Ticking(AtomicU64::new(1))),
+            Arc::new(Metrics::new()),
+            64,
+        );
+        (store, w)
+    }
+
+    fn committed(store: &Store, key: &str) -> bool {
+        let rtx = store.read().unwrap();
+        let t = rtx.open_table(tables::COUNTERS).unwrap();
+        t.get(key).unwrap().is_some()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refused_request_does_not_fail_its_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, w) = writer(dir.path());
+        let jobs = (0..200u32).map(|i| {
+            let w = w.clone();
+            async move {
+                let r = w
+                    .run(move |tx| {
+                        let batch = tx.now_ms();
+                        if i % 2 == 1 {
+                            return Err(AppError::new(ErrorKind::Conflict, "odd", "refused").into());
+                        }
+                        tx.counters.insert(format!("k{i}").as_str(), 1)?;
+                        Ok(batch)
+                    })
+                    .await;
+                (i, r)
+            }
+        });
+        let results = futures::future::join_all(jobs).await;
+        let mut batches: BTreeMap<u64, usize> = BTreeMap::new();
+        for (i, r) in &results {
+            if i % 2 == 0 {
+                let batch = r.as_ref().expect("even requests commit");
+                *batches.entry(*batch).or_default() += 1;
+                assert!(committed(&store, &format!("k{i}")));
+            } else {
+                assert_eq!(r.as_ref().unwrap_err().code, "odd");
+                assert!(!committed(&store, &format!("k{i}")));
+            }
+        }
+        assert!(
+            batches.values().any(|&n| n > 1),
+            "requests were grouped: {batches:?}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_store_failure_rolls_back_the_whole_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, w) = writer(dir.path());
+        let jobs = (0..100u32).map(|i| {
+            let w = w.clone();
+            async move {
+                let batch = Arc::new(AtomicU64::new(0));
+                let b = Arc::clone(&batch);
+                let r = w
+                    .run(move |tx| {
+                        b.store(tx.now_ms(), Ordering::SeqCst);
+                        tx.counters.insert(format!("k{i}").as_str(), 1)?;
+                        if i == 50 {
+                            return Err(TxError::Store(StoreError::RolledBack("simulated".into())));
+                        }
+                        Ok(())
+                    })
+                    .await;
+                (i, batch.load(Ordering::SeqCst), r)
+            }
+        });
+        let results = futures::future::join_all(jobs).await;
+        let failed_batch = results.iter().find(|(i, _, _)| *i == 50).unwrap().1;
+        let mut mates = 0;
+        for (i, batch, r) in &results {
+            if *batch == failed_batch {
+                mates += 1;
+                assert_eq!(
+                    r.as_ref().unwrap_err().kind,
+                    ErrorKind::Unavailable,
+                    "request {i}"
+                );
+                assert!(
+                    !committed(&store, &format!("k{i}")),
+                    "request {i} was rolled back"
+                );
+            } else {
+                assert!(r.is_ok());
+                assert!(committed(&store, &format!("k{i}")));
+            }
+        }
+        assert!(mates >= 1);
+        // The writer carries on after a rolled-back batch.
+        w.run(|tx| {
+            tx.counters.insert("after", 1)?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        assert!(committed(&store, "after"));
     }
 }
