@@ -391,8 +391,6 @@ mod tests {
     use std::collections::BTreeMap;
     use std::sync::atomic::AtomicU64;
 
-    use redb::ReadableTable as _;
-
     use super::*;
     use crate::error::ErrorKind;
 
