@@ -34,9 +34,16 @@ impl EventLog {
         }
     }
 
-    /// Up to `max` events with seq ≥ `from`, in order.
+    /// Up to `max` durable events with seq ≥ `from`, in order.
     pub fn read(&self, from: u64, max: usize) -> Result<Vec<Event>, StoreError> {
-        read_log(&self.store, from, max)
+        let last = self.last_seq();
+        if from > last {
+            return Ok(Vec::new());
+        }
+        let n = usize::try_from(last - from + 1)
+            .unwrap_or(usize::MAX)
+            .min(max);
+        read_log(&self.store, from, n)
     }
 
     /// The last committed seq.
@@ -142,7 +149,12 @@ impl Subscription {
                 .last_seq
                 .load(std::sync::atomic::Ordering::Acquire);
             if self.next <= last {
-                self.buf.extend(read_log(&self.store, self.next, 256)?);
+                // Only durable events: a batch is visible in redb a moment before its log
+                // append returns, and `last_seq` moves only after that.
+                let n = usize::try_from(last - self.next + 1)
+                    .unwrap_or(usize::MAX)
+                    .min(256);
+                self.buf.extend(read_log(&self.store, self.next, n)?);
                 if !self.buf.is_empty() {
                     continue;
                 }

@@ -78,7 +78,7 @@ pub fn add(tx: &mut Tx<'_>, req: &NewTable) -> TxResult<Table> {
 
 /// Removes a table (its orders keep their snapshot of the label).
 pub fn delete(tx: &mut Tx<'_>, id: &str) -> TxResult<()> {
-    if tx.tables.remove(id)?.is_none() {
+    if !tx.tables.remove(id)? {
         return Err(AppError::not_found("table").into());
     }
     Ok(())

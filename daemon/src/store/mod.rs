@@ -7,7 +7,9 @@
 
 pub mod backend;
 pub mod codec;
+pub mod logged;
 pub mod tables;
+pub mod wal;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -84,16 +86,19 @@ from_redb!(
 /// The schema version of the file layout (tables and keys). Values carry their own versions.
 pub const SCHEMA_VERSION: u64 = 1;
 
-/// The opened redb file.
+/// The opened redb file and its write-ahead log.
 #[derive(Clone)]
 pub struct Store {
     db: Arc<Database>,
     path: PathBuf,
+    wal: Arc<std::sync::Mutex<Option<wal::Wal>>>,
 }
 
 impl Store {
     /// File name of the database inside the data directory.
     pub const FILE: &'static str = "orderd.redb";
+    /// File name of the write-ahead log inside the data directory.
+    pub const WAL_FILE: &'static str = "orderd.wal";
 
     /// Opens (or creates) `<data_dir>/orderd.redb` with an explicit page cache, creates every
     /// table, and checks the schema version.
@@ -116,12 +121,63 @@ impl Store {
                 redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(path.clone()),
                 other => StoreError::Redb(other.into()),
             })?;
+        let wal = Self::recover(&db, &data_dir.join(Self::WAL_FILE))?;
         let store = Self {
             db: Arc::new(db),
             path,
+            wal: Arc::new(std::sync::Mutex::new(Some(wal))),
         };
         store.migrate()?;
         Ok(store)
+    }
+
+    /// Replays the batches logged since the last checkpoint (after an unclean stop) and makes
+    /// them durable, before anything else reads the store.
+    fn recover(db: &Database, wal_path: &Path) -> Result<wal::Wal, StoreError> {
+        let applied = {
+            let wtx = db.begin_write()?;
+            let seq = match wtx.open_table(tables::COUNTERS) {
+                Ok(t) => t.get(writer::WAL_SEQ_KEY)?.map_or(0, |v| v.value()),
+                Err(e) => return Err(e.into()),
+            };
+            wtx.abort()?;
+            seq
+        };
+        let (mut wal, records) =
+            wal::Wal::recover(wal_path, applied).map_err(|e| StoreError::Redb(e.into()))?;
+        if let Some(&(last, _)) = records.last() {
+            let mut wtx = db.begin_write()?;
+            wtx.set_durability(redb::Durability::Immediate)?;
+            for (_, ops) in &records {
+                logged::replay(&wtx, ops)?;
+            }
+            wtx.commit()?;
+            tracing::warn!(
+                batches = records.len(),
+                last_batch = last,
+                "replayed the write-ahead log after an unclean stop"
+            );
+        }
+        wal.reset();
+        Ok(wal)
+    }
+
+    /// Hands the write-ahead log to the writer (there is one writer per store).
+    pub(crate) fn take_wal(&self) -> wal::Wal {
+        self.wal
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+            .expect("one writer per store")
+    }
+
+    /// Seq of the last batch contained in the store.
+    pub(crate) fn wal_seq(&self) -> u64 {
+        self.read()
+            .ok()
+            .and_then(|rtx| rtx.open_table(tables::COUNTERS).ok())
+            .and_then(|t| t.get(writer::WAL_SEQ_KEY).ok().flatten().map(|v| v.value()))
+            .unwrap_or(0)
     }
 
     /// Creates missing tables and runs schema migrations, step by step.

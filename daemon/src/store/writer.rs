@@ -17,9 +17,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use orderd_protocol::{Event, EventKind, FORMAT_VERSION};
-use redb::{Durability, Table, WriteTransaction};
+use redb::{Durability, WriteTransaction};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use super::logged::{Logged, OpLog};
+use super::wal::Wal;
 use super::{Store, StoreError, codec, tables};
 use crate::clock::Clock;
 use crate::domain::menu::Menu;
@@ -87,35 +89,35 @@ impl Shared {
 /// Every table, opened once per batch, plus the batch's pending events and hooks.
 pub struct Tx<'t> {
     /// See [`tables::ORDERS`].
-    pub orders: Table<'t, u128, &'static [u8]>,
+    pub orders: Logged<'t, u128, &'static [u8]>,
     /// See [`tables::IDX_ACTIVE`].
-    pub idx_active: Table<'t, (u8, u128), ()>,
+    pub idx_active: Logged<'t, (u8, u128), ()>,
     /// See [`tables::IDX_DAY`].
-    pub idx_day: Table<'t, (u32, u32), u128>,
+    pub idx_day: Logged<'t, (u32, u32), u128>,
     /// See [`tables::IDX_PHONE`].
-    pub idx_phone: Table<'t, (&'static str, u128), ()>,
+    pub idx_phone: Logged<'t, (&'static str, u128), ()>,
     /// See [`tables::IDX_FINISHED`].
-    pub idx_finished: Table<'t, (u64, u128), ()>,
+    pub idx_finished: Logged<'t, (u64, u128), ()>,
     /// See [`tables::MENU`].
-    pub menu_table: Table<'t, &'static str, &'static [u8]>,
+    pub menu_table: Logged<'t, &'static str, &'static [u8]>,
     /// See [`tables::STOCK`].
-    pub stock: Table<'t, &'static str, u32>,
+    pub stock: Logged<'t, &'static str, u32>,
     /// See [`tables::TABLES`].
-    pub tables: Table<'t, &'static str, &'static [u8]>,
+    pub tables: Logged<'t, &'static str, &'static [u8]>,
     /// See [`tables::USERS`].
-    pub users: Table<'t, &'static str, &'static [u8]>,
+    pub users: Logged<'t, &'static str, &'static [u8]>,
     /// See [`tables::SESSIONS`].
-    pub sessions: Table<'t, [u8; 32], &'static [u8]>,
+    pub sessions: Logged<'t, [u8; 32], &'static [u8]>,
     /// See [`tables::IDEMPOTENCY`].
-    pub idempotency: Table<'t, &'static str, &'static [u8]>,
+    pub idempotency: Logged<'t, &'static str, &'static [u8]>,
     /// See [`tables::COUNTERS`].
-    pub counters: Table<'t, &'static str, u64>,
+    pub counters: Logged<'t, &'static str, u64>,
     /// See [`tables::EVENTS`].
-    pub events: Table<'t, u64, &'static [u8]>,
+    pub events: Logged<'t, u64, &'static [u8]>,
     /// See [`tables::CURSORS`].
-    pub cursors: Table<'t, &'static str, u64>,
+    pub cursors: Logged<'t, &'static str, u64>,
     /// See [`tables::DAILY_SUMMARIES`].
-    pub daily_summaries: Table<'t, u32, &'static [u8]>,
+    pub daily_summaries: Logged<'t, u32, &'static [u8]>,
     now_ms: u64,
     next_seq: u64,
     pending: Vec<Event>,
@@ -130,23 +132,25 @@ impl<'t> Tx<'t> {
         now_ms: u64,
         next_seq: u64,
         menu: Arc<Menu>,
+        log: &OpLog,
     ) -> TxResult<Self> {
+        // Ids are part of the write-ahead log format; see `logged::logged_tables!`.
         Ok(Self {
-            orders: wtx.open_table(tables::ORDERS)?,
-            idx_active: wtx.open_table(tables::IDX_ACTIVE)?,
-            idx_day: wtx.open_table(tables::IDX_DAY)?,
-            idx_phone: wtx.open_table(tables::IDX_PHONE)?,
-            idx_finished: wtx.open_table(tables::IDX_FINISHED)?,
-            menu_table: wtx.open_table(tables::MENU)?,
-            stock: wtx.open_table(tables::STOCK)?,
-            tables: wtx.open_table(tables::TABLES)?,
-            users: wtx.open_table(tables::USERS)?,
-            sessions: wtx.open_table(tables::SESSIONS)?,
-            idempotency: wtx.open_table(tables::IDEMPOTENCY)?,
-            counters: wtx.open_table(tables::COUNTERS)?,
-            events: wtx.open_table(tables::EVENTS)?,
-            cursors: wtx.open_table(tables::CURSORS)?,
-            daily_summaries: wtx.open_table(tables::DAILY_SUMMARIES)?,
+            orders: Logged::open(wtx, tables::ORDERS, 1, log)?,
+            idx_active: Logged::open(wtx, tables::IDX_ACTIVE, 2, log)?,
+            idx_day: Logged::open(wtx, tables::IDX_DAY, 3, log)?,
+            idx_phone: Logged::open(wtx, tables::IDX_PHONE, 4, log)?,
+            idx_finished: Logged::open(wtx, tables::IDX_FINISHED, 5, log)?,
+            menu_table: Logged::open(wtx, tables::MENU, 6, log)?,
+            stock: Logged::open(wtx, tables::STOCK, 7, log)?,
+            tables: Logged::open(wtx, tables::TABLES, 8, log)?,
+            users: Logged::open(wtx, tables::USERS, 9, log)?,
+            sessions: Logged::open(wtx, tables::SESSIONS, 10, log)?,
+            idempotency: Logged::open(wtx, tables::IDEMPOTENCY, 11, log)?,
+            counters: Logged::open(wtx, tables::COUNTERS, 12, log)?,
+            events: Logged::open(wtx, tables::EVENTS, 13, log)?,
+            cursors: Logged::open(wtx, tables::CURSORS, 14, log)?,
+            daily_summaries: Logged::open(wtx, tables::DAILY_SUMMARIES, 15, log)?,
             now_ms,
             next_seq,
             pending: Vec::new(),
@@ -284,6 +288,48 @@ impl Writer {
     }
 }
 
+/// A checkpoint (a durable redb commit, after which the write-ahead log starts over) happens
+/// at least this often …
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+/// … or after this many batches …
+const CHECKPOINT_BATCHES: u32 = 2048;
+/// … or once the log holds this much.
+const CHECKPOINT_WAL_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Key in `counters`: seq of the last batch contained in the store.
+pub const WAL_SEQ_KEY: &str = "wal_seq";
+
+/// How batches become durable: the write-ahead log between checkpoints.
+struct Durable {
+    wal: Wal,
+    /// Seq of the next batch.
+    seq: u64,
+    last_checkpoint: std::time::Instant,
+    since_checkpoint: u32,
+}
+
+impl Durable {
+    fn checkpoint_due(&self) -> bool {
+        self.since_checkpoint >= CHECKPOINT_BATCHES
+            || self.wal.used() >= CHECKPOINT_WAL_BYTES
+            || self.last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL
+    }
+
+    fn checkpointed(&mut self) {
+        self.wal.reset();
+        self.last_checkpoint = std::time::Instant::now();
+        self.since_checkpoint = 0;
+    }
+}
+
+/// A durable commit of everything committed so far.
+fn checkpoint(store: &Store) -> Result<(), StoreError> {
+    let mut wtx = store.db().begin_write()?;
+    wtx.set_durability(Durability::Immediate)?;
+    wtx.commit()?;
+    Ok(())
+}
+
 fn run(
     store: &Store,
     shared: &Shared,
@@ -293,6 +339,12 @@ fn run(
     max_batch: usize,
 ) {
     let mut next_seq = shared.last_seq.load(Ordering::Acquire) + 1;
+    let mut durable = Durable {
+        wal: store.take_wal(),
+        seq: store.wal_seq() + 1,
+        last_checkpoint: std::time::Instant::now(),
+        since_checkpoint: 0,
+    };
     let mut jobs = Vec::with_capacity(max_batch);
     while let Some(first) = rx.blocking_recv() {
         jobs.push(first);
@@ -303,12 +355,25 @@ fn run(
             }
         }
         metrics.commit_batch_size.observe(jobs.len() as f64);
-        next_seq = run_batch(store, shared, clock, jobs.drain(..), next_seq);
+        next_seq = run_batch(store, shared, clock, &mut durable, jobs.drain(..), next_seq);
         shared
             .last_batch_at
             .store(clock.now_ms(), Ordering::Release);
     }
-    tracing::info!("writer: all requests answered, store closed for writing");
+    match checkpoint(store) {
+        Ok(()) => {
+            durable.checkpointed();
+            if let Err(e) = durable.wal.mark_empty() {
+                tracing::warn!(error = %e, "could not mark the write-ahead log empty; the next start replays it");
+            }
+            tracing::info!(
+                "writer: all requests answered, store checkpointed and closed for writing"
+            );
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "final checkpoint failed; the next start replays the write-ahead log");
+        }
+    }
 }
 
 /// Runs one batch and returns the next event seq.
@@ -316,16 +381,23 @@ fn run_batch(
     store: &Store,
     shared: &Shared,
     clock: &dyn Clock,
+    durable: &mut Durable,
     jobs: impl Iterator<Item = Job>,
     next_seq: u64,
 ) -> u64 {
     let mut replies: Vec<Box<dyn Reply>> = Vec::new();
     let t0 = std::time::Instant::now();
     let mut t_jobs = t0;
+    let is_checkpoint = durable.checkpoint_due();
+    let log: OpLog = std::rc::Rc::default();
     let outcome = (|| -> Result<Committed, StoreError> {
         let mut wtx = store.db().begin_write()?;
-        wtx.set_durability(Durability::Immediate)?;
-        let mut tx = match Tx::open(&wtx, clock.now_ms(), next_seq, shared.menu()) {
+        wtx.set_durability(if is_checkpoint {
+            Durability::Immediate
+        } else {
+            Durability::None
+        })?;
+        let mut tx = match Tx::open(&wtx, clock.now_ms(), next_seq, shared.menu(), &log) {
             Ok(tx) => tx,
             Err(TxError::Store(e)) => return Err(e),
             Err(TxError::App(e)) => return Err(StoreError::RolledBack(e.message)),
@@ -343,9 +415,23 @@ fn run_batch(
         if let Some(e) = failed {
             return Err(e);
         }
+        tx.counters.insert(WAL_SEQ_KEY, durable.seq)?;
         let (pending, menu, hooks) = tx.finish();
         t_jobs = std::time::Instant::now();
         wtx.commit()?;
+        if is_checkpoint {
+            durable.checkpointed();
+        } else {
+            let appended = durable.wal.append(durable.seq, &log.borrow());
+            durable.since_checkpoint += 1;
+            if let Err(e) = appended {
+                // The batch is committed but not yet durable: make it durable through redb.
+                tracing::warn!(error = %e, "write-ahead log append failed; checkpointing instead");
+                checkpoint(store)?;
+                durable.checkpointed();
+            }
+        }
+        durable.seq += 1;
         Ok((pending, menu, hooks))
     })();
     match outcome {
@@ -354,7 +440,8 @@ fn run_batch(
                 jobs_us = (t_jobs - t0).as_micros() as u64,
                 commit_us = t_jobs.elapsed().as_micros() as u64,
                 batch = replies.len(),
-                "batch committed"
+                checkpoint = is_checkpoint,
+                "batch durable"
             );
             let next = events.last().map_or(next_seq, |e| e.seq + 1);
             if let Some(menu) = menu {
@@ -424,6 +511,127 @@ mod tests {
         let rtx = store.read().unwrap();
         let t = rtx.open_table(tables::COUNTERS).unwrap();
         t.get(key).unwrap().is_some()
+    }
+
+    /// A crash right after the answers: the files as they are on disk then (redb at its last
+    /// checkpoint plus the write-ahead log) are copied and opened, and every answered write,
+    /// in every table, is there — through replay of the log.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn answered_batches_survive_a_crash_through_the_log() {
+        use redb::ReadableTableMetadata as _;
+        let dir = tempfile::tempdir().unwrap();
+        let (_store, w) = writer(dir.path());
+        for round in 0..3u8 {
+            w.run(move |tx| {
+                let k = u128::from(round);
+                let v: &[u8] = &[round; 3];
+                tx.orders.insert(k, v)?;
+                tx.idx_active.insert((round, k), ())?;
+                tx.idx_day.insert((u32::from(round), 1), k)?;
+                tx.idx_phone.insert(("+355", k), ())?;
+                tx.idx_finished.insert((u64::from(round), k), ())?;
+                tx.menu_table.insert(format!("m{round}").as_str(), v)?;
+                tx.stock
+                    .insert(format!("s{round}").as_str(), u32::from(round))?;
+                tx.tables.insert(format!("t{round}").as_str(), v)?;
+                tx.users.insert(format!("u{round}").as_str(), v)?;
+                tx.sessions.insert([round; 32], v)?;
+                tx.idempotency.insert(format!("i{round}").as_str(), v)?;
+                tx.counters.insert(format!("c{round}").as_str(), 7)?;
+                tx.events.insert(u64::from(round) + 1, v)?;
+                tx.cursors.insert(format!("k{round}").as_str(), 1)?;
+                tx.daily_summaries.insert(u32::from(round), v)?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        }
+        w.run(|tx| {
+            tx.stock.remove("s1")?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        // "Crash": copy what is on disk now, while the writer still runs.
+        let crashed = tempfile::tempdir().unwrap();
+        for f in [Store::FILE, Store::WAL_FILE] {
+            std::fs::copy(dir.path().join(f), crashed.path().join(f)).unwrap();
+        }
+        // Without the log, redb alone is back at its last checkpoint: the log is what holds them.
+        let redb_only = tempfile::tempdir().unwrap();
+        std::fs::copy(
+            dir.path().join(Store::FILE),
+            redb_only.path().join(Store::FILE),
+        )
+        .unwrap();
+        let bare = Store::open(redb_only.path(), 4 * 1024 * 1024).unwrap();
+        assert_eq!(
+            bare.read()
+                .unwrap()
+                .open_table(tables::ORDERS)
+                .unwrap()
+                .len()
+                .unwrap(),
+            0
+        );
+        drop(bare);
+        let store = Store::open(crashed.path(), 4 * 1024 * 1024).unwrap();
+        let rtx = store.read().unwrap();
+        assert_eq!(rtx.open_table(tables::ORDERS).unwrap().len().unwrap(), 3);
+        assert_eq!(
+            rtx.open_table(tables::IDX_ACTIVE).unwrap().len().unwrap(),
+            3
+        );
+        assert_eq!(rtx.open_table(tables::IDX_DAY).unwrap().len().unwrap(), 3);
+        assert_eq!(rtx.open_table(tables::IDX_PHONE).unwrap().len().unwrap(), 3);
+        assert_eq!(
+            rtx.open_table(tables::IDX_FINISHED).unwrap().len().unwrap(),
+            3
+        );
+        assert_eq!(rtx.open_table(tables::MENU).unwrap().len().unwrap(), 3);
+        assert_eq!(
+            rtx.open_table(tables::STOCK).unwrap().len().unwrap(),
+            2,
+            "the removal replayed too"
+        );
+        assert_eq!(rtx.open_table(tables::TABLES).unwrap().len().unwrap(), 3);
+        assert_eq!(rtx.open_table(tables::USERS).unwrap().len().unwrap(), 3);
+        assert_eq!(rtx.open_table(tables::SESSIONS).unwrap().len().unwrap(), 3);
+        assert_eq!(
+            rtx.open_table(tables::IDEMPOTENCY).unwrap().len().unwrap(),
+            3
+        );
+        assert!(
+            rtx.open_table(tables::COUNTERS)
+                .unwrap()
+                .get("c2")
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(rtx.open_table(tables::EVENTS).unwrap().len().unwrap(), 3);
+        assert_eq!(rtx.open_table(tables::CURSORS).unwrap().len().unwrap(), 3);
+        assert_eq!(
+            rtx.open_table(tables::DAILY_SUMMARIES)
+                .unwrap()
+                .len()
+                .unwrap(),
+            3
+        );
+        assert_eq!(
+            rtx.open_table(tables::ORDERS)
+                .unwrap()
+                .get(2u128)
+                .unwrap()
+                .unwrap()
+                .value(),
+            &[2u8, 2, 2]
+        );
+        assert_eq!(store.wal_seq(), 4, "four batches, all replayed");
+        drop(rtx);
+        // Opening again replays nothing new and changes nothing.
+        drop(store);
+        let store = Store::open(crashed.path(), 4 * 1024 * 1024).unwrap();
+        assert_eq!(store.wal_seq(), 4);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

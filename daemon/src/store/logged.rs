@@ -1,0 +1,173 @@
+//! Tables whose writes are also recorded, so a batch can be replayed from the write-ahead log.
+//!
+//! [`Logged`] wraps a redb [`Table`]: reads go straight through (`Deref`), `insert` and
+//! `remove` also append `table id | op | key | value` (in redb's own byte encoding of the types)
+//! to the batch's [`OpLog`]. [`replay`] applies such a log to a write transaction, table by
+//! table. The table ids are fixed here; a new table gets a new id, never a reused one.
+
+use std::borrow::Borrow;
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use redb::{Key, StorageError, Table, TableDefinition, Value, WriteTransaction};
+
+use super::{StoreError, tables as t};
+
+const INSERT: u8 = 1;
+const REMOVE: u8 = 2;
+
+/// The row changes of one batch, in order.
+pub type OpLog = Rc<RefCell<Vec<u8>>>;
+
+/// A table whose writes are recorded in the batch's [`OpLog`].
+pub struct Logged<'t, K: Key + 'static, V: Value + 'static> {
+    table: Table<'t, K, V>,
+    id: u8,
+    log: OpLog,
+}
+
+impl<'t, K: Key + 'static, V: Value + 'static> Logged<'t, K, V> {
+    /// Opens `def` in `wtx`, recording under `id`.
+    pub fn open(
+        wtx: &'t WriteTransaction,
+        def: TableDefinition<K, V>,
+        id: u8,
+        log: &OpLog,
+    ) -> Result<Self, redb::TableError> {
+        Ok(Self {
+            table: wtx.open_table(def)?,
+            id,
+            log: Rc::clone(log),
+        })
+    }
+
+    /// Inserts a row.
+    pub fn insert<'k, 'v>(
+        &mut self,
+        key: impl Borrow<K::SelfType<'k>>,
+        value: impl Borrow<V::SelfType<'v>>,
+    ) -> Result<(), StorageError> {
+        {
+            let mut log = self.log.borrow_mut();
+            log.push(self.id);
+            log.push(INSERT);
+            push_bytes(&mut log, K::as_bytes(key.borrow()).as_ref());
+            push_bytes(&mut log, V::as_bytes(value.borrow()).as_ref());
+        }
+        self.table.insert(key, value)?;
+        Ok(())
+    }
+
+    /// Removes a row; returns whether it existed.
+    pub fn remove<'k>(&mut self, key: impl Borrow<K::SelfType<'k>>) -> Result<bool, StorageError> {
+        {
+            let mut log = self.log.borrow_mut();
+            log.push(self.id);
+            log.push(REMOVE);
+            push_bytes(&mut log, K::as_bytes(key.borrow()).as_ref());
+        }
+        Ok(self.table.remove(key)?.is_some())
+    }
+}
+
+impl<'t, K: Key + 'static, V: Value + 'static> std::ops::Deref for Logged<'t, K, V> {
+    type Target = Table<'t, K, V>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.table
+    }
+}
+
+fn push_bytes(log: &mut Vec<u8>, bytes: &[u8]) {
+    log.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_le_bytes());
+    log.extend_from_slice(bytes);
+}
+
+fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8], StoreError> {
+    if buf.len() < n {
+        return Err(StoreError::Codec {
+            what: "write-ahead log record",
+            detail: "truncated".into(),
+        });
+    }
+    let (head, rest) = buf.split_at(n);
+    *buf = rest;
+    Ok(head)
+}
+
+fn take_bytes<'a>(buf: &mut &'a [u8]) -> Result<&'a [u8], StoreError> {
+    let len = take(buf, 4)?;
+    let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+    take(buf, len)
+}
+
+fn apply<K: Key + 'static, V: Value + 'static>(
+    wtx: &WriteTransaction,
+    def: TableDefinition<K, V>,
+    op: u8,
+    key: &[u8],
+    value: Option<&[u8]>,
+) -> Result<(), StoreError> {
+    let mut table = wtx.open_table(def)?;
+    match (op, value) {
+        (INSERT, Some(v)) => {
+            table.insert(K::from_bytes(key), V::from_bytes(v))?;
+        }
+        _ => {
+            table.remove(K::from_bytes(key))?;
+        }
+    }
+    Ok(())
+}
+
+/// Calls `$m!(id, TABLE)` for every logged table. Ids are part of the log format.
+macro_rules! logged_tables {
+    ($m:ident) => {
+        $m!(1, ORDERS);
+        $m!(2, IDX_ACTIVE);
+        $m!(3, IDX_DAY);
+        $m!(4, IDX_PHONE);
+        $m!(5, IDX_FINISHED);
+        $m!(6, MENU);
+        $m!(7, STOCK);
+        $m!(8, TABLES);
+        $m!(9, USERS);
+        $m!(10, SESSIONS);
+        $m!(11, IDEMPOTENCY);
+        $m!(12, COUNTERS);
+        $m!(13, EVENTS);
+        $m!(14, CURSORS);
+        $m!(15, DAILY_SUMMARIES);
+    };
+}
+
+/// Applies one batch's row changes.
+pub fn replay(wtx: &WriteTransaction, mut log: &[u8]) -> Result<(), StoreError> {
+    while !log.is_empty() {
+        let head = take(&mut log, 2)?;
+        let (id, op) = (head[0], head[1]);
+        let key = take_bytes(&mut log)?;
+        let value = if op == INSERT {
+            Some(take_bytes(&mut log)?)
+        } else {
+            None
+        };
+        let mut known = false;
+        macro_rules! dispatch {
+            ($id:expr, $def:ident) => {
+                if id == $id {
+                    known = true;
+                    apply(wtx, t::$def, op, key, value)?;
+                }
+            };
+        }
+        logged_tables!(dispatch);
+        if !known {
+            return Err(StoreError::Codec {
+                what: "write-ahead log record",
+                detail: format!("unknown table id {id}"),
+            });
+        }
+    }
+    Ok(())
+}
