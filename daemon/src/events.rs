@@ -12,7 +12,9 @@ use orderd_protocol::Event;
 use redb::{ReadableDatabase as _, ReadableTable};
 use tokio::sync::broadcast;
 
+use crate::domain::orders::StoredOrder;
 use crate::error::AppError;
+use crate::store::event_row::EventRow;
 use crate::store::writer::{Shared, Writer};
 use crate::store::{Store, StoreError, codec, tables};
 
@@ -115,10 +117,17 @@ impl EventLog {
 fn read_log(store: &Store, from: u64, max: usize) -> Result<Vec<Event>, StoreError> {
     let rtx = store.db().begin_read()?;
     let t = rtx.open_table(tables::EVENTS)?;
+    let orders = rtx.open_table(tables::ORDERS)?;
     let mut out = Vec::new();
     for row in t.range(from..)? {
         let (_, v) = row?;
-        out.push(codec::decode(v.value())?);
+        let stored: EventRow = codec::decode(v.value())?;
+        out.push(stored.into_event(|key| {
+            Ok(match orders.get(key)? {
+                Some(v) => Some(codec::decode::<StoredOrder>(v.value())?.order),
+                None => None,
+            })
+        })?);
         if out.len() >= max {
             break;
         }

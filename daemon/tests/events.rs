@@ -46,6 +46,16 @@ async fn subscribe_replays_then_follows_live() {
     };
     assert_eq!(placed.id, id);
     assert_eq!(placed.total, 16 * 1100);
+    // The event shows the order as it was placed, though it has been accepted since.
+    assert_eq!(placed.status, orderd_protocol::OrderStatus::Placed);
+    assert!(placed.accepted_at.is_none());
+    assert_eq!(placed.updated_at, placed.created_at);
+    let original: serde_json::Value = o1.clone();
+    assert_eq!(
+        original["items"].as_array().unwrap().len(),
+        placed.items.len()
+    );
+    assert_eq!(original["number"], placed.number.as_str());
     let e2 = next(&mut sub).await;
     assert!(
         matches!(e2.kind, EventKind::StockLow { ref item_id, remaining: 4 } if item_id == "tave_kosi"),

@@ -4,13 +4,13 @@
 //! stored; a day that still holds an unfinished or unconsumed order waits. The same sweep
 //! forgets expired idempotency keys and sessions, and event-log rows every consumer has passed.
 
-use orderd_protocol::Event;
 use redb::ReadableTable;
 
 use super::Rules;
 use super::analytics::DailySummary;
 use super::orders::StoredOrder;
 use crate::store::codec;
+use crate::store::event_row::EventRow;
 use crate::store::writer::{Tx, TxResult};
 
 /// Key in `counters`: ms up to which expired idempotency keys were forgotten.
@@ -123,8 +123,8 @@ pub fn sweep(tx: &mut Tx<'_>, rules: &Rules) -> TxResult<Swept> {
         if seq > min || seqs.len() >= MAX_ROWS_PER_SWEEP {
             break;
         }
-        let ev: Event = codec::decode(v.value())?;
-        if ev.at >= horizon_ms {
+        let ev: EventRow = codec::decode(v.value())?;
+        if ev.at() >= horizon_ms {
             break;
         }
         seqs.push(seq);

@@ -58,10 +58,6 @@ pub fn decode<T: Stored>(bytes: &[u8]) -> Result<T, StoreError> {
     }
 }
 
-impl Stored for orderd_protocol::Event {
-    const WHAT: &'static str = "event";
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

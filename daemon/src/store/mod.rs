@@ -7,6 +7,7 @@
 
 pub mod backend;
 pub mod codec;
+pub mod event_row;
 pub mod logged;
 pub mod tables;
 pub mod wal;

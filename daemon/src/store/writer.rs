@@ -174,7 +174,8 @@ impl<'t> Tx<'t> {
             at: self.now_ms,
             kind,
         };
-        self.events.insert(seq, codec::encode(&event)?.as_slice())?;
+        self.events
+            .insert(seq, super::event_row::encode(&event)?.as_slice())?;
         self.next_seq += 1;
         self.pending.push(event);
         Ok(seq)
@@ -292,7 +293,7 @@ impl Writer {
 /// at least this often …
 const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// … or after this many batches …
-const CHECKPOINT_BATCHES: u32 = 2048;
+const CHECKPOINT_BATCHES: u32 = 128;
 /// … or once the log holds this much.
 const CHECKPOINT_WAL_BYTES: u64 = 16 * 1024 * 1024;
 
