@@ -37,15 +37,15 @@ impl Stored for EventRow {
 impl EventRow {
     /// The row for an event.
     pub fn of(event: &Event) -> Self {
-        if let EventKind::OrderPlaced(order) = &event.kind {
-            if let Some(key) = crate::domain::parse_id(&order.id) {
-                return Self::Placed {
-                    version: event.version,
-                    seq: event.seq,
-                    at: event.at,
-                    order: key,
-                };
-            }
+        if let EventKind::OrderPlaced(order) = &event.kind
+            && let Some(key) = crate::domain::parse_id(&order.id)
+        {
+            return Self::Placed {
+                version: event.version,
+                seq: event.seq,
+                at: event.at,
+                order: key,
+            };
         }
         Self::Full(event.clone())
     }
