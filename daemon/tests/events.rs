@@ -152,30 +152,20 @@ async fn retention_waits_for_every_consumer_and_keeps_summaries() {
         .order(&staff, json!([{"item_id": "espresso", "quantity": 1}]))
         .await;
     let open_id = open["id"].as_str().unwrap().to_owned();
-    let sweep = || {
-        let st = s.state().clone();
-        async move {
-            let rules = st.rules.clone();
-            st.writer
-                .run(move |tx| orderd::domain::retention::sweep(tx, &rules))
-                .await
-                .unwrap()
-        }
-    };
     // 21 days later, the open order and the consumer's cursor both hold the day back.
     s.clock.advance_ms(21 * 86_400_000);
-    assert_eq!(sweep().await.orders, 0);
+    assert_eq!(s.sweep().await.orders, 0);
     assert_eq!(
         s.set_status(&staff, &open_id, "cancelled").await.0,
         StatusCode::OK
     );
     assert_eq!(
-        sweep().await.orders,
+        s.sweep().await.orders,
         0,
         "the uploader has not passed these events"
     );
     log.set_cursor("uploader", log.last_seq()).await.unwrap();
-    let swept = sweep().await;
+    let swept = s.sweep().await;
     assert_eq!(swept.orders, 3, "{swept:?}");
     assert!(swept.events > 0);
     let (st, _) = s
@@ -210,7 +200,7 @@ async fn retention_waits_for_every_consumer_and_keeps_summaries() {
         StatusCode::CREATED
     );
     s.clock.advance_ms(21 * 86_400_000);
-    sweep().await;
+    s.sweep().await;
     assert!(!log.read(keep + 1, 10).unwrap().is_empty());
     drop(log); // holds a writer handle
     s.stop().await;
@@ -301,19 +291,9 @@ async fn idempotency_keys_are_forgotten_after_their_lifetime() {
     let (st, first) = post(a.clone(), "k1").await;
     assert_eq!(st, StatusCode::CREATED);
     post(a.clone(), "k2").await;
-    let sweep = || {
-        let st = s.state().clone();
-        async move {
-            let rules = st.rules.clone();
-            st.writer
-                .run(move |tx| orderd::domain::retention::sweep(tx, &rules))
-                .await
-                .unwrap()
-        }
-    };
     // Within the lifetime the key holds, even across a sweep.
     s.clock.advance_ms(3_000_000);
-    assert_eq!(sweep().await.expired, 0);
+    assert_eq!(s.sweep().await.expired, 0);
     assert_eq!(post(a.clone(), "k1").await.1["id"], first["id"]);
     assert_eq!(
         post(b.clone(), "k1").await.0,
@@ -321,8 +301,8 @@ async fn idempotency_keys_are_forgotten_after_their_lifetime() {
     );
     // After it, the sweep forgets both keys and k1 is free for a new order.
     s.clock.advance_ms(700_000);
-    assert_eq!(sweep().await.expired, 2);
-    assert_eq!(sweep().await.expired, 0, "each key is forgotten once");
+    assert_eq!(s.sweep().await.expired, 2);
+    assert_eq!(s.sweep().await.expired, 0, "each key is forgotten once");
     let (st, again) = post(b, "k1").await;
     assert_eq!(st, StatusCode::CREATED);
     assert_ne!(again["id"], first["id"]);

@@ -67,6 +67,16 @@ impl TestServer {
         &self.running.as_ref().unwrap().state
     }
 
+    /// Runs one retention sweep through the writer.
+    pub async fn sweep(&self) -> orderd::domain::retention::Swept {
+        let rules = self.state().rules.clone();
+        self.state()
+            .writer
+            .run(move |tx| orderd::domain::retention::sweep(tx, &rules))
+            .await
+            .unwrap()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
