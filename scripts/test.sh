@@ -18,6 +18,23 @@ fi
 
 command -v cargo >/dev/null || { echo "cargo is missing: install Rust (rustup) first" >&2; exit 1; }
 
+# The protocol crate must stay no_std + alloc (device firmware uses it): build it for a
+# bare-metal target when one can be installed; otherwise check the attribute and that none of
+# its dependencies turns on std.
+NOSTD_TARGET=thumbv7em-none-eabihf
+if rustup target list --installed 2>/dev/null | grep -qx "$NOSTD_TARGET" \
+   || timeout 300 rustup target add "$NOSTD_TARGET" >/dev/null 2>&1; then
+  cargo build -q --locked -p orderd-protocol --target "$NOSTD_TARGET"
+  echo "no_std: orderd-protocol builds for $NOSTD_TARGET"
+else
+  echo "no_std: $NOSTD_TARGET cannot be installed here; checking the crate instead"
+  grep -q '^#!\[no_std\]' protocol/src/lib.rs
+  if cargo tree -q --locked -p orderd-protocol -e normal,features --prefix none | grep -q 'feature "std"'; then
+    echo "no_std: a dependency of orderd-protocol enables std" >&2
+    exit 1
+  fi
+fi
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -q -- -D warnings
 cargo test --workspace --locked

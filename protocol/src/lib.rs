@@ -1,4 +1,6 @@
-//! Wire types shared by the orderd box, its kitchen devices and the chain's collector.
+//! Wire types shared by the orderd box, its kitchen devices and the chain's collector: orders and
+//! their events, MQTT topics, and the payloads of tickets, boards, print jobs, buzzers, bump bars
+//! and device state (see `docs/mqtt.md`).
 //!
 //! This crate is `no_std` + `alloc` so that ESP32-class device firmware can use it, and it does
 //! no I/O: it only says what goes on the wire. Every type serializes with serde, so the same
@@ -13,13 +15,22 @@
 
 extern crate alloc;
 
+pub mod device;
+pub mod encoding;
 pub mod event;
 pub mod order;
+pub mod printer;
+pub mod ticket;
+pub mod topics;
 
+pub use device::{Availability, Bump, BumpAction, BuzzPattern, BuzzerSet, DeviceState};
+pub use encoding::{CodecError, Encoding, decode, encode};
 pub use event::{Event, EventKind};
 pub use order::{
     Order, OrderLine, OrderSource, OrderStatus, OrderType, SelectedModifier, StatusChange,
 };
+pub use printer::{JobState, JobStatus, PrintCopy, PrintFormat, PrintJob};
+pub use ticket::{Board, BoardTicket, LineDelta, TicketChange, TicketEvent, TicketLine};
 
 /// The format version carried by every versioned payload of this crate.
 pub const FORMAT_VERSION: u16 = 1;

@@ -1,0 +1,114 @@
+//! Kitchen tickets: what a station is told about an order (new, changed as a delta, cancelled),
+//! and the station's retained board of open tickets for displays that reboot.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
+
+use crate::order::{OrderStatus, OrderType};
+
+/// One line of a ticket: only what the station cooks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketLine {
+    /// Menu item id.
+    pub item_id: String,
+    /// Name, in the kitchen's language.
+    pub name: String,
+    /// How many.
+    pub quantity: u32,
+    /// Modifier names ("Medium", "No onion").
+    pub modifiers: Vec<String>,
+    /// Note for the kitchen.
+    pub note: Option<String>,
+}
+
+/// A quantity change on a line of an order already sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineDelta {
+    /// Menu item id.
+    pub item_id: String,
+    /// Name.
+    pub name: String,
+    /// Quantity before.
+    pub old_quantity: u32,
+    /// Quantity now (0: removed).
+    pub new_quantity: u32,
+}
+
+/// What happened to the ticket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketChange {
+    /// A new ticket with its lines.
+    New {
+        /// The station's lines.
+        lines: Vec<TicketLine>,
+    },
+    /// Lines changed (only the differences).
+    Changed {
+        /// Old → new quantities.
+        deltas: Vec<LineDelta>,
+    },
+    /// The order was cancelled: stop cooking.
+    Cancelled {
+        /// Why.
+        reason: Option<String>,
+    },
+}
+
+/// `station/{station}/ticket`: one ticket event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketEvent {
+    /// Format version ([`crate::FORMAT_VERSION`]).
+    pub version: u16,
+    /// The ticket id (the order's id: one ticket per order and station).
+    pub ticket: String,
+    /// The order's number, `PREFIX-YYYYMMDD-NNN`.
+    pub number: String,
+    /// The short number the kitchen calls out (`NNN`).
+    pub short: String,
+    /// The station.
+    pub station: String,
+    /// Dine-in, takeaway or delivery.
+    pub order_type: OrderType,
+    /// Table label, for dine-in.
+    pub table: Option<String>,
+    /// When the order was placed, ms since the epoch.
+    pub placed_at: u64,
+    /// The event's seq in the box's event log (devices may use it to drop repeats).
+    pub seq: u64,
+    /// What happened.
+    pub change: TicketChange,
+}
+
+/// One open ticket on a board.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BoardTicket {
+    /// Ticket id (order id).
+    pub ticket: String,
+    /// Short number.
+    pub short: String,
+    /// Order status.
+    pub status: OrderStatus,
+    /// Order type.
+    pub order_type: OrderType,
+    /// Table label.
+    pub table: Option<String>,
+    /// Placed at, ms.
+    pub placed_at: u64,
+    /// The station's lines.
+    pub lines: Vec<TicketLine>,
+}
+
+/// `station/{station}/board` (retained): every open ticket of the station, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Board {
+    /// Format version.
+    pub version: u16,
+    /// The station.
+    pub station: String,
+    /// Event-log seq this board reflects.
+    pub seq: u64,
+    /// Open tickets.
+    pub tickets: Vec<BoardTicket>,
+}
