@@ -4,12 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages used by tests. None yet beyond the Rust toolchain; later issues add
-# mosquitto (external-broker mode), postgresql (collector) and chromium (page tests).
-NEEDED_PACKAGES=()
+# System packages used by tests: mosquitto and its clients (interop with an external broker);
+# later issues add postgresql (collector) and chromium (page tests).
+NEEDED_PACKAGES=(mosquitto mosquitto-clients)
 missing=()
 for pkg in "${NEEDED_PACKAGES[@]}"; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing: ${missing[*]}"

@@ -25,6 +25,16 @@ pub enum Command {
     CheckConfig(ConfigArg),
     /// Print the shipped, commented configuration.
     InitConfig,
+    /// Manage kitchen devices and their MQTT credentials (while the daemon is stopped; use
+    /// /api/v1/devices while it runs).
+    Device {
+        /// The configuration (for the data directory and site id).
+        #[command(flatten)]
+        config: ConfigArg,
+        /// What to do.
+        #[command(subcommand)]
+        action: DeviceAction,
+    },
     /// Print table sizes of the store (while the daemon is stopped).
     StoreStats(ConfigArg),
     /// Manage staff accounts (while the daemon is stopped; use /api/v1/users while it runs).
@@ -58,6 +68,44 @@ pub struct RunArgs {
     /// HTTP listen address, overriding `http.listen` (port 0 picks a free port).
     #[arg(long, value_name = "ADDR")]
     pub http_listen: Option<String>,
+}
+
+/// `orderd device …`.
+#[derive(Debug, Subcommand)]
+pub enum DeviceAction {
+    /// Register a device; its generated MQTT password is printed once.
+    Add {
+        /// Device id: its MQTT username and client id (`[a-z0-9_-]`, 1–32).
+        id: String,
+        /// printer, buzzer, display or bump_bar.
+        #[arg(long)]
+        kind: String,
+        /// A station it serves (repeat for several).
+        #[arg(long = "station")]
+        stations: Vec<String>,
+        /// A backup printer for its stations.
+        #[arg(long)]
+        backup: bool,
+        /// json or postcard.
+        #[arg(long, default_value = "json")]
+        encoding: String,
+    },
+    /// List devices.
+    List,
+    /// Remove a device (its credentials stop working).
+    Remove {
+        /// Device id.
+        id: String,
+    },
+    /// Write a Mosquitto password file and ACL file for an external broker.
+    ExportAcl {
+        /// Directory to write `mosquitto.passwd`, `mosquitto.acl` and `hub-password` into.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The account orderd itself uses on the broker.
+        #[arg(long, default_value = "orderd-hub")]
+        hub_user: String,
+    },
 }
 
 /// `orderd user …`.

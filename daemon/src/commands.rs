@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use crate::auth::{self, Role};
-use crate::cli::{Cli, Command, ConfigArg, RunArgs, UserAction};
+use crate::cli::{Cli, Command, ConfigArg, DeviceAction, RunArgs, UserAction};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{RawConfig, SHIPPED_CONFIG, Settings};
 use crate::domain::random_hex;
@@ -29,6 +29,7 @@ pub fn main(cli: Cli) -> ExitCode {
         }
         Some(Command::User { config, action }) => user(&config, action),
         Some(Command::StoreStats(arg)) => store_stats(&arg),
+        Some(Command::Device { config, action }) => device(&config, action),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -166,27 +167,44 @@ fn read_password(from_stdin: bool) -> anyhow::Result<(String, bool)> {
     }
 }
 
-fn user(config: &ConfigArg, action: UserAction) -> anyhow::Result<()> {
+/// Opens the store of a stopped daemon.
+fn offline_store(config: &ConfigArg) -> anyhow::Result<(Settings, Store)> {
     let settings = load_settings(config, None)?;
     let data_dir = settings.data_dir().to_path_buf();
     std::fs::create_dir_all(&data_dir)?;
     let store = Store::open(&data_dir, settings.raw.store.cache_size_bytes)?;
-    if let UserAction::List = action {
-        for u in auth::list_users(&store.read()?)? {
-            println!("{}\t{}", u.username, u.role.as_str());
-        }
-        return Ok(());
-    }
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    Ok((settings, store))
+}
+
+/// Runs one-off writes through a writer of its own, then closes it (checkpointing the store).
+fn with_writer<T>(
+    store: Store,
+    f: impl FnOnce(&Writer, &tokio::runtime::Runtime) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
     let shared = Arc::new(Shared {
         menu: std::sync::RwLock::new(Arc::new(crate::demo::load_menu(&store.read()?)?)),
         events: tokio::sync::broadcast::channel(16).0,
         last_seq: std::sync::atomic::AtomicU64::new(store.last_event_seq()?),
         last_batch_at: std::sync::atomic::AtomicU64::new(0),
     });
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let (writer, thread) = Writer::spawn(store, shared, clock, Arc::new(Metrics::new()), 1);
     let rt = runtime()?;
-    let outcome = match action {
+    let outcome = f(&writer, &rt);
+    drop(writer);
+    let _ = thread.join();
+    outcome
+}
+
+fn user(config: &ConfigArg, action: UserAction) -> anyhow::Result<()> {
+    let (_, store) = offline_store(config)?;
+    if let UserAction::List = action {
+        for u in auth::list_users(&store.read()?)? {
+            println!("{}\t{}", u.username, u.role.as_str());
+        }
+        return Ok(());
+    }
+    with_writer(store, |writer, rt| match action {
         UserAction::Add {
             username,
             role,
@@ -221,8 +239,90 @@ fn user(config: &ConfigArg, action: UserAction) -> anyhow::Result<()> {
             Ok(())
         }
         UserAction::List => Ok(()),
-    };
-    drop(writer);
-    let _ = thread.join();
-    outcome
+    })
+}
+
+fn device(config: &ConfigArg, action: DeviceAction) -> anyhow::Result<()> {
+    use crate::domain::devices::{self, DeviceKind, NewDevice};
+    let (settings, store) = offline_store(config)?;
+    let site = settings.raw.site.id.clone();
+    match action {
+        DeviceAction::List => {
+            for d in devices::list(&store.read()?)? {
+                println!(
+                    "{}\t{}\t{}{}",
+                    d.id,
+                    d.kind.as_str(),
+                    d.stations.join(","),
+                    if d.backup { "\tbackup" } else { "" }
+                );
+            }
+            Ok(())
+        }
+        DeviceAction::ExportAcl { dir, hub_user } => {
+            anyhow::ensure!(
+                orderd_protocol::topics::is_valid_id(&hub_user),
+                "--hub-user must be 1-32 characters of a-z, 0-9, _ or -"
+            );
+            let list = devices::list(&store.read()?)?;
+            std::fs::create_dir_all(&dir)?;
+            let hub_password = devices::new_password();
+            let (passwd, acl) = devices::mosquitto_files(
+                &list,
+                &site,
+                &hub_user,
+                &devices::mosquitto_hash(&hub_password),
+            );
+            auth::write_secret_file(&dir.join("mosquitto.passwd"), &passwd)?;
+            std::fs::write(dir.join("mosquitto.acl"), acl)?;
+            auth::write_secret_file(&dir.join("hub-password"), &format!("{hub_password}\n"))?;
+            println!(
+                "wrote {} device(s) and the hub account {hub_user:?} to {}",
+                list.len(),
+                dir.display()
+            );
+            Ok(())
+        }
+        DeviceAction::Add {
+            id,
+            kind,
+            stations,
+            backup,
+            encoding,
+        } => {
+            let req = NewDevice {
+                id,
+                kind: DeviceKind::parse(&kind)
+                    .context("--kind must be printer, buzzer, display or bump_bar")?,
+                stations,
+                backup,
+                encoding: match encoding.as_str() {
+                    "json" => orderd_protocol::Encoding::Json,
+                    "postcard" => orderd_protocol::Encoding::Postcard,
+                    _ => anyhow::bail!("--encoding must be json or postcard"),
+                },
+            };
+            req.check()?;
+            let password = devices::new_password();
+            let argon = auth::hash_password(&password)?;
+            let mosquitto = devices::mosquitto_hash(&password);
+            with_writer(store, |writer, rt| {
+                let d =
+                    rt.block_on(writer.run(move |tx| devices::add(tx, &req, argon, mosquitto)))?;
+                println!(
+                    "added {} ({}); MQTT username {}, password: {password}",
+                    d.id,
+                    d.kind.as_str(),
+                    d.id
+                );
+                Ok(())
+            })
+        }
+        DeviceAction::Remove { id } => with_writer(store, |writer, rt| {
+            let name = id.clone();
+            rt.block_on(writer.run(move |tx| devices::remove(tx, &name)))?;
+            println!("removed {id}");
+            Ok(())
+        }),
+    }
 }

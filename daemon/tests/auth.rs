@@ -61,6 +61,14 @@ fn protected() -> Vec<(&'static str, &'static str, &'static str, Option<Value>)>
             Some(json!({"status": "accepted"})),
         ),
         ("POST", "/api/v1/orders/{id}/recall", "staff", None),
+        ("GET", "/api/v1/devices", "admin", None),
+        (
+            "POST",
+            "/api/v1/devices",
+            "admin",
+            Some(json!({"id": "p9", "kind": "printer", "stations": ["grill"]})),
+        ),
+        ("DELETE", "/api/v1/devices/p9", "admin", None),
         ("GET", "/api/v1/analytics/daily", "admin", None),
         (
             "GET",

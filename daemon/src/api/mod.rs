@@ -7,6 +7,7 @@
 
 pub mod analytics;
 pub mod auth;
+pub mod devices;
 pub mod extract;
 pub mod menu;
 pub mod ops;
@@ -130,6 +131,9 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppStateRef>)> 
         ("POST", "/api/v1/orders/{id}/recall", post(orders::recall)),
         ("GET", "/api/v1/analytics/daily", get(analytics::daily)),
         ("GET", "/api/v1/analytics/summary", get(analytics::summary)),
+        ("GET", "/api/v1/devices", get(devices::list)),
+        ("POST", "/api/v1/devices", post(devices::create)),
+        ("DELETE", "/api/v1/devices/{id}", delete(devices::remove)),
         ("GET", "/api/v1/openapi.json", get(ops::openapi)),
         ("GET", "/healthz", get(ops::healthz)),
         ("GET", "/readyz", get(ops::readyz)),

@@ -5,6 +5,7 @@
 //! before the first write, so the other requests committed in the same batch are unaffected.
 
 pub mod analytics;
+pub mod devices;
 pub mod menu;
 pub mod orders;
 pub mod retention;

@@ -138,6 +138,7 @@ macro_rules! logged_tables {
         $m!(13, EVENTS);
         $m!(14, CURSORS);
         $m!(15, DAILY_SUMMARIES);
+        $m!(16, DEVICES);
     };
 }
 

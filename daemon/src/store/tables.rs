@@ -37,6 +37,8 @@ pub const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters"
 pub const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 /// consumer name → last event seq it has durably handled.
 pub const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
+/// device id → `Device` (kitchen devices and their MQTT credentials).
+pub const DEVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("devices");
 /// business day → `DailySummary`, written when a day's orders are pruned.
 pub const DAILY_SUMMARIES: TableDefinition<u32, &[u8]> = TableDefinition::new("daily_summaries");
 
@@ -60,5 +62,6 @@ pub fn create_all(wtx: &WriteTransaction) -> Result<(), StoreError> {
     wtx.open_table(EVENTS)?;
     wtx.open_table(CURSORS)?;
     wtx.open_table(DAILY_SUMMARIES)?;
+    wtx.open_table(DEVICES)?;
     Ok(())
 }

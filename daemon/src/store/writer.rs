@@ -118,6 +118,8 @@ pub struct Tx<'t> {
     pub cursors: Logged<'t, &'static str, u64>,
     /// See [`tables::DAILY_SUMMARIES`].
     pub daily_summaries: Logged<'t, u32, &'static [u8]>,
+    /// See [`tables::DEVICES`].
+    pub devices: Logged<'t, &'static str, &'static [u8]>,
     now_ms: u64,
     next_seq: u64,
     pending: Vec<Event>,
@@ -151,6 +153,7 @@ impl<'t> Tx<'t> {
             events: Logged::open(wtx, tables::EVENTS, 13, log)?,
             cursors: Logged::open(wtx, tables::CURSORS, 14, log)?,
             daily_summaries: Logged::open(wtx, tables::DAILY_SUMMARIES, 15, log)?,
+            devices: Logged::open(wtx, tables::DEVICES, 16, log)?,
             now_ms,
             next_seq,
             pending: Vec::new(),

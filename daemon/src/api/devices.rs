@@ -1,0 +1,55 @@
+//! Device registry endpoints (admin): list, add (the password is shown once), remove.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use super::AppStateRef;
+use super::extract::{Admin, Body, PathParam};
+use crate::auth::hash_password;
+use crate::domain::devices::{self as dom, NewDevice};
+use crate::error::AppError;
+
+/// `GET /devices`.
+pub async fn list(
+    State(state): State<AppStateRef>,
+    _admin: Admin,
+) -> Result<Json<Value>, AppError> {
+    let rtx = state.store.read()?;
+    let data: Vec<Value> = dom::list(&rtx)?.iter().map(dom::view).collect();
+    Ok(Json(json!({ "data": data })))
+}
+
+/// `POST /devices` → 201 with the device and its generated `password` (shown only here).
+pub async fn create(
+    State(state): State<AppStateRef>,
+    _admin: Admin,
+    Body(req): Body<NewDevice>,
+) -> Result<(StatusCode, Json<Value>), AppError> {
+    req.check()?;
+    let password = dom::new_password();
+    let pw = password.clone();
+    let (argon, mosquitto) = tokio::task::spawn_blocking(move || {
+        hash_password(&pw).map(|h| (h, dom::mosquitto_hash(&pw)))
+    })
+    .await
+    .map_err(|_| AppError::unavailable())??;
+    let device = state
+        .writer
+        .run(move |tx| dom::add(tx, &req, argon, mosquitto))
+        .await?;
+    let mut v = dom::view(&device);
+    v["password"] = Value::String(password);
+    Ok((StatusCode::CREATED, Json(v)))
+}
+
+/// `DELETE /devices/{id}`.
+pub async fn remove(
+    State(state): State<AppStateRef>,
+    _admin: Admin,
+    PathParam(id): PathParam,
+) -> Result<StatusCode, AppError> {
+    state.writer.run(move |tx| dom::remove(tx, &id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
