@@ -4,6 +4,11 @@
 //!
 //! This crate depends on `orderd-protocol` and never on the daemon: a plugin sees only the wire
 //! types and the trait it implements, so it can be tested against scripted fakes and reused by
-//! other tools. Until the first plugin lands it only re-exports the protocol it builds on.
+//! other tools. What every plugin must do is written in `docs/plugin-spec.md`.
+//!
+//! Plugins so far: `escpos` (ticket rendering, feature `escpos`, on by default).
 
 pub use orderd_protocol as protocol;
+
+#[cfg(feature = "escpos")]
+pub mod escpos;

@@ -1,0 +1,194 @@
+//! The ticket layout and its ESC/POS bytes.
+
+use orderd_protocol::{OrderType, PrintCopy, TicketLine};
+
+use super::config::{CP850_HIGH, CP850_SELECT, EscPosConfig};
+
+const ESC: u8 = 0x1b;
+const GS: u8 = 0x1d;
+
+/// What a ticket shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketDoc<'a> {
+    /// The short number the kitchen calls out ("007").
+    pub short: &'a str,
+    /// The full order number.
+    pub number: &'a str,
+    /// Station name, printed under the number.
+    pub station: &'a str,
+    /// Dine-in, takeaway or delivery.
+    pub order_type: OrderType,
+    /// Table label, for dine-in.
+    pub table: Option<&'a str>,
+    /// Local time the order was placed, already formatted ("13:05").
+    pub time: &'a str,
+    /// The station's lines.
+    pub lines: &'a [TicketLine],
+    /// The order's note.
+    pub note: Option<&'a str>,
+    /// Original or reprint.
+    pub copy: PrintCopy,
+}
+
+fn type_label(t: OrderType) -> &'static str {
+    match t {
+        OrderType::DineIn => "DINE IN",
+        OrderType::Takeaway => "TAKEAWAY",
+        OrderType::Delivery => "DELIVERY",
+    }
+}
+
+/// Text in PC850: ASCII as is, other characters through the code page, `?` where it has none.
+pub fn encode_text(s: &str) -> Vec<u8> {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii() && !c.is_ascii_control() {
+                c as u8
+            } else {
+                CP850_HIGH
+                    .chars()
+                    .position(|h| h == c)
+                    .map_or(b'?', |i| 0x80 + i as u8)
+            }
+        })
+        .collect()
+}
+
+/// Splits text into lines of at most `width` characters, at spaces where possible.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut current = String::new();
+    for word in text.split_whitespace() {
+        let mut word: Vec<char> = word.chars().collect();
+        while word.len() > width {
+            if !current.is_empty() {
+                lines.push(std::mem::take(&mut current));
+            }
+            lines.push(word.drain(..width).collect());
+        }
+        let word: String = word.into_iter().collect();
+        let len = current.chars().count();
+        if len > 0 && len + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut current));
+        }
+        if !current.is_empty() {
+            current.push(' ');
+        }
+        current.push_str(&word);
+    }
+    if !current.is_empty() {
+        lines.push(current);
+    }
+    lines
+}
+
+/// The ticket as plain text lines (what [`render`] prints, without the styling).
+pub fn render_text(doc: &TicketDoc<'_>, width: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    if doc.copy == PrintCopy::Reprint {
+        out.push(center("*** REPRINT ***", width));
+    }
+    out.push(center(doc.short, width));
+    out.push(center(doc.number, width));
+    let mut head = String::from(type_label(doc.order_type));
+    if let Some(t) = doc.table {
+        head.push_str(" - TABLE ");
+        head.push_str(t);
+    }
+    out.push(head);
+    out.push(format!("{}  {}", doc.time, doc.station.to_uppercase()));
+    out.push("-".repeat(width));
+    for line in doc.lines {
+        out.extend(wrap(&format!("{}x {}", line.quantity, line.name), width));
+        for m in &line.modifiers {
+            out.extend(
+                wrap(&format!("+ {m}"), width - 3)
+                    .into_iter()
+                    .map(|l| format!("   {l}")),
+            );
+        }
+        if let Some(n) = &line.note {
+            out.extend(
+                wrap(&format!("! {n}"), width - 3)
+                    .into_iter()
+                    .map(|l| format!("   {l}")),
+            );
+        }
+    }
+    if let Some(n) = doc.note {
+        out.push("-".repeat(width));
+        out.extend(wrap(&format!("NOTE: {n}"), width));
+    }
+    out
+}
+
+fn center(s: &str, width: usize) -> String {
+    let len = s.chars().count();
+    if len >= width {
+        return s.to_owned();
+    }
+    format!("{}{s}", " ".repeat((width - len) / 2))
+}
+
+/// The ticket as ESC/POS bytes.
+pub fn render(doc: &TicketDoc<'_>, cfg: &EscPosConfig) -> Vec<u8> {
+    let width = cfg.width.columns();
+    let mut b = vec![ESC, b'@', ESC, b't', CP850_SELECT];
+    let text = |b: &mut Vec<u8>, s: &str| {
+        b.extend(encode_text(s));
+        b.push(b'\n');
+    };
+    if doc.copy == PrintCopy::Reprint {
+        // Centered, bold, white on black.
+        b.extend([ESC, b'a', 1, ESC, b'E', 1, GS, b'B', 1]);
+        text(&mut b, "*** REPRINT ***");
+        b.extend([GS, b'B', 0, ESC, b'E', 0]);
+    }
+    // The short number at 4× size, centered.
+    b.extend([ESC, b'a', 1, GS, b'!', 0x33]);
+    text(&mut b, doc.short);
+    b.extend([GS, b'!', 0x00]);
+    text(&mut b, doc.number);
+    b.extend([ESC, b'a', 0, ESC, b'E', 1, GS, b'!', 0x01]);
+    let mut head = String::from(type_label(doc.order_type));
+    if let Some(t) = doc.table {
+        head.push_str(" - TABLE ");
+        head.push_str(t);
+    }
+    text(&mut b, &head);
+    b.extend([GS, b'!', 0x00, ESC, b'E', 0]);
+    text(
+        &mut b,
+        &format!("{}  {}", doc.time, doc.station.to_uppercase()),
+    );
+    text(&mut b, &"-".repeat(width));
+    for line in doc.lines {
+        b.extend([ESC, b'E', 1]);
+        for l in wrap(&format!("{}x {}", line.quantity, line.name), width) {
+            text(&mut b, &l);
+        }
+        b.extend([ESC, b'E', 0]);
+        for m in &line.modifiers {
+            for l in wrap(&format!("+ {m}"), width - 3) {
+                text(&mut b, &format!("   {l}"));
+            }
+        }
+        if let Some(n) = &line.note {
+            for l in wrap(&format!("! {n}"), width - 3) {
+                text(&mut b, &format!("   {l}"));
+            }
+        }
+    }
+    if let Some(n) = doc.note {
+        text(&mut b, &"-".repeat(width));
+        for l in wrap(&format!("NOTE: {n}"), width) {
+            text(&mut b, &l);
+        }
+    }
+    // Feed 4 lines, then a partial cut.
+    b.extend([ESC, b'd', 4]);
+    if cfg.cut {
+        b.extend([GS, b'V', 66, 0]);
+    }
+    b
+}

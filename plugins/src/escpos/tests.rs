@@ -1,0 +1,130 @@
+//! Golden and layout tests of the ESC/POS renderer.
+
+use orderd_protocol::{OrderType, PrintCopy, TicketLine};
+
+use super::*;
+
+fn lines() -> Vec<TicketLine> {
+    vec![
+        TicketLine {
+            item_id: "tave".into(),
+            name: "Tavë kosi".into(),
+            quantity: 2,
+            modifiers: vec!["Pa qepë".into()],
+            note: Some("Shumë e nxehtë".into()),
+        },
+        TicketLine {
+            item_id: "burger".into(),
+            name: "Burger".into(),
+            quantity: 1,
+            modifiers: vec![],
+            note: None,
+        },
+    ]
+}
+
+fn doc(l: &[TicketLine], copy: PrintCopy) -> TicketDoc<'_> {
+    TicketDoc {
+        short: "007",
+        number: "ORD-20261122-007",
+        station: "grill",
+        order_type: OrderType::DineIn,
+        table: Some("T4"),
+        time: "13:05",
+        lines: l,
+        note: None,
+        copy,
+    }
+}
+
+#[test]
+fn albanian_letters_use_pc850() {
+    assert_eq!(
+        encode_text("ë ç Ë Ç"),
+        [0x89, b' ', 0x87, b' ', 0xd3, b' ', 0x80]
+    );
+    assert_eq!(encode_text("Tavë"), [b'T', b'a', b'v', 0x89]);
+    // No PC850 glyph: a visible question mark, never a dropped or wrong letter.
+    assert_eq!(encode_text("€ 5"), [b'?', b' ', b'5']);
+    assert_eq!(encode_text("a\tb"), [b'a', b'?', b'b']);
+}
+
+#[test]
+fn golden_ticket_bytes() {
+    let l = lines();
+    let bytes = render(
+        &doc(&l, PrintCopy::Original),
+        &EscPosConfig {
+            width: PaperWidth::Mm58,
+            cut: true,
+        },
+    );
+    let mut g: Vec<u8> = vec![0x1b, b'@', 0x1b, b't', 2];
+    g.extend([0x1b, b'a', 1, 0x1d, b'!', 0x33]);
+    g.extend(b"007\n");
+    g.extend([0x1d, b'!', 0]);
+    g.extend(b"ORD-20261122-007\n");
+    g.extend([0x1b, b'a', 0, 0x1b, b'E', 1, 0x1d, b'!', 1]);
+    g.extend(b"DINE IN - TABLE T4\n");
+    g.extend([0x1d, b'!', 0, 0x1b, b'E', 0]);
+    g.extend(b"13:05  GRILL\n");
+    g.extend([b'-'; 32]);
+    g.push(b'\n');
+    g.extend([0x1b, b'E', 1]);
+    g.extend(b"2x Tav\x89 kosi\n");
+    g.extend([0x1b, b'E', 0]);
+    g.extend(b"   + Pa qep\x89\n");
+    g.extend(b"   ! Shum\x89 e nxeht\x89\n");
+    g.extend([0x1b, b'E', 1]);
+    g.extend(b"1x Burger\n");
+    g.extend([0x1b, b'E', 0]);
+    g.extend([0x1b, b'd', 4, 0x1d, b'V', 66, 0]);
+    assert_eq!(bytes, g);
+}
+
+#[test]
+fn reprint_has_a_banner_and_the_original_does_not() {
+    let l = lines();
+    let cfg = EscPosConfig::default();
+    let reprint = render(&doc(&l, PrintCopy::Reprint), &cfg);
+    let original = render(&doc(&l, PrintCopy::Original), &cfg);
+    let has = |b: &[u8]| b.windows(15).any(|w| w == b"*** REPRINT ***");
+    assert!(has(&reprint) && !has(&original));
+    assert_eq!(
+        render_text(&doc(&l, PrintCopy::Reprint), 48)[0].trim(),
+        "*** REPRINT ***"
+    );
+}
+
+#[test]
+fn lines_fit_the_paper() {
+    let long = vec![TicketLine {
+        item_id: "x".into(),
+        name: "Very long dish name that goes on and on past the edge of any paper roll".into(),
+        quantity: 12,
+        modifiers: vec!["Extra cheese with a long explanation of how much cheese exactly".into()],
+        note: Some("Supercalifragilisticexpialidocious-without-spaces-at-all-here".into()),
+    }];
+    for width in [PaperWidth::Mm58, PaperWidth::Mm80] {
+        let mut d = doc(&long, PrintCopy::Original);
+        d.note = Some("Allergy: nuts. Please keep separate from everything else on the grill.");
+        let text = render_text(&d, width.columns());
+        for line in &text {
+            assert!(
+                line.chars().count() <= width.columns(),
+                "{width:?}: {line:?}"
+            );
+        }
+        assert!(text.iter().any(|l| l.starts_with("12x Very long")));
+        assert!(text.iter().any(|l| l.starts_with("NOTE: Allergy")));
+    }
+    // Without a cutter: no cut command.
+    let bytes = render(
+        &doc(&long, PrintCopy::Original),
+        &EscPosConfig {
+            width: PaperWidth::Mm80,
+            cut: false,
+        },
+    );
+    assert!(!bytes.windows(2).any(|w| w == [0x1d, b'V']));
+}
