@@ -15,6 +15,7 @@ pub mod demo;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod hub;
 pub mod metrics;
 pub mod server;
 pub mod store;

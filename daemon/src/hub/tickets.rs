@@ -1,0 +1,377 @@
+//! Station tickets and boards, computed from orders and events (no I/O).
+//!
+//! An order becomes one ticket per kitchen station that has lines in it (the station of each
+//! line comes from the menu item, snapshotted on the line). A station's board holds the tickets
+//! the kitchen still has to work on: orders `placed`, `accepted` or `preparing`. A ticket leaves
+//! the board when its order is ready or finished, and comes back if the change is recalled.
+//! Boards can always be rebuilt from the active orders, so the hub never depends on broker
+//! state: it republishes them whenever it (or the broker) starts.
+
+use std::collections::BTreeMap;
+
+use orderd_protocol::{
+    Board, BoardTicket, Event, EventKind, FORMAT_VERSION, Order, OrderStatus, TicketChange,
+    TicketEvent, TicketLine,
+};
+
+/// Whether an order in this status is still work for the kitchen.
+pub fn on_board(status: OrderStatus) -> bool {
+    matches!(
+        status,
+        OrderStatus::Placed | OrderStatus::Accepted | OrderStatus::Preparing
+    )
+}
+
+/// The order's lines grouped by station, in line order.
+pub fn station_lines(order: &Order) -> BTreeMap<String, Vec<TicketLine>> {
+    let mut out: BTreeMap<String, Vec<TicketLine>> = BTreeMap::new();
+    for line in &order.items {
+        out.entry(line.station.clone())
+            .or_default()
+            .push(TicketLine {
+                item_id: line.item_id.clone(),
+                name: line.name.clone(),
+                quantity: line.quantity,
+                modifiers: line.modifiers.iter().map(|m| m.name.clone()).collect(),
+                note: line.note.clone(),
+            });
+    }
+    out
+}
+
+fn short(order: &Order) -> String {
+    format!("{:03}", order.daily_seq)
+}
+
+fn ticket(order: &Order, station: &str, seq: u64, change: TicketChange) -> TicketEvent {
+    TicketEvent {
+        version: FORMAT_VERSION,
+        ticket: order.id.clone(),
+        number: order.number.clone(),
+        short: short(order),
+        station: station.to_owned(),
+        order_type: order.order_type,
+        table: order.table_label.clone(),
+        placed_at: order.created_at,
+        seq,
+        change,
+    }
+}
+
+/// The ticket events an event causes. `order` is the order the event is about, as it is now
+/// (for a placement, the placed order itself).
+pub fn ticket_events(event: &Event, order: Option<&Order>) -> Vec<TicketEvent> {
+    match (&event.kind, order) {
+        (EventKind::OrderPlaced(placed), _) => station_lines(placed)
+            .into_iter()
+            .map(|(station, lines)| {
+                ticket(placed, &station, event.seq, TicketChange::New { lines })
+            })
+            .collect(),
+        (
+            EventKind::StatusChanged {
+                to: OrderStatus::Cancelled,
+                note,
+                ..
+            },
+            Some(order),
+        ) => station_lines(order)
+            .into_keys()
+            .map(|station| {
+                ticket(
+                    order,
+                    &station,
+                    event.seq,
+                    TicketChange::Cancelled {
+                        reason: note.clone(),
+                    },
+                )
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn board_ticket(order: &Order, lines: Vec<TicketLine>) -> BoardTicket {
+    BoardTicket {
+        ticket: order.id.clone(),
+        short: short(order),
+        status: order.status,
+        order_type: order.order_type,
+        table: order.table_label.clone(),
+        placed_at: order.created_at,
+        lines,
+    }
+}
+
+/// Every station's board.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Boards {
+    boards: BTreeMap<String, Board>,
+}
+
+impl Boards {
+    /// Boards from the active orders (oldest first), as of event seq `seq`.
+    pub fn rebuild<'a>(orders: impl IntoIterator<Item = &'a Order>, seq: u64) -> Self {
+        let mut b = Self::default();
+        for order in orders {
+            b.upsert(order, seq);
+        }
+        b
+    }
+
+    fn board_mut(&mut self, station: &str) -> &mut Board {
+        self.boards
+            .entry(station.to_owned())
+            .or_insert_with(|| Board {
+                version: FORMAT_VERSION,
+                station: station.to_owned(),
+                seq: 0,
+                tickets: Vec::new(),
+            })
+    }
+
+    /// Puts the order on (or takes it off) each of its stations' boards, per its status.
+    /// Returns the stations whose board changed.
+    fn upsert(&mut self, order: &Order, seq: u64) -> Vec<String> {
+        let mut changed = Vec::new();
+        for (station, lines) in station_lines(order) {
+            let board = self.board_mut(&station);
+            let pos = board.tickets.iter().position(|t| t.ticket == order.id);
+            match (on_board(order.status), pos) {
+                (true, Some(i)) => board.tickets[i] = board_ticket(order, lines),
+                (true, None) => {
+                    board.tickets.push(board_ticket(order, lines));
+                    board.tickets.sort_by(|a, b| {
+                        a.placed_at.cmp(&b.placed_at).then(a.ticket.cmp(&b.ticket))
+                    });
+                }
+                (false, Some(i)) => {
+                    board.tickets.remove(i);
+                }
+                (false, None) => continue,
+            }
+            board.seq = seq;
+            changed.push(station);
+        }
+        changed
+    }
+
+    /// Applies an event; `order` is the order it is about, as it is now. Returns the stations
+    /// whose board changed (to republish).
+    pub fn apply(&mut self, event: &Event, order: Option<&Order>) -> Vec<String> {
+        match (&event.kind, order) {
+            (EventKind::OrderPlaced(placed), _) => self.upsert(placed, event.seq),
+            (EventKind::StatusChanged { to, .. }, Some(order)) => {
+                // The event's target status, even if the order has moved on since.
+                let mut at = order.clone();
+                at.status = *to;
+                self.upsert(&at, event.seq)
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// A station's board (an empty one if the station has had no tickets).
+    pub fn board(&self, station: &str) -> Board {
+        self.boards.get(station).cloned().unwrap_or_else(|| Board {
+            version: FORMAT_VERSION,
+            station: station.to_owned(),
+            seq: 0,
+            tickets: Vec::new(),
+        })
+    }
+
+    /// Stations that have a board.
+    pub fn stations(&self) -> impl Iterator<Item = &str> {
+        self.boards.keys().map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use orderd_protocol::{OrderLine, OrderSource, OrderType, SelectedModifier};
+
+    use super::*;
+
+    fn line(item: &str, station: &str, qty: u32, modifier: Option<&str>) -> OrderLine {
+        OrderLine {
+            item_id: item.into(),
+            name: item.to_uppercase(),
+            quantity: qty,
+            unit_price: 100,
+            line_total: 100 * i64::from(qty),
+            modifiers: modifier
+                .map(|m| {
+                    vec![SelectedModifier {
+                        group_id: "g".into(),
+                        option_id: m.into(),
+                        name: m.to_uppercase(),
+                        price_delta: 0,
+                    }]
+                })
+                .unwrap_or_default(),
+            note: None,
+            station: station.into(),
+        }
+    }
+
+    fn order(id: &str, seq: u32) -> Order {
+        Order {
+            id: id.into(),
+            number: format!("ORD-20261122-{seq:03}"),
+            business_day: 20_261_122,
+            daily_seq: seq,
+            order_type: OrderType::DineIn,
+            source: OrderSource::Staff,
+            status: OrderStatus::Placed,
+            table_id: Some("t4".into()),
+            table_label: Some("T4".into()),
+            address: None,
+            customer_name: None,
+            customer_phone: None,
+            note: None,
+            items: vec![
+                line("burger", "grill", 2, Some("medium")),
+                line("espresso", "bar", 1, None),
+                line("steak", "grill", 1, None),
+            ],
+            subtotal: 400,
+            tax: 67,
+            total: 400,
+            currency: "EUR".into(),
+            created_at: u64::from(seq) * 1000,
+            updated_at: 0,
+            accepted_at: None,
+            preparing_at: None,
+            ready_at: None,
+            finished_at: None,
+            out_for_delivery_at: None,
+            cancel_reason: None,
+        }
+    }
+
+    fn placed(o: &Order, seq: u64) -> Event {
+        Event {
+            version: 1,
+            seq,
+            at: 0,
+            kind: EventKind::OrderPlaced(Box::new(o.clone())),
+        }
+    }
+
+    fn moved(o: &Order, from: OrderStatus, to: OrderStatus, seq: u64) -> Event {
+        Event {
+            version: 1,
+            seq,
+            at: 0,
+            kind: EventKind::StatusChanged {
+                order_id: o.id.clone(),
+                number: o.number.clone(),
+                from,
+                to,
+                actor: "anna".into(),
+                note: Some("burnt".into()),
+                recall: false,
+            },
+        }
+    }
+
+    #[test]
+    fn an_order_becomes_one_ticket_per_station() {
+        let o = order("o1", 7);
+        let t = ticket_events(&placed(&o, 5), None);
+        assert_eq!(t.len(), 2);
+        let grill = t.iter().find(|t| t.station == "grill").unwrap();
+        assert_eq!(grill.short, "007");
+        assert_eq!(grill.table.as_deref(), Some("T4"));
+        assert_eq!(grill.seq, 5);
+        let TicketChange::New { lines } = &grill.change else {
+            panic!()
+        };
+        assert_eq!(
+            lines.iter().map(|l| l.item_id.as_str()).collect::<Vec<_>>(),
+            ["burger", "steak"]
+        );
+        assert_eq!(lines[0].modifiers, ["MEDIUM"]);
+        let bar = t.iter().find(|t| t.station == "bar").unwrap();
+        let TicketChange::New { lines } = &bar.change else {
+            panic!()
+        };
+        assert_eq!(lines.len(), 1);
+    }
+
+    #[test]
+    fn cancelling_tells_every_station_and_other_moves_tell_none() {
+        let o = order("o1", 7);
+        let t = ticket_events(
+            &moved(&o, OrderStatus::Accepted, OrderStatus::Cancelled, 9),
+            Some(&o),
+        );
+        assert_eq!(t.len(), 2);
+        assert!(t.iter().all(|t| t.change
+            == TicketChange::Cancelled {
+                reason: Some("burnt".into())
+            }));
+        assert!(
+            ticket_events(
+                &moved(&o, OrderStatus::Placed, OrderStatus::Accepted, 9),
+                Some(&o)
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn boards_follow_the_kitchen_and_match_a_rebuild() {
+        let a = order("a", 1);
+        let b = order("b", 2);
+        let mut boards = Boards::default();
+        assert_eq!(boards.apply(&placed(&b, 2), None), ["bar", "grill"]);
+        boards.apply(&placed(&a, 1), None);
+        let grill = boards.board("grill");
+        assert_eq!(
+            grill
+                .tickets
+                .iter()
+                .map(|t| t.short.as_str())
+                .collect::<Vec<_>>(),
+            ["001", "002"],
+            "oldest first"
+        );
+        // Accepted: still on the boards, with its status.
+        boards.apply(
+            &moved(&a, OrderStatus::Placed, OrderStatus::Accepted, 3),
+            Some(&a),
+        );
+        assert_eq!(boards.board("bar").tickets[0].status, OrderStatus::Accepted);
+        // Ready: off every board.
+        assert_eq!(
+            boards.apply(
+                &moved(&a, OrderStatus::Preparing, OrderStatus::Ready, 4),
+                Some(&a)
+            ),
+            ["bar", "grill"]
+        );
+        assert_eq!(boards.board("grill").tickets.len(), 1);
+        assert_eq!(boards.board("grill").seq, 4);
+        // Recalled to preparing: back on.
+        boards.apply(
+            &moved(&a, OrderStatus::Ready, OrderStatus::Preparing, 5),
+            Some(&a),
+        );
+        assert_eq!(boards.board("grill").tickets.len(), 2);
+        // A rebuild from the active orders gives the same tickets.
+        let mut a_now = a.clone();
+        a_now.status = OrderStatus::Preparing;
+        let rebuilt = Boards::rebuild([&a_now, &b], 5);
+        for station in ["grill", "bar"] {
+            assert_eq!(
+                rebuilt.board(station).tickets,
+                boards.board(station).tickets,
+                "{station}"
+            );
+        }
+        assert!(boards.board("cold").tickets.is_empty());
+    }
+}
