@@ -13,11 +13,20 @@ use redb::{Key, StorageError, Table, TableDefinition, Value, WriteTransaction};
 
 use super::{StoreError, tables as t};
 
+/// Format of an op log (first byte of every write-ahead-log record). A new format gets a new
+/// number; `replay` keeps reading the old ones, so a log left by a crash survives an upgrade.
+pub const FORMAT: u8 = 1;
+
 const INSERT: u8 = 1;
 const REMOVE: u8 = 2;
 
-/// The row changes of one batch, in order.
+/// The row changes of one batch, in order, after a [`FORMAT`] byte.
 pub type OpLog = Rc<RefCell<Vec<u8>>>;
+
+/// A new, empty op log.
+pub fn new_log() -> OpLog {
+    Rc::new(RefCell::new(vec![FORMAT]))
+}
 
 /// A table whose writes are recorded in the batch's [`OpLog`].
 pub struct Logged<'t, K: Key + 'static, V: Value + 'static> {
@@ -143,7 +152,16 @@ macro_rules! logged_tables {
 }
 
 /// Applies one batch's row changes.
-pub fn replay(wtx: &WriteTransaction, mut log: &[u8]) -> Result<(), StoreError> {
+pub fn replay(wtx: &WriteTransaction, log: &[u8]) -> Result<(), StoreError> {
+    let Some((&format, mut log)) = log.split_first() else {
+        return Ok(());
+    };
+    if format != FORMAT {
+        return Err(StoreError::UnknownVersion {
+            what: "write-ahead log record",
+            version: format,
+        });
+    }
     while !log.is_empty() {
         let head = take(&mut log, 2)?;
         let (id, op) = (head[0], head[1]);
@@ -171,4 +189,48 @@ pub fn replay(wtx: &WriteTransaction, mut log: &[u8]) -> Result<(), StoreError> 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use redb::ReadableDatabase as _;
+
+    use super::*;
+
+    #[test]
+    fn replay_applies_its_format_and_refuses_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = redb::Database::create(dir.path().join("t.redb")).unwrap();
+        let log = new_log();
+        {
+            let wtx = db.begin_write().unwrap();
+            let mut counters = Logged::open(&wtx, t::COUNTERS, 12, &log).unwrap();
+            counters.insert("a", 7).unwrap();
+            counters.insert("b", 8).unwrap();
+            counters.remove("a").unwrap();
+            drop(counters);
+            wtx.abort().unwrap(); // only the log is kept
+        }
+        let bytes: Vec<u8> = RefCell::borrow(&log).clone();
+        assert_eq!(bytes[0], FORMAT);
+        let wtx = db.begin_write().unwrap();
+        replay(&wtx, &bytes).unwrap();
+        wtx.commit().unwrap();
+        let rtx = db.begin_read().unwrap();
+        let counters = rtx.open_table(t::COUNTERS).unwrap();
+        assert!(counters.get("a").unwrap().is_none());
+        assert_eq!(counters.get("b").unwrap().unwrap().value(), 8);
+        drop((counters, rtx));
+        let mut future = bytes.clone();
+        future[0] = FORMAT + 1;
+        let wtx = db.begin_write().unwrap();
+        assert!(matches!(
+            replay(&wtx, &future),
+            Err(StoreError::UnknownVersion { .. })
+        ));
+        assert!(
+            replay(&wtx, &bytes[..bytes.len() - 1]).is_err(),
+            "a truncated log is an error"
+        );
+    }
 }

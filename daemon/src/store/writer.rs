@@ -393,7 +393,7 @@ fn run_batch(
     let t0 = std::time::Instant::now();
     let mut t_jobs = t0;
     let is_checkpoint = durable.checkpoint_due();
-    let log: OpLog = std::rc::Rc::default();
+    let log: OpLog = super::logged::new_log();
     let outcome = (|| -> Result<Committed, StoreError> {
         let mut wtx = store.db().begin_write()?;
         wtx.set_durability(if is_checkpoint {
