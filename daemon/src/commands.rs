@@ -15,7 +15,7 @@ use crate::config::{RawConfig, SHIPPED_CONFIG, Settings};
 use crate::domain::random_hex;
 use crate::metrics::Metrics;
 use crate::store::Store;
-use crate::store::writer::{Shared, Writer};
+use crate::store::writer::{Shared, Writer, WriterOptions};
 
 /// Runs a parsed command line.
 pub fn main(cli: Cli) -> ExitCode {
@@ -188,7 +188,11 @@ fn with_writer<T>(
         last_batch_at: std::sync::atomic::AtomicU64::new(0),
     });
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let (writer, thread) = Writer::spawn(store, shared, clock, Arc::new(Metrics::new()), 1);
+    let options = WriterOptions {
+        max_batch: 1,
+        ..WriterOptions::from_config(&crate::config::StoreConfig::default())
+    };
+    let (writer, thread) = Writer::spawn(store, shared, clock, Arc::new(Metrics::new()), options);
     let rt = runtime()?;
     let outcome = f(&writer, &rt);
     drop(writer);

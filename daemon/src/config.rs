@@ -114,6 +114,10 @@ pub struct StoreConfig {
     pub max_batch: u32,
     /// Seed the demo menu and tables when the store has no menu yet.
     pub demo_data: bool,
+    /// A checkpoint (durable redb commit; the write-ahead log starts over) at least this often.
+    pub checkpoint_interval_ms: u64,
+    /// … or after this many batches, whichever comes first.
+    pub checkpoint_batches: u32,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -133,6 +137,8 @@ impl Default for StoreConfig {
             cache_size_bytes: default_cache_size_bytes(),
             max_batch: default_max_batch(),
             demo_data: true,
+            checkpoint_interval_ms: 1000,
+            checkpoint_batches: 128,
         }
     }
 }
@@ -423,6 +429,12 @@ impl RawConfig {
         }
         if !(1..=4096).contains(&self.store.max_batch) {
             bad("store.max_batch", "must be 1-4096".into());
+        }
+        if !(10..=600_000).contains(&self.store.checkpoint_interval_ms) {
+            bad("store.checkpoint_interval_ms", "must be 10-600000".into());
+        }
+        if !(1..=1_000_000).contains(&self.store.checkpoint_batches) {
+            bad("store.checkpoint_batches", "must be 1-1000000".into());
         }
         let http_listen = self.http.listen.parse::<SocketAddr>().ok();
         if http_listen.is_none() {

@@ -25,7 +25,7 @@ use crate::domain::Rules;
 use crate::events::EventLog;
 use crate::metrics::Metrics;
 use crate::store::Store;
-use crate::store::writer::{Shared, Writer};
+use crate::store::writer::{Shared, Writer, WriterOptions};
 use crate::workers;
 
 /// How long shutdown may take before the daemon gives up waiting (systemd's default stop
@@ -104,7 +104,7 @@ pub async fn start(
         Arc::clone(&shared),
         Arc::clone(&clock),
         Arc::clone(&metrics),
-        settings.raw.store.max_batch as usize,
+        WriterOptions::from_config(&settings.raw.store),
     );
     tracing::info!(
         last_seq,

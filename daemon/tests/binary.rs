@@ -15,18 +15,37 @@ use tokio::process::{Child, Command};
 const BIN: &str = env!("CARGO_BIN_EXE_orderd");
 
 /// Starts the daemon on a free port and returns it with its base URL, read from its own
-/// start-up output (no sleeping, no fixed ports).
-async fn spawn(dir: &Path) -> (Child, String) {
-    let mut child = Command::new(BIN)
-        .args(["run", "--data-dir"])
+/// start-up output (no sleeping, no fixed ports), and its log lines as they come.
+async fn spawn_with(
+    dir: &Path,
+    config: Option<&Path>,
+) -> (Child, String, Arc<std::sync::Mutex<String>>) {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("run");
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    let mut child = cmd
+        .arg("--data-dir")
         .arg(dir)
         .args(["--http-listen", "127.0.0.1:0"])
         .env("RUST_LOG", "warn")
+        .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    let logs = Arc::new(std::sync::Mutex::new(String::new()));
+    let mut err_lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let sink = logs.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = err_lines.next_line().await {
+            let mut l = sink.lock().unwrap();
+            l.push_str(&line);
+            l.push('\n');
+        }
+    });
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let base = tokio::time::timeout(Duration::from_secs(30), async {
         while let Some(line) = lines.next_line().await.unwrap() {
@@ -39,6 +58,11 @@ async fn spawn(dir: &Path) -> (Child, String) {
     .await
     .expect("orderd printed its address in time");
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, base, logs)
+}
+
+async fn spawn(dir: &Path) -> (Child, String) {
+    let (child, base, _) = spawn_with(dir, None).await;
     (child, base)
 }
 
@@ -61,9 +85,18 @@ async fn login(client: &reqwest::Client, base: &str, user: &str, pw: &str) -> St
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_under_load_loses_no_acknowledged_order() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, base) = spawn(dir.path()).await;
+    // No checkpoint during the run: every acknowledged order is durable only through the
+    // write-ahead log, so the restart must replay all of it.
+    let config = dir.path().join("orderd.toml");
+    std::fs::write(
+        &config,
+        "[store]\ncheckpoint_interval_ms = 600000\ncheckpoint_batches = 1000000\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let (mut child, base, _) = spawn_with(&data, Some(&config)).await;
     let client = reqwest::Client::new();
-    let pw = std::fs::read_to_string(dir.path().join("initial-admin-password")).unwrap();
+    let pw = std::fs::read_to_string(data.join("initial-admin-password")).unwrap();
     let token = login(&client, &base, "admin", pw.trim()).await;
 
     let acked: Arc<std::sync::Mutex<BTreeMap<String, Value>>> = Arc::default();
@@ -118,7 +151,14 @@ async fn sigkill_under_load_loses_no_acknowledged_order() {
     let acked = acked.lock().unwrap().clone();
 
     // Restart on the same data: every acknowledged order is there, whole.
-    let (mut child, base) = spawn(dir.path()).await;
+    let (mut child, base, logs) = spawn_with(&data, Some(&config)).await;
+    assert!(
+        logs.lock()
+            .unwrap()
+            .contains("replayed the write-ahead log"),
+        "the restart replayed the log: {}",
+        logs.lock().unwrap()
+    );
     let token = login(&client, &base, "admin", pw.trim()).await;
     for (id, sent) in &acked {
         let got: Value = client

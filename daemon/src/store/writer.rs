@@ -260,12 +260,12 @@ impl Writer {
         shared: Arc<Shared>,
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
-        max_batch: usize,
+        options: WriterOptions,
     ) -> (Self, std::thread::JoinHandle<()>) {
-        let (tx, rx) = mpsc::channel::<Job>(max_batch * 4);
+        let (tx, rx) = mpsc::channel::<Job>(options.max_batch * 4);
         let handle = std::thread::Builder::new()
             .name("orderd-writer".into())
-            .spawn(move || run(&store, &shared, &*clock, &metrics, rx, max_batch))
+            .spawn(move || run(&store, &shared, &*clock, &metrics, rx, options))
             .expect("spawning the writer thread");
         (Self { jobs: tx }, handle)
     }
@@ -292,13 +292,31 @@ impl Writer {
     }
 }
 
-/// A checkpoint (a durable redb commit, after which the write-ahead log starts over) happens
-/// at least this often …
-const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
-/// … or after this many batches …
-const CHECKPOINT_BATCHES: u32 = 128;
-/// … or once the log holds this much.
+/// A checkpoint (a durable redb commit, after which the write-ahead log starts over) also
+/// happens once the log holds this much.
 const CHECKPOINT_WAL_BYTES: u64 = 16 * 1024 * 1024;
+
+/// How the writer groups and checkpoints.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterOptions {
+    /// Most requests per batch.
+    pub max_batch: usize,
+    /// A checkpoint at least this often …
+    pub checkpoint_interval: std::time::Duration,
+    /// … or after this many batches.
+    pub checkpoint_batches: u32,
+}
+
+impl WriterOptions {
+    /// The options of a configuration.
+    pub fn from_config(c: &crate::config::StoreConfig) -> Self {
+        Self {
+            max_batch: c.max_batch as usize,
+            checkpoint_interval: std::time::Duration::from_millis(c.checkpoint_interval_ms),
+            checkpoint_batches: c.checkpoint_batches,
+        }
+    }
+}
 
 /// Key in `counters`: seq of the last batch contained in the store.
 pub const WAL_SEQ_KEY: &str = "wal_seq";
@@ -310,13 +328,15 @@ struct Durable {
     seq: u64,
     last_checkpoint: std::time::Instant,
     since_checkpoint: u32,
+    every: std::time::Duration,
+    every_batches: u32,
 }
 
 impl Durable {
     fn checkpoint_due(&self) -> bool {
-        self.since_checkpoint >= CHECKPOINT_BATCHES
+        self.since_checkpoint >= self.every_batches
             || self.wal.used() >= CHECKPOINT_WAL_BYTES
-            || self.last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL
+            || self.last_checkpoint.elapsed() >= self.every
     }
 
     fn checkpointed(&mut self) {
@@ -340,14 +360,17 @@ fn run(
     clock: &dyn Clock,
     metrics: &Metrics,
     mut rx: mpsc::Receiver<Job>,
-    max_batch: usize,
+    options: WriterOptions,
 ) {
+    let max_batch = options.max_batch;
     let mut next_seq = shared.last_seq.load(Ordering::Acquire) + 1;
     let mut durable = Durable {
         wal: store.take_wal(),
         seq: store.wal_seq() + 1,
         last_checkpoint: std::time::Instant::now(),
         since_checkpoint: 0,
+        every: options.checkpoint_interval,
+        every_batches: options.checkpoint_batches,
     };
     let mut jobs = Vec::with_capacity(max_batch);
     while let Some(first) = rx.blocking_recv() {
@@ -506,7 +529,11 @@ mod tests {
             shared,
             Arc::new(Ticking(AtomicU64::new(1))),
             Arc::new(Metrics::new()),
-            64,
+            WriterOptions {
+                max_batch: 64,
+                checkpoint_interval: std::time::Duration::from_secs(1),
+                checkpoint_batches: 128,
+            },
         );
         (store, w)
     }
