@@ -111,6 +111,12 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
             running.initial_password_file.as_deref(),
             running.state.settings.data_dir(),
         );
+        // Store, writer and HTTP listener are up: tell systemd.
+        let status = crate::systemd::status_line(&running.state);
+        crate::systemd::notify(&[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status(&status),
+        ]);
         shutdown_signal().await;
         running.stop().await
     })

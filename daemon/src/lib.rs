@@ -19,6 +19,7 @@ pub mod hub;
 pub mod metrics;
 pub mod server;
 pub mod store;
+pub mod systemd;
 pub mod workers;
 
 pub use server::{Running, run, start};

@@ -135,10 +135,17 @@ pub async fn start(
 
     let (stop, stop_rx) = watch::channel(false);
     let shutdown = Shutdown(stop_rx);
-    let workers = vec![tokio::spawn(workers::retention(
-        Arc::clone(&state),
-        shutdown.clone(),
-    ))];
+    let (every, watchdog) = crate::systemd::check_interval();
+    let workers = vec![
+        tokio::spawn(workers::retention(Arc::clone(&state), shutdown.clone())),
+        tokio::spawn(crate::systemd::supervise(
+            Arc::clone(&state),
+            shutdown.clone(),
+            every,
+            watchdog,
+            crate::systemd::notify,
+        )),
+    ];
 
     let addr = listener.local_addr()?;
     let app = api::router(Arc::clone(&state));
@@ -167,10 +174,16 @@ pub async fn start(
 }
 
 impl Running {
+    /// The shutdown signal, for tasks started next to the daemon.
+    pub fn shutdown(&self) -> Shutdown {
+        Shutdown(self.stop.subscribe())
+    }
+
     /// Stops in order: refuse new work, let in-flight requests finish and commit, stop the
     /// workers, then close the writer (its last batch is committed before it exits).
     pub async fn stop(self) -> anyhow::Result<()> {
         tracing::info!("shutting down");
+        crate::systemd::notify(&[sd_notify::NotifyState::Stopping]);
         self.state.ready.store(false, Ordering::Release);
         let _ = self.stop.send(true);
         let Self {

@@ -20,7 +20,16 @@ async fn spawn_with(
     dir: &Path,
     config: Option<&Path>,
 ) -> (Child, String, Arc<std::sync::Mutex<String>>) {
+    spawn_env(dir, config, &[]).await
+}
+
+async fn spawn_env(
+    dir: &Path,
+    config: Option<&Path>,
+    envs: &[(&str, &str)],
+) -> (Child, String, Arc<std::sync::Mutex<String>>) {
     let mut cmd = Command::new(BIN);
+    cmd.envs(envs.iter().copied());
     cmd.arg("run");
     if let Some(c) = config {
         cmd.arg("--config").arg(c);
@@ -380,4 +389,62 @@ async fn user_commands_manage_accounts_offline() {
         .expect("stopped in time")
         .unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+/// systemd's notify protocol, with the test as the service manager: READY=1 once the daemon
+/// serves, STATUS= lines, WATCHDOG=1 pings at half the watchdog period, STOPPING=1 on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn speaks_systemd_notify() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let (mut child, base, _) = spawn_env(
+        &dir.path().join("data"),
+        None,
+        &[
+            ("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "400000"),
+        ],
+    )
+    .await;
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !(seen.contains("READY=1")
+        && seen.contains("STATUS=open orders")
+        && seen.matches("WATCHDOG=1").count() >= 2)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "missing notifications; got:\n{seen}"
+        );
+        let n = sock.recv(&mut buf).expect("a notification in time");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        seen.push('\n');
+    }
+    // READY comes only once the API answers.
+    assert_eq!(
+        reqwest::get(format!("{base}/readyz"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    loop {
+        let n = sock.recv(&mut buf).expect("STOPPING=1 in time");
+        if String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1") {
+            break;
+        }
+    }
+    assert!(child.wait().await.unwrap().success());
 }

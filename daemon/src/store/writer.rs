@@ -270,6 +270,11 @@ impl Writer {
         (Self { jobs: tx }, handle)
     }
 
+    /// Requests waiting for the writer.
+    pub fn queued(&self) -> usize {
+        self.jobs.max_capacity() - self.jobs.capacity()
+    }
+
     /// Runs `f` inside the next batch's write transaction and answers after the commit.
     ///
     /// `f` must check before it writes: return [`TxError::App`] only when it has written
