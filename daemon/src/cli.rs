@@ -35,6 +35,24 @@ pub enum Command {
         #[command(subcommand)]
         action: DeviceAction,
     },
+    /// Ask the running daemon how it is.
+    Status(ConfigArg),
+    /// Write a consistent snapshot of the running daemon's store to FILE (orders go on).
+    Backup {
+        /// The configuration and data directory.
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Where to write the snapshot.
+        file: PathBuf,
+    },
+    /// Replace the store with a snapshot (while the daemon is stopped).
+    Restore {
+        /// The configuration and data directory.
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The snapshot written by `orderd backup`.
+        file: PathBuf,
+    },
     /// Print table sizes of the store (while the daemon is stopped).
     StoreStats(ConfigArg),
     /// Manage staff accounts (while the daemon is stopped; use /api/v1/users while it runs).

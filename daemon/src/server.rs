@@ -135,8 +135,16 @@ pub async fn start(
 
     let (stop, stop_rx) = watch::channel(false);
     let shutdown = Shutdown(stop_rx);
+    // The control socket (status, backup) is a convenience: without it the daemon still runs.
+    let control = match crate::control::bind(state.settings.data_dir()) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::warn!(error = %e, "no control socket: `orderd status` and `orderd backup` will not reach this daemon");
+            None
+        }
+    };
     let (every, watchdog) = crate::systemd::check_interval();
-    let workers = vec![
+    let mut workers = vec![
         tokio::spawn(workers::retention(Arc::clone(&state), shutdown.clone())),
         tokio::spawn(crate::systemd::supervise(
             Arc::clone(&state),
@@ -146,6 +154,13 @@ pub async fn start(
             crate::systemd::notify,
         )),
     ];
+    if let Some(listener) = control {
+        workers.push(tokio::spawn(crate::control::serve(
+            listener,
+            Arc::clone(&state),
+            shutdown.clone(),
+        )));
+    }
 
     let addr = listener.local_addr()?;
     let app = api::router(Arc::clone(&state));

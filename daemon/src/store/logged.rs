@@ -150,6 +150,7 @@ macro_rules! logged_tables {
         $m!(16, DEVICES);
     };
 }
+pub(crate) use logged_tables;
 
 /// Applies one batch's row changes.
 pub fn replay(wtx: &WriteTransaction, log: &[u8]) -> Result<(), StoreError> {

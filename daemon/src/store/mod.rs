@@ -81,7 +81,8 @@ from_redb!(
     redb::TransactionError,
     redb::CommitError,
     redb::CompactionError,
-    redb::SetDurabilityError
+    redb::SetDurabilityError,
+    redb::DatabaseError
 );
 
 /// The schema version of the file layout (tables and keys). Values carry their own versions.
@@ -263,6 +264,31 @@ impl Store {
         );
         wtx.abort()?;
         Ok(out)
+    }
+
+    /// Writes a consistent copy of the store to `dest` (a new file) from one read snapshot, while
+    /// writes go on. The copy carries every table, the schema version and the log position.
+    pub fn snapshot(&self, dest: &Path) -> Result<u64, StoreError> {
+        let rtx = self.read()?;
+        let out = redb::Builder::new()
+            .set_cache_size(4 * 1024 * 1024)
+            .create(dest)?;
+        let wtx = out.begin_write()?;
+        let mut rows = 0u64;
+        macro_rules! copy {
+            ($id:expr, $def:ident) => {{
+                let src = rtx.open_table(tables::$def)?;
+                let mut dst = wtx.open_table(tables::$def)?;
+                for row in src.iter()? {
+                    let (k, v) = row?;
+                    dst.insert(k.value(), v.value())?;
+                    rows += 1;
+                }
+            }};
+        }
+        logged::logged_tables!(copy);
+        wtx.commit()?;
+        Ok(rows)
     }
 
     /// The highest event sequence number written so far (0 when none).

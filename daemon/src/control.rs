@@ -1,0 +1,150 @@
+//! The local control socket, `<data_dir>/orderd.sock` (mode 0600): how `orderd status` and
+//! `orderd backup` reach the running daemon. Whoever may open the socket file may use it —
+//! the same people who may read the store itself — so it needs no password.
+//!
+//! Protocol: one JSON request line (`{"cmd":"status"}`, `{"cmd":"backup"}`), one JSON answer
+//! line; a backup answer (`{"ok":true,"bytes":N,…}`) is followed by the N bytes of the snapshot.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::api::AppStateRef;
+use crate::server::Shutdown;
+
+/// File name of the socket in the data directory.
+pub const SOCKET: &str = "orderd.sock";
+
+/// Binds the socket (replacing a stale one) with mode 0600.
+pub fn bind(data_dir: &Path) -> std::io::Result<UnixListener> {
+    let path = data_dir.join(SOCKET);
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!(
+                    "{} is in use: is another orderd running on this data directory?",
+                    path.display()
+                ),
+            ));
+        }
+        std::fs::remove_file(&path)?;
+    }
+    let listener = UnixListener::bind(&path)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Serves the socket until shutdown.
+pub async fn serve(listener: UnixListener, state: AppStateRef, mut shutdown: Shutdown) {
+    loop {
+        let conn = tokio::select! {
+            c = listener.accept() => c,
+            () = shutdown.wait() => break,
+        };
+        match conn {
+            Ok((stream, _)) => {
+                let state = state.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = handle(stream, &state).await {
+                        tracing::warn!(error = %e, "control connection failed");
+                    }
+                });
+            }
+            Err(e) => tracing::warn!(error = %e, "control socket accept failed"),
+        }
+    }
+    let _ = std::fs::remove_file(state.settings.data_dir().join(SOCKET));
+}
+
+async fn handle(stream: UnixStream, state: &AppStateRef) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    BufReader::new(read.take(4096)).read_line(&mut line).await?;
+    let req: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+    match req["cmd"].as_str() {
+        Some("status") => {
+            let answer = json!({
+                "ok": true,
+                "version": env!("CARGO_PKG_VERSION"),
+                "site": state.settings.raw.site.id,
+                "status": crate::systemd::status_line(state),
+                "event_seq": state.events.last_seq(),
+                "store_bytes": state.store.file_bytes(),
+            });
+            write.write_all(format!("{answer}\n").as_bytes()).await?;
+        }
+        Some("backup") => {
+            let tmp = state
+                .settings
+                .data_dir()
+                .join(format!("backup-{}.tmp", crate::domain::random_hex(4)));
+            let store = state.store.clone();
+            let dest = tmp.clone();
+            let made = tokio::task::spawn_blocking(move || store.snapshot(&dest)).await;
+            let result = match made {
+                Ok(Ok(rows)) => send_file(&mut write, &tmp, rows).await,
+                Ok(Err(e)) => {
+                    let answer = json!({"ok": false, "error": format!("snapshot failed: {e}")});
+                    write.write_all(format!("{answer}\n").as_bytes()).await
+                }
+                Err(e) => {
+                    let answer =
+                        json!({"ok": false, "error": format!("snapshot task failed: {e}")});
+                    write.write_all(format!("{answer}\n").as_bytes()).await
+                }
+            };
+            let _ = tokio::fs::remove_file(&tmp).await;
+            result?;
+        }
+        _ => {
+            let answer = json!({"ok": false, "error": "unknown command; use status or backup"});
+            write.write_all(format!("{answer}\n").as_bytes()).await?;
+        }
+    }
+    write.shutdown().await
+}
+
+async fn send_file(
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+    path: &PathBuf,
+    rows: u64,
+) -> std::io::Result<()> {
+    let mut file = tokio::fs::File::open(path).await?;
+    let bytes = file.metadata().await?.len();
+    let header = json!({"ok": true, "bytes": bytes, "rows": rows});
+    write.write_all(format!("{header}\n").as_bytes()).await?;
+    tokio::io::copy(&mut file, write).await?;
+    tracing::info!(bytes, rows, "backup streamed");
+    Ok(())
+}
+
+/// Client side: sends one request and returns the answer line and the stream for any bytes
+/// that follow.
+pub async fn request(data_dir: &Path, cmd: &str) -> anyhow::Result<(Value, BufReader<UnixStream>)> {
+    use anyhow::Context as _;
+    let path = data_dir.join(SOCKET);
+    let mut stream = UnixStream::connect(&path).await.with_context(|| {
+        format!(
+            "connecting to {} (is orderd running on this data directory?)",
+            path.display()
+        )
+    })?;
+    stream
+        .write_all(format!("{}\n", json!({ "cmd": cmd })).as_bytes())
+        .await?;
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).await?;
+    let answer: Value = serde_json::from_str(&line).context("the daemon's answer is not JSON")?;
+    if answer["ok"] != true {
+        anyhow::bail!(
+            "{}",
+            answer["error"].as_str().unwrap_or("the daemon refused")
+        );
+    }
+    Ok((answer, reader))
+}
