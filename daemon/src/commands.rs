@@ -154,14 +154,28 @@ fn store_stats(arg: &ConfigArg) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Logs go to journald with structured fields (`ORDER_ID`, `DEVICE_ID`, …) when systemd
+/// connected stderr to the journal (`JOURNAL_STREAM`), else human-readable to stderr. The level
+/// comes from `RUST_LOG`, else from `log.level`.
 fn init_logging(level: &str) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    let journald = std::env::var_os("JOURNAL_STREAM")
+        .and_then(|_| tracing_journald::layer().ok())
+        .map(|l| {
+            l.with_field_prefix(None)
+                .with_syslog_identifier("orderd".into())
+        });
+    let registry = tracing_subscriber::registry().with(filter);
+    match journald {
+        Some(j) => registry.with(j).init(),
+        None => registry
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .init(),
+    }
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -216,3 +216,49 @@ async fn thousand_concurrent_orders_get_consecutive_numbers_and_the_day_rolls_ov
     assert_eq!(hist["pagination"]["has_prev"], true);
     s.stop().await;
 }
+
+/// No RTC: the clock may jump back at boot. Numbers stay unique per business day and continue
+/// in order, and orders keep their placement order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clock_jumping_back_keeps_numbers_unique_and_in_order() {
+    let s = TestServer::start().await;
+    let staff = s.user("anna", "staff").await;
+    let espresso = || json!([{"item_id": "espresso", "quantity": 1}]);
+    let number = |v: &serde_json::Value| v["number"].as_str().unwrap().to_owned();
+    let (_, a) = s.order(&staff, espresso()).await;
+    s.clock.set_ms(common::T0_MS - 30 * 60_000); // half an hour back, same day
+    let (_, b) = s.order(&staff, espresso()).await;
+    s.clock.set_ms(common::T0_MS - 3 * 86_400_000); // three days back
+    let (_, c) = s.order(&staff, espresso()).await;
+    s.clock.set_ms(common::T0_MS + 60_000); // and forward again
+    let (_, d) = s.order(&staff, espresso()).await;
+    assert_eq!(
+        [number(&a), number(&b), number(&c), number(&d)],
+        [
+            "ORD-20261122-001",
+            "ORD-20261122-002",
+            "ORD-20261119-001",
+            "ORD-20261122-003"
+        ]
+    );
+    // Placement order is kept whatever the clock said.
+    let (_, active) = s
+        .send("GET", "/api/v1/orders/active", Some(&staff), None)
+        .await;
+    let ids: Vec<_> = active["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].clone())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            a["id"].clone(),
+            b["id"].clone(),
+            c["id"].clone(),
+            d["id"].clone()
+        ]
+    );
+    s.stop().await;
+}

@@ -86,6 +86,7 @@ pub async fn create(
         .await?;
     if !placed.replayed {
         state.metrics.orders_created.inc();
+        tracing::debug!(order_id = %placed.order.id, number = %placed.order.number, total = placed.order.total, "order placed");
     }
     let mut resp = (StatusCode::CREATED, Json(order_view(&placed.order))).into_response();
     if let Ok(loc) = HeaderValue::from_str(&format!("/api/v1/orders/{}", placed.order.id)) {
@@ -176,6 +177,7 @@ pub async fn set_status(
             to: to.as_str().into(),
         })
         .inc();
+    tracing::info!(order_id = %order.id, number = %order.number, status = to.as_str(), "order status changed");
     Ok(Json(order_view(&order)))
 }
 
