@@ -225,15 +225,20 @@ async fn a_clock_jumping_back_keeps_numbers_unique_and_in_order() {
     let staff = s.user("anna", "staff").await;
     let espresso = || json!([{"item_id": "espresso", "quantity": 1}]);
     let number = |v: &serde_json::Value| v["number"].as_str().unwrap().to_owned();
-    let (_, a) = s.order(&staff, espresso()).await;
+    let (_, first) = s.order(&staff, espresso()).await;
     s.clock.set_ms(common::T0_MS - 30 * 60_000); // half an hour back, same day
-    let (_, b) = s.order(&staff, espresso()).await;
+    let (_, earlier) = s.order(&staff, espresso()).await;
     s.clock.set_ms(common::T0_MS - 3 * 86_400_000); // three days back
-    let (_, c) = s.order(&staff, espresso()).await;
+    let (_, days_back) = s.order(&staff, espresso()).await;
     s.clock.set_ms(common::T0_MS + 60_000); // and forward again
-    let (_, d) = s.order(&staff, espresso()).await;
+    let (_, later) = s.order(&staff, espresso()).await;
     assert_eq!(
-        [number(&a), number(&b), number(&c), number(&d)],
+        [
+            number(&first),
+            number(&earlier),
+            number(&days_back),
+            number(&later)
+        ],
         [
             "ORD-20261122-001",
             "ORD-20261122-002",
@@ -254,10 +259,10 @@ async fn a_clock_jumping_back_keeps_numbers_unique_and_in_order() {
     assert_eq!(
         ids,
         [
-            a["id"].clone(),
-            b["id"].clone(),
-            c["id"].clone(),
-            d["id"].clone()
+            first["id"].clone(),
+            earlier["id"].clone(),
+            days_back["id"].clone(),
+            later["id"].clone()
         ]
     );
     s.stop().await;
