@@ -45,6 +45,25 @@ pub enum Command {
         /// Where to write the snapshot.
         file: PathBuf,
     },
+    /// Export the orders of a range of business days as CSV (from the running daemon, or from
+    /// the store when it is stopped).
+    Export {
+        /// The configuration and data directory.
+        #[command(flatten)]
+        config: ConfigArg,
+        /// First business day, YYYY-MM-DD.
+        #[arg(long)]
+        from: String,
+        /// Last business day, YYYY-MM-DD.
+        #[arg(long)]
+        to: String,
+        /// Output format (csv).
+        #[arg(long, default_value = "csv")]
+        format: String,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Replace the store with a snapshot (while the daemon is stopped).
     Restore {
         /// The configuration and data directory.

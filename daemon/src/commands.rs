@@ -32,6 +32,13 @@ pub fn main(cli: Cli) -> ExitCode {
         Some(Command::Status(arg)) => status(&arg),
         Some(Command::Backup { config, file }) => backup(&config, &file),
         Some(Command::Restore { config, file }) => restore(&config, &file),
+        Some(Command::Export {
+            config,
+            from,
+            to,
+            format,
+            out,
+        }) => export(&config, &from, &to, &format, out.as_deref()),
         Some(Command::Device { config, action }) => device(&config, action),
     };
     match result {
@@ -113,6 +120,51 @@ fn backup(arg: &ConfigArg, file: &Path) -> anyhow::Result<()> {
         answer["bytes"],
         answer["rows"]
     );
+    Ok(())
+}
+
+fn export(
+    arg: &ConfigArg,
+    from: &str,
+    to: &str,
+    format: &str,
+    out: Option<&Path>,
+) -> anyhow::Result<()> {
+    use crate::domain::{day_number, parse_date};
+    anyhow::ensure!(format == "csv", "--format must be csv");
+    let from = parse_date(from)
+        .map(day_number)
+        .context("--from must be YYYY-MM-DD")?;
+    let to = parse_date(to)
+        .map(day_number)
+        .context("--to must be YYYY-MM-DD")?;
+    anyhow::ensure!(from <= to, "--to must not be before --from");
+    let settings = load_settings(arg, None)?;
+    let mut sink: Box<dyn std::io::Write> = match out {
+        Some(p) => {
+            Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)
+        }
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let socket = settings.data_dir().join(crate::control::SOCKET);
+    if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+        // The daemon runs: ask it.
+        let bytes = runtime()?.block_on(async {
+            use tokio::io::AsyncReadExt as _;
+            let req = serde_json::json!({"cmd": "export", "from": from, "to": to});
+            let (answer, mut reader) =
+                crate::control::request_with(settings.data_dir(), req).await?;
+            let n = answer["bytes"].as_u64().context("no size in the answer")?;
+            let mut buf = Vec::new();
+            (&mut reader).take(n).read_to_end(&mut buf).await?;
+            anyhow::Ok(buf)
+        })?;
+        sink.write_all(&bytes)?;
+    } else {
+        let store = Store::open(settings.data_dir(), settings.raw.store.cache_size_bytes)?;
+        crate::domain::export::write_csv(&store.read()?, from, to, &mut sink)?;
+    }
+    sink.flush()?;
     Ok(())
 }
 

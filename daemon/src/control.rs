@@ -2,8 +2,9 @@
 //! `orderd backup` reach the running daemon. Whoever may open the socket file may use it —
 //! the same people who may read the store itself — so it needs no password.
 //!
-//! Protocol: one JSON request line (`{"cmd":"status"}`, `{"cmd":"backup"}`), one JSON answer
-//! line; a backup answer (`{"ok":true,"bytes":N,…}`) is followed by the N bytes of the snapshot.
+//! Protocol: one JSON request line (`{"cmd":"status"}`, `{"cmd":"backup"}`,
+//! `{"cmd":"export","from":YYYYMMDD,"to":YYYYMMDD}`), one JSON answer line; a backup or export
+//! answer (`{"ok":true,"bytes":N,…}`) is followed by the N bytes of the file.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -100,8 +101,47 @@ async fn handle(stream: UnixStream, state: &AppStateRef) -> std::io::Result<()> 
             let _ = tokio::fs::remove_file(&tmp).await;
             result?;
         }
+        Some("export") => {
+            let (Some(from), Some(to)) = (req["from"].as_u64(), req["to"].as_u64()) else {
+                let answer = json!({"ok": false, "error": "export needs from and to (YYYYMMDD)"});
+                write.write_all(format!("{answer}\n").as_bytes()).await?;
+                return write.shutdown().await;
+            };
+            let tmp = state
+                .settings
+                .data_dir()
+                .join(format!("export-{}.tmp", crate::domain::random_hex(4)));
+            let store = state.store.clone();
+            let dest = tmp.clone();
+            let made =
+                tokio::task::spawn_blocking(move || -> Result<u64, crate::store::StoreError> {
+                    let file = std::fs::File::create(&dest)
+                        .map_err(|e| crate::store::StoreError::Redb(e.into()))?;
+                    crate::domain::export::write_csv(
+                        &store.read()?,
+                        from as u32,
+                        to as u32,
+                        std::io::BufWriter::new(file),
+                    )
+                })
+                .await;
+            let result = match made {
+                Ok(Ok(rows)) => send_file(&mut write, &tmp, rows).await,
+                Ok(Err(e)) => {
+                    let answer = json!({"ok": false, "error": format!("export failed: {e}")});
+                    write.write_all(format!("{answer}\n").as_bytes()).await
+                }
+                Err(e) => {
+                    let answer = json!({"ok": false, "error": format!("export task failed: {e}")});
+                    write.write_all(format!("{answer}\n").as_bytes()).await
+                }
+            };
+            let _ = tokio::fs::remove_file(&tmp).await;
+            result?;
+        }
         _ => {
-            let answer = json!({"ok": false, "error": "unknown command; use status or backup"});
+            let answer =
+                json!({"ok": false, "error": "unknown command; use status, backup or export"});
             write.write_all(format!("{answer}\n").as_bytes()).await?;
         }
     }
@@ -125,6 +165,14 @@ async fn send_file(
 /// Client side: sends one request and returns the answer line and the stream for any bytes
 /// that follow.
 pub async fn request(data_dir: &Path, cmd: &str) -> anyhow::Result<(Value, BufReader<UnixStream>)> {
+    request_with(data_dir, json!({ "cmd": cmd })).await
+}
+
+/// Like [`request`], with a whole request object.
+pub async fn request_with(
+    data_dir: &Path,
+    req: Value,
+) -> anyhow::Result<(Value, BufReader<UnixStream>)> {
     use anyhow::Context as _;
     let path = data_dir.join(SOCKET);
     let mut stream = UnixStream::connect(&path).await.with_context(|| {
@@ -133,9 +181,7 @@ pub async fn request(data_dir: &Path, cmd: &str) -> anyhow::Result<(Value, BufRe
             path.display()
         )
     })?;
-    stream
-        .write_all(format!("{}\n", json!({ "cmd": cmd })).as_bytes())
-        .await?;
+    stream.write_all(format!("{req}\n").as_bytes()).await?;
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     reader.read_line(&mut line).await?;

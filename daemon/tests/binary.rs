@@ -541,6 +541,31 @@ async fn backup_under_load_restores_consistently() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // CSV export through the running daemon.
+    let csv = run_cli(
+        &[
+            "export",
+            "--from",
+            "2000-01-01",
+            "--to",
+            "2099-12-31",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        csv.status.success(),
+        "{}",
+        String::from_utf8_lossy(&csv.stderr)
+    );
+    let csv = String::from_utf8(csv.stdout).unwrap();
+    assert!(
+        csv.starts_with("number,business_day,created_at,type,"),
+        "{csv}"
+    );
+    assert!(csv.lines().count() > 50);
+    assert!(csv.contains(",1x Espresso,"), "{csv}");
     let status = run_cli(&["status", "--data-dir", data.to_str().unwrap()], None);
     assert!(
         String::from_utf8_lossy(&status.stdout).contains("open orders"),
@@ -602,4 +627,27 @@ async fn backup_under_load_restores_consistently() {
     );
     child.start_kill().unwrap();
     child.wait().await.unwrap();
+    // CSV export straight from the store of a stopped daemon: one row per order.
+    let csv = run_cli(
+        &[
+            "export",
+            "--from",
+            "2000-01-01",
+            "--to",
+            "2099-12-31",
+            "--data-dir",
+            restored.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        csv.status.success(),
+        "{}",
+        String::from_utf8_lossy(&csv.stderr)
+    );
+    let total = v["pagination"]["total"].as_u64().unwrap() as usize;
+    assert_eq!(
+        String::from_utf8(csv.stdout).unwrap().lines().count(),
+        total + 1
+    );
 }

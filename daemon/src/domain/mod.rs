@@ -6,6 +6,7 @@
 
 pub mod analytics;
 pub mod devices;
+pub mod export;
 pub mod menu;
 pub mod orders;
 pub mod retention;
