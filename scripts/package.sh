@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Builds orderd's .deb into target/debian/ and checks it (contents, lintian).
+#   scripts/package.sh           # for this machine's architecture
+#   scripts/package.sh --arm64   # also arm64, cross-built with Debian's gcc-aarch64-linux-gnu,
+#                                # then `--version` and `check-config` run under qemu-aarch64
+# Installs what it needs (cargo-deb, lintian, the cross toolchain, qemu) when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_need() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  fi
+}
+
+apt_need lintian
+command -v cargo-deb >/dev/null || cargo install cargo-deb --locked
+
+check_deb() {
+  local deb=$1
+  echo "== $deb"
+  dpkg-deb --info "$deb" | grep -E 'Package|Version|Architecture|Depends'
+  local contents
+  contents=$(dpkg-deb -c "$deb")
+  for want in ./usr/bin/orderd ./etc/orderd/orderd.toml ./usr/lib/systemd/system/orderd.service \
+              ./usr/share/doc/orderd/README.md; do
+    grep -q " $want\$" <<<"$contents" || { echo "missing $want in $deb" >&2; exit 1; }
+  done
+  dpkg-deb -I "$deb" conffiles | grep -qx /etc/orderd/orderd.toml
+  lintian --fail-on error --suppress-tags-from-file packaging/lintian-overrides.txt "$deb"
+}
+
+cargo deb -p orderd
+check_deb "$(ls -t target/debian/orderd_*_"$(dpkg --print-architecture)".deb | head -n 1)"
+
+if [ "${1:-}" = "--arm64" ]; then
+  apt_need gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static
+  rustup target add aarch64-unknown-linux-gnu
+  CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+    cargo deb -p orderd --target aarch64-unknown-linux-gnu
+  bin=target/aarch64-unknown-linux-gnu/release/orderd
+  qemu-aarch64-static -L /usr/aarch64-linux-gnu "$bin" --version
+  qemu-aarch64-static -L /usr/aarch64-linux-gnu "$bin" check-config --config config/orderd.toml
+  check_deb "$(ls -t target/aarch64-unknown-linux-gnu/debian/orderd_*_arm64.deb | head -n 1)"
+fi
