@@ -21,7 +21,7 @@ apt_need lintian
 command -v cargo-deb >/dev/null || cargo install cargo-deb --locked
 
 check_deb() {
-  local deb=$1
+  local deb=$1 bin=$2
   echo "== $deb"
   dpkg-deb --info "$deb" | grep -E 'Package|Version|Architecture|Depends'
   local contents
@@ -31,11 +31,19 @@ check_deb() {
     grep -q " $want\$" <<<"$contents" || { echo "missing $want in $deb" >&2; exit 1; }
   done
   dpkg-deb -I "$deb" conffiles | grep -qx /etc/orderd/orderd.toml
+  # The declared libc6 must cover the newest glibc symbol the binary uses.
+  local need declared
+  need=$(objdump -T "$bin" | grep -o 'GLIBC_[0-9.]*' | sort -V -u | tail -n 1 | cut -d_ -f2)
+  declared=$(dpkg-deb -f "$deb" Depends | sed -n 's/.*libc6 (>= \([0-9.]*\)).*/\1/p')
+  [ -n "$declared" ] || { echo "$deb declares no libc6 version" >&2; exit 1; }
+  dpkg --compare-versions "$declared" ge "$need" \
+    || { echo "$deb declares libc6 >= $declared but the binary needs $need" >&2; exit 1; }
+  echo "libc6: declared >= $declared, the binary needs $need"
   lintian --fail-on error --suppress-tags-from-file packaging/lintian-overrides.txt "$deb"
 }
 
 cargo deb -p orderd
-check_deb "$(ls -t target/debian/orderd_*_"$(dpkg --print-architecture)".deb | head -n 1)"
+check_deb "$(ls -t target/debian/orderd_*_"$(dpkg --print-architecture)".deb | head -n 1)" target/release/orderd
 
 if [ "${1:-}" = "--arm64" ]; then
   apt_need gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static
@@ -45,5 +53,5 @@ if [ "${1:-}" = "--arm64" ]; then
   bin=target/aarch64-unknown-linux-gnu/release/orderd
   qemu-aarch64-static -L /usr/aarch64-linux-gnu "$bin" --version
   qemu-aarch64-static -L /usr/aarch64-linux-gnu "$bin" check-config --config config/orderd.toml
-  check_deb "$(ls -t target/aarch64-unknown-linux-gnu/debian/orderd_*_arm64.deb | head -n 1)"
+  check_deb "$(ls -t target/aarch64-unknown-linux-gnu/debian/orderd_*_arm64.deb | head -n 1)" "$bin"
 fi
