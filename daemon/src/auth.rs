@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 
 use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::PasswordHash;
 use rand::rngs::OsRng;
 use redb::{ReadTransaction, ReadableDatabase as _, ReadableTable, ReadableTableMetadata};
 use serde::{Deserialize, Serialize};
@@ -92,22 +92,93 @@ pub fn token_key(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// Hashes a password with argon2id (default parameters: 19 MiB, 2 passes).
-pub fn hash_password(password: &str) -> Result<String, AppError> {
-    let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|_| AppError::invalid("password", "cannot be hashed"))
+/// One argon2 working memory (19 MiB), reused by every hash and check. Left to itself, argon2
+/// allocates it afresh each time, and the allocator keeps such blocks per thread arena, so the
+/// daemon's RSS would grow by 19 MiB for every thread that ever checked a password. Staff
+/// sign-ins are rare, so serializing them through one buffer costs nothing. The buffer is kept
+/// once made, so it is made at the first sign-in rather than at start-up: the first-run admin
+/// is hashed with `keep = false`, which gives the memory back.
+fn with_argon_memory<T>(blocks: usize, keep: bool, f: impl FnOnce(&mut [argon2::Block]) -> T) -> T {
+    static MEMORY: std::sync::OnceLock<Mutex<Vec<argon2::Block>>> = std::sync::OnceLock::new();
+    let mut mem = MEMORY
+        .get_or_init(|| Mutex::new(Vec::new()))
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if mem.len() < blocks {
+        mem.resize(blocks, argon2::Block::default());
+    }
+    let out = f(&mut mem[..blocks]);
+    if !keep {
+        *mem = Vec::new();
+    }
+    out
 }
 
-/// Checks a password against a PHC hash (constant time inside argon2).
-pub fn verify_password(hash: &str, password: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|h| {
-        Argon2::default()
-            .verify_password(password.as_bytes(), &h)
+fn argon2id_raw(
+    params: &argon2::Params,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+    keep: bool,
+) -> bool {
+    let a = Argon2::new(
+        argon2::Algorithm::Argon2id,
+        argon2::Version::V0x13,
+        params.clone(),
+    );
+    with_argon_memory(params.block_count(), keep, |mem| {
+        a.hash_password_into_with_memory(password, salt, out, mem)
             .is_ok()
     })
+}
+
+/// Hashes a password with argon2id (default parameters: 19 MiB, 2 passes) into a PHC string.
+pub fn hash_password(password: &str) -> Result<String, AppError> {
+    hash_with(password, true)
+}
+
+fn hash_with(password: &str, keep: bool) -> Result<String, AppError> {
+    use base64::Engine as _;
+    use rand::RngCore as _;
+    let b64 = base64::engine::general_purpose::STANDARD_NO_PAD;
+    let params = argon2::Params::DEFAULT;
+    let mut salt = [0u8; 16];
+    OsRng.fill_bytes(&mut salt);
+    let mut out = [0u8; 32];
+    if !argon2id_raw(&params, password.as_bytes(), &salt, &mut out, keep) {
+        return Err(AppError::invalid("password", "cannot be hashed"));
+    }
+    Ok(format!(
+        "$argon2id$v=19$m={},t={},p={}${}${}",
+        params.m_cost(),
+        params.t_cost(),
+        params.p_cost(),
+        b64.encode(salt),
+        b64.encode(out)
+    ))
+}
+
+/// Checks a password against an argon2id PHC hash, comparing in constant time.
+pub fn verify_password(hash: &str, password: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    if parsed.algorithm.as_str() != "argon2id" {
+        return false;
+    }
+    let (Ok(params), Some(salt), Some(expected)) =
+        (argon2::Params::try_from(&parsed), parsed.salt, parsed.hash)
+    else {
+        return false;
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let expected = expected.as_bytes();
+    let mut out = vec![0u8; expected.len()];
+    argon2id_raw(&params, password.as_bytes(), salt, &mut out, true)
+        && bool::from(subtle::ConstantTimeEq::ct_eq(out.as_slice(), expected))
 }
 
 /// A hash to verify against when the user does not exist, so timing does not reveal it.
@@ -332,7 +403,7 @@ pub fn ensure_admin(
         }
     }
     let password = random_hex(12);
-    let hash = hash_password(&password).map_err(|e| anyhow::anyhow!(e.message))?;
+    let hash = hash_with(&password, false).map_err(|e| anyhow::anyhow!(e.message))?;
     let path = data_dir.join(INITIAL_PASSWORD_FILE);
     write_secret_file(&path, &format!("{password}\n"))
         .with_context(|| format!("writing {}", path.display()))?;
@@ -367,6 +438,32 @@ pub fn write_secret_file(path: &Path, content: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hashes_are_standard_phc_both_ways() {
+        use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _, SaltString};
+        // Ours verifies with the reference verifier …
+        let ours = hash_password("correct horse").unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(
+            Argon2::default()
+                .verify_password(b"correct horse", &parsed)
+                .is_ok()
+        );
+        // … and the reference hasher's output verifies with ours.
+        let salt = SaltString::generate(&mut OsRng);
+        let theirs = Argon2::default()
+            .hash_password(b"battery staple", &salt)
+            .unwrap()
+            .to_string();
+        assert!(verify_password(&theirs, "battery staple"));
+        assert!(!verify_password(&theirs, "battery stapler"));
+        // Other algorithms are refused.
+        assert!(!verify_password(
+            "$argon2i$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA",
+            "x"
+        ));
+    }
 
     #[test]
     fn passwords_hash_and_verify() {
