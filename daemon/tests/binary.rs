@@ -279,6 +279,28 @@ async fn stop_under_load(how: Stop) {
     child.wait().await.unwrap();
 }
 
+/// `orderd export` of every business day, as CSV text (asserting it succeeded).
+fn export_all(data_dir: &Path) -> String {
+    let out = run_cli(
+        &[
+            "export",
+            "--from",
+            "2000-01-01",
+            "--to",
+            "2099-12-31",
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 fn run_cli(args: &[&str], stdin: Option<&str>) -> std::process::Output {
     use std::io::Write as _;
     let mut child = std::process::Command::new(BIN)
@@ -542,24 +564,7 @@ async fn backup_under_load_restores_consistently() {
         String::from_utf8_lossy(&out.stderr)
     );
     // CSV export through the running daemon.
-    let csv = run_cli(
-        &[
-            "export",
-            "--from",
-            "2000-01-01",
-            "--to",
-            "2099-12-31",
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-        None,
-    );
-    assert!(
-        csv.status.success(),
-        "{}",
-        String::from_utf8_lossy(&csv.stderr)
-    );
-    let csv = String::from_utf8(csv.stdout).unwrap();
+    let csv = export_all(&data);
     assert!(
         csv.starts_with("number,business_day,created_at,type,"),
         "{csv}"
@@ -628,26 +633,7 @@ async fn backup_under_load_restores_consistently() {
     child.start_kill().unwrap();
     child.wait().await.unwrap();
     // CSV export straight from the store of a stopped daemon: one row per order.
-    let csv = run_cli(
-        &[
-            "export",
-            "--from",
-            "2000-01-01",
-            "--to",
-            "2099-12-31",
-            "--data-dir",
-            restored.to_str().unwrap(),
-        ],
-        None,
-    );
-    assert!(
-        csv.status.success(),
-        "{}",
-        String::from_utf8_lossy(&csv.stderr)
-    );
+    let csv = export_all(&restored);
     let total = v["pagination"]["total"].as_u64().unwrap() as usize;
-    assert_eq!(
-        String::from_utf8(csv.stdout).unwrap().lines().count(),
-        total + 1
-    );
+    assert_eq!(csv.lines().count(), total + 1);
 }
