@@ -105,6 +105,9 @@ pub struct RunArgs {
     /// HTTP listen address, overriding `http.listen` (port 0 picks a free port).
     #[arg(long, value_name = "ADDR")]
     pub http_listen: Option<String>,
+    /// Embedded MQTT broker address, overriding `mqtt.listen` (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR")]
+    pub mqtt_listen: Option<String>,
 }
 
 /// `orderd device …`.

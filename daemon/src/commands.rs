@@ -55,7 +55,19 @@ pub fn load_settings(
     arg: &ConfigArg,
     http_listen: Option<&str>,
 ) -> Result<Settings, crate::config::Problems> {
+    load_settings_with(arg, http_listen, None)
+}
+
+/// [`load_settings`] with the MQTT listen override too.
+pub fn load_settings_with(
+    arg: &ConfigArg,
+    http_listen: Option<&str>,
+    mqtt_listen: Option<&str>,
+) -> Result<Settings, crate::config::Problems> {
     let mut raw = RawConfig::load(arg.config.as_deref())?;
+    if let Some(addr) = mqtt_listen {
+        addr.clone_into(&mut raw.mqtt.listen);
+    }
     if let Some(dir) = &arg.data_dir {
         raw.store.data_dir.clone_from(dir);
     }
@@ -238,7 +250,11 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn run(args: &RunArgs) -> anyhow::Result<()> {
-    let settings = load_settings(&args.config, args.http_listen.as_deref())?;
+    let settings = load_settings_with(
+        &args.config,
+        args.http_listen.as_deref(),
+        args.mqtt_listen.as_deref(),
+    )?;
     init_logging(&settings.raw.log.level);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), site = %settings.raw.site.id, "orderd starting");
     runtime()?.block_on(async move {
@@ -248,6 +264,7 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
         let running = crate::server::start(settings, listener, Arc::new(SystemClock)).await?;
         print_welcome(
             running.addr,
+            running.mqtt_addr,
             running.initial_password_file.as_deref(),
             running.state.settings.data_dir(),
         );
@@ -262,7 +279,12 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
     })
 }
 
-fn print_welcome(addr: std::net::SocketAddr, password_file: Option<&Path>, data_dir: &Path) {
+fn print_welcome(
+    addr: std::net::SocketAddr,
+    mqtt: Option<std::net::SocketAddr>,
+    password_file: Option<&Path>,
+    data_dir: &Path,
+) {
     let host = if addr.ip().is_unspecified() {
         format!("127.0.0.1:{}", addr.port())
     } else {
@@ -273,6 +295,18 @@ fn print_welcome(addr: std::net::SocketAddr, password_file: Option<&Path>, data_
     println!("  Menu:     http://{host}/api/v1/menu?lang=en");
     println!("  OpenAPI:  http://{host}/api/v1/openapi.json");
     println!("  Health:   http://{host}/readyz   Metrics: http://{host}/metrics");
+    match mqtt {
+        Some(m) => println!(
+            "  MQTT:     mqtt://{}:{} (embedded broker; add devices with `orderd device add`)",
+            if m.ip().is_unspecified() {
+                "127.0.0.1".to_owned()
+            } else {
+                m.ip().to_string()
+            },
+            m.port()
+        ),
+        None => println!("  MQTT:     external broker (see [mqtt] in the configuration)"),
+    }
     println!("  Data:     {}", data_dir.display());
     match password_file {
         Some(p) => println!("  Sign in as admin with the password in {}", p.display()),

@@ -34,6 +34,10 @@ pub struct RawConfig {
     pub auth: AuthConfig,
     /// Logging.
     pub log: LogConfig,
+    /// The MQTT broker (embedded or external) kitchen devices talk to.
+    pub mqtt: MqttConfig,
+    /// Kitchen behaviour: printers, buzzers.
+    pub kitchen: KitchenConfig,
 }
 
 /// `[site]`: identity, money and time of the restaurant.
@@ -250,6 +254,112 @@ impl Default for LogConfig {
     }
 }
 
+/// `[mqtt]`: the broker kitchen devices connect to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MqttConfig {
+    /// `embedded` (orderd runs the broker) or `external` (orderd connects to one, e.g. Mosquitto).
+    pub mode: String,
+    /// Embedded broker: LAN address to listen on; port 0 picks a free port (logged at start).
+    pub listen: String,
+    /// Embedded broker: most connections at once.
+    pub max_connections: u32,
+    /// Embedded broker: largest packet a device may send.
+    pub max_device_packet_bytes: u32,
+    /// Embedded broker: seconds a new connection has to send CONNECT.
+    pub connect_timeout_secs: u32,
+    /// External broker: host and port.
+    pub external_host: String,
+    /// External broker: port.
+    pub external_port: u16,
+    /// External broker: the account orderd uses (see `orderd device export-acl`).
+    pub hub_username: String,
+    /// External broker: file holding that account's password (required in external mode).
+    pub hub_password_file: PathBuf,
+    /// Keep-alive of orderd's own MQTT client.
+    pub keep_alive_secs: u16,
+    /// Publish Home Assistant MQTT discovery for the open-order count and device availability.
+    pub home_assistant: bool,
+    /// Home Assistant's discovery prefix.
+    pub discovery_prefix: String,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            mode: "embedded".into(),
+            listen: "0.0.0.0:1883".into(),
+            max_connections: 1000,
+            max_device_packet_bytes: 16 * 1024,
+            connect_timeout_secs: 5,
+            external_host: "127.0.0.1".into(),
+            external_port: 1883,
+            hub_username: "orderd-hub".into(),
+            hub_password_file: PathBuf::new(),
+            keep_alive_secs: 15,
+            home_assistant: false,
+            discovery_prefix: "homeassistant".into(),
+        }
+    }
+}
+
+/// `[kitchen]`: tickets, printers and buzzers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KitchenConfig {
+    /// Ticket paper width in mm: 58 or 80.
+    pub paper_width_mm: u32,
+    /// A job without any report from its printer for this long fails over to the backup.
+    pub job_timeout_secs: u64,
+    /// An unconfirmed job is sent again (same job id) this often.
+    pub resend_secs: u64,
+    /// Buzzer pattern for a new order: single, double, triple, long or alarm.
+    pub buzz_new_order: String,
+    /// Buzzer pattern when an order is ready.
+    pub buzz_ready: String,
+    /// Buzzer pattern for an alert (printer down, paper out).
+    pub buzz_alert: String,
+    /// Per-station overrides, e.g. `[kitchen.stations.bar] buzz_new_order = "single"`.
+    pub stations: std::collections::BTreeMap<String, StationConfig>,
+}
+
+impl Default for KitchenConfig {
+    fn default() -> Self {
+        Self {
+            paper_width_mm: 80,
+            job_timeout_secs: 15,
+            resend_secs: 3,
+            buzz_new_order: "double".into(),
+            buzz_ready: "triple".into(),
+            buzz_alert: "alarm".into(),
+            stations: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+/// `[kitchen.stations.NAME]`: one station's buzzer patterns.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StationConfig {
+    /// Pattern for a new order at this station.
+    pub buzz_new_order: Option<String>,
+    /// Pattern when an order of this station is ready.
+    pub buzz_ready: Option<String>,
+}
+
+/// Parses a buzzer pattern name.
+pub fn buzz_pattern(name: &str) -> Option<orderd_protocol::BuzzPattern> {
+    use orderd_protocol::BuzzPattern as P;
+    Some(match name {
+        "single" => P::Single,
+        "double" => P::Double,
+        "triple" => P::Triple,
+        "long" => P::Long,
+        "alarm" => P::Alarm,
+        _ => return None,
+    })
+}
+
 /// One problem in a configuration, with the dotted key it concerns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -284,6 +394,8 @@ pub struct Settings {
     pub http_listen: SocketAddr,
     /// Resolved time zone.
     pub time_zone: TimeZone,
+    /// Parsed MQTT listen address (embedded broker).
+    pub mqtt_listen: SocketAddr,
 }
 
 impl Settings {
@@ -490,17 +602,111 @@ impl RawConfig {
         if !(1..=86_400).contains(&a.login_lockout_secs) {
             bad("auth.login_lockout_secs", "must be 1-86400".into());
         }
+        let mq = &self.mqtt;
+        if !matches!(mq.mode.as_str(), "embedded" | "external") {
+            bad(
+                "mqtt.mode",
+                format!("{:?} must be embedded or external", mq.mode),
+            );
+        }
+        let mqtt_listen = mq.listen.parse::<SocketAddr>().ok();
+        if mqtt_listen.is_none() {
+            bad(
+                "mqtt.listen",
+                format!(
+                    "{:?} must be an address with port, such as 0.0.0.0:1883",
+                    mq.listen
+                ),
+            );
+        }
+        if !(1..=100_000).contains(&mq.max_connections) {
+            bad("mqtt.max_connections", "must be 1-100000".into());
+        }
+        if !(256..=1024 * 1024).contains(&mq.max_device_packet_bytes) {
+            bad("mqtt.max_device_packet_bytes", "must be 256 B-1 MiB".into());
+        }
+        if !(1..=120).contains(&mq.connect_timeout_secs) {
+            bad("mqtt.connect_timeout_secs", "must be 1-120".into());
+        }
+        if !(5..=600).contains(&mq.keep_alive_secs) {
+            bad("mqtt.keep_alive_secs", "must be 5-600".into());
+        }
+        if mq.external_host.is_empty() {
+            bad("mqtt.external_host", "must not be empty".into());
+        }
+        if !is_slug(&mq.hub_username, 64) {
+            bad(
+                "mqtt.hub_username",
+                "1-64 characters of a-z, 0-9, _ or -".into(),
+            );
+        }
+        if mq.mode == "external" && mq.hub_password_file.as_os_str().is_empty() {
+            bad(
+                "mqtt.hub_password_file",
+                "external mode needs the file with orderd's broker password (orderd device export-acl writes one)".into(),
+            );
+        }
+        if mq.discovery_prefix.is_empty() || mq.discovery_prefix.contains(['#', '+']) {
+            bad(
+                "mqtt.discovery_prefix",
+                "must be a plain topic prefix".into(),
+            );
+        }
+        let kc = &self.kitchen;
+        if !matches!(kc.paper_width_mm, 58 | 80) {
+            bad("kitchen.paper_width_mm", "must be 58 or 80".into());
+        }
+        if !(2..=600).contains(&kc.job_timeout_secs) {
+            bad("kitchen.job_timeout_secs", "must be 2-600".into());
+        }
+        if !(1..=600).contains(&kc.resend_secs) {
+            bad("kitchen.resend_secs", "must be 1-600".into());
+        }
+        for (key, value) in [
+            ("kitchen.buzz_new_order", &kc.buzz_new_order),
+            ("kitchen.buzz_ready", &kc.buzz_ready),
+            ("kitchen.buzz_alert", &kc.buzz_alert),
+        ] {
+            if buzz_pattern(value).is_none() {
+                bad(
+                    key,
+                    format!("{value:?} must be single, double, triple, long or alarm"),
+                );
+            }
+        }
+        for (station, sc) in &kc.stations {
+            if !is_slug(station, 32) {
+                bad(
+                    &format!("kitchen.stations.{station}"),
+                    "station ids are a-z, 0-9, _ or -".into(),
+                );
+            }
+            for (name, value) in [
+                ("buzz_new_order", &sc.buzz_new_order),
+                ("buzz_ready", &sc.buzz_ready),
+            ] {
+                if let Some(v) = value
+                    && buzz_pattern(v).is_none()
+                {
+                    bad(
+                        &format!("kitchen.stations.{station}.{name}"),
+                        format!("{v:?} must be single, double, triple, long or alarm"),
+                    );
+                }
+            }
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             bad(
                 "log.level",
                 format!("{:?} is not a level or filter such as info", self.log.level),
             );
         }
-        match (problems.is_empty(), http_listen, time_zone) {
-            (true, Some(http_listen), Some(time_zone)) => Ok(Settings {
+        match (problems.is_empty(), http_listen, time_zone, mqtt_listen) {
+            (true, Some(http_listen), Some(time_zone), Some(mqtt_listen)) => Ok(Settings {
                 raw: self,
                 http_listen,
                 time_zone,
+                mqtt_listen,
             }),
             _ => Err(Problems(problems)),
         }

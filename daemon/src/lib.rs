@@ -18,6 +18,7 @@ pub mod error;
 pub mod events;
 pub mod hub;
 pub mod metrics;
+pub mod mqtt;
 pub mod server;
 pub mod store;
 pub mod systemd;

@@ -25,6 +25,27 @@ pub struct RouteLabels {
     pub class: String,
 }
 
+/// Labels naming one kitchen device.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeviceLabels {
+    /// Device id.
+    pub device: String,
+}
+
+/// Labels of an MQTT refusal.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// `login`, `publish` or `subscribe`.
+    pub what: String,
+}
+
+/// Labels of a print-job state.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobLabels {
+    /// The state reached: `sent`, `printed`, `failed_over`, `resent`.
+    pub state: String,
+}
+
 /// Every metric of the daemon.
 pub struct Metrics {
     registry: Registry,
@@ -40,6 +61,20 @@ pub struct Metrics {
     pub store_bytes: Gauge,
     /// Last committed event seq.
     pub event_seq: Gauge,
+    /// Open MQTT connections to the embedded broker.
+    pub mqtt_connections: Gauge,
+    /// Refused MQTT logins, publishes and subscribes.
+    pub mqtt_refused: Family<RefusalLabels, Counter>,
+    /// Inbound MQTT payloads the hub dropped as malformed.
+    pub mqtt_malformed: Counter,
+    /// Whether each kitchen device is online (1) or not (0).
+    pub device_online: Family<DeviceLabels, Gauge>,
+    /// Print-job transitions.
+    pub print_jobs: Family<JobLabels, Counter>,
+    /// Print jobs not yet printed.
+    pub print_jobs_open: Gauge,
+    /// Last event seq the kitchen hub has handled.
+    pub hub_seq: Gauge,
 }
 
 impl Default for Metrics {
@@ -82,6 +117,48 @@ impl Metrics {
             "Last committed event sequence number",
             event_seq.clone(),
         );
+        let mqtt_connections = Gauge::default();
+        registry.register(
+            "mqtt_connections",
+            "Open connections to the embedded MQTT broker",
+            mqtt_connections.clone(),
+        );
+        let mqtt_refused = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "mqtt_refused",
+            "Refused MQTT logins, publishes and subscribes",
+            mqtt_refused.clone(),
+        );
+        let mqtt_malformed = Counter::default();
+        registry.register(
+            "mqtt_malformed_payloads",
+            "Inbound MQTT payloads dropped as malformed",
+            mqtt_malformed.clone(),
+        );
+        let device_online = Family::<DeviceLabels, Gauge>::default();
+        registry.register(
+            "device_online",
+            "Kitchen device availability (1 online, 0 offline)",
+            device_online.clone(),
+        );
+        let print_jobs = Family::<JobLabels, Counter>::default();
+        registry.register(
+            "print_jobs",
+            "Print-job transitions by state",
+            print_jobs.clone(),
+        );
+        let print_jobs_open = Gauge::default();
+        registry.register(
+            "print_jobs_open",
+            "Print jobs not yet printed",
+            print_jobs_open.clone(),
+        );
+        let hub_seq = Gauge::default();
+        registry.register(
+            "hub_event_seq",
+            "Last event seq the kitchen hub has handled",
+            hub_seq.clone(),
+        );
         Self {
             registry,
             orders_created,
@@ -90,6 +167,13 @@ impl Metrics {
             commit_batch_size,
             store_bytes,
             event_seq,
+            mqtt_connections,
+            mqtt_refused,
+            mqtt_malformed,
+            device_online,
+            print_jobs,
+            print_jobs_open,
+            hub_seq,
         }
     }
 

@@ -56,6 +56,8 @@ pub struct Running {
     pub state: AppStateRef,
     /// Path of the first-run admin password file, when this start created it.
     pub initial_password_file: Option<PathBuf>,
+    /// The embedded MQTT broker's bound address (`None` in external-broker mode).
+    pub mqtt_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     http: JoinHandle<()>,
     workers: Vec<JoinHandle<()>>,
@@ -131,6 +133,7 @@ pub async fn start(
         metrics,
         clock,
         ready: AtomicBool::new(false),
+        kitchen: Arc::new(crate::hub::Kitchen::default()),
     });
 
     let (stop, stop_rx) = watch::channel(false);
@@ -162,6 +165,14 @@ pub async fn start(
         )));
     }
 
+    let (endpoint, mqtt_addr) = start_mqtt(&state, &shutdown, &mut workers).await?;
+    workers.push(tokio::spawn(crate::hub::worker::run(
+        Arc::clone(&state),
+        Arc::clone(&state.kitchen),
+        endpoint,
+        shutdown.clone(),
+    )));
+
     let addr = listener.local_addr()?;
     let app = api::router(Arc::clone(&state));
     let mut http_shutdown = shutdown.clone();
@@ -181,11 +192,69 @@ pub async fn start(
         addr,
         state,
         initial_password_file,
+        mqtt_addr,
         stop,
         http,
         workers,
         writer_thread,
     })
+}
+
+/// Starts the embedded broker (in embedded mode) and says how the hub reaches the broker.
+async fn start_mqtt(
+    state: &AppStateRef,
+    shutdown: &Shutdown,
+    workers: &mut Vec<JoinHandle<()>>,
+) -> anyhow::Result<(crate::mqtt::client::Endpoint, Option<SocketAddr>)> {
+    let settings = &state.settings;
+    let m = &settings.raw.mqtt;
+    let site = &settings.raw.site.id;
+    let base = |host: String, port: u16, password: String| crate::mqtt::client::Endpoint {
+        host,
+        port,
+        username: m.hub_username.clone(),
+        password,
+        keep_alive: Duration::from_secs(u64::from(m.keep_alive_secs)),
+        status_topic: orderd_protocol::topics::hub_status(site),
+    };
+    if m.mode == "external" {
+        let password = std::fs::read_to_string(&m.hub_password_file)
+            .with_context(|| {
+                format!(
+                    "reading mqtt.hub_password_file {}",
+                    m.hub_password_file.display()
+                )
+            })?
+            .trim()
+            .to_owned();
+        tracing::info!(host = %m.external_host, port = m.external_port, user = %m.hub_username, "using the external MQTT broker");
+        return Ok((
+            base(m.external_host.clone(), m.external_port, password),
+            None,
+        ));
+    }
+    let listener = TcpListener::bind(settings.mqtt_listen)
+        .await
+        .with_context(|| format!("binding MQTT on {}", settings.mqtt_listen))?;
+    let (broker, task) = crate::mqtt::broker::start(
+        listener,
+        m,
+        site,
+        state.store.clone(),
+        Arc::clone(&state.metrics),
+        shutdown.clone(),
+    )?;
+    workers.push(task);
+    let addr = broker.addr();
+    tracing::info!(%addr, "MQTT broker listening");
+    let host = match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => "127.0.0.1".to_owned(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => "::1".to_owned(),
+        ip => ip.to_string(),
+    };
+    let endpoint = base(host, addr.port(), broker.hub_secret().to_owned());
+    let _ = state.kitchen.broker.set(Arc::new(broker));
+    Ok((endpoint, Some(addr)))
 }
 
 impl Running {

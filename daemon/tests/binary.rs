@@ -37,7 +37,12 @@ async fn spawn_env(
     let mut child = cmd
         .arg("--data-dir")
         .arg(dir)
-        .args(["--http-listen", "127.0.0.1:0"])
+        .args([
+            "--http-listen",
+            "127.0.0.1:0",
+            "--mqtt-listen",
+            "127.0.0.1:0",
+        ])
         .env("RUST_LOG", "warn")
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())

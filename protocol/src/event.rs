@@ -67,6 +67,30 @@ pub enum EventKind {
         /// How many items the new menu has.
         items: u32,
     },
+    /// A kitchen device came online, went offline or reported a new state.
+    DeviceStatus {
+        /// Device id.
+        device: String,
+        /// Its availability.
+        online: bool,
+        /// Its last reported state (`ready`, `paper_out`, …; empty if none yet).
+        state: String,
+    },
+    /// A print job could not be printed by its printer.
+    PrintFailover {
+        /// The job that failed.
+        job_id: String,
+        /// Its order.
+        order_id: String,
+        /// Its station.
+        station: String,
+        /// The printer that could not print it.
+        from: String,
+        /// The backup printer that got it as a REPRINT, or `None` when it waits for `from`.
+        to: Option<String>,
+        /// `offline`, `paper_out`, `cover_open`, `error` or `no_report`.
+        reason: String,
+    },
 }
 
 impl EventKind {
@@ -79,6 +103,8 @@ impl EventKind {
             Self::StockLow { .. } => "stock_low",
             Self::SoldOut { .. } => "sold_out",
             Self::MenuReplaced { .. } => "menu_replaced",
+            Self::DeviceStatus { .. } => "device_status",
+            Self::PrintFailover { .. } => "print_failover",
         }
     }
 }

@@ -17,7 +17,17 @@ pub async fn list(
     _admin: Admin,
 ) -> Result<Json<Value>, AppError> {
     let rtx = state.store.read()?;
-    let data: Vec<Value> = dom::list(&rtx)?.iter().map(dom::view).collect();
+    let data: Vec<Value> = dom::list(&rtx)?
+        .iter()
+        .map(|d| {
+            let mut v = dom::view(d);
+            let h = state.kitchen.health_of(&d.id);
+            v["online"] = json!(h.online);
+            v["state"] = json!(h.state);
+            v["last_seen"] = json!(h.last_seen.map(crate::domain::rfc3339));
+            v
+        })
+        .collect();
     Ok(Json(json!({ "data": data })))
 }
 
@@ -50,6 +60,9 @@ pub async fn remove(
     _admin: Admin,
     PathParam(id): PathParam,
 ) -> Result<StatusCode, AppError> {
+    let gone = id.clone();
     state.writer.run(move |tx| dom::remove(tx, &id)).await?;
+    // Its credentials are gone: so is its connection.
+    state.kitchen.kick(&gone);
     Ok(StatusCode::NO_CONTENT)
 }

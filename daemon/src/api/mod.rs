@@ -9,6 +9,7 @@ pub mod analytics;
 pub mod auth;
 pub mod devices;
 pub mod extract;
+pub mod kitchen;
 pub mod menu;
 pub mod ops;
 pub mod orders;
@@ -60,6 +61,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Set once start-up has finished; cleared when shutdown begins.
     pub ready: AtomicBool,
+    /// The kitchen hub's shared state (device health, reprint wake-up).
+    pub kitchen: Arc<crate::hub::Kitchen>,
 }
 
 /// Shared handle to the state.
@@ -129,6 +132,12 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppStateRef>)> 
             post(orders::set_status),
         ),
         ("POST", "/api/v1/orders/{id}/recall", post(orders::recall)),
+        (
+            "POST",
+            "/api/v1/orders/{id}/reprint",
+            post(kitchen::reprint),
+        ),
+        ("GET", "/api/v1/print-jobs", get(kitchen::list)),
         ("GET", "/api/v1/analytics/daily", get(analytics::daily)),
         ("GET", "/api/v1/analytics/summary", get(analytics::summary)),
         ("GET", "/api/v1/devices", get(devices::list)),

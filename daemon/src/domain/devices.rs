@@ -184,6 +184,15 @@ pub fn remove(tx: &mut Tx<'_>, id: &str) -> TxResult<()> {
     Ok(())
 }
 
+/// One device.
+pub fn get(rtx: &ReadTransaction, id: &str) -> Result<Option<Device>, StoreError> {
+    let table = rtx.open_table(t::DEVICES)?;
+    let Some(v) = table.get(id)? else {
+        return Ok(None);
+    };
+    Ok(Some(codec::decode(v.value())?))
+}
+
 /// Every device, by id.
 pub fn list(rtx: &ReadTransaction) -> Result<Vec<Device>, StoreError> {
     let table = rtx.open_table(t::DEVICES)?;

@@ -9,6 +9,7 @@ pub mod devices;
 pub mod export;
 pub mod menu;
 pub mod orders;
+pub mod print_jobs;
 pub mod retention;
 pub mod tables;
 

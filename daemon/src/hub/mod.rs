@@ -1,8 +1,69 @@
-//! The kitchen hub: turns the event log into what kitchen devices see.
+//! The kitchen hub: turns the event log into what kitchen devices see, and what they report
+//! back into order changes.
 //!
-//! So far: [`tickets`], the pure routing of orders to station tickets and the station boards.
-//! The MQTT side (embedded broker, publishing, printers, buzzers, bump bars) is the rest of
-//! issue #3; it will consume `EventLog::subscribe` from a durable cursor and feed these
-//! functions.
+//! - [`tickets`]: the pure routing of orders to station tickets and the station boards.
+//! - [`worker`]: the task that consumes the event log from its durable cursor over MQTT:
+//!   tickets, retained boards, print jobs (durable, resent by id, failed over), buzzers,
+//!   bump/recall from bump bars, and device health.
+//!
+//! [`Kitchen`] is what the rest of the daemon (the API) shares with the worker.
 
 pub mod tickets;
+pub mod worker;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use crate::mqtt::broker::Broker;
+
+/// What the hub knows about one device's health.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DeviceHealth {
+    /// Last availability it announced (its last will says `offline`).
+    pub online: bool,
+    /// Last message from it, ms.
+    pub last_seen: Option<u64>,
+    /// Last state it reported (`ready`, `paper_out`, …).
+    pub state: Option<String>,
+}
+
+/// The hub as the API sees it.
+#[derive(Default)]
+pub struct Kitchen {
+    /// Woken when new print jobs were queued outside the hub (reprints).
+    pub wake: Notify,
+    /// Health by device id.
+    pub health: Mutex<BTreeMap<String, DeviceHealth>>,
+    /// Whether the hub's MQTT client is connected to the broker.
+    pub connected: AtomicBool,
+    /// The embedded broker, when there is one.
+    pub broker: OnceLock<Arc<Broker>>,
+}
+
+impl Kitchen {
+    /// A device's health (default: never seen).
+    pub fn health_of(&self, id: &str) -> DeviceHealth {
+        self.health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Whether the hub is connected to the broker.
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Closes a device's MQTT connection on the embedded broker (after it was removed).
+    pub fn kick(&self, id: &str) {
+        if let Some(b) = self.broker.get() {
+            b.kick(id);
+        }
+    }
+}

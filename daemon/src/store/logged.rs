@@ -148,6 +148,8 @@ macro_rules! logged_tables {
         $m!(14, CURSORS);
         $m!(15, DAILY_SUMMARIES);
         $m!(16, DEVICES);
+        $m!(17, PRINT_JOBS);
+        $m!(18, PRINT_OPEN);
     };
 }
 pub(crate) use logged_tables;

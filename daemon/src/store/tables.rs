@@ -42,6 +42,11 @@ pub const DEVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("devices"
 /// business day → `DailySummary`, written when a day's orders are pruned.
 pub const DAILY_SUMMARIES: TableDefinition<u32, &[u8]> = TableDefinition::new("daily_summaries");
 
+/// job id → `PrintJobRow`: every print job, its printer and its state.
+pub const PRINT_JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("print_jobs");
+/// job id → () for jobs not yet printed (or replaced by a failover).
+pub const PRINT_OPEN: TableDefinition<&str, ()> = TableDefinition::new("print_open");
+
 /// Key of the schema version in [`COUNTERS`].
 pub const SCHEMA_KEY: &str = "schema_version";
 
@@ -63,5 +68,7 @@ pub fn create_all(wtx: &WriteTransaction) -> Result<(), StoreError> {
     wtx.open_table(CURSORS)?;
     wtx.open_table(DAILY_SUMMARIES)?;
     wtx.open_table(DEVICES)?;
+    wtx.open_table(PRINT_JOBS)?;
+    wtx.open_table(PRINT_OPEN)?;
     Ok(())
 }

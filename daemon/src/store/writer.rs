@@ -120,6 +120,10 @@ pub struct Tx<'t> {
     pub daily_summaries: Logged<'t, u32, &'static [u8]>,
     /// See [`tables::DEVICES`].
     pub devices: Logged<'t, &'static str, &'static [u8]>,
+    /// See [`tables::PRINT_JOBS`].
+    pub print_jobs: Logged<'t, &'static str, &'static [u8]>,
+    /// See [`tables::PRINT_OPEN`].
+    pub print_open: Logged<'t, &'static str, ()>,
     now_ms: u64,
     next_seq: u64,
     pending: Vec<Event>,
@@ -154,6 +158,8 @@ impl<'t> Tx<'t> {
             cursors: Logged::open(wtx, tables::CURSORS, 14, log)?,
             daily_summaries: Logged::open(wtx, tables::DAILY_SUMMARIES, 15, log)?,
             devices: Logged::open(wtx, tables::DEVICES, 16, log)?,
+            print_jobs: Logged::open(wtx, tables::PRINT_JOBS, 17, log)?,
+            print_open: Logged::open(wtx, tables::PRINT_OPEN, 18, log)?,
             now_ms,
             next_seq,
             pending: Vec::new(),

@@ -2,6 +2,8 @@
 //! temp dir, a manual clock, and a real HTTP client.
 #![allow(dead_code, missing_docs)]
 
+pub mod mqtt;
+
 use std::sync::Arc;
 
 use orderd::clock::ManualClock;
@@ -25,6 +27,7 @@ pub fn settings(dir: &std::path::Path, f: impl FnOnce(&mut RawConfig)) -> Settin
     let mut raw = RawConfig::default();
     raw.store.data_dir = dir.to_path_buf();
     raw.http.listen = "127.0.0.1:0".into();
+    raw.mqtt.listen = "127.0.0.1:0".into();
     f(&mut raw);
     raw.validate().expect("test settings are valid")
 }
@@ -67,8 +70,23 @@ impl TestServer {
         &self.running.as_ref().unwrap().state
     }
 
-    /// Runs one retention sweep through the writer.
+    /// Waits until the kitchen hub has durably handled every event so far.
+    pub async fn wait_hub(&self) {
+        let log = &self.state().events;
+        for _ in 0..200 {
+            let last = log.last_seq();
+            if log.cursor("kitchen").unwrap() >= Some(last) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("the kitchen hub did not catch up");
+    }
+
+    /// Runs one retention sweep through the writer (after the kitchen hub has caught up, so
+    /// only the consumers a test controls hold retention back).
     pub async fn sweep(&self) -> orderd::domain::retention::Swept {
+        self.wait_hub().await;
         let rules = self.state().rules.clone();
         self.state()
             .writer
@@ -203,4 +221,52 @@ pub fn error_code(v: &Value) -> &str {
     let e = &v["error"];
     assert!(e["message"].is_string(), "not an error body: {v}");
     e["code"].as_str().expect("error.code")
+}
+
+impl TestServer {
+    /// The embedded broker's address.
+    pub fn mqtt(&self) -> std::net::SocketAddr {
+        self.running
+            .as_ref()
+            .unwrap()
+            .mqtt_addr
+            .expect("embedded broker")
+    }
+
+    /// Registers a device through the API; returns its generated password.
+    pub async fn device(&self, id: &str, kind: &str, stations: &[&str], backup: bool) -> String {
+        let (st, v) = self
+            .send(
+                "POST",
+                "/api/v1/devices",
+                Some(&self.admin),
+                Some(json!({"id": id, "kind": kind, "stations": stations, "backup": backup})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{v}");
+        v["password"].as_str().unwrap().to_owned()
+    }
+
+    /// Registers a device and connects it (with its availability last will), announcing
+    /// `online`.
+    pub async fn device_online(
+        &self,
+        id: &str,
+        kind: &str,
+        stations: &[&str],
+        backup: bool,
+    ) -> (mqtt::Dev, String) {
+        let pw = self.device(id, kind, stations, backup).await;
+        let dev = self.connect_device(id, &pw).await;
+        (dev, pw)
+    }
+
+    pub async fn connect_device(&self, id: &str, pw: &str) -> mqtt::Dev {
+        let avail = format!("orderd/demo/device/{id}/availability");
+        let dev = mqtt::connect(self.mqtt(), id, pw, Some(&avail))
+            .await
+            .unwrap();
+        dev.publish(&avail, "online", true).await;
+        dev
+    }
 }

@@ -11,4 +11,4 @@ mod render;
 mod tests;
 
 pub use config::{EscPosConfig, PaperWidth};
-pub use render::{TicketDoc, encode_text, render, render_text};
+pub use render::{TicketDoc, encode_text, mark_reprint, render, render_text};

@@ -130,6 +130,33 @@ fn center(s: &str, width: usize) -> String {
     format!("{}{s}", " ".repeat((width - len) / 2))
 }
 
+/// The REPRINT banner: centered, bold, white on black.
+fn reprint_banner() -> Vec<u8> {
+    let mut b = vec![ESC, b'a', 1, ESC, b'E', 1, GS, b'B', 1];
+    b.extend(encode_text("*** REPRINT ***"));
+    b.push(b'\n');
+    b.extend([GS, b'B', 0, ESC, b'E', 0]);
+    b
+}
+
+/// An original ticket's bytes turned into the same ticket with the REPRINT banner, exactly as
+/// [`render`] would print it with [`PrintCopy::Reprint`]. Bytes that are already a reprint, or
+/// not a ticket of [`render`], are returned unchanged.
+pub fn mark_reprint(original: &[u8]) -> Vec<u8> {
+    const HEAD: [u8; 5] = [ESC, b'@', ESC, b't', CP850_SELECT];
+    let banner = reprint_banner();
+    match original.strip_prefix(&HEAD) {
+        Some(rest) if !rest.starts_with(&banner) => {
+            let mut out = Vec::with_capacity(original.len() + banner.len());
+            out.extend(HEAD);
+            out.extend(banner);
+            out.extend(rest);
+            out
+        }
+        _ => original.to_vec(),
+    }
+}
+
 /// The ticket as ESC/POS bytes.
 pub fn render(doc: &TicketDoc<'_>, cfg: &EscPosConfig) -> Vec<u8> {
     let width = cfg.width.columns();
@@ -139,10 +166,7 @@ pub fn render(doc: &TicketDoc<'_>, cfg: &EscPosConfig) -> Vec<u8> {
         b.push(b'\n');
     };
     if doc.copy == PrintCopy::Reprint {
-        // Centered, bold, white on black.
-        b.extend([ESC, b'a', 1, ESC, b'E', 1, GS, b'B', 1]);
-        text(&mut b, "*** REPRINT ***");
-        b.extend([GS, b'B', 0, ESC, b'E', 0]);
+        b.extend(reprint_banner());
     }
     // The short number at 4× size, centered.
     b.extend([ESC, b'a', 1, GS, b'!', 0x33]);

@@ -128,3 +128,18 @@ fn lines_fit_the_paper() {
     );
     assert!(!bytes.windows(2).any(|w| w == [0x1d, b'V']));
 }
+
+#[test]
+fn marking_an_original_as_reprint_equals_rendering_a_reprint() {
+    let l = lines();
+    let cfg = EscPosConfig::default();
+    let original = render(&doc(&l, PrintCopy::Original), &cfg);
+    let reprint = render(&doc(&l, PrintCopy::Reprint), &cfg);
+    assert_eq!(mark_reprint(&original), reprint);
+    assert_eq!(
+        mark_reprint(&reprint),
+        reprint,
+        "marking twice adds no second banner"
+    );
+    assert_eq!(mark_reprint(b"not a ticket"), b"not a ticket");
+}

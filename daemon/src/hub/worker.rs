@@ -1,0 +1,1039 @@
+//! The kitchen hub task: event log in, MQTT out (and bump bars and printer reports back in).
+//!
+//! Delivery rules, in order of importance:
+//! - The hub reads the event log from its durable cursor (`kitchen`), so no ticket is lost
+//!   across a crash: the cursor moves only after the jobs an event created are stored.
+//! - Tickets and jobs are published first and stored right after (one write per flush, every
+//!   100 ms), so the store's fsync is not on a ticket's path. After a crash the unflushed
+//!   events are handled again: tickets repeat with the same `seq` (devices drop repeats) and
+//!   jobs get the same ids (printers print once per id).
+//! - A job is resent with its id every `resend_secs` until the printer reports `printed`. A
+//!   job whose printer is offline, reports paper out / cover open / error, or stays silent for
+//!   `job_timeout_secs` fails over to the station's backup printer as a REPRINT, with an alert
+//!   (an alarm on the station's buzzers and a `print_failover` event). Without a backup it
+//!   waits and is resent when the printer is back. One printer's trouble never holds up
+//!   another's jobs: each job has its own timers and nothing waits on a printer.
+//! - Boards are rebuilt from the active orders at start and republished (retained) after every
+//!   (re)connect, because a broker keeps retained messages in RAM only.
+//! - Inbound payloads are checked; a malformed one is logged with its device and dropped.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use orderd_plugins::escpos::{EscPosConfig, PaperWidth, TicketDoc};
+use orderd_protocol::encoding::{self, Encoding};
+use orderd_protocol::topics::{self, Topic};
+use orderd_protocol::{
+    Availability, Bump, BumpAction, BuzzPattern, BuzzerSet, DeviceState, Event, EventKind,
+    FORMAT_VERSION, JobState as Reported, JobStatus, Order, OrderStatus, PrintCopy, PrintFormat,
+    PrintJob, TicketChange, TicketEvent,
+};
+use rumqttc::{AsyncClient, QoS};
+
+use super::tickets::{Boards, station_lines};
+use super::{DeviceHealth, Kitchen};
+use crate::api::AppStateRef;
+use crate::config::{KitchenConfig, buzz_pattern};
+use crate::domain::devices::{self, Device, DeviceKind};
+use crate::domain::orders;
+use crate::domain::print_jobs::{self, JobState, PrintJobRow};
+use crate::metrics::{DeviceLabels, JobLabels};
+use crate::mqtt::client::{self, Endpoint, Inbound};
+use crate::server::Shutdown;
+
+/// The hub's consumer name in the cursor table.
+pub const CONSUMER: &str = "kitchen";
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
+
+/// A job the hub is responsible for until it is printed or failed over.
+struct Open {
+    row: PrintJobRow,
+    /// Last time it was handed to the broker.
+    sent_at: Option<Instant>,
+    /// First time it was handed to the broker since the printer was last ready.
+    first_sent: Option<Instant>,
+    /// Changed since the last flush.
+    dirty: bool,
+}
+
+struct Hub {
+    state: AppStateRef,
+    kitchen: Arc<Kitchen>,
+    client: AsyncClient,
+    site: String,
+    cfg: KitchenConfig,
+    paper: PaperWidth,
+    devices: BTreeMap<String, Device>,
+    boards: Boards,
+    jobs: HashMap<String, Open>,
+    /// Jobs closed by a failover since the last flush (no longer in `jobs`).
+    closed: Vec<PrintJobRow>,
+    /// Last event seq handled (published); stored with the jobs at the next flush.
+    handled: u64,
+    stored: u64,
+    /// Events the hub itself raises (alerts), written at the next flush.
+    alerts: Vec<EventKind>,
+    home_assistant: Option<String>,
+}
+
+/// Runs the hub until shutdown.
+pub async fn run(state: AppStateRef, kitchen: Arc<Kitchen>, ep: Endpoint, shutdown: Shutdown) {
+    if let Err(e) = run_inner(state, kitchen, ep, shutdown).await {
+        tracing::error!(error = %e, "the kitchen hub stopped");
+    }
+}
+
+async fn run_inner(
+    state: AppStateRef,
+    kitchen: Arc<Kitchen>,
+    ep: Endpoint,
+    mut shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let cursor = state.events.register(CONSUMER).await?;
+    let (client, mut inbound, client_task) = client::start(&ep, shutdown.clone());
+    let mut hub = Hub::load(Arc::clone(&state), kitchen, client, cursor)?;
+    let mut sub = state.events.subscribe(cursor + 1);
+    let mut connected = false;
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tracing::info!(cursor, open_jobs = hub.jobs.len(), "kitchen hub started");
+    loop {
+        tokio::select! {
+            () = shutdown.wait() => break,
+            msg = inbound.recv() => match msg {
+                Some(Inbound::Connected) => {
+                    connected = true;
+                    hub.kitchen.connected.store(true, Ordering::Relaxed);
+                    hub.on_connected().await;
+                }
+                Some(Inbound::Disconnected(_)) => {
+                    connected = false;
+                    hub.kitchen.connected.store(false, Ordering::Relaxed);
+                }
+                Some(Inbound::Message { topic, payload }) => hub.on_message(&topic, &payload).await,
+                None => break,
+            },
+            ev = sub.next(), if connected => match ev {
+                Ok(ev) => hub.on_event(&ev).await,
+                Err(e) => {
+                    tracing::info!(error = %e, "kitchen hub: event log closed");
+                    break;
+                }
+            },
+            () = hub.kitchen.wake.notified() => hub.load_queued().await,
+            _ = tick.tick() => {
+                hub.on_tick().await;
+                hub.flush().await;
+            }
+        }
+    }
+    hub.flush().await;
+    drop(hub);
+    let _ = client_task.await;
+    Ok(())
+}
+
+impl Hub {
+    fn load(
+        state: AppStateRef,
+        kitchen: Arc<Kitchen>,
+        client: AsyncClient,
+        cursor: u64,
+    ) -> anyhow::Result<Self> {
+        let settings = Arc::clone(&state.settings);
+        let rtx = state.store.read()?;
+        let devices = devices::list(&rtx)?
+            .into_iter()
+            .map(|d| (d.id.clone(), d))
+            .collect();
+        let active = orders::active(&rtx, 1, u32::MAX)?;
+        let boards = Boards::rebuild(active.data.iter(), cursor);
+        let jobs = print_jobs::open(&rtx)?
+            .into_iter()
+            .map(|row| {
+                (
+                    row.job_id.clone(),
+                    Open {
+                        row,
+                        sent_at: None,
+                        first_sent: None,
+                        dirty: false,
+                    },
+                )
+            })
+            .collect();
+        drop(rtx);
+        let mqtt = &settings.raw.mqtt;
+        Ok(Self {
+            kitchen,
+            client,
+            site: settings.raw.site.id.clone(),
+            cfg: settings.raw.kitchen.clone(),
+            paper: if settings.raw.kitchen.paper_width_mm == 58 {
+                PaperWidth::Mm58
+            } else {
+                PaperWidth::Mm80
+            },
+            devices,
+            boards,
+            jobs,
+            closed: Vec::new(),
+            handled: cursor,
+            stored: cursor,
+            alerts: Vec::new(),
+            home_assistant: mqtt.home_assistant.then(|| mqtt.discovery_prefix.clone()),
+            state,
+        })
+    }
+
+    fn reload_devices(&mut self) {
+        let Ok(rtx) = self.state.store.read() else {
+            return;
+        };
+        if let Ok(list) = devices::list(&rtx) {
+            self.devices = list.into_iter().map(|d| (d.id.clone(), d)).collect();
+        }
+    }
+
+    async fn publish(&self, topic: String, qos: QoS, retain: bool, payload: Vec<u8>) {
+        if let Err(e) = self.client.publish(topic, qos, retain, payload).await {
+            tracing::warn!(error = %e, "kitchen hub: publish failed");
+        }
+    }
+
+    /// After every (re)connect: subscribe to what devices send, republish the retained boards
+    /// and every open job.
+    async fn on_connected(&mut self) {
+        self.reload_devices();
+        let prefix = topics::site_prefix(&self.site);
+        for filter in [
+            format!("{prefix}/station/+/bump"),
+            format!("{prefix}/printer/+/job/status"),
+            format!("{prefix}/device/+/availability"),
+            format!("{prefix}/device/+/state"),
+        ] {
+            if let Err(e) = self.client.subscribe(filter, QoS::AtLeastOnce).await {
+                tracing::warn!(error = %e, "kitchen hub: subscribe failed");
+            }
+        }
+        let stations: Vec<String> = self.boards.stations().map(str::to_owned).collect();
+        for station in stations {
+            self.publish_board(&station).await;
+        }
+        let ids: Vec<String> = self.jobs.keys().cloned().collect();
+        for id in ids {
+            self.send_job(&id).await;
+        }
+        self.discovery().await;
+        tracing::info!("kitchen hub connected to the broker; boards and open jobs republished");
+    }
+
+    async fn publish_board(&self, station: &str) {
+        let board = self.boards.board(station);
+        match serde_json::to_vec(&board) {
+            Ok(bytes) => {
+                self.publish(
+                    topics::station_board(&self.site, station),
+                    QoS::AtLeastOnce,
+                    true,
+                    bytes,
+                )
+                .await;
+            }
+            Err(e) => tracing::error!(error = %e, "board not encodable"),
+        }
+    }
+
+    // ----- events -----
+
+    async fn on_event(&mut self, ev: &Event) {
+        let order = match &ev.kind {
+            EventKind::OrderPlaced(o) => Some((**o).clone()),
+            EventKind::StatusChanged { order_id, .. } => self.order(order_id),
+            _ => None,
+        };
+        // Tickets first: they are the latency that matters.
+        for t in super::tickets::ticket_events(ev, order.as_ref()) {
+            if let Ok(bytes) = serde_json::to_vec(&t) {
+                self.publish(
+                    topics::station_ticket(&self.site, &t.station),
+                    QoS::AtLeastOnce,
+                    false,
+                    bytes,
+                )
+                .await;
+            }
+            self.create_jobs(&t, order.as_ref(), ev.seq).await;
+        }
+        for station in self.boards.apply(ev, order.as_ref()) {
+            self.publish_board(&station).await;
+        }
+        if let Some(order) = &order {
+            self.ring_for(ev, order).await;
+        }
+        if matches!(
+            ev.kind,
+            EventKind::OrderPlaced(_) | EventKind::StatusChanged { .. }
+        ) {
+            self.discovery_state().await;
+        }
+        self.handled = ev.seq;
+        self.state
+            .metrics
+            .hub_seq
+            .set(i64::try_from(ev.seq).unwrap_or(i64::MAX));
+        if self.jobs.values().filter(|j| j.dirty).count() >= 64 {
+            self.flush().await;
+        }
+    }
+
+    fn order(&self, id: &str) -> Option<Order> {
+        let rtx = self.state.store.read().ok()?;
+        orders::get(&rtx, id).ok().flatten().map(|s| s.order)
+    }
+
+    fn printers_for(&self, station: &str, backup: bool) -> Vec<&Device> {
+        self.devices
+            .values()
+            .filter(|d| {
+                d.kind == DeviceKind::Printer
+                    && d.backup == backup
+                    && d.stations.iter().any(|s| s == station)
+            })
+            .collect()
+    }
+
+    fn render(&self, t: &TicketEvent, order: Option<&Order>, copy: PrintCopy) -> Vec<u8> {
+        let (lines, note) = match &t.change {
+            TicketChange::New { lines } => (lines.clone(), order.and_then(|o| o.note.clone())),
+            TicketChange::Cancelled { reason } => (
+                order
+                    .and_then(|o| station_lines(o).remove(&t.station))
+                    .unwrap_or_default(),
+                Some(format!(
+                    "CANCELLED{}",
+                    reason
+                        .as_ref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                )),
+            ),
+            TicketChange::Changed { .. } => (Vec::new(), Some("CHANGED".to_owned())),
+        };
+        let time = self.local_time(t.placed_at);
+        let doc = TicketDoc {
+            short: &t.short,
+            number: &t.number,
+            station: &t.station,
+            order_type: t.order_type,
+            table: t.table.as_deref(),
+            time: &time,
+            lines: &lines,
+            note: note.as_deref(),
+            copy,
+        };
+        orderd_plugins::escpos::render(
+            &doc,
+            &EscPosConfig {
+                width: self.paper,
+                cut: true,
+            },
+        )
+    }
+
+    fn local_time(&self, ms: u64) -> String {
+        let tz = &self.state.settings.time_zone;
+        jiff::Timestamp::from_millisecond(i64::try_from(ms).unwrap_or(0))
+            .map(|ts| ts.to_zoned(tz.clone()).strftime("%H:%M").to_string())
+            .unwrap_or_default()
+    }
+
+    /// One job per printer of the ticket's station (its backups only if it has no main one).
+    async fn create_jobs(&mut self, t: &TicketEvent, order: Option<&Order>, seq: u64) {
+        let mut printers: Vec<String> = self
+            .printers_for(&t.station, false)
+            .iter()
+            .map(|d| d.id.clone())
+            .collect();
+        if printers.is_empty() {
+            printers = self
+                .printers_for(&t.station, true)
+                .iter()
+                .map(|d| d.id.clone())
+                .collect();
+        }
+        if printers.is_empty() {
+            return;
+        }
+        let data = self.render(t, order, PrintCopy::Original);
+        let now = self.state.now_ms();
+        for printer in printers {
+            // Deterministic: handling the same event again recreates the same id.
+            let job_id = format!("{seq}-{}-{printer}", t.station);
+            if self.jobs.contains_key(&job_id) {
+                continue;
+            }
+            let row = PrintJobRow {
+                job_id: job_id.clone(),
+                order_id: t.ticket.clone(),
+                order_number: t.number.clone(),
+                station: t.station.clone(),
+                printer,
+                copy: PrintCopy::Original,
+                format: PrintFormat::EscPos,
+                data: data.clone(),
+                state: JobState::Sent,
+                report: None,
+                replaced_by: None,
+                replaces: None,
+                created_at: now,
+                updated_at: now,
+            };
+            self.jobs.insert(
+                job_id.clone(),
+                Open {
+                    row,
+                    sent_at: None,
+                    first_sent: None,
+                    dirty: true,
+                },
+            );
+            self.send_job(&job_id).await;
+        }
+    }
+
+    async fn send_job(&mut self, id: &str) {
+        let Some(job) = self.jobs.get(id) else { return };
+        let encoding = self
+            .devices
+            .get(&job.row.printer)
+            .map_or(Encoding::Json, |d| d.encoding);
+        let wire = PrintJob {
+            version: FORMAT_VERSION,
+            job_id: job.row.job_id.clone(),
+            order: job.row.order_number.clone(),
+            copy: job.row.copy,
+            format: job.row.format,
+            data: job.row.data.clone(),
+        };
+        let topic = topics::printer_job(&self.site, &job.row.printer);
+        let Ok(bytes) = encoding::encode(&wire, encoding) else {
+            return;
+        };
+        self.publish(topic, QoS::AtLeastOnce, false, bytes).await;
+        let now = Instant::now();
+        if let Some(job) = self.jobs.get_mut(id) {
+            if job.sent_at.is_some() {
+                self.state
+                    .metrics
+                    .print_jobs
+                    .get_or_create(&JobLabels {
+                        state: "resent".into(),
+                    })
+                    .inc();
+            } else {
+                self.state
+                    .metrics
+                    .print_jobs
+                    .get_or_create(&JobLabels {
+                        state: "sent".into(),
+                    })
+                    .inc();
+            }
+            job.sent_at = Some(now);
+            job.first_sent.get_or_insert(now);
+            if job.row.state == JobState::Queued {
+                job.row.state = JobState::Sent;
+                job.dirty = true;
+            }
+        }
+    }
+
+    async fn ring_for(&self, ev: &Event, order: &Order) {
+        let which = match &ev.kind {
+            EventKind::OrderPlaced(_) => Some(true),
+            EventKind::StatusChanged {
+                to: OrderStatus::Ready,
+                recall: false,
+                ..
+            } => Some(false),
+            _ => None,
+        };
+        let Some(new_order) = which else { return };
+        for station in station_lines(order).into_keys() {
+            let over = self.cfg.stations.get(&station);
+            let name = if new_order {
+                over.and_then(|s| s.buzz_new_order.clone())
+                    .unwrap_or_else(|| self.cfg.buzz_new_order.clone())
+            } else {
+                over.and_then(|s| s.buzz_ready.clone())
+                    .unwrap_or_else(|| self.cfg.buzz_ready.clone())
+            };
+            let pattern = buzz_pattern(&name).unwrap_or(BuzzPattern::Double);
+            self.buzz(&station, pattern).await;
+        }
+    }
+
+    /// Rings the buzzers of a station (and buzzers that serve every station).
+    async fn buzz(&self, station: &str, pattern: BuzzPattern) {
+        let set = BuzzerSet {
+            version: FORMAT_VERSION,
+            pattern,
+            duration_ms: if matches!(pattern, BuzzPattern::Long | BuzzPattern::Alarm) {
+                1500
+            } else {
+                300
+            },
+        };
+        for d in self.devices.values().filter(|d| {
+            d.kind == DeviceKind::Buzzer
+                && (d.stations.is_empty() || d.stations.iter().any(|s| s == station))
+        }) {
+            if let Ok(bytes) = encoding::encode(&set, d.encoding) {
+                self.publish(
+                    topics::buzzer_set(&self.site, &d.id),
+                    QoS::AtMostOnce,
+                    false,
+                    bytes,
+                )
+                .await;
+            }
+        }
+    }
+
+    // ----- inbound -----
+
+    async fn on_message(&mut self, topic: &str, payload: &Bytes) {
+        let Some(parsed) = Topic::parse(&self.site, topic) else {
+            return;
+        };
+        let now = self.state.now_ms();
+        match parsed {
+            Topic::PrinterJobStatus(dev) => {
+                self.seen(dev, now);
+                let enc = self.devices.get(dev).map_or(Encoding::Json, |d| d.encoding);
+                match decode::<JobStatus>(payload, enc) {
+                    Some(status) => self.on_job_status(dev, status).await,
+                    None => self.malformed(dev, topic),
+                }
+            }
+            Topic::StationBump(station) => {
+                let enc = self
+                    .devices
+                    .values()
+                    .find(|d| {
+                        d.kind == DeviceKind::BumpBar && d.stations.iter().any(|s| s == station)
+                    })
+                    .map(|d| d.encoding);
+                let Some(enc) = enc else {
+                    tracing::warn!(
+                        station,
+                        "bump dropped: no bump bar is registered for this station"
+                    );
+                    return;
+                };
+                match decode::<Bump>(payload, enc) {
+                    Some(bump) => self.on_bump(station, bump).await,
+                    None => self.malformed(station, topic),
+                }
+            }
+            Topic::DeviceAvailability(dev) => match Availability::parse(payload) {
+                Some(a) => {
+                    self.on_availability(dev, a == Availability::Online, now)
+                        .await;
+                }
+                None => self.malformed(dev, topic),
+            },
+            Topic::DeviceState(dev) => match DeviceState::parse(payload) {
+                Some(s) => self.on_state(dev, &s, now).await,
+                None => self.malformed(dev, topic),
+            },
+            _ => {}
+        }
+    }
+
+    fn malformed(&self, device: &str, topic: &str) {
+        self.state.metrics.mqtt_malformed.inc();
+        tracing::warn!(device, topic, "malformed MQTT payload dropped");
+    }
+
+    fn seen(&self, dev: &str, now: u64) {
+        let mut h = self
+            .kitchen
+            .health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        h.entry(dev.to_owned()).or_default().last_seen = Some(now);
+    }
+
+    async fn on_job_status(&mut self, dev: &str, status: JobStatus) {
+        let Some(job) = self.jobs.get_mut(&status.job_id) else {
+            return; // already closed: a repeat report
+        };
+        if job.row.printer != dev {
+            tracing::warn!(device = dev, job = %status.job_id, "job report from a printer that does not own the job; dropped");
+            return;
+        }
+        match status.status {
+            Reported::Printed => {
+                job.row.state = JobState::Printed;
+                job.row.report = Some("printed".into());
+                job.row.updated_at = self.state.now_ms();
+                job.dirty = true;
+                self.state
+                    .metrics
+                    .print_jobs
+                    .get_or_create(&JobLabels {
+                        state: "printed".into(),
+                    })
+                    .inc();
+            }
+            other => {
+                let reason = match other {
+                    Reported::PaperOut => "paper_out",
+                    Reported::CoverOpen => "cover_open",
+                    _ => "error",
+                };
+                self.fail_over(&status.job_id, reason).await;
+            }
+        }
+    }
+
+    async fn on_bump(&mut self, station: &str, bump: Bump) {
+        let Some(order) = self.order(&bump.ticket) else {
+            tracing::warn!(station, ticket = %bump.ticket, "bump for an unknown order dropped");
+            return;
+        };
+        if !order.items.iter().any(|l| l.station == station) {
+            tracing::warn!(station, ticket = %bump.ticket, "bump refused: the order has nothing for this station");
+            return;
+        }
+        let actor = format!("bump-bar@{station}");
+        let id = order.id.clone();
+        let result = match bump.action {
+            BumpAction::Bump => {
+                let Some(to) = order
+                    .status
+                    .allowed_next(order.order_type)
+                    .iter()
+                    .copied()
+                    .find(|s| {
+                        *s != OrderStatus::Cancelled && super::tickets::on_board(order.status)
+                    })
+                else {
+                    tracing::info!(station, ticket = %id, "bump ignored: the order has left the kitchen");
+                    return;
+                };
+                self.state
+                    .writer
+                    .run(move |tx| crate::domain::orders::transition(tx, &id, to, None, &actor))
+                    .await
+            }
+            BumpAction::Recall => {
+                let rules = Arc::clone(&self.state.rules);
+                self.state
+                    .writer
+                    .run(move |tx| crate::domain::orders::recall(tx, &rules, &id, &actor))
+                    .await
+            }
+        };
+        if let Err(e) = result {
+            tracing::info!(station, ticket = %bump.ticket, error = %e.message, "bump refused");
+        }
+    }
+
+    async fn on_availability(&mut self, dev: &str, online: bool, now: u64) {
+        let changed = {
+            let mut h = self
+                .kitchen
+                .health
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let e = h.entry(dev.to_owned()).or_default();
+            e.last_seen = Some(now);
+            let changed = e.online != online;
+            e.online = online;
+            changed.then(|| e.state.clone().unwrap_or_default())
+        };
+        self.state
+            .metrics
+            .device_online
+            .get_or_create(&DeviceLabels {
+                device: dev.to_owned(),
+            })
+            .set(i64::from(online));
+        let Some(state) = changed else { return };
+        tracing::info!(device = dev, online, "kitchen device availability changed");
+        self.alerts.push(EventKind::DeviceStatus {
+            device: dev.to_owned(),
+            online,
+            state,
+        });
+        if !self.devices.contains_key(dev) {
+            self.reload_devices();
+        }
+        if online {
+            self.resume(dev).await;
+        } else {
+            self.fail_all(dev, "offline").await;
+        }
+        self.discovery_device(dev, online).await;
+    }
+
+    async fn on_state(&mut self, dev: &str, s: &DeviceState, now: u64) {
+        let changed = {
+            let mut h = self
+                .kitchen
+                .health
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let e = h.entry(dev.to_owned()).or_default();
+            e.last_seen = Some(now);
+            let changed = e.state.as_deref() != Some(s.as_str());
+            e.state = Some(s.as_str().to_owned());
+            changed.then_some(e.online)
+        };
+        let Some(online) = changed else { return };
+        self.alerts.push(EventKind::DeviceStatus {
+            device: dev.to_owned(),
+            online,
+            state: s.as_str().to_owned(),
+        });
+        if s.can_print() {
+            self.resume(dev).await;
+        } else {
+            self.fail_all(dev, s.as_str()).await;
+        }
+    }
+
+    fn printer_ok(&self, id: &str) -> bool {
+        let h: DeviceHealth = self.kitchen.health_of(id);
+        h.online && h.state.as_deref().is_none_or(|s| s == "ready")
+    }
+
+    /// The printer is ready again: send its waiting jobs now.
+    async fn resume(&mut self, dev: &str) {
+        let ids: Vec<String> = self
+            .jobs
+            .values()
+            .filter(|j| j.row.printer == dev)
+            .map(|j| j.row.job_id.clone())
+            .collect();
+        for id in ids {
+            if let Some(j) = self.jobs.get_mut(&id) {
+                j.first_sent = None;
+                if j.row.state == JobState::Waiting {
+                    j.row.state = JobState::Sent;
+                    j.dirty = true;
+                }
+            }
+            self.send_job(&id).await;
+        }
+    }
+
+    async fn fail_all(&mut self, dev: &str, reason: &str) {
+        let ids: Vec<String> = self
+            .jobs
+            .values()
+            .filter(|j| j.row.printer == dev)
+            .map(|j| j.row.job_id.clone())
+            .collect();
+        for id in ids {
+            self.fail_over(&id, reason).await;
+        }
+    }
+
+    /// Moves a job to a working backup printer of its station, or parks it until its printer
+    /// is back. Raises an alert either way (once per job).
+    async fn fail_over(&mut self, id: &str, reason: &str) {
+        let Some(job) = self.jobs.get(id) else { return };
+        let from = job.row.printer.clone();
+        let station = job.row.station.clone();
+        let already_waiting = job.row.state == JobState::Waiting;
+        let is_backup = self.devices.get(&from).is_some_and(|d| d.backup);
+        let backup = if is_backup {
+            None
+        } else {
+            self.printers_for(&station, true)
+                .into_iter()
+                .find(|d| d.id != from && self.printer_ok(&d.id))
+                .map(|d| d.id.clone())
+        };
+        let now = self.state.now_ms();
+        if let Some(to) = backup {
+            {
+                let Some(mut old) = self.jobs.remove(id) else {
+                    return;
+                };
+                let new_id = format!("{id}~{to}");
+                // Re-render as a REPRINT: same ticket, marked so the kitchen knows.
+                let data = reprint_bytes(&old.row.data);
+                let row = PrintJobRow {
+                    job_id: new_id.clone(),
+                    printer: to.clone(),
+                    copy: PrintCopy::Reprint,
+                    data,
+                    state: JobState::Sent,
+                    report: None,
+                    replaced_by: None,
+                    replaces: Some(id.to_owned()),
+                    created_at: now,
+                    updated_at: now,
+                    ..old.row.clone()
+                };
+                old.row.state = JobState::FailedOver;
+                old.row.replaced_by = Some(new_id.clone());
+                old.row.report = Some(reason.to_owned());
+                old.row.updated_at = now;
+                self.closed.push(old.row);
+                self.jobs.insert(
+                    new_id.clone(),
+                    Open {
+                        row,
+                        sent_at: None,
+                        first_sent: None,
+                        dirty: true,
+                    },
+                );
+                self.state
+                    .metrics
+                    .print_jobs
+                    .get_or_create(&JobLabels {
+                        state: "failed_over".into(),
+                    })
+                    .inc();
+                tracing::warn!(job = id, from = %from, to = %to, reason, "print job failed over to the backup printer");
+                self.alerts.push(EventKind::PrintFailover {
+                    job_id: id.to_owned(),
+                    order_id: self.jobs[&new_id].row.order_id.clone(),
+                    station: station.clone(),
+                    from,
+                    to: Some(to),
+                    reason: reason.to_owned(),
+                });
+                self.send_job(&new_id).await;
+            }
+        } else {
+            {
+                if already_waiting {
+                    return;
+                }
+                if let Some(j) = self.jobs.get_mut(id) {
+                    j.row.state = JobState::Waiting;
+                    j.row.report = Some(reason.to_owned());
+                    j.row.updated_at = now;
+                    j.dirty = true;
+                }
+                tracing::warn!(job = id, printer = %from, reason, "print job waits: its printer cannot print and no backup can");
+                self.alerts.push(EventKind::PrintFailover {
+                    job_id: id.to_owned(),
+                    order_id: self.jobs[id].row.order_id.clone(),
+                    station: station.clone(),
+                    from,
+                    to: None,
+                    reason: reason.to_owned(),
+                });
+            }
+        }
+        let alarm = buzz_pattern(&self.cfg.buzz_alert).unwrap_or(BuzzPattern::Alarm);
+        self.buzz(&station, alarm).await;
+    }
+
+    // ----- timers and durability -----
+
+    async fn on_tick(&mut self) {
+        let now = Instant::now();
+        let resend = Duration::from_secs(self.cfg.resend_secs);
+        let timeout = Duration::from_secs(self.cfg.job_timeout_secs);
+        let mut due = Vec::new();
+        let mut late = Vec::new();
+        for j in self.jobs.values() {
+            if j.row.state == JobState::Waiting {
+                continue;
+            }
+            match (j.sent_at, j.first_sent) {
+                (Some(last), Some(first)) => {
+                    if now.duration_since(first) >= timeout {
+                        late.push(j.row.job_id.clone());
+                    } else if now.duration_since(last) >= resend {
+                        due.push(j.row.job_id.clone());
+                    }
+                }
+                _ => due.push(j.row.job_id.clone()),
+            }
+        }
+        for id in late {
+            self.fail_over(&id, "no_report").await;
+        }
+        for id in due {
+            self.send_job(&id).await;
+        }
+    }
+
+    /// Reprints and other jobs queued in the store by the API.
+    async fn load_queued(&mut self) {
+        let Ok(rtx) = self.state.store.read() else {
+            return;
+        };
+        let Ok(open) = print_jobs::open(&rtx) else {
+            return;
+        };
+        drop(rtx);
+        self.reload_devices();
+        for row in open {
+            if self.jobs.contains_key(&row.job_id) {
+                continue;
+            }
+            let id = row.job_id.clone();
+            self.jobs.insert(
+                id.clone(),
+                Open {
+                    row,
+                    sent_at: None,
+                    first_sent: None,
+                    dirty: false,
+                },
+            );
+            self.send_job(&id).await;
+        }
+    }
+
+    /// Stores changed jobs, alerts and the cursor in one write.
+    async fn flush(&mut self) {
+        let rows: Vec<PrintJobRow> = self
+            .jobs
+            .values()
+            .filter(|j| j.dirty)
+            .map(|j| j.row.clone())
+            .chain(self.closed.iter().cloned())
+            .collect();
+        if rows.is_empty() && self.alerts.is_empty() && self.handled == self.stored {
+            return;
+        }
+        let alerts = std::mem::take(&mut self.alerts);
+        let seq = self.handled;
+        let to_store = rows.clone();
+        let result = self
+            .state
+            .writer
+            .run(move |tx| {
+                for row in &to_store {
+                    let existing = print_jobs::get_tx(tx, &row.job_id)?;
+                    // Never reopen a job the store already has as closed.
+                    if existing.is_some_and(|e| !e.state.is_open()) {
+                        continue;
+                    }
+                    print_jobs::put(tx, row)?;
+                }
+                for kind in alerts {
+                    tx.emit(kind)?;
+                }
+                tx.cursors.insert(CONSUMER, seq)?;
+                Ok(())
+            })
+            .await;
+        match result {
+            Ok(()) => {
+                self.stored = seq;
+                self.closed.clear();
+                self.jobs.retain(|_, j| j.row.state.is_open());
+                for j in self.jobs.values_mut() {
+                    j.dirty = false;
+                }
+                self.state
+                    .metrics
+                    .print_jobs_open
+                    .set(i64::try_from(self.jobs.len()).unwrap_or(i64::MAX));
+            }
+            Err(e) => {
+                tracing::error!(error = %e.message, "kitchen hub: storing jobs failed; will retry");
+            }
+        }
+    }
+
+    // ----- Home Assistant -----
+
+    async fn discovery(&self) {
+        let Some(prefix) = &self.home_assistant else {
+            return;
+        };
+        let site = &self.site;
+        let config = serde_json::json!({
+            "name": "Open orders",
+            "unique_id": format!("orderd_{site}_open_orders"),
+            "state_topic": format!("{}/hub/open_orders", topics::site_prefix(site)),
+            "availability_topic": topics::hub_status(site),
+            "payload_available": "online",
+            "payload_not_available": "offline",
+            "unit_of_measurement": "orders",
+            "device": {"identifiers": [format!("orderd_{site}")], "name": format!("orderd {site}")},
+        });
+        self.publish(
+            format!("{prefix}/sensor/orderd_{site}/open_orders/config"),
+            QoS::AtLeastOnce,
+            true,
+            config.to_string().into_bytes(),
+        )
+        .await;
+        for d in self.devices.values() {
+            let config = serde_json::json!({
+                "name": format!("{} online", d.id),
+                "unique_id": format!("orderd_{site}_{}_online", d.id),
+                "state_topic": topics::device_availability(site, &d.id),
+                "payload_on": "online",
+                "payload_off": "offline",
+                "device_class": "connectivity",
+                "device": {"identifiers": [format!("orderd_{site}")], "name": format!("orderd {site}")},
+            });
+            self.publish(
+                format!("{prefix}/binary_sensor/orderd_{site}/{}/config", d.id),
+                QoS::AtLeastOnce,
+                true,
+                config.to_string().into_bytes(),
+            )
+            .await;
+        }
+        self.discovery_state().await;
+    }
+
+    async fn discovery_state(&self) {
+        if self.home_assistant.is_none() {
+            return;
+        }
+        let open: usize = self
+            .boards
+            .stations()
+            .map(|s| self.boards.board(s).tickets.len())
+            .sum();
+        self.publish(
+            format!("{}/hub/open_orders", topics::site_prefix(&self.site)),
+            QoS::AtMostOnce,
+            true,
+            open.to_string().into_bytes(),
+        )
+        .await;
+    }
+
+    async fn discovery_device(&self, _dev: &str, _online: bool) {
+        // Device availability is read by Home Assistant straight from the device's own retained
+        // availability topic; only a device unknown at connect time needs its config now.
+        if self.home_assistant.is_some() {
+            self.discovery().await;
+        }
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(payload: &[u8], enc: Encoding) -> Option<T> {
+    if payload.len() > 4096 {
+        return None;
+    }
+    encoding::decode(payload, enc).ok()
+}
+
+/// The same ticket with the renderer's REPRINT banner.
+fn reprint_bytes(original: &[u8]) -> Vec<u8> {
+    orderd_plugins::escpos::mark_reprint(original)
+}

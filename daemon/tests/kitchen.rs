@@ -1,0 +1,566 @@
+//! Kitchen hardware over MQTT, end to end: the real daemon with its embedded broker on port 0,
+//! a real redb file, and real MQTT device clients (rumqttc).
+mod common;
+
+use std::time::Duration;
+
+use common::TestServer;
+use common::mqtt::{self, Msg};
+use orderd_protocol::{Board, BuzzerSet, JobStatus, PrintJob, TicketChange, TicketEvent};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(5);
+const QUIET: Duration = Duration::from_millis(700);
+
+async fn place(s: &TestServer, items: Value) -> String {
+    let (st, v) = s.order(&s.admin, items).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    v["id"].as_str().unwrap().to_owned()
+}
+
+fn grill_and_bar() -> Value {
+    json!([{"item_id": "tave_kosi", "quantity": 2}, {"item_id": "espresso", "quantity": 1}])
+}
+
+fn job_of(bytes: &[u8]) -> PrintJob {
+    serde_json::from_slice(bytes).unwrap()
+}
+
+async fn report(dev: &mqtt::Dev, id: &str, job: &str, status: &str) {
+    let st = serde_json::to_vec(&json!({"version": 1, "job_id": job, "status": status})).unwrap();
+    // The same shape the protocol crate decodes.
+    let _: JobStatus = serde_json::from_slice(&st).unwrap();
+    dev.publish(&format!("orderd/demo/printer/{id}/job/status"), st, false)
+        .await;
+}
+
+/// Waits until the print job with this id has reached `state` in the API.
+async fn job_state(s: &TestServer, job: &str, state: &str) -> Value {
+    for _ in 0..100 {
+        let (st, v) = s
+            .send(
+                "GET",
+                &format!("/api/v1/print-jobs?state={state}"),
+                Some(&s.admin),
+                None,
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        if let Some(j) = v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["job_id"] == job)
+        {
+            return j.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("job {job} never reached {state}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_ticket_reaches_each_subscribed_station_once() {
+    let s = TestServer::start().await;
+    let (mut grill, _) = s
+        .device_online("disp-grill", "display", &["grill"], false)
+        .await;
+    let (mut bar, _) = s
+        .device_online("disp-bar", "display", &["bar"], false)
+        .await;
+    assert_eq!(grill.sub("orderd/demo/station/grill/ticket").await.len(), 1);
+    bar.sub("orderd/demo/station/bar/ticket").await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(place(&s, grill_and_bar()).await);
+    }
+    for (dev, station, qty) in [(&mut grill, "grill", 2), (&mut bar, "bar", 1)] {
+        let got = dev.drain_on("/ticket", QUIET).await;
+        let tickets: Vec<TicketEvent> = got
+            .iter()
+            .map(|b| serde_json::from_slice(b).unwrap())
+            .collect();
+        let seen: Vec<&str> = tickets.iter().map(|t| t.ticket.as_str()).collect();
+        assert_eq!(
+            seen,
+            ids.iter().map(String::as_str).collect::<Vec<_>>(),
+            "{station}"
+        );
+        for t in &tickets {
+            assert_eq!(t.station, station);
+            match &t.change {
+                TicketChange::New { lines } => {
+                    assert_eq!(lines.len(), 1);
+                    assert_eq!(lines[0].quantity, qty);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    // A cancellation reaches both stations once.
+    let (st, _) = s.set_status(&s.admin, &ids[0], "cancelled").await;
+    assert_eq!(st, StatusCode::OK);
+    for dev in [&mut grill, &mut bar] {
+        let got = dev.drain_on("/ticket", QUIET).await;
+        assert_eq!(got.len(), 1);
+        let t: TicketEvent = serde_json::from_slice(&got[0]).unwrap();
+        assert!(matches!(t.change, TicketChange::Cancelled { .. }));
+    }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnecting_display_gets_the_current_board() {
+    let s = TestServer::start().await;
+    let pw = s.device("disp", "display", &["grill"], false).await;
+    let first = place(&s, grill_and_bar()).await;
+    let second = place(&s, grill_and_bar()).await;
+    s.set_status(&s.admin, &first, "accepted").await;
+    s.set_status(&s.admin, &first, "preparing").await;
+    s.set_status(&s.admin, &first, "ready").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut d = s.connect_device("disp", &pw).await;
+    d.sub("orderd/demo/station/grill/board").await;
+    let (bytes, retained) = d.next_on("/board", WAIT).await.expect("retained board");
+    assert!(retained);
+    let board: Board = serde_json::from_slice(&bytes).unwrap();
+    let open: Vec<&str> = board.tickets.iter().map(|t| t.ticket.as_str()).collect();
+    assert_eq!(open, [second.as_str()], "the ready order has left the board");
+    d.disconnect().await;
+    // Reconnect after a change: the new board, no refresh needed.
+    let third = place(&s, grill_and_bar()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut d = s.connect_device("disp", &pw).await;
+    d.sub("orderd/demo/station/grill/board").await;
+    let board: Board = serde_json::from_slice(&d.next_on("/board", WAIT).await.unwrap().0).unwrap();
+    let open: Vec<&str> = board.tickets.iter().map(|t| t.ticket.as_str()).collect();
+    assert_eq!(open, [second.as_str(), third.as_str()]);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_are_refused() {
+    let s = TestServer::start().await;
+    let pw = s.device("p1", "printer", &["grill"], false).await;
+    assert!(
+        mqtt::connect(s.mqtt(), "p1", "not-the-password", None)
+            .await
+            .is_err()
+    );
+    assert!(mqtt::connect(s.mqtt(), "nobody", &pw, None).await.is_err());
+    assert!(
+        mqtt::connect(s.mqtt(), "orderd-hub", "guess", None)
+            .await
+            .is_err()
+    );
+    assert!(mqtt::connect(s.mqtt(), "p1", &pw, None).await.is_ok());
+    // A removed device is disconnected and cannot come back.
+    let (st, _) = s
+        .send("DELETE", "/api/v1/devices/p1", Some(&s.admin), None)
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    assert!(mqtt::connect(s.mqtt(), "p1", &pw, None).await.is_err());
+    let metrics = s
+        .client
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("orderd_mqtt_refused_total{what=\"login\"} 4"),
+        "{metrics}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_touch_only_their_own_topics() {
+    let s = TestServer::start().await;
+    let (mut p1, _) = s.device_online("p1", "printer", &["grill"], false).await;
+    let (mut p2, _) = s.device_online("p2", "printer", &["bar"], false).await;
+    let (mut disp, _) = s.device_online("disp", "display", &["grill"], false).await;
+    // Subscribing to another printer's jobs or another station is refused.
+    let codes = p1.sub("orderd/demo/printer/p2/job").await;
+    assert_eq!(codes, [rumqttc::SubscribeReasonCode::Failure]);
+    let codes = disp.sub("orderd/demo/station/bar/ticket").await;
+    assert_eq!(codes, [rumqttc::SubscribeReasonCode::Failure]);
+    assert_eq!(
+        disp.sub("orderd/demo/#").await,
+        [rumqttc::SubscribeReasonCode::Failure]
+    );
+    assert_eq!(disp.sub("orderd/demo/station/grill/board").await.len(), 1);
+    let _ = disp.drain_on("/board", QUIET).await;
+    p2.sub("orderd/demo/printer/p2/job").await;
+    // Forged publishes to the hub's topics and another device's are dropped.
+    p1.publish("orderd/demo/station/grill/board", "{\"forged\":1}", true)
+        .await;
+    p1.publish("orderd/demo/printer/p2/job", "{\"forged\":1}", false)
+        .await;
+    p1.publish("orderd/demo/device/p2/availability", "offline", true)
+        .await;
+    p1.publish("orderd/demo/hub/status", "offline", true).await;
+    assert!(
+        disp.drain_on("/board", QUIET).await.is_empty(),
+        "forged board delivered"
+    );
+    assert!(
+        p2.drain_on("/job", QUIET).await.is_empty(),
+        "forged job delivered"
+    );
+    let (_, v) = s.send("GET", "/api/v1/devices", Some(&s.admin), None).await;
+    let p2_view = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == "p2")
+        .unwrap()
+        .clone();
+    assert_eq!(p2_view["online"], true, "a forged offline must not count");
+    // Its own topics still work.
+    let _ = p1.sub("orderd/demo/printer/p1/job").await;
+    let metrics = s
+        .client
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("orderd_mqtt_refused_total{what=\"publish\"} 4"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("orderd_mqtt_refused_total{what=\"subscribe\"} 3"),
+        "{metrics}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_printer_gets_the_same_job_again_and_prints_it_once() {
+    let s = TestServer::start_with(|c| c.kitchen.resend_secs = 1).await;
+    let (mut p, pw) = s.device_online("p1", "printer", &["grill"], false).await;
+    p.sub("orderd/demo/printer/p1/job").await;
+    place(&s, grill_and_bar()).await;
+    let first = job_of(&p.next_on("/job", WAIT).await.unwrap().0);
+    // Drops off mid-job without reporting (socket gone; the will says offline).
+    drop(p);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let j = job_state(&s, &first.job_id, "waiting").await;
+    assert_eq!(j["report"], "offline");
+    let mut p = s.connect_device("p1", &pw).await;
+    p.sub("orderd/demo/printer/p1/job").await;
+    let again = job_of(&p.next_on("/job", WAIT).await.unwrap().0);
+    assert_eq!(again.job_id, first.job_id, "same job id after reconnect");
+    assert_eq!(again.data, first.data);
+    // The printer prints once per id: it reports, and the resends stop.
+    report(&p, "p1", &first.job_id, "printed").await;
+    job_state(&s, &first.job_id, "printed").await;
+    let _ = p.drain_on("/job", Duration::from_millis(300)).await;
+    assert!(
+        p.drain_on("/job", Duration::from_millis(2500))
+            .await
+            .is_empty(),
+        "resent after printed"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paper_out_fails_over_to_the_backup_printer_with_an_alert() {
+    let s = TestServer::start().await;
+    let (mut main, _) = s
+        .device_online("p-main", "printer", &["grill"], false)
+        .await;
+    let (mut backup, _) = s.device_online("p-back", "printer", &["grill"], true).await;
+    let (mut buzzer, _) = s.device_online("bz", "buzzer", &["grill"], false).await;
+    main.sub("orderd/demo/printer/p-main/job").await;
+    backup.sub("orderd/demo/printer/p-back/job").await;
+    buzzer.sub("orderd/demo/buzzer/bz/set").await;
+    let order = place(&s, grill_and_bar()).await;
+    let job = job_of(&main.next_on("/job", WAIT).await.unwrap().0);
+    let ring: BuzzerSet =
+        serde_json::from_slice(&buzzer.next_on("/set", WAIT).await.unwrap().0).unwrap();
+    assert_eq!(
+        ring.pattern,
+        orderd_protocol::BuzzPattern::Double,
+        "new-order ring"
+    );
+    assert!(
+        backup.drain_on("/job", QUIET).await.is_empty(),
+        "backup idle while main works"
+    );
+    report(&main, "p-main", &job.job_id, "paper_out").await;
+    let moved = job_of(&backup.next_on("/job", WAIT).await.unwrap().0);
+    assert_eq!(moved.copy, orderd_protocol::PrintCopy::Reprint);
+    assert!(moved.data.windows(15).any(|w| w == b"*** REPRINT ***"));
+    assert_ne!(moved.job_id, job.job_id);
+    let alarm: BuzzerSet =
+        serde_json::from_slice(&buzzer.next_on("/set", WAIT).await.unwrap().0).unwrap();
+    assert_eq!(alarm.pattern, orderd_protocol::BuzzPattern::Alarm);
+    let old = job_state(&s, &job.job_id, "failed_over").await;
+    assert_eq!(old["replaced_by"], moved.job_id.as_str());
+    assert_eq!(old["report"], "paper_out");
+    // The alert is an event in the log, for staff messaging and the collector.
+    let events = s.state().events.read(1, 1000).unwrap();
+    assert!(events.iter().any(|e| matches!(&e.kind,
+        orderd_protocol::EventKind::PrintFailover { to: Some(to), order_id, .. }
+            if to == "p-back" && *order_id == order)));
+    report(&backup, "p-back", &moved.job_id, "printed").await;
+    job_state(&s, &moved.job_id, "printed").await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_printer_times_out_and_does_not_hold_up_another() {
+    let s = TestServer::start_with(|c| c.kitchen.job_timeout_secs = 2).await;
+    let (mut silent, _) = s
+        .device_online("p-grill", "printer", &["grill"], false)
+        .await;
+    let (mut backup, _) = s.device_online("p-back", "printer", &["grill"], true).await;
+    let (mut bar, _) = s.device_online("p-bar", "printer", &["bar"], false).await;
+    silent.sub("orderd/demo/printer/p-grill/job").await;
+    backup.sub("orderd/demo/printer/p-back/job").await;
+    bar.sub("orderd/demo/printer/p-bar/job").await;
+    place(&s, grill_and_bar()).await;
+    let bar_job = job_of(&bar.next_on("/job", WAIT).await.unwrap().0);
+    report(&bar, "p-bar", &bar_job.job_id, "printed").await;
+    job_state(&s, &bar_job.job_id, "printed").await;
+    let grill_job = job_of(&silent.next_on("/job", WAIT).await.unwrap().0);
+    let moved = job_of(
+        &backup
+            .next_on("/job", Duration::from_secs(6))
+            .await
+            .unwrap()
+            .0,
+    );
+    assert_eq!(
+        job_state(&s, &grill_job.job_id, "failed_over").await["report"],
+        "no_report"
+    );
+    assert_eq!(moved.copy, orderd_protocol::PrintCopy::Reprint);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staff_can_reprint_and_list_jobs() {
+    let s = TestServer::start().await;
+    let (mut p, _) = s.device_online("p1", "printer", &["grill"], false).await;
+    p.sub("orderd/demo/printer/p1/job").await;
+    let order = place(&s, grill_and_bar()).await;
+    let first = job_of(&p.next_on("/job", WAIT).await.unwrap().0);
+    report(&p, "p1", &first.job_id, "printed").await;
+    job_state(&s, &first.job_id, "printed").await;
+    let waiter = s.user("wanda", "staff").await;
+    let (st, v) = s
+        .send(
+            "POST",
+            &format!("/api/v1/orders/{order}/reprint"),
+            Some(&waiter),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    let id = v["data"][0]["job_id"].as_str().unwrap().to_owned();
+    let again = job_of(&p.next_on("/job", WAIT).await.unwrap().0);
+    assert_eq!(again.job_id, id);
+    assert_eq!(again.copy, orderd_protocol::PrintCopy::Reprint);
+    job_state(&s, &id, "sent").await;
+    // Errors are JSON, with the right status.
+    let (st, v) = s
+        .send("POST", "/api/v1/orders/nope/reprint", Some(&waiter), None)
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{v}");
+    let (st, v) = s
+        .send("GET", "/api/v1/print-jobs?state=lost", Some(&waiter), None)
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error"]["code"], "validation_failed");
+    let (st, _) = s.send("GET", "/api/v1/print-jobs", None, None).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    s.stop().await;
+}
+
+async fn status(s: &TestServer, order: &str) -> String {
+    let (_, v) = s
+        .send(
+            "GET",
+            &format!("/api/v1/orders/{order}"),
+            Some(&s.admin),
+            None,
+        )
+        .await;
+    v["status"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bump_bars_move_orders_only_for_their_station() {
+    let s = TestServer::start().await;
+    let (grill_bar, _) = s
+        .device_online("bb-grill", "bump_bar", &["grill"], false)
+        .await;
+    let (cold_bar, _) = s
+        .device_online("bb-cold", "bump_bar", &["cold"], false)
+        .await;
+    let order = place(&s, grill_and_bar()).await;
+    let bump = |action: &str| {
+        serde_json::to_vec(&json!({"version": 1, "ticket": order, "action": action})).unwrap()
+    };
+    grill_bar
+        .publish("orderd/demo/station/grill/bump", bump("bump"), false)
+        .await;
+    let mut st = String::new();
+    for _ in 0..50 {
+        st = status(&s, &order).await;
+        if st == "accepted" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(st, "accepted");
+    // A bump bar of another station: refused by the broker (not its topic) and by the hub
+    // (the order has nothing for the cold station).
+    cold_bar
+        .publish("orderd/demo/station/grill/bump", bump("bump"), false)
+        .await;
+    cold_bar
+        .publish("orderd/demo/station/cold/bump", bump("bump"), false)
+        .await;
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(status(&s, &order).await, "accepted");
+    // Recall undoes it.
+    grill_bar
+        .publish("orderd/demo/station/grill/bump", bump("recall"), false)
+        .await;
+    for _ in 0..50 {
+        st = status(&s, &order).await;
+        if st == "placed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(st, "placed");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_inbound_payloads_leave_the_hub_running() {
+    let s = TestServer::start().await;
+    let (p, _) = s.device_online("p1", "printer", &["grill"], false).await;
+    let (bb, _) = s.device_online("bb", "bump_bar", &["grill"], false).await;
+    let (mut disp, _) = s.device_online("disp", "display", &["grill"], false).await;
+    disp.sub("orderd/demo/station/grill/ticket").await;
+    p.publish("orderd/demo/printer/p1/job/status", "not json", false)
+        .await;
+    p.publish(
+        "orderd/demo/printer/p1/job/status",
+        "{\"version\":1,\"job_id\":5,\"status\":[]}",
+        false,
+    )
+    .await;
+    p.publish("orderd/demo/printer/p1/job/status", vec![b'{'; 8000], false)
+        .await;
+    p.publish("orderd/demo/device/p1/state", vec![0xff, 0xfe], true)
+        .await;
+    p.publish("orderd/demo/device/p1/availability", "maybe", true)
+        .await;
+    bb.publish(
+        "orderd/demo/station/grill/bump",
+        "{\"version\":1,\"ticket\":\"x\",\"action\":\"explode\"}",
+        false,
+    )
+    .await;
+    bb.publish(
+        "orderd/demo/station/grill/bump",
+        "{\"version\":1,\"ticket\":\"no-such-order\",\"action\":\"bump\"}",
+        false,
+    )
+    .await;
+    tokio::time::sleep(QUIET).await;
+    // Still routing tickets.
+    let id = place(&s, grill_and_bar()).await;
+    let t: TicketEvent =
+        serde_json::from_slice(&disp.next_on("/ticket", WAIT).await.unwrap().0).unwrap();
+    assert_eq!(t.ticket, id);
+    let metrics = s
+        .client
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("orderd_mqtt_malformed_payloads_total 6"),
+        "{metrics}"
+    );
+    // A packet larger than a device may send closes only that device's connection.
+    p.publish("orderd/demo/device/p1/state", vec![b'x'; 64 * 1024], true)
+        .await;
+    tokio::time::sleep(QUIET).await;
+    let id2 = place(&s, grill_and_bar()).await;
+    let t: TicketEvent =
+        serde_json::from_slice(&disp.next_on("/ticket", WAIT).await.unwrap().0).unwrap();
+    assert_eq!(t.ticket, id2);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_health_follows_availability_and_state() {
+    let s = TestServer::start().await;
+    let (p, _) = s.device_online("p1", "printer", &["grill"], false).await;
+    p.publish("orderd/demo/device/p1/state", "paper_out", true)
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, v) = s.send("GET", "/api/v1/devices", Some(&s.admin), None).await;
+    assert_eq!(v["data"][0]["online"], true);
+    assert_eq!(v["data"][0]["state"], "paper_out");
+    assert!(v["data"][0]["last_seen"].is_string());
+    drop(p); // the will: offline
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, v) = s.send("GET", "/api/v1/devices", Some(&s.admin), None).await;
+    assert_eq!(v["data"][0]["online"], false);
+    let metrics = s
+        .client
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("orderd_device_online{device=\"p1\"} 0"),
+        "{metrics}"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let events = s.state().events.read(1, 1000).unwrap();
+    let statuses: Vec<(bool, String)> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            orderd_protocol::EventKind::DeviceStatus {
+                device,
+                online,
+                state,
+            } if device == "p1" => Some((*online, state.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            (true, String::new()),
+            (true, "paper_out".into()),
+            (false, "paper_out".into())
+        ]
+    );
+    let _ = Msg::SubAck(Vec::new());
+    s.stop().await;
+}
