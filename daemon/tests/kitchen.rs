@@ -126,7 +126,11 @@ async fn a_reconnecting_display_gets_the_current_board() {
     assert!(retained);
     let board: Board = serde_json::from_slice(&bytes).unwrap();
     let open: Vec<&str> = board.tickets.iter().map(|t| t.ticket.as_str()).collect();
-    assert_eq!(open, [second.as_str()], "the ready order has left the board");
+    assert_eq!(
+        open,
+        [second.as_str()],
+        "the ready order has left the board"
+    );
     d.disconnect().await;
     // Reconnect after a change: the new board, no refresh needed.
     let third = place(&s, grill_and_bar()).await;

@@ -1,6 +1,9 @@
 //! Interop with a real Mosquitto (Debian's `mosquitto`, installed by `scripts/test.sh`): the
 //! password and ACL files written by `orderd device export-acl` let each device touch only its
-//! own topics, and refuse wrong passwords.
+//! own topics, and refuse wrong passwords; orderd's hub works through that Mosquitto
+//! (external-broker mode); Mosquitto's own clients work against the embedded broker.
+
+mod common;
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -76,20 +79,21 @@ fn start_mosquitto(dir: &Path, acl_dir: &Path) -> (Broker, u16) {
 }
 
 fn client(tool: &str, port: u16, user: &str, password: &str, args: &[&str]) -> Output {
-    Command::new(tool)
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-u",
-            user,
-            "-P",
-            password,
-            "-i",
-        ])
-        .arg(format!("{user}-{tool}"))
-        .args(args)
+    let mut cmd = Command::new(tool);
+    cmd.args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-u",
+        user,
+        "-P",
+        password,
+    ]);
+    if !args.contains(&"-i") {
+        cmd.arg("-i").arg(format!("{user}-{tool}"));
+    }
+    cmd.args(args)
         .output()
         .unwrap_or_else(|e| panic!("{tool}: {e}"))
 }
@@ -253,4 +257,238 @@ fn exported_acl_confines_each_device_in_mosquitto() {
     assert!(!acl.contains("user p2"));
     let passwd = std::fs::read_to_string(acl_dir.join("mosquitto.passwd")).unwrap();
     assert!(passwd.lines().all(|l| !l.starts_with("p2:")));
+}
+
+/// Runs a Mosquitto client in the background (it blocks until its message or timeout).
+fn spawn_client(
+    tool: &str,
+    port: u16,
+    user: &str,
+    password: &str,
+    args: &[&str],
+) -> std::thread::JoinHandle<Output> {
+    let (tool, user, password) = (tool.to_owned(), user.to_owned(), password.to_owned());
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    std::thread::spawn(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        client(&tool, port, &user, &password, &args)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hub_works_through_an_external_mosquitto() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let p1 = password_of(&orderd(
+        &[
+            "device",
+            "add",
+            "p1",
+            "--kind",
+            "printer",
+            "--station",
+            "grill",
+        ],
+        &data,
+    ));
+    let disp = password_of(&orderd(
+        &[
+            "device",
+            "add",
+            "disp",
+            "--kind",
+            "display",
+            "--station",
+            "grill",
+        ],
+        &data,
+    ));
+    let acl_dir = dir.path().join("acl");
+    orderd(
+        &["device", "export-acl", "--dir", acl_dir.to_str().unwrap()],
+        &data,
+    );
+    let (_broker, port) = start_mosquitto(dir.path(), &acl_dir);
+    let data_dir = tempfile::TempDir::new_in(dir.path()).unwrap();
+    std::fs::remove_dir(data_dir.path()).unwrap();
+    std::fs::rename(&data, data_dir.path()).unwrap();
+    let hub_file = acl_dir.join("hub-password");
+    let s = common::TestServer::start_in(data_dir, |c| {
+        c.mqtt.mode = "external".into();
+        c.mqtt.external_port = port;
+        c.mqtt.hub_password_file = hub_file;
+    })
+    .await;
+    assert!(s.running.as_ref().unwrap().mqtt_addr.is_none());
+    // Wait for the hub to connect (its retained status says online).
+    let hub_pw = std::fs::read_to_string(acl_dir.join("hub-password")).unwrap();
+    let status = client(
+        "mosquitto_sub",
+        port,
+        "orderd-hub",
+        hub_pw.trim(),
+        &["-t", "orderd/demo/hub/status", "-C", "1", "-W", "10"],
+    );
+    assert_eq!(String::from_utf8_lossy(&status.stdout).trim(), "online");
+    let job = spawn_client(
+        "mosquitto_sub",
+        port,
+        "p1",
+        &p1,
+        &[
+            "-t",
+            "orderd/demo/printer/p1/job",
+            "-C",
+            "1",
+            "-W",
+            "15",
+            "-q",
+            "1",
+        ],
+    );
+    let ticket = spawn_client(
+        "mosquitto_sub",
+        port,
+        "disp",
+        &disp,
+        &[
+            "-t",
+            "orderd/demo/station/grill/ticket",
+            "-C",
+            "1",
+            "-W",
+            "15",
+            "-q",
+            "1",
+        ],
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (st, order) = s
+        .order(
+            &s.admin,
+            serde_json::json!([{"item_id": "tave_kosi", "quantity": 1}]),
+        )
+        .await;
+    assert_eq!(st, reqwest::StatusCode::CREATED, "{order}");
+    let job = tokio::task::spawn_blocking(move || job.join().unwrap())
+        .await
+        .unwrap();
+    let job: orderd_protocol::PrintJob = serde_json::from_slice(&job.stdout).expect("a print job");
+    assert!(
+        job.data.windows(3).any(|w| w == b"001"),
+        "the ticket shows the short number"
+    );
+    let ticket = tokio::task::spawn_blocking(move || ticket.join().unwrap())
+        .await
+        .unwrap();
+    let ticket: orderd_protocol::TicketEvent =
+        serde_json::from_slice(&ticket.stdout).expect("a ticket");
+    assert_eq!(ticket.ticket, order["id"].as_str().unwrap());
+    // The printer's report through Mosquitto closes the job.
+    let report = format!(
+        "{{\"version\":1,\"job_id\":\"{}\",\"status\":\"printed\"}}",
+        job.job_id
+    );
+    let out = client(
+        "mosquitto_pub",
+        port,
+        "p1",
+        &p1,
+        &[
+            "-q",
+            "1",
+            "-t",
+            "orderd/demo/printer/p1/job/status",
+            "-m",
+            &report,
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let mut printed = false;
+    for _ in 0..100 {
+        let (_, v) = s
+            .send(
+                "GET",
+                "/api/v1/print-jobs?state=printed",
+                Some(&s.admin),
+                None,
+            )
+            .await;
+        if v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["job_id"] == job.job_id.as_str())
+        {
+            printed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        printed,
+        "the printed report reached the hub through Mosquitto"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_clients_work_against_the_embedded_broker() {
+    let s = common::TestServer::start().await;
+    let port = s.mqtt().port();
+    let pw = s.device("disp", "display", &["grill"], false).await;
+    let (st, _) = s
+        .order(
+            &s.admin,
+            serde_json::json!([{"item_id": "tave_kosi", "quantity": 1}]),
+        )
+        .await;
+    assert_eq!(st, reqwest::StatusCode::CREATED);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The retained board, read by Debian's mosquitto_sub.
+    let out = tokio::task::spawn_blocking(move || {
+        client(
+            "mosquitto_sub",
+            port,
+            "disp",
+            &pw,
+            &[
+                "-i",
+                "disp",
+                "-t",
+                "orderd/demo/station/grill/board",
+                "-C",
+                "1",
+                "-W",
+                "5",
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    // (The embedded broker wants the client id to be the username, so `-i disp`.)
+    let board: orderd_protocol::Board =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("the board: {e}: {out:?}"));
+    assert_eq!(board.tickets.len(), 1);
+    // Wrong password: mosquitto_pub is refused.
+    let out = tokio::task::spawn_blocking(move || {
+        client(
+            "mosquitto_pub",
+            port,
+            "disp",
+            "wrong",
+            &[
+                "-i",
+                "disp",
+                "-t",
+                "orderd/demo/device/disp/state",
+                "-m",
+                "ready",
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    s.stop().await;
 }
