@@ -28,6 +28,21 @@ async fn spawn_env(
     config: Option<&Path>,
     envs: &[(&str, &str)],
 ) -> (Child, String, Arc<std::sync::Mutex<String>>) {
+    let (child, base, _, logs) = spawn_full(dir, config, envs).await;
+    (child, base, logs)
+}
+
+/// Like [`spawn_env`], also returning the embedded MQTT broker's address from the output.
+async fn spawn_full(
+    dir: &Path,
+    config: Option<&Path>,
+    envs: &[(&str, &str)],
+) -> (
+    Child,
+    String,
+    std::net::SocketAddr,
+    Arc<std::sync::Mutex<String>>,
+) {
     let mut cmd = Command::new(BIN);
     cmd.envs(envs.iter().copied());
     cmd.arg("run");
@@ -61,18 +76,24 @@ async fn spawn_env(
         }
     });
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = tokio::time::timeout(Duration::from_secs(30), async {
+    let (base, mqtt) = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut base = None;
         while let Some(line) = lines.next_line().await.unwrap() {
             if let Some(rest) = line.trim().strip_prefix("API:") {
-                return rest.trim().trim_end_matches("/api/v1/").to_owned();
+                base = Some(rest.trim().trim_end_matches("/api/v1/").to_owned());
+            }
+            if let Some(rest) = line.trim().strip_prefix("MQTT:") {
+                let addr = rest.trim().strip_prefix("mqtt://").unwrap();
+                let addr = addr.split_whitespace().next().unwrap().parse().unwrap();
+                return (base.expect("API line first"), addr);
             }
         }
-        panic!("orderd exited before printing its address");
+        panic!("orderd exited before printing its addresses");
     })
     .await
-    .expect("orderd printed its address in time");
+    .expect("orderd printed its addresses in time");
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, base, logs)
+    (child, base, mqtt, logs)
 }
 
 async fn spawn(dir: &Path) -> (Child, String) {
@@ -641,4 +662,152 @@ async fn backup_under_load_restores_consistently() {
     let csv = export_all(&restored);
     let total = v["pagination"]["total"].as_u64().unwrap() as usize;
     assert_eq!(csv.lines().count(), total + 1);
+}
+
+#[path = "common/mqtt.rs"]
+mod mqtt;
+
+/// SIGKILL while orders flow to a display and a printer: after the restart the hub resumes
+/// from its cursor, every acknowledged order has reached the display (as a ticket before or
+/// after the crash, or on the retained board it gets on reconnecting: the embedded broker dies
+/// with the daemon, so a ticket in flight at the kill can only come back that way), and every
+/// job resent after the restart carries the id it had before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_load_the_hub_resumes_from_its_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_s = data.to_str().unwrap();
+    let add = |id: &str, kind: &str| {
+        let out = run_cli(
+            &[
+                "device",
+                "add",
+                id,
+                "--kind",
+                kind,
+                "--station",
+                "grill",
+                "--data-dir",
+                data_s,
+            ],
+            None,
+        );
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .rsplit("password: ")
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let (disp_pw, printer_pw) = (add("disp", "display"), add("p1", "printer"));
+    let (mut child, base, mqtt_addr, _) = spawn_full(&data, None, &[]).await;
+    let mut disp = mqtt::connect(mqtt_addr, "disp", &disp_pw, None)
+        .await
+        .unwrap();
+    disp.sub("orderd/demo/station/grill/ticket").await;
+    let mut printer = mqtt::connect(mqtt_addr, "p1", &printer_pw, None)
+        .await
+        .unwrap();
+    printer.sub("orderd/demo/printer/p1/job").await;
+    let client = reqwest::Client::new();
+    let pw = std::fs::read_to_string(data.join("initial-admin-password")).unwrap();
+    let token = login(&client, &base, "admin", pw.trim()).await;
+
+    // (id, number) of every acknowledged order.
+    let acked: Arc<std::sync::Mutex<Vec<(String, String)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for _ in 0..8 {
+        let (client, base, token, acked, stop) = (
+            client.clone(),
+            base.clone(),
+            token.clone(),
+            acked.clone(),
+            stop.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let resp = client
+                    .post(format!("{base}/api/v1/orders"))
+                    .bearer_auth(&token)
+                    .json(&json!({"type": "takeaway", "items": [{"item_id": "burger", "quantity": 1, "modifiers": ["medium"]}]}))
+                    .send()
+                    .await;
+                let Ok(resp) = resp else { break };
+                if resp.status() == 201
+                    && let Ok(v) = resp.json::<Value>().await
+                {
+                    acked.lock().unwrap().push((
+                        v["id"].as_str().unwrap().to_owned(),
+                        v["number"].as_str().unwrap().to_owned(),
+                    ));
+                }
+            }
+        }));
+    }
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while acked.lock().unwrap().len() < 150 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("orders were acknowledged");
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    let mut tickets = std::collections::BTreeSet::new();
+    for bytes in disp.drain_on("/ticket", Duration::from_millis(300)).await {
+        let t: orderd_protocol::TicketEvent = serde_json::from_slice(&bytes).unwrap();
+        tickets.insert(t.ticket);
+    }
+    let mut job_ids: BTreeMap<String, String> = BTreeMap::new();
+    for bytes in printer.drain_on("/job", Duration::from_millis(300)).await {
+        let j: orderd_protocol::PrintJob = serde_json::from_slice(&bytes).unwrap();
+        job_ids.insert(j.order, j.job_id);
+    }
+    drop((disp, printer));
+    assert!(!job_ids.is_empty());
+
+    let (mut child, _base, mqtt_addr, _) = spawn_full(&data, None, &[]).await;
+    let mut printer = mqtt::connect(mqtt_addr, "p1", &printer_pw, None)
+        .await
+        .unwrap();
+    printer.sub("orderd/demo/printer/p1/job").await;
+    let mut resent: BTreeMap<String, String> = BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while tokio::time::Instant::now() < deadline
+        && acked.iter().any(|(_, number)| !resent.contains_key(number))
+    {
+        while let Some(msg) = printer.next_msg(Duration::from_millis(50)).await {
+            if let mqtt::Msg::Publish { payload, .. } = msg {
+                let j: orderd_protocol::PrintJob = serde_json::from_slice(&payload).unwrap();
+                resent.insert(j.order, j.job_id);
+            }
+        }
+    }
+    // No ticket is missing: every acknowledged order's job reaches the printer after the
+    // restart (nothing was printed, so every job is still open and resent) …
+    let missing: Vec<_> = acked
+        .iter()
+        .filter(|(id, number)| !resent.contains_key(number) && !tickets.contains(id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "orders that never reached the kitchen: {missing:?}"
+    );
+    // … and a job sent before the crash comes back with its original id.
+    for (order, id) in &job_ids {
+        assert_eq!(
+            resent.get(order),
+            Some(id),
+            "job of {order} resent with another id"
+        );
+    }
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
 }

@@ -568,3 +568,26 @@ async fn device_health_follows_availability_and_state() {
     let _ = Msg::SubAck(Vec::new());
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_board_still_reaches_a_display() {
+    let s = TestServer::start().await;
+    let pw = s.device("disp", "display", &["grill"], false).await;
+    let mut ids = Vec::new();
+    for _ in 0..150 {
+        ids.push(
+            place(
+                &s,
+                json!([{"item_id": "burger", "quantity": 1, "modifiers": ["medium"]}]),
+            )
+            .await,
+        );
+    }
+    s.wait_hub().await;
+    let mut d = s.connect_device("disp", &pw).await;
+    d.sub("orderd/demo/station/grill/board").await;
+    let (bytes, _) = d.next_on("/board", WAIT).await.expect("retained board");
+    let board: Board = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(board.tickets.len(), 150, "{} bytes", bytes.len());
+    s.stop().await;
+}

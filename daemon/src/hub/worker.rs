@@ -4,9 +4,12 @@
 //! - The hub reads the event log from its durable cursor (`kitchen`), so no ticket is lost
 //!   across a crash: the cursor moves only after the jobs an event created are stored.
 //! - Tickets and jobs are published first and stored right after (one write per flush, every
-//!   100 ms), so the store's fsync is not on a ticket's path. After a crash the unflushed
-//!   events are handled again: tickets repeat with the same `seq` (devices drop repeats) and
-//!   jobs get the same ids (printers print once per id).
+//!   100 ms), so the store's fsync is not on a ticket's path. The cursor only passes an event
+//!   once the broker has acknowledged every QoS 1 message it caused (PUBACKs are counted), and
+//!   it trails that by one flush, so the broker has had time to forward them. After a crash or
+//!   a lost broker connection the events past the cursor are handled again: tickets repeat
+//!   with the same `seq` (devices drop repeats) and jobs get the same ids (printers print once
+//!   per id).
 //! - A job is resent with its id every `resend_secs` until the printer reports `printed`. A
 //!   job whose printer is offline, reports paper out / cover open / error, or stays silent for
 //!   `job_timeout_secs` fails over to the station's backup printer as a REPRINT, with an alert
@@ -71,9 +74,19 @@ struct Hub {
     jobs: HashMap<String, Open>,
     /// Jobs closed by a failover since the last flush (no longer in `jobs`).
     closed: Vec<PrintJobRow>,
-    /// Last event seq handled (published); stored with the jobs at the next flush.
+    /// Last event seq handled (published).
     handled: u64,
+    /// Last event seq whose QoS 1 messages the broker acknowledged one flush ago: what the
+    /// next flush stores as the cursor.
+    handled_safe: u64,
+    /// Same, as of this flush (becomes `handled_safe` at the next).
+    acked_seq: u64,
+    /// The cursor as stored.
     stored: u64,
+    /// QoS 1 publishes on this connection, and (seq, publishes so far) after each event.
+    issued: u64,
+    marks: std::collections::VecDeque<(u64, u64)>,
+    acks: client::Acks,
     /// Events the hub itself raises (alerts), written at the next flush.
     alerts: Vec<EventKind>,
     home_assistant: Option<String>,
@@ -93,8 +106,8 @@ async fn run_inner(
     mut shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let cursor = state.events.register(CONSUMER).await?;
-    let (client, mut inbound, client_task) = client::start(&ep, shutdown.clone());
-    let mut hub = Hub::load(Arc::clone(&state), kitchen, client, cursor)?;
+    let (client, mut inbound, acks, client_task) = client::start(&ep, shutdown.clone());
+    let mut hub = Hub::load(Arc::clone(&state), kitchen, client, acks, cursor)?;
     let mut sub = state.events.subscribe(cursor + 1);
     let mut connected = false;
     let mut tick = tokio::time::interval(FLUSH_EVERY);
@@ -107,6 +120,9 @@ async fn run_inner(
                 Some(Inbound::Connected) => {
                     connected = true;
                     hub.kitchen.connected.store(true, Ordering::Relaxed);
+                    // What the old connection did not get acknowledged is handled again.
+                    let from = hub.restart_from_cursor();
+                    sub = state.events.subscribe(from);
                     hub.on_connected().await;
                 }
                 Some(Inbound::Disconnected(_)) => {
@@ -141,6 +157,7 @@ impl Hub {
         state: AppStateRef,
         kitchen: Arc<Kitchen>,
         client: AsyncClient,
+        acks: client::Acks,
         cursor: u64,
     ) -> anyhow::Result<Self> {
         let settings = Arc::clone(&state.settings);
@@ -182,7 +199,12 @@ impl Hub {
             jobs,
             closed: Vec::new(),
             handled: cursor,
+            handled_safe: cursor,
+            acked_seq: cursor,
             stored: cursor,
+            issued: 0,
+            marks: std::collections::VecDeque::new(),
+            acks,
             alerts: Vec::new(),
             home_assistant: mqtt.home_assistant.then(|| mqtt.discovery_prefix.clone()),
             state,
@@ -198,9 +220,36 @@ impl Hub {
         }
     }
 
-    async fn publish(&self, topic: String, qos: QoS, retain: bool, payload: Vec<u8>) {
-        if let Err(e) = self.client.publish(topic, qos, retain, payload).await {
-            tracing::warn!(error = %e, "kitchen hub: publish failed");
+    async fn publish(&mut self, topic: String, qos: QoS, retain: bool, payload: Vec<u8>) {
+        match self.client.publish(topic, qos, retain, payload).await {
+            Ok(()) if qos == QoS::AtLeastOnce => self.issued += 1,
+            Ok(()) => {}
+            Err(e) => tracing::warn!(error = %e, "kitchen hub: publish failed"),
+        }
+    }
+
+    /// After a (re)connect: forget the old connection's counts and go back to the stored
+    /// cursor. Returns the seq to read from.
+    fn restart_from_cursor(&mut self) -> u64 {
+        self.issued = 0;
+        self.marks.clear();
+        self.handled = self.stored;
+        self.handled_safe = self.stored;
+        self.acked_seq = self.stored;
+        self.stored + 1
+    }
+
+    /// Moves the acknowledged position on (called once per flush).
+    fn advance_acked(&mut self) {
+        let acked = self.acks.load(Ordering::Acquire);
+        // Last flush's acknowledged position is safe now; compute this flush's.
+        self.handled_safe = self.acked_seq;
+        while let Some(&(seq, issued)) = self.marks.front() {
+            if issued > acked {
+                break;
+            }
+            self.acked_seq = seq;
+            self.marks.pop_front();
         }
     }
 
@@ -231,7 +280,7 @@ impl Hub {
         tracing::info!("kitchen hub connected to the broker; boards and open jobs republished");
     }
 
-    async fn publish_board(&self, station: &str) {
+    async fn publish_board(&mut self, station: &str) {
         let board = self.boards.board(station);
         match serde_json::to_vec(&board) {
             Ok(bytes) => {
@@ -281,6 +330,7 @@ impl Hub {
             self.discovery_state().await;
         }
         self.handled = ev.seq;
+        self.marks.push_back((ev.seq, self.issued));
         self.state
             .metrics
             .hub_seq
@@ -452,7 +502,7 @@ impl Hub {
         }
     }
 
-    async fn ring_for(&self, ev: &Event, order: &Order) {
+    async fn ring_for(&mut self, ev: &Event, order: &Order) {
         let which = match &ev.kind {
             EventKind::OrderPlaced(_) => Some(true),
             EventKind::StatusChanged {
@@ -478,7 +528,7 @@ impl Hub {
     }
 
     /// Rings the buzzers of a station (and buzzers that serve every station).
-    async fn buzz(&self, station: &str, pattern: BuzzPattern) {
+    async fn buzz(&mut self, station: &str, pattern: BuzzPattern) {
         let set = BuzzerSet {
             version: FORMAT_VERSION,
             pattern,
@@ -488,13 +538,19 @@ impl Hub {
                 300
             },
         };
-        for d in self.devices.values().filter(|d| {
-            d.kind == DeviceKind::Buzzer
-                && (d.stations.is_empty() || d.stations.iter().any(|s| s == station))
-        }) {
-            if let Ok(bytes) = encoding::encode(&set, d.encoding) {
+        let buzzers: Vec<(String, Encoding)> = self
+            .devices
+            .values()
+            .filter(|d| {
+                d.kind == DeviceKind::Buzzer
+                    && (d.stations.is_empty() || d.stations.iter().any(|s| s == station))
+            })
+            .map(|d| (d.id.clone(), d.encoding))
+            .collect();
+        for (id, enc) in buzzers {
+            if let Ok(bytes) = encoding::encode(&set, enc) {
                 self.publish(
-                    topics::buzzer_set(&self.site, &d.id),
+                    topics::buzzer_set(&self.site, &id),
                     QoS::AtMostOnce,
                     false,
                     bytes,
@@ -821,7 +877,18 @@ impl Hub {
                 if already_waiting {
                     return;
                 }
-                if let Some(j) = self.jobs.get_mut(id) {
+                if reason == "no_report" {
+                    // The printer may be alive but slow or deaf: keep resending (same id),
+                    // alert once, and time out again only after another full period.
+                    let Some(j) = self.jobs.get_mut(id) else { return };
+                    j.first_sent = None;
+                    if j.row.report.as_deref() == Some("no_report") {
+                        return;
+                    }
+                    j.row.report = Some(reason.to_owned());
+                    j.row.updated_at = now;
+                    j.dirty = true;
+                } else if let Some(j) = self.jobs.get_mut(id) {
                     j.row.state = JobState::Waiting;
                     j.row.report = Some(reason.to_owned());
                     j.row.updated_at = now;
@@ -910,11 +977,12 @@ impl Hub {
             .map(|j| j.row.clone())
             .chain(self.closed.iter().cloned())
             .collect();
-        if rows.is_empty() && self.alerts.is_empty() && self.handled == self.stored {
+        self.advance_acked();
+        if rows.is_empty() && self.alerts.is_empty() && self.handled_safe == self.stored {
             return;
         }
         let alerts = std::mem::take(&mut self.alerts);
-        let seq = self.handled;
+        let seq = self.handled_safe.max(self.stored);
         let to_store = rows.clone();
         let result = self
             .state
@@ -956,40 +1024,42 @@ impl Hub {
 
     // ----- Home Assistant -----
 
-    async fn discovery(&self) {
-        let Some(prefix) = &self.home_assistant else {
+    async fn discovery(&mut self) {
+        let Some(prefix) = self.home_assistant.clone() else {
             return;
         };
-        let site = &self.site;
-        let config = serde_json::json!({
-            "name": "Open orders",
-            "unique_id": format!("orderd_{site}_open_orders"),
-            "state_topic": format!("{}/hub/open_orders", topics::site_prefix(site)),
-            "availability_topic": topics::hub_status(site),
-            "payload_available": "online",
-            "payload_not_available": "offline",
-            "unit_of_measurement": "orders",
-            "device": {"identifiers": [format!("orderd_{site}")], "name": format!("orderd {site}")},
-        });
-        self.publish(
+        let site = self.site.clone();
+        let device = serde_json::json!({"identifiers": [format!("orderd_{site}")], "name": format!("orderd {site}")});
+        let mut configs = vec![(
             format!("{prefix}/sensor/orderd_{site}/open_orders/config"),
-            QoS::AtLeastOnce,
-            true,
-            config.to_string().into_bytes(),
-        )
-        .await;
+            serde_json::json!({
+                "name": "Open orders",
+                "unique_id": format!("orderd_{site}_open_orders"),
+                "state_topic": format!("{}/hub/open_orders", topics::site_prefix(&site)),
+                "availability_topic": topics::hub_status(&site),
+                "payload_available": "online",
+                "payload_not_available": "offline",
+                "unit_of_measurement": "orders",
+                "device": device,
+            }),
+        )];
         for d in self.devices.values() {
-            let config = serde_json::json!({
-                "name": format!("{} online", d.id),
-                "unique_id": format!("orderd_{site}_{}_online", d.id),
-                "state_topic": topics::device_availability(site, &d.id),
-                "payload_on": "online",
-                "payload_off": "offline",
-                "device_class": "connectivity",
-                "device": {"identifiers": [format!("orderd_{site}")], "name": format!("orderd {site}")},
-            });
-            self.publish(
+            configs.push((
                 format!("{prefix}/binary_sensor/orderd_{site}/{}/config", d.id),
+                serde_json::json!({
+                    "name": format!("{} online", d.id),
+                    "unique_id": format!("orderd_{site}_{}_online", d.id),
+                    "state_topic": topics::device_availability(&site, &d.id),
+                    "payload_on": "online",
+                    "payload_off": "offline",
+                    "device_class": "connectivity",
+                    "device": device,
+                }),
+            ));
+        }
+        for (topic, config) in configs {
+            self.publish(
+                topic,
                 QoS::AtLeastOnce,
                 true,
                 config.to_string().into_bytes(),
@@ -999,7 +1069,7 @@ impl Hub {
         self.discovery_state().await;
     }
 
-    async fn discovery_state(&self) {
+    async fn discovery_state(&mut self) {
         if self.home_assistant.is_none() {
             return;
         }
@@ -1017,7 +1087,7 @@ impl Hub {
         .await;
     }
 
-    async fn discovery_device(&self, _dev: &str, _online: bool) {
+    async fn discovery_device(&mut self, _dev: &str, _online: bool) {
         // Device availability is read by Home Assistant straight from the device's own retained
         // availability topic; only a device unknown at connect time needs its config now.
         if self.home_assistant.is_some() {

@@ -47,13 +47,19 @@ pub enum Inbound {
     },
 }
 
-/// Starts the client; returns the handle to publish with and the stream of inbound events.
+/// Counts the broker's acknowledgements of QoS 1 publishes on the current connection (reset
+/// to 0 at every (re)connect, before [`Inbound::Connected`] is sent).
+pub type Acks = std::sync::Arc<std::sync::atomic::AtomicU64>;
+
+/// Starts the client; returns the handle to publish with, the stream of inbound events and the
+/// acknowledgement counter.
 pub fn start(
     ep: &Endpoint,
     shutdown: Shutdown,
 ) -> (
     AsyncClient,
     mpsc::Receiver<Inbound>,
+    Acks,
     tokio::task::JoinHandle<()>,
 ) {
     let mut opts = MqttOptions::new(ep.username.clone(), ep.host.clone(), ep.port);
@@ -76,8 +82,16 @@ pub fn start(
     let (tx, rx) = mpsc::channel(4096);
     let status = ep.status_topic.clone();
     let publisher = client.clone();
-    let task = tokio::spawn(drive(eventloop, publisher, status, tx, shutdown));
-    (client, rx, task)
+    let acks = Acks::default();
+    let task = tokio::spawn(drive(
+        eventloop,
+        publisher,
+        status,
+        tx,
+        acks.clone(),
+        shutdown,
+    ));
+    (client, rx, acks, task)
 }
 
 async fn drive(
@@ -85,6 +99,7 @@ async fn drive(
     client: AsyncClient,
     status_topic: String,
     tx: mpsc::Sender<Inbound>,
+    acks: Acks,
     mut shutdown: Shutdown,
 ) {
     let mut backoff = Duration::from_millis(100);
@@ -96,6 +111,7 @@ async fn drive(
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 backoff = Duration::from_millis(100);
+                acks.store(0, std::sync::atomic::Ordering::Release);
                 let _ = client.try_publish(&status_topic, QoS::AtLeastOnce, true, "online");
                 if tx.send(Inbound::Connected).await.is_err() {
                     break;
@@ -110,6 +126,9 @@ async fn drive(
                 if tx.send(msg).await.is_err() {
                     break;
                 }
+            }
+            Ok(Event::Incoming(Packet::PubAck(_))) => {
+                acks.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
             }
             Ok(_) => {}
             Err(e) => {

@@ -39,6 +39,7 @@ pub async fn connect(
     let mut opts = MqttOptions::new(id, addr.ip().to_string(), addr.port());
     opts.set_credentials(id, password)
         .set_keep_alive(Duration::from_secs(5))
+        .set_max_packet_size(1024 * 1024, 64 * 1024)
         .set_clean_session(true);
     if let Some(topic) = will {
         opts.set_last_will(LastWill::new(topic, "offline", QoS::AtLeastOnce, true));
