@@ -880,7 +880,9 @@ impl Hub {
                 if reason == "no_report" {
                     // The printer may be alive but slow or deaf: keep resending (same id),
                     // alert once, and time out again only after another full period.
-                    let Some(j) = self.jobs.get_mut(id) else { return };
+                    let Some(j) = self.jobs.get_mut(id) else {
+                        return;
+                    };
                     j.first_sent = None;
                     if j.row.report.as_deref() == Some("no_report") {
                         return;
