@@ -664,8 +664,7 @@ async fn backup_under_load_restores_consistently() {
     assert_eq!(csv.lines().count(), total + 1);
 }
 
-#[path = "common/mqtt.rs"]
-mod mqtt;
+use common::mqtt;
 
 /// SIGKILL while orders flow to a display and a printer: after the restart the hub resumes
 /// from its cursor, every acknowledged order has reached the display (as a ticket before or

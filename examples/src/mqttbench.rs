@@ -1,0 +1,397 @@
+//! MQTT benchmark: orders at a fixed rate over HTTP, tickets timed at subscribed devices.
+//!
+//! Registers 20 printers, 10 displays and 20 buzzers (by default) on a running daemon, connects
+//! them as real MQTT clients, places orders at `--rate` per second for `--secs`, and reports
+//! the latency from sending the order to its ticket arriving at each display of the station
+//! (an upper bound of commit → ticket: it includes the HTTP request and the commit), lost
+//! tickets, printed jobs and the daemon's peak RSS (`--pid`). `--idle N` instead connects N
+//! idle devices and reports the daemon's RSS before and after. Loopback only; stops by itself.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::Parser;
+use orderd_protocol::{FORMAT_VERSION, JobState, JobStatus, PrintJob, TicketChange, TicketEvent};
+use rumqttc::{AsyncClient, Event, MqttOptions, NetworkOptions, Packet, QoS};
+use serde_json::{Value, json};
+
+#[derive(Parser)]
+struct Args {
+    /// HTTP base URL of the daemon (loopback).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    base: String,
+    /// MQTT port of the daemon's broker (or of the external broker).
+    #[arg(long, default_value_t = 1883)]
+    mqtt_port: u16,
+    /// Admin password (file written at first start).
+    #[arg(long)]
+    admin_password_file: std::path::PathBuf,
+    /// Orders per second.
+    #[arg(long, default_value_t = 200)]
+    rate: u32,
+    /// Duration of the load, seconds.
+    #[arg(long, default_value_t = 60)]
+    secs: u64,
+    #[arg(long, default_value_t = 20)]
+    printers: usize,
+    #[arg(long, default_value_t = 10)]
+    displays: usize,
+    #[arg(long, default_value_t = 20)]
+    buzzers: usize,
+    /// The daemon's pid, to sample its RSS.
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Connect this many idle displays and report the RSS they cost, instead of the load.
+    #[arg(long)]
+    idle: Option<usize>,
+    /// Device id prefix (devices are registered once and reused).
+    #[arg(long, default_value = "bench")]
+    prefix: String,
+}
+
+const STATIONS: [&str; 3] = ["grill", "cold", "bar"];
+
+fn rss_kb(pid: Option<u32>) -> u64 {
+    let Some(pid) = pid else { return 0 };
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+struct Http {
+    client: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Full<bytes::Bytes>,
+    >,
+    base: String,
+    token: String,
+}
+
+impl Http {
+    async fn call(&self, method: &str, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
+        use http_body_util::BodyExt as _;
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {}", self.token))
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                body.to_string(),
+            )))?;
+        let resp = self.client.request(req).await?;
+        let status = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        Ok((
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        ))
+    }
+}
+
+async fn connect(
+    port: u16,
+    id: &str,
+    pw: &str,
+) -> anyhow::Result<(AsyncClient, rumqttc::EventLoop)> {
+    let mut opts = MqttOptions::new(id, "127.0.0.1", port);
+    opts.set_credentials(id, pw)
+        .set_keep_alive(Duration::from_secs(30))
+        .set_max_packet_size(1024 * 1024, 64 * 1024);
+    let (client, mut el) = AsyncClient::new(opts, 64);
+    let mut net = NetworkOptions::new();
+    net.set_tcp_nodelay(true);
+    el.set_network_options(net);
+    loop {
+        let ev = el
+            .poll()
+            .await
+            .with_context(|| format!("connecting {id}"))?;
+        if let Event::Incoming(Packet::ConnAck(_)) = ev {
+            return Ok((client, el));
+        }
+    }
+}
+
+/// Registers (or reuses, from `<prefix>-passwords.json`) a device; returns its password.
+async fn device(
+    http: &Http,
+    store: &mut HashMap<String, String>,
+    id: &str,
+    kind: &str,
+    station: Option<&str>,
+) -> anyhow::Result<String> {
+    if let Some(pw) = store.get(id) {
+        return Ok(pw.clone());
+    }
+    let stations: Vec<&str> = station.into_iter().collect();
+    let (st, v) = http
+        .call(
+            "POST",
+            "/api/v1/devices",
+            &json!({"id": id, "kind": kind, "stations": stations}),
+        )
+        .await?;
+    anyhow::ensure!(st == 201, "registering {id}: {st} {v}");
+    let pw = v["password"].as_str().context("password")?.to_owned();
+    store.insert(id.to_owned(), pw.clone());
+    Ok(pw)
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let admin = std::fs::read_to_string(&args.admin_password_file)?
+        .trim()
+        .to_owned();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let mut http = Http {
+        client,
+        base: args.base.clone(),
+        token: String::new(),
+    };
+    let (_, v) = http
+        .call(
+            "POST",
+            "/api/v1/auth/login",
+            &json!({"username": "admin", "password": admin}),
+        )
+        .await?;
+    http.token = v["token"].as_str().context("login")?.to_owned();
+    let http = Arc::new(http);
+    let pw_file = std::path::PathBuf::from(format!("{}-passwords.json", args.prefix));
+    let mut store: HashMap<String, String> = std::fs::read(&pw_file)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+
+    if let Some(n) = args.idle {
+        let mut ids = Vec::new();
+        for i in 0..n {
+            let id = format!("{}-idle-{i}", args.prefix);
+            let pw = device(&http, &mut store, &id, "display", Some("grill")).await?;
+            ids.push((id, pw));
+        }
+        std::fs::write(&pw_file, serde_json::to_vec(&store)?)?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let before = rss_kb(args.pid);
+        let mut conns = Vec::new();
+        let mut errors = 0;
+        for (id, pw) in &ids {
+            match connect(args.mqtt_port, id, pw).await {
+                Ok((c, mut el)) => {
+                    c.subscribe("orderd/demo/station/grill/board", QoS::AtLeastOnce)
+                        .await?;
+                    conns.push((
+                        c,
+                        tokio::spawn(async move { while el.poll().await.is_ok() {} }),
+                    ));
+                }
+                Err(e) => {
+                    errors += 1;
+                    eprintln!("{e:#}");
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let after = rss_kb(args.pid);
+        println!(
+            "idle devices: {} connected, {errors} errors; daemon RSS {:.1} MB -> {:.1} MB (+{:.1} MB, {:.1} KB per device)",
+            conns.len(),
+            before as f64 / 1024.0,
+            after as f64 / 1024.0,
+            (after as f64 - before as f64) / 1024.0,
+            (after as f64 - before as f64) / conns.len().max(1) as f64
+        );
+        return Ok(());
+    }
+
+    // Devices.
+    let arrivals: Arc<Mutex<Vec<(u64, Instant, String)>>> = Arc::default();
+    let printed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    let mut per_station = HashMap::new();
+    for i in 0..args.displays {
+        let station = STATIONS[i % STATIONS.len()];
+        *per_station.entry(station).or_insert(0u64) += 1;
+        let id = format!("{}-d{i}", args.prefix);
+        let pw = device(&http, &mut store, &id, "display", Some(station)).await?;
+        let (c, mut el) = connect(args.mqtt_port, &id, &pw).await?;
+        c.subscribe(
+            format!("orderd/demo/station/{station}/ticket"),
+            QoS::AtLeastOnce,
+        )
+        .await?;
+        let arrivals = arrivals.clone();
+        tasks.push(tokio::spawn(async move {
+            let _keep = c;
+            while let Ok(ev) = el.poll().await {
+                if let Event::Incoming(Packet::Publish(p)) = ev {
+                    let now = Instant::now();
+                    if let Ok(t) = serde_json::from_slice::<TicketEvent>(&p.payload)
+                        && let TicketChange::New { lines } = &t.change
+                        && let Some(n) = lines
+                            .iter()
+                            .find_map(|l| l.note.as_deref()?.strip_prefix('b')?.parse().ok())
+                    {
+                        arrivals.lock().unwrap().push((n, now, id.clone()));
+                    }
+                }
+            }
+        }));
+    }
+    for i in 0..args.printers {
+        let station = STATIONS[i % STATIONS.len()];
+        let id = format!("{}-p{i}", args.prefix);
+        let pw = device(&http, &mut store, &id, "printer", Some(station)).await?;
+        let (c, mut el) = connect(args.mqtt_port, &id, &pw).await?;
+        c.subscribe(format!("orderd/demo/printer/{id}/job"), QoS::AtLeastOnce)
+            .await?;
+        c.publish(
+            format!("orderd/demo/device/{id}/availability"),
+            QoS::AtLeastOnce,
+            true,
+            "online",
+        )
+        .await?;
+        let printed = printed.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut seen = std::collections::HashSet::new();
+            while let Ok(ev) = el.poll().await {
+                if let Event::Incoming(Packet::Publish(p)) = ev
+                    && let Ok(job) = serde_json::from_slice::<PrintJob>(&p.payload)
+                {
+                    if seen.insert(job.job_id.clone()) {
+                        printed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    let r = JobStatus {
+                        version: FORMAT_VERSION,
+                        job_id: job.job_id,
+                        status: JobState::Printed,
+                    };
+                    let _ = c.try_publish(
+                        format!("orderd/demo/printer/{id}/job/status"),
+                        QoS::AtLeastOnce,
+                        false,
+                        serde_json::to_vec(&r).unwrap(),
+                    );
+                }
+            }
+        }));
+    }
+    for i in 0..args.buzzers {
+        let station = STATIONS[i % STATIONS.len()];
+        let id = format!("{}-b{i}", args.prefix);
+        let pw = device(&http, &mut store, &id, "buzzer", Some(station)).await?;
+        let (c, mut el) = connect(args.mqtt_port, &id, &pw).await?;
+        c.subscribe(format!("orderd/demo/buzzer/{id}/set"), QoS::AtMostOnce)
+            .await?;
+        tasks.push(tokio::spawn(async move {
+            let _keep = c;
+            while el.poll().await.is_ok() {}
+        }));
+    }
+    std::fs::write(&pw_file, serde_json::to_vec(&store)?)?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    println!(
+        "devices connected: {} printers, {} displays, {} buzzers",
+        args.printers, args.displays, args.buzzers
+    );
+
+    // Load.
+    let sent: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
+    let total = u64::from(args.rate) * args.secs;
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(args.rate)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let peak = Arc::new(std::sync::atomic::AtomicU64::new(rss_kb(args.pid)));
+    let sampler = {
+        let peak = peak.clone();
+        let pid = args.pid;
+        tokio::spawn(async move {
+            loop {
+                peak.fetch_max(rss_kb(pid), std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    let failed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut reqs = Vec::new();
+    for n in 0..total {
+        tick.tick().await;
+        let (http, sent, failed) = (http.clone(), sent.clone(), failed.clone());
+        reqs.push(tokio::spawn(async move {
+            let body = json!({"type": "takeaway", "items": [
+                {"item_id": "burger", "quantity": 1, "modifiers": ["medium"], "note": format!("b{n}")},
+                {"item_id": "greek_salad", "quantity": 1, "note": format!("b{n}")},
+                {"item_id": "espresso", "quantity": 1, "note": format!("b{n}")}]});
+            sent.lock().unwrap().insert(n, Instant::now());
+            match http.call("POST", "/api/v1/orders", &body).await {
+                Ok((201, _)) => {}
+                _ => {
+                    failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for r in reqs {
+        let _ = r.await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    sampler.abort();
+    let sent = sent.lock().unwrap().clone();
+    let arrivals = arrivals.lock().unwrap().clone();
+    let mut lat: Vec<f64> = arrivals
+        .iter()
+        .filter_map(|(n, at, _)| Some(at.duration_since(*sent.get(n)?).as_secs_f64() * 1000.0))
+        .collect();
+    lat.sort_by(f64::total_cmp);
+    let expected: u64 = total * per_station.values().sum::<u64>();
+    let mut unique = std::collections::HashSet::new();
+    for (n, _, dev) in &arrivals {
+        unique.insert((*n, dev.clone()));
+    }
+    println!(
+        "orders {total} at {}/s ({} failed); tickets expected {expected}, received {} ({} unique), lost {}",
+        args.rate,
+        failed.load(std::sync::atomic::Ordering::Relaxed),
+        arrivals.len(),
+        unique.len(),
+        expected.saturating_sub(unique.len() as u64)
+    );
+    println!(
+        "order sent -> ticket at display: p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms",
+        pct(&lat, 0.5),
+        pct(&lat, 0.99),
+        pct(&lat, 0.999),
+        lat.last().copied().unwrap_or(f64::NAN)
+    );
+    println!(
+        "jobs printed (unique ids): {}",
+        printed.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    if args.pid.is_some() {
+        println!(
+            "daemon peak RSS {:.1} MB",
+            peak.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1024.0
+        );
+    }
+    for t in tasks {
+        t.abort();
+    }
+    Ok(())
+}
