@@ -1,6 +1,6 @@
 //! Background workers. Each does one bounded unit of work per step through the writer and
-//! stops when the shutdown signal is set. (Later issues add the kitchen hub, notifier and
-//! uploader here, all fed by the event log.)
+//! stops when the shutdown signal is set. (The kitchen hub lives in `hub/`; the notifier and
+//! uploader of later issues come here, all fed by the event log.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +42,19 @@ pub async fn retention(state: AppStateRef, mut shutdown: Shutdown) {
                     break;
                 }
             }
+        }
+        // Closed print jobs go with the orders they printed.
+        let before = state
+            .now_ms()
+            .saturating_sub(u64::from(state.settings.raw.orders.retention_days) * 86_400_000);
+        match state
+            .writer
+            .run(move |tx| crate::domain::print_jobs::prune(tx, before, 10_000))
+            .await
+        {
+            Ok(n) if n > 0 => tracing::info!(jobs = n, "pruned closed print jobs"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "print-job pruning failed; will retry"),
         }
         tokio::select! {
             () = tokio::time::sleep(every) => {}

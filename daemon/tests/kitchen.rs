@@ -388,6 +388,24 @@ async fn staff_can_reprint_and_list_jobs() {
     assert_eq!(v["error"]["code"], "validation_failed");
     let (st, _) = s.send("GET", "/api/v1/print-jobs", None, None).await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
+    // Pruning removes closed jobs only.
+    let pruned = s
+        .state()
+        .writer
+        .run(|tx| orderd::domain::print_jobs::prune(tx, u64::MAX, 100))
+        .await
+        .unwrap();
+    assert_eq!(pruned, 1);
+    let (_, v) = s
+        .send("GET", "/api/v1/print-jobs", Some(&waiter), None)
+        .await;
+    let left: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["job_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(left, [id.as_str()]);
     s.stop().await;
 }
 

@@ -237,3 +237,23 @@ pub fn view(job: &PrintJobRow) -> serde_json::Value {
         "updated_at": super::rfc3339(job.updated_at),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_round_trip_and_only_open_ones_are_open() {
+        for s in [
+            JobState::Queued,
+            JobState::Sent,
+            JobState::Waiting,
+            JobState::Printed,
+            JobState::FailedOver,
+        ] {
+            assert_eq!(JobState::parse(s.as_str()), Some(s));
+        }
+        assert!(JobState::Waiting.is_open() && !JobState::Printed.is_open());
+        assert_eq!(JobState::parse("lost"), None);
+    }
+}
