@@ -603,6 +603,7 @@ async fn a_busy_board_still_reaches_a_display() {
     }
     s.wait_hub().await;
     let mut d = s.connect_device("disp", &pw).await;
+    d.sub("orderd/demo/station/grill/ticket").await;
     d.sub("orderd/demo/station/grill/board").await;
     let (bytes, _) = d.next_on("/board", WAIT).await.expect("retained board");
     let board: Board = serde_json::from_slice(&bytes).unwrap();

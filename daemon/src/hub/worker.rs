@@ -72,6 +72,8 @@ struct Hub {
     devices: BTreeMap<String, Device>,
     boards: Boards,
     jobs: HashMap<String, Open>,
+    /// Stations whose board changed since it was last published.
+    dirty_boards: std::collections::BTreeSet<String>,
     /// Jobs closed by a failover since the last flush (no longer in `jobs`).
     closed: Vec<PrintJobRow>,
     /// Last event seq handled (published).
@@ -141,6 +143,7 @@ async fn run_inner(
             },
             () = hub.kitchen.wake.notified() => hub.load_queued().await,
             _ = tick.tick() => {
+                hub.publish_dirty_boards().await;
                 hub.on_tick().await;
                 hub.flush().await;
             }
@@ -198,6 +201,7 @@ impl Hub {
             boards,
             jobs,
             closed: Vec::new(),
+            dirty_boards: std::collections::BTreeSet::new(),
             handled: cursor,
             handled_safe: cursor,
             acked_seq: cursor,
@@ -280,6 +284,12 @@ impl Hub {
         tracing::info!("kitchen hub connected to the broker; boards and open jobs republished");
     }
 
+    async fn publish_dirty_boards(&mut self) {
+        for station in std::mem::take(&mut self.dirty_boards) {
+            self.publish_board(&station).await;
+        }
+    }
+
     async fn publish_board(&mut self, station: &str) {
         let board = self.boards.board(station);
         match serde_json::to_vec(&board) {
@@ -317,9 +327,10 @@ impl Hub {
             }
             self.create_jobs(&t, order.as_ref(), ev.seq).await;
         }
-        for station in self.boards.apply(ev, order.as_ref()) {
-            self.publish_board(&station).await;
-        }
+        // Boards are coalesced: at most one publish per station per flush (100 ms), so a
+        // replay after a restart does not push the whole board once per event.
+        self.dirty_boards
+            .extend(self.boards.apply(ev, order.as_ref()));
         if let Some(order) = &order {
             self.ring_for(ev, order).await;
         }
