@@ -14,6 +14,9 @@ use orderd_protocol::{
     TicketEvent, TicketLine,
 };
 
+/// Most tickets a published board carries (about 50 KB of JSON).
+pub const MAX_BOARD_TICKETS: usize = 200;
+
 /// Whether an order in this status is still work for the kitchen.
 pub fn on_board(status: OrderStatus) -> bool {
     matches!(
@@ -173,13 +176,28 @@ impl Boards {
     }
 
     /// A station's board (an empty one if the station has had no tickets).
+    /// At most [`MAX_BOARD_TICKETS`], oldest first: a retained board must stay a small MQTT
+    /// message whatever the backlog (the newest tickets still arrive as ticket events).
     pub fn board(&self, station: &str) -> Board {
-        self.boards.get(station).cloned().unwrap_or_else(|| Board {
-            version: FORMAT_VERSION,
-            station: station.to_owned(),
-            seq: 0,
-            tickets: Vec::new(),
-        })
+        let Some(b) = self.boards.get(station) else {
+            return Board {
+                version: FORMAT_VERSION,
+                station: station.to_owned(),
+                seq: 0,
+                tickets: Vec::new(),
+            };
+        };
+        Board {
+            version: b.version,
+            station: b.station.clone(),
+            seq: b.seq,
+            tickets: b.tickets.iter().take(MAX_BOARD_TICKETS).cloned().collect(),
+        }
+    }
+
+    /// Open tickets of a station (not capped).
+    pub fn open_count(&self, station: &str) -> usize {
+        self.boards.get(station).map_or(0, |b| b.tickets.len())
     }
 
     /// Stations that have a board.

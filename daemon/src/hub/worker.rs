@@ -1089,7 +1089,7 @@ impl Hub {
         let open: usize = self
             .boards
             .stations()
-            .map(|s| self.boards.board(s).tickets.len())
+            .map(|s| self.boards.open_count(s))
             .sum();
         self.publish(
             format!("{}/hub/open_orders", topics::site_prefix(&self.site)),
