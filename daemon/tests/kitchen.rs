@@ -409,6 +409,19 @@ async fn staff_can_reprint_and_list_jobs() {
     s.stop().await;
 }
 
+/// Waits (up to 2.5 s) for the order to reach `want`; returns the status it has then.
+async fn wait_status(s: &TestServer, order: &str, want: &str) -> String {
+    let mut st = String::new();
+    for _ in 0..50 {
+        st = status(s, order).await;
+        if st == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    st
+}
+
 async fn status(s: &TestServer, order: &str) -> String {
     let (_, v) = s
         .send(
@@ -437,15 +450,7 @@ async fn bump_bars_move_orders_only_for_their_station() {
     grill_bar
         .publish("orderd/demo/station/grill/bump", bump("bump"), false)
         .await;
-    let mut st = String::new();
-    for _ in 0..50 {
-        st = status(&s, &order).await;
-        if st == "accepted" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(st, "accepted");
+    assert_eq!(wait_status(&s, &order, "accepted").await, "accepted");
     // A bump bar of another station: refused by the broker (not its topic) and by the hub
     // (the order has nothing for the cold station).
     cold_bar
@@ -460,14 +465,7 @@ async fn bump_bars_move_orders_only_for_their_station() {
     grill_bar
         .publish("orderd/demo/station/grill/bump", bump("recall"), false)
         .await;
-    for _ in 0..50 {
-        st = status(&s, &order).await;
-        if st == "placed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(st, "placed");
+    assert_eq!(wait_status(&s, &order, "placed").await, "placed");
     s.stop().await;
 }
 

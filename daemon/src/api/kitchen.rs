@@ -9,10 +9,11 @@ use serde_json::{Value, json};
 
 use super::AppStateRef;
 use super::extract::{PathParam, Q, Staff};
-use crate::domain::devices::{self, DeviceKind};
+use crate::domain::devices;
 use crate::domain::print_jobs::{self, JobState, PrintJobRow};
 use crate::domain::{orders, random_hex};
 use crate::error::AppError;
+use crate::hub::printing;
 use crate::hub::tickets::station_lines;
 
 /// Query of `GET /print-jobs`.
@@ -62,51 +63,19 @@ pub async fn reprint(
     let all = devices::list(&rtx)?;
     drop(rtx);
     let order = stored.order;
-    let settings = &state.settings;
-    let width = if settings.raw.kitchen.paper_width_mm == 58 {
-        orderd_plugins::escpos::PaperWidth::Mm58
-    } else {
-        orderd_plugins::escpos::PaperWidth::Mm80
-    };
-    let time = jiff::Timestamp::from_millisecond(i64::try_from(order.created_at).unwrap_or(0))
-        .map(|ts| {
-            ts.to_zoned(settings.time_zone.clone())
-                .strftime("%H:%M")
-                .to_string()
-        })
-        .unwrap_or_default();
+    let paper = printing::paper(&state.settings.raw.kitchen);
     let now = state.now_ms();
     let mut jobs = Vec::new();
     for (station, lines) in station_lines(&order) {
-        let printers_of = |backup: bool| -> Vec<String> {
-            all.iter()
-                .filter(|d| {
-                    d.kind == DeviceKind::Printer
-                        && d.backup == backup
-                        && d.stations.contains(&station)
-                })
-                .map(|d| d.id.clone())
-                .collect()
-        };
-        let mut printers = printers_of(false);
-        if printers.is_empty() {
-            printers = printers_of(true);
-        }
-        let short = format!("{:03}", order.daily_seq);
-        let doc = orderd_plugins::escpos::TicketDoc {
-            short: &short,
-            number: &order.number,
-            station: &station,
-            order_type: order.order_type,
-            table: order.table_label.as_deref(),
-            time: &time,
-            lines: &lines,
-            note: order.note.as_deref(),
-            copy: PrintCopy::Reprint,
-        };
-        let data = orderd_plugins::escpos::render(
-            &doc,
-            &orderd_plugins::escpos::EscPosConfig { width, cut: true },
+        let printers = printing::ticket_printers(&all, &station);
+        let data = printing::render(
+            &order,
+            &station,
+            &lines,
+            order.note.as_deref(),
+            PrintCopy::Reprint,
+            paper,
+            &state.settings.time_zone,
         );
         for printer in printers {
             jobs.push(PrintJobRow {

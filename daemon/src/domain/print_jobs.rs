@@ -10,7 +10,6 @@ use orderd_protocol::{PrintCopy, PrintFormat};
 use redb::{ReadTransaction, ReadableTable};
 use serde::{Deserialize, Serialize};
 
-use crate::error::AppError;
 use crate::store::writer::{Tx, TxResult};
 use crate::store::{StoreError, Stored, codec, tables as t};
 
@@ -98,16 +97,6 @@ impl Stored for PrintJobRow {
     const WHAT: &'static str = "print job";
 }
 
-/// Stores a new job unless one with its id exists (replaying an event recreates the same ids).
-/// Returns whether it was new.
-pub fn insert_new(tx: &mut Tx<'_>, job: &PrintJobRow) -> TxResult<bool> {
-    if tx.print_jobs.get(job.job_id.as_str())?.is_some() {
-        return Ok(false);
-    }
-    put(tx, job)?;
-    Ok(true)
-}
-
 /// Writes a job and keeps the open index in step with its state.
 pub fn put(tx: &mut Tx<'_>, job: &PrintJobRow) -> TxResult<()> {
     tx.print_jobs
@@ -126,41 +115,6 @@ pub fn get_tx(tx: &Tx<'_>, id: &str) -> TxResult<Option<PrintJobRow>> {
         Some(v) => Some(codec::decode(v.value())?),
         None => None,
     })
-}
-
-/// Moves a job to `state` (a no-op for a job already closed). Returns the job as it is now.
-pub fn set_state(
-    tx: &mut Tx<'_>,
-    id: &str,
-    state: JobState,
-    report: Option<String>,
-) -> TxResult<Option<PrintJobRow>> {
-    let Some(mut job) = get_tx(tx, id)? else {
-        return Ok(None);
-    };
-    if !job.state.is_open() {
-        return Ok(Some(job));
-    }
-    job.state = state;
-    if report.is_some() {
-        job.report = report;
-    }
-    job.updated_at = tx.now_ms();
-    put(tx, &job)?;
-    Ok(Some(job))
-}
-
-/// Closes `from` as failed over and stores `backup` in its place.
-pub fn fail_over(tx: &mut Tx<'_>, from: &str, backup: &PrintJobRow, reason: &str) -> TxResult<()> {
-    let Some(mut job) = get_tx(tx, from)? else {
-        return Err(AppError::not_found("print job").into());
-    };
-    job.state = JobState::FailedOver;
-    job.replaced_by = Some(backup.job_id.clone());
-    job.report = Some(reason.to_owned());
-    job.updated_at = tx.now_ms();
-    put(tx, &job)?;
-    put(tx, backup)
 }
 
 /// Every open job, oldest id first.

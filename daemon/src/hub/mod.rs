@@ -2,12 +2,14 @@
 //! back into order changes.
 //!
 //! - [`tickets`]: the pure routing of orders to station tickets and the station boards.
+//! - [`printing`]: which printers get a station's tickets and the bytes they print.
 //! - [`worker`]: the task that consumes the event log from its durable cursor over MQTT:
 //!   tickets, retained boards, print jobs (durable, resent by id, failed over), buzzers,
 //!   bump/recall from bump bars, and device health.
 //!
 //! [`Kitchen`] is what the rest of the daemon (the API) shares with the worker.
 
+pub mod printing;
 pub mod tickets;
 pub mod worker;
 
@@ -53,6 +55,23 @@ impl Kitchen {
             .get(id)
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// Updates a device's health under the lock (marking it seen at `now`) and returns what
+    /// `f` returns.
+    pub fn update_health<R>(
+        &self,
+        id: &str,
+        now: u64,
+        f: impl FnOnce(&mut DeviceHealth) -> R,
+    ) -> R {
+        let mut all = self
+            .health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let h = all.entry(id.to_owned()).or_default();
+        h.last_seen = Some(now);
+        f(h)
     }
 
     /// Whether the hub is connected to the broker.

@@ -42,7 +42,8 @@ pub fn station_lines(order: &Order) -> BTreeMap<String, Vec<TicketLine>> {
     out
 }
 
-fn short(order: &Order) -> String {
+/// The short number the kitchen calls out ("007").
+pub fn short(order: &Order) -> String {
     format!("{:03}", order.daily_seq)
 }
 

@@ -26,7 +26,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use orderd_plugins::escpos::{EscPosConfig, PaperWidth, TicketDoc};
+use orderd_plugins::escpos::PaperWidth;
 use orderd_protocol::encoding::{self, Encoding};
 use orderd_protocol::topics::{self, Topic};
 use orderd_protocol::{
@@ -36,6 +36,7 @@ use orderd_protocol::{
 };
 use rumqttc::{AsyncClient, QoS};
 
+use super::printing;
 use super::tickets::{Boards, station_lines};
 use super::{DeviceHealth, Kitchen};
 use crate::api::AppStateRef;
@@ -72,6 +73,8 @@ struct Hub {
     devices: BTreeMap<String, Device>,
     boards: Boards,
     jobs: HashMap<String, Open>,
+    /// Jobs created since the last flush (a burst is stored early rather than held).
+    created_since_flush: usize,
     /// Stations whose board changed since it was last published.
     dirty_boards: std::collections::BTreeSet<String>,
     /// Jobs closed by a failover since the last flush (no longer in `jobs`).
@@ -192,16 +195,13 @@ impl Hub {
             client,
             site: settings.raw.site.id.clone(),
             cfg: settings.raw.kitchen.clone(),
-            paper: if settings.raw.kitchen.paper_width_mm == 58 {
-                PaperWidth::Mm58
-            } else {
-                PaperWidth::Mm80
-            },
+            paper: printing::paper(&settings.raw.kitchen),
             devices,
             boards,
             jobs,
             closed: Vec::new(),
             dirty_boards: std::collections::BTreeSet::new(),
+            created_since_flush: 0,
             handled: cursor,
             handled_safe: cursor,
             acked_seq: cursor,
@@ -325,7 +325,10 @@ impl Hub {
                 )
                 .await;
             }
-            self.create_jobs(&t, order.as_ref(), ev.seq).await;
+            // A ticket event always has its order (ticket_events returns none without it).
+            if let Some(order) = &order {
+                self.create_jobs(&t, order, ev.seq).await;
+            }
         }
         // Boards are coalesced: at most one publish per station per flush (100 ms), so a
         // replay after a restart does not push the whole board once per event.
@@ -346,7 +349,7 @@ impl Hub {
             .metrics
             .hub_seq
             .set(i64::try_from(ev.seq).unwrap_or(i64::MAX));
-        if self.jobs.values().filter(|j| j.dirty).count() >= 64 {
+        if self.created_since_flush >= 64 {
             self.flush().await;
         }
     }
@@ -356,24 +359,13 @@ impl Hub {
         orders::get(&rtx, id).ok().flatten().map(|s| s.order)
     }
 
-    fn printers_for(&self, station: &str, backup: bool) -> Vec<&Device> {
-        self.devices
-            .values()
-            .filter(|d| {
-                d.kind == DeviceKind::Printer
-                    && d.backup == backup
-                    && d.stations.iter().any(|s| s == station)
-            })
-            .collect()
-    }
-
-    fn render(&self, t: &TicketEvent, order: Option<&Order>, copy: PrintCopy) -> Vec<u8> {
+    /// The ticket's bytes: its lines, or for a cancellation the order's lines at the station
+    /// under a CANCELLED note.
+    fn render(&self, t: &TicketEvent, order: &Order, copy: PrintCopy) -> Vec<u8> {
         let (lines, note) = match &t.change {
-            TicketChange::New { lines } => (lines.clone(), order.and_then(|o| o.note.clone())),
+            TicketChange::New { lines } => (lines.clone(), order.note.clone()),
             TicketChange::Cancelled { reason } => (
-                order
-                    .and_then(|o| station_lines(o).remove(&t.station))
-                    .unwrap_or_default(),
+                station_lines(order).remove(&t.station).unwrap_or_default(),
                 Some(format!(
                     "CANCELLED{}",
                     reason
@@ -384,48 +376,20 @@ impl Hub {
             ),
             TicketChange::Changed { .. } => (Vec::new(), Some("CHANGED".to_owned())),
         };
-        let time = self.local_time(t.placed_at);
-        let doc = TicketDoc {
-            short: &t.short,
-            number: &t.number,
-            station: &t.station,
-            order_type: t.order_type,
-            table: t.table.as_deref(),
-            time: &time,
-            lines: &lines,
-            note: note.as_deref(),
+        printing::render(
+            order,
+            &t.station,
+            &lines,
+            note.as_deref(),
             copy,
-        };
-        orderd_plugins::escpos::render(
-            &doc,
-            &EscPosConfig {
-                width: self.paper,
-                cut: true,
-            },
+            self.paper,
+            &self.state.settings.time_zone,
         )
     }
 
-    fn local_time(&self, ms: u64) -> String {
-        let tz = &self.state.settings.time_zone;
-        jiff::Timestamp::from_millisecond(i64::try_from(ms).unwrap_or(0))
-            .map(|ts| ts.to_zoned(tz.clone()).strftime("%H:%M").to_string())
-            .unwrap_or_default()
-    }
-
     /// One job per printer of the ticket's station (its backups only if it has no main one).
-    async fn create_jobs(&mut self, t: &TicketEvent, order: Option<&Order>, seq: u64) {
-        let mut printers: Vec<String> = self
-            .printers_for(&t.station, false)
-            .iter()
-            .map(|d| d.id.clone())
-            .collect();
-        if printers.is_empty() {
-            printers = self
-                .printers_for(&t.station, true)
-                .iter()
-                .map(|d| d.id.clone())
-                .collect();
-        }
+    async fn create_jobs(&mut self, t: &TicketEvent, order: &Order, seq: u64) {
+        let printers = printing::ticket_printers(self.devices.values(), &t.station);
         if printers.is_empty() {
             return;
         }
@@ -437,6 +401,7 @@ impl Hub {
             if self.jobs.contains_key(&job_id) {
                 continue;
             }
+            self.created_since_flush += 1;
             let row = PrintJobRow {
                 job_id: job_id.clone(),
                 order_id: t.ticket.clone(),
@@ -628,12 +593,7 @@ impl Hub {
     }
 
     fn seen(&self, dev: &str, now: u64) {
-        let mut h = self
-            .kitchen
-            .health
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        h.entry(dev.to_owned()).or_default().last_seen = Some(now);
+        self.kitchen.update_health(dev, now, |_| ());
     }
 
     async fn on_job_status(&mut self, dev: &str, status: JobStatus) {
@@ -713,18 +673,11 @@ impl Hub {
     }
 
     async fn on_availability(&mut self, dev: &str, online: bool, now: u64) {
-        let changed = {
-            let mut h = self
-                .kitchen
-                .health
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let e = h.entry(dev.to_owned()).or_default();
-            e.last_seen = Some(now);
-            let changed = e.online != online;
-            e.online = online;
-            changed.then(|| e.state.clone().unwrap_or_default())
-        };
+        let changed = self.kitchen.update_health(dev, now, |h| {
+            let changed = h.online != online;
+            h.online = online;
+            changed.then(|| h.state.clone().unwrap_or_default())
+        });
         self.state
             .metrics
             .device_online
@@ -751,18 +704,11 @@ impl Hub {
     }
 
     async fn on_state(&mut self, dev: &str, s: &DeviceState, now: u64) {
-        let changed = {
-            let mut h = self
-                .kitchen
-                .health
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let e = h.entry(dev.to_owned()).or_default();
-            e.last_seen = Some(now);
-            let changed = e.state.as_deref() != Some(s.as_str());
-            e.state = Some(s.as_str().to_owned());
-            changed.then_some(e.online)
-        };
+        let changed = self.kitchen.update_health(dev, now, |h| {
+            let changed = h.state.as_deref() != Some(s.as_str());
+            h.state = Some(s.as_str().to_owned());
+            changed.then_some(h.online)
+        });
         let Some(online) = changed else { return };
         self.alerts.push(EventKind::DeviceStatus {
             device: dev.to_owned(),
@@ -824,7 +770,7 @@ impl Hub {
         let backup = if is_backup {
             None
         } else {
-            self.printers_for(&station, true)
+            printing::printers(self.devices.values(), &station, true)
                 .into_iter()
                 .find(|d| d.id != from && self.printer_ok(&d.id))
                 .map(|d| d.id.clone())
@@ -1019,6 +965,7 @@ impl Hub {
         match result {
             Ok(()) => {
                 self.stored = seq;
+                self.created_since_flush = 0;
                 self.closed.clear();
                 self.jobs.retain(|_, j| j.row.state.is_open());
                 for j in self.jobs.values_mut() {

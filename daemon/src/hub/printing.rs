@@ -1,0 +1,85 @@
+//! Which printers print a station's tickets, and the bytes they print: shared by the hub (new
+//! and cancelled tickets) and the reprint endpoint, so both choose and render alike. No I/O.
+
+use jiff::tz::TimeZone;
+use orderd_plugins::escpos::{EscPosConfig, PaperWidth, TicketDoc};
+use orderd_protocol::{Order, PrintCopy, TicketLine};
+
+use crate::config::KitchenConfig;
+use crate::domain::devices::{Device, DeviceKind};
+
+/// The printers (main or backup) that serve `station`.
+pub fn printers<'a>(
+    devices: impl IntoIterator<Item = &'a Device>,
+    station: &str,
+    backup: bool,
+) -> Vec<&'a Device> {
+    devices
+        .into_iter()
+        .filter(|d| {
+            d.kind == DeviceKind::Printer
+                && d.backup == backup
+                && d.stations.iter().any(|s| s == station)
+        })
+        .collect()
+}
+
+/// The printers a station's tickets go to: its main printers, or its backups if it has none.
+pub fn ticket_printers<'a>(
+    devices: impl IntoIterator<Item = &'a Device> + Clone,
+    station: &str,
+) -> Vec<String> {
+    let mut out = printers(devices.clone(), station, false);
+    if out.is_empty() {
+        out = printers(devices, station, true);
+    }
+    out.into_iter().map(|d| d.id.clone()).collect()
+}
+
+/// Paper width from `[kitchen] paper_width_mm` (validated to 58 or 80).
+pub fn paper(cfg: &KitchenConfig) -> PaperWidth {
+    if cfg.paper_width_mm == 58 {
+        PaperWidth::Mm58
+    } else {
+        PaperWidth::Mm80
+    }
+}
+
+/// `HH:MM` local time of a ms timestamp.
+pub fn local_time(tz: &TimeZone, ms: u64) -> String {
+    jiff::Timestamp::from_millisecond(i64::try_from(ms).unwrap_or(0))
+        .map(|ts| ts.to_zoned(tz.clone()).strftime("%H:%M").to_string())
+        .unwrap_or_default()
+}
+
+/// One station's ticket of `order` as ESC/POS bytes.
+pub fn render(
+    order: &Order,
+    station: &str,
+    lines: &[TicketLine],
+    note: Option<&str>,
+    copy: PrintCopy,
+    paper: PaperWidth,
+    tz: &TimeZone,
+) -> Vec<u8> {
+    let short = super::tickets::short(order);
+    let time = local_time(tz, order.created_at);
+    let doc = TicketDoc {
+        short: &short,
+        number: &order.number,
+        station,
+        order_type: order.order_type,
+        table: order.table_label.as_deref(),
+        time: &time,
+        lines,
+        note,
+        copy,
+    };
+    orderd_plugins::escpos::render(
+        &doc,
+        &EscPosConfig {
+            width: paper,
+            cut: true,
+        },
+    )
+}
