@@ -80,6 +80,13 @@ pub fn load_settings_with(
 fn check_config(arg: &ConfigArg) -> ExitCode {
     match load_settings(arg, None) {
         Ok(s) => {
+            let m = &s.raw.mqtt;
+            if (!m.tls_listen.is_empty() || !m.wss_listen.is_empty())
+                && let Err(e) = crate::mqtt::broker::tls_acceptor(&m.tls_cert_file, &m.tls_key_file)
+            {
+                eprintln!("mqtt.tls_cert_file / mqtt.tls_key_file: {e:#}");
+                return ExitCode::from(2);
+            }
             println!(
                 "configuration OK: site {:?}, data dir {}, HTTP {}",
                 s.raw.site.id,
@@ -262,9 +269,16 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding HTTP on {}", settings.http_listen))?;
         let running = crate::server::start(settings, listener, Arc::new(SystemClock)).await?;
+        let mqtt: Vec<_> = running
+            .state
+            .kitchen
+            .broker
+            .get()
+            .map(|b| b.listening().to_vec())
+            .unwrap_or_default();
         print_welcome(
             running.addr,
-            running.mqtt_addr,
+            &mqtt,
             running.initial_password_file.as_deref(),
             running.state.settings.data_dir(),
         );
@@ -281,7 +295,7 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
 
 fn print_welcome(
     addr: std::net::SocketAddr,
-    mqtt: Option<std::net::SocketAddr>,
+    mqtt: &[(crate::mqtt::broker::Transport, std::net::SocketAddr)],
     password_file: Option<&Path>,
     data_dir: &Path,
 ) {
@@ -295,17 +309,22 @@ fn print_welcome(
     println!("  Menu:     http://{host}/api/v1/menu?lang=en");
     println!("  OpenAPI:  http://{host}/api/v1/openapi.json");
     println!("  Health:   http://{host}/readyz   Metrics: http://{host}/metrics");
-    match mqtt {
-        Some(m) => println!(
-            "  MQTT:     mqtt://{}:{} (embedded broker; add devices with `orderd device add`)",
-            if m.ip().is_unspecified() {
-                "127.0.0.1".to_owned()
-            } else {
-                m.ip().to_string()
-            },
-            m.port()
-        ),
-        None => println!("  MQTT:     external broker (see [mqtt] in the configuration)"),
+    if mqtt.is_empty() {
+        println!("  MQTT:     external broker (see [mqtt] in the configuration)");
+    }
+    for (i, (transport, m)) in mqtt.iter().enumerate() {
+        let host = if m.ip().is_unspecified() {
+            "127.0.0.1".to_owned()
+        } else {
+            m.ip().to_string()
+        };
+        let label = if i == 0 { "  MQTT:    " } else { "           " };
+        let note = if i == 0 {
+            " (embedded broker; add devices with `orderd device add`)"
+        } else {
+            ""
+        };
+        println!("{label} {}://{host}:{}{note}", transport.scheme(), m.port());
     }
     println!("  Data:     {}", data_dir.display());
     match password_file {

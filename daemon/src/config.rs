@@ -262,6 +262,16 @@ pub struct MqttConfig {
     pub mode: String,
     /// Embedded broker: LAN address to listen on; port 0 picks a free port (logged at start).
     pub listen: String,
+    /// Embedded broker: MQTT over TLS (rustls) on this address, e.g. `0.0.0.0:8883`; empty = off.
+    pub tls_listen: String,
+    /// Embedded broker: MQTT over WebSocket (subprotocol `mqtt`) on this address; empty = off.
+    pub ws_listen: String,
+    /// Embedded broker: MQTT over WebSocket over TLS on this address; empty = off.
+    pub wss_listen: String,
+    /// PEM certificate chain for the TLS listeners.
+    pub tls_cert_file: PathBuf,
+    /// PEM private key for the TLS listeners (keep it readable by orderd only).
+    pub tls_key_file: PathBuf,
     /// Embedded broker: most connections at once.
     pub max_connections: u32,
     /// Embedded broker: largest packet a device may send.
@@ -289,6 +299,11 @@ impl Default for MqttConfig {
         Self {
             mode: "embedded".into(),
             listen: "0.0.0.0:1883".into(),
+            tls_listen: String::new(),
+            ws_listen: String::new(),
+            wss_listen: String::new(),
+            tls_cert_file: PathBuf::new(),
+            tls_key_file: PathBuf::new(),
             max_connections: 1000,
             max_device_packet_bytes: 16 * 1024,
             connect_timeout_secs: 5,
@@ -617,6 +632,26 @@ impl RawConfig {
                     "{:?} must be an address with port, such as 0.0.0.0:1883",
                     mq.listen
                 ),
+            );
+        }
+        for (key, value) in [
+            ("mqtt.tls_listen", &mq.tls_listen),
+            ("mqtt.ws_listen", &mq.ws_listen),
+            ("mqtt.wss_listen", &mq.wss_listen),
+        ] {
+            if !value.is_empty() && value.parse::<SocketAddr>().is_err() {
+                bad(
+                    key,
+                    format!("{value:?} must be empty (off) or an address with port"),
+                );
+            }
+        }
+        if (!mq.tls_listen.is_empty() || !mq.wss_listen.is_empty())
+            && (mq.tls_cert_file.as_os_str().is_empty() || mq.tls_key_file.as_os_str().is_empty())
+        {
+            bad(
+                "mqtt.tls_cert_file",
+                "the TLS listeners need tls_cert_file and tls_key_file (PEM)".into(),
             );
         }
         if !(1..=100_000).contains(&mq.max_connections) {

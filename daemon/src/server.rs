@@ -233,20 +233,47 @@ async fn start_mqtt(
             None,
         ));
     }
-    let listener = TcpListener::bind(settings.mqtt_listen)
-        .await
-        .with_context(|| format!("binding MQTT on {}", settings.mqtt_listen))?;
-    let (broker, task) = crate::mqtt::broker::start(
-        listener,
+    let mut listeners = vec![crate::mqtt::broker::Listener {
+        transport: crate::mqtt::broker::Transport::Tcp,
+        socket: TcpListener::bind(settings.mqtt_listen)
+            .await
+            .with_context(|| format!("binding MQTT on {}", settings.mqtt_listen))?,
+    }];
+    for (transport, addr) in [
+        (crate::mqtt::broker::Transport::Tls, &m.tls_listen),
+        (crate::mqtt::broker::Transport::Ws, &m.ws_listen),
+        (crate::mqtt::broker::Transport::Wss, &m.wss_listen),
+    ] {
+        if addr.is_empty() {
+            continue;
+        }
+        let socket = TcpListener::bind(addr.as_str())
+            .await
+            .with_context(|| format!("binding MQTT ({}) on {addr}", transport.scheme()))?;
+        listeners.push(crate::mqtt::broker::Listener { transport, socket });
+    }
+    let tls = if m.tls_listen.is_empty() && m.wss_listen.is_empty() {
+        None
+    } else {
+        Some(crate::mqtt::broker::tls_acceptor(
+            &m.tls_cert_file,
+            &m.tls_key_file,
+        )?)
+    };
+    let (broker, tasks) = crate::mqtt::broker::start(
+        listeners,
+        tls,
         m,
         site,
         state.store.clone(),
         Arc::clone(&state.metrics),
-        shutdown.clone(),
+        shutdown,
     )?;
-    workers.push(task);
+    workers.extend(tasks);
+    for (transport, addr) in broker.listening() {
+        tracing::info!(%addr, transport = transport.scheme(), "MQTT broker listening");
+    }
     let addr = broker.addr();
-    tracing::info!(%addr, "MQTT broker listening");
     let host = match addr.ip() {
         std::net::IpAddr::V4(ip) if ip.is_unspecified() => "127.0.0.1".to_owned(),
         std::net::IpAddr::V6(ip) if ip.is_unspecified() => "::1".to_owned(),

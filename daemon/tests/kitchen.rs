@@ -312,10 +312,20 @@ async fn paper_out_fails_over_to_the_backup_printer_with_an_alert() {
     assert_eq!(old["replaced_by"], moved.job_id.as_str());
     assert_eq!(old["report"], "paper_out");
     // The alert is an event in the log, for staff messaging and the collector.
-    let events = s.state().events.read(1, 1000).unwrap();
-    assert!(events.iter().any(|e| matches!(&e.kind,
-        orderd_protocol::EventKind::PrintFailover { to: Some(to), order_id, .. }
-            if to == "p-back" && *order_id == order)));
+    let mut logged = false;
+    for _ in 0..50 {
+        let events = s.state().events.read(1, 10_000).unwrap();
+        logged = events.iter().any(|e| {
+            matches!(&e.kind,
+            orderd_protocol::EventKind::PrintFailover { to: Some(to), order_id, .. }
+                if to == "p-back" && *order_id == order)
+        });
+        if logged {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(logged, "print_failover event in the log");
     report(&backup, "p-back", &moved.job_id, "printed").await;
     job_state(&s, &moved.job_id, "printed").await;
     s.stop().await;

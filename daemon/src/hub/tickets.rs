@@ -201,6 +201,16 @@ impl Boards {
         self.boards.get(station).map_or(0, |b| b.tickets.len())
     }
 
+    /// Makes sure `station` has a board (empty when nothing is open there), so a display on a
+    /// quiet station still gets a retained board. Returns whether it was new.
+    pub fn ensure(&mut self, station: &str) -> bool {
+        if self.boards.contains_key(station) {
+            return false;
+        }
+        self.board_mut(station);
+        true
+    }
+
     /// Stations that have a board.
     pub fn stations(&self) -> impl Iterator<Item = &str> {
         self.boards.keys().map(String::as_str)

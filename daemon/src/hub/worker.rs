@@ -261,6 +261,7 @@ impl Hub {
     /// and every open job.
     async fn on_connected(&mut self) {
         self.reload_devices();
+        self.ensure_boards();
         let prefix = topics::site_prefix(&self.site);
         for filter in [
             format!("{prefix}/station/+/bump"),
@@ -282,6 +283,27 @@ impl Hub {
         }
         self.discovery().await;
         tracing::info!("kitchen hub connected to the broker; boards and open jobs republished");
+    }
+
+    /// Gives every station of the menu and of the registered devices a board, so displays
+    /// of a quiet station show an empty board instead of nothing; new ones are marked dirty.
+    fn ensure_boards(&mut self) {
+        let menu = self.state.shared.menu();
+        let stations = menu
+            .categories
+            .iter()
+            .flat_map(|c| c.items.iter().map(|i| i.station.clone()))
+            .chain(
+                self.devices
+                    .values()
+                    .flat_map(|d| d.stations.iter().cloned()),
+            )
+            .collect::<std::collections::BTreeSet<String>>();
+        for station in stations {
+            if self.boards.ensure(&station) {
+                self.dirty_boards.insert(station);
+            }
+        }
     }
 
     async fn publish_dirty_boards(&mut self) {
@@ -342,6 +364,9 @@ impl Hub {
             EventKind::OrderPlaced(_) | EventKind::StatusChanged { .. }
         ) {
             self.discovery_state().await;
+        }
+        if matches!(ev.kind, EventKind::MenuReplaced { .. }) {
+            self.ensure_boards();
         }
         self.handled = ev.seq;
         self.marks.push_back((ev.seq, self.issued));
@@ -694,6 +719,7 @@ impl Hub {
         });
         if !self.devices.contains_key(dev) {
             self.reload_devices();
+            self.ensure_boards();
         }
         if online {
             self.resume(dev).await;

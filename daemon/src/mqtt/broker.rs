@@ -15,6 +15,9 @@
 //!   nobody can read, so the router still acknowledges it, as Mosquitto does.
 //! - The last will is kept here and published through the link when a connection ends without
 //!   DISCONNECT, because rumqttd's will trigger is private to its own server.
+//! - Besides plain TCP, optional listeners speak MQTT over TLS (rustls), over WebSocket
+//!   (subprotocol `mqtt`) and over WebSocket in TLS; all of them end in the same [`Conn`], so
+//!   login, ACL and limits are identical on every transport.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -22,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use futures_util::{SinkExt as _, StreamExt as _};
 use rumqttd::local::{LinkBuilder, LinkError, LinkRx, LinkTx};
 use rumqttd::protocol::v4::V4;
 use rumqttd::protocol::{
@@ -31,9 +35,14 @@ use rumqttd::protocol::{
 use rumqttd::{Notification, Router, RouterConfig};
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
+use tokio_rustls::TlsAcceptor;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::config::MqttConfig;
 use crate::domain::devices::{self, Device};
@@ -86,9 +95,78 @@ impl Identity {
     }
 }
 
+/// What a listener speaks on top of TCP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// MQTT straight on TCP (`mqtt://`).
+    Tcp,
+    /// MQTT in TLS (`mqtts://`).
+    Tls,
+    /// MQTT in WebSocket binary frames (`ws://`).
+    Ws,
+    /// MQTT in WebSocket in TLS (`wss://`).
+    Wss,
+}
+
+impl Transport {
+    /// The URL scheme clients use for it.
+    pub fn scheme(self) -> &'static str {
+        match self {
+            Self::Tcp => "mqtt",
+            Self::Tls => "mqtts",
+            Self::Ws => "ws",
+            Self::Wss => "wss",
+        }
+    }
+
+    fn tls(self) -> bool {
+        matches!(self, Self::Tls | Self::Wss)
+    }
+
+    fn ws(self) -> bool {
+        matches!(self, Self::Ws | Self::Wss)
+    }
+}
+
+/// A bound socket and what it speaks.
+pub struct Listener {
+    /// What clients speak on it.
+    pub transport: Transport,
+    /// The bound socket.
+    pub socket: TcpListener,
+}
+
+/// Loads a PEM certificate chain and private key into a TLS acceptor for the broker.
+pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<TlsAcceptor> {
+    use anyhow::Context as _;
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .with_context(|| format!("reading the TLS certificate chain {}", cert.display()))?;
+    anyhow::ensure!(
+        !chain.is_empty(),
+        "no certificate in {} (PEM expected)",
+        cert.display()
+    );
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("reading the TLS private key {}", key.display()))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .context("TLS protocol versions")?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .context("the TLS key does not match the certificate, or is not supported")?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
 /// The running embedded broker.
 pub struct Broker {
     addr: SocketAddr,
+    listening: Vec<(Transport, SocketAddr)>,
     hub_secret: String,
     live: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
 }
@@ -97,6 +175,11 @@ impl Broker {
     /// The bound address (the real port when 0 was asked for).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Every bound listener (the real ports when 0 was asked for).
+    pub fn listening(&self) -> &[(Transport, SocketAddr)] {
+        &self.listening
     }
 
     /// The password of orderd's own hub client for this run.
@@ -128,6 +211,8 @@ struct Ctx {
     device_max_packet: usize,
     connect_timeout: Duration,
     max_connections: usize,
+    open: std::sync::atomic::AtomicUsize,
+    tls: Option<TlsAcceptor>,
     metrics: Arc<Metrics>,
     /// device id → (its argon2id hash, SHA-256 of a password verified against that hash). The
     /// hash is part of the key, so a re-registered device never accepts its old password.
@@ -135,16 +220,36 @@ struct Ctx {
     live: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
 }
 
-/// Starts the router and the accept loop on `listener`.
+/// Starts the router and an accept loop per listener. The first listener must be plain TCP
+/// (orderd's own hub connects there); TLS listeners need `tls`.
 pub fn start(
-    listener: TcpListener,
+    listeners: Vec<Listener>,
+    tls: Option<TlsAcceptor>,
     cfg: &MqttConfig,
     site: &str,
     store: Store,
     metrics: Arc<Metrics>,
-    shutdown: Shutdown,
-) -> std::io::Result<(Broker, tokio::task::JoinHandle<()>)> {
-    let addr = listener.local_addr()?;
+    shutdown: &Shutdown,
+) -> std::io::Result<(Broker, Vec<tokio::task::JoinHandle<()>>)> {
+    let mut listening = Vec::with_capacity(listeners.len());
+    for l in &listeners {
+        listening.push((l.transport, l.socket.local_addr()?));
+    }
+    let addr = match listening.first() {
+        Some((Transport::Tcp, addr)) => *addr,
+        _ => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "the first MQTT listener must be plain TCP",
+            ));
+        }
+    };
+    if tls.is_none() && listening.iter().any(|(t, _)| t.tls()) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "a TLS listener needs a certificate and key",
+        ));
+    }
     let max_connections = usize::try_from(cfg.max_connections).unwrap_or(1000);
     // Segment sizes set explicitly: rumqttd keeps every topic's log in RAM, and with large
     // segments a busy topic grows to hundreds of MB. 64 KiB × 2 per topic levels off small;
@@ -180,23 +285,41 @@ pub fn start(
         device_max_packet: usize::try_from(cfg.max_device_packet_bytes).unwrap_or(16 * 1024),
         connect_timeout: Duration::from_secs(u64::from(cfg.connect_timeout_secs)),
         max_connections,
+        open: std::sync::atomic::AtomicUsize::new(0),
+        tls,
         metrics,
         verified: Mutex::new(HashMap::new()),
         live: Arc::clone(&live),
     });
-    let task = tokio::spawn(accept_loop(listener, ctx, shutdown));
+    let tasks = listeners
+        .into_iter()
+        .map(|l| {
+            tokio::spawn(accept_loop(
+                l.socket,
+                l.transport,
+                Arc::clone(&ctx),
+                shutdown.clone(),
+            ))
+        })
+        .collect();
     Ok((
         Broker {
             addr,
+            listening,
             hub_secret,
             live,
         },
-        task,
+        tasks,
     ))
 }
 
-async fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>, mut shutdown: Shutdown) {
-    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+async fn accept_loop(
+    listener: TcpListener,
+    transport: Transport,
+    ctx: Arc<Ctx>,
+    mut shutdown: Shutdown,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
     loop {
         let accepted = tokio::select! {
             () = shutdown.wait() => break,
@@ -211,30 +334,103 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>, mut shutdown: Shutdow
                 continue;
             }
         };
-        if open.load(std::sync::atomic::Ordering::Relaxed) >= ctx.max_connections {
+        if ctx.open.load(Relaxed) >= ctx.max_connections {
             tracing::warn!(%peer, max = ctx.max_connections, "MQTT connection refused: at the connection limit");
             continue;
         }
         let _ = stream.set_nodelay(true);
         let ctx = Arc::clone(&ctx);
-        let open = Arc::clone(&open);
         let shutdown = shutdown.clone();
-        open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ctx.open.fetch_add(1, Relaxed);
         tokio::spawn(async move {
             ctx.metrics.mqtt_connections.inc();
-            if let Err(e) = serve(stream, peer, &ctx, shutdown).await {
-                tracing::debug!(%peer, error = %e, "MQTT connection ended");
+            let wrapped = tokio::time::timeout(ctx.connect_timeout, wrap(stream, transport, &ctx))
+                .await
+                .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()));
+            match wrapped {
+                Ok(io) => {
+                    if let Err(e) = serve(io, peer, &ctx, shutdown).await {
+                        tracing::debug!(%peer, error = %e, "MQTT connection ended");
+                    }
+                }
+                Err(e) => {
+                    tracing::info!(%peer, transport = transport.scheme(), error = %e, "MQTT handshake failed");
+                }
             }
             ctx.metrics.mqtt_connections.dec();
-            open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            ctx.open.fetch_sub(1, Relaxed);
         });
     }
-    tracing::info!("MQTT broker stopped accepting");
+    tracing::info!(
+        transport = transport.scheme(),
+        "MQTT listener stopped accepting"
+    );
 }
 
-/// One client's socket, framed with rumqttd's v4 codec.
+/// A byte stream: plain TCP or TLS.
+trait ByteStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> ByteStream for T {}
+
+/// What MQTT packets travel in.
+enum Io {
+    /// The packets are the stream (TCP, TLS).
+    Bytes(Box<dyn ByteStream>),
+    /// The packets travel in WebSocket binary messages.
+    Ws(Box<WebSocketStream<Box<dyn ByteStream>>>),
+}
+
+/// Runs the TLS and WebSocket handshakes a listener asks for.
+async fn wrap(stream: TcpStream, transport: Transport, ctx: &Ctx) -> std::io::Result<Io> {
+    let stream: Box<dyn ByteStream> = if transport.tls() {
+        let acceptor = ctx
+            .tls
+            .as_ref()
+            .ok_or_else(|| std::io::Error::other("TLS is not configured"))?;
+        Box::new(acceptor.accept(stream).await?)
+    } else {
+        Box::new(stream)
+    };
+    if !transport.ws() {
+        return Ok(Io::Bytes(stream));
+    }
+    let limit = ctx.device_max_packet.max(HUB_MAX_PACKET);
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(limit))
+        .max_frame_size(Some(limit));
+    let ws = tokio_tungstenite::accept_hdr_async_with_config(stream, select_mqtt, Some(config))
+        .await
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    Ok(Io::Ws(Box::new(ws)))
+}
+
+/// WebSocket upgrade: answers with the `mqtt` subprotocol when the client offers it (MQTT
+/// 3.1.1, 6.0); a client that offers other subprotocols only is refused.
+#[allow(clippy::result_large_err, clippy::unnecessary_wraps)]
+fn select_mqtt(req: &Request, mut resp: Response) -> Result<Response, ErrorResponse> {
+    let offered: Vec<&str> = req
+        .headers()
+        .get_all("sec-websocket-protocol")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    if offered.iter().any(|p| p.eq_ignore_ascii_case("mqtt")) {
+        resp.headers_mut().insert(
+            "sec-websocket-protocol",
+            tokio_tungstenite::tungstenite::http::HeaderValue::from_static("mqtt"),
+        );
+    } else if !offered.is_empty() {
+        let mut refusal = ErrorResponse::new(Some("subprotocol mqtt required".into()));
+        *refusal.status_mut() = tokio_tungstenite::tungstenite::http::StatusCode::BAD_REQUEST;
+        return Err(refusal);
+    }
+    Ok(resp)
+}
+
+/// One client's connection, framed with rumqttd's v4 codec.
 struct Conn {
-    stream: TcpStream,
+    io: Io,
     read: BytesMut,
     write: BytesMut,
     max_packet: usize,
@@ -246,6 +442,12 @@ impl Conn {
             match V4.read_mut(&mut self.read, self.max_packet) {
                 Ok(p) => return Ok(p),
                 Err(rumqttd::protocol::Error::InsufficientBytes(_)) => {}
+                Err(rumqttd::protocol::Error::InvalidProtocolLevel(level)) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::Unsupported,
+                        format!("MQTT protocol level {level}; this broker speaks 3.1.1 (4)"),
+                    ));
+                }
                 Err(e) => {
                     return Err(std::io::Error::new(
                         std::io::ErrorKind::InvalidData,
@@ -253,20 +455,60 @@ impl Conn {
                     ));
                 }
             }
-            if self.read.capacity() - self.read.len() < 512 {
-                self.read.reserve(4096);
-            }
-            if self.stream.read_buf(&mut self.read).await? == 0 {
+            if !self.fill().await? {
                 return Err(std::io::ErrorKind::ConnectionAborted.into());
             }
+        }
+    }
+
+    /// Reads more bytes into the read buffer; `false` at the end of the stream. Cancel-safe:
+    /// both `read_buf` and the WebSocket stream keep partial input inside.
+    async fn fill(&mut self) -> std::io::Result<bool> {
+        match &mut self.io {
+            Io::Bytes(stream) => {
+                if self.read.capacity() - self.read.len() < 512 {
+                    self.read.reserve(4096);
+                }
+                Ok(stream.read_buf(&mut self.read).await? > 0)
+            }
+            Io::Ws(ws) => loop {
+                match ws.next().await {
+                    Some(Ok(Message::Binary(data))) => {
+                        if !data.is_empty() {
+                            self.read.extend_from_slice(&data);
+                            return Ok(true);
+                        }
+                    }
+                    Some(Ok(Message::Text(_))) => {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            "MQTT over WebSocket is binary; text message received",
+                        ));
+                    }
+                    Some(Ok(Message::Close(_))) | None => return Ok(false),
+                    Some(Ok(_)) => {} // ping/pong: tungstenite answers pings itself
+                    Some(Err(e)) => return Err(std::io::Error::other(e)),
+                }
+            },
         }
     }
 
     async fn write(&mut self, packet: Packet) -> std::io::Result<()> {
         V4.write(packet, &mut self.write)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{e:?}")))?;
-        self.stream.write_all(&self.write).await?;
-        self.write.clear();
+        match &mut self.io {
+            Io::Bytes(stream) => {
+                stream.write_all(&self.write).await?;
+                stream.flush().await?;
+                self.write.clear();
+            }
+            Io::Ws(ws) => {
+                let frame = self.write.split().freeze();
+                ws.send(Message::Binary(frame))
+                    .await
+                    .map_err(std::io::Error::other)?;
+            }
+        }
         // Idle connections keep little memory: give back buffers a burst grew.
         if self.write.capacity() > 64 * 1024 {
             self.write = BytesMut::new();
@@ -286,20 +528,29 @@ fn connack(code: ConnectReturnCode) -> Packet {
 }
 
 async fn serve(
-    stream: TcpStream,
+    io: Io,
     peer: SocketAddr,
     ctx: &Arc<Ctx>,
     mut shutdown: Shutdown,
 ) -> std::io::Result<()> {
     let mut conn = Conn {
-        stream,
+        io,
         read: BytesMut::with_capacity(256),
         write: BytesMut::new(),
         max_packet: ctx.device_max_packet,
     };
-    let first = tokio::time::timeout(ctx.connect_timeout, conn.read())
-        .await
-        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+    let first = match tokio::time::timeout(ctx.connect_timeout, conn.read()).await {
+        Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::Unsupported => {
+            // MQTT 3.1.1, 3.1.4: answer an unknown protocol level with return code 1.
+            tracing::info!(%peer, error = %e, "MQTT client refused");
+            let _ = conn
+                .write(connack(ConnectReturnCode::RefusedProtocolVersion))
+                .await;
+            return Ok(());
+        }
+        Ok(r) => r?,
+    };
     let Packet::Connect(connect, _, will, _, login) = first else {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
