@@ -117,7 +117,7 @@ pub enum DeviceAction {
     Add {
         /// Device id: its MQTT username and client id (`[a-z0-9_-]`, 1–32).
         id: String,
-        /// printer, buzzer, display or bump_bar.
+        /// printer, buzzer, display, bump_bar or home_assistant.
         #[arg(long)]
         kind: String,
         /// A station it serves (repeat for several).

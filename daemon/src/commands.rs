@@ -473,6 +473,7 @@ fn device(config: &ConfigArg, action: DeviceAction) -> anyhow::Result<()> {
             let (passwd, acl) = devices::mosquitto_files(
                 &list,
                 &site,
+                &settings.raw.mqtt.discovery_prefix,
                 &hub_user,
                 &devices::mosquitto_hash(&hub_password),
             );
@@ -495,8 +496,9 @@ fn device(config: &ConfigArg, action: DeviceAction) -> anyhow::Result<()> {
         } => {
             let req = NewDevice {
                 id,
-                kind: DeviceKind::parse(&kind)
-                    .context("--kind must be printer, buzzer, display or bump_bar")?,
+                kind: DeviceKind::parse(&kind).context(
+                    "--kind must be printer, buzzer, display, bump_bar or home_assistant",
+                )?,
                 stations,
                 backup,
                 encoding: match encoding.as_str() {

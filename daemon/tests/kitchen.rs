@@ -621,3 +621,101 @@ async fn a_busy_board_still_reaches_a_display() {
     assert!(bytes.len() < 64 * 1024, "{} bytes", bytes.len());
     s.stop().await;
 }
+
+/// Waits for a publish on a topic ending with `suffix` whose payload is `want`.
+async fn until_payload(dev: &mut mqtt::Dev, suffix: &str, want: &str) -> bool {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while let Some((p, _)) = dev
+        .next_on(
+            suffix,
+            deadline.saturating_duration_since(tokio::time::Instant::now()),
+        )
+        .await
+    {
+        if p == want.as_bytes() {
+            return true;
+        }
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn home_assistant_discovers_open_orders_and_device_availability() {
+    let s = TestServer::start_with(|c| c.mqtt.home_assistant = true).await;
+    s.wait_hub().await;
+    let (printer, _) = s
+        .device_online("p-grill", "printer", &["grill"], false)
+        .await;
+    let ha_pw = s.device("ha", "home_assistant", &[], false).await;
+    let mut ha = mqtt::connect(s.mqtt(), "ha", &ha_pw, None).await.unwrap();
+    // What Home Assistant subscribes to, and nothing more.
+    assert_eq!(
+        ha.sub("homeassistant/#").await,
+        [rumqttc::SubscribeReasonCode::Success(
+            rumqttc::QoS::AtLeastOnce
+        )]
+    );
+    for filter in ["orderd/demo/hub/#", "orderd/demo/device/+/availability"] {
+        assert!(matches!(
+            ha.sub(filter).await[..],
+            [rumqttc::SubscribeReasonCode::Success(_)]
+        ));
+    }
+    for filter in ["orderd/demo/printer/+/job", "orderd/demo/#", "#"] {
+        assert_eq!(
+            ha.sub(filter).await,
+            [rumqttc::SubscribeReasonCode::Failure],
+            "{filter}"
+        );
+    }
+
+    // Discovery configs: the hub's open-order sensor and the printer's connectivity sensor.
+    let mut sensor = None;
+    let mut printer_cfg = None;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while sensor.is_none() || printer_cfg.is_none() {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match ha.next_msg(left).await.expect("discovery configs") {
+            Msg::Publish { topic, payload, .. } if topic.ends_with("/config") => {
+                let v: Value = serde_json::from_slice(&payload).unwrap();
+                if topic == "homeassistant/sensor/orderd_demo/open_orders/config" {
+                    sensor = Some(v);
+                } else if topic == "homeassistant/binary_sensor/orderd_demo/p-grill/config" {
+                    printer_cfg = Some(v);
+                }
+            }
+            _ => {}
+        }
+    }
+    let sensor = sensor.unwrap();
+    assert_eq!(sensor["state_topic"], "orderd/demo/hub/open_orders");
+    assert_eq!(sensor["availability_topic"], "orderd/demo/hub/status");
+    let printer_cfg = printer_cfg.unwrap();
+    assert_eq!(
+        printer_cfg["state_topic"],
+        "orderd/demo/device/p-grill/availability"
+    );
+    assert_eq!(printer_cfg["device_class"], "connectivity");
+
+    // An order on two stations is one open order.
+    let order = place(&s, grill_and_bar()).await;
+    assert!(until_payload(&mut ha, "/hub/open_orders", "1").await);
+    let (st, _) = s.set_status(&s.admin, &order, "cancelled").await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(until_payload(&mut ha, "/hub/open_orders", "0").await);
+
+    // The printer drops off: Home Assistant sees its will.
+    drop(printer);
+    assert!(until_payload(&mut ha, "/device/p-grill/availability", "offline").await);
+    // A device registered later gets its config when it first comes online.
+    let _buzzer = s.device_online("bz", "buzzer", &[], false).await;
+    let (cfg, _) = ha
+        .next_on("/binary_sensor/orderd_demo/bz/config", WAIT)
+        .await
+        .expect("config for the new device");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&cfg).unwrap()["state_topic"],
+        "orderd/demo/device/bz/availability"
+    );
+    s.stop().await;
+}

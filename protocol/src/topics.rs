@@ -148,6 +148,28 @@ impl<'a> Topic<'a> {
     }
 }
 
+/// Whether every topic the MQTT filter `requested` matches is also matched by `allowed`
+/// (MQTT 3.1.1, 4.7): `+` in `allowed` takes one level (also a requested `+`), `#` the rest;
+/// a wildcard in `requested` is within `allowed` only where `allowed` has one at least as wide.
+pub fn filter_within(requested: &str, allowed: &str) -> bool {
+    let mut req = requested.split('/');
+    let mut all = allowed.split('/');
+    loop {
+        match (req.next(), all.next()) {
+            // The end of both, or `#` ("a/#" also matches "a" itself).
+            (None, None) | (Some(_) | None, Some("#")) => return true,
+            (Some("#"), _) | (None, Some(_)) | (Some(_), None) => return false,
+            (Some(_), Some("+")) => {}
+            (Some("+"), Some(_)) => return false,
+            (Some(r), Some(a)) => {
+                if r != a {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,6 +245,37 @@ mod tests {
         assert!(is_valid_id("printer-2_b"));
         for bad in ["", "a/b", "+", "#", "A", "ë", &"x".repeat(33)] {
             assert!(!is_valid_id(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn filter_containment_follows_mqtt_wildcards() {
+        let yes = [
+            ("a/b", "a/b"),
+            ("a/b", "a/+"),
+            ("a/+", "a/+"),
+            ("a/b/c", "a/#"),
+            ("a/+/c", "a/#"),
+            ("a/#", "a/#"),
+            ("a", "a/#"),
+            ("homeassistant/+/+/config", "homeassistant/#"),
+            ("o/s/device/p1/availability", "o/s/device/+/availability"),
+        ];
+        let no = [
+            ("a/+", "a/b"),
+            ("a/#", "a/b"),
+            ("a/#", "a/+"),
+            ("#", "a/#"),
+            ("a/b/c", "a/+"),
+            ("a", "a/b"),
+            ("b/c", "a/#"),
+            ("o/s/device/+/state", "o/s/device/+/availability"),
+        ];
+        for (r, a) in yes {
+            assert!(filter_within(r, a), "{r} within {a}");
+        }
+        for (r, a) in no {
+            assert!(!filter_within(r, a), "{r} not within {a}");
         }
     }
 }

@@ -201,6 +201,15 @@ impl Boards {
         self.boards.get(station).map_or(0, |b| b.tickets.len())
     }
 
+    /// Orders open on any board, each counted once however many stations it has.
+    pub fn open_orders(&self) -> usize {
+        self.boards
+            .values()
+            .flat_map(|b| b.tickets.iter().map(|t| t.ticket.as_str()))
+            .collect::<std::collections::HashSet<&str>>()
+            .len()
+    }
+
     /// Makes sure `station` has a board (empty when nothing is open there), so a display on a
     /// quiet station still gets a retained board. Returns whether it was new.
     pub fn ensure(&mut self, station: &str) -> bool {

@@ -95,6 +95,8 @@ struct Hub {
     /// Events the hub itself raises (alerts), written at the next flush.
     alerts: Vec<EventKind>,
     home_assistant: Option<String>,
+    /// Devices whose Home Assistant config has been published on this connection.
+    announced: std::collections::HashSet<String>,
 }
 
 /// Runs the hub until shutdown.
@@ -211,6 +213,7 @@ impl Hub {
             acks,
             alerts: Vec::new(),
             home_assistant: mqtt.home_assistant.then(|| mqtt.discovery_prefix.clone()),
+            announced: std::collections::HashSet::new(),
             state,
         })
     }
@@ -726,7 +729,7 @@ impl Hub {
         } else {
             self.fail_all(dev, "offline").await;
         }
-        self.discovery_device(dev, online).await;
+        self.discovery_device(dev).await;
     }
 
     async fn on_state(&mut self, dev: &str, s: &DeviceState, now: u64) {
@@ -1029,7 +1032,12 @@ impl Hub {
                 "device": device,
             }),
         )];
-        for d in self.devices.values() {
+        self.announced = self.devices.keys().cloned().collect();
+        for d in self
+            .devices
+            .values()
+            .filter(|d| d.kind != DeviceKind::HomeAssistant)
+        {
             configs.push((
                 format!("{prefix}/binary_sensor/orderd_{site}/{}/config", d.id),
                 serde_json::json!({
@@ -1059,11 +1067,7 @@ impl Hub {
         if self.home_assistant.is_none() {
             return;
         }
-        let open: usize = self
-            .boards
-            .stations()
-            .map(|s| self.boards.open_count(s))
-            .sum();
+        let open = self.boards.open_orders();
         self.publish(
             format!("{}/hub/open_orders", topics::site_prefix(&self.site)),
             QoS::AtMostOnce,
@@ -1073,10 +1077,10 @@ impl Hub {
         .await;
     }
 
-    async fn discovery_device(&mut self, _dev: &str, _online: bool) {
-        // Device availability is read by Home Assistant straight from the device's own retained
-        // availability topic; only a device unknown at connect time needs its config now.
-        if self.home_assistant.is_some() {
+    async fn discovery_device(&mut self, dev: &str) {
+        // Home Assistant reads availability straight from the device's own retained topic;
+        // only a device without a config yet needs one now.
+        if self.home_assistant.is_some() && !self.announced.contains(dev) {
             self.discovery().await;
         }
     }

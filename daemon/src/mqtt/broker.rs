@@ -83,7 +83,9 @@ impl Identity {
     fn may_subscribe(&self, filter: &str) -> bool {
         match self {
             Self::Hub { prefixes } => prefixes.iter().any(|p| filter.starts_with(p.as_str())),
-            Self::Device { subscribe, .. } => subscribe.iter().any(|t| t == filter),
+            Self::Device { subscribe, .. } => subscribe
+                .iter()
+                .any(|allowed| orderd_protocol::topics::filter_within(filter, allowed)),
         }
     }
 
@@ -837,7 +839,7 @@ async fn authenticate(
     }
     Ok(Identity::Device {
         publish: device.may_publish(&ctx.site),
-        subscribe: device.may_subscribe(&ctx.site),
+        subscribe: device.may_subscribe(&ctx.site, &ctx.discovery_prefix),
     })
 }
 

@@ -19,6 +19,8 @@ pub enum Msg {
 pub struct Dev {
     pub client: AsyncClient,
     pub rx: mpsc::UnboundedReceiver<Msg>,
+    /// Publishes that arrived while `sub` waited for its SUBACK, handed out first.
+    pending: std::collections::VecDeque<Msg>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -73,7 +75,12 @@ pub async fn connect(
             }
         }
     });
-    Ok(Dev { client, rx, task })
+    Ok(Dev {
+        client,
+        rx,
+        pending: std::collections::VecDeque::new(),
+        task,
+    })
 }
 
 impl Dev {
@@ -83,9 +90,13 @@ impl Dev {
             .await
             .unwrap();
         loop {
-            match self.next_msg(Duration::from_secs(5)).await {
+            let next = tokio::time::timeout(Duration::from_secs(5), self.rx.recv())
+                .await
+                .ok()
+                .flatten();
+            match next {
                 Some(Msg::SubAck(codes)) => return codes,
-                Some(_) => {}
+                Some(other) => self.pending.push_back(other),
                 None => panic!("no SUBACK for {filter}"),
             }
         }
@@ -99,6 +110,9 @@ impl Dev {
     }
 
     pub async fn next_msg(&mut self, wait: Duration) -> Option<Msg> {
+        if let Some(m) = self.pending.pop_front() {
+            return Some(m);
+        }
         tokio::time::timeout(wait, self.rx.recv())
             .await
             .ok()
