@@ -38,6 +38,116 @@ pub struct RawConfig {
     pub mqtt: MqttConfig,
     /// Kitchen behaviour: printers, buzzers.
     pub kitchen: KitchenConfig,
+    /// Customer phone verification by one-time code.
+    pub otp: OtpConfig,
+    /// The message outbox: retries, backoff, circuit breaker, texts.
+    pub messaging: MessagingConfig,
+    /// WhatsApp Cloud API.
+    pub whatsapp: orderd_plugins::whatsapp::Config,
+    /// Telegram bot.
+    pub telegram: TelegramConfig,
+}
+
+/// `[otp]`: customers prove their phone with a code before ordering.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OtpConfig {
+    /// Customer orders need a verified customer token.
+    pub required: bool,
+    /// A code expires after this long.
+    pub ttl_secs: u64,
+    /// Wrong tries before a code is locked.
+    pub max_attempts: u32,
+    /// Codes sent to one phone per window.
+    pub max_sends: u32,
+    /// The window for `max_sends` and `max_requests_per_client`.
+    pub send_window_secs: u64,
+    /// OTP requests from one client address per window.
+    pub max_requests_per_client: u32,
+    /// Lifetime of a customer token.
+    pub token_ttl_secs: u64,
+}
+
+impl Default for OtpConfig {
+    fn default() -> Self {
+        Self {
+            required: true,
+            ttl_secs: 300,
+            max_attempts: 5,
+            max_sends: 3,
+            send_window_secs: 900,
+            max_requests_per_client: 20,
+            token_ttl_secs: 12 * 3600,
+        }
+    }
+}
+
+/// `[messaging]`: how the outbox sends.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MessagingConfig {
+    /// First retry delay; doubles per attempt (with jitter) up to `max_backoff_ms`.
+    pub base_backoff_ms: u64,
+    /// Longest retry delay.
+    pub max_backoff_ms: u64,
+    /// Attempts before a message that keeps failing goes to the dead letter.
+    pub max_attempts: u32,
+    /// Consecutive failures that open a provider's circuit breaker.
+    pub breaker_failures: u32,
+    /// How long an open breaker waits before one probe message.
+    pub breaker_pause_secs: u64,
+    /// A provider call that takes longer is cut off and retried.
+    pub request_timeout_ms: u64,
+    /// Messages to send at once per provider.
+    pub concurrency: u32,
+    /// Directory with `{lang}.toml` message texts overriding the built-in ones (empty: none).
+    pub texts_dir: PathBuf,
+}
+
+impl Default for MessagingConfig {
+    fn default() -> Self {
+        Self {
+            base_backoff_ms: 1000,
+            max_backoff_ms: 300_000,
+            max_attempts: 20,
+            breaker_failures: 5,
+            breaker_pause_secs: 30,
+            request_timeout_ms: 10_000,
+            concurrency: 8,
+            texts_dir: PathBuf::new(),
+        }
+    }
+}
+
+/// `[telegram]`: the Telegram bot.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TelegramConfig {
+    /// Send through Telegram.
+    pub enabled: bool,
+    /// Bot API URL.
+    pub api_url: String,
+    /// The bot's username, for `https://t.me/{bot}?start=…` links.
+    pub bot_username: String,
+    /// The bot token.
+    pub token: orderd_plugins::messaging::Secret,
+    /// Chat that gets staff alerts (printer down, sold out, low stock); 0 = none.
+    pub staff_chat_id: i64,
+    /// Most messages per second (Telegram allows about 30).
+    pub rate_per_sec: u32,
+}
+
+impl Default for TelegramConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            api_url: "https://api.telegram.org".into(),
+            bot_username: String::new(),
+            token: orderd_plugins::messaging::Secret::default(),
+            staff_chat_id: 0,
+            rate_per_sec: 25,
+        }
+    }
 }
 
 /// `[site]`: identity, money and time of the restaurant.
@@ -686,6 +796,68 @@ impl RawConfig {
                 "mqtt.discovery_prefix",
                 "must be a plain topic prefix".into(),
             );
+        }
+        let o = &self.otp;
+        if !(30..=3600).contains(&o.ttl_secs) {
+            bad("otp.ttl_secs", "must be 30-3600".into());
+        }
+        if !(1..=20).contains(&o.max_attempts) {
+            bad("otp.max_attempts", "must be 1-20".into());
+        }
+        if !(1..=100).contains(&o.max_sends) || !(1..=10_000).contains(&o.max_requests_per_client) {
+            bad(
+                "otp.max_sends",
+                "max_sends 1-100, max_requests_per_client 1-10000".into(),
+            );
+        }
+        if !(60..=86_400).contains(&o.send_window_secs) {
+            bad("otp.send_window_secs", "must be 60-86400".into());
+        }
+        if !(60..=30 * 86_400).contains(&o.token_ttl_secs) {
+            bad("otp.token_ttl_secs", "must be 60 s to 30 days".into());
+        }
+        let ms = &self.messaging;
+        if ms.base_backoff_ms == 0 || ms.max_backoff_ms < ms.base_backoff_ms {
+            bad(
+                "messaging.base_backoff_ms",
+                "must be > 0 and ≤ max_backoff_ms".into(),
+            );
+        }
+        if !(1..=1000).contains(&ms.max_attempts) || ms.breaker_failures == 0 {
+            bad(
+                "messaging.max_attempts",
+                "max_attempts 1-1000, breaker_failures ≥ 1".into(),
+            );
+        }
+        if !(100..=120_000).contains(&ms.request_timeout_ms) || !(1..=256).contains(&ms.concurrency)
+        {
+            bad(
+                "messaging.request_timeout_ms",
+                "request_timeout_ms 100-120000, concurrency 1-256".into(),
+            );
+        }
+        for (key, message) in self.whatsapp.problems() {
+            bad(key, message);
+        }
+        if !(1..=1000).contains(&self.telegram.rate_per_sec) {
+            bad("telegram.rate_per_sec", "must be 1-1000".into());
+        }
+        let tg = &self.telegram;
+        if tg.enabled {
+            if !tg.api_url.starts_with("http") || tg.bot_username.is_empty() {
+                bad(
+                    "telegram.bot_username",
+                    "Telegram needs api_url and bot_username".into(),
+                );
+            }
+            match tg.token.load() {
+                Ok(Some(_)) => {}
+                Ok(None) => bad(
+                    "telegram.token",
+                    "set value, file or env of [telegram.token]".into(),
+                ),
+                Err(e) => bad("telegram.token", e),
+            }
         }
         let kc = &self.kitchen;
         if !matches!(kc.paper_width_mm, 58 | 80) {

@@ -6,9 +6,19 @@
 //! types and the trait it implements, so it can be tested against scripted fakes and reused by
 //! other tools. What every plugin must do is written in `docs/plugin-spec.md`.
 //!
-//! Plugins so far: `escpos` (ticket rendering, feature `escpos`, on by default).
+//! Plugins so far: `escpos` (ticket rendering, feature `escpos`, on by default), `whatsapp`
+//! (Cloud API client, feature `whatsapp`) and `fake` (scripted fakes of remote services for
+//! tests, feature `fake`).
 
 pub use orderd_protocol as protocol;
+
+pub mod messaging;
+
+#[cfg(feature = "whatsapp")]
+pub mod whatsapp;
+
+#[cfg(feature = "fake")]
+pub mod fake;
 
 #[cfg(feature = "escpos")]
 pub mod escpos;

@@ -1,0 +1,80 @@
+//! What every messaging plugin shares: the outcome of one send, classified once, and secrets
+//! given inline, in a file or in the environment.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The outcome of handing one message to a provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The provider accepted it; its message id.
+    Sent {
+        /// The provider's id for the message.
+        provider_id: String,
+    },
+    /// A transient failure (timeout, 5xx, throttling): try again, not before `after` if given.
+    Retry {
+        /// The provider's wait (`Retry-After`, Telegram's `retry_after`).
+        after: Option<Duration>,
+        /// What went wrong, for the notification's last error.
+        reason: String,
+    },
+    /// A permanent refusal of this message: dead-letter it with the provider's reason.
+    Reject {
+        /// The provider's reason.
+        reason: String,
+    },
+}
+
+/// A secret given inline, in a file, or in an environment variable (the file wins, then the
+/// environment, then the inline value). `Debug` never prints it.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Secret {
+    /// The secret itself (avoid: it then sits in the configuration file).
+    pub value: String,
+    /// A file holding it.
+    pub file: std::path::PathBuf,
+    /// An environment variable holding it.
+    pub env: String,
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secret")
+            .field(
+                "value",
+                &if self.value.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
+            .field("file", &self.file)
+            .field("env", &self.env)
+            .finish()
+    }
+}
+
+impl Secret {
+    /// Reads the secret; `None` when none of the three is set.
+    pub fn load(&self) -> Result<Option<String>, String> {
+        if !self.file.as_os_str().is_empty() {
+            return std::fs::read_to_string(&self.file)
+                .map(|s| Some(s.trim().to_owned()))
+                .map_err(|e| format!("reading {}: {e}", self.file.display()));
+        }
+        if !self.env.is_empty() {
+            return std::env::var(&self.env)
+                .map(|s| Some(s.trim().to_owned()))
+                .map_err(|_| format!("environment variable {} is not set", self.env));
+        }
+        Ok((!self.value.is_empty()).then(|| self.value.clone()))
+    }
+}
+
+/// Parses an HTTP `Retry-After` given in seconds (the HTTP-date form is treated as absent).
+pub fn retry_after_secs(value: Option<&str>) -> Option<Duration> {
+    value?.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
