@@ -717,14 +717,14 @@ impl RawConfig {
         if !(10..=86_400).contains(&o.retention_interval_secs) {
             bad("orders.retention_interval_secs", "must be 10-86400".into());
         }
-        let a = &self.auth;
-        if !(60..=30 * 86_400).contains(&a.session_ttl_secs) {
+        let auth = &self.auth;
+        if !(60..=30 * 86_400).contains(&auth.session_ttl_secs) {
             bad("auth.session_ttl_secs", "must be 60 s to 30 days".into());
         }
-        if !(1..=1000).contains(&a.login_max_failures) {
+        if !(1..=1000).contains(&auth.login_max_failures) {
             bad("auth.login_max_failures", "must be 1-1000".into());
         }
-        if !(1..=86_400).contains(&a.login_lockout_secs) {
+        if !(1..=86_400).contains(&auth.login_lockout_secs) {
             bad("auth.login_lockout_secs", "must be 1-86400".into());
         }
         let mq = &self.mqtt;
@@ -797,23 +797,25 @@ impl RawConfig {
                 "must be a plain topic prefix".into(),
             );
         }
-        let o = &self.otp;
-        if !(30..=3600).contains(&o.ttl_secs) {
+        let otp = &self.otp;
+        if !(30..=3600).contains(&otp.ttl_secs) {
             bad("otp.ttl_secs", "must be 30-3600".into());
         }
-        if !(1..=20).contains(&o.max_attempts) {
+        if !(1..=20).contains(&otp.max_attempts) {
             bad("otp.max_attempts", "must be 1-20".into());
         }
-        if !(1..=100).contains(&o.max_sends) || !(1..=10_000).contains(&o.max_requests_per_client) {
+        if !(1..=100).contains(&otp.max_sends)
+            || !(1..=10_000).contains(&otp.max_requests_per_client)
+        {
             bad(
                 "otp.max_sends",
                 "max_sends 1-100, max_requests_per_client 1-10000".into(),
             );
         }
-        if !(60..=86_400).contains(&o.send_window_secs) {
+        if !(60..=86_400).contains(&otp.send_window_secs) {
             bad("otp.send_window_secs", "must be 60-86400".into());
         }
-        if !(60..=30 * 86_400).contains(&o.token_ttl_secs) {
+        if !(60..=30 * 86_400).contains(&otp.token_ttl_secs) {
             bad("otp.token_ttl_secs", "must be 60 s to 30 days".into());
         }
         let ms = &self.messaging;

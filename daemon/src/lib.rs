@@ -17,6 +17,7 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod hub;
+pub mod messaging;
 pub mod metrics;
 pub mod mqtt;
 pub mod server;

@@ -46,6 +46,22 @@ pub struct JobLabels {
     pub state: String,
 }
 
+/// Labels of an outbox outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MessageLabels {
+    /// `whatsapp` or `telegram`.
+    pub channel: String,
+    /// `sent`, `retried`, `failed` (a provider call failed) or `dead`.
+    pub outcome: String,
+}
+
+/// Labels of a channel.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChannelLabels {
+    /// `whatsapp` or `telegram`.
+    pub channel: String,
+}
+
 /// Every metric of the daemon.
 pub struct Metrics {
     registry: Registry,
@@ -75,6 +91,12 @@ pub struct Metrics {
     pub print_jobs_open: Gauge,
     /// Last event seq the kitchen hub has handled.
     pub hub_seq: Gauge,
+    /// Outbox outcomes per channel.
+    pub messages: Family<MessageLabels, Counter>,
+    /// Messages waiting per channel.
+    pub message_queue: Family<ChannelLabels, Gauge>,
+    /// Age of the oldest waiting message per channel, seconds.
+    pub message_oldest_seconds: Family<ChannelLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -159,6 +181,24 @@ impl Metrics {
             "Last event seq the kitchen hub has handled",
             hub_seq.clone(),
         );
+        let messages = Family::<MessageLabels, Counter>::default();
+        registry.register(
+            "messages",
+            "Outbox outcomes per channel: sent, retried, failed, dead",
+            messages.clone(),
+        );
+        let message_queue = Family::<ChannelLabels, Gauge>::default();
+        registry.register(
+            "message_queue",
+            "Messages waiting to be sent, per channel",
+            message_queue.clone(),
+        );
+        let message_oldest_seconds = Family::<ChannelLabels, Gauge>::default();
+        registry.register(
+            "message_oldest_seconds",
+            "Age of the oldest waiting message, per channel",
+            message_oldest_seconds.clone(),
+        );
         Self {
             registry,
             orders_created,
@@ -174,6 +214,9 @@ impl Metrics {
             print_jobs,
             print_jobs_open,
             hub_seq,
+            messages,
+            message_queue,
+            message_oldest_seconds,
         }
     }
 

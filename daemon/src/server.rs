@@ -121,6 +121,11 @@ pub async fn start(
         auth_cfg.login_max_failures,
         auth_cfg.login_lockout_secs * 1000,
     );
+    let otp_key = crate::messaging::load_or_create_key(&data_dir)?;
+    let otp_clients = Throttle::new(
+        settings.raw.otp.max_requests_per_client,
+        settings.raw.otp.send_window_secs * 1000,
+    );
     let state = Arc::new(AppState {
         settings: Arc::new(settings),
         rules,
@@ -134,6 +139,9 @@ pub async fn start(
         clock,
         ready: AtomicBool::new(false),
         kitchen: Arc::new(crate::hub::Kitchen::default()),
+        otp_key,
+        otp_clients,
+        messaging: Arc::new(crate::messaging::Messaging::default()),
     });
 
     let (stop, stop_rx) = watch::channel(false);
@@ -166,6 +174,27 @@ pub async fn start(
     }
 
     let (endpoint, mqtt_addr) = start_mqtt(&state, &shutdown, &mut workers).await?;
+    let providers = crate::messaging::worker::Providers {
+        whatsapp: if state.settings.raw.whatsapp.enabled {
+            Some(
+                orderd_plugins::whatsapp::WhatsApp::new(
+                    &state.settings.raw.whatsapp,
+                    Duration::from_millis(state.settings.raw.messaging.request_timeout_ms),
+                )
+                .map_err(|e| anyhow::anyhow!("WhatsApp: {e}"))?,
+            )
+        } else {
+            None
+        },
+    };
+    let texts = crate::messaging::Texts::load(&state.settings.raw.messaging.texts_dir)
+        .context("loading the message texts")?;
+    workers.push(tokio::spawn(crate::messaging::worker::run(
+        Arc::clone(&state),
+        providers,
+        texts,
+        shutdown.clone(),
+    )));
     workers.push(tokio::spawn(crate::hub::worker::run(
         Arc::clone(&state),
         Arc::clone(&state.kitchen),

@@ -116,6 +116,10 @@ fn session(parts: &Parts, state: &AppStateRef) -> Result<Option<(String, Session
     let Some(token) = bearer(parts)? else {
         return Ok(None);
     };
+    if token.starts_with(crate::domain::otp::TOKEN_PREFIX) {
+        // A customer token is not a staff session.
+        return Ok(None);
+    }
     let s = state.sessions.check(token, state.now_ms()).ok_or_else(|| {
         AppError::new(
             ErrorKind::Unauthorized,
@@ -161,6 +165,31 @@ impl FromRequestParts<AppStateRef> for MaybeStaff {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppStateRef) -> Result<Self, AppError> {
         Ok(MaybeStaff(session(parts, state)?.map(|(_, s)| s)))
+    }
+}
+
+/// A verified customer, if a customer token is sent (an unknown or expired one is 401).
+pub struct MaybeCustomer(pub Option<(String, crate::domain::otp::CustomerToken)>);
+
+impl FromRequestParts<AppStateRef> for MaybeCustomer {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppStateRef) -> Result<Self, AppError> {
+        let Some(token) =
+            bearer(parts)?.filter(|t| t.starts_with(crate::domain::otp::TOKEN_PREFIX))
+        else {
+            return Ok(Self(None));
+        };
+        let rtx = state.store.read()?;
+        let ct =
+            crate::domain::otp::check_token(&rtx, token, state.now_ms())?.ok_or_else(|| {
+                AppError::new(
+                    ErrorKind::Unauthorized,
+                    "invalid_customer_token",
+                    "this verification has expired or was revoked; verify your phone again",
+                )
+            })?;
+        Ok(Self(Some((token.to_owned(), ct))))
     }
 }
 

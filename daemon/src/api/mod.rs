@@ -7,10 +7,12 @@
 
 pub mod analytics;
 pub mod auth;
+pub mod customers;
 pub mod devices;
 pub mod extract;
 pub mod kitchen;
 pub mod menu;
+pub mod notifications;
 pub mod ops;
 pub mod orders;
 pub mod tables;
@@ -63,6 +65,12 @@ pub struct AppState {
     pub ready: AtomicBool,
     /// The kitchen hub's shared state (device health, reprint wake-up).
     pub kitchen: Arc<crate::hub::Kitchen>,
+    /// Key of the one-time codes' keyed hash (from the data directory, never in the store).
+    pub otp_key: [u8; 32],
+    /// OTP requests per client address.
+    pub otp_clients: Throttle,
+    /// The message sender's shared state (wake-up, provider health).
+    pub messaging: Arc<crate::messaging::Messaging>,
 }
 
 /// Shared handle to the state.
@@ -138,6 +146,16 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppStateRef>)> 
             post(kitchen::reprint),
         ),
         ("GET", "/api/v1/print-jobs", get(kitchen::list)),
+        ("POST", "/api/v1/otp/request", post(customers::request)),
+        ("POST", "/api/v1/otp/verify", post(customers::verify)),
+        ("GET", "/api/v1/me/orders", get(customers::my_orders)),
+        ("DELETE", "/api/v1/me/token", delete(customers::revoke)),
+        ("GET", "/api/v1/notifications", get(notifications::list)),
+        (
+            "POST",
+            "/api/v1/notifications/{id}/retry",
+            post(notifications::retry),
+        ),
         ("GET", "/api/v1/analytics/daily", get(analytics::daily)),
         ("GET", "/api/v1/analytics/summary", get(analytics::summary)),
         ("GET", "/api/v1/devices", get(devices::list)),

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppStateRef;
-use super::extract::{Body, MaybeStaff, PageParams, PathParam, Q, Staff, paginated};
+use super::extract::{Body, MaybeCustomer, MaybeStaff, PageParams, PathParam, Q, Staff, paginated};
 use crate::domain::orders::{self as dom, Actor, NewOrder};
 use crate::domain::{parse_date, rfc3339};
 use crate::error::{AppError, ErrorKind};
@@ -63,20 +63,44 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, AppError> {
 pub async fn create(
     State(state): State<AppStateRef>,
     MaybeStaff(session): MaybeStaff,
+    MaybeCustomer(customer): MaybeCustomer,
     headers: HeaderMap,
     Body(req): Body<NewOrder>,
 ) -> Result<Response, AppError> {
     let key = idempotency_key(&headers)?;
-    let actor = match &session {
-        Some(s) => Actor {
+    let actor = match (&session, customer) {
+        (Some(s), _) => Actor {
             name: s.username.clone(),
             source: OrderSource::Staff,
+            verified: None,
         },
-        None if req.table_token.is_some() => Actor {
+        (None, Some((_, ct))) => Actor {
             name: "customer".into(),
             source: OrderSource::Customer,
+            verified: Some((
+                crate::domain::outbox::Contact {
+                    phone: ct.phone,
+                    channel: ct.channel,
+                    lang: ct.lang,
+                },
+                ct.table_id,
+            )),
         },
-        None => return Err(AppError::unauthorized()),
+        (None, None) if req.table_token.is_some() => {
+            if state.settings.raw.otp.required {
+                return Err(AppError::new(
+                    ErrorKind::Unauthorized,
+                    "verification_required",
+                    "verify your phone first (POST /api/v1/otp/request, then /otp/verify) and send the customer token",
+                ));
+            }
+            Actor {
+                name: "customer".into(),
+                source: OrderSource::Customer,
+                verified: None,
+            }
+        }
+        (None, None) => return Err(AppError::unauthorized()),
     };
     req.check_shape(&state.rules, actor.source)?;
     let rules = Arc::clone(&state.rules);
@@ -99,14 +123,27 @@ pub async fn create(
     Ok(resp)
 }
 
-/// `GET /orders/{id}`.
+/// `GET /orders/{id}`: staff, or the verified customer who placed it (anyone else gets 404,
+/// so order ids cannot be probed).
 pub async fn get_one(
     State(state): State<AppStateRef>,
-    _staff: Staff,
+    MaybeStaff(staff): MaybeStaff,
+    MaybeCustomer(customer): MaybeCustomer,
     PathParam(id): PathParam,
 ) -> Result<Json<Value>, AppError> {
+    if staff.is_none() && customer.is_none() {
+        return Err(AppError::unauthorized());
+    }
     let rtx = state.store.read()?;
     let stored = dom::get(&rtx, &id)?.ok_or_else(|| AppError::not_found("order"))?;
+    if staff.is_none() {
+        let owner = customer.as_ref().map(|(_, ct)| ct.phone.as_str());
+        if stored.order.source != OrderSource::Customer
+            || stored.order.customer_phone.as_deref() != owner
+        {
+            return Err(AppError::not_found("order"));
+        }
+    }
     Ok(Json(order_view(&stored.order)))
 }
 

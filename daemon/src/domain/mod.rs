@@ -9,6 +9,8 @@ pub mod devices;
 pub mod export;
 pub mod menu;
 pub mod orders;
+pub mod otp;
+pub mod outbox;
 pub mod print_jobs;
 pub mod retention;
 pub mod tables;

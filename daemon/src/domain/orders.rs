@@ -115,6 +115,9 @@ pub struct Actor {
     pub name: String,
     /// Staff or customer.
     pub source: OrderSource,
+    /// A customer verified by code: the phone the order records and where its status
+    /// messages go, and the table the verification is bound to.
+    pub verified: Option<(super::outbox::Contact, Option<String>)>,
 }
 
 fn text_ok(s: Option<&String>, max: usize) -> bool {
@@ -427,6 +430,16 @@ pub fn place(
         }),
         (None, None) => None,
     };
+    if let Some((_, Some(bound))) = &actor.verified
+        && table.as_ref().is_none_or(|t| &t.id != bound)
+    {
+        return Err(AppError::new(
+            ErrorKind::Forbidden,
+            "token_table_mismatch",
+            "this verification belongs to another table; verify again at this table",
+        )
+        .into());
+    }
     let lines = price_lines(tx, rules, req)?;
     let mut need: BTreeMap<&str, u32> = BTreeMap::new();
     for l in &lines {
@@ -493,7 +506,10 @@ pub fn place(
         table_label: table.as_ref().map(|t| t.label.clone()),
         address: req.address.clone(),
         customer_name: req.customer_name.clone(),
-        customer_phone: req.customer_phone.clone(),
+        customer_phone: match &actor.verified {
+            Some((contact, _)) => Some(contact.phone.clone()),
+            None => req.customer_phone.clone(),
+        },
         note: req.note.clone(),
         items: lines,
         subtotal,
@@ -532,6 +548,9 @@ pub fn place(
     tx.idx_day.insert((day, daily_seq_u32), id)?;
     if let Some(phone) = &stored.order.customer_phone {
         tx.idx_phone.insert((phone.as_str(), id), ())?;
+    }
+    if let Some((contact, _)) = &actor.verified {
+        super::outbox::set_contact(tx, id, contact)?;
     }
     if let (Some(key), Some(body_hash)) = (idem_key, body_hash) {
         let rec = IdemRecord {
@@ -679,7 +698,14 @@ pub fn transition(
         tx.idx_active.insert((to.code(), key), ())?;
     }
     write_order(tx, key, &stored)?;
+    let short = short_number(&stored.order.number).to_owned();
+    super::outbox::status_changed(tx, key, &stored.order.id, &short, to)?;
     Ok(stored.order)
+}
+
+/// The short number the kitchen calls out: the last part of `PREFIX-YYYYMMDD-NNN`.
+pub fn short_number(number: &str) -> &str {
+    number.rsplit('-').next().unwrap_or(number)
 }
 
 /// Undoes the last transition, within the recall window. A cancellation cannot be recalled.
@@ -748,6 +774,28 @@ pub fn recall(tx: &mut Tx<'_>, rules: &Rules, id: &str, actor: &str) -> TxResult
 }
 
 // ---------------------------------------------------------------- reads
+
+/// A customer's own orders (placed by a customer with this verified phone), newest first.
+pub fn customer_orders(
+    rtx: &ReadTransaction,
+    phone: &str,
+    max: usize,
+) -> Result<Vec<Order>, StoreError> {
+    let idx = rtx.open_table(t::IDX_PHONE)?;
+    let mut out = Vec::new();
+    for entry in idx.range((phone, 0u128)..=(phone, u128::MAX))?.rev() {
+        let key = entry?.0.value().1;
+        if let Some(stored) = get_by_key(rtx, key)?
+            && stored.order.source == OrderSource::Customer
+        {
+            out.push(stored.order);
+        }
+        if out.len() >= max {
+            break;
+        }
+    }
+    Ok(out)
+}
 
 /// Reads one order with its history.
 pub fn get(rtx: &ReadTransaction, id: &str) -> Result<Option<StoredOrder>, StoreError> {

@@ -150,6 +150,11 @@ macro_rules! logged_tables {
         $m!(16, DEVICES);
         $m!(17, PRINT_JOBS);
         $m!(18, PRINT_OPEN);
+        $m!(19, OTP);
+        $m!(20, CUSTOMER_TOKENS);
+        $m!(21, OUTBOX);
+        $m!(22, OUTBOX_OPEN);
+        $m!(23, ORDER_CONTACTS);
     };
 }
 pub(crate) use logged_tables;

@@ -47,6 +47,18 @@ pub const PRINT_JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("print
 /// job id → () for jobs not yet printed (or replaced by a failover).
 pub const PRINT_OPEN: TableDefinition<&str, ()> = TableDefinition::new("print_open");
 
+/// phone (E.164) → `OtpRow`: the current one-time code (as a keyed hash) and recent sends.
+pub const OTP: TableDefinition<&str, &[u8]> = TableDefinition::new("otp");
+/// SHA-256 of a customer token → `CustomerToken`. The token itself is never stored.
+pub const CUSTOMER_TOKENS: TableDefinition<[u8; 32], &[u8]> =
+    TableDefinition::new("customer_tokens");
+/// message id → `OutboxRow`: every customer message and staff alert, and its state.
+pub const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+/// message id → () for messages still queued or in flight.
+pub const OUTBOX_OPEN: TableDefinition<u64, ()> = TableDefinition::new("outbox_open");
+/// order id → `Contact`: where a verified customer hears about the order.
+pub const ORDER_CONTACTS: TableDefinition<u128, &[u8]> = TableDefinition::new("order_contacts");
+
 /// Key of the schema version in [`COUNTERS`].
 pub const SCHEMA_KEY: &str = "schema_version";
 
@@ -70,5 +82,10 @@ pub fn create_all(wtx: &WriteTransaction) -> Result<(), StoreError> {
     wtx.open_table(DEVICES)?;
     wtx.open_table(PRINT_JOBS)?;
     wtx.open_table(PRINT_OPEN)?;
+    wtx.open_table(OTP)?;
+    wtx.open_table(CUSTOMER_TOKENS)?;
+    wtx.open_table(OUTBOX)?;
+    wtx.open_table(OUTBOX_OPEN)?;
+    wtx.open_table(ORDER_CONTACTS)?;
     Ok(())
 }

@@ -124,6 +124,16 @@ pub struct Tx<'t> {
     pub print_jobs: Logged<'t, &'static str, &'static [u8]>,
     /// See [`tables::PRINT_OPEN`].
     pub print_open: Logged<'t, &'static str, ()>,
+    /// See [`tables::OTP`].
+    pub otp: Logged<'t, &'static str, &'static [u8]>,
+    /// See [`tables::CUSTOMER_TOKENS`].
+    pub customer_tokens: Logged<'t, [u8; 32], &'static [u8]>,
+    /// See [`tables::OUTBOX`].
+    pub outbox: Logged<'t, u64, &'static [u8]>,
+    /// See [`tables::OUTBOX_OPEN`].
+    pub outbox_open: Logged<'t, u64, ()>,
+    /// See [`tables::ORDER_CONTACTS`].
+    pub order_contacts: Logged<'t, u128, &'static [u8]>,
     now_ms: u64,
     next_seq: u64,
     pending: Vec<Event>,
@@ -160,6 +170,11 @@ impl<'t> Tx<'t> {
             devices: Logged::open(wtx, tables::DEVICES, 16, log)?,
             print_jobs: Logged::open(wtx, tables::PRINT_JOBS, 17, log)?,
             print_open: Logged::open(wtx, tables::PRINT_OPEN, 18, log)?,
+            otp: Logged::open(wtx, tables::OTP, 19, log)?,
+            customer_tokens: Logged::open(wtx, tables::CUSTOMER_TOKENS, 20, log)?,
+            outbox: Logged::open(wtx, tables::OUTBOX, 21, log)?,
+            outbox_open: Logged::open(wtx, tables::OUTBOX_OPEN, 22, log)?,
+            order_contacts: Logged::open(wtx, tables::ORDER_CONTACTS, 23, log)?,
             now_ms,
             next_seq,
             pending: Vec::new(),

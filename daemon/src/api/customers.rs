@@ -1,0 +1,197 @@
+//! Customer verification and the customer's own orders: `POST /otp/request`,
+//! `POST /otp/verify`, `GET /me/orders`, `DELETE /me/token`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{ConnectInfo, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppStateRef;
+use super::extract::{Body, MaybeCustomer};
+use super::orders::order_view;
+use crate::domain::orders::{self as dom, is_e164};
+use crate::domain::otp::{self, Verified};
+use crate::domain::outbox::Channel;
+use crate::domain::{orders::table_by_token, rfc3339};
+use crate::error::{AppError, ErrorKind};
+
+/// Body of `POST /otp/request`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtpRequest {
+    /// E.164 phone.
+    pub phone: String,
+    /// `whatsapp` or `telegram`.
+    pub channel: String,
+    /// `en` or `sq` (others fall back to English).
+    #[serde(default)]
+    pub lang: Option<String>,
+    /// The table's QR token, when the customer came from a table.
+    #[serde(default)]
+    pub table_token: Option<String>,
+}
+
+fn channel_enabled(state: &AppStateRef, ch: Channel) -> bool {
+    match ch {
+        Channel::Whatsapp => state.settings.raw.whatsapp.enabled,
+        Channel::Telegram => state.settings.raw.telegram.enabled,
+    }
+}
+
+/// `POST /otp/request`: 202 with the expiry. Never says whether the phone is known.
+pub async fn request(
+    State(state): State<AppStateRef>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Body(req): Body<OtpRequest>,
+) -> Result<(StatusCode, Json<Value>), AppError> {
+    if !is_e164(&req.phone) {
+        return Err(AppError::invalid(
+            "phone",
+            "an international number in E.164 form, such as +355691234567",
+        ));
+    }
+    let channel = Channel::parse(&req.channel)
+        .ok_or_else(|| AppError::invalid("channel", "must be whatsapp or telegram"))?;
+    if !channel_enabled(&state, channel) {
+        return Err(AppError::new(
+            ErrorKind::Unprocessable,
+            "channel_unavailable",
+            format!(
+                "this restaurant does not send codes by {}",
+                channel.as_str()
+            ),
+        )
+        .with_details(json!({"field": "channel"})));
+    }
+    let lang = match req.lang.as_deref() {
+        None => state.rules.default_language.clone(),
+        Some(l) if l.len() <= 8 && l.bytes().all(|b| b.is_ascii_lowercase()) => l.to_owned(),
+        Some(_) => {
+            return Err(AppError::invalid(
+                "lang",
+                "a language code such as en or sq",
+            ));
+        }
+    };
+    if req.table_token.as_ref().is_some_and(|t| t.len() > 128) {
+        return Err(AppError::invalid("table_token", "too long"));
+    }
+    let now = state.now_ms();
+    let client = format!("otp:{}", peer.ip());
+    if let Some(secs) = state.otp_clients.locked(&client, now) {
+        let mut e = AppError::new(
+            ErrorKind::TooManyRequests,
+            "too_many_requests",
+            "too many code requests from this device; try again later",
+        );
+        e.retry_after_secs = Some(secs);
+        return Err(e);
+    }
+    state.otp_clients.fail(&client, now);
+    let cfg = state.settings.raw.otp.clone();
+    let key = state.otp_key;
+    let phone = req.phone.clone();
+    let table_token = req.table_token.clone();
+    let issued = state
+        .writer
+        .run(move |tx| {
+            let table_id = match &table_token {
+                Some(token) => Some(
+                    table_by_token(tx, token)?
+                        .ok_or_else(|| {
+                            AppError::new(
+                                ErrorKind::Unauthorized,
+                                "invalid_table_token",
+                                "this table's QR code is no longer valid; scan the code on the table again",
+                            )
+                        })?
+                        .id,
+                ),
+                None => None,
+            };
+            otp::request(tx, &cfg, &key, &phone, channel, &lang, table_id)
+        })
+        .await?;
+    state.messaging.wake.notify_one();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "channel": channel.as_str(),
+            "expires_at": rfc3339(issued.expires_at),
+        })),
+    ))
+}
+
+/// Body of `POST /otp/verify`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtpVerify {
+    /// E.164 phone.
+    pub phone: String,
+    /// The 6 digits.
+    pub code: String,
+}
+
+/// `POST /otp/verify`: the customer token (shown once).
+pub async fn verify(
+    State(state): State<AppStateRef>,
+    Body(req): Body<OtpVerify>,
+) -> Result<Json<Value>, AppError> {
+    if !is_e164(&req.phone) {
+        return Err(AppError::invalid(
+            "phone",
+            "an international number in E.164 form",
+        ));
+    }
+    if req.code.len() != 6 || !req.code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(AppError::invalid("code", "the 6 digits of the code"));
+    }
+    let cfg = state.settings.raw.otp.clone();
+    let key = state.otp_key;
+    let verified = state
+        .writer
+        .run(move |tx| otp::verify(tx, &cfg, &key, &req.phone, &req.code))
+        .await?;
+    match verified {
+        Verified::Ok(token, ct) => Ok(Json(json!({
+            "token": token,
+            "phone": ct.phone,
+            "table_id": ct.table_id,
+            "expires_at": rfc3339(ct.expires_at),
+        }))),
+        Verified::Refused => Err(AppError::new(
+            ErrorKind::BadRequest,
+            "invalid_code",
+            "the code is wrong, expired or used up; request a new one",
+        )),
+    }
+}
+
+/// `GET /me/orders`: the verified customer's own orders, newest first (at most 50).
+pub async fn my_orders(
+    State(state): State<AppStateRef>,
+    MaybeCustomer(customer): MaybeCustomer,
+) -> Result<Json<Value>, AppError> {
+    let (_, ct) = customer.ok_or_else(AppError::unauthorized)?;
+    let rtx = state.store.read()?;
+    let data: Vec<Value> = dom::customer_orders(&rtx, &ct.phone, 50)?
+        .iter()
+        .map(order_view)
+        .collect();
+    Ok(Json(json!({ "data": data })))
+}
+
+/// `DELETE /me/token`: the customer signs out; the token stops working at once.
+pub async fn revoke(
+    State(state): State<AppStateRef>,
+    MaybeCustomer(customer): MaybeCustomer,
+) -> Result<StatusCode, AppError> {
+    let (token, _) = customer.ok_or_else(AppError::unauthorized)?;
+    let token = Arc::new(token);
+    state.writer.run(move |tx| otp::revoke(tx, &token)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

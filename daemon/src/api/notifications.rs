@@ -1,0 +1,60 @@
+//! Staff view of the message outbox: `GET /notifications?state=`, `POST /notifications/{id}/retry`.
+
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppStateRef;
+use super::extract::{PathParam, Q, Staff};
+use crate::domain::outbox::{self, State as MsgState};
+use crate::error::AppError;
+
+/// `?state=&limit=`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// queued, sending, sent, failed or dead.
+    #[serde(default)]
+    pub state: Option<String>,
+    /// At most this many (1-500, default 100).
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+/// `GET /notifications` (staff).
+pub async fn list(
+    State(state): State<AppStateRef>,
+    _staff: Staff,
+    Q(p): Q<ListParams>,
+) -> Result<Json<Value>, AppError> {
+    let filter =
+        match p.state.as_deref() {
+            None => None,
+            Some(s) => Some(MsgState::parse(s).ok_or_else(|| {
+                AppError::invalid("state", "queued, sending, sent, failed or dead")
+            })?),
+        };
+    let limit = p.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(AppError::invalid("limit", "must be 1 to 500"));
+    }
+    let rows = outbox::list(&state.store.read()?, filter, limit as usize)?;
+    Ok(Json(
+        json!({ "data": rows.iter().map(outbox::view).collect::<Vec<_>>() }),
+    ))
+}
+
+/// `POST /notifications/{id}/retry` (staff): a failed or dead message is queued again.
+pub async fn retry(
+    State(state): State<AppStateRef>,
+    _staff: Staff,
+    PathParam(id): PathParam,
+) -> Result<Json<Value>, AppError> {
+    let id: u64 = id
+        .parse()
+        .map_err(|_| AppError::not_found("notification"))?;
+    let row = state.writer.run(move |tx| outbox::retry(tx, id)).await?;
+    state.messaging.wake.notify_one();
+    Ok(Json(outbox::view(&row)))
+}

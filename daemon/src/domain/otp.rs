@@ -1,0 +1,223 @@
+//! Customer phone verification: one-time codes (6 CSPRNG digits, kept only as a keyed hash,
+//! limited in time, tries and sends) and the customer tokens a verified code buys.
+//!
+//! The code's plaintext exists in two places only: the HTTP handler's memory and the pending
+//! outbox row that carries it to the provider, which is scrubbed once the message is sent or
+//! dead (see [`super::outbox`]).
+
+use hmac::{Hmac, Mac as _};
+use rand::Rng as _;
+use redb::{ReadTransaction, ReadableTable as _};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
+
+use super::outbox::{self, Channel, Message};
+use crate::config::OtpConfig;
+use crate::error::{AppError, ErrorKind};
+use crate::store::writer::{Tx, TxResult};
+use crate::store::{StoreError, Stored, codec, tables as t};
+
+/// Customer tokens start with this, so they are never mistaken for staff sessions.
+pub const TOKEN_PREFIX: &str = "ct_";
+
+/// The code state of one phone.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OtpRow {
+    /// HMAC-SHA256 of the current code, `None` once used.
+    pub code_mac: Option<[u8; 32]>,
+    /// When the current code expires, ms.
+    pub expires_at: u64,
+    /// Wrong tries on the current code.
+    pub attempts: u32,
+    /// Channel and language of the request.
+    pub channel: Channel,
+    /// Language.
+    pub lang: String,
+    /// The table the request came from, if any.
+    pub table_id: Option<String>,
+    /// When codes were sent, ms (the last window's only).
+    pub sends: Vec<u64>,
+}
+
+impl Stored for OtpRow {
+    const WHAT: &'static str = "one-time code";
+}
+
+/// What a verified code gives: a token bound to the phone (and table).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CustomerToken {
+    /// The verified phone.
+    pub phone: String,
+    /// Bound table, when the customer came from a table QR.
+    pub table_id: Option<String>,
+    /// Where status messages go.
+    pub channel: Channel,
+    /// In which language.
+    pub lang: String,
+    /// Issued, ms.
+    pub created_at: u64,
+    /// Expires, ms.
+    pub expires_at: u64,
+}
+
+impl Stored for CustomerToken {
+    const WHAT: &'static str = "customer token";
+}
+
+/// The keyed hash of a code for a phone (the phone is in the MAC, so a code hash is useless
+/// for another number).
+pub fn mac(key: &[u8; 32], phone: &str, code: &str) -> [u8; 32] {
+    let mut m = <Hmac<Sha256>>::new_from_slice(key).expect("HMAC takes any key length");
+    m.update(phone.as_bytes());
+    m.update(b"\0");
+    m.update(code.as_bytes());
+    m.finalize().into_bytes().into()
+}
+
+/// A new 6-digit code from the OS CSPRNG.
+pub fn new_code() -> String {
+    format!("{:06}", rand::rngs::OsRng.gen_range(0..1_000_000u32))
+}
+
+/// An issued code: when it expires.
+#[derive(Debug)]
+pub struct Issued {
+    /// Expiry, ms.
+    pub expires_at: u64,
+}
+
+/// Issues a code for `phone` and queues its message, in one transaction. 429 after
+/// `max_sends` in the window (with the wait).
+pub fn request(
+    tx: &mut Tx<'_>,
+    cfg: &OtpConfig,
+    key: &[u8; 32],
+    phone: &str,
+    channel: Channel,
+    lang: &str,
+    table_id: Option<String>,
+) -> TxResult<Issued> {
+    let now = tx.now_ms();
+    let window = cfg.send_window_secs * 1000;
+    let mut sends = match tx.otp.get(phone)? {
+        Some(v) => codec::decode::<OtpRow>(v.value())?.sends,
+        None => Vec::new(),
+    };
+    sends.retain(|&at| at + window > now);
+    if sends.len() >= cfg.max_sends as usize {
+        let wait = sends.iter().min().map_or(window, |&at| at + window - now);
+        let mut e = AppError::new(
+            ErrorKind::TooManyRequests,
+            "too_many_codes",
+            "too many codes were sent to this number; try again later",
+        );
+        e.retry_after_secs = Some(wait.div_ceil(1000));
+        return Err(e.into());
+    }
+    let code = new_code();
+    sends.push(now);
+    let row = OtpRow {
+        code_mac: Some(mac(key, phone, &code)),
+        expires_at: now + cfg.ttl_secs * 1000,
+        attempts: 0,
+        channel,
+        lang: lang.to_owned(),
+        table_id,
+        sends,
+    };
+    tx.otp.insert(phone, codec::encode(&row)?.as_slice())?;
+    outbox::enqueue(
+        tx,
+        channel,
+        phone,
+        lang,
+        Message::Code {
+            code,
+            expires_at: row.expires_at,
+        },
+    )?;
+    Ok(Issued {
+        expires_at: row.expires_at,
+    })
+}
+
+/// The result of a verification attempt (a wrong code is not an error of the transaction: its
+/// attempt count must be stored).
+#[derive(Debug)]
+pub enum Verified {
+    /// The token (shown once) and what it is bound to.
+    Ok(String, CustomerToken),
+    /// Wrong, expired, used or locked (never says which, nor whether the phone is known).
+    Refused,
+}
+
+/// Checks a code; on success the code is used up and a customer token issued.
+pub fn verify(
+    tx: &mut Tx<'_>,
+    cfg: &OtpConfig,
+    key: &[u8; 32],
+    phone: &str,
+    code: &str,
+) -> TxResult<Verified> {
+    let now = tx.now_ms();
+    let Some(mut row) = (match tx.otp.get(phone)? {
+        Some(v) => Some(codec::decode::<OtpRow>(v.value())?),
+        None => None,
+    }) else {
+        // Same work as a known phone, so timing does not tell either.
+        let _ = mac(key, phone, code);
+        return Ok(Verified::Refused);
+    };
+    let expected = row.code_mac.unwrap_or([0; 32]);
+    let matches = bool::from(mac(key, phone, code).ct_eq(&expected));
+    let usable = row.code_mac.is_some() && row.expires_at > now && row.attempts < cfg.max_attempts;
+    if !(usable && matches) {
+        if usable {
+            row.attempts += 1;
+            tx.otp.insert(phone, codec::encode(&row)?.as_slice())?;
+        }
+        return Ok(Verified::Refused);
+    }
+    row.code_mac = None;
+    tx.otp.insert(phone, codec::encode(&row)?.as_slice())?;
+    let token = format!("{TOKEN_PREFIX}{}", super::random_hex(32));
+    let ct = CustomerToken {
+        phone: phone.to_owned(),
+        table_id: row.table_id.clone(),
+        channel: row.channel,
+        lang: row.lang.clone(),
+        created_at: now,
+        expires_at: now + cfg.token_ttl_secs * 1000,
+    };
+    tx.customer_tokens
+        .insert(token_key(&token), codec::encode(&ct)?.as_slice())?;
+    Ok(Verified::Ok(token, ct))
+}
+
+/// The stored key of a token: its SHA-256.
+pub fn token_key(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// A live customer token.
+pub fn check_token(
+    rtx: &ReadTransaction,
+    token: &str,
+    now: u64,
+) -> Result<Option<CustomerToken>, StoreError> {
+    let table = rtx.open_table(t::CUSTOMER_TOKENS)?;
+    let Some(v) = table.get(token_key(token))? else {
+        return Ok(None);
+    };
+    let ct: CustomerToken = codec::decode(v.value())?;
+    Ok((ct.expires_at > now).then_some(ct))
+}
+
+/// Revokes a token (404 if unknown).
+pub fn revoke(tx: &mut Tx<'_>, token: &str) -> TxResult<()> {
+    if !tx.customer_tokens.remove(token_key(token))? {
+        return Err(AppError::not_found("customer token").into());
+    }
+    Ok(())
+}

@@ -1,0 +1,385 @@
+//! The durable outbox: every customer message and staff alert is a row, written in the same
+//! transaction as what caused it, then sent by `crate::messaging` and marked once: sent,
+//! retried (failed, waiting) or dead (with the provider's reason).
+//!
+//! At most once across crashes: a row is marked `sending` durably before its provider call;
+//! a row found `sending` at start was interrupted mid-call and may or may not have reached the
+//! customer, so it goes to the dead letter as `interrupted` (never resent by itself); staff
+//! can resend it with `POST /notifications/{id}/retry`.
+
+use orderd_protocol::OrderStatus;
+use redb::{ReadTransaction, ReadableTable};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::error::AppError;
+use crate::store::writer::{Tx, TxResult};
+use crate::store::{StoreError, Stored, codec, tables as t};
+
+/// Where a message goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    /// WhatsApp Cloud API.
+    Whatsapp,
+    /// Telegram bot.
+    Telegram,
+}
+
+impl Channel {
+    /// Wire name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Whatsapp => "whatsapp",
+            Self::Telegram => "telegram",
+        }
+    }
+
+    /// Parses the wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "whatsapp" => Some(Self::Whatsapp),
+            "telegram" => Some(Self::Telegram),
+            _ => None,
+        }
+    }
+}
+
+/// What a message says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Message {
+    /// A one-time code (blanked once sent or dead).
+    Code {
+        /// The code.
+        code: String,
+        /// When it stops working, ms: not sent after that.
+        expires_at: u64,
+    },
+    /// An order's new status.
+    Status {
+        /// Order id.
+        order_id: String,
+        /// Short number.
+        short: String,
+        /// The status.
+        status: OrderStatus,
+    },
+    /// A staff alert.
+    Alert {
+        /// The text.
+        text: String,
+    },
+}
+
+/// Where a row is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Waiting for its first try.
+    Queued,
+    /// Handed to the provider, outcome not yet stored.
+    Sending,
+    /// Accepted by the provider.
+    Sent,
+    /// Failed; tried again at `next_at`.
+    Failed,
+    /// Given up: rejected, expired, interrupted or out of attempts.
+    Dead,
+}
+
+impl State {
+    /// Wire name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Sending => "sending",
+            Self::Sent => "sent",
+            Self::Failed => "failed",
+            Self::Dead => "dead",
+        }
+    }
+
+    /// Parses the wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Queued,
+            Self::Sending,
+            Self::Sent,
+            Self::Failed,
+            Self::Dead,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+    }
+
+    /// Still to be sent.
+    pub const fn is_open(self) -> bool {
+        matches!(self, Self::Queued | Self::Sending | Self::Failed)
+    }
+}
+
+/// One message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxRow {
+    /// Id (increasing).
+    pub id: u64,
+    /// Channel.
+    pub channel: Channel,
+    /// Phone (E.164) or Telegram chat id.
+    pub to: String,
+    /// Language.
+    pub lang: String,
+    /// Content.
+    pub message: Message,
+    /// State.
+    pub state: State,
+    /// Provider calls so far.
+    pub attempts: u32,
+    /// Not sent before this, ms.
+    pub next_at: u64,
+    /// Created, ms.
+    pub created_at: u64,
+    /// Last change, ms.
+    pub updated_at: u64,
+    /// The last failure or the dead letter's reason.
+    pub last_error: Option<String>,
+    /// The provider's message id once sent.
+    pub provider_id: Option<String>,
+}
+
+impl Stored for OutboxRow {
+    const WHAT: &'static str = "outbox message";
+}
+
+/// Where a verified customer hears about an order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Contact {
+    /// Phone.
+    pub phone: String,
+    /// Channel.
+    pub channel: Channel,
+    /// Language.
+    pub lang: String,
+}
+
+impl Stored for Contact {
+    const WHAT: &'static str = "order contact";
+}
+
+const SEQ_KEY: &str = "outbox_seq";
+
+/// Queues a message in this transaction; returns its id.
+pub fn enqueue(
+    tx: &mut Tx<'_>,
+    channel: Channel,
+    to: &str,
+    lang: &str,
+    message: Message,
+) -> TxResult<u64> {
+    let id = tx.counters.get(SEQ_KEY)?.map_or(0, |v| v.value()) + 1;
+    tx.counters.insert(SEQ_KEY, id)?;
+    let now = tx.now_ms();
+    let row = OutboxRow {
+        id,
+        channel,
+        to: to.to_owned(),
+        lang: lang.to_owned(),
+        message,
+        state: State::Queued,
+        attempts: 0,
+        next_at: now,
+        created_at: now,
+        updated_at: now,
+        last_error: None,
+        provider_id: None,
+    };
+    put(tx, &row)?;
+    Ok(id)
+}
+
+/// Stores a row (and its open-index entry); a code is blanked once the row is closed.
+pub fn put(tx: &mut Tx<'_>, row: &OutboxRow) -> TxResult<()> {
+    let mut row = row.clone();
+    if !row.state.is_open()
+        && let Message::Code { code, .. } = &mut row.message
+    {
+        code.clear();
+    }
+    tx.outbox.insert(row.id, codec::encode(&row)?.as_slice())?;
+    if row.state.is_open() {
+        tx.outbox_open.insert(row.id, ())?;
+    } else {
+        tx.outbox_open.remove(row.id)?;
+    }
+    Ok(())
+}
+
+/// Records the contact of an order placed with a customer token.
+pub fn set_contact(tx: &mut Tx<'_>, order_key: u128, contact: &Contact) -> TxResult<()> {
+    tx.order_contacts
+        .insert(order_key, codec::encode(contact)?.as_slice())?;
+    Ok(())
+}
+
+/// Queues the status message of an order that has a contact, for the statuses customers hear
+/// about (accepted, ready, cancelled).
+pub fn status_changed(
+    tx: &mut Tx<'_>,
+    order_key: u128,
+    order_id: &str,
+    short: &str,
+    status: OrderStatus,
+) -> TxResult<()> {
+    if !matches!(
+        status,
+        OrderStatus::Accepted | OrderStatus::Ready | OrderStatus::Cancelled
+    ) {
+        return Ok(());
+    }
+    let Some(contact) = (match tx.order_contacts.get(order_key)? {
+        Some(v) => Some(codec::decode::<Contact>(v.value())?),
+        None => None,
+    }) else {
+        return Ok(());
+    };
+    enqueue(
+        tx,
+        contact.channel,
+        &contact.phone,
+        &contact.lang,
+        Message::Status {
+            order_id: order_id.to_owned(),
+            short: short.to_owned(),
+            status,
+        },
+    )?;
+    Ok(())
+}
+
+/// One row.
+pub fn get_tx(tx: &Tx<'_>, id: u64) -> TxResult<Option<OutboxRow>> {
+    Ok(match tx.outbox.get(id)? {
+        Some(v) => Some(codec::decode(v.value())?),
+        None => None,
+    })
+}
+
+/// Open rows with id > `after`, oldest first, at most `max`.
+pub fn open_after(
+    rtx: &ReadTransaction,
+    after: u64,
+    max: usize,
+) -> Result<Vec<OutboxRow>, StoreError> {
+    let open = rtx.open_table(t::OUTBOX_OPEN)?;
+    let rows = rtx.open_table(t::OUTBOX)?;
+    let mut out = Vec::new();
+    for entry in open.range(after.saturating_add(1)..)? {
+        let id = entry?.0.value();
+        if let Some(v) = rows.get(id)? {
+            out.push(codec::decode(v.value())?);
+        }
+        if out.len() >= max {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Rows, newest first, optionally in one state.
+pub fn list(
+    rtx: &ReadTransaction,
+    state: Option<State>,
+    limit: usize,
+) -> Result<Vec<OutboxRow>, StoreError> {
+    let rows = rtx.open_table(t::OUTBOX)?;
+    let mut out = Vec::new();
+    for entry in rows.iter()?.rev() {
+        let row: OutboxRow = codec::decode(entry?.1.value())?;
+        if state.is_none_or(|s| s == row.state) {
+            out.push(row);
+            if out.len() >= limit {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Counts of rows per state (open rows only are counted from the index).
+pub fn open_counts(rtx: &ReadTransaction) -> Result<Vec<OutboxRow>, StoreError> {
+    open_after(rtx, 0, usize::MAX)
+}
+
+/// Puts a failed or dead message back in the queue (409 for one already sent or queued).
+pub fn retry(tx: &mut Tx<'_>, id: u64) -> TxResult<OutboxRow> {
+    let mut row = get_tx(tx, id)?.ok_or_else(|| AppError::not_found("notification"))?;
+    if !matches!(row.state, State::Failed | State::Dead) {
+        return Err(AppError::new(
+            crate::error::ErrorKind::Conflict,
+            "not_retryable",
+            format!("a {} message cannot be retried", row.state.as_str()),
+        )
+        .into());
+    }
+    if matches!(&row.message, Message::Code { code, .. } if code.is_empty()) {
+        return Err(AppError::new(
+            crate::error::ErrorKind::Conflict,
+            "not_retryable",
+            "a one-time code is never resent; the customer asks for a new one",
+        )
+        .into());
+    }
+    row.state = State::Queued;
+    row.attempts = 0;
+    row.next_at = tx.now_ms();
+    row.updated_at = tx.now_ms();
+    put(tx, &row)?;
+    Ok(row)
+}
+
+/// The JSON view of a row (a code's digits never leave the box this way).
+pub fn view(r: &OutboxRow) -> Value {
+    let (kind, detail) = match &r.message {
+        Message::Code { .. } => ("code", json!({})),
+        Message::Status {
+            order_id,
+            short,
+            status,
+        } => (
+            "status",
+            json!({"order_id": order_id, "short": short, "status": status.as_str()}),
+        ),
+        Message::Alert { text } => ("alert", json!({"text": text})),
+    };
+    json!({
+        "id": r.id,
+        "channel": r.channel.as_str(),
+        "to": mask(&r.to),
+        "lang": r.lang,
+        "kind": kind,
+        "detail": detail,
+        "state": r.state.as_str(),
+        "attempts": r.attempts,
+        "next_at": super::rfc3339(r.next_at),
+        "created_at": super::rfc3339(r.created_at),
+        "updated_at": super::rfc3339(r.updated_at),
+        "last_error": r.last_error,
+        "provider_id": r.provider_id,
+    })
+}
+
+/// A phone with all but the last 3 digits hidden (staff lists need not show numbers).
+fn mask(to: &str) -> String {
+    let n = to.chars().count();
+    to.chars()
+        .enumerate()
+        .map(|(i, c)| {
+            if i + 3 < n && c.is_ascii_digit() {
+                '•'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
