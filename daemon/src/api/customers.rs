@@ -38,7 +38,8 @@ pub struct OtpRequest {
 fn channel_enabled(state: &AppStateRef, ch: Channel) -> bool {
     match ch {
         Channel::Whatsapp => state.settings.raw.whatsapp.enabled,
-        Channel::Telegram => state.settings.raw.telegram.enabled,
+        // The Telegram sender is not built yet (docs/messaging.md): never promise it.
+        Channel::Telegram => false,
     }
 }
 
