@@ -57,6 +57,16 @@ fn code_of(body: &Value) -> String {
     body_code.to_owned()
 }
 
+async fn check_code(s: &TestServer, phone: &str, code: &str) -> (StatusCode, Value) {
+    s.send(
+        "POST",
+        "/api/v1/otp/verify",
+        None,
+        Some(json!({"phone": phone, "code": code})),
+    )
+    .await
+}
+
 async fn request_code(s: &TestServer, phone: &str) -> (StatusCode, Value) {
     s.send(
         "POST",
@@ -73,16 +83,28 @@ async fn verify(s: &TestServer, fake: &Fake, phone: &str) -> String {
     assert_eq!(st, StatusCode::ACCEPTED, "{v}");
     let seen = wait_seen(fake, before + 1, Duration::from_secs(5)).await;
     let code = code_of(&seen.last().unwrap().body);
-    let (st, v) = s
-        .send(
-            "POST",
-            "/api/v1/otp/verify",
-            None,
-            Some(json!({"phone": phone, "code": code})),
-        )
-        .await;
+    let (st, v) = check_code(s, phone, &code).await;
     assert_eq!(st, StatusCode::OK, "{v}");
     v["token"].as_str().unwrap().to_owned()
+}
+
+/// Waits for a dead-lettered message; its id.
+async fn loop_until_dead(s: &TestServer) -> u64 {
+    for _ in 0..100 {
+        let (_, dead) = s
+            .send(
+                "GET",
+                "/api/v1/notifications?state=dead",
+                Some(&s.admin),
+                None,
+            )
+            .await;
+        if let Some(id) = dead["data"][0]["id"].as_u64() {
+            return id;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no dead-lettered message");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,25 +202,11 @@ async fn codes_lock_expire_and_are_rate_limited() {
     let code = code_of(&wait_seen(&fake, 1, Duration::from_secs(5)).await[0].body);
     let wrong = if code == "000000" { "111111" } else { "000000" };
     for _ in 0..5 {
-        let (st, v) = s
-            .send(
-                "POST",
-                "/api/v1/otp/verify",
-                None,
-                Some(json!({"phone": PHONE, "code": wrong})),
-            )
-            .await;
+        let (st, v) = check_code(&s, PHONE, wrong).await;
         assert_eq!(st, StatusCode::BAD_REQUEST);
         assert_eq!(common::error_code(&v), "invalid_code");
     }
-    let (st, _) = s
-        .send(
-            "POST",
-            "/api/v1/otp/verify",
-            None,
-            Some(json!({"phone": PHONE, "code": code})),
-        )
-        .await;
+    let (st, _) = check_code(&s, PHONE, &code).await;
     assert_eq!(
         st,
         StatusCode::BAD_REQUEST,
@@ -210,24 +218,10 @@ async fn codes_lock_expire_and_are_rate_limited() {
     assert_eq!(st, StatusCode::ACCEPTED);
     let code = code_of(&wait_seen(&fake, 2, Duration::from_secs(5)).await[1].body);
     s.clock.advance_ms(301_000);
-    let (st, _) = s
-        .send(
-            "POST",
-            "/api/v1/otp/verify",
-            None,
-            Some(json!({"phone": PHONE, "code": code})),
-        )
-        .await;
+    let (st, _) = check_code(&s, PHONE, &code).await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "expired");
     // Unknown phones get the same answer.
-    let (st, v) = s
-        .send(
-            "POST",
-            "/api/v1/otp/verify",
-            None,
-            Some(json!({"phone": "+355600000001", "code": "123456"})),
-        )
-        .await;
+    let (st, v) = check_code(&s, "+355600000001", "123456").await;
     assert_eq!(
         (st, common::error_code(&v)),
         (StatusCode::BAD_REQUEST, "invalid_code")
@@ -254,14 +248,7 @@ async fn codes_lock_expire_and_are_rate_limited() {
         assert!(v["error"]["code"].is_string());
     }
     for code in ["12345", "1234567", "abcdef", &"9".repeat(10_000)] {
-        let (st, _) = s
-            .send(
-                "POST",
-                "/api/v1/otp/verify",
-                None,
-                Some(json!({"phone": PHONE, "code": code})),
-            )
-            .await;
+        let (st, _) = check_code(&s, PHONE, code).await;
         assert!(
             st == StatusCode::BAD_REQUEST || st == StatusCode::UNPROCESSABLE_ENTITY,
             "{st}"
@@ -314,22 +301,15 @@ async fn provider_failures_are_retried_throttled_and_dead_lettered() {
     let (st, _) = request_code(&s, "+355690000004").await;
     assert_eq!(st, StatusCode::ACCEPTED);
     wait_seen(&fake, 8, Duration::from_secs(5)).await;
-    let mut dead = Value::Null;
-    for _ in 0..50 {
-        dead = s
-            .send(
-                "GET",
-                "/api/v1/notifications?state=dead",
-                Some(&s.admin),
-                None,
-            )
-            .await
-            .1;
-        if !dead["data"].as_array().unwrap().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    loop_until_dead(&s).await;
+    let (_, dead) = s
+        .send(
+            "GET",
+            "/api/v1/notifications?state=dead",
+            Some(&s.admin),
+            None,
+        )
+        .await;
     assert!(
         dead["data"][0]["last_error"]
             .as_str()
@@ -339,6 +319,17 @@ async fn provider_failures_are_retried_throttled_and_dead_lettered() {
     );
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(fake.seen().len(), 8, "a rejected message is not retried");
+    // A dead code is never resent by hand either (the customer asks for a new one).
+    let id = dead["data"][0]["id"].as_u64().unwrap();
+    let (st, v) = s
+        .send(
+            "POST",
+            &format!("/api/v1/notifications/{id}/retry"),
+            Some(&s.admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
     let metrics = s
         .client
         .get(s.url("/metrics"))
@@ -396,5 +387,31 @@ async fn an_order_accepted_while_the_provider_is_down_gets_its_message_when_it_r
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(fake.delivered().len(), 2, "exactly once");
+
+    // A status message rejected for good can be resent by staff, once.
+    fake.script([Reply::Fail(400, 131_026, "Message undeliverable".into())]);
+    let (st, _) = s
+        .set_status(&s.admin, placed["id"].as_str().unwrap(), "preparing")
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _) = s
+        .set_status(&s.admin, placed["id"].as_str().unwrap(), "ready")
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let dead = loop_until_dead(&s).await;
+    let (st, v) = s
+        .send(
+            "POST",
+            &format!("/api/v1/notifications/{dead}/retry"),
+            Some(&s.admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while fake.delivered().len() < 3 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(fake.delivered().len(), 3, "resent after the staff retry");
     s.stop().await;
 }

@@ -2,7 +2,6 @@
 //! `POST /otp/verify`, `GET /me/orders`, `DELETE /me/token`.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{ConnectInfo, State};
@@ -192,7 +191,6 @@ pub async fn revoke(
     MaybeCustomer(customer): MaybeCustomer,
 ) -> Result<StatusCode, AppError> {
     let (token, _) = customer.ok_or_else(AppError::unauthorized)?;
-    let token = Arc::new(token);
     state.writer.run(move |tx| otp::revoke(tx, &token)).await?;
     Ok(StatusCode::NO_CONTENT)
 }

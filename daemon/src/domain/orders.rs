@@ -698,14 +698,14 @@ pub fn transition(
         tx.idx_active.insert((to.code(), key), ())?;
     }
     write_order(tx, key, &stored)?;
-    let short = short_number(&stored.order.number).to_owned();
+    let short = short_number(&stored.order);
     super::outbox::status_changed(tx, key, &stored.order.id, &short, to)?;
     Ok(stored.order)
 }
 
-/// The short number the kitchen calls out: the last part of `PREFIX-YYYYMMDD-NNN`.
-pub fn short_number(number: &str) -> &str {
-    number.rsplit('-').next().unwrap_or(number)
+/// The short number the kitchen calls out and customers are told: the day's number, `NNN`.
+pub fn short_number(order: &Order) -> String {
+    format!("{:03}", order.daily_seq)
 }
 
 /// Undoes the last transition, within the recall window. A cancellation cannot be recalled.

@@ -306,11 +306,6 @@ pub fn list(
     Ok(out)
 }
 
-/// Counts of rows per state (open rows only are counted from the index).
-pub fn open_counts(rtx: &ReadTransaction) -> Result<Vec<OutboxRow>, StoreError> {
-    open_after(rtx, 0, usize::MAX)
-}
-
 /// Puts a failed or dead message back in the queue (409 for one already sent or queued).
 pub fn retry(tx: &mut Tx<'_>, id: u64) -> TxResult<OutboxRow> {
     let mut row = get_tx(tx, id)?.ok_or_else(|| AppError::not_found("notification"))?;

@@ -62,7 +62,7 @@ pub fn render(
     paper: PaperWidth,
     tz: &TimeZone,
 ) -> Vec<u8> {
-    let short = super::tickets::short(order);
+    let short = crate::domain::orders::short_number(order);
     let time = local_time(tz, order.created_at);
     let doc = TicketDoc {
         short: &short,

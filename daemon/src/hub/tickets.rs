@@ -42,17 +42,12 @@ pub fn station_lines(order: &Order) -> BTreeMap<String, Vec<TicketLine>> {
     out
 }
 
-/// The short number the kitchen calls out ("007").
-pub fn short(order: &Order) -> String {
-    format!("{:03}", order.daily_seq)
-}
-
 fn ticket(order: &Order, station: &str, seq: u64, change: TicketChange) -> TicketEvent {
     TicketEvent {
         version: FORMAT_VERSION,
         ticket: order.id.clone(),
         number: order.number.clone(),
-        short: short(order),
+        short: crate::domain::orders::short_number(order),
         station: station.to_owned(),
         order_type: order.order_type,
         table: order.table_label.clone(),
@@ -99,7 +94,7 @@ pub fn ticket_events(event: &Event, order: Option<&Order>) -> Vec<TicketEvent> {
 fn board_ticket(order: &Order, lines: Vec<TicketLine>) -> BoardTicket {
     BoardTicket {
         ticket: order.id.clone(),
-        short: short(order),
+        short: crate::domain::orders::short_number(order),
         status: order.status,
         order_type: order.order_type,
         table: order.table_label.clone(),

@@ -758,13 +758,7 @@ impl Hub {
 
     /// The printer is ready again: send its waiting jobs now.
     async fn resume(&mut self, dev: &str) {
-        let ids: Vec<String> = self
-            .jobs
-            .values()
-            .filter(|j| j.row.printer == dev)
-            .map(|j| j.row.job_id.clone())
-            .collect();
-        for id in ids {
+        for id in self.jobs_of(dev) {
             if let Some(j) = self.jobs.get_mut(&id) {
                 j.first_sent = None;
                 if j.row.state == JobState::Waiting {
@@ -776,14 +770,17 @@ impl Hub {
         }
     }
 
-    async fn fail_all(&mut self, dev: &str, reason: &str) {
-        let ids: Vec<String> = self
-            .jobs
+    /// Ids of the open jobs of one printer.
+    fn jobs_of(&self, dev: &str) -> Vec<String> {
+        self.jobs
             .values()
             .filter(|j| j.row.printer == dev)
             .map(|j| j.row.job_id.clone())
-            .collect();
-        for id in ids {
+            .collect()
+    }
+
+    async fn fail_all(&mut self, dev: &str, reason: &str) {
+        for id in self.jobs_of(dev) {
             self.fail_over(&id, reason).await;
         }
     }

@@ -90,20 +90,31 @@ pub async fn run(state: AppStateRef, providers: Providers, texts: Texts, mut shu
     // When each row is due, on the monotonic clock (stored `next_at` is for people).
     let mut due: HashMap<u64, tokio::time::Instant> = HashMap::new();
     let texts = Arc::new(texts);
+    // New rows have growing ids, so a poll reads only past the last one; a row put back by
+    // staff (retry) has an old id, and its wake-up asks for a full rescan of the open index.
+    let mut rescan = true;
     loop {
-        // New rows (ids only grow) and rows put back by staff (retry) are both in the open
-        // index; a full rescan happens when the in-memory set runs empty.
         if let Ok(rtx) = state.store.read() {
-            let from = if open.is_empty() { 0 } else { last_id };
+            let from = if rescan { 0 } else { last_id };
+            rescan = false;
             if let Ok(rows) = outbox::open_after(&rtx, from, 100_000) {
                 let now = state.now_ms();
                 for r in rows {
                     last_id = last_id.max(r.id);
+                    // A row loaded again after a retry starts a new schedule.
+                    if open.get(&r.id).is_none_or(|known| known.state != r.state) {
+                        due.remove(&r.id);
+                    }
                     due.entry(r.id).or_insert_with(|| {
                         tokio::time::Instant::now()
                             + Duration::from_millis(r.next_at.saturating_sub(now))
                     });
-                    open.entry(r.id).or_insert(r);
+                    if open
+                        .get(&r.id)
+                        .is_none_or(|known| known.state != State::Sending)
+                    {
+                        open.insert(r.id, r);
+                    }
                 }
             }
         }
@@ -121,7 +132,7 @@ pub async fn run(state: AppStateRef, providers: Providers, texts: Texts, mut shu
             .map_or(POLL, |at| at.saturating_duration_since(mono));
         tokio::select! {
             () = shutdown.wait() => break,
-            () = state.messaging.wake.notified() => {}
+            () = state.messaging.wake.notified() => rescan = true,
             () = tokio::time::sleep(next_due.clamp(Duration::from_millis(5), POLL)) => {}
         }
     }
