@@ -385,6 +385,7 @@ fn with_writer<T>(
         events: tokio::sync::broadcast::channel(16).0,
         last_seq: std::sync::atomic::AtomicU64::new(store.last_event_seq()?),
         last_batch_at: std::sync::atomic::AtomicU64::new(0),
+        staff_alerts: None,
     });
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let options = WriterOptions {

@@ -133,6 +133,8 @@ pub struct TelegramConfig {
     pub token: orderd_plugins::messaging::Secret,
     /// Chat that gets staff alerts (printer down, sold out, low stock); 0 = none.
     pub staff_chat_id: i64,
+    /// Language of staff alerts.
+    pub staff_lang: String,
     /// Most messages per second (Telegram allows about 30).
     pub rate_per_sec: u32,
 }
@@ -145,6 +147,7 @@ impl Default for TelegramConfig {
             bot_username: String::new(),
             token: orderd_plugins::messaging::Secret::default(),
             staff_chat_id: 0,
+            staff_lang: "en".into(),
             rate_per_sec: 25,
         }
     }
@@ -846,10 +849,26 @@ impl RawConfig {
         }
         let tg = &self.telegram;
         if tg.enabled {
-            if !tg.api_url.starts_with("http") || tg.bot_username.is_empty() {
+            if !tg.api_url.starts_with("http")
+                || tg.bot_username.is_empty()
+                || tg.bot_username.len() > 64
+                || !tg
+                    .bot_username
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            {
                 bad(
                     "telegram.bot_username",
-                    "Telegram needs api_url and bot_username".into(),
+                    "Telegram needs api_url and the bot's username (letters, digits, _)".into(),
+                );
+            }
+            if tg.staff_lang.is_empty()
+                || tg.staff_lang.len() > 8
+                || !tg.staff_lang.bytes().all(|b| b.is_ascii_lowercase())
+            {
+                bad(
+                    "telegram.staff_lang",
+                    "a language code such as en or sq".into(),
                 );
             }
             match tg.token.load() {

@@ -22,6 +22,7 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::demo;
 use crate::domain::Rules;
+use crate::domain::outbox::StaffAlerts;
 use crate::events::EventLog;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -99,6 +100,13 @@ pub async fn start(
         events: events_tx,
         last_seq: AtomicU64::new(last_seq),
         last_batch_at: AtomicU64::new(clock.now_ms()),
+        staff_alerts: (settings.raw.telegram.enabled && settings.raw.telegram.staff_chat_id != 0)
+            .then(|| {
+                Arc::new(StaffAlerts {
+                    chat: settings.raw.telegram.staff_chat_id,
+                    lang: settings.raw.telegram.staff_lang.clone(),
+                })
+            }),
     });
     let metrics = Arc::new(Metrics::new());
     let (writer, writer_thread) = Writer::spawn(
@@ -186,9 +194,37 @@ pub async fn start(
         } else {
             None
         },
+        telegram: if state.settings.raw.telegram.enabled {
+            let tg = &state.settings.raw.telegram;
+            let token = tg
+                .token
+                .load()
+                .map_err(|e| anyhow::anyhow!("Telegram: {e}"))?
+                .ok_or_else(|| anyhow::anyhow!("Telegram: no token"))?;
+            Some(
+                orderd_plugins::telegram::Telegram::new(
+                    &tg.api_url,
+                    &token,
+                    Duration::from_millis(state.settings.raw.messaging.request_timeout_ms),
+                )
+                .map_err(|e| anyhow::anyhow!("Telegram: {e}"))?,
+            )
+        } else {
+            None
+        },
     };
-    let texts = crate::messaging::Texts::load(&state.settings.raw.messaging.texts_dir)
-        .context("loading the message texts")?;
+    let texts = Arc::new(
+        crate::messaging::Texts::load(&state.settings.raw.messaging.texts_dir)
+            .context("loading the message texts")?,
+    );
+    if let Some(bot) = providers.telegram.clone() {
+        workers.push(tokio::spawn(crate::messaging::telegram::run(
+            Arc::clone(&state),
+            bot,
+            Arc::clone(&texts),
+            shutdown.clone(),
+        )));
+    }
     workers.push(tokio::spawn(crate::messaging::worker::run(
         Arc::clone(&state),
         providers,

@@ -56,6 +56,9 @@ struct Inner {
     default: Reply,
     seen: Vec<Seen>,
     next_id: u64,
+    /// Telegram updates for `getUpdates`, oldest first.
+    updates: Vec<Value>,
+    next_update: u64,
 }
 
 /// A running fake.
@@ -77,6 +80,8 @@ impl Fake {
             default: Reply::Ok,
             seen: Vec::new(),
             next_id: 0,
+            updates: Vec::new(),
+            next_update: 1,
         }));
         let state = Arc::clone(&inner);
         let app = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap, body: Bytes| {
@@ -113,6 +118,36 @@ impl Fake {
         self.lock().seen.clone()
     }
 
+    /// Telegram: queues a private-chat text from user `chat` (its chat id is its user id).
+    pub fn push_text(&self, chat: i64, text: &str) {
+        self.push_message(chat, json!({"text": text}));
+    }
+
+    /// Telegram: queues a shared contact, sent by user `chat`, of user `contact_user`.
+    pub fn push_contact(&self, chat: i64, contact_user: Option<i64>, phone: &str) {
+        let mut contact = json!({"phone_number": phone, "first_name": "Guest"});
+        if let Some(u) = contact_user {
+            contact["user_id"] = json!(u);
+        }
+        self.push_message(chat, json!({ "contact": contact }));
+    }
+
+    fn push_message(&self, chat: i64, content: Value) {
+        let mut s = self.lock();
+        let id = s.next_update;
+        s.next_update += 1;
+        let mut message = json!({
+            "message_id": id,
+            "date": 1_700_000_000,
+            "chat": {"id": chat, "type": "private", "first_name": "Guest"},
+            "from": {"id": chat, "is_bot": false, "first_name": "Guest"},
+        });
+        if let (Some(m), Value::Object(extra)) = (message.as_object_mut(), content) {
+            m.extend(extra);
+        }
+        s.updates.push(json!({"update_id": id, "message": message}));
+    }
+
     /// Requests answered with success.
     pub fn delivered(&self) -> Vec<Seen> {
         self.seen()
@@ -123,6 +158,25 @@ impl Fake {
 }
 
 async fn answer(state: &Mutex<Inner>, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Response {
+    let method = uri
+        .path()
+        .rsplit('/')
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if method == "getupdates" {
+        return updates(state, body).await;
+    }
+    if method == "getme" {
+        return axum::Json(json!({"ok": true, "result": {
+            "id": 1, "is_bot": true, "first_name": "orderd", "username": "orderd_fake_bot",
+            "can_join_groups": false, "can_read_all_group_messages": false,
+            "supports_inline_queries": false, "can_connect_to_business": false,
+            "has_main_web_app": false
+        }}))
+        .into_response();
+    }
+    let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let (reply, flavor, id) = {
         let mut s = state.lock().unwrap_or_else(PoisonError::into_inner);
         let reply = s.script.pop_front().unwrap_or_else(|| s.default.clone());
@@ -135,16 +189,16 @@ async fn answer(state: &Mutex<Inner>, uri: &Uri, headers: &HeaderMap, body: &[u8
                 .get("authorization")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
-            body: serde_json::from_slice(body).unwrap_or(Value::Null),
+            body: request.clone(),
             reply: reply.clone(),
         });
         (reply, s.flavor, id)
     };
     match reply {
-        Reply::Ok => ok(flavor, id),
+        Reply::Ok => ok(flavor, id, &request),
         Reply::Stall(d) => {
             tokio::time::sleep(d).await;
-            ok(flavor, id)
+            ok(flavor, id, &request)
         }
         Reply::Fail(status, code, message) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
@@ -178,7 +232,29 @@ async fn answer(state: &Mutex<Inner>, uri: &Uri, headers: &HeaderMap, body: &[u8
     }
 }
 
-fn ok(flavor: Flavor, id: u64) -> Response {
+/// Telegram long polling: the queued updates from `offset` on, waiting up to 1 s for one
+/// (shorter than a real poll, so tests stay quick; the client just asks again).
+async fn updates(state: &Mutex<Inner>, body: &[u8]) -> Response {
+    let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let offset = body["offset"].as_u64().unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let batch: Vec<Value> = {
+            let s = state.lock().unwrap_or_else(PoisonError::into_inner);
+            s.updates
+                .iter()
+                .filter(|u| u["update_id"].as_u64().unwrap_or(0) >= offset)
+                .cloned()
+                .collect()
+        };
+        if !batch.is_empty() || Instant::now() >= deadline {
+            return axum::Json(json!({"ok": true, "result": batch})).into_response();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn ok(flavor: Flavor, id: u64, request: &Value) -> Response {
     let body = match flavor {
         Flavor::WhatsApp => json!({
             "messaging_product": "whatsapp",
@@ -186,7 +262,12 @@ fn ok(flavor: Flavor, id: u64) -> Response {
         }),
         Flavor::Telegram => json!({
             "ok": true,
-            "result": {"message_id": id, "date": 0, "chat": {"id": 1, "type": "private"}}
+            "result": {
+                "message_id": id, "date": 1_700_000_000,
+                "chat": {"id": request["chat_id"].as_i64().unwrap_or(1), "type": "private", "first_name": "Guest"},
+                "from": {"id": 1, "is_bot": true, "first_name": "orderd"},
+                "text": request["text"].as_str().unwrap_or("")
+            }
         }),
     };
     axum::Json(body).into_response()

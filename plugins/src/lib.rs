@@ -7,7 +7,8 @@
 //! other tools. What every plugin must do is written in `docs/plugin-spec.md`.
 //!
 //! Plugins so far: `escpos` (ticket rendering, feature `escpos`, on by default), `whatsapp`
-//! (Cloud API client, feature `whatsapp`) and `fake` (scripted fakes of remote services for
+//! (Cloud API client, feature `whatsapp`), `telegram` (Bot API through teloxide,
+//! feature `telegram`) and `fake` (scripted fakes of remote services for
 //! tests, feature `fake`).
 
 pub use orderd_protocol as protocol;
@@ -16,6 +17,9 @@ pub mod messaging;
 
 #[cfg(feature = "whatsapp")]
 pub mod whatsapp;
+
+#[cfg(feature = "telegram")]
+pub mod telegram;
 
 #[cfg(feature = "fake")]
 pub mod fake;

@@ -37,8 +37,7 @@ pub struct OtpRequest {
 fn channel_enabled(state: &AppStateRef, ch: Channel) -> bool {
     match ch {
         Channel::Whatsapp => state.settings.raw.whatsapp.enabled,
-        // The Telegram sender is not built yet (docs/messaging.md): never promise it.
-        Channel::Telegram => false,
+        Channel::Telegram => state.settings.raw.telegram.enabled,
     }
 }
 
@@ -117,13 +116,18 @@ pub async fn request(
         })
         .await?;
     state.messaging.wake.notify_one();
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({
-            "channel": channel.as_str(),
-            "expires_at": rfc3339(issued.expires_at),
-        })),
-    ))
+    let mut answer = json!({
+        "channel": channel.as_str(),
+        "expires_at": rfc3339(issued.expires_at),
+    });
+    if let Some(link) = issued.tg_link {
+        // The bot can write to a customer only after they open it; the link says which code.
+        answer["deep_link"] = json!(format!(
+            "https://t.me/{}?start={link}",
+            state.settings.raw.telegram.bot_username
+        ));
+    }
+    Ok((StatusCode::ACCEPTED, Json(answer)))
 }
 
 /// Body of `POST /otp/verify`.

@@ -38,6 +38,8 @@ pub struct OtpRow {
     pub table_id: Option<String>,
     /// When codes were sent, ms (the last window's only).
     pub sends: Vec<u64>,
+    /// Telegram: the payload of the current `t.me/<bot>?start=…` link.
+    pub tg_link: Option<String>,
 }
 
 impl Stored for OtpRow {
@@ -85,6 +87,8 @@ pub fn new_code() -> String {
 pub struct Issued {
     /// Expiry, ms.
     pub expires_at: u64,
+    /// Telegram: the deep-link payload the customer opens the bot with.
+    pub tg_link: Option<String>,
 }
 
 /// Issues a code for `phone` and queues its message, in one transaction. 429 after
@@ -100,9 +104,12 @@ pub fn request(
 ) -> TxResult<Issued> {
     let now = tx.now_ms();
     let window = cfg.send_window_secs * 1000;
-    let mut sends = match tx.otp.get(phone)? {
-        Some(v) => codec::decode::<OtpRow>(v.value())?.sends,
-        None => Vec::new(),
+    let (mut sends, old_link) = match tx.otp.get(phone)? {
+        Some(v) => {
+            let old = codec::decode::<OtpRow>(v.value())?;
+            (old.sends, old.tg_link)
+        }
+        None => (Vec::new(), None),
     };
     sends.retain(|&at| at + window > now);
     if sends.len() >= cfg.max_sends as usize {
@@ -117,6 +124,14 @@ pub fn request(
     }
     let code = new_code();
     sends.push(now);
+    // One live link per phone: the customer proves the phone to the bot through it.
+    if let Some(old) = &old_link {
+        tx.telegram_links.remove(old.as_str())?;
+    }
+    let tg_link = (channel == Channel::Telegram).then(|| super::random_hex(16));
+    if let Some(link) = &tg_link {
+        tx.telegram_links.insert(link.as_str(), phone)?;
+    }
     let row = OtpRow {
         code_mac: Some(mac(key, phone, &code)),
         expires_at: now + cfg.ttl_secs * 1000,
@@ -125,6 +140,7 @@ pub fn request(
         lang: lang.to_owned(),
         table_id,
         sends,
+        tg_link: tg_link.clone(),
     };
     tx.otp.insert(phone, codec::encode(&row)?.as_slice())?;
     outbox::enqueue(
@@ -139,7 +155,39 @@ pub fn request(
     )?;
     Ok(Issued {
         expires_at: row.expires_at,
+        tg_link,
     })
+}
+
+/// Telegram: the phone and language of a live deep-link payload (unknown or expired: `None`).
+pub fn link_target(
+    rtx: &ReadTransaction,
+    link: &str,
+    now: u64,
+) -> Result<Option<(String, String)>, StoreError> {
+    if link.is_empty() || link.len() > 64 {
+        return Ok(None);
+    }
+    let Some(phone) = rtx
+        .open_table(t::TELEGRAM_LINKS)?
+        .get(link)?
+        .map(|v| v.value().to_owned())
+    else {
+        return Ok(None);
+    };
+    let Some(row) = rtx.open_table(t::OTP)?.get(phone.as_str())? else {
+        return Ok(None);
+    };
+    let row: OtpRow = codec::decode(row.value())?;
+    Ok((row.expires_at > now && row.code_mac.is_some()).then_some((phone, row.lang)))
+}
+
+/// Telegram: the chat a phone was proven in.
+pub fn telegram_chat(rtx: &ReadTransaction, phone: &str) -> Result<Option<i64>, StoreError> {
+    Ok(rtx
+        .open_table(t::TELEGRAM_CHATS)?
+        .get(phone)?
+        .map(|v| v.value()))
 }
 
 /// The result of a verification attempt (a wrong code is not an error of the transaction: its

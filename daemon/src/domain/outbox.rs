@@ -7,11 +7,12 @@
 //! customer, so it goes to the dead letter as `interrupted` (never resent by itself); staff
 //! can resend it with `POST /notifications/{id}/retry`.
 
-use orderd_protocol::OrderStatus;
+use orderd_protocol::{EventKind, OrderStatus};
 use redb::{ReadTransaction, ReadableTable};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::menu::Menu;
 use crate::error::AppError;
 use crate::store::writer::{Tx, TxResult};
 use crate::store::{StoreError, Stored, codec, tables as t};
@@ -65,10 +66,13 @@ pub enum Message {
         /// The status.
         status: OrderStatus,
     },
-    /// A staff alert.
+    /// A staff alert: a text key (`alert_sold_out`, …) and its values, rendered in the
+    /// staff language when sent.
     Alert {
-        /// The text.
-        text: String,
+        /// The text key in the message texts.
+        key: String,
+        /// `{name}` values.
+        vars: Vec<(String, String)>,
     },
 }
 
@@ -168,6 +172,64 @@ impl Stored for Contact {
 }
 
 const SEQ_KEY: &str = "outbox_seq";
+
+/// Where staff alerts go: a Telegram chat, in one language.
+#[derive(Debug, Clone)]
+pub struct StaffAlerts {
+    /// The chat id.
+    pub chat: i64,
+    /// The language of the texts.
+    pub lang: String,
+}
+
+/// The staff alert an event calls for, if any: an item sold out or low on stock, a kitchen
+/// device offline or out of paper (or with its cover open, or in error), a print job that got
+/// no report from its printer.
+pub fn alert_for(kind: &EventKind, menu: &Menu, lang: &str) -> Option<Message> {
+    let item_name = |id: &str| {
+        menu.item(id).map_or_else(
+            || id.to_owned(),
+            |i| super::menu::localize(&i.name, lang, "en").to_owned(),
+        )
+    };
+    let (key, vars): (&str, Vec<(&str, String)>) = match kind {
+        EventKind::SoldOut { item_id } => ("alert_sold_out", vec![("item", item_name(item_id))]),
+        EventKind::StockLow { item_id, remaining } => (
+            "alert_low_stock",
+            vec![
+                ("item", item_name(item_id)),
+                ("left", remaining.to_string()),
+            ],
+        ),
+        EventKind::DeviceStatus {
+            device,
+            online: false,
+            ..
+        } => ("alert_device_offline", vec![("device", device.clone())]),
+        EventKind::DeviceStatus { device, state, .. }
+            if matches!(state.as_str(), "paper_out" | "cover_open" | "error") =>
+        {
+            (
+                "alert_device_state",
+                vec![("device", device.clone()), ("state", state.clone())],
+            )
+        }
+        EventKind::PrintFailover {
+            from,
+            station,
+            reason,
+            ..
+        } if reason == "no_report" => (
+            "alert_no_report",
+            vec![("device", from.clone()), ("station", station.clone())],
+        ),
+        _ => return None,
+    };
+    Some(Message::Alert {
+        key: key.to_owned(),
+        vars: vars.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+    })
+}
 
 /// Queues a message in this transaction; returns its id.
 pub fn enqueue(
@@ -345,7 +407,16 @@ pub fn view(r: &OutboxRow) -> Value {
             "status",
             json!({"order_id": order_id, "short": short, "status": status.as_str()}),
         ),
-        Message::Alert { text } => ("alert", json!({"text": text})),
+        Message::Alert { key, vars } => (
+            "alert",
+            json!({
+                "key": key,
+                "vars": vars
+                    .iter()
+                    .map(|(k, v)| (k.clone(), json!(v)))
+                    .collect::<serde_json::Map<String, Value>>()
+            }),
+        ),
     };
     json!({
         "id": r.id,

@@ -1,6 +1,8 @@
-//! Customer and staff messaging: the outbox sender ([`worker`]), the message texts per
-//! language, and the key of the one-time codes' hash.
+//! Customer and staff messaging: the outbox sender ([`worker`]), the Telegram bot that links
+//! chats to proven phones ([`telegram`]), the message texts per language, and the key of the
+//! one-time codes' hash.
 
+pub mod telegram;
 pub mod worker;
 
 use std::collections::BTreeMap;

@@ -9,10 +9,11 @@
 //! start: at most one provider message per row (see `crate::domain::outbox`).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use orderd_plugins::messaging::Outcome;
+use orderd_plugins::telegram::Telegram;
 use orderd_plugins::whatsapp::WhatsApp;
 use rand::Rng as _;
 use tokio::task::JoinSet;
@@ -23,6 +24,10 @@ use crate::domain::outbox::{self, Channel, Message, OutboxRow, State};
 use crate::metrics::{ChannelLabels, MessageLabels};
 use crate::server::Shutdown;
 
+/// Per provider: no call before this (the provider's `Retry-After` / `retry_after` holds back
+/// every message to it, including calls of the same round already scheduled).
+type Holds = Arc<std::sync::Mutex<HashMap<Channel, tokio::time::Instant>>>;
+
 /// How often new rows are looked for when nothing rings.
 const POLL: Duration = Duration::from_millis(200);
 
@@ -31,6 +36,8 @@ const POLL: Duration = Duration::from_millis(200);
 pub struct Providers {
     /// WhatsApp, when enabled.
     pub whatsapp: Option<WhatsApp>,
+    /// Telegram, when enabled.
+    pub telegram: Option<Telegram>,
 }
 
 /// Per-provider pacing and breaker.
@@ -80,7 +87,12 @@ pub async fn recover(state: &AppStateRef) -> anyhow::Result<usize> {
 }
 
 /// Runs the sender until shutdown.
-pub async fn run(state: AppStateRef, providers: Providers, texts: Texts, mut shutdown: Shutdown) {
+pub async fn run(
+    state: AppStateRef,
+    providers: Providers,
+    texts: Arc<Texts>,
+    mut shutdown: Shutdown,
+) {
     if let Err(e) = recover(&state).await {
         tracing::error!(error = %e, "outbox recovery failed");
     }
@@ -89,7 +101,7 @@ pub async fn run(state: AppStateRef, providers: Providers, texts: Texts, mut shu
     let mut pace: HashMap<Channel, Pace> = HashMap::new();
     // When each row is due, on the monotonic clock (stored `next_at` is for people).
     let mut due: HashMap<u64, tokio::time::Instant> = HashMap::new();
-    let texts = Arc::new(texts);
+    let holds: Holds = Arc::default();
     // New rows have growing ids, so a poll reads only past the last one; a row put back by
     // staff (retry) has an old id, and its wake-up asks for a full rescan of the open index.
     let mut rescan = true;
@@ -118,7 +130,10 @@ pub async fn run(state: AppStateRef, providers: Providers, texts: Texts, mut shu
                 }
             }
         }
-        let sent_any = send_due(&state, &providers, &texts, &mut open, &mut pace, &mut due).await;
+        let sent_any = send_due(
+            &state, &providers, &texts, &holds, &mut open, &mut pace, &mut due,
+        )
+        .await;
         report(&state, &open);
         if sent_any {
             continue;
@@ -176,6 +191,7 @@ async fn send_due(
     state: &AppStateRef,
     providers: &Providers,
     texts: &Arc<Texts>,
+    holds: &Holds,
     open: &mut BTreeMap<u64, OutboxRow>,
     pace: &mut HashMap<Channel, Pace>,
     due: &mut HashMap<u64, tokio::time::Instant>,
@@ -187,6 +203,10 @@ async fn send_due(
     let mut batch: Vec<OutboxRow> = Vec::new();
     let mut expired: Vec<OutboxRow> = Vec::new();
     let mut per_channel: HashMap<Channel, usize> = HashMap::new();
+    // Telegram rows go to a chat: staff alerts carry it, customers' come from the phone's
+    // proven chat (a code waits until the customer has opened the bot and shared the phone).
+    let rtx = state.store.read().ok();
+    let mut chats: HashMap<u64, i64> = HashMap::new();
     for row in open.values() {
         if row.state == State::Sending || due.get(&row.id).is_some_and(|d| *d > mono) {
             continue;
@@ -200,8 +220,21 @@ async fn send_due(
         if !available(providers, row.channel) {
             continue;
         }
+        if row.channel == Channel::Telegram {
+            let chat = if matches!(row.message, Message::Alert { .. }) {
+                row.to.parse().ok()
+            } else {
+                rtx.as_ref()
+                    .and_then(|r| crate::domain::otp::telegram_chat(r, &row.to).ok().flatten())
+            };
+            let Some(chat) = chat else { continue };
+            chats.insert(row.id, chat);
+        }
         let p = pace.entry(row.channel).or_default();
-        if p.open_until.is_some_and(|t| t > mono) || p.probing {
+        if p.open_until.is_some_and(|t| t > mono)
+            || p.probing
+            || held_until(holds, row.channel).is_some()
+        {
             continue;
         }
         let taken = per_channel.entry(row.channel).or_default();
@@ -265,15 +298,33 @@ async fn send_due(
         let providers = providers.clone();
         let texts = Arc::clone(texts);
         let site_name = cfg.site.name.clone();
+        let chat = chats.get(&row.id).copied();
+        let holds = Arc::clone(holds);
         calls.spawn(async move {
             tokio::time::sleep_until(start + delay).await;
-            let outcome = call(&providers, &texts, &site_name, &row).await;
-            (row, outcome)
+            let held = held_until(&holds, row.channel);
+            let outcome = if let Some(until) = held {
+                Outcome::Retry {
+                    after: Some(until - tokio::time::Instant::now()),
+                    reason: "held back: the provider asked to wait".into(),
+                }
+            } else {
+                call(&providers, &texts, &site_name, &row, chat).await
+            };
+            if held.is_none()
+                && let Outcome::Retry { after: Some(d), .. } = &outcome
+            {
+                let mut h = holds.lock().unwrap_or_else(PoisonError::into_inner);
+                let until = tokio::time::Instant::now() + *d;
+                let slot = h.entry(row.channel).or_insert(until);
+                *slot = (*slot).max(until);
+            }
+            (row, outcome, held.is_none())
         });
     }
     let mut done = Vec::new();
     while let Some(joined) = calls.join_next().await {
-        let Ok((mut row, outcome)) = joined else {
+        let Ok((mut row, outcome, called)) = joined else {
             continue;
         };
         let now = state.now_ms();
@@ -297,10 +348,15 @@ async fn send_due(
                 count(state, row.channel, "dead");
             }
             Outcome::Retry { after, reason } => {
-                count(state, row.channel, "failed");
-                p.failures += 1;
+                if called {
+                    count(state, row.channel, "failed");
+                    p.failures += 1;
+                } else {
+                    // Never reached the provider: give the attempt back.
+                    row.attempts = row.attempts.saturating_sub(1);
+                }
                 let m = &cfg.messaging;
-                if p.failures >= m.breaker_failures {
+                if called && p.failures >= m.breaker_failures {
                     p.open_until = Some(
                         tokio::time::Instant::now() + Duration::from_secs(m.breaker_pause_secs),
                     );
@@ -347,6 +403,14 @@ async fn send_due(
     true
 }
 
+/// When a provider's hold (its last `Retry-After`) runs out, if it still holds.
+fn held_until(holds: &Holds, ch: Channel) -> Option<tokio::time::Instant> {
+    let h = holds.lock().unwrap_or_else(PoisonError::into_inner);
+    h.get(&ch)
+        .copied()
+        .filter(|&t| t > tokio::time::Instant::now())
+}
+
 /// Capped exponential backoff with full jitter in its upper half.
 fn backoff_ms(base: u64, cap: u64, attempts: u32) -> u64 {
     let exp = base
@@ -359,13 +423,47 @@ fn backoff_ms(base: u64, cap: u64, attempts: u32) -> u64 {
 fn available(p: &Providers, ch: Channel) -> bool {
     match ch {
         Channel::Whatsapp => p.whatsapp.is_some(),
-        Channel::Telegram => false,
+        Channel::Telegram => p.telegram.is_some(),
     }
 }
 
-async fn call(p: &Providers, texts: &Texts, restaurant: &str, row: &OutboxRow) -> Outcome {
-    match (row.channel, &p.whatsapp) {
-        (Channel::Whatsapp, Some(wa)) => match &row.message {
+/// The plain text of a row, for channels that send text (Telegram).
+fn text_of(texts: &Texts, restaurant: &str, row: &OutboxRow) -> String {
+    let lang = row.lang.as_str();
+    match &row.message {
+        Message::Code { code, .. } => {
+            texts.render(lang, "code", &[("code", code), ("restaurant", restaurant)])
+        }
+        Message::Status { short, status, .. } => {
+            let status = texts.render(lang, &format!("status_{}", status.as_str()), &[]);
+            texts.render(
+                lang,
+                "status_message",
+                &[
+                    ("restaurant", restaurant),
+                    ("short", short),
+                    ("number", short),
+                    ("status", &status),
+                ],
+            )
+        }
+        Message::Alert { key, vars } => {
+            let mut all: Vec<(&str, &str)> = vec![("restaurant", restaurant)];
+            all.extend(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            texts.render(lang, key, &all)
+        }
+    }
+}
+
+async fn call(
+    p: &Providers,
+    texts: &Texts,
+    restaurant: &str,
+    row: &OutboxRow,
+    chat: Option<i64>,
+) -> Outcome {
+    match (row.channel, &p.whatsapp, &p.telegram, chat) {
+        (Channel::Whatsapp, Some(wa), _, _) => match &row.message {
             Message::Code { code, .. } => wa.send_code(&row.to, &row.lang, code).await,
             Message::Status { short, status, .. } => {
                 let text = texts.render(&row.lang, &format!("status_{}", status.as_str()), &[]);
@@ -376,6 +474,9 @@ async fn call(p: &Providers, texts: &Texts, restaurant: &str, row: &OutboxRow) -
                 reason: "staff alerts go to Telegram only".into(),
             },
         },
+        (Channel::Telegram, _, Some(tg), Some(chat)) => {
+            tg.send_text(chat, &text_of(texts, restaurant, row)).await
+        }
         _ => Outcome::Retry {
             after: None,
             reason: "channel not configured".into(),

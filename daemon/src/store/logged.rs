@@ -155,6 +155,8 @@ macro_rules! logged_tables {
         $m!(21, OUTBOX);
         $m!(22, OUTBOX_OPEN);
         $m!(23, ORDER_CONTACTS);
+        $m!(24, TELEGRAM_CHATS);
+        $m!(25, TELEGRAM_LINKS);
     };
 }
 pub(crate) use logged_tables;

@@ -59,6 +59,11 @@ pub const OUTBOX_OPEN: TableDefinition<u64, ()> = TableDefinition::new("outbox_o
 /// order id → `Contact`: where a verified customer hears about the order.
 pub const ORDER_CONTACTS: TableDefinition<u128, &[u8]> = TableDefinition::new("order_contacts");
 
+/// phone (E.164) → Telegram chat id, once the customer shared that phone as their own contact.
+pub const TELEGRAM_CHATS: TableDefinition<&str, i64> = TableDefinition::new("telegram_chats");
+/// deep-link payload → phone: the `t.me/<bot>?start=…` link of a pending Telegram code.
+pub const TELEGRAM_LINKS: TableDefinition<&str, &str> = TableDefinition::new("telegram_links");
+
 /// Key of the schema version in [`COUNTERS`].
 pub const SCHEMA_KEY: &str = "schema_version";
 
@@ -87,5 +92,7 @@ pub fn create_all(wtx: &WriteTransaction) -> Result<(), StoreError> {
     wtx.open_table(OUTBOX)?;
     wtx.open_table(OUTBOX_OPEN)?;
     wtx.open_table(ORDER_CONTACTS)?;
+    wtx.open_table(TELEGRAM_CHATS)?;
+    wtx.open_table(TELEGRAM_LINKS)?;
     Ok(())
 }

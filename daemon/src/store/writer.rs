@@ -25,6 +25,7 @@ use super::wal::Wal;
 use super::{Store, StoreError, codec, tables};
 use crate::clock::Clock;
 use crate::domain::menu::Menu;
+use crate::domain::outbox::StaffAlerts;
 use crate::error::AppError;
 use crate::metrics::Metrics;
 
@@ -74,6 +75,8 @@ pub struct Shared {
     pub last_seq: AtomicU64,
     /// Milliseconds since the epoch of the last finished batch (liveness for `/readyz`).
     pub last_batch_at: AtomicU64,
+    /// Where staff alerts go (`[telegram] staff_chat_id`), if anywhere.
+    pub staff_alerts: Option<Arc<StaffAlerts>>,
 }
 
 impl Shared {
@@ -134,6 +137,11 @@ pub struct Tx<'t> {
     pub outbox_open: Logged<'t, u64, ()>,
     /// See [`tables::ORDER_CONTACTS`].
     pub order_contacts: Logged<'t, u128, &'static [u8]>,
+    /// See [`tables::TELEGRAM_CHATS`].
+    pub telegram_chats: Logged<'t, &'static str, i64>,
+    /// See [`tables::TELEGRAM_LINKS`].
+    pub telegram_links: Logged<'t, &'static str, &'static str>,
+    staff_alerts: Option<Arc<StaffAlerts>>,
     now_ms: u64,
     next_seq: u64,
     pending: Vec<Event>,
@@ -148,6 +156,7 @@ impl<'t> Tx<'t> {
         now_ms: u64,
         next_seq: u64,
         menu: Arc<Menu>,
+        staff_alerts: Option<Arc<StaffAlerts>>,
         log: &OpLog,
     ) -> TxResult<Self> {
         // Ids are part of the write-ahead log format; see `logged::logged_tables!`.
@@ -175,6 +184,9 @@ impl<'t> Tx<'t> {
             outbox: Logged::open(wtx, tables::OUTBOX, 21, log)?,
             outbox_open: Logged::open(wtx, tables::OUTBOX_OPEN, 22, log)?,
             order_contacts: Logged::open(wtx, tables::ORDER_CONTACTS, 23, log)?,
+            telegram_chats: Logged::open(wtx, tables::TELEGRAM_CHATS, 24, log)?,
+            telegram_links: Logged::open(wtx, tables::TELEGRAM_LINKS, 25, log)?,
+            staff_alerts,
             now_ms,
             next_seq,
             pending: Vec::new(),
@@ -189,8 +201,21 @@ impl<'t> Tx<'t> {
         self.now_ms
     }
 
-    /// Appends an event to the log in this transaction and returns its seq.
+    /// Appends an event to the log in this transaction and returns its seq; queues the staff
+    /// alert it calls for (when alerts are routed) in the same transaction.
     pub fn emit(&mut self, kind: EventKind) -> TxResult<u64> {
+        let alert = self.staff_alerts.clone().and_then(|route| {
+            crate::domain::outbox::alert_for(&kind, &self.menu, &route.lang).map(|m| (route, m))
+        });
+        if let Some((route, message)) = alert {
+            crate::domain::outbox::enqueue(
+                self,
+                crate::domain::outbox::Channel::Telegram,
+                &route.chat.to_string(),
+                &route.lang,
+                message,
+            )?;
+        }
         let seq = self.next_seq;
         let event = Event {
             version: FORMAT_VERSION,
@@ -450,7 +475,14 @@ fn run_batch(
         } else {
             Durability::None
         })?;
-        let mut tx = match Tx::open(&wtx, clock.now_ms(), next_seq, shared.menu(), &log) {
+        let mut tx = match Tx::open(
+            &wtx,
+            clock.now_ms(),
+            next_seq,
+            shared.menu(),
+            shared.staff_alerts.clone(),
+            &log,
+        ) {
             Ok(tx) => tx,
             Err(TxError::Store(e)) => return Err(e),
             Err(TxError::App(e)) => return Err(StoreError::RolledBack(e.message)),
@@ -549,6 +581,7 @@ mod tests {
             events: broadcast::channel(16).0,
             last_seq: AtomicU64::new(0),
             last_batch_at: AtomicU64::new(0),
+            staff_alerts: None,
         });
         let (w, _thread) = Writer::spawn(
             store.clone(),
