@@ -841,3 +841,108 @@ async fn sigkill_mid_load_the_hub_resumes_from_its_cursor() {
     child.start_kill().unwrap();
     child.wait().await.unwrap();
 }
+
+/// The outbox's at-most-once rule across a crash: a message whose provider call was under way
+/// at a SIGKILL is dead-lettered as `interrupted` at the restart and never resent by itself;
+/// a message still queued at the kill is sent exactly once after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_send_follows_the_at_most_once_rule() {
+    use orderd_plugins::fake::{Fake, Flavor, Reply};
+    let fake = Fake::start(Flavor::WhatsApp).await.unwrap();
+    // The provider takes the first call and never answers while the box is up.
+    fake.set_default(Reply::Stall(Duration::from_secs(120)));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("orderd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[otp]\nrequired = false\n\n[messaging]\nrequest_timeout_ms = 120000\nconcurrency = 1\n\n\
+             [whatsapp]\nenabled = true\nbase_url = \"{}\"\nphone_number_id = \"1\"\n\n\
+             [whatsapp.access_token]\nvalue = \"t\"\n",
+            fake.url()
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let client = reqwest::Client::new();
+    let (mut child, base, _) = spawn_with(&data, Some(&config)).await;
+    let ask = |phone: &'static str| {
+        let (client, base) = (client.clone(), base.clone());
+        async move {
+            let r = client
+                .post(format!("{base}/api/v1/otp/request"))
+                .json(&json!({"phone": phone, "channel": "whatsapp"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 202);
+        }
+    };
+    ask("+355690000001").await;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while fake.seen().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the first code reached the provider");
+    // A second message queues behind the stalled call (one call at a time).
+    ask("+355690000002").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(fake.seen().len(), 1);
+    child.start_kill().unwrap(); // SIGKILL mid-call
+    child.wait().await.unwrap();
+
+    fake.set_default(Reply::Ok);
+    let (mut child, base, _) = spawn_with(&data, Some(&config)).await;
+    let pw = std::fs::read_to_string(data.join("initial-admin-password")).unwrap();
+    let token = login(&client, &base, "admin", pw.trim()).await;
+    let list = |state: &'static str| {
+        let (client, base, token) = (client.clone(), base.clone(), token.clone());
+        async move {
+            let v: Value = client
+                .get(format!("{base}/api/v1/notifications?state={state}"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["data"].as_array().unwrap().clone()
+        }
+    };
+    let sent = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let sent = list("sent").await;
+            if !sent.is_empty() {
+                return sent;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the queued message was sent after the restart");
+    let dead = list("dead").await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(
+        dead[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("interrupted"),
+        "{dead:?}"
+    );
+    assert_eq!(sent.len(), 1);
+    assert_ne!(sent[0]["id"], dead[0]["id"]);
+    // Give a resend every chance to happen, then count provider calls per phone.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let calls = |to: &str| fake.seen().iter().filter(|s| s.body["to"] == to).count();
+    assert_eq!(
+        calls("355690000001"),
+        1,
+        "the interrupted message is not resent"
+    );
+    assert_eq!(calls("355690000002"), 1, "the queued message is sent once");
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+}

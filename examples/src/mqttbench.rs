@@ -15,7 +15,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use orderd_protocol::{FORMAT_VERSION, JobState, JobStatus, PrintJob, TicketChange, TicketEvent};
 use rumqttc::{AsyncClient, Event, MqttOptions, NetworkOptions, Packet, QoS};
-use serde_json::{Value, json};
+use serde_json::json;
 
 #[derive(Parser)]
 struct Args {
@@ -51,49 +51,11 @@ struct Args {
     prefix: String,
 }
 
+#[path = "bench_util.rs"]
+mod bench_util;
+use bench_util::{Http, pct, rss_kb};
+
 const STATIONS: [&str; 3] = ["grill", "cold", "bar"];
-
-fn rss_kb(pid: Option<u32>) -> u64 {
-    let Some(pid) = pid else { return 0 };
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-struct Http {
-    client: hyper_util::client::legacy::Client<
-        hyper_util::client::legacy::connect::HttpConnector,
-        http_body_util::Full<bytes::Bytes>,
-    >,
-    base: String,
-    token: String,
-}
-
-impl Http {
-    async fn call(&self, method: &str, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
-        use http_body_util::BodyExt as _;
-        let req = hyper::Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base))
-            .header("content-type", "application/json")
-            .header("authorization", format!("Bearer {}", self.token))
-            .body(http_body_util::Full::new(bytes::Bytes::from(
-                body.to_string(),
-            )))?;
-        let resp = self.client.request(req).await?;
-        let status = resp.status().as_u16();
-        let bytes = resp.into_body().collect().await?.to_bytes();
-        Ok((
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        ))
-    }
-}
 
 async fn connect(
     port: u16,
@@ -144,35 +106,11 @@ async fn device(
     Ok(pw)
 }
 
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let admin = std::fs::read_to_string(&args.admin_password_file)?
-        .trim()
-        .to_owned();
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http();
-    let mut http = Http {
-        client,
-        base: args.base.clone(),
-        token: String::new(),
-    };
-    let (_, v) = http
-        .call(
-            "POST",
-            "/api/v1/auth/login",
-            &json!({"username": "admin", "password": admin}),
-        )
-        .await?;
-    http.token = v["token"].as_str().context("login")?.to_owned();
+    let mut http = Http::new(&args.base);
+    http.login_admin(&args.admin_password_file).await?;
     let http = Arc::new(http);
     let pw_file = std::path::PathBuf::from(format!("{}-passwords.json", args.prefix));
     let mut store: HashMap<String, String> = std::fs::read(&pw_file)
