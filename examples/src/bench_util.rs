@@ -41,7 +41,10 @@ impl Http {
                 &json!({"username": "admin", "password": pw.trim()}),
             )
             .await?;
-        v["token"].as_str().context("login")?.clone_into(&mut self.token);
+        v["token"]
+            .as_str()
+            .context("login")?
+            .clone_into(&mut self.token);
         Ok(())
     }
 
