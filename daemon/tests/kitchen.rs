@@ -719,3 +719,144 @@ async fn home_assistant_discovers_open_orders_and_device_availability() {
     );
     s.stop().await;
 }
+
+/// The stock level of an item, as the menu shows it.
+async fn stock_of(s: &TestServer, item: &str) -> u64 {
+    let (_, menu) = s.send("GET", "/api/v1/menu", Some(&s.admin), None).await;
+    let found = menu["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["items"].as_array().unwrap().iter())
+        .find(|i| i["id"] == item)
+        .unwrap_or_else(|| panic!("{menu}"));
+    found["stock"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn line_changes_reach_the_stations_they_touch_as_deltas() {
+    let s = TestServer::start().await;
+    let (mut grill, _) = s
+        .device_online("disp-grill", "display", &["grill"], false)
+        .await;
+    let (mut bar, _) = s
+        .device_online("disp-bar", "display", &["bar"], false)
+        .await;
+    let (mut p, _) = s.device_online("p1", "printer", &["grill"], false).await;
+    grill.sub("orderd/demo/station/grill/ticket").await;
+    bar.sub("orderd/demo/station/bar/ticket").await;
+    p.sub("orderd/demo/printer/p1/job").await;
+    let id = place(&s, grill_and_bar()).await;
+    assert_eq!(grill.drain_on("/ticket", QUIET).await.len(), 1);
+    assert_eq!(bar.drain_on("/ticket", QUIET).await.len(), 1);
+    let _ = p.next_on("/job", WAIT).await.expect("the new ticket's job");
+    assert_eq!(stock_of(&s, "tave_kosi").await, 18);
+
+    // Tavë kosi 2 → 3, espresso removed.
+    let path = format!("/api/v1/orders/{id}/items");
+    let (st, order) = s
+        .send(
+            "PATCH",
+            &path,
+            Some(&s.admin),
+            Some(json!({"set": [{"line": 0, "quantity": 3}, {"line": 1, "quantity": 0}]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{order}");
+    assert_eq!(order["items"].as_array().unwrap().len(), 1);
+    assert_eq!(order["items"][0]["quantity"], 3);
+    assert_eq!(
+        order["total"].as_i64().unwrap(),
+        3 * order["items"][0]["unit_price"].as_i64().unwrap()
+    );
+    assert_eq!(stock_of(&s, "tave_kosi").await, 17, "one more taken");
+
+    for (dev, item, old, new) in [
+        (&mut grill, "tave_kosi", 2, 3),
+        (&mut bar, "espresso", 1, 0),
+    ] {
+        let got = dev.drain_on("/ticket", QUIET).await;
+        assert_eq!(got.len(), 1, "one changed ticket per station");
+        let t: TicketEvent = serde_json::from_slice(&got[0]).unwrap();
+        assert_eq!(t.ticket, id);
+        let TicketChange::Changed { deltas } = &t.change else {
+            panic!("{:?}", t.change)
+        };
+        assert_eq!(deltas.len(), 1, "only this station's lines");
+        assert_eq!(
+            (
+                deltas[0].item_id.as_str(),
+                deltas[0].old_quantity,
+                deltas[0].new_quantity
+            ),
+            (item, old, new)
+        );
+    }
+    // The grill printer gets a change slip; the boards follow.
+    let slip = job_of(&p.next_on("/job", WAIT).await.expect("a change slip").0);
+    let text = String::from_utf8_lossy(&slip.data);
+    assert!(text.contains("CHANGED") && text.contains("was 2"), "{text}");
+    grill.sub("orderd/demo/station/grill/board").await;
+    let board: Board =
+        serde_json::from_slice(&grill.next_on("/board", WAIT).await.unwrap().0).unwrap();
+    assert_eq!(board.tickets[0].lines[0].quantity, 3);
+    bar.sub("orderd/demo/station/bar/board").await;
+    let board: Board =
+        serde_json::from_slice(&bar.next_on("/board", WAIT).await.unwrap().0).unwrap();
+    assert!(board.tickets.is_empty(), "no line left at the bar");
+
+    // Refusals: a line that does not exist, removing everything, a bad quantity, an empty
+    // change, more than the stock, and any change once the order is ready.
+    for (body, code) in [
+        (
+            json!({"set": [{"line": 7, "quantity": 1}]}),
+            "validation_failed",
+        ),
+        (
+            json!({"set": [{"line": 0, "quantity": 0}]}),
+            "validation_failed",
+        ),
+        (
+            json!({"set": [{"line": 0, "quantity": -1}]}),
+            "validation_failed",
+        ),
+        (json!({}), "validation_failed"),
+        (
+            json!({"add": [{"item_id": "tave_kosi", "quantity": 18}]}),
+            "insufficient_stock",
+        ),
+    ] {
+        let (st, v) = s.send("PATCH", &path, Some(&s.admin), Some(body)).await;
+        assert!(st.is_client_error(), "{st} {v}");
+        assert_eq!(common::error_code(&v), code, "{v}");
+    }
+    assert_eq!(
+        stock_of(&s, "tave_kosi").await,
+        17,
+        "refusals change nothing"
+    );
+    for status in ["accepted", "preparing", "ready"] {
+        s.set_status(&s.admin, &id, status).await;
+    }
+    let (st, v) = s
+        .send(
+            "PATCH",
+            &path,
+            Some(&s.admin),
+            Some(json!({"set": [{"line": 0, "quantity": 1}]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    assert_eq!(common::error_code(&v), "not_editable");
+    // Customers cannot edit.
+    let (st, _) = s
+        .send(
+            "PATCH",
+            &path,
+            None,
+            Some(json!({"set": [{"line": 0, "quantity": 1}]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    s.stop().await;
+}

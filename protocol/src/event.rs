@@ -3,9 +3,11 @@
 
 use alloc::boxed::Box;
 use alloc::string::String;
+use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use crate::order::{Order, OrderStatus};
+use crate::ticket::StationDelta;
 
 /// One committed change, numbered by the box's event log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +93,24 @@ pub enum EventKind {
         /// `offline`, `paper_out`, `cover_open`, `error` or `no_report`.
         reason: String,
     },
+    /// Staff changed the lines of an order the kitchen has not finished (added, removed or
+    /// requantified lines). Appended last: earlier variants keep their tags.
+    LinesChanged {
+        /// The order's id.
+        order_id: String,
+        /// The order's number.
+        number: String,
+        /// What changed, per station.
+        changes: Vec<StationDelta>,
+        /// The new subtotal, minor units.
+        subtotal: i64,
+        /// The new tax, minor units.
+        tax: i64,
+        /// The new total, minor units.
+        total: i64,
+        /// Who did it.
+        actor: String,
+    },
 }
 
 impl EventKind {
@@ -105,6 +125,7 @@ impl EventKind {
             Self::MenuReplaced { .. } => "menu_replaced",
             Self::DeviceStatus { .. } => "device_status",
             Self::PrintFailover { .. } => "print_failover",
+            Self::LinesChanged { .. } => "lines_changed",
         }
     }
 }
@@ -139,6 +160,39 @@ mod tests {
         let json = serde_json::to_string(&ev).unwrap();
         assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), ev);
         assert!(json.contains("\"status_changed\""), "{json}");
+    }
+
+    #[test]
+    fn line_changes_round_trip_in_both_encodings() {
+        let ev = Event {
+            version: crate::FORMAT_VERSION,
+            seq: 9,
+            at: 1_700_000_000_000,
+            kind: EventKind::LinesChanged {
+                order_id: "o1".to_string(),
+                number: "ORD-20261122-001".to_string(),
+                changes: vec![StationDelta {
+                    station: "grill".to_string(),
+                    delta: crate::LineDelta {
+                        item_id: "burger".to_string(),
+                        name: "Burger — Medium".to_string(),
+                        old_quantity: 1,
+                        new_quantity: 2,
+                    },
+                }],
+                subtotal: 2400,
+                tax: 400,
+                total: 2400,
+                actor: "anna".to_string(),
+            },
+        };
+        let json = serde_json::to_string(&ev).unwrap();
+        assert!(json.contains("\"lines_changed\""), "{json}");
+        assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), ev);
+        let bytes = postcard::to_allocvec(&ev).unwrap();
+        assert_eq!(postcard::from_bytes::<Event>(&bytes).unwrap(), ev);
+        // Appended last: its tag follows the eight earlier kinds.
+        assert_eq!(bytes[8], 8);
     }
 
     #[test]

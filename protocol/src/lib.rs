@@ -30,7 +30,9 @@ pub use order::{
     Order, OrderLine, OrderSource, OrderStatus, OrderType, SelectedModifier, StatusChange,
 };
 pub use printer::{JobState, JobStatus, PrintCopy, PrintFormat, PrintJob};
-pub use ticket::{Board, BoardTicket, LineDelta, TicketChange, TicketEvent, TicketLine};
+pub use ticket::{
+    Board, BoardTicket, LineDelta, StationDelta, TicketChange, TicketEvent, TicketLine,
+};
 
 /// The format version carried by every versioned payload of this crate.
 pub const FORMAT_VERSION: u16 = 1;

@@ -27,12 +27,22 @@ pub struct TicketLine {
 pub struct LineDelta {
     /// Menu item id.
     pub item_id: String,
-    /// Name.
+    /// Name, with the line's modifiers after a dash ("Burger — Medium, Bacon") so the kitchen
+    /// can tell two lines of one item apart.
     pub name: String,
     /// Quantity before.
     pub old_quantity: u32,
     /// Quantity now (0: removed).
     pub new_quantity: u32,
+}
+
+/// A line change routed to the station that cooks it (in the `lines_changed` event).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StationDelta {
+    /// The station.
+    pub station: String,
+    /// The change.
+    pub delta: LineDelta,
 }
 
 /// What happened to the ticket.

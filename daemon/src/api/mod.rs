@@ -141,6 +141,11 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppStateRef>)> 
         ),
         ("POST", "/api/v1/orders/{id}/recall", post(orders::recall)),
         (
+            "PATCH",
+            "/api/v1/orders/{id}/items",
+            patch(orders::edit_items),
+        ),
+        (
             "POST",
             "/api/v1/orders/{id}/reprint",
             post(kitchen::reprint),

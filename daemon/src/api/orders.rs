@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::AppStateRef;
 use super::extract::{Body, MaybeCustomer, MaybeStaff, PageParams, PathParam, Q, Staff, paginated};
-use crate::domain::orders::{self as dom, Actor, NewOrder};
+use crate::domain::orders::{self as dom, Actor, EditLines, NewOrder};
 use crate::domain::{parse_date, rfc3339};
 use crate::error::{AppError, ErrorKind};
 use crate::metrics::TransitionLabels;
@@ -215,6 +215,25 @@ pub async fn set_status(
         })
         .inc();
     tracing::info!(order_id = %order.id, number = %order.number, status = to.as_str(), "order status changed");
+    Ok(Json(order_view(&order)))
+}
+
+/// `PATCH /orders/{id}/items` (staff): change quantities, remove or add lines while the
+/// kitchen has not finished; the kitchen gets the differences as `changed` tickets.
+pub async fn edit_items(
+    State(state): State<AppStateRef>,
+    Staff(session, _): Staff,
+    PathParam(id): PathParam,
+    Body(req): Body<EditLines>,
+) -> Result<Json<Value>, AppError> {
+    req.check_shape(&state.rules)?;
+    let rules = Arc::clone(&state.rules);
+    let actor = session.username;
+    let order = state
+        .writer
+        .run(move |tx| dom::edit_lines(tx, &rules, &id, &req, &actor))
+        .await?;
+    tracing::info!(order_id = %order.id, number = %order.number, "order lines changed");
     Ok(Json(order_view(&order)))
 }
 

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use orderd_protocol::{
-    EventKind, Order, OrderLine, OrderSource, OrderStatus, OrderType, SelectedModifier,
-    StatusChange,
+    EventKind, LineDelta, Order, OrderLine, OrderSource, OrderStatus, OrderType, SelectedModifier,
+    StationDelta, StatusChange,
 };
 use redb::{ReadTransaction, ReadableTable};
 use serde::{Deserialize, Serialize};
@@ -132,6 +132,38 @@ pub fn is_e164(s: &str) -> bool {
         && !digits.starts_with('0')
 }
 
+/// Checks requested lines: quantities, id and modifier lengths, notes.
+fn check_lines(items: &[NewLine], rules: &Rules, field: &str) -> Result<(), AppError> {
+    let max = rules.max_text;
+    for (i, line) in items.iter().enumerate() {
+        if line.quantity < 1 || line.quantity > i64::from(rules.max_quantity) {
+            return Err(AppError::invalid(
+                &format!("{field}[{i}].quantity"),
+                format!("must be 1 to {}", rules.max_quantity),
+            ));
+        }
+        if line.item_id.len() > 64 || line.modifiers.len() > 50 {
+            return Err(AppError::invalid(
+                &format!("{field}[{i}]"),
+                "item id too long or too many modifiers",
+            ));
+        }
+        if line.modifiers.iter().any(|m| m.len() > 64) {
+            return Err(AppError::invalid(
+                &format!("{field}[{i}].modifiers"),
+                "modifier id too long",
+            ));
+        }
+        if !text_ok(line.note.as_ref(), max) {
+            return Err(AppError::invalid(
+                &format!("{field}[{i}].note"),
+                format!("at most {max} characters"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl NewOrder {
     /// Checks everything that needs no store: counts, quantities, lengths, type rules.
     pub fn check_shape(&self, rules: &Rules, source: OrderSource) -> Result<(), AppError> {
@@ -148,32 +180,7 @@ impl NewOrder {
                 format!("at most {} lines per order", rules.max_items),
             ));
         }
-        for (i, line) in self.items.iter().enumerate() {
-            if line.quantity < 1 || line.quantity > i64::from(rules.max_quantity) {
-                return Err(AppError::invalid(
-                    &format!("items[{i}].quantity"),
-                    format!("must be 1 to {}", rules.max_quantity),
-                ));
-            }
-            if line.item_id.len() > 64 || line.modifiers.len() > 50 {
-                return Err(AppError::invalid(
-                    &format!("items[{i}]"),
-                    "item id too long or too many modifiers",
-                ));
-            }
-            if line.modifiers.iter().any(|m| m.len() > 64) {
-                return Err(AppError::invalid(
-                    &format!("items[{i}].modifiers"),
-                    "modifier id too long",
-                ));
-            }
-            if !text_ok(line.note.as_ref(), max) {
-                return Err(AppError::invalid(
-                    &format!("items[{i}].note"),
-                    format!("at most {max} characters"),
-                ));
-            }
-        }
+        check_lines(&self.items, rules, "items")?;
         for (field, value) in [
             ("note", &self.note),
             ("customer_name", &self.customer_name),
@@ -272,12 +279,12 @@ pub fn table_by_token(tx: &Tx<'_>, token: &str) -> TxResult<Option<Table>> {
     Ok(found)
 }
 
-fn price_lines(tx: &Tx<'_>, rules: &Rules, req: &NewOrder) -> TxResult<Vec<OrderLine>> {
+fn price_lines(tx: &Tx<'_>, rules: &Rules, items: &[NewLine]) -> TxResult<Vec<OrderLine>> {
     let menu = tx.menu().clone();
     let stock = &tx.stock;
     let lang = rules.default_language.as_str();
-    let mut lines = Vec::with_capacity(req.items.len());
-    for (i, line) in req.items.iter().enumerate() {
+    let mut lines = Vec::with_capacity(items.len());
+    for (i, line) in items.iter().enumerate() {
         let Some(item) = menu.item(&line.item_id) else {
             return Err(AppError::new(
                 ErrorKind::Unprocessable,
@@ -440,7 +447,7 @@ pub fn place(
         )
         .into());
     }
-    let lines = price_lines(tx, rules, req)?;
+    let lines = price_lines(tx, rules, &req.items)?;
     let mut need: BTreeMap<&str, u32> = BTreeMap::new();
     for l in &lines {
         *need.entry(l.item_id.as_str()).or_default() += l.quantity;
@@ -700,6 +707,213 @@ pub fn transition(
     write_order(tx, key, &stored)?;
     let short = short_number(&stored.order);
     super::outbox::status_changed(tx, key, &stored.order.id, &short, to)?;
+    Ok(stored.order)
+}
+
+/// The body of `PATCH /orders/{id}/items`: new quantities of existing lines (by index; 0
+/// removes the line) and lines to add.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EditLines {
+    /// New quantities.
+    #[serde(default)]
+    pub set: Vec<SetQuantity>,
+    /// New lines.
+    #[serde(default)]
+    pub add: Vec<NewLine>,
+}
+
+/// One new quantity.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetQuantity {
+    /// The line's index in the order's items.
+    pub line: u32,
+    /// The new quantity (0 removes the line).
+    pub quantity: i64,
+}
+
+impl EditLines {
+    /// Checks everything that needs no store.
+    pub fn check_shape(&self, rules: &Rules) -> Result<(), AppError> {
+        if self.set.is_empty() && self.add.is_empty() {
+            return Err(AppError::invalid(
+                "set",
+                "nothing to change: give `set` or `add`",
+            ));
+        }
+        if self.set.len() > rules.max_items || self.add.len() > rules.max_items {
+            return Err(AppError::invalid(
+                "set",
+                format!("at most {} changes", rules.max_items),
+            ));
+        }
+        for (i, s) in self.set.iter().enumerate() {
+            if s.quantity < 0 || s.quantity > i64::from(rules.max_quantity) {
+                return Err(AppError::invalid(
+                    &format!("set[{i}].quantity"),
+                    format!("must be 0 (remove) to {}", rules.max_quantity),
+                ));
+            }
+            if self.set[..i].iter().any(|o| o.line == s.line) {
+                return Err(AppError::invalid(
+                    &format!("set[{i}].line"),
+                    "each line at most once",
+                ));
+            }
+        }
+        check_lines(&self.add, rules, "add")
+    }
+}
+
+/// The kitchen's name of a line: the item and, after a dash, its modifiers.
+fn delta_name(line: &OrderLine) -> String {
+    if line.modifiers.is_empty() {
+        return line.name.clone();
+    }
+    let mods: Vec<&str> = line.modifiers.iter().map(|m| m.name.as_str()).collect();
+    format!("{} — {}", line.name, mods.join(", "))
+}
+
+/// Changes the lines of an order the kitchen has not finished (placed, accepted or
+/// preparing): quantities, removals and additions, with stock, totals and one
+/// `lines_changed` event carrying the per-station deltas.
+pub fn edit_lines(
+    tx: &mut Tx<'_>,
+    rules: &Rules,
+    id: &str,
+    req: &EditLines,
+    actor: &str,
+) -> TxResult<Order> {
+    let now = tx.now_ms();
+    let (key, mut stored) = load(tx, id)?;
+    let status = stored.order.status;
+    if !matches!(
+        status,
+        OrderStatus::Placed | OrderStatus::Accepted | OrderStatus::Preparing
+    ) {
+        return Err(AppError::new(
+            ErrorKind::Conflict,
+            "not_editable",
+            format!(
+                "a {} order can no longer change; place a new order",
+                status.as_str()
+            ),
+        )
+        .with_details(json!({ "status": status.as_str() }))
+        .into());
+    }
+    let mut items = stored.order.items.clone();
+    let mut changes: Vec<StationDelta> = Vec::new();
+    // Net units per item, for the stock: positive takes, negative gives back.
+    let mut need: BTreeMap<String, i64> = BTreeMap::new();
+    for (i, s) in req.set.iter().enumerate() {
+        let Some(line) = items.get_mut(s.line as usize) else {
+            return Err(AppError::invalid(
+                &format!("set[{i}].line"),
+                format!("the order has {} lines", stored.order.items.len()),
+            )
+            .into());
+        };
+        let new = s.quantity as u32;
+        if new == line.quantity {
+            continue;
+        }
+        *need.entry(line.item_id.clone()).or_default() += i64::from(new) - i64::from(line.quantity);
+        changes.push(StationDelta {
+            station: line.station.clone(),
+            delta: LineDelta {
+                item_id: line.item_id.clone(),
+                name: delta_name(line),
+                old_quantity: line.quantity,
+                new_quantity: new,
+            },
+        });
+        line.quantity = new;
+        line.line_total = line
+            .unit_price
+            .checked_mul(i64::from(new))
+            .ok_or_else(|| AppError::invalid(&format!("set[{i}]"), "total out of range"))?;
+    }
+    for line in price_lines(tx, rules, &req.add)? {
+        *need.entry(line.item_id.clone()).or_default() += i64::from(line.quantity);
+        changes.push(StationDelta {
+            station: line.station.clone(),
+            delta: LineDelta {
+                item_id: line.item_id.clone(),
+                name: delta_name(&line),
+                old_quantity: 0,
+                new_quantity: line.quantity,
+            },
+        });
+        items.push(line);
+    }
+    items.retain(|l| l.quantity > 0);
+    if items.is_empty() {
+        return Err(AppError::invalid(
+            "set",
+            "an order keeps at least one line; cancel it instead",
+        )
+        .into());
+    }
+    if items.len() > rules.max_items {
+        return Err(AppError::invalid(
+            "add",
+            format!("at most {} lines per order", rules.max_items),
+        )
+        .into());
+    }
+    let mut stock_after = Vec::new();
+    for (item_id, &delta) in &need {
+        let Some(level) = tx.stock.get(item_id.as_str())?.map(|v| v.value()) else {
+            continue;
+        };
+        let after = i64::from(level) - delta;
+        if after < 0 {
+            return Err(AppError::new(
+                ErrorKind::Conflict,
+                if level == 0 {
+                    "sold_out"
+                } else {
+                    "insufficient_stock"
+                },
+                format!("only {level} more of {item_id:?} left"),
+            )
+            .with_details(json!({ "item_id": item_id, "available": level, "requested": delta }))
+            .into());
+        }
+        stock_after.push((
+            item_id.clone(),
+            level,
+            u32::try_from(after).unwrap_or(u32::MAX),
+        ));
+    }
+    let subtotal = items
+        .iter()
+        .try_fold(0i64, |acc, l| acc.checked_add(l.line_total))
+        .ok_or_else(|| AppError::invalid("items", "order total out of range"))?;
+    let (tax, total) = tax_and_total(subtotal, rules);
+    // --- write ---
+    let order = &mut stored.order;
+    order.items = items;
+    order.subtotal = subtotal;
+    order.tax = tax;
+    order.total = total;
+    order.updated_at = now;
+    stored.last_event_seq = tx.emit(EventKind::LinesChanged {
+        order_id: order.id.clone(),
+        number: order.number.clone(),
+        changes,
+        subtotal,
+        tax,
+        total,
+        actor: actor.to_owned(),
+    })?;
+    for (item_id, before, after) in stock_after {
+        tx.stock.insert(item_id.as_str(), after)?;
+        stock_events(tx, &item_id, before, after)?;
+    }
+    write_order(tx, key, &stored)?;
     Ok(stored.order)
 }
 

@@ -10,8 +10,8 @@
 use std::collections::BTreeMap;
 
 use orderd_protocol::{
-    Board, BoardTicket, Event, EventKind, FORMAT_VERSION, Order, OrderStatus, TicketChange,
-    TicketEvent, TicketLine,
+    Board, BoardTicket, Event, EventKind, FORMAT_VERSION, LineDelta, Order, OrderStatus,
+    TicketChange, TicketEvent, TicketLine,
 };
 
 /// Most tickets a published board carries (about 50 KB of JSON).
@@ -87,6 +87,22 @@ pub fn ticket_events(event: &Event, order: Option<&Order>) -> Vec<TicketEvent> {
                 )
             })
             .collect(),
+        (EventKind::LinesChanged { changes, .. }, Some(order)) => {
+            // One `changed` ticket per station, with only that station's differences.
+            let mut per_station: BTreeMap<&str, Vec<LineDelta>> = BTreeMap::new();
+            for c in changes {
+                per_station
+                    .entry(c.station.as_str())
+                    .or_default()
+                    .push(c.delta.clone());
+            }
+            per_station
+                .into_iter()
+                .map(|(station, deltas)| {
+                    ticket(order, station, event.seq, TicketChange::Changed { deltas })
+                })
+                .collect()
+        }
         _ => Vec::new(),
     }
 }
@@ -166,6 +182,23 @@ impl Boards {
                 let mut at = order.clone();
                 at.status = *to;
                 self.upsert(&at, event.seq)
+            }
+            (EventKind::LinesChanged { changes, .. }, Some(order)) => {
+                let mut changed = self.upsert(order, event.seq);
+                // A station whose every line was removed loses the ticket.
+                let now_at: Vec<String> = station_lines(order).into_keys().collect();
+                for c in changes {
+                    if now_at.contains(&c.station) || changed.contains(&c.station) {
+                        continue;
+                    }
+                    let board = self.board_mut(&c.station);
+                    if let Some(i) = board.tickets.iter().position(|t| t.ticket == order.id) {
+                        board.tickets.remove(i);
+                        board.seq = event.seq;
+                        changed.push(c.station.clone());
+                    }
+                }
+                changed
             }
             _ => Vec::new(),
         }

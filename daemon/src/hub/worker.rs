@@ -32,7 +32,7 @@ use orderd_protocol::topics::{self, Topic};
 use orderd_protocol::{
     Availability, Bump, BumpAction, BuzzPattern, BuzzerSet, DeviceState, Event, EventKind,
     FORMAT_VERSION, JobState as Reported, JobStatus, Order, OrderStatus, PrintCopy, PrintFormat,
-    PrintJob, TicketChange, TicketEvent,
+    PrintJob, TicketChange, TicketEvent, TicketLine,
 };
 use rumqttc::{AsyncClient, QoS};
 
@@ -336,7 +336,8 @@ impl Hub {
     async fn on_event(&mut self, ev: &Event) {
         let order = match &ev.kind {
             EventKind::OrderPlaced(o) => Some((**o).clone()),
-            EventKind::StatusChanged { order_id, .. } => self.order(order_id),
+            EventKind::StatusChanged { order_id, .. }
+            | EventKind::LinesChanged { order_id, .. } => self.order(order_id),
             _ => None,
         };
         // Tickets first: they are the latency that matters.
@@ -364,7 +365,9 @@ impl Hub {
         }
         if matches!(
             ev.kind,
-            EventKind::OrderPlaced(_) | EventKind::StatusChanged { .. }
+            EventKind::OrderPlaced(_)
+                | EventKind::StatusChanged { .. }
+                | EventKind::LinesChanged { .. }
         ) {
             self.discovery_state().await;
         }
@@ -402,7 +405,24 @@ impl Hub {
                         .unwrap_or_default()
                 )),
             ),
-            TicketChange::Changed { .. } => (Vec::new(), Some("CHANGED".to_owned())),
+            // A change slip: each changed line at its new quantity, the old one in its note.
+            TicketChange::Changed { deltas } => (
+                deltas
+                    .iter()
+                    .map(|d| TicketLine {
+                        item_id: d.item_id.clone(),
+                        name: d.name.clone(),
+                        quantity: d.new_quantity,
+                        modifiers: Vec::new(),
+                        note: Some(if d.new_quantity == 0 {
+                            format!("REMOVED (was {})", d.old_quantity)
+                        } else {
+                            format!("was {}", d.old_quantity)
+                        }),
+                    })
+                    .collect(),
+                Some("CHANGED".to_owned()),
+            ),
         };
         printing::render(
             order,
