@@ -1,6 +1,7 @@
 //! Wire types shared by the orderd box, its kitchen devices and the chain's collector: orders and
 //! their events, MQTT topics, and the payloads of tickets, boards, print jobs, buzzers, bump bars
-//! and device state (see `docs/mqtt.md`).
+//! and device state (see `docs/mqtt.md`), and the upload batches a box posts to the collector
+//! (see `docs/upload.md`).
 //!
 //! This crate is `no_std` + `alloc` so that ESP32-class device firmware can use it, and it does
 //! no I/O: it only says what goes on the wire. Every type serializes with serde, so the same
@@ -22,6 +23,7 @@ pub mod order;
 pub mod printer;
 pub mod ticket;
 pub mod topics;
+pub mod upload;
 
 pub use device::{Availability, Bump, BumpAction, BuzzPattern, BuzzerSet, DeviceState};
 pub use encoding::{CodecError, Encoding, decode, encode};

@@ -340,9 +340,11 @@ impl Hub {
             | EventKind::LinesChanged { order_id, .. } => self.order(order_id),
             _ => None,
         };
-        // Tickets first: they are the latency that matters.
-        for t in super::tickets::ticket_events(ev, order.as_ref()) {
-            if let Ok(bytes) = serde_json::to_vec(&t) {
+        // Every station's ticket first: they are the latency that matters; print jobs (which
+        // render and may flush job rows through the writer) follow.
+        let tickets = super::tickets::ticket_events(ev, order.as_ref());
+        for t in &tickets {
+            if let Ok(bytes) = serde_json::to_vec(t) {
                 self.publish(
                     topics::station_ticket(&self.site, &t.station),
                     QoS::AtLeastOnce,
@@ -351,9 +353,11 @@ impl Hub {
                 )
                 .await;
             }
-            // A ticket event always has its order (ticket_events returns none without it).
-            if let Some(order) = &order {
-                self.create_jobs(&t, order, ev.seq).await;
+        }
+        // A ticket event always has its order (ticket_events returns none without it).
+        if let Some(order) = &order {
+            for t in &tickets {
+                self.create_jobs(t, order, ev.seq).await;
             }
         }
         // Boards are coalesced: at most one publish per station per flush (100 ms), so a
@@ -616,7 +620,7 @@ impl Hub {
                     return;
                 };
                 match decode::<Bump>(payload, enc) {
-                    Some(bump) => self.on_bump(station, bump).await,
+                    Some(bump) => self.on_bump(station, bump),
                     None => self.malformed(station, topic),
                 }
             }
@@ -677,7 +681,7 @@ impl Hub {
         }
     }
 
-    async fn on_bump(&mut self, station: &str, bump: Bump) {
+    fn on_bump(&self, station: &str, bump: Bump) {
         let Some(order) = self.order(&bump.ticket) else {
             tracing::warn!(station, ticket = %bump.ticket, "bump for an unknown order dropped");
             return;
@@ -688,7 +692,8 @@ impl Hub {
         }
         let actor = format!("bump-bar@{station}");
         let id = order.id.clone();
-        let result = match bump.action {
+        // `None`: recall.
+        let to = match bump.action {
             BumpAction::Bump => {
                 let Some(to) = order
                     .status
@@ -702,22 +707,29 @@ impl Hub {
                     tracing::info!(station, ticket = %id, "bump ignored: the order has left the kitchen");
                     return;
                 };
-                self.state
-                    .writer
+                Some(to)
+            }
+            BumpAction::Recall => None,
+        };
+        // The commit is not awaited here: the hub's loop keeps publishing tickets meanwhile,
+        // and the transition comes back through the event log like any other.
+        let writer = self.state.writer.clone();
+        let rules = Arc::clone(&self.state.rules);
+        let station = station.to_owned();
+        tokio::spawn(async move {
+            let result = if let Some(to) = to {
+                writer
                     .run(move |tx| crate::domain::orders::transition(tx, &id, to, None, &actor))
                     .await
-            }
-            BumpAction::Recall => {
-                let rules = Arc::clone(&self.state.rules);
-                self.state
-                    .writer
+            } else {
+                writer
                     .run(move |tx| crate::domain::orders::recall(tx, &rules, &id, &actor))
                     .await
+            };
+            if let Err(e) = result {
+                tracing::info!(station, ticket = %bump.ticket, error = %e.message, "bump refused");
             }
-        };
-        if let Err(e) = result {
-            tracing::info!(station, ticket = %bump.ticket, error = %e.message, "bump refused");
-        }
+        });
     }
 
     async fn on_availability(&mut self, dev: &str, online: bool, now: u64) {
