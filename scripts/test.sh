@@ -5,9 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System packages used by tests: mosquitto and its clients (interop with an external broker),
-# systemd (systemd-analyze checks the unit);
-# later issues add postgresql (collector) and chromium (page tests).
-NEEDED_PACKAGES=(mosquitto mosquitto-clients systemd)
+# systemd (systemd-analyze checks the units), postgresql (the collector's tests start a
+# throwaway cluster; the Debian service itself is not needed); later issues add chromium.
+NEEDED_PACKAGES=(mosquitto mosquitto-clients systemd postgresql)
 missing=()
 for pkg in "${NEEDED_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -38,14 +38,17 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -q -- -D warnings
-cargo build --locked -q -p orderd
+cargo build --locked -q -p orderd -p orderd-collector
 # The systemd unit: verified cleanly, and an exposure score of at most 2.0 (threshold is ×10).
 unit_dir=$(mktemp -d)
 sed "s#/usr/bin/orderd#$PWD/target/debug/orderd#g" systemd/orderd.service > "$unit_dir/orderd.service"
 systemd-analyze verify "$unit_dir/orderd.service"
 systemd-analyze security --offline=true --threshold=20 "$unit_dir/orderd.service" | tail -n 1
+sed "s#/usr/bin/orderd-collector#$PWD/target/debug/orderd-collector#g" systemd/orderd-collector.service > "$unit_dir/orderd-collector.service"
+systemd-analyze verify "$unit_dir/orderd-collector.service"
+systemd-analyze security --offline=true --threshold=20 "$unit_dir/orderd-collector.service" | tail -n 1
 rm -rf "$unit_dir"
-echo "systemd: orderd.service verified"
+echo "systemd: orderd.service and orderd-collector.service verified"
 
 # Last, so its summary closes the output.
 cargo test --workspace --locked

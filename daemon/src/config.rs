@@ -46,6 +46,8 @@ pub struct RawConfig {
     pub whatsapp: orderd_plugins::whatsapp::Config,
     /// Telegram bot.
     pub telegram: TelegramConfig,
+    /// Store-and-forward upload to the chain's collector.
+    pub upload: UploadConfig,
 }
 
 /// `[otp]`: customers prove their phone with a code before ordering.
@@ -115,6 +117,62 @@ impl Default for MessagingConfig {
             request_timeout_ms: 10_000,
             concurrency: 8,
             texts_dir: PathBuf::new(),
+        }
+    }
+}
+
+/// `[upload]`: store-and-forward upload of the event log to the chain's collector.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UploadConfig {
+    /// Upload at all.
+    pub enabled: bool,
+    /// The collector's batch endpoint, e.g. `https://collector.example/v1/batches`.
+    pub url: String,
+    /// This site's upload token (from `orderd-collector site add`).
+    pub token: orderd_plugins::messaging::Secret,
+    /// This box's id within the site.
+    pub box_id: String,
+    /// Most events per batch.
+    pub batch_events: u32,
+    /// Most bytes of events per batch (before compression).
+    pub batch_bytes: u32,
+    /// A batch smaller than that waits at most this long for more events, ms.
+    pub max_age_ms: u64,
+    /// `lz4` or `none`.
+    pub compression: String,
+    /// One request's time limit, ms.
+    pub request_timeout_ms: u64,
+    /// First retry after, ms (doubling, jittered).
+    pub base_backoff_ms: u64,
+    /// Retries at most this far apart, ms.
+    pub max_backoff_ms: u64,
+    /// Consecutive failures that pause uploading (circuit breaker) …
+    pub breaker_failures: u32,
+    /// … for this long, then one probe.
+    pub breaker_pause_secs: u64,
+    /// Unacknowledged events may take at most this many bytes; past it new orders are refused
+    /// (503) until the collector catches up. WARN from 80 %.
+    pub backlog_budget_bytes: u64,
+}
+
+impl Default for UploadConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            url: String::new(),
+            token: orderd_plugins::messaging::Secret::default(),
+            box_id: "main".into(),
+            batch_events: 500,
+            batch_bytes: 1024 * 1024,
+            max_age_ms: 2000,
+            compression: "lz4".into(),
+            request_timeout_ms: 10_000,
+            base_backoff_ms: 1000,
+            max_backoff_ms: 60_000,
+            breaker_failures: 5,
+            breaker_pause_secs: 30,
+            backlog_budget_bytes: 512 * 1024 * 1024,
         }
     }
 }
@@ -878,6 +936,43 @@ impl RawConfig {
                     "set value, file or env of [telegram.token]".into(),
                 ),
                 Err(e) => bad("telegram.token", e),
+            }
+        }
+        let up = &self.upload;
+        if !(1..=10_000).contains(&up.batch_events)
+            || !(1024..=8 * 1024 * 1024).contains(&up.batch_bytes)
+            || up.max_age_ms > 600_000
+            || !(100..=120_000).contains(&up.request_timeout_ms)
+            || up.base_backoff_ms == 0
+            || up.max_backoff_ms < up.base_backoff_ms
+            || up.breaker_failures == 0
+            || up.backlog_budget_bytes < 1024 * 1024
+        {
+            bad(
+                "upload",
+                "batch_events 1-10000, batch_bytes 1 KiB-8 MiB, max_age_ms <= 600000, request_timeout_ms 100-120000, backoffs > 0 and ordered, breaker_failures >= 1, backlog_budget_bytes >= 1 MiB".into(),
+            );
+        }
+        if !matches!(up.compression.as_str(), "lz4" | "none") {
+            bad("upload.compression", "lz4 or none".into());
+        }
+        if up.box_id.is_empty() || up.box_id.len() > 64 {
+            bad("upload.box_id", "1 to 64 characters".into());
+        }
+        if up.enabled {
+            if !(up.url.starts_with("https://") || up.url.starts_with("http://")) {
+                bad(
+                    "upload.url",
+                    "the collector's batch endpoint, https://…/v1/batches".into(),
+                );
+            }
+            match up.token.load() {
+                Ok(Some(_)) => {}
+                Ok(None) => bad(
+                    "upload.token",
+                    "set value, file or env of [upload.token]".into(),
+                ),
+                Err(e) => bad("upload.token", e),
             }
         }
         let kc = &self.kitchen;

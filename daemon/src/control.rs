@@ -68,14 +68,8 @@ async fn handle(stream: UnixStream, state: &AppStateRef) -> std::io::Result<()> 
     let req: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
     match req["cmd"].as_str() {
         Some("status") => {
-            let answer = json!({
-                "ok": true,
-                "version": env!("CARGO_PKG_VERSION"),
-                "site": state.settings.raw.site.id,
-                "status": crate::systemd::status_line(state),
-                "event_seq": state.events.last_seq(),
-                "store_bytes": state.store.file_bytes(),
-            });
+            let mut answer = crate::api::ops::status_view(state);
+            answer["ok"] = json!(true);
             write.write_all(format!("{answer}\n").as_bytes()).await?;
         }
         Some("backup") => {

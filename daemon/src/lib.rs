@@ -23,6 +23,7 @@ pub mod mqtt;
 pub mod server;
 pub mod store;
 pub mod systemd;
+pub mod upload;
 pub mod workers;
 
 pub use server::{Running, run, start};

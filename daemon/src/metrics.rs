@@ -97,6 +97,25 @@ pub struct Metrics {
     pub message_queue: Family<ChannelLabels, Gauge>,
     /// Age of the oldest waiting message per channel, seconds.
     pub message_oldest_seconds: Family<ChannelLabels, Gauge>,
+    /// Upload batches by outcome.
+    pub upload_batches: Family<OutcomeLabels, Counter>,
+    /// Events not yet acknowledged by the collector.
+    pub upload_backlog_events: Gauge,
+    /// Their estimated bytes.
+    pub upload_backlog_bytes: Gauge,
+    /// Age of the oldest unacknowledged event, seconds.
+    pub upload_oldest_seconds: Gauge,
+    /// Unix time of the last acknowledged batch (0: never).
+    pub upload_last_success_seconds: Gauge,
+    /// Orders refused because the upload backlog is over its budget.
+    pub upload_refused_orders: Counter,
+}
+
+/// Labels of an outcome counter.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `acked`, `gap`, `retry`, …
+    pub outcome: String,
 }
 
 impl Default for Metrics {
@@ -199,6 +218,42 @@ impl Metrics {
             "Age of the oldest waiting message, per channel",
             message_oldest_seconds.clone(),
         );
+        let upload_batches = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "upload_batches",
+            "Upload batches by outcome: acked, gap, retry, refused, rejected, too_large",
+            upload_batches.clone(),
+        );
+        let upload_backlog_events = Gauge::default();
+        registry.register(
+            "upload_backlog_events",
+            "Events not yet acknowledged by the collector",
+            upload_backlog_events.clone(),
+        );
+        let upload_backlog_bytes = Gauge::default();
+        registry.register(
+            "upload_backlog_bytes",
+            "Estimated bytes of events not yet acknowledged",
+            upload_backlog_bytes.clone(),
+        );
+        let upload_oldest_seconds = Gauge::default();
+        registry.register(
+            "upload_oldest_seconds",
+            "Age of the oldest unacknowledged event",
+            upload_oldest_seconds.clone(),
+        );
+        let upload_last_success_seconds = Gauge::default();
+        registry.register(
+            "upload_last_success_timestamp_seconds",
+            "Unix time of the last acknowledged upload batch (0: never)",
+            upload_last_success_seconds.clone(),
+        );
+        let upload_refused_orders = Counter::default();
+        registry.register(
+            "upload_refused_orders",
+            "Orders refused because the upload backlog is over its budget",
+            upload_refused_orders.clone(),
+        );
         Self {
             registry,
             orders_created,
@@ -217,6 +272,12 @@ impl Metrics {
             messages,
             message_queue,
             message_oldest_seconds,
+            upload_batches,
+            upload_backlog_events,
+            upload_backlog_bytes,
+            upload_oldest_seconds,
+            upload_last_success_seconds,
+            upload_refused_orders,
         }
     }
 

@@ -94,7 +94,9 @@ pub async fn start(
     let sessions = Arc::new(Sessions::load(&rtx, clock.now_ms())?);
     drop(rtx);
     let last_seq = store.last_event_seq()?;
-    let (events_tx, _) = broadcast::channel(4096);
+    // A wake-up only (subscribers read the log when they lag), so a short ring: each slot
+    // holds a whole event, and 4096 placed orders cost megabytes.
+    let (events_tx, _) = broadcast::channel(256);
     let shared = Arc::new(Shared {
         menu: std::sync::RwLock::new(Arc::new(menu)),
         events: events_tx,
@@ -150,6 +152,7 @@ pub async fn start(
         otp_key,
         otp_clients,
         messaging: Arc::new(crate::messaging::Messaging::default()),
+        upload: Arc::new(crate::upload::UploadState::default()),
     });
 
     let (stop, stop_rx) = watch::channel(false);
@@ -225,6 +228,10 @@ pub async fn start(
             shutdown.clone(),
         )));
     }
+    workers.push(tokio::spawn(crate::upload::run(
+        Arc::clone(&state),
+        shutdown.clone(),
+    )));
     workers.push(tokio::spawn(crate::messaging::worker::run(
         Arc::clone(&state),
         providers,

@@ -264,6 +264,13 @@ async fn main() -> anyhow::Result<()> {
         let id = format!("{}-bb", args.prefix);
         let pw = device(&http, &mut store, &id, "bump_bar", Some("grill")).await?;
         let (c, mut el) = connect(args.mqtt_port, &id, &pw).await?;
+        c.publish(
+            format!("orderd/demo/device/{id}/availability"),
+            QoS::AtLeastOnce,
+            true,
+            "online",
+        )
+        .await?;
         tasks.push(tokio::spawn(
             async move { while el.poll().await.is_ok() {} },
         ));

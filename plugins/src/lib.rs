@@ -8,7 +8,8 @@
 //!
 //! Plugins so far: `escpos` (ticket rendering, feature `escpos`, on by default), `whatsapp`
 //! (Cloud API client, feature `whatsapp`), `telegram` (Bot API through teloxide,
-//! feature `telegram`) and `fake` (scripted fakes of remote services for
+//! feature `telegram`), `collector`
+//! (the chain collector's upload client, feature `collector`) and `fake` (scripted fakes of remote services for
 //! tests, feature `fake`).
 
 pub use orderd_protocol as protocol;
@@ -20,6 +21,9 @@ pub mod whatsapp;
 
 #[cfg(feature = "telegram")]
 pub mod telegram;
+
+#[cfg(feature = "collector")]
+pub mod collector;
 
 #[cfg(feature = "fake")]
 pub mod fake;

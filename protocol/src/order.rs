@@ -38,6 +38,16 @@ pub enum OrderSource {
     Customer,
 }
 
+impl OrderSource {
+    /// Wire name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Staff => "staff",
+            Self::Customer => "customer",
+        }
+    }
+}
+
 /// Where an order is in its life.
 ///
 /// The normal path is `placed → accepted → preparing → ready`, then `served` (dine-in),

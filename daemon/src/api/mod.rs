@@ -71,6 +71,8 @@ pub struct AppState {
     pub otp_clients: Throttle,
     /// The message sender's shared state (wake-up, provider health).
     pub messaging: Arc<crate::messaging::Messaging>,
+    /// The uploader's status and the backlog's order refusal.
+    pub upload: Arc<crate::upload::UploadState>,
 }
 
 /// Shared handle to the state.
@@ -169,6 +171,7 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppStateRef>)> 
         ("GET", "/api/v1/openapi.json", get(ops::openapi)),
         ("GET", "/healthz", get(ops::healthz)),
         ("GET", "/readyz", get(ops::readyz)),
+        ("GET", "/api/v1/status", get(ops::status)),
         ("GET", "/metrics", get(ops::metrics)),
     ]
 }

@@ -9,6 +9,7 @@ use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
 use super::AppStateRef;
+use super::extract::Staff;
 use crate::error::AppError;
 
 /// The OpenAPI 3 document of this API.
@@ -34,6 +35,24 @@ pub async fn readyz(State(state): State<AppStateRef>) -> Result<Json<Value>, App
         "status": "ready",
         "event_seq": state.events.last_seq(),
     })))
+}
+
+/// What the box is doing: version, site, the one-line summary, the event log, the store and
+/// the upload (shared by `GET /api/v1/status` and `orderd status`).
+pub fn status_view(state: &AppStateRef) -> Value {
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "site": state.settings.raw.site.id,
+        "status": crate::systemd::status_line(state),
+        "event_seq": state.events.last_seq(),
+        "store_bytes": state.store.file_bytes(),
+        "upload": state.upload.status(),
+    })
+}
+
+/// `GET /api/v1/status` (staff).
+pub async fn status(State(state): State<AppStateRef>, _staff: Staff) -> Json<Value> {
+    Json(status_view(&state))
 }
 
 /// `GET /metrics` (Prometheus text format).

@@ -67,6 +67,16 @@ pub async fn create(
     headers: HeaderMap,
     Body(req): Body<NewOrder>,
 ) -> Result<Response, AppError> {
+    if state.upload.refusing() {
+        state.metrics.upload_refused_orders.inc();
+        let mut e = AppError::new(
+            ErrorKind::Unavailable,
+            "upload_backlog_full",
+            "this box cannot reach the chain's collector and its upload backlog is full; orders resume when it catches up",
+        );
+        e.retry_after_secs = Some(60);
+        return Err(e);
+    }
     let key = idempotency_key(&headers)?;
     let actor = match (&session, customer) {
         (Some(s), _) => Actor {

@@ -2,7 +2,9 @@
 //! temp dir, a manual clock, and a real HTTP client.
 #![allow(dead_code, missing_docs)]
 
+pub mod bin;
 pub mod mqtt;
+pub mod pg;
 
 use std::sync::Arc;
 

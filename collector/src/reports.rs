@@ -1,0 +1,69 @@
+//! Chain-wide reports from the SQL views: orders and revenue per site per day, average prep
+//! time, top items.
+
+use deadpool_postgres::Pool;
+use serde_json::{Value, json};
+
+/// The summary of `from..=to` (`YYYY-MM-DD`), for one site or all.
+pub async fn summary(
+    pool: &Pool,
+    site: Option<&str>,
+    from: &str,
+    to: &str,
+) -> anyhow::Result<Value> {
+    let client = pool.get().await?;
+    let days = client
+        .query(
+            "SELECT site_id, business_day::text, orders, revenue, cancelled,
+                    round(avg_prep_secs::numeric, 1)::float8
+             FROM site_daily
+             WHERE business_day BETWEEN $1::text::date AND $2::text::date
+               AND ($3::text IS NULL OR site_id = $3)
+             ORDER BY business_day, site_id",
+            &[&from, &to, &site],
+        )
+        .await?;
+    let items = client
+        .query(
+            "SELECT item_id, max(name), sum(quantity)::bigint, sum(revenue)::bigint
+             FROM item_daily
+             WHERE business_day BETWEEN $1::text::date AND $2::text::date
+               AND ($3::text IS NULL OR site_id = $3)
+             GROUP BY item_id ORDER BY 3 DESC, 1 LIMIT 10",
+            &[&from, &to, &site],
+        )
+        .await?;
+    let totals = client
+        .query_one(
+            "SELECT coalesce(sum(orders), 0)::bigint, coalesce(sum(revenue), 0)::bigint,
+                    round((sum(avg_prep_secs * orders) / nullif(sum(orders) FILTER
+                        (WHERE avg_prep_secs IS NOT NULL), 0))::numeric, 1)::float8
+             FROM site_daily
+             WHERE business_day BETWEEN $1::text::date AND $2::text::date
+               AND ($3::text IS NULL OR site_id = $3)",
+            &[&from, &to, &site],
+        )
+        .await?;
+    Ok(json!({
+        "from": from,
+        "to": to,
+        "site": site,
+        "orders": totals.get::<_, i64>(0),
+        "revenue": totals.get::<_, i64>(1),
+        "avg_prep_secs": totals.get::<_, Option<f64>>(2),
+        "per_site_day": days.iter().map(|r| json!({
+            "site_id": r.get::<_, String>(0),
+            "day": r.get::<_, String>(1),
+            "orders": r.get::<_, i64>(2),
+            "revenue": r.get::<_, i64>(3),
+            "cancelled": r.get::<_, i64>(4),
+            "avg_prep_secs": r.get::<_, Option<f64>>(5),
+        })).collect::<Vec<_>>(),
+        "top_items": items.iter().map(|r| json!({
+            "item_id": r.get::<_, String>(0),
+            "name": r.get::<_, String>(1),
+            "quantity": r.get::<_, i64>(2),
+            "revenue": r.get::<_, i64>(3),
+        })).collect::<Vec<_>>(),
+    }))
+}

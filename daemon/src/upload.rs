@@ -1,0 +1,396 @@
+//! Store-and-forward upload of the event log to the chain's collector.
+//!
+//! The uploader follows the log from its durable cursor (`upload`), cuts batches by count,
+//! bytes and age, posts them (postcard, LZ4 by default) and moves the cursor only on the
+//! collector's acknowledgement, so every event arrives exactly once and in order whatever
+//! happens to the box, the link or the collector. Retention never prunes past the cursor.
+//! Failures back off (capped, jittered), consecutive ones pause uploading (circuit breaker,
+//! then one probe). The backlog is bounded: WARN from 80 % of the byte budget, and past it new
+//! orders are refused (503) with an ERROR and a metric until the collector catches up.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use orderd_plugins::collector::{Collector, Posted};
+use orderd_protocol::upload::{Batch, Compression};
+use rand::Rng as _;
+use serde::Serialize;
+
+use crate::api::AppStateRef;
+use crate::server::Shutdown;
+
+/// The uploader's consumer name (its cursor in the log).
+pub const CONSUMER: &str = "upload";
+
+/// What `GET /api/v1/status` and `/metrics` show.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Status {
+    /// Uploading is configured.
+    pub enabled: bool,
+    /// Everything up to this seq is at the collector.
+    pub acked_seq: u64,
+    /// Events not yet acknowledged.
+    pub backlog_events: u64,
+    /// Their size (postcard bytes, estimated from the average event).
+    pub backlog_bytes: u64,
+    /// Commit time of the oldest unacknowledged event, ms.
+    pub oldest_unacked_at: Option<u64>,
+    /// Last acknowledged batch, ms.
+    pub last_success_at: Option<u64>,
+    /// The last failure, if the last attempt failed.
+    pub last_error: Option<String>,
+    /// New orders are being refused: the backlog is over its budget.
+    pub refusing_orders: bool,
+}
+
+/// Shared between the uploader, the API and the order path.
+#[derive(Debug, Default)]
+pub struct UploadState {
+    status: Mutex<Status>,
+    refusing: AtomicBool,
+}
+
+impl UploadState {
+    /// A copy of the status.
+    pub fn status(&self) -> Status {
+        self.status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Whether new orders must be refused (backlog over budget).
+    pub fn refusing(&self) -> bool {
+        self.refusing.load(Ordering::Relaxed)
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Status)) {
+        let mut s = self
+            .status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut s);
+        self.refusing.store(s.refusing_orders, Ordering::Relaxed);
+    }
+}
+
+/// Capped exponential backoff with jitter in its upper half.
+fn backoff(base: u64, cap: u64, failures: u32) -> Duration {
+    let exp = base
+        .saturating_mul(1u64 << failures.saturating_sub(1).min(30))
+        .min(cap);
+    Duration::from_millis(rand::thread_rng().gen_range(exp / 2..=exp.max(1)))
+}
+
+/// Runs the uploader until shutdown (when uploading is off: releases its cursor and ends).
+pub async fn run(state: AppStateRef, mut shutdown: Shutdown) {
+    let cfg = state.settings.raw.upload.clone();
+    if !cfg.enabled {
+        // A box that stopped uploading must not hold retention back.
+        if let Ok(Some(_)) = state.events.cursor(CONSUMER) {
+            let _ = state.events.unregister(CONSUMER).await;
+            tracing::info!("upload disabled: its cursor is released");
+        }
+        return;
+    }
+    let Ok(Some(token)) = cfg.token.load() else {
+        tracing::error!("upload: no token; nothing is uploaded");
+        return;
+    };
+    let client = match Collector::new(
+        &cfg.url,
+        &token,
+        Duration::from_millis(cfg.request_timeout_ms),
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "upload: cannot build the HTTP client");
+            return;
+        }
+    };
+    let mut cursor = match state.events.register(CONSUMER).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e.message, "upload: cannot register the cursor");
+            return;
+        }
+    };
+    let compression = if cfg.compression == "none" {
+        Compression::None
+    } else {
+        Compression::Lz4
+    };
+    let site_id = state.settings.raw.site.id.clone();
+    let mut limit = cfg.batch_events as usize;
+    let mut failures = 0u32;
+    let mut avg_bytes = 300.0f64;
+    let mut last_error_log: Option<Instant> = None;
+    let mut warned = false;
+    let mut waiting: Option<(u64, Instant)> = None;
+    state.upload.update(|s| s.enabled = true);
+    loop {
+        let last = state.events.last_seq();
+        report(&state, cursor, last, avg_bytes, &mut warned);
+        if last <= cursor {
+            if pause(&mut shutdown, Duration::from_millis(200)).await {
+                return;
+            }
+            continue;
+        }
+        let events = match state.events.read(cursor + 1, limit) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, "upload: reading the event log failed");
+                if pause(&mut shutdown, Duration::from_secs(1)).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        // Cut at the byte limit (at least one event).
+        let mut size = 0usize;
+        let mut take = 0;
+        for e in &events {
+            let n = postcard::to_allocvec(e).map_or(0, |v| v.len());
+            if take > 0 && size + n > cfg.batch_bytes as usize {
+                break;
+            }
+            size += n;
+            take += 1;
+        }
+        let events = &events[..take];
+        if events.is_empty() {
+            if pause(&mut shutdown, Duration::from_millis(200)).await {
+                return;
+            }
+            continue;
+        }
+        avg_bytes = 0.9 * avg_bytes + 0.1 * (size as f64 / events.len() as f64);
+        let full = events.len() >= limit || size * 2 >= cfg.batch_bytes as usize;
+        // Age on the monotonic clock, from when this batch's first event was first seen (the
+        // box's wall clock may be unset or jump).
+        let head = events[0].seq;
+        let since = match waiting {
+            Some((seq, at)) if seq == head => at,
+            _ => {
+                let now = Instant::now();
+                waiting = Some((head, now));
+                now
+            }
+        };
+        let age = u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX);
+        if !full && failures == 0 && age < cfg.max_age_ms {
+            let wait = Duration::from_millis((cfg.max_age_ms - age).min(200));
+            if pause(&mut shutdown, wait).await {
+                return;
+            }
+            continue;
+        }
+        let Some(batch) = Batch::new(&site_id, &cfg.box_id, events, compression)
+            .ok()
+            .and_then(|b| postcard::to_allocvec(&b).ok())
+        else {
+            tracing::error!("upload: a batch could not be encoded");
+            if pause(&mut shutdown, Duration::from_secs(5)).await {
+                return;
+            }
+            continue;
+        };
+        let last_in_batch = events[events.len() - 1].seq;
+        let posted = tokio::select! {
+            () = shutdown.wait() => return,
+            p = client.post(batch) => p,
+        };
+        let outcome = match &posted {
+            Posted::Acked(_) => "acked",
+            Posted::Gap(_) => "gap",
+            Posted::Refused(_) => "refused",
+            Posted::TooLarge => "too_large",
+            Posted::Rejected(_) => "rejected",
+            Posted::Retry { .. } => "retry",
+        };
+        state
+            .metrics
+            .upload_batches
+            .get_or_create(&crate::metrics::OutcomeLabels {
+                outcome: outcome.into(),
+            })
+            .inc();
+        let wait = match posted {
+            Posted::Acked(seq) => {
+                let to = seq.min(last_in_batch);
+                if to > cursor {
+                    if let Err(e) = state.events.set_cursor(CONSUMER, to).await {
+                        tracing::error!(error = %e.message, "upload: storing the cursor failed");
+                    }
+                    cursor = to;
+                }
+                failures = 0;
+                limit = cfg.batch_events as usize;
+                let now = state.now_ms();
+                state.upload.update(|s| {
+                    s.last_success_at = Some(now);
+                    s.last_error = None;
+                });
+                None
+            }
+            Posted::Gap(expected) => {
+                let want = expected.saturating_sub(1);
+                if want <= state.events.last_seq() {
+                    tracing::warn!(
+                        from = expected,
+                        cursor,
+                        "upload: the collector asks to resend from another seq"
+                    );
+                    if let Err(e) = state.events.set_cursor(CONSUMER, want).await {
+                        tracing::error!(error = %e.message, "upload: storing the cursor failed");
+                    }
+                    cursor = want;
+                    None
+                } else {
+                    Some(fail(
+                        &state,
+                        &mut failures,
+                        &mut last_error_log,
+                        &cfg,
+                        format!(
+                            "the collector has events up to {want}, past this box's log ({}): was the box restored from an old backup?",
+                            state.events.last_seq()
+                        ),
+                        None,
+                    ))
+                }
+            }
+            Posted::TooLarge => {
+                limit = (limit / 2).max(1);
+                tracing::warn!(limit, "upload: batch too large for the collector; halving");
+                None
+            }
+            Posted::Refused(reason) => Some(fail(
+                &state,
+                &mut failures,
+                &mut last_error_log,
+                &cfg,
+                format!(
+                    "the collector refused this box's token ({reason}); fix [upload] token — the backlog is kept"
+                ),
+                None,
+            )),
+            Posted::Rejected(reason) => Some(fail(
+                &state,
+                &mut failures,
+                &mut last_error_log,
+                &cfg,
+                format!("the collector rejected a batch: {reason}"),
+                None,
+            )),
+            Posted::Retry { after, reason } => Some(fail(
+                &state,
+                &mut failures,
+                &mut last_error_log,
+                &cfg,
+                reason,
+                after,
+            )),
+        };
+        if let Some(wait) = wait
+            && pause(&mut shutdown, wait).await
+        {
+            return;
+        }
+    }
+}
+
+/// Records a failure and returns how long to wait: backoff, the collector's `Retry-After` if
+/// later, or the breaker's pause. Logs at most once per wait.
+fn fail(
+    state: &AppStateRef,
+    failures: &mut u32,
+    last_log: &mut Option<Instant>,
+    cfg: &crate::config::UploadConfig,
+    reason: String,
+    after: Option<Duration>,
+) -> Duration {
+    *failures += 1;
+    let mut wait = backoff(cfg.base_backoff_ms, cfg.max_backoff_ms, *failures);
+    if let Some(a) = after {
+        wait = wait.max(a);
+    }
+    if *failures >= cfg.breaker_failures {
+        wait = wait.max(Duration::from_secs(cfg.breaker_pause_secs));
+    }
+    if last_log.is_none_or(|t| t.elapsed() >= wait.min(Duration::from_secs(cfg.breaker_pause_secs)))
+    {
+        tracing::error!(
+            failures = *failures,
+            retry_in_ms = wait.as_millis() as u64,
+            "upload failed: {reason}"
+        );
+        *last_log = Some(Instant::now());
+    }
+    state.upload.update(|s| s.last_error = Some(reason));
+    wait
+}
+
+/// Updates the backlog figures, gauges and the refusal flag.
+fn report(state: &AppStateRef, cursor: u64, last: u64, avg_bytes: f64, warned: &mut bool) {
+    let events = last.saturating_sub(cursor);
+    let bytes = (events as f64 * avg_bytes) as u64;
+    let oldest = if events > 0 {
+        state
+            .events
+            .read(cursor + 1, 1)
+            .ok()
+            .and_then(|e| e.first().map(|e| e.at))
+    } else {
+        None
+    };
+    let budget = state.settings.raw.upload.backlog_budget_bytes;
+    let over = bytes > budget;
+    if bytes > budget / 10 * 8 && !*warned {
+        tracing::warn!(
+            backlog_bytes = bytes,
+            budget,
+            "upload backlog above 80 % of its budget: is the collector reachable?"
+        );
+        *warned = true;
+    } else if bytes < budget / 10 * 7 {
+        *warned = false;
+    }
+    let was = state.upload.refusing();
+    if over && !was {
+        tracing::error!(
+            backlog_bytes = bytes,
+            budget,
+            "upload backlog over its budget: new orders are refused until the collector catches up"
+        );
+    }
+    let now = state.now_ms();
+    state.upload.update(|s| {
+        s.acked_seq = cursor;
+        s.backlog_events = events;
+        s.backlog_bytes = bytes;
+        s.oldest_unacked_at = oldest;
+        s.refusing_orders = over;
+    });
+    let m = &state.metrics;
+    m.upload_backlog_events
+        .set(i64::try_from(events).unwrap_or(i64::MAX));
+    m.upload_backlog_bytes
+        .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    m.upload_oldest_seconds.set(oldest.map_or(0, |at| {
+        i64::try_from(now.saturating_sub(at) / 1000).unwrap_or(0)
+    }));
+    let last_ok = state.upload.status().last_success_at;
+    m.upload_last_success_seconds
+        .set(last_ok.map_or(0, |t| i64::try_from(t / 1000).unwrap_or(0)));
+}
+
+/// Sleeps; true when shutdown came first.
+async fn pause(shutdown: &mut Shutdown, d: Duration) -> bool {
+    tokio::select! {
+        () = shutdown.wait() => true,
+        () = tokio::time::sleep(d) => false,
+    }
+}

@@ -1,0 +1,116 @@
+//! The real `orderd` binary for end-to-end tests: started on free ports, its addresses read
+//! from its own start-up output, its log lines collected.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_orderd");
+
+/// Starts the daemon on a free port and returns it with its base URL, read from its own
+/// start-up output (no sleeping, no fixed ports), and its log lines as they come.
+pub async fn spawn_with(
+    dir: &Path,
+    config: Option<&Path>,
+) -> (Child, String, Arc<std::sync::Mutex<String>>) {
+    spawn_env(dir, config, &[]).await
+}
+
+pub async fn spawn_env(
+    dir: &Path,
+    config: Option<&Path>,
+    envs: &[(&str, &str)],
+) -> (Child, String, Arc<std::sync::Mutex<String>>) {
+    let (child, base, _, logs) = spawn_full(dir, config, envs).await;
+    (child, base, logs)
+}
+
+/// Like [`spawn_env`], also returning the embedded MQTT broker's address from the output.
+pub async fn spawn_full(
+    dir: &Path,
+    config: Option<&Path>,
+    envs: &[(&str, &str)],
+) -> (
+    Child,
+    String,
+    std::net::SocketAddr,
+    Arc<std::sync::Mutex<String>>,
+) {
+    let mut cmd = Command::new(BIN);
+    cmd.envs(envs.iter().copied());
+    cmd.arg("run");
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    let mut child = cmd
+        .arg("--data-dir")
+        .arg(dir)
+        .args([
+            "--http-listen",
+            "127.0.0.1:0",
+            "--mqtt-listen",
+            "127.0.0.1:0",
+        ])
+        .env("RUST_LOG", "warn")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let logs = Arc::new(std::sync::Mutex::new(String::new()));
+    let mut err_lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let sink = logs.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = err_lines.next_line().await {
+            let mut l = sink.lock().unwrap();
+            l.push_str(&line);
+            l.push('\n');
+        }
+    });
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (base, mqtt) = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut base = None;
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.trim().strip_prefix("API:") {
+                base = Some(rest.trim().trim_end_matches("/api/v1/").to_owned());
+            }
+            if let Some(rest) = line.trim().strip_prefix("MQTT:") {
+                let addr = rest.trim().strip_prefix("mqtt://").unwrap();
+                let addr = addr.split_whitespace().next().unwrap().parse().unwrap();
+                return (base.expect("API line first"), addr);
+            }
+        }
+        panic!("orderd exited before printing its addresses");
+    })
+    .await
+    .expect("orderd printed its addresses in time");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, base, mqtt, logs)
+}
+
+pub async fn spawn(dir: &Path) -> (Child, String) {
+    let (child, base, _) = spawn_with(dir, None).await;
+    (child, base)
+}
+
+pub async fn login(client: &reqwest::Client, base: &str, user: &str, pw: &str) -> String {
+    let v: Value = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"username": user, "password": pw}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v}"))
+        .to_owned()
+}

@@ -1,0 +1,552 @@
+//! Store-and-forward upload, end to end: the real daemon, the real `orderd-collector` binary
+//! and a real PostgreSQL (a throwaway cluster per test), with a loopback fault proxy between
+//! box and collector where a test needs the link to misbehave.
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Duration;
+
+use common::TestServer;
+use common::pg::Pg;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const REPORTS: &str = "head-office-test-token";
+
+/// The collector binary beside the daemon's (built on demand when a single package is tested).
+fn collector_bin() -> PathBuf {
+    let bin = Path::new(env!("CARGO_BIN_EXE_orderd")).with_file_name("orderd-collector");
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let st = std::process::Command::new(cargo)
+            .args(["build", "-q", "-p", "orderd-collector"])
+            .status()
+            .unwrap();
+        assert!(st.success(), "building orderd-collector");
+    }
+    bin
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A collector process on a fixed port (so the box's URL survives restarts).
+struct Collector {
+    child: Option<Child>,
+    config: PathBuf,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Collector {
+    async fn start(pg: &Pg, max_batch_bytes: usize) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("collector.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "max_batch_bytes = {max_batch_bytes}\npool_size = 4\n\n[database]\nvalue = \"{}\"\n\n[reports_token]\nvalue = \"{REPORTS}\"\n",
+                pg.url()
+            ),
+        )
+        .unwrap();
+        let mut c = Self {
+            child: None,
+            config,
+            port: free_port(),
+            _dir: dir,
+        };
+        c.spawn().await;
+        c
+    }
+
+    async fn spawn(&mut self) {
+        let mut child = Command::new(collector_bin())
+            .arg("--config")
+            .arg(&self.config)
+            .args(["run", "--listen", &format!("127.0.0.1:{}", self.port)])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(l) = lines.next_line().await.unwrap() {
+                if l.contains("listening on") {
+                    return;
+                }
+            }
+            panic!("the collector exited");
+        })
+        .await
+        .expect("the collector started");
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        self.child = Some(child);
+    }
+
+    /// SIGKILL.
+    async fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.start_kill().unwrap();
+            c.wait().await.unwrap();
+        }
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new(collector_bin())
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Adds a site; its token.
+    fn add_site(&self, id: &str) -> String {
+        let out = self.cli(&["site", "add", id]);
+        out.lines().last().unwrap().trim().to_owned()
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+/// Between box and collector: forwards, or answers 500 after forwarding (the collector stored
+/// the batch, the box never hears so), or is down.
+#[derive(Clone, Default)]
+struct Proxy {
+    fail_after_forward: Arc<AtomicU32>,
+    down: Arc<AtomicBool>,
+}
+
+impl Proxy {
+    async fn start(target: String) -> (Self, String) {
+        let proxy = Self::default();
+        let p = proxy.clone();
+        let client = reqwest::Client::new();
+        let app = axum::Router::new().fallback(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let (p, client, target) = (p.clone(), client.clone(), target.clone());
+                async move {
+                    use axum::response::IntoResponse as _;
+                    if p.down.load(Ordering::SeqCst) {
+                        return (StatusCode::BAD_GATEWAY, "down").into_response();
+                    }
+                    let mut req = client.post(format!("{target}/v1/batches")).body(body);
+                    for h in ["authorization", "content-type"] {
+                        if let Some(v) = headers.get(h) {
+                            req = req.header(h, v.as_bytes());
+                        }
+                    }
+                    let Ok(resp) = req.send().await else {
+                        return (StatusCode::BAD_GATEWAY, "collector unreachable").into_response();
+                    };
+                    let status = resp.status();
+                    let ct = resp.headers().get("content-type").cloned();
+                    let bytes = resp.bytes().await.unwrap_or_default();
+                    if p.fail_after_forward
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_ok()
+                    {
+                        return (StatusCode::INTERNAL_SERVER_ERROR, "injected").into_response();
+                    }
+                    let mut r = (status, bytes).into_response();
+                    if let Some(ct) = ct {
+                        r.headers_mut().insert("content-type", ct);
+                    }
+                    r
+                }
+            },
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (proxy, format!("http://{addr}/v1/batches"))
+    }
+}
+
+async fn box_with(url: String, token: String) -> TestServer {
+    TestServer::start_with(move |c| {
+        c.upload.enabled = true;
+        c.upload.url = url;
+        c.upload.token.value = token;
+        c.upload.max_age_ms = 50;
+        c.upload.batch_events = 50;
+        c.upload.base_backoff_ms = 100;
+        c.upload.max_backoff_ms = 400;
+        c.upload.breaker_failures = 1000;
+        c.upload.request_timeout_ms = 2000;
+    })
+    .await
+}
+
+async fn place(s: &TestServer, n: usize) {
+    for _ in 0..n {
+        let (st, v) = s
+            .order(&s.admin, json!([{"item_id": "espresso", "quantity": 2}]))
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{v}");
+    }
+}
+
+async fn upload_status(s: &TestServer) -> Value {
+    let (st, v) = s.send("GET", "/api/v1/status", Some(&s.admin), None).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    v["upload"].clone()
+}
+
+/// Waits until the collector holds the box's whole log; checks it is there exactly once.
+async fn caught_up(s: &TestServer, pg: &Pg) {
+    let last = s.state().events.last_seq();
+    for _ in 0..300 {
+        if upload_status(s).await["acked_seq"] == last {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let st = upload_status(s).await;
+    assert_eq!(st["acked_seq"], last, "the box caught up: {st}");
+    assert_eq!(
+        pg.query("SELECT count(*), count(DISTINCT seq), min(seq), max(seq) FROM events WHERE site_id = 'demo'"),
+        format!("{last}|{last}|1|{last}"),
+        "every event once, no gap"
+    );
+    assert_eq!(
+        pg.query("SELECT acked_seq FROM site_cursors WHERE site_id = 'demo'"),
+        last.to_string()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outages_and_500s_lose_and_duplicate_nothing() {
+    let pg = Pg::start();
+    let mut collector = Collector::start(&pg, 8 * 1024 * 1024).await;
+    let token = collector.add_site("demo");
+    let (proxy, url) = Proxy::start(collector.url()).await;
+    let s = box_with(url, token).await;
+    place(&s, 30).await;
+    caught_up(&s, &pg).await;
+
+    // The collector is down for a while: the box keeps taking orders and keeps the backlog.
+    collector.kill().await;
+    place(&s, 30).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let st = upload_status(&s).await;
+    assert!(st["backlog_events"].as_u64().unwrap() >= 30, "{st}");
+    assert!(st["last_error"].is_string(), "{st}");
+    collector.spawn().await;
+    caught_up(&s, &pg).await;
+
+    // 500s after the collector stored the batch: resent, stored once.
+    proxy.fail_after_forward.store(3, Ordering::SeqCst);
+    place(&s, 30).await;
+    caught_up(&s, &pg).await;
+    assert_eq!(proxy.fail_after_forward.load(Ordering::SeqCst), 0);
+    // And a link that is simply down.
+    proxy.down.store(true, Ordering::SeqCst);
+    place(&s, 5).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    proxy.down.store(false, Ordering::SeqCst);
+    caught_up(&s, &pg).await;
+    assert_eq!(
+        pg.query("SELECT count(*) FROM orders WHERE site_id = 'demo'"),
+        "95"
+    );
+    assert_eq!(
+        pg.query("SELECT count(*) FROM orders o WHERE NOT EXISTS (SELECT 1 FROM order_lines l WHERE l.order_id = o.order_id)"),
+        "0"
+    );
+    let metrics = s
+        .client
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("orderd_upload_batches_total{outcome=\"retry\"}"),
+        "{metrics}"
+    );
+
+    // Reports: orders, revenue and top items of the day, for the head office only.
+    let http = reqwest::Client::new();
+    let day = pg.query("SELECT min(business_day)::text FROM orders");
+    let summary: Value = http
+        .get(format!(
+            "{}/v1/summary?from={day}&to={day}",
+            collector.url()
+        ))
+        .bearer_auth(REPORTS)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(summary["orders"], 95, "{summary}");
+    let revenue = pg.query("SELECT sum(total) FROM orders");
+    assert_eq!(summary["revenue"].to_string(), revenue);
+    assert_eq!(summary["top_items"][0]["item_id"], "espresso");
+    assert_eq!(summary["top_items"][0]["quantity"], 190);
+    let r = http
+        .get(format!(
+            "{}/v1/summary?from={day}&to={day}",
+            collector.url()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_killed_mid_stream_leaves_no_partial_batch() {
+    let pg = Pg::start();
+    let mut collector = Collector::start(&pg, 8 * 1024 * 1024).await;
+    let token = collector.add_site("demo");
+    let s = box_with(format!("{}/v1/batches", collector.url()), token).await;
+    // Orders flow while the collector is killed three times, at whatever point it is.
+    let s = Arc::new(s);
+    let flow = {
+        let s = Arc::clone(&s);
+        tokio::spawn(async move { place(&s, 150).await })
+    };
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        collector.kill().await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        collector.spawn().await;
+    }
+    flow.await.unwrap();
+    caught_up(&s, &pg).await;
+    assert_eq!(pg.query("SELECT count(*) FROM orders"), "150");
+    assert_eq!(pg.query("SELECT count(*) FROM order_lines"), "150");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_gaps_bad_batches_and_sites_are_kept_apart() {
+    let pg = Pg::start();
+    let collector = Collector::start(&pg, 64 * 1024).await;
+    let token = collector.add_site("demo");
+    let other = collector.add_site("other");
+
+    // A wrong token: 401, the backlog is kept, the status says why.
+    let s = box_with(format!("{}/v1/batches", collector.url()), "os_wrong".into()).await;
+    place(&s, 5).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let st = upload_status(&s).await;
+    assert!(st["last_error"].as_str().unwrap().contains("token"), "{st}");
+    assert_eq!(st["acked_seq"], 0);
+    assert!(st["backlog_events"].as_u64().unwrap() >= 5);
+    assert_eq!(pg.query("SELECT count(*) FROM events"), "0");
+    let dir = s.stop().await;
+
+    // The same box with the right token uploads its whole backlog.
+    let s = TestServer::start_in(dir, {
+        let url = format!("{}/v1/batches", collector.url());
+        move |c| {
+            c.upload.enabled = true;
+            c.upload.url = url;
+            c.upload.token.value = token;
+            c.upload.max_age_ms = 50;
+            c.upload.base_backoff_ms = 100;
+            c.upload.max_backoff_ms = 400;
+        }
+    })
+    .await;
+    caught_up(&s, &pg).await;
+
+    // The collector loses its tail (restored from an older backup): the next batch would leave
+    // a gap, is refused with the seq to resend from, and the box rewinds to it.
+    pg.query(
+        "BEGIN; DELETE FROM events WHERE site_id = 'demo' AND seq > 3;
+         UPDATE site_cursors SET acked_seq = 3 WHERE site_id = 'demo'; COMMIT",
+    );
+    place(&s, 2).await;
+    caught_up(&s, &pg).await;
+
+    // Bad batches: garbage, too large, the wrong site, a gap — each with its reason.
+    let http = reqwest::Client::new();
+    let post = |token: &str, ct: &str, body: Vec<u8>| {
+        http.post(format!("{}/v1/batches", collector.url()))
+            .bearer_auth(token)
+            .header("content-type", ct)
+            .body(body)
+            .send()
+    };
+    let r = post(&other, "application/x-orderd-batch", vec![0xff; 10])
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "bad_batch"
+    );
+    let r = post(&other, "application/json", vec![b' '; 100 * 1024])
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let ev = |seq: u64| {
+        json!({"version": 1, "seq": seq, "at": 1_795_348_800_000u64,
+                              "kind": {"sold_out": {"item_id": "x"}}})
+    };
+    let batch = |site: &str, first: u64, n: u64| {
+        serde_json::to_vec(&json!({"format_version": 1, "site_id": site, "box_id": "b",
+            "first_seq": first, "last_seq": first + n - 1,
+            "events": (first..first + n).map(ev).collect::<Vec<_>>()}))
+        .unwrap()
+    };
+    let r = post(&other, "application/json", batch("demo", 1, 1))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "another site's data");
+    let r = post(&other, "application/json", batch("other", 4, 2))
+        .await
+        .unwrap();
+    let status = r.status();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"]["code"], "gap");
+    assert_eq!(v["error"]["details"]["expected_seq"], 1);
+    let r = post(&other, "application/json", batch("other", 1, 3))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap()["acked_seq"], 3);
+    // A replay is acknowledged and stores nothing twice.
+    let r = post(&other, "application/json", batch("other", 1, 3))
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["acked_seq"], 3);
+    assert_eq!(
+        pg.query("SELECT count(*) FROM events WHERE site_id = 'other'"),
+        "3"
+    );
+    // The sites never touch each other's rows.
+    let last = s.state().events.last_seq();
+    assert_eq!(
+        pg.query("SELECT count(*) FROM events WHERE site_id = 'demo'"),
+        last.to_string()
+    );
+    let r = http
+        .get(format!(
+            "{}/v1/sites/demo/summary?from=2026-01-01&to=2026-12-31",
+            collector.url()
+        ))
+        .bearer_auth(&other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::FORBIDDEN,
+        "a site reads only its own summary"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_box_killed_mid_upload_resumes_from_its_cursor() {
+    use common::bin::{login, spawn_with};
+    let pg = Pg::start();
+    let collector = Collector::start(&pg, 8 * 1024 * 1024).await;
+    let token = collector.add_site("demo");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("orderd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[upload]\nenabled = true\nurl = \"{}/v1/batches\"\nmax_age_ms = 20\nbatch_events = 10\n\
+             base_backoff_ms = 100\nmax_backoff_ms = 400\n\n[upload.token]\nvalue = \"{token}\"\n",
+            collector.url()
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let http = reqwest::Client::new();
+    let status = |base: String, admin: String| {
+        let http = http.clone();
+        async move {
+            let v: Value = http
+                .get(format!("{base}/api/v1/status"))
+                .bearer_auth(admin)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v
+        }
+    };
+    let (mut child, base, _) = spawn_with(&data, Some(&config)).await;
+    let pw = std::fs::read_to_string(data.join("initial-admin-password")).unwrap();
+    let admin = login(&http, &base, "admin", pw.trim()).await;
+    // Orders keep coming; the kill lands while batches are in flight.
+    for i in 0..80 {
+        let r = http
+            .post(format!("{base}/api/v1/orders"))
+            .bearer_auth(&admin)
+            .json(
+                &json!({"type": "takeaway", "customer_name": format!("k{i}"),
+                          "items": [{"item_id": "espresso", "quantity": 1}]}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    let acked_before = status(base.clone(), admin.clone()).await["upload"]["acked_seq"]
+        .as_u64()
+        .unwrap();
+    child.start_kill().unwrap(); // SIGKILL
+    child.wait().await.unwrap();
+
+    let (mut child, base, _) = spawn_with(&data, Some(&config)).await;
+    let admin = login(&http, &base, "admin", pw.trim()).await;
+    let mut st = Value::Null;
+    for _ in 0..200 {
+        st = status(base.clone(), admin.clone()).await;
+        if st["upload"]["acked_seq"] == st["event_seq"] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let last = st["event_seq"].as_u64().unwrap();
+    assert_eq!(st["upload"]["acked_seq"], last, "{st}");
+    assert!(
+        st["upload"]["acked_seq"].as_u64().unwrap() >= acked_before,
+        "resumed from its cursor, never before it"
+    );
+    assert_eq!(
+        pg.query("SELECT count(*), count(DISTINCT seq), min(seq), max(seq) FROM events"),
+        format!("{last}|{last}|1|{last}")
+    );
+    assert_eq!(pg.query("SELECT count(*) FROM orders"), "80");
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+}
