@@ -69,6 +69,26 @@ impl Http {
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
+    /// A POST of raw bytes with a bearer token and content type; the status and body.
+    pub async fn post_bytes(
+        &self,
+        path: &str,
+        token: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> anyhow::Result<(u16, bytes::Bytes)> {
+        use http_body_util::BodyExt as _;
+        let req = hyper::Request::builder()
+            .method("POST")
+            .uri(format!("{}{path}", self.base))
+            .header("content-type", content_type)
+            .header("authorization", format!("Bearer {token}"))
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))?;
+        let resp = self.client.request(req).await?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.into_body().collect().await?.to_bytes()))
+    }
+
     /// One call with another bearer token.
     pub async fn call_as(
         &self,

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Upload benchmark of issue #5, by hand (not in CI):
+#  1. backlog drain: a box holding EVENTS events (default 1,000,000, filled with loadgen while
+#     uploading is off) turns uploading on; the time until the collector has acknowledged all
+#     of them, box → collector → PostgreSQL;
+#  2. fleet: SITES simulated boxes (default 200) post RATE events/s each (default 50) for SECS
+#     seconds (default 60); batch latency percentiles.
+# A throwaway PostgreSQL cluster (fsync on) on loopback; everything stops by itself.
+#   EVENTS=1000000 SITES=200 RATE=50 SECS=60 scripts/bench-upload.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EVENTS=${EVENTS:-1000000}; SITES=${SITES:-200}; RATE=${RATE:-50}; SECS=${SECS:-60}
+BATCH=${BATCH:-5000}
+cargo build --release -q -p orderd -p orderd-collector -p orderd-examples
+ROOT=$PWD
+WORK=$(mktemp -d)
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+[ "$(id -u)" = 0 ] && chown postgres "$WORK"
+cleanup() {
+  kill $(jobs -p) 2>/dev/null || true
+  as_pg "$PGBIN/pg_ctl" stop -m immediate -D "$WORK/pg" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+json() { python3 -c "import json,sys;d=json.load(sys.stdin);print($1)"; }
+
+PGPORT=$(free_port)
+as_pg "$PGBIN/initdb" -D "$WORK/pg" -U orderd --auth=trust >/dev/null
+as_pg "$PGBIN/postgres" -D "$WORK/pg" -p "$PGPORT" -k "$WORK" -c listen_addresses=127.0.0.1 \
+  -c max_connections=300 -c shared_buffers=256MB >"$WORK/pg.log" 2>&1 &
+for _ in $(seq 100); do psql -h 127.0.0.1 -p "$PGPORT" -U orderd -d postgres -qAtc "CREATE DATABASE orderd" 2>/dev/null && break; sleep 0.2; done
+mkdir -p "$WORK/c"
+cat >"$WORK/c/collector.toml" <<CONF
+pool_size = 32
+[database]
+value = "host=127.0.0.1 port=$PGPORT user=orderd dbname=orderd"
+CONF
+COLLECTOR="$ROOT/target/release/orderd-collector --config $WORK/c/collector.toml"
+CPORT=$(free_port)
+RUST_LOG=warn $COLLECTOR run --listen "127.0.0.1:$CPORT" >"$WORK/c/out" 2>&1 &
+for _ in $(seq 100); do grep -q listening "$WORK/c/out" 2>/dev/null && break; sleep 0.1; done
+TOKEN=$($COLLECTOR site add demo | tail -n 1)
+
+start_box() { # $1 = config file; sets PID HTTP
+  HTTP=$(free_port)
+  RUST_LOG=warn "$ROOT/target/release/orderd" run --config "$1" --data-dir "$WORK/box" \
+    --http-listen "127.0.0.1:$HTTP" --mqtt-listen 127.0.0.1:0 >"$WORK/box.out" 2>&1 &
+  PID=$!
+  for _ in $(seq 300); do curl -sf "http://127.0.0.1:$HTTP/readyz" >/dev/null && break; sleep 0.1; done
+}
+echo "== filling the box with $EVENTS orders (uploading off)"
+printf '' >"$WORK/off.toml"
+start_box "$WORK/off.toml"
+"$ROOT/target/release/loadgen" --addr "127.0.0.1:$HTTP" --password-file "$WORK/box/initial-admin-password" \
+  --clients 32 --orders "$EVENTS" --max-secs 1200 | grep -E 'orders|throughput|errors'
+kill "$PID"; wait "$PID" || true
+
+cat >"$WORK/on.toml" <<CONF
+[upload]
+enabled = true
+url = "http://127.0.0.1:$CPORT/v1/batches"
+batch_events = $BATCH
+batch_bytes = 8388608
+[upload.token]
+value = "$TOKEN"
+CONF
+echo "== draining: upload on, batches of $BATCH events, LZ4"
+T0=$(date +%s.%N)
+start_box "$WORK/on.toml"
+ADMIN=$(curl -s "http://127.0.0.1:$HTTP/api/v1/auth/login" -H 'content-type: application/json' \
+  -d "{\"username\":\"admin\",\"password\":\"$(cat "$WORK/box/initial-admin-password")\"}" | json 'd["token"]')
+while :; do
+  ST=$(curl -s "http://127.0.0.1:$HTTP/api/v1/status" -H "authorization: Bearer $ADMIN")
+  ACKED=$(echo "$ST" | json 'd["upload"]["acked_seq"]'); LAST=$(echo "$ST" | json 'd["event_seq"]')
+  [ "$ACKED" = "$LAST" ] && [ "$LAST" != 0 ] && break
+  sleep 0.2
+done
+T1=$(date +%s.%N)
+ROWS=$(psql -h 127.0.0.1 -p "$PGPORT" -U orderd -d orderd -qAtc "SELECT count(*) || ' events, ' || count(DISTINCT seq) || ' distinct; orders ' || (SELECT count(*) FROM orders) FROM events")
+python3 -c "print(f'drained $LAST events in {($T1-$T0):.1f} s (including the box start): {$LAST/($T1-$T0):.0f} events/s')"
+echo "PostgreSQL: $ROWS"
+kill "$PID"; wait "$PID" || true
+
+echo "== fleet: $SITES sites x $RATE events/s for $SECS s"
+echo '{' >"$WORK/tokens.json"
+for i in $(seq "$SITES"); do
+  T=$($COLLECTOR site add "fleet-$i" | tail -n 1)
+  sep=$([ "$i" = "$SITES" ] && echo '' || echo ',')
+  echo "\"fleet-$i\": \"$T\"$sep" >>"$WORK/tokens.json"
+done
+echo '}' >>"$WORK/tokens.json"
+"$ROOT/target/release/fleetbench" --collector "http://127.0.0.1:$CPORT" --tokens "$WORK/tokens.json" \
+  --rate "$RATE" --secs "$SECS"
