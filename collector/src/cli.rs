@@ -60,9 +60,15 @@ enum SiteCommand {
 /// Runs the command line; the exit code.
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // The service logs its work; one-shot commands print their result and only warnings.
+    let level = if matches!(cli.command, Command::Run { .. }) {
+        "info"
+    } else {
+        "warn"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into()),
         )
         .with_writer(std::io::stderr)
         .init();

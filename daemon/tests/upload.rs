@@ -550,3 +550,71 @@ async fn a_box_killed_mid_upload_resumes_from_its_cursor() {
     child.start_kill().unwrap();
     child.wait().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_logs_one_clear_error_per_backoff_period() {
+    use common::bin::{login, spawn_with};
+    let pg = Pg::start();
+    let collector = Collector::start(&pg, 8 * 1024 * 1024).await;
+    collector.add_site("demo");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("orderd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[upload]\nenabled = true\nurl = \"{}/v1/batches\"\nmax_age_ms = 20\n\
+             base_backoff_ms = 400\nmax_backoff_ms = 800\n\n[upload.token]\nvalue = \"os_not-the-token\"\n",
+            collector.url()
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let (mut child, base, logs) = spawn_with(&data, Some(&config)).await;
+    let http = reqwest::Client::new();
+    let pw = std::fs::read_to_string(data.join("initial-admin-password")).unwrap();
+    let admin = login(&http, &base, "admin", pw.trim()).await;
+    let r = http
+        .post(format!("{base}/api/v1/orders"))
+        .bearer_auth(&admin)
+        .json(&json!({"type": "takeaway", "items": [{"item_id": "espresso", "quantity": 1}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let errors: Vec<String> = logs
+        .lock()
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("upload failed"))
+        .map(str::to_owned)
+        .collect();
+    // Backoff from 400 ms (jittered down to half) capped at 800 ms: at most ~8 periods in 3 s.
+    assert!(
+        !errors.is_empty() && errors.len() <= 9,
+        "one error per backoff period, got {}: {errors:?}",
+        errors.len()
+    );
+    assert!(errors.iter().all(|l| l.contains("token")), "{errors:?}");
+    assert!(
+        !errors.iter().any(|l| l.contains("os_not-the-token")),
+        "the token is never logged"
+    );
+    let st: Value = http
+        .get(format!("{base}/api/v1/status"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(st["upload"]["acked_seq"], 0, "{st}");
+    assert!(
+        st["upload"]["backlog_events"].as_u64().unwrap() >= 1,
+        "backlog kept: {st}"
+    );
+    assert_eq!(pg.query("SELECT count(*) FROM events"), "0");
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+}
