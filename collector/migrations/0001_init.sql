@@ -22,7 +22,7 @@ CREATE TABLE events (
     seq     bigint NOT NULL,
     at      timestamptz NOT NULL,
     kind    text NOT NULL,
-    body    jsonb NOT NULL,
+    body    json NOT NULL,
     PRIMARY KEY (site_id, seq)
 );
 

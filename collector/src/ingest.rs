@@ -182,7 +182,7 @@ pub async fn store(
     tx.execute(
         "INSERT INTO events (site_id, seq, at, kind, body)
          SELECT $1, s, to_timestamp(a / 1000.0), k, b
-         FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::jsonb[]) AS u(s, a, k, b)
+         FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::json[]) AS u(s, a, k, b)
          ON CONFLICT DO NOTHING",
         &[&site, &seqs, &ats, &kinds, &bodies],
     )
