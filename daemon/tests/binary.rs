@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use common::bin::{BIN, login, spawn, spawn_env, spawn_full, spawn_with};
+use common::bin::{BIN, get_json, login, spawn, spawn_env, spawn_full, spawn_with};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_under_load_loses_no_acknowledged_order() {
@@ -126,15 +126,7 @@ async fn stop_under_load(how: Stop) {
     );
     let token = login(&client, &base, "admin", pw.trim()).await;
     for (id, sent) in &acked {
-        let got: Value = client
-            .get(format!("{base}/api/v1/orders/{id}"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let got = get_json(&client, &base, &token, &format!("/api/v1/orders/{id}")).await;
         assert_eq!(&got, sent, "order {id} differs after the crash");
     }
     // No half-written order: every order of the day loads, numbers have no gaps, totals add up.
@@ -795,15 +787,8 @@ async fn sigkill_mid_send_follows_the_at_most_once_rule() {
     let list = |state: &'static str| {
         let (client, base, token) = (client.clone(), base.clone(), token.clone());
         async move {
-            let v: Value = client
-                .get(format!("{base}/api/v1/notifications?state={state}"))
-                .bearer_auth(&token)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let path = format!("/api/v1/notifications?state={state}");
+            let v = get_json(&client, &base, &token, &path).await;
             v["data"].as_array().unwrap().clone()
         }
     };

@@ -32,14 +32,6 @@ fn collector_bin() -> PathBuf {
     bin
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A collector process on a fixed port (so the box's URL survives restarts).
 struct Collector {
     child: Option<Child>,
@@ -63,7 +55,7 @@ impl Collector {
         let mut c = Self {
             child: None,
             config,
-            port: free_port(),
+            port: common::pg::free_port(),
             _dir: dir,
         };
         c.spawn().await;
@@ -490,18 +482,7 @@ async fn a_box_killed_mid_upload_resumes_from_its_cursor() {
     let http = reqwest::Client::new();
     let status = |base: String, admin: String| {
         let http = http.clone();
-        async move {
-            let v: Value = http
-                .get(format!("{base}/api/v1/status"))
-                .bearer_auth(admin)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            v
-        }
+        async move { common::bin::get_json(&http, &base, &admin, "/api/v1/status").await }
     };
     let (mut child, base, _) = spawn_with(&data, Some(&config)).await;
     let pw = std::fs::read_to_string(data.join("initial-admin-password")).unwrap();
@@ -600,15 +581,7 @@ async fn a_refused_token_logs_one_clear_error_per_backoff_period() {
         !errors.iter().any(|l| l.contains("os_not-the-token")),
         "the token is never logged"
     );
-    let st: Value = http
-        .get(format!("{base}/api/v1/status"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let st = common::bin::get_json(&http, &base, &admin, "/api/v1/status").await;
     assert_eq!(st["upload"]["acked_seq"], 0, "{st}");
     assert!(
         st["upload"]["backlog_events"].as_u64().unwrap() >= 1,

@@ -387,6 +387,20 @@ pub fn tax_and_total(subtotal: i64, rules: &Rules) -> (i64, i64) {
     }
 }
 
+/// 409 `sold_out` / `insufficient_stock`: `requested` more of an item than the `level` left.
+fn short_of_stock(item_id: &str, level: u32, requested: i64) -> AppError {
+    AppError::new(
+        ErrorKind::Conflict,
+        if level == 0 {
+            "sold_out"
+        } else {
+            "insufficient_stock"
+        },
+        format!("only {level} of {item_id:?} left"),
+    )
+    .with_details(json!({ "item_id": item_id, "available": level, "requested": requested }))
+}
+
 /// Places an order inside the batch: checks everything, then writes the order, its indexes,
 /// the stock, the number counter, the idempotency record and the events.
 pub fn place(
@@ -456,17 +470,7 @@ pub fn place(
     for (&item_id, &qty) in &need {
         if let Some(level) = tx.stock.get(item_id)?.map(|v| v.value()) {
             if level < qty {
-                return Err(AppError::new(
-                    ErrorKind::Conflict,
-                    if level == 0 {
-                        "sold_out"
-                    } else {
-                        "insufficient_stock"
-                    },
-                    format!("only {level} of {item_id:?} left"),
-                )
-                .with_details(json!({ "item_id": item_id, "available": level, "requested": qty }))
-                .into());
+                return Err(short_of_stock(item_id, level, i64::from(qty)).into());
             }
             stock_after.push((item_id.to_owned(), level, level - qty));
         }
@@ -870,17 +874,7 @@ pub fn edit_lines(
         };
         let after = i64::from(level) - delta;
         if after < 0 {
-            return Err(AppError::new(
-                ErrorKind::Conflict,
-                if level == 0 {
-                    "sold_out"
-                } else {
-                    "insufficient_stock"
-                },
-                format!("only {level} more of {item_id:?} left"),
-            )
-            .with_details(json!({ "item_id": item_id, "available": level, "requested": delta }))
-            .into());
+            return Err(short_of_stock(item_id, level, delta).into());
         }
         stock_after.push((
             item_id.clone(),

@@ -114,3 +114,16 @@ pub async fn login(client: &reqwest::Client, base: &str, user: &str, pw: &str) -
         .unwrap_or_else(|| panic!("{v}"))
         .to_owned()
 }
+
+/// GET `path` with a bearer token; the JSON answer.
+pub async fn get_json(client: &reqwest::Client, base: &str, token: &str, path: &str) -> Value {
+    client
+        .get(format!("{base}{path}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}

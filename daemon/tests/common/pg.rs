@@ -49,7 +49,8 @@ fn command(bin: &Path) -> Command {
     }
 }
 
-fn free_port() -> u16 {
+/// A free loopback port (bound and released).
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
