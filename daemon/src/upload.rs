@@ -148,18 +148,19 @@ pub async fn run(state: AppStateRef, mut shutdown: Shutdown) {
                 continue;
             }
         };
-        // Cut at the byte limit (at least one event).
+        // Each event is encoded once: its size cuts the batch at the byte limit (at least one
+        // event), and the same bytes make the batch.
+        let mut encoded: Vec<Vec<u8>> = Vec::with_capacity(events.len());
         let mut size = 0usize;
-        let mut take = 0;
         for e in &events {
-            let n = postcard::to_allocvec(e).map_or(0, |v| v.len());
-            if take > 0 && size + n > cfg.batch_bytes as usize {
+            let bytes = postcard::to_allocvec(e).unwrap_or_default();
+            if !encoded.is_empty() && size + bytes.len() > cfg.batch_bytes as usize {
                 break;
             }
-            size += n;
-            take += 1;
+            size += bytes.len();
+            encoded.push(bytes);
         }
-        let events = &events[..take];
+        let events = &events[..encoded.len()];
         if events.is_empty() {
             if pause(&mut shutdown, Duration::from_millis(200)).await {
                 return;
@@ -187,17 +188,21 @@ pub async fn run(state: AppStateRef, mut shutdown: Shutdown) {
             }
             continue;
         }
-        let Some(batch) = Batch::new(&site_id, &cfg.box_id, events, compression)
-            .ok()
-            .and_then(|b| postcard::to_allocvec(&b).ok())
-        else {
+        let seqs = (events[0].seq, events[events.len() - 1].seq);
+        let mut plain = postcard::to_allocvec(&encoded.len()).unwrap_or_default();
+        plain.reserve(size);
+        for bytes in &encoded {
+            plain.extend_from_slice(bytes);
+        }
+        let batch = Batch::from_plain(&site_id, &cfg.box_id, seqs, &plain, compression);
+        let Ok(batch) = postcard::to_allocvec(&batch) else {
             tracing::error!("upload: a batch could not be encoded");
             if pause(&mut shutdown, Duration::from_secs(5)).await {
                 return;
             }
             continue;
         };
-        let last_in_batch = events[events.len() - 1].seq;
+        let last_in_batch = seqs.1;
         let posted = tokio::select! {
             () = shutdown.wait() => return,
             p = client.post(batch) => p,

@@ -165,15 +165,7 @@ async fn wrong_credentials_are_refused() {
         .await;
     assert_eq!(st, StatusCode::NO_CONTENT);
     assert!(mqtt::connect(s.mqtt(), "p1", &pw, None).await.is_err());
-    let metrics = s
-        .client
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(
         metrics.contains("orderd_mqtt_refused_total{what=\"login\"} 4"),
         "{metrics}"
@@ -226,15 +218,7 @@ async fn devices_touch_only_their_own_topics() {
     assert_eq!(p2_view["online"], true, "a forged offline must not count");
     // Its own topics still work.
     let _ = p1.sub("orderd/demo/printer/p1/job").await;
-    let metrics = s
-        .client
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(
         metrics.contains("orderd_mqtt_refused_total{what=\"publish\"} 4"),
         "{metrics}"
@@ -518,15 +502,7 @@ async fn malformed_inbound_payloads_leave_the_hub_running() {
     let t: TicketEvent =
         serde_json::from_slice(&disp.next_on("/ticket", WAIT).await.unwrap().0).unwrap();
     assert_eq!(t.ticket, id);
-    let metrics = s
-        .client
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(
         metrics.contains("orderd_mqtt_malformed_payloads_total 6"),
         "{metrics}"
@@ -557,15 +533,7 @@ async fn device_health_follows_availability_and_state() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (_, v) = s.send("GET", "/api/v1/devices", Some(&s.admin), None).await;
     assert_eq!(v["data"][0]["online"], false);
-    let metrics = s
-        .client
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(
         metrics.contains("orderd_device_online{device=\"p1\"} 0"),
         "{metrics}"

@@ -28,11 +28,6 @@ async fn server(fake: &Fake, f: impl FnOnce(&mut orderd::config::RawConfig)) -> 
     .await
 }
 
-async fn table_token(s: &TestServer) -> String {
-    let (_, tables) = s.send("GET", "/api/v1/tables", Some(&s.admin), None).await;
-    tables["data"][0]["qr_token"].as_str().unwrap().to_owned()
-}
-
 /// Waits until the fake has seen `n` requests; returns them.
 async fn wait_seen(fake: &Fake, n: usize, within: Duration) -> Vec<orderd_plugins::fake::Seen> {
     let deadline = tokio::time::Instant::now() + within;
@@ -57,16 +52,6 @@ fn code_of(body: &Value) -> String {
     body_code.to_owned()
 }
 
-async fn check_code(s: &TestServer, phone: &str, code: &str) -> (StatusCode, Value) {
-    s.send(
-        "POST",
-        "/api/v1/otp/verify",
-        None,
-        Some(json!({"phone": phone, "code": code})),
-    )
-    .await
-}
-
 async fn request_code(s: &TestServer, phone: &str) -> (StatusCode, Value) {
     s.send(
         "POST",
@@ -83,7 +68,7 @@ async fn verify(s: &TestServer, fake: &Fake, phone: &str) -> String {
     assert_eq!(st, StatusCode::ACCEPTED, "{v}");
     let seen = wait_seen(fake, before + 1, Duration::from_secs(5)).await;
     let code = code_of(&seen.last().unwrap().body);
-    let (st, v) = check_code(s, phone, &code).await;
+    let (st, v) = s.check_code(phone, &code).await;
     assert_eq!(st, StatusCode::OK, "{v}");
     v["token"].as_str().unwrap().to_owned()
 }
@@ -111,7 +96,7 @@ async fn loop_until_dead(s: &TestServer) -> u64 {
 async fn whatsapp_code_then_order_then_status_messages() {
     let fake = Fake::start(Flavor::WhatsApp).await.unwrap();
     let s = server(&fake, |_| {}).await;
-    let table = table_token(&s).await;
+    let table = s.table_token().await;
     let order = json!({"type": "dine_in", "table_token": table, "items": [{"item_id": "espresso", "quantity": 1}]});
     // Unverified: 401.
     let (st, v) = s
@@ -202,11 +187,11 @@ async fn codes_lock_expire_and_are_rate_limited() {
     let code = code_of(&wait_seen(&fake, 1, Duration::from_secs(5)).await[0].body);
     let wrong = if code == "000000" { "111111" } else { "000000" };
     for _ in 0..5 {
-        let (st, v) = check_code(&s, PHONE, wrong).await;
+        let (st, v) = s.check_code(PHONE, wrong).await;
         assert_eq!(st, StatusCode::BAD_REQUEST);
         assert_eq!(common::error_code(&v), "invalid_code");
     }
-    let (st, _) = check_code(&s, PHONE, &code).await;
+    let (st, _) = s.check_code(PHONE, &code).await;
     assert_eq!(
         st,
         StatusCode::BAD_REQUEST,
@@ -218,10 +203,10 @@ async fn codes_lock_expire_and_are_rate_limited() {
     assert_eq!(st, StatusCode::ACCEPTED);
     let code = code_of(&wait_seen(&fake, 2, Duration::from_secs(5)).await[1].body);
     s.clock.advance_ms(301_000);
-    let (st, _) = check_code(&s, PHONE, &code).await;
+    let (st, _) = s.check_code(PHONE, &code).await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "expired");
     // Unknown phones get the same answer.
-    let (st, v) = check_code(&s, "+355600000001", "123456").await;
+    let (st, v) = s.check_code("+355600000001", "123456").await;
     assert_eq!(
         (st, common::error_code(&v)),
         (StatusCode::BAD_REQUEST, "invalid_code")
@@ -248,7 +233,7 @@ async fn codes_lock_expire_and_are_rate_limited() {
         assert!(v["error"]["code"].is_string());
     }
     for code in ["12345", "1234567", "abcdef", &"9".repeat(10_000)] {
-        let (st, _) = check_code(&s, PHONE, code).await;
+        let (st, _) = s.check_code(PHONE, code).await;
         assert!(
             st == StatusCode::BAD_REQUEST || st == StatusCode::UNPROCESSABLE_ENTITY,
             "{st}"
@@ -330,15 +315,7 @@ async fn provider_failures_are_retried_throttled_and_dead_lettered() {
         )
         .await;
     assert_eq!(st, StatusCode::CONFLICT, "{v}");
-    let metrics = s
-        .client
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(
         metrics.contains("orderd_messages_total{channel=\"whatsapp\",outcome=\"dead\"} 1"),
         "{metrics}"
@@ -355,7 +332,7 @@ async fn an_order_accepted_while_the_provider_is_down_gets_its_message_when_it_r
     })
     .await;
     let token = verify(&s, &fake, PHONE).await;
-    let table = table_token(&s).await;
+    let table = s.table_token().await;
     let (st, placed) = s
         .send(
             "POST",

@@ -128,20 +128,12 @@ async fn telegram_code_needs_the_customers_own_phone_then_status_follows() {
         .find(|m| text(m).contains("verification code"))
         .expect("the code message");
     let code = code_in(code_msg);
-    let (st, v) = s
-        .send(
-            "POST",
-            "/api/v1/otp/verify",
-            None,
-            Some(json!({"phone": PHONE, "code": code})),
-        )
-        .await;
+    let (st, v) = s.check_code(PHONE, &code).await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let token = v["token"].as_str().unwrap().to_owned();
 
     // An order with that token hears "accepted" in the same chat.
-    let (_, tables) = s.send("GET", "/api/v1/tables", Some(&s.admin), None).await;
-    let table = tables["data"][0]["qr_token"].as_str().unwrap();
+    let table = s.table_token().await;
     let (st, placed) = s
         .send(
             "POST",

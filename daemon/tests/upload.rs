@@ -269,15 +269,7 @@ async fn outages_and_500s_lose_and_duplicate_nothing() {
         pg.query("SELECT count(*) FROM orders o WHERE NOT EXISTS (SELECT 1 FROM order_lines l WHERE l.order_id = o.order_id)"),
         "0"
     );
-    let metrics = s
-        .client
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(
         metrics.contains("orderd_upload_batches_total{outcome=\"retry\"}"),
         "{metrics}"

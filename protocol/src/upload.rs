@@ -121,19 +121,38 @@ impl Batch {
         let last_seq = events.last().ok_or(BatchError::Inconsistent)?.seq;
         consistent(events, first_seq, last_seq)?;
         let plain = postcard::to_allocvec(events).map_err(|_| BatchError::Malformed)?;
+        Ok(Self::from_plain(
+            site_id,
+            box_id,
+            (first_seq, last_seq),
+            &plain,
+            compression,
+        ))
+    }
+
+    /// A batch from the postcard encoding of its events (`Vec<Event>`: the count as a varint,
+    /// then each event's encoding), for a caller that already encoded them one by one. The
+    /// caller vouches that they run `seqs.0..=seqs.1`; the collector checks it.
+    pub fn from_plain(
+        site_id: &str,
+        box_id: &str,
+        seqs: (u64, u64),
+        plain: &[u8],
+        compression: Compression,
+    ) -> Self {
         let events = match compression {
-            Compression::None => plain,
-            Compression::Lz4 => lz4_flex::block::compress_prepend_size(&plain),
+            Compression::None => plain.to_vec(),
+            Compression::Lz4 => lz4_flex::block::compress_prepend_size(plain),
         };
-        Ok(Self {
+        Self {
             format_version: crate::FORMAT_VERSION,
             site_id: site_id.into(),
             box_id: box_id.into(),
-            first_seq,
-            last_seq,
+            first_seq: seqs.0,
+            last_seq: seqs.1,
             compression,
             events,
-        })
+        }
     }
 
     /// The events, checked against `first_seq..=last_seq`. A decompressed size above
@@ -205,6 +224,21 @@ mod tests {
             assert_eq!(back, b);
             assert_eq!(back.events(1 << 20).unwrap(), events);
             assert_eq!((back.first_seq, back.last_seq), (5, 7));
+        }
+    }
+
+    #[test]
+    fn events_encoded_one_by_one_make_the_same_batch() {
+        let events = vec![ev(5), ev(6)];
+        let mut plain = postcard::to_allocvec(&events.len()).unwrap();
+        for e in &events {
+            plain.extend(postcard::to_allocvec(e).unwrap());
+        }
+        for c in [Compression::None, Compression::Lz4] {
+            assert_eq!(
+                Batch::from_plain("s", "b", (5, 6), &plain, c),
+                Batch::new("s", "b", &events, c).unwrap()
+            );
         }
     }
 

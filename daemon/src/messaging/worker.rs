@@ -205,7 +205,8 @@ async fn send_due(
     let mut per_channel: HashMap<Channel, usize> = HashMap::new();
     // Telegram rows go to a chat: staff alerts carry it, customers' come from the phone's
     // proven chat (a code waits until the customer has opened the bot and shared the phone).
-    let rtx = state.store.read().ok();
+    // Opened only if a customer's Telegram row needs its chat.
+    let mut rtx: Option<redb::ReadTransaction> = None;
     let mut chats: HashMap<u64, i64> = HashMap::new();
     for row in open.values() {
         if row.state == State::Sending || due.get(&row.id).is_some_and(|d| *d > mono) {
@@ -224,6 +225,9 @@ async fn send_due(
             let chat = if matches!(row.message, Message::Alert { .. }) {
                 row.to.parse().ok()
             } else {
+                if rtx.is_none() {
+                    rtx = state.store.read().ok();
+                }
                 rtx.as_ref()
                     .and_then(|r| crate::domain::otp::telegram_chat(r, &row.to).ok().flatten())
             };

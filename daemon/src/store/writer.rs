@@ -204,8 +204,9 @@ impl<'t> Tx<'t> {
     /// Appends an event to the log in this transaction and returns its seq; queues the staff
     /// alert it calls for (when alerts are routed) in the same transaction.
     pub fn emit(&mut self, kind: EventKind) -> TxResult<u64> {
-        let alert = self.staff_alerts.clone().and_then(|route| {
-            crate::domain::outbox::alert_for(&kind, &self.menu, &route.lang).map(|m| (route, m))
+        let alert = self.staff_alerts.as_ref().and_then(|route| {
+            crate::domain::outbox::alert_for(&kind, &self.menu, &route.lang)
+                .map(|m| (Arc::clone(route), m))
         });
         if let Some((route, message)) = alert {
             crate::domain::outbox::enqueue(

@@ -214,6 +214,37 @@ impl TestServer {
         .await
     }
 
+    /// The QR token of the first table.
+    pub async fn table_token(&self) -> String {
+        let (_, tables) = self
+            .send("GET", "/api/v1/tables", Some(&self.admin), None)
+            .await;
+        tables["data"][0]["qr_token"].as_str().unwrap().to_owned()
+    }
+
+    /// `POST /otp/verify`.
+    pub async fn check_code(&self, phone: &str, code: &str) -> (StatusCode, Value) {
+        self.send(
+            "POST",
+            "/api/v1/otp/verify",
+            None,
+            Some(json!({"phone": phone, "code": code})),
+        )
+        .await
+    }
+
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn stop(mut self) -> tempfile::TempDir {
         self.running.take().unwrap().stop().await.unwrap();
         self.dir
