@@ -3,6 +3,15 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// No correct clock reads earlier than this (2026-11-01, before this release was built). A Pi
+/// has no real-time clock: until NTP syncs it may boot at 1970 or at its last shutdown.
+pub const EARLIEST_PLAUSIBLE_MS: u64 = 1_793_491_200_000;
+
+/// Whether `now_ms` is obviously wrong (earlier than this release).
+pub fn looks_unset(now_ms: u64) -> bool {
+    now_ms < EARLIEST_PLAUSIBLE_MS
+}
+
 /// A source of the current time.
 pub trait Clock: Send + Sync + 'static {
     /// Milliseconds since the Unix epoch (UTC).

@@ -324,12 +324,29 @@ impl Default for StoreConfig {
 pub struct HttpConfig {
     /// Address to listen on; port 0 picks a free port (logged at start).
     pub listen: String,
+    /// Base of the links printed in table QR codes (`https://box.example`); empty: the address
+    /// the admin's browser used to reach the box.
+    pub public_base_url: String,
+    /// A live stream (SSE) sends a heartbeat comment this often.
+    pub sse_heartbeat_secs: u64,
+    /// Events buffered for one live-stream client; a client that falls further behind is cut
+    /// off with an `end` event and resumes with `Last-Event-ID`.
+    pub sse_buffer_events: u32,
+    /// A client whose buffer stays full this long is cut off.
+    pub sse_stall_secs: u64,
+    /// Live streams open at once; more are refused with 503.
+    pub max_sse_clients: u32,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             listen: "0.0.0.0:8080".into(),
+            public_base_url: String::new(),
+            sse_heartbeat_secs: 15,
+            sse_buffer_events: 256,
+            sse_stall_secs: 10,
+            max_sse_clients: 1000,
         }
     }
 }
@@ -505,6 +522,10 @@ pub struct KitchenConfig {
     pub buzz_ready: String,
     /// Buzzer pattern for an alert (printer down, paper out).
     pub buzz_alert: String,
+    /// The kitchen page shows a ticket yellow after this long.
+    pub age_warn_secs: u64,
+    /// … and red after this long.
+    pub age_late_secs: u64,
     /// Per-station overrides, e.g. `[kitchen.stations.bar] buzz_new_order = "single"`.
     pub stations: std::collections::BTreeMap<String, StationConfig>,
 }
@@ -518,6 +539,8 @@ impl Default for KitchenConfig {
             buzz_new_order: "double".into(),
             buzz_ready: "triple".into(),
             buzz_alert: "alarm".into(),
+            age_warn_secs: 300,
+            age_late_secs: 480,
             stations: std::collections::BTreeMap::new(),
         }
     }
@@ -745,6 +768,32 @@ impl RawConfig {
                     ),
                 );
             }
+        }
+        let http = &self.http;
+        let base = &http.public_base_url;
+        if !base.is_empty()
+            && (!(base.starts_with("http://") || base.starts_with("https://"))
+                || base.len() > 200
+                || base
+                    .chars()
+                    .any(|c| c.is_whitespace() || c == '"' || c == '<'))
+        {
+            bad(
+                "http.public_base_url",
+                "must be empty or an http(s) URL such as https://box.example".into(),
+            );
+        }
+        if !(1..=300).contains(&http.sse_heartbeat_secs) {
+            bad("http.sse_heartbeat_secs", "must be 1-300".into());
+        }
+        if !(4..=65_536).contains(&http.sse_buffer_events) {
+            bad("http.sse_buffer_events", "must be 4-65536".into());
+        }
+        if !(1..=600).contains(&http.sse_stall_secs) {
+            bad("http.sse_stall_secs", "must be 1-600".into());
+        }
+        if !(1..=100_000).contains(&http.max_sse_clients) {
+            bad("http.max_sse_clients", "must be 1-100000".into());
         }
         let l = &self.limits;
         if !(1024..=16 * 1024 * 1024).contains(&l.max_body_bytes) {
@@ -978,6 +1027,12 @@ impl RawConfig {
         let kc = &self.kitchen;
         if !matches!(kc.paper_width_mm, 58 | 80) {
             bad("kitchen.paper_width_mm", "must be 58 or 80".into());
+        }
+        if !(1..=86_400).contains(&kc.age_warn_secs) || kc.age_late_secs <= kc.age_warn_secs {
+            bad(
+                "kitchen.age_late_secs",
+                "age_warn_secs must be 1-86400 and age_late_secs larger".into(),
+            );
         }
         if !(2..=600).contains(&kc.job_timeout_secs) {
             bad("kitchen.job_timeout_secs", "must be 2-600".into());

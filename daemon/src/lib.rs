@@ -2,7 +2,7 @@
 //!
 //! Layers, from the bottom: [`store`] (redb, group-commit [`store::writer`]), [`domain`]
 //! (menu, tables, orders, analytics, retention), [`events`] (the log consumers follow),
-//! [`api`] (HTTP), [`workers`] (background jobs), [`server`] (start-up and shutdown),
+//! [`api`] (HTTP), [`web`] (the pages), [`workers`] (background jobs), [`server`] (start-up and shutdown),
 //! [`commands`] (the CLI). See `docs/ARCHITECTURE.md`.
 
 pub mod api;
@@ -24,6 +24,7 @@ pub mod server;
 pub mod store;
 pub mod systemd;
 pub mod upload;
+pub mod web;
 pub mod workers;
 
 pub use server::{Running, run, start};

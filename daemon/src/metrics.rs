@@ -109,6 +109,10 @@ pub struct Metrics {
     pub upload_last_success_seconds: Gauge,
     /// Orders refused because the upload backlog is over its budget.
     pub upload_refused_orders: Counter,
+    /// Live streams (SSE) open now.
+    pub sse_open: Gauge,
+    /// Live-stream clients cut off for falling behind.
+    pub sse_cut: Counter,
 }
 
 /// Labels of an outcome counter.
@@ -254,6 +258,18 @@ impl Metrics {
             "Orders refused because the upload backlog is over its budget",
             upload_refused_orders.clone(),
         );
+        let sse_open = Gauge::default();
+        registry.register(
+            "sse_streams",
+            "Live streams (Server-Sent Events) open now",
+            sse_open.clone(),
+        );
+        let sse_cut = Counter::default();
+        registry.register(
+            "sse_slow_clients_cut",
+            "Live-stream clients cut off because they fell behind",
+            sse_cut.clone(),
+        );
         Self {
             registry,
             orders_created,
@@ -278,6 +294,8 @@ impl Metrics {
             upload_oldest_seconds,
             upload_last_success_seconds,
             upload_refused_orders,
+            sse_open,
+            sse_cut,
         }
     }
 

@@ -136,6 +136,8 @@ pub async fn start(
         settings.raw.otp.max_requests_per_client,
         settings.raw.otp.send_window_secs * 1000,
     );
+    let (stop, stop_rx) = watch::channel(false);
+    let shutdown = Shutdown(stop_rx);
     let state = Arc::new(AppState {
         settings: Arc::new(settings),
         rules,
@@ -153,10 +155,10 @@ pub async fn start(
         otp_clients,
         messaging: Arc::new(crate::messaging::Messaging::default()),
         upload: Arc::new(crate::upload::UploadState::default()),
+        live: crate::api::live::Live::default(),
+        shutdown: shutdown.clone(),
     });
 
-    let (stop, stop_rx) = watch::channel(false);
-    let shutdown = Shutdown(stop_rx);
     // The control socket (status, backup) is a convenience: without it the daemon still runs.
     let control = match crate::control::bind(state.settings.data_dir()) {
         Ok(l) => Some(l),

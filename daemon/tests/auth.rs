@@ -33,7 +33,7 @@ fn protected() -> Vec<(&'static str, &'static str, &'static str, Option<Value>)>
             "staff",
             Some(json!({"set": 10})),
         ),
-        ("GET", "/api/v1/tables", "admin", None),
+        ("GET", "/api/v1/tables", "staff", None),
         (
             "POST",
             "/api/v1/tables",
@@ -61,7 +61,7 @@ fn protected() -> Vec<(&'static str, &'static str, &'static str, Option<Value>)>
             Some(json!({"status": "accepted"})),
         ),
         ("POST", "/api/v1/orders/{id}/recall", "staff", None),
-        ("GET", "/api/v1/devices", "admin", None),
+        ("GET", "/api/v1/devices", "staff", None),
         (
             "POST",
             "/api/v1/devices",

@@ -55,8 +55,14 @@ async fn admins_manage_devices() {
         !text.contains(&password) && !text.contains("argon2") && !text.contains("$7$"),
         "{text}"
     );
+    // Staff see devices (the kitchen page's banner) but cannot change them.
+    let (st, seen) = s.send("GET", "/api/v1/devices", Some(&staff), None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(seen["data"].as_array().unwrap().len(), 2);
     assert_eq!(
-        s.send("GET", "/api/v1/devices", Some(&staff), None).await.0,
+        s.send("DELETE", "/api/v1/devices/p1", Some(&staff), None)
+            .await
+            .0,
         StatusCode::FORBIDDEN
     );
 

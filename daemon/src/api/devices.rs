@@ -6,15 +6,15 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::AppStateRef;
-use super::extract::{Admin, Body, PathParam};
+use super::extract::{Admin, Body, PathParam, Staff};
 use crate::auth::hash_password;
 use crate::domain::devices::{self as dom, NewDevice};
 use crate::error::AppError;
 
-/// `GET /devices`.
+/// `GET /devices` (staff: the kitchen page shows offline and paper-out devices).
 pub async fn list(
     State(state): State<AppStateRef>,
-    _admin: Admin,
+    _staff: Staff,
 ) -> Result<Json<Value>, AppError> {
     let rtx = state.store.read()?;
     let data: Vec<Value> = dom::list(&rtx)?

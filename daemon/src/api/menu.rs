@@ -44,7 +44,7 @@ fn stock_levels(state: &AppStateRef) -> Result<StockLevels, AppError> {
 pub async fn get_menu(
     State(state): State<AppStateRef>,
     Q(params): Q<MenuParams>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<axum::response::Response, AppError> {
     let fallback = state.rules.default_language.as_str();
     let lang = params.lang.as_deref().unwrap_or(fallback);
     if !crate::config::is_slug(lang, 8) {
@@ -53,15 +53,20 @@ pub async fn get_menu(
             "a language code such as en or sq",
         ));
     }
+    // Read before the snapshot: a live stream resumed after it misses nothing.
+    let seq = state.events.last_seq();
     let stock = stock_levels(&state)?;
     let m = state.shared.menu();
-    Ok(Json(menu::view(
-        &m,
-        &stock,
-        lang,
-        fallback,
-        &state.rules.currency,
-    )))
+    Ok(super::live::with_seq(
+        seq,
+        Json(menu::view(
+            &m,
+            &stock,
+            lang,
+            fallback,
+            &state.rules.currency,
+        )),
+    ))
 }
 
 /// `PUT /menu` (admin): replaces the whole menu. Items with `stock` get that level; items

@@ -11,6 +11,7 @@ pub mod customers;
 pub mod devices;
 pub mod extract;
 pub mod kitchen;
+pub mod live;
 pub mod menu;
 pub mod notifications;
 pub mod ops;
@@ -73,6 +74,10 @@ pub struct AppState {
     pub messaging: Arc<crate::messaging::Messaging>,
     /// The uploader's status and the backlog's order refusal.
     pub upload: Arc<crate::upload::UploadState>,
+    /// Live streams (SSE) open now.
+    pub live: live::Live,
+    /// Resolves when shutdown begins (live streams end then).
+    pub shutdown: crate::server::Shutdown,
 }
 
 /// Shared handle to the state.
@@ -109,7 +114,9 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppStateRef>)> 
         ("POST", "/api/v1/auth/logout", post(auth::logout)),
         ("GET", "/api/v1/users", get(auth::list_users)),
         ("POST", "/api/v1/users", post(auth::add_user)),
+        ("GET", "/api/v1/events", get(live::staff_events)),
         ("GET", "/api/v1/menu", get(menu::get_menu)),
+        ("GET", "/api/v1/menu/events", get(live::menu_events)),
         ("PUT", "/api/v1/menu", put(menu::put_menu)),
         ("PATCH", "/api/v1/menu/items/{id}", patch(menu::patch_item)),
         (
@@ -119,6 +126,7 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppStateRef>)> 
         ),
         ("GET", "/api/v1/tables", get(tables::list)),
         ("POST", "/api/v1/tables", post(tables::create)),
+        ("GET", "/api/v1/tables/qr-sheet.svg", get(tables::qr_sheet)),
         ("DELETE", "/api/v1/tables/{id}", delete(tables::remove)),
         (
             "POST",
@@ -131,6 +139,7 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppStateRef>)> 
         ("GET", "/api/v1/orders/history", get(orders::history)),
         ("GET", "/api/v1/orders/search", get(orders::search)),
         ("GET", "/api/v1/orders/{id}", get(orders::get_one)),
+        ("GET", "/api/v1/orders/{id}/events", get(live::order_events)),
         (
             "GET",
             "/api/v1/orders/{id}/history",
@@ -184,6 +193,7 @@ pub fn router(state: AppStateRef) -> Router {
     }
     let limit = state.settings.raw.limits.max_body_bytes as usize;
     router
+        .merge(crate::web::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), observe))

@@ -47,6 +47,8 @@ pub fn status_view(state: &AppStateRef) -> Value {
         "event_seq": state.events.last_seq(),
         "store_bytes": state.store.file_bytes(),
         "upload": state.upload.status(),
+        "clock_unset": crate::clock::looks_unset(state.now_ms()),
+        "live_streams": state.live.open(),
     })
 }
 
@@ -60,6 +62,7 @@ pub async fn metrics(State(state): State<AppStateRef>) -> impl IntoResponse {
     let m = &state.metrics;
     m.store_bytes.set(state.store.file_bytes() as i64);
     m.event_seq.set(state.events.last_seq() as i64);
+    m.sse_open.set(i64::from(state.live.open()));
     (
         [(
             header::CONTENT_TYPE,

@@ -10,8 +10,8 @@ use orderd_protocol::{Order, OrderSource, OrderStatus};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::AppStateRef;
 use super::extract::{Body, MaybeCustomer, MaybeStaff, PageParams, PathParam, Q, Staff, paginated};
+use super::{AppStateRef, live};
 use crate::domain::orders::{self as dom, Actor, EditLines, NewOrder};
 use crate::domain::{parse_date, rfc3339};
 use crate::error::{AppError, ErrorKind};
@@ -122,7 +122,15 @@ pub async fn create(
         state.metrics.orders_created.inc();
         tracing::debug!(order_id = %placed.order.id, number = %placed.order.number, total = placed.order.total, "order placed");
     }
-    let mut resp = (StatusCode::CREATED, Json(order_view(&placed.order))).into_response();
+    let mut view = order_view(&placed.order);
+    if session.is_none() {
+        // The customer's key to follow this order (GET /orders/{id}, its live stream).
+        view["order_key"] = json!(crate::domain::otp::order_key(
+            &state.otp_key,
+            &placed.order.id
+        ));
+    }
+    let mut resp = (StatusCode::CREATED, Json(view)).into_response();
     if let Ok(loc) = HeaderValue::from_str(&format!("/api/v1/orders/{}", placed.order.id)) {
         resp.headers_mut().insert(header::LOCATION, loc);
     }
@@ -133,28 +141,27 @@ pub async fn create(
     Ok(resp)
 }
 
-/// `GET /orders/{id}`: staff, or the verified customer who placed it (anyone else gets 404,
-/// so order ids cannot be probed).
+/// `GET /orders/{id}`: staff, the verified customer who placed it, or whoever holds its
+/// `X-Order-Key` (anyone else gets 404, so order ids cannot be probed). `X-Event-Seq` says
+/// which event the answer reflects.
 pub async fn get_one(
     State(state): State<AppStateRef>,
     MaybeStaff(staff): MaybeStaff,
     MaybeCustomer(customer): MaybeCustomer,
+    headers: HeaderMap,
     PathParam(id): PathParam,
-) -> Result<Json<Value>, AppError> {
-    if staff.is_none() && customer.is_none() {
+) -> Result<Response, AppError> {
+    if staff.is_none() && customer.is_none() && !headers.contains_key(live::ORDER_KEY) {
         return Err(AppError::unauthorized());
     }
+    let seq = state.events.last_seq();
     let rtx = state.store.read()?;
     let stored = dom::get(&rtx, &id)?.ok_or_else(|| AppError::not_found("order"))?;
-    if staff.is_none() {
-        let owner = customer.as_ref().map(|(_, ct)| ct.phone.as_str());
-        if stored.order.source != OrderSource::Customer
-            || stored.order.customer_phone.as_deref() != owner
-        {
-            return Err(AppError::not_found("order"));
-        }
+    let phone = customer.as_ref().map(|(_, ct)| ct.phone.as_str());
+    if !live::may_read(&state, staff.is_some(), phone, &headers, &stored.order) {
+        return Err(AppError::not_found("order"));
     }
-    Ok(Json(order_view(&stored.order)))
+    Ok(live::with_seq(seq, Json(order_view(&stored.order))))
 }
 
 /// `GET /orders/{id}/history`.
@@ -284,10 +291,14 @@ pub async fn active(
     State(state): State<AppStateRef>,
     _staff: Staff,
     Q(params): Q<PageParams>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Response, AppError> {
     let (p, limit) = params.resolve(state.settings.raw.limits.max_page_size)?;
+    let seq = state.events.last_seq();
     let rtx = state.store.read()?;
-    Ok(page_json(dom::active(&rtx, p, limit)?, p, limit))
+    Ok(live::with_seq(
+        seq,
+        page_json(dom::active(&rtx, p, limit)?, p, limit),
+    ))
 }
 
 /// `GET /orders/recent`: finished in the last 24 hours, newest first.

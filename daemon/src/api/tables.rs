@@ -6,7 +6,8 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::AppStateRef;
-use super::extract::{Admin, Body, PathParam};
+use super::extract::{Admin, Body, PathParam, Staff};
+use crate::auth::Role;
 use crate::domain::tables::{self as dom, NewTable, Table};
 use crate::error::AppError;
 
@@ -14,13 +15,24 @@ fn view(t: &Table) -> Value {
     json!({ "id": t.id, "label": t.label, "zone": t.zone, "qr_token": t.qr_token })
 }
 
-/// `GET /tables`.
+/// `GET /tables`: staff (to pick a table when taking an order) see ids, labels and zones;
+/// only admins see the QR tokens.
 pub async fn list(
     State(state): State<AppStateRef>,
-    _admin: Admin,
+    Staff(session, _): Staff,
 ) -> Result<Json<Value>, AppError> {
     let rtx = state.store.read()?;
-    let data: Vec<Value> = dom::list(&rtx)?.iter().map(view).collect();
+    let admin = session.role == Role::Admin;
+    let data: Vec<Value> = dom::list(&rtx)?
+        .iter()
+        .map(|t| {
+            let mut v = view(t);
+            if !admin && let Some(m) = v.as_object_mut() {
+                m.remove("qr_token");
+            }
+            v
+        })
+        .collect();
     Ok(Json(json!({ "data": data })))
 }
 
@@ -52,4 +64,28 @@ pub async fn rotate(
 ) -> Result<Json<Value>, AppError> {
     let t = state.writer.run(move |tx| dom::rotate(tx, &id)).await?;
     Ok(Json(view(&t)))
+}
+
+/// `GET /tables/qr-sheet.svg` (admin): every table's QR code on one printable sheet, each
+/// pointing at `<public base URL>/t/<token>`.
+pub async fn qr_sheet(
+    State(state): State<AppStateRef>,
+    _admin: Admin,
+    headers: axum::http::HeaderMap,
+) -> Result<axum::response::Response, AppError> {
+    use axum::response::IntoResponse as _;
+    let base = crate::web::base_url(&state, &headers);
+    let rtx = state.store.read()?;
+    let tables: Vec<(String, String)> = dom::list(&rtx)?
+        .into_iter()
+        .map(|t| (t.label, format!("{base}/t/{}", t.qr_token)))
+        .collect();
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "image/svg+xml"),
+            (axum::http::header::CACHE_CONTROL, "no-store"),
+        ],
+        crate::web::qr_sheet(&tables),
+    )
+        .into_response())
 }

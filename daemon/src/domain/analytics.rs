@@ -45,10 +45,53 @@ pub struct DailySummary {
     pub prep_ms_sum: u64,
     /// How many orders contributed to `prep_ms_sum`.
     pub prep_count: u64,
+    /// Revenue (excluding cancelled orders) per local hour 0-23, minor units. Added in
+    /// version 2.
+    pub revenue_by_hour: Vec<i64>,
+}
+
+/// A summary as version 1 stored it (no revenue by hour).
+#[derive(Serialize, Deserialize)]
+struct DailySummaryV1 {
+    orders: u64,
+    cancelled: u64,
+    revenue: i64,
+    by_status: BTreeMap<String, u64>,
+    by_hour: Vec<u64>,
+    items: BTreeMap<String, ItemTotals>,
+    prep_ms_sum: u64,
+    prep_count: u64,
 }
 
 impl Stored for DailySummary {
     const WHAT: &'static str = "daily summary";
+    const VERSION: u8 = 2;
+
+    fn migrate(version: u8, body: &[u8]) -> Result<Self, crate::store::StoreError> {
+        if version != 1 {
+            return Err(crate::store::StoreError::UnknownVersion {
+                what: Self::WHAT,
+                version,
+            });
+        }
+        let v1: DailySummaryV1 =
+            postcard::from_bytes(body).map_err(|e| crate::store::StoreError::Codec {
+                what: Self::WHAT,
+                detail: e.to_string(),
+            })?;
+        // Revenue by hour was not kept; a pruned day reports it as unknown (zeros).
+        Ok(Self {
+            orders: v1.orders,
+            cancelled: v1.cancelled,
+            revenue: v1.revenue,
+            by_status: v1.by_status,
+            by_hour: v1.by_hour,
+            items: v1.items,
+            prep_ms_sum: v1.prep_ms_sum,
+            prep_count: v1.prep_count,
+            revenue_by_hour: vec![0; 24],
+        })
+    }
 }
 
 impl Default for DailySummary {
@@ -62,6 +105,7 @@ impl Default for DailySummary {
             items: BTreeMap::new(),
             prep_ms_sum: 0,
             prep_count: 0,
+            revenue_by_hour: vec![0; 24],
         }
     }
 }
@@ -80,6 +124,7 @@ impl DailySummary {
             return;
         }
         self.revenue += o.total;
+        self.revenue_by_hour[rules.local_hour(o.created_at) % 24] += o.total;
         for line in &o.items {
             let e = self.items.entry(line.item_id.clone()).or_default();
             e.name.clone_from(&line.name);
@@ -108,6 +153,9 @@ impl DailySummary {
             e.name.clone_from(&v.name);
             e.quantity += v.quantity;
             e.revenue += v.revenue;
+        }
+        for (h, v) in other.revenue_by_hour.iter().enumerate().take(24) {
+            self.revenue_by_hour[h] += v;
         }
         self.prep_ms_sum += other.prep_ms_sum;
         self.prep_count += other.prep_count;
@@ -144,6 +192,7 @@ impl DailySummary {
             "average_order_value": aov,
             "orders_by_status": self.by_status,
             "orders_by_hour": self.by_hour,
+            "revenue_by_hour": self.revenue_by_hour,
             "peak_hour": peak,
             "top_items": top,
             "average_prep_secs": avg_prep,
@@ -179,4 +228,33 @@ pub fn compute_day(
         }
     }
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_1_summary_still_reads() {
+        let v1 = DailySummaryV1 {
+            orders: 3,
+            cancelled: 1,
+            revenue: 2500,
+            by_status: BTreeMap::from([("served".to_owned(), 2)]),
+            by_hour: vec![1; 24],
+            items: BTreeMap::new(),
+            prep_ms_sum: 60_000,
+            prep_count: 2,
+        };
+        let mut bytes = vec![1u8];
+        bytes.extend(postcard::to_allocvec(&v1).unwrap());
+        let s: DailySummary = codec::decode(&bytes).unwrap();
+        assert_eq!((s.orders, s.revenue, s.prep_count), (3, 2500, 2));
+        assert_eq!(s.revenue_by_hour, vec![0; 24]);
+        // And a version 2 value round-trips with its revenue by hour.
+        let mut v2 = s.clone();
+        v2.revenue_by_hour[13] = 900;
+        let back: DailySummary = codec::decode(&codec::encode(&v2).unwrap()).unwrap();
+        assert_eq!(back, v2);
+    }
 }

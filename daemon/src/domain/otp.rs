@@ -77,6 +77,28 @@ pub fn mac(key: &[u8; 32], phone: &str, code: &str) -> [u8; 32] {
     m.finalize().into_bytes().into()
 }
 
+/// The key to one customer order (`X-Order-Key`): a keyed hash of the order id, handed only to
+/// the phone that placed the order, so guests sharing a table QR code cannot read each other's
+/// orders. Nothing is stored; rotating the box's key file revokes every order key.
+pub fn order_key(key: &[u8; 32], order_id: &str) -> String {
+    let mut m = <Hmac<Sha256>>::new_from_slice(key).expect("HMAC takes any key length");
+    m.update(b"order-key\0");
+    m.update(order_id.as_bytes());
+    let mac = m.finalize().into_bytes();
+    mac[..16]
+        .iter()
+        .fold(String::with_capacity(32), |mut s, b| {
+            use std::fmt::Write as _;
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// Whether `given` is the key of `order_id` (constant time).
+pub fn check_order_key(key: &[u8; 32], order_id: &str, given: &str) -> bool {
+    bool::from(order_key(key, order_id).as_bytes().ct_eq(given.as_bytes()))
+}
+
 /// A new 6-digit code from the OS CSPRNG.
 pub fn new_code() -> String {
     format!("{:06}", rand::rngs::OsRng.gen_range(0..1_000_000u32))
@@ -268,4 +290,19 @@ pub fn revoke(tx: &mut Tx<'_>, token: &str) -> TxResult<()> {
         return Err(AppError::not_found("customer token").into());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_keys_are_per_order_and_per_box() {
+        let k = order_key(&[1; 32], "o1");
+        assert_eq!(k.len(), 32);
+        assert!(check_order_key(&[1; 32], "o1", &k));
+        assert!(!check_order_key(&[1; 32], "o2", &k));
+        assert!(!check_order_key(&[2; 32], "o1", &k));
+        assert!(!check_order_key(&[1; 32], "o1", &k[..31]));
+    }
 }

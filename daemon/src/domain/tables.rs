@@ -106,6 +106,18 @@ pub fn list(rtx: &ReadTransaction) -> Result<Vec<Table>, StoreError> {
     Ok(out)
 }
 
+/// The table whose QR token this is (compared in constant time against every table).
+pub fn find_by_token(rtx: &ReadTransaction, token: &str) -> Result<Option<Table>, StoreError> {
+    use subtle::ConstantTimeEq as _;
+    let mut found = None;
+    for table in list(rtx)? {
+        if bool::from(table.qr_token.as_bytes().ct_eq(token.as_bytes())) {
+            found = Some(table);
+        }
+    }
+    Ok(found)
+}
+
 /// Sorts "T2" before "T10".
 fn natural_key(label: &str) -> (String, u64) {
     let digits: String = label.chars().filter(char::is_ascii_digit).collect();

@@ -5,6 +5,7 @@
 pub mod bin;
 pub mod mqtt;
 pub mod pg;
+pub mod sse;
 
 use std::sync::Arc;
 

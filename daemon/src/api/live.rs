@@ -1,0 +1,382 @@
+//! Live updates as Server-Sent Events: every event for staff (`GET /events`), one order's
+//! progress for its customer (`GET /orders/{id}/events`) and menu availability for the ordering
+//! page (`GET /menu/events`).
+//!
+//! Each stream follows the durable event log from `Last-Event-ID` (or `?after=`), so a client
+//! that reconnects misses nothing; the `id:` of every frame is the event's seq. A client gets a
+//! bounded buffer of frames: one whose buffer stays full for `http.sse_stall_secs` is cut off
+//! with an `end` event and resumes, and never holds back anyone else (each stream reads the log
+//! on its own, so a stalled one holds only its own buffer). Streams
+//! send a heartbeat comment when idle and end with `end` when the daemon stops.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use orderd_protocol::{Event, EventKind, OrderSource};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+
+use super::AppStateRef;
+use super::extract::{MaybeCustomer, MaybeStaff, PathParam, Q, Staff};
+use super::orders::order_view;
+use crate::domain::orders as dom;
+use crate::domain::rfc3339;
+use crate::error::{AppError, ErrorKind};
+
+/// How many live streams are open.
+#[derive(Debug, Default)]
+pub struct Live {
+    open: Arc<AtomicU32>,
+}
+
+impl Live {
+    /// Streams open now.
+    pub fn open(&self) -> u32 {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    fn admit(&self, max: u32) -> Result<Slot, AppError> {
+        let prev = self.open.fetch_add(1, Ordering::AcqRel);
+        let slot = Slot(Arc::clone(&self.open));
+        if prev >= max {
+            drop(slot);
+            let mut e = AppError::new(
+                ErrorKind::Unavailable,
+                "too_many_streams",
+                format!("{max} live streams are open; try again shortly"),
+            );
+            e.retry_after_secs = Some(5);
+            return Err(e);
+        }
+        Ok(slot)
+    }
+}
+
+/// One admitted stream; frees its place when dropped.
+struct Slot(Arc<AtomicU32>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// `?after=N`: resume after seq N (the same as the `Last-Event-ID` header, which wins).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamParams {
+    /// The last seq the client has seen.
+    #[serde(default)]
+    pub after: Option<u64>,
+}
+
+/// Which events a stream carries and how it shows them.
+enum Filter {
+    /// Everything, in full (staff).
+    All,
+    /// One order, reduced to what its customer may see.
+    Order(String),
+    /// Menu availability only (public).
+    Menu,
+}
+
+impl Filter {
+    fn frame(&self, e: &Event) -> Option<Bytes> {
+        let data = match (self, &e.kind) {
+            (Self::All, kind) => json!({
+                "seq": e.seq,
+                "at": rfc3339(e.at),
+                "type": kind.name(),
+                "data": kind_json(kind),
+            }),
+            (Self::Order(id), EventKind::OrderPlaced(o)) if &o.id == id => {
+                json!({ "seq": e.seq, "status": o.status.as_str(), "number": o.number })
+            }
+            (
+                Self::Order(id),
+                EventKind::StatusChanged {
+                    order_id,
+                    number,
+                    to,
+                    ..
+                },
+            ) if order_id == id => {
+                json!({ "seq": e.seq, "status": to.as_str(), "number": number })
+            }
+            (
+                Self::Order(id),
+                EventKind::LinesChanged {
+                    order_id, total, ..
+                },
+            ) if order_id == id => {
+                json!({ "seq": e.seq, "total": total })
+            }
+            (Self::Menu, EventKind::AvailabilityChanged { item_id, available }) => {
+                json!({ "seq": e.seq, "item_id": item_id, "available": available })
+            }
+            (Self::Menu, EventKind::SoldOut { item_id }) => {
+                json!({ "seq": e.seq, "item_id": item_id, "available": false })
+            }
+            (Self::Menu, EventKind::MenuReplaced { items }) => {
+                json!({ "seq": e.seq, "items": items })
+            }
+            _ => return None,
+        };
+        Some(frame(Some(e.seq), e.kind.name(), &data))
+    }
+}
+
+/// An event's own fields as JSON (an order in the API's order shape).
+pub fn kind_json(kind: &EventKind) -> Value {
+    if let EventKind::OrderPlaced(o) = kind {
+        return json!({ "order": order_view(o) });
+    }
+    match serde_json::to_value(kind) {
+        Ok(Value::Object(mut m)) => m.remove(kind.name()).unwrap_or(Value::Null),
+        _ => Value::Null,
+    }
+}
+
+fn frame(id: Option<u64>, event: &str, data: &Value) -> Bytes {
+    let mut s = String::with_capacity(128);
+    if let Some(id) = id {
+        s.push_str("id: ");
+        s.push_str(&id.to_string());
+        s.push('\n');
+    }
+    s.push_str("event: ");
+    s.push_str(event);
+    s.push_str("\ndata: ");
+    // serde_json never writes a raw newline inside a value.
+    s.push_str(&data.to_string());
+    s.push_str("\n\n");
+    Bytes::from(s)
+}
+
+/// Where a stream starts: after `Last-Event-ID`, else after `?after=`, else after now.
+fn resume_after(
+    state: &AppStateRef,
+    headers: &HeaderMap,
+    params: &StreamParams,
+) -> Result<u64, AppError> {
+    let header_id = match headers.get("last-event-id") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    AppError::new(
+                        ErrorKind::BadRequest,
+                        "invalid_last_event_id",
+                        "Last-Event-ID must be the seq of an event (a whole number)",
+                    )
+                })?,
+        ),
+    };
+    Ok(header_id
+        .or(params.after)
+        .unwrap_or_else(|| state.events.last_seq()))
+}
+
+/// `GET /events` (staff): every event.
+pub async fn staff_events(
+    State(state): State<AppStateRef>,
+    _staff: Staff,
+    headers: HeaderMap,
+    Q(params): Q<StreamParams>,
+) -> Result<Response, AppError> {
+    let after = resume_after(&state, &headers, &params)?;
+    open(&state, after, Filter::All)
+}
+
+/// `GET /menu/events` (public): availability changes for the ordering page.
+pub async fn menu_events(
+    State(state): State<AppStateRef>,
+    headers: HeaderMap,
+    Q(params): Q<StreamParams>,
+) -> Result<Response, AppError> {
+    let after = resume_after(&state, &headers, &params)?;
+    open(&state, after, Filter::Menu)
+}
+
+/// `GET /orders/{id}/events`: the order's progress, for staff or the customer who placed it.
+pub async fn order_events(
+    State(state): State<AppStateRef>,
+    MaybeStaff(staff): MaybeStaff,
+    MaybeCustomer(customer): MaybeCustomer,
+    headers: HeaderMap,
+    PathParam(id): PathParam,
+    Q(params): Q<StreamParams>,
+) -> Result<Response, AppError> {
+    let after = resume_after(&state, &headers, &params)?;
+    let rtx = state.store.read()?;
+    let stored = dom::get(&rtx, &id)?.ok_or_else(|| AppError::not_found("order"))?;
+    drop(rtx);
+    if !may_read(
+        &state,
+        staff.is_some(),
+        customer.as_ref().map(|(_, c)| c.phone.as_str()),
+        &headers,
+        &stored.order,
+    ) {
+        return Err(
+            if staff.is_none() && customer.is_none() && !headers.contains_key(ORDER_KEY) {
+                AppError::unauthorized()
+            } else {
+                AppError::not_found("order")
+            },
+        );
+    }
+    open(&state, after, Filter::Order(stored.order.id))
+}
+
+/// The header a customer presents the order key in (given when the order was placed).
+pub const ORDER_KEY: &str = "x-order-key";
+
+/// Whether the caller may read this order: staff; the verified customer whose phone placed it;
+/// or whoever holds the order's key (given only to the phone that placed it). Others — another
+/// guest at the same table included — cannot tell the order exists.
+pub fn may_read(
+    state: &AppStateRef,
+    staff: bool,
+    customer_phone: Option<&str>,
+    headers: &HeaderMap,
+    order: &orderd_protocol::Order,
+) -> bool {
+    if staff {
+        return true;
+    }
+    if order.source != OrderSource::Customer {
+        return false;
+    }
+    if let Some(phone) = customer_phone
+        && order.customer_phone.as_deref() == Some(phone)
+    {
+        return true;
+    }
+    headers
+        .get(ORDER_KEY)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|k| crate::domain::otp::check_order_key(&state.otp_key, &order.id, k))
+}
+
+/// The header carrying the event seq a snapshot (menu, active orders, one order) reflects: a
+/// live stream resumed after it misses nothing.
+pub const EVENT_SEQ: &str = "x-event-seq";
+
+/// Adds [`EVENT_SEQ`] to a response.
+pub fn with_seq(seq: u64, resp: impl IntoResponse) -> Response {
+    let mut resp = resp.into_response();
+    resp.headers_mut().insert(EVENT_SEQ, HeaderValue::from(seq));
+    resp
+}
+
+fn open(state: &AppStateRef, after: u64, filter: Filter) -> Result<Response, AppError> {
+    let cfg = &state.settings.raw.http;
+    let slot = state.live.admit(cfg.max_sse_clients)?;
+    let sub = state.events.subscribe(after + 1);
+    let (tx, rx) = mpsc::channel(cfg.sse_buffer_events as usize);
+    let (end_tx, end_rx) = oneshot::channel();
+    let hello = frame(
+        None,
+        "hello",
+        &json!({ "after": after, "last_seq": state.events.last_seq() }),
+    );
+    let _ = tx.try_send(Bytes::from_static(b"retry: 2000\n\n"));
+    let _ = tx.try_send(hello);
+    if after > state.events.last_seq() {
+        // The client saw events this box does not have (it was restored from a backup).
+        let _ = tx.try_send(frame(None, "reset", &json!({ "reason": "unknown_seq" })));
+    }
+    tokio::spawn(pump(Arc::clone(state), sub, filter, tx, end_tx, slot));
+    let body = futures_util::stream::unfold((rx, Some(end_rx)), |(mut rx, mut end)| async move {
+        if let Some(b) = rx.recv().await {
+            return Some((Ok::<_, Infallible>(b), (rx, end)));
+        }
+        let b = end.take()?.await.ok()?;
+        Some((Ok(b), (rx, None)))
+    });
+    Ok((
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::HeaderName::from_static("x-accel-buffering"), "no"),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+/// Follows the log for one client until it goes away, falls behind, or the daemon stops.
+async fn pump(
+    state: AppStateRef,
+    mut sub: crate::events::Subscription,
+    filter: Filter,
+    tx: mpsc::Sender<Bytes>,
+    end_tx: oneshot::Sender<Bytes>,
+    _slot: Slot,
+) {
+    let heartbeat = Duration::from_secs(state.settings.raw.http.sse_heartbeat_secs);
+    let stall = Duration::from_secs(state.settings.raw.http.sse_stall_secs);
+    let mut shutdown = state.shutdown.clone();
+    let mut expected = sub.position();
+    // The last seq the client has been handed (what it resumes after).
+    let mut handed = expected - 1;
+    let reason = loop {
+        let frame = tokio::select! {
+            r = sub.next() => match r {
+                Ok(ev) => {
+                    if ev.seq != expected
+                        && tx.send(frame(None, "reset", &json!({ "reason": "pruned" }))).await.is_err()
+                    {
+                        return;
+                    }
+                    expected = ev.seq + 1;
+                    let f = filter.frame(&ev).map(|f| (f, ev.seq));
+                    if f.is_none() {
+                        handed = ev.seq;
+                    }
+                    f
+                }
+                Err(_) => break "shutting_down",
+            },
+            () = tokio::time::sleep(heartbeat) => Some((Bytes::from_static(b": heartbeat\n\n"), handed)),
+            () = tx.closed() => return,
+            () = shutdown.wait() => break "shutting_down",
+        };
+        if let Some((f, seq)) = frame {
+            // A full buffer is a burst or a slow client: wait a while for room, then cut.
+            match tx.try_send(f) {
+                Ok(()) => handed = seq,
+                Err(mpsc::error::TrySendError::Full(f)) => {
+                    tokio::select! {
+                        r = tokio::time::timeout(stall, tx.send(f)) => match r {
+                            Ok(Ok(())) => handed = seq,
+                            Ok(Err(_)) => return,
+                            Err(_) => break "slow_client",
+                        },
+                        () = shutdown.wait() => break "shutting_down",
+                    }
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            }
+        }
+    };
+    if reason == "slow_client" {
+        state.metrics.sse_cut.inc();
+    }
+    let _ = end_tx.send(frame(
+        None,
+        "end",
+        &json!({ "reason": reason, "resume_after": handed }),
+    ));
+}

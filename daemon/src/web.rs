@@ -1,0 +1,302 @@
+//! The pages the box serves itself: the customer's table page (`/t/{token}`), the kitchen
+//! display (`/kitchen`), staff order entry (`/staff`) and admin (`/admin`), with their scripts
+//! and styles compiled into the binary (`daemon/web/`), plus the printable QR sheet.
+//!
+//! Pages are static HTML with a small JSON "boot" block; everything else comes from the API and
+//! its live streams, so the pages hold no authority of their own. Every page is sent with a
+//! strict Content-Security-Policy (no inline script, nothing from another origin) and
+//! `Referrer-Policy: no-referrer`, so a table token in the address never leaks.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+
+use crate::api::AppStateRef;
+use crate::api::extract::PathParam;
+use crate::domain::outbox::Channel;
+use crate::error::AppError;
+
+/// A compiled-in file: name, content type, bytes.
+struct Asset {
+    name: &'static str,
+    mime: &'static str,
+    body: &'static str,
+}
+
+const ASSETS: &[Asset] = &[
+    Asset {
+        name: "app.css",
+        mime: "text/css; charset=utf-8",
+        body: include_str!("../web/app.css"),
+    },
+    Asset {
+        name: "common.js",
+        mime: "text/javascript; charset=utf-8",
+        body: include_str!("../web/common.js"),
+    },
+    Asset {
+        name: "customer.js",
+        mime: "text/javascript; charset=utf-8",
+        body: include_str!("../web/customer.js"),
+    },
+    Asset {
+        name: "kitchen.js",
+        mime: "text/javascript; charset=utf-8",
+        body: include_str!("../web/kitchen.js"),
+    },
+    Asset {
+        name: "staff.js",
+        mime: "text/javascript; charset=utf-8",
+        body: include_str!("../web/staff.js"),
+    },
+    Asset {
+        name: "admin.js",
+        mime: "text/javascript; charset=utf-8",
+        body: include_str!("../web/admin.js"),
+    },
+];
+
+const PAGE: &str = include_str!("../web/page.html");
+
+/// The page routes (outside `/api/v1`, so not in the OpenAPI document).
+pub fn router() -> Router<AppStateRef> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/staff") }))
+        .route("/t/{token}", get(customer))
+        .route("/kitchen", get(kitchen))
+        .route("/staff", get(staff))
+        .route("/admin", get(admin))
+        .route("/assets/{name}", get(asset))
+}
+
+fn etag(body: &str) -> String {
+    format!("\"{:08x}\"", crc32fast::hash(body.as_bytes()))
+}
+
+async fn asset(headers: HeaderMap, PathParam(name): PathParam) -> Result<Response, AppError> {
+    let a = ASSETS
+        .iter()
+        .find(|a| a.name == name)
+        .ok_or_else(|| AppError::not_found("asset"))?;
+    let tag = etag(a.body);
+    let fresh = headers
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|v| v.as_bytes() == tag.as_bytes());
+    let mut resp = if fresh {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        ([(header::CONTENT_TYPE, a.mime)], a.body).into_response()
+    };
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&tag) {
+        h.insert(header::ETAG, v);
+    }
+    // Revalidate every time: after an upgrade the tablet must not run old scripts.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    Ok(resp)
+}
+
+/// Renders the page shell for one page with its boot data.
+fn page(status: StatusCode, title: &str, script: &str, boot: &Value) -> Response {
+    // `<` escaped so the JSON can never close its script element.
+    let boot = boot.to_string().replace('<', "\\u003c");
+    let html = PAGE
+        .replace("{{title}}", &escape(title))
+        .replace("{{script}}", script)
+        .replace("{{boot}}", &boot);
+    let mut resp = (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        html,
+    )
+        .into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        ),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn common_boot(state: &AppStateRef, page: &str) -> Value {
+    let raw = &state.settings.raw;
+    json!({
+        "page": page,
+        "site": raw.site.id,
+        "currency": state.rules.currency,
+        "default_lang": state.rules.default_language,
+        "heartbeat_secs": raw.http.sse_heartbeat_secs,
+    })
+}
+
+/// `/t/{token}`: the customer's page for one table. A rotated or unknown token gets a page
+/// that says so (and 404), never the menu.
+async fn customer(
+    State(state): State<AppStateRef>,
+    PathParam(token): PathParam,
+) -> Result<Response, AppError> {
+    let rtx = state.store.read()?;
+    let table = crate::domain::tables::find_by_token(&rtx, &token)?;
+    drop(rtx);
+    let mut boot = common_boot(&state, "customer");
+    let raw = &state.settings.raw;
+    let Some(table) = table else {
+        boot["invalid_token"] = json!(true);
+        return Ok(page(StatusCode::NOT_FOUND, "Table", "customer.js", &boot));
+    };
+    let channels: Vec<&str> = [Channel::Whatsapp, Channel::Telegram]
+        .into_iter()
+        .filter(|c| match c {
+            Channel::Whatsapp => raw.whatsapp.enabled,
+            Channel::Telegram => raw.telegram.enabled,
+        })
+        .map(Channel::as_str)
+        .collect();
+    boot["table"] = json!({ "label": table.label, "token": token });
+    boot["otp_required"] = json!(raw.otp.required);
+    boot["channels"] = json!(channels);
+    boot["max_quantity"] = json!(raw.limits.max_quantity);
+    boot["max_text"] = json!(raw.limits.max_text_chars);
+    Ok(page(
+        StatusCode::OK,
+        &format!("Table {}", table.label),
+        "customer.js",
+        &boot,
+    ))
+}
+
+async fn kitchen(State(state): State<AppStateRef>) -> Response {
+    let mut boot = common_boot(&state, "kitchen");
+    let k = &state.settings.raw.kitchen;
+    boot["age_warn_secs"] = json!(k.age_warn_secs);
+    boot["age_late_secs"] = json!(k.age_late_secs);
+    page(StatusCode::OK, "Kitchen", "kitchen.js", &boot)
+}
+
+async fn staff(State(state): State<AppStateRef>) -> Response {
+    let mut boot = common_boot(&state, "staff");
+    boot["max_quantity"] = json!(state.settings.raw.limits.max_quantity);
+    boot["max_text"] = json!(state.settings.raw.limits.max_text_chars);
+    page(StatusCode::OK, "Orders", "staff.js", &boot)
+}
+
+async fn admin(State(state): State<AppStateRef>) -> Response {
+    let boot = common_boot(&state, "admin");
+    page(StatusCode::OK, "Admin", "admin.js", &boot)
+}
+
+/// The base of table links: `http.public_base_url`, else the address the admin used.
+pub fn base_url(state: &AppStateRef, headers: &HeaderMap) -> String {
+    let configured = &state.settings.raw.http.public_base_url;
+    if !configured.is_empty() {
+        return configured.trim_end_matches('/').to_owned();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.len() <= 255
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        })
+        .map_or_else(|| state.settings.http_listen.to_string(), str::to_owned);
+    format!("http://{host}")
+}
+
+/// A printable sheet of table QR codes as one SVG (A4 proportions, three codes per row).
+pub fn qr_sheet(tables: &[(String, String)]) -> String {
+    use std::fmt::Write as _;
+    const COLS: usize = 3;
+    const CELL_W: usize = 70;
+    const CELL_H: usize = 92;
+    const QR: usize = 56;
+    let rows = tables.len().div_ceil(COLS).max(1);
+    let (w, h) = (COLS * CELL_W, rows * CELL_H);
+    let mut out = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {w} {h}\" width=\"{w}mm\" height=\"{h}mm\" font-family=\"sans-serif\">\n<rect width=\"100%\" height=\"100%\" fill=\"#fff\"/>\n"
+    );
+    for (i, (label, url)) in tables.iter().enumerate() {
+        let x0 = (i % COLS) * CELL_W;
+        let y0 = (i / COLS) * CELL_H;
+        let Ok(code) =
+            qrcode::QrCode::with_error_correction_level(url.as_bytes(), qrcode::EcLevel::M)
+        else {
+            continue;
+        };
+        let n = code.width();
+        // A quiet zone of 4 modules on each side.
+        let scale = QR as f64 / (n + 8) as f64;
+        let ox = x0 as f64 + (CELL_W - QR) as f64 / 2.0;
+        let oy = y0 as f64 + 6.0;
+        let mut path = String::new();
+        for (k, c) in code.to_colors().iter().enumerate() {
+            if *c == qrcode::Color::Dark {
+                let (cx, cy) = (k % n + 4, k / n + 4);
+                let _ = write!(path, "M{cx} {cy}h1v1h-1z");
+            }
+        }
+        let _ = write!(
+            out,
+            "<g><path transform=\"translate({ox:.2} {oy:.2}) scale({scale:.4})\" d=\"{path}\" fill=\"#000\"/>\n<text x=\"{tx}\" y=\"{ly}\" text-anchor=\"middle\" font-size=\"9\" font-weight=\"bold\">{label}</text>\n<text x=\"{tx}\" y=\"{uy}\" text-anchor=\"middle\" font-size=\"2.6\">{url}</text></g>\n",
+            tx = x0 + CELL_W / 2,
+            ly = y0 + QR + 16,
+            uy = y0 + QR + 22,
+            label = escape(label),
+            url = escape(url),
+        );
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_asset_is_served_and_the_shell_has_its_slots() {
+        for slot in ["{{title}}", "{{script}}", "{{boot}}"] {
+            assert!(PAGE.contains(slot), "{slot}");
+        }
+        for a in ASSETS {
+            assert!(!a.body.is_empty(), "{}", a.name);
+        }
+    }
+
+    #[test]
+    fn the_qr_sheet_has_one_code_per_table_and_escapes_labels() {
+        let svg = qr_sheet(&[
+            ("T1".into(), "http://box/t/abc".into()),
+            ("<T2>".into(), "http://box/t/def".into()),
+        ]);
+        assert_eq!(svg.matches("<path").count(), 2);
+        assert!(svg.contains("&lt;T2&gt;") && !svg.contains("<T2>"));
+        assert!(svg.contains("http://box/t/def"));
+    }
+}

@@ -1,0 +1,176 @@
+// orderd admin page (/admin): menu (availability, prices, stock, translations), tables and
+// their printable QR sheet, users, devices, print jobs, the notification queue, upload status,
+// and analytics drawn as SVG (orders and revenue by hour, top items, prep time).
+'use strict';
+(async () => {
+  const { el, api, money } = O;
+  const app = document.getElementById('app');
+  await O.signIn(app, 'Admin');
+  const msg = el('div', { 'aria-live': 'polite' });
+  const body = el('section', {});
+  const tabs = ['Menu', 'Tables', 'Users', 'Devices', 'Print jobs', 'Notifications', 'Upload', 'Analytics'];
+  let current = location.hash.slice(1) || 'Menu';
+  const tabBar = el('nav', { 'aria-label': 'Sections', class: 'row' });
+  app.replaceChildren(O.nav(), el('h1', {}, 'Admin'), tabBar, msg, body);
+
+  function ok(text) { msg.replaceChildren(el('p', { class: 'notice' }, text)); }
+  function fail(r) { msg.replaceChildren(el('p', { class: 'error', role: 'alert' }, O.errorText(r))); }
+  function table(head, rows) {
+    return el('table', {}, el('thead', {}, el('tr', {}, head.map((h) => el('th', { scope: 'col' }, h)))), el('tbody', {}, rows));
+  }
+
+  function renderTabs() {
+    tabBar.replaceChildren(...tabs.map((n) => el('button', { class: n === current ? '' : 'secondary', 'aria-current': n === current ? 'page' : null,
+      onclick: () => { current = n; location.hash = n; msg.replaceChildren(); show(); } }, n)));
+  }
+
+  const views = {
+    async Menu() {
+      const [en, sq] = await Promise.all([api('GET', '/api/v1/menu?lang=en'), api('GET', '/api/v1/menu?lang=sq')]);
+      if (en.status !== 200) return fail(en);
+      const sqName = new Map(sq.data.categories.flatMap((c) => c.items.map((i) => [i.id, i.name])));
+      const rows = en.data.categories.flatMap((c) => c.items.map((i) => {
+        const price = el('input', { type: 'number', step: '0.01', min: 0, value: (i.price / 100).toFixed(2), 'aria-label': 'Price of ' + i.name, size: 6 });
+        const stock = el('input', { type: 'number', min: 0, value: i.stock ?? '', placeholder: 'untracked', 'aria-label': 'Stock of ' + i.name, size: 5 });
+        const nEn = el('input', { value: i.name, 'aria-label': 'English name of ' + i.id });
+        const nSq = el('input', { value: sqName.get(i.id) || '', 'aria-label': 'Albanian name of ' + i.id });
+        const avail = el('input', { type: 'checkbox', checked: i.available, 'data-available': i.id, 'aria-label': 'Available: ' + i.name,
+          onchange: async (e) => { const r = await api('PATCH', '/api/v1/menu/items/' + encodeURIComponent(i.id), { available: e.target.checked }); r.status === 200 ? ok('Saved ' + i.name) : fail(r); } });
+        const save = el('button', { onclick: async () => {
+          const r = await api('PATCH', '/api/v1/menu/items/' + encodeURIComponent(i.id), { price: Math.round(Number(price.value) * 100), name: { en: nEn.value.trim(), sq: nSq.value.trim() } });
+          if (r.status !== 200) return fail(r);
+          if (stock.value !== '') {
+            const s = await api('POST', '/api/v1/menu/items/' + encodeURIComponent(i.id) + '/stock', { set: Number(stock.value) });
+            if (s.status !== 200) return fail(s);
+          }
+          ok('Saved ' + nEn.value);
+        } }, 'Save');
+        return el('tr', {}, el('td', {}, c.name), el('td', {}, nEn), el('td', {}, nSq), el('td', {}, price), el('td', {}, stock), el('td', {}, avail), el('td', {}, save));
+      }));
+      body.replaceChildren(table(['Category', 'Name (en)', 'Name (sq)', 'Price', 'Stock', 'Available', ''], rows));
+    },
+    async Tables() {
+      const r = await api('GET', '/api/v1/tables');
+      if (r.status !== 200) return fail(r);
+      const label = el('input', { id: 'new-table', required: true, maxlength: 32 });
+      const sheet = el('div', {});
+      body.replaceChildren(
+        el('form', { class: 'row', onsubmit: async (e) => { e.preventDefault(); const a = await api('POST', '/api/v1/tables', { label: label.value.trim() }); a.status === 201 ? views.Tables() : fail(a); } },
+          el('label', { for: 'new-table', class: 'inline' }, 'New table'), label, el('button', { type: 'submit' }, 'Add')),
+        table(['Table', 'Link', ''], r.data.data.map((tb) => el('tr', { 'data-table': tb.id }, el('td', {}, tb.label),
+          el('td', {}, el('a', { href: '/t/' + tb.qr_token, target: '_blank', rel: 'noopener' }, '/t/' + tb.qr_token)),
+          el('td', {}, el('button', { class: 'secondary', 'data-rotate': tb.id, onclick: async () => {
+            if (!confirm('Rotate the QR code of ' + tb.label + '? The printed code stops working.')) return;
+            const x = await api('POST', '/api/v1/tables/' + encodeURIComponent(tb.id) + '/rotate-token');
+            x.status === 200 ? (ok('New code for ' + tb.label + ' — print the sheet again'), views.Tables()) : fail(x);
+          } }, 'Rotate code'))))),
+        el('p', {}, el('button', { onclick: async () => {
+          const resp = await fetch('/api/v1/tables/qr-sheet.svg', { headers: { authorization: 'Bearer ' + O.staffToken() } });
+          if (!resp.ok) return fail({ status: resp.status, data: null });
+          const url = URL.createObjectURL(await resp.blob());
+          sheet.replaceChildren(el('p', {}, el('a', { href: url, download: 'tables-qr.svg' }, 'Download the QR sheet (SVG)')),
+            el('img', { src: url, alt: 'QR codes of every table', style: null, class: 'chart', id: 'qr-sheet' }));
+        } }, 'Show QR sheet')), sheet);
+    },
+    async Users() {
+      const r = await api('GET', '/api/v1/users');
+      if (r.status !== 200) return fail(r);
+      const u = el('input', { id: 'u-name', required: true, autocomplete: 'off' });
+      const p = el('input', { id: 'u-pass', type: 'password', required: true, minlength: 8, autocomplete: 'new-password' });
+      const role = el('select', { id: 'u-role' }, el('option', { value: 'staff' }, 'staff'), el('option', { value: 'admin' }, 'admin'));
+      body.replaceChildren(table(['User', 'Role', 'Since'], r.data.data.map((x) => el('tr', {}, el('td', {}, x.username), el('td', {}, x.role), el('td', {}, x.created_at)))),
+        el('form', { onsubmit: async (e) => { e.preventDefault(); const a = await api('POST', '/api/v1/users', { username: u.value.trim(), password: p.value, role: role.value }); a.status === 201 ? (ok('Added ' + u.value), views.Users()) : fail(a); } },
+          el('h2', {}, 'Add a user'), el('label', { for: 'u-name' }, 'Username'), u, el('label', { for: 'u-pass' }, 'Password (8+ characters)'), p,
+          el('label', { for: 'u-role' }, 'Role'), role, el('p', {}, el('button', { type: 'submit' }, 'Add user'))));
+    },
+    async Devices() {
+      const r = await api('GET', '/api/v1/devices');
+      if (r.status !== 200) return fail(r);
+      const id = el('input', { id: 'd-id', required: true });
+      const kind = el('select', { id: 'd-kind' }, ['printer', 'buzzer', 'display', 'bump_bar'].map((k) => el('option', { value: k }, k)));
+      const st = el('input', { id: 'd-st', placeholder: 'grill, bar' });
+      body.replaceChildren(table(['Device', 'Kind', 'Stations', 'Online', 'State', ''], r.data.data.map((d) => el('tr', {},
+          el('td', {}, d.id), el('td', {}, d.kind), el('td', {}, (d.stations || []).join(', ')), el('td', {}, d.online ? 'yes' : 'no'), el('td', {}, d.state || ''),
+          el('td', {}, el('button', { class: 'secondary', onclick: async () => { if (!confirm('Remove ' + d.id + '?')) return; const x = await api('DELETE', '/api/v1/devices/' + encodeURIComponent(d.id)); x.status === 204 ? views.Devices() : fail(x); } }, 'Remove'))))),
+        el('form', { onsubmit: async (e) => {
+          e.preventDefault();
+          const a = await api('POST', '/api/v1/devices', { id: id.value.trim(), kind: kind.value, stations: st.value.split(',').map((s) => s.trim()).filter(Boolean) });
+          if (a.status !== 201) return fail(a);
+          await views.Devices();
+          msg.replaceChildren(el('p', { class: 'notice' }, 'Added ' + a.data.id + '. Its MQTT password (shown once): ', el('code', {}, a.data.password)));
+        } }, el('h2', {}, 'Add a device'), el('label', { for: 'd-id' }, 'Id'), id, el('label', { for: 'd-kind' }, 'Kind'), kind,
+        el('label', { for: 'd-st' }, 'Stations (comma-separated)'), st, el('p', {}, el('button', { type: 'submit' }, 'Add device'))));
+    },
+    async 'Print jobs'() {
+      const r = await api('GET', '/api/v1/print-jobs');
+      if (r.status !== 200) return fail(r);
+      body.replaceChildren(table(['Job', 'Order', 'Station', 'Printer', 'State'], r.data.data.map((j) => el('tr', {},
+        el('td', {}, j.id || j.job_id), el('td', {}, j.order_number || j.order_id), el('td', {}, j.station), el('td', {}, j.printer || ''), el('td', {}, j.state || j.status || '')))));
+    },
+    async Notifications() {
+      const r = await api('GET', '/api/v1/notifications');
+      if (r.status !== 200) return fail(r);
+      body.replaceChildren(table(['Id', 'Channel', 'Kind', 'State', 'Attempts', 'Last error'], r.data.data.map((n) => el('tr', {},
+        el('td', {}, n.id), el('td', {}, n.channel), el('td', {}, n.kind), el('td', {}, n.state), el('td', {}, n.attempts), el('td', {}, n.last_error || '')))));
+    },
+    async Upload() {
+      const r = await api('GET', '/api/v1/status');
+      if (r.status !== 200) return fail(r);
+      const u = r.data.upload || {};
+      body.replaceChildren(el('p', {}, r.data.status), r.data.clock_unset ? el('p', { class: 'error' }, 'The clock is not set.') : null,
+        table(['', ''], Object.entries(u).map(([k, v]) => el('tr', {}, el('th', { scope: 'row' }, k.replace(/_/g, ' ')), el('td', {}, v === null ? '—' : typeof v === 'object' ? JSON.stringify(v) : String(v))))));
+    },
+    async Analytics() {
+      const today = new Date().toISOString().slice(0, 10);
+      const from = el('input', { id: 'a-from', type: 'date', value: today });
+      const to = el('input', { id: 'a-to', type: 'date', value: today });
+      const out = el('div', {});
+      const load = async () => {
+        const r = await api('GET', '/api/v1/analytics/summary?from=' + from.value + '&to=' + to.value);
+        if (r.status !== 200) return fail(r);
+        const s = r.data;
+        out.replaceChildren(
+          el('p', {}, s.orders + ' orders · ' + money(s.revenue, s.currency) + ' revenue · average ' + money(s.average_order_value, s.currency) +
+            ' · prep time ' + (s.average_prep_secs === null ? '—' : Math.round(s.average_prep_secs / 60) + ' min')),
+          el('div', { class: 'grid2' },
+            el('figure', {}, el('figcaption', {}, 'Revenue by hour'), bars((s.revenue_by_hour || []).map((v, h) => [String(h), v / 100]))),
+            el('figure', {}, el('figcaption', {}, 'Orders by hour'), bars(s.orders_by_hour.map((v, h) => [String(h), v]))),
+            el('figure', {}, el('figcaption', {}, 'Top items'), bars(s.top_items.map((i) => [i.name, i.quantity]), true))));
+      };
+      body.replaceChildren(el('div', { class: 'row' }, el('label', { for: 'a-from', class: 'inline' }, 'From'), from,
+        el('label', { for: 'a-to', class: 'inline' }, 'To'), to, el('button', { onclick: load }, 'Show')), out);
+      load();
+    },
+  };
+
+  /** A bar chart as inline SVG: vertical bars, or horizontal with labels for `horizontal`. */
+  function bars(data, horizontal) {
+    const NS = 'http://www.w3.org/2000/svg';
+    const s = (tag, attrs, text) => { const e = document.createElementNS(NS, tag); for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v); if (text !== undefined) e.textContent = text; return e; };
+    const max = Math.max(1, ...data.map((d) => d[1]));
+    const svg = s('svg', { viewBox: horizontal ? '0 0 300 ' + (data.length * 22 + 4) : '0 0 300 140', class: 'chart', role: 'img' });
+    if (horizontal) {
+      data.forEach(([label, v], i) => {
+        svg.append(s('text', { x: 0, y: i * 22 + 15, 'font-size': 11 }, label.slice(0, 18)),
+          s('rect', { x: 110, y: i * 22 + 4, width: Math.max(1, (v / max) * 160), height: 16, fill: '#0b57d0' }),
+          s('text', { x: 114 + (v / max) * 160, y: i * 22 + 16, 'font-size': 11 }, String(v)));
+      });
+    } else {
+      const w = 300 / Math.max(1, data.length);
+      data.forEach(([label, v], i) => {
+        const h = (v / max) * 110;
+        svg.append(s('rect', { x: i * w + 1, y: 120 - h, width: Math.max(1, w - 2), height: h, fill: '#0b57d0' }, undefined));
+        if (i % 3 === 0) svg.append(s('text', { x: i * w, y: 136, 'font-size': 9 }, label));
+      });
+    }
+    svg.append(s('title', {}, data.map((d) => d[0] + ': ' + d[1]).join(', ')));
+    return svg;
+  }
+
+  function show() {
+    renderTabs();
+    body.replaceChildren(el('p', {}, 'Loading…'));
+    (views[current] || views.Menu)();
+  }
+  show();
+})();

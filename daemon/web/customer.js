@@ -1,0 +1,281 @@
+// orderd customer page (/t/{token}): the menu in the guest's language with allergens, live
+// sold-out items, modifiers, a cart, phone verification when the box requires it, one order per
+// tap (idempotency key), and live status of this phone's own orders only.
+'use strict';
+(() => {
+  const { boot, el, money, api, live } = O;
+  const app = document.getElementById('app');
+  const T = {
+    en: {
+      lang: 'Language', table: 'Table', menu: 'Menu', add: 'Add', soldout: 'Sold out', contains: 'Contains',
+      cart: 'Your order', empty: 'Nothing in your order yet.', place: 'Place order', placing: 'Sending…', total: 'Total',
+      remove: 'Remove', note: 'Note for the kitchen (optional)', qty: 'Quantity', cancel: 'Cancel', choose: 'Choose',
+      min: 'Choose at least', max: 'Choose at most', mine: 'Your orders', placed_ok: 'Thank you! Your order was sent to the kitchen.',
+      invalid_title: 'This QR code is no longer valid',
+      invalid_body: 'The code was changed or this link is old. Please scan the code on your table again, or ask a member of staff.',
+      verify: 'Verify your phone', phone: 'Phone number (international, e.g. +355691234567)', channel: 'Send the code by',
+      send_code: 'Send code', code: 'The 6-digit code', confirm: 'Confirm and place order', code_sent: 'We sent you a code.',
+      open_telegram: 'Open Telegram to get your code', unavailable: 'Ordering from the table is not available right now. Please ask a member of staff.',
+      status_placed: 'Received', status_accepted: 'Accepted', status_preparing: 'Being prepared', status_ready: 'Ready',
+      status_served: 'Served', status_picked_up: 'Picked up', status_delivered: 'Delivered', status_cancelled: 'Cancelled', status_out_for_delivery: 'On its way', live: 'Live updates paused — reconnecting…',
+      increase: 'One more', decrease: 'One less',
+    },
+    sq: {
+      lang: 'Gjuha', table: 'Tavolina', menu: 'Menuja', add: 'Shto', soldout: 'Mbaroi', contains: 'Përmban',
+      cart: 'Porosia juaj', empty: 'Ende asgjë në porosi.', place: 'Dërgo porosinë', placing: 'Po dërgohet…', total: 'Totali',
+      remove: 'Hiq', note: 'Shënim për kuzhinën (opsionale)', qty: 'Sasia', cancel: 'Anulo', choose: 'Zgjidh',
+      min: 'Zgjidhni të paktën', max: 'Zgjidhni jo më shumë se', mine: 'Porositë tuaja', placed_ok: 'Faleminderit! Porosia juaj u dërgua në kuzhinë.',
+      invalid_title: 'Ky kod QR nuk është më i vlefshëm',
+      invalid_body: 'Kodi u ndryshua ose lidhja është e vjetër. Skanoni përsëri kodin në tavolinë ose pyesni stafin.',
+      verify: 'Verifikoni telefonin', phone: 'Numri i telefonit (ndërkombëtar, p.sh. +355691234567)', channel: 'Dërgo kodin me',
+      send_code: 'Dërgo kodin', code: 'Kodi me 6 shifra', confirm: 'Konfirmo dhe dërgo porosinë', code_sent: 'Ju dërguam një kod.',
+      open_telegram: 'Hapni Telegram për të marrë kodin', unavailable: 'Porositja nga tavolina nuk është e mundur tani. Ju lutemi pyesni stafin.',
+      status_placed: 'U mor', status_accepted: 'U pranua', status_preparing: 'Po përgatitet', status_ready: 'Gati',
+      status_served: 'U shërbye', status_picked_up: 'U mor', status_delivered: 'U dorëzua', status_cancelled: 'U anulua', status_out_for_delivery: 'Në rrugë', live: 'Përditësimet janë ndalur — po rilidhet…',
+      increase: 'Një më shumë', decrease: 'Një më pak',
+    },
+  };
+  let lang = localStorage.getItem('orderd.lang') || boot.default_lang || 'en';
+  if (!T[lang]) lang = 'en';
+  const t = (k) => T[lang][k] || T.en[k] || k;
+
+  function invalid() {
+    document.documentElement.lang = lang;
+    app.replaceChildren(el('h1', {}, t('invalid_title')), el('p', { class: 'error', role: 'alert' }, t('invalid_body')));
+  }
+  if (boot.invalid_token) { invalid(); return; }
+
+  const store = 'orderd.orders.' + boot.table.token;
+  let mine = JSON.parse(localStorage.getItem(store) || '[]');
+  let menu = null;
+  let items = new Map();
+  let cart = [];
+  let idemKey = null;
+  let placing = false;
+  let customer = sessionStorage.getItem('orderd.customer');
+  const streams = new Map();
+  let menuStream = null;
+
+  const head = el('header', {});
+  const msg = el('div', { 'aria-live': 'polite' });
+  const menuBox = el('section', { 'aria-labelledby': 'menu-h' });
+  const cartBox = el('section', { class: 'cart', 'aria-labelledby': 'cart-h' });
+  const verifyBox = el('section', {});
+  const mineBox = el('section', { 'aria-labelledby': 'mine-h' });
+  const dialog = el('dialog', { 'aria-labelledby': 'dlg-h' });
+  app.replaceChildren(head, msg, menuBox, cartBox, verifyBox, mineBox, dialog);
+
+  function say(text, kind) {
+    msg.replaceChildren(text ? el('p', { class: kind || 'notice', role: kind === 'error' ? 'alert' : 'status' }, text) : '');
+  }
+
+  function renderHead() {
+    document.documentElement.lang = lang;
+    const pick = el('select', {
+      id: 'lang', onchange: (e) => { lang = e.target.value; localStorage.setItem('orderd.lang', lang); loadMenu(); renderAll(); },
+    }, el('option', { value: 'en', selected: lang === 'en' }, 'English'), el('option', { value: 'sq', selected: lang === 'sq' }, 'Shqip'));
+    head.replaceChildren(el('div', { class: 'bar' },
+      el('h1', {}, t('table') + ' ' + boot.table.label),
+      el('div', {}, el('label', { for: 'lang', class: 'inline' }, t('lang')), pick)));
+  }
+
+  function renderMenu() {
+    if (!menu) return;
+    const out = [el('h2', { id: 'menu-h' }, t('menu'))];
+    for (const c of menu.categories) {
+      out.push(el('h3', {}, c.name));
+      for (const i of c.items) {
+        const allergens = i.allergens && i.allergens.length ? el('div', { class: 'allergens' }, t('contains') + ': ' + i.allergens.join(', ')) : null;
+        out.push(el('div', { class: 'item', 'data-item': i.id },
+          el('div', {}, el('div', { class: 'name' }, i.name), i.description ? el('div', { class: 'muted' }, i.description) : null, allergens),
+          el('div', { class: 'row' }, el('span', { class: 'price' }, money(i.price, i.currency)),
+            el('button', { 'data-add': i.id, disabled: !i.available, 'aria-label': t('add') + ' ' + i.name, onclick: () => choose(i) },
+              i.available ? t('add') : t('soldout')))));
+      }
+    }
+    menuBox.replaceChildren(...out);
+  }
+
+  function setAvailable(id, available) {
+    const i = items.get(id);
+    if (i) i.available = available;
+    const b = menuBox.querySelector('[data-add="' + CSS.escape(id) + '"]');
+    if (b) { b.disabled = !available; b.textContent = available ? t('add') : t('soldout'); }
+    renderCart();
+  }
+
+  function lineTotal(l) {
+    const i = items.get(l.item_id);
+    if (!i) return 0;
+    let unit = i.price;
+    for (const g of i.modifier_groups) for (const o of g.options) if (l.modifiers.includes(o.id)) unit += o.price_delta;
+    return unit * l.quantity;
+  }
+
+  function changed() { idemKey = null; renderCart(); }
+
+  function renderCart() {
+    const out = [el('h2', { id: 'cart-h' }, t('cart'))];
+    if (!cart.length) out.push(el('p', { class: 'muted' }, t('empty')));
+    let total = 0;
+    cart.forEach((l, n) => {
+      const i = items.get(l.item_id);
+      const name = i ? i.name : l.item_id;
+      const mods = i ? i.modifier_groups.flatMap((g) => g.options.filter((o) => l.modifiers.includes(o.id)).map((o) => o.name)) : [];
+      total += lineTotal(l);
+      out.push(el('div', { class: 'item' },
+        el('div', {}, el('div', { class: 'name' }, l.quantity + ' × ' + name), mods.length ? el('div', { class: 'muted' }, mods.join(', ')) : null,
+          l.note ? el('div', { class: 'muted' }, '“' + l.note + '”') : null,
+          i && !i.available ? el('div', { class: 'soldout' }, t('soldout')) : null),
+        el('div', { class: 'row' },
+          el('button', { class: 'secondary', 'aria-label': t('decrease') + ': ' + name, onclick: () => { if (--l.quantity <= 0) cart.splice(n, 1); changed(); } }, '−'),
+          el('button', { class: 'secondary', 'aria-label': t('increase') + ': ' + name, disabled: l.quantity >= boot.max_quantity, onclick: () => { l.quantity++; changed(); } }, '+'),
+          el('button', { class: 'secondary', onclick: () => { cart.splice(n, 1); changed(); } }, t('remove')))));
+    });
+    const unavailable = boot.otp_required && !boot.channels.length;
+    if (cart.length) out.push(el('p', { class: 'price' }, t('total') + ': ' + money(total)));
+    if (unavailable) out.push(el('p', { class: 'error' }, t('unavailable')));
+    const blocked = cart.some((l) => { const i = items.get(l.item_id); return !i || !i.available; });
+    out.push(el('button', { id: 'place', disabled: !cart.length || placing || blocked || unavailable, onclick: place }, placing ? t('placing') : t('place')));
+    cartBox.replaceChildren(...out);
+  }
+
+  function choose(item) {
+    O.optionsDialog(dialog, item, t, (line) => { cart.push(line); changed(); });
+  }
+
+  async function place() {
+    if (placing || !cart.length) return;
+    placing = true;
+    renderCart();
+    // One key per cart: a double tap or a retry after a timeout cannot create a second order.
+    if (!idemKey) idemKey = O.uuid();
+    const body = {
+      type: 'dine_in', table_token: boot.table.token,
+      items: cart.map((l) => ({ item_id: l.item_id, quantity: l.quantity, modifiers: l.modifiers, note: l.note })),
+    };
+    const r = await api('POST', '/api/v1/orders', body, { 'idempotency-key': idemKey, authorization: customer ? 'Bearer ' + customer : '' });
+    placing = false;
+    const code = r.data && r.data.error && r.data.error.code;
+    if (r.status === 201) {
+      const o = r.data;
+      if (!mine.some((m) => m.id === o.id)) mine.unshift({ id: o.id, key: o.order_key, number: o.number, status: o.status, total: o.total });
+      mine = mine.slice(0, 20);
+      localStorage.setItem(store, JSON.stringify(mine));
+      cart = [];
+      idemKey = null;
+      verifyBox.replaceChildren();
+      say(t('placed_ok'));
+      renderCart();
+      renderMine();
+      track(mine[0]);
+      return;
+    }
+    renderCart();
+    if (code === 'invalid_table_token') { stopAll(); invalid(); return; }
+    if (code === 'verification_required' || code === 'invalid_customer_token') {
+      customer = null;
+      sessionStorage.removeItem('orderd.customer');
+      showVerify();
+      return;
+    }
+    say(O.errorText(r), 'error');
+  }
+
+  function showVerify() {
+    const phone = el('input', { id: 'phone', type: 'tel', autocomplete: 'tel', placeholder: '+355…', required: true });
+    const channel = el('select', { id: 'channel' }, boot.channels.map((c) => el('option', { value: c }, c === 'whatsapp' ? 'WhatsApp' : 'Telegram')));
+    const code = el('input', { id: 'code', inputmode: 'numeric', autocomplete: 'one-time-code', maxlength: 6 });
+    const out = el('div', { 'aria-live': 'polite' });
+    const step2 = el('form', {
+      hidden: true,
+      onsubmit: async (e) => {
+        e.preventDefault();
+        const r = await api('POST', '/api/v1/otp/verify', { phone: phone.value.trim(), code: code.value.trim() }, { authorization: '' });
+        if (r.status !== 200) { out.replaceChildren(el('p', { class: 'error' }, O.errorText(r))); return; }
+        customer = r.data.token;
+        sessionStorage.setItem('orderd.customer', customer);
+        verifyBox.replaceChildren();
+        place();
+      },
+    }, el('label', { for: 'code' }, t('code')), code, el('p', {}, el('button', { type: 'submit' }, t('confirm'))));
+    const step1 = el('form', {
+      onsubmit: async (e) => {
+        e.preventDefault();
+        const r = await api('POST', '/api/v1/otp/request', { phone: phone.value.trim(), channel: channel.value, lang, table_token: boot.table.token }, { authorization: '' });
+        if (r.status !== 202) { out.replaceChildren(el('p', { class: 'error' }, O.errorText(r))); return; }
+        out.replaceChildren(el('p', { class: 'notice' }, t('code_sent')),
+          r.data.deep_link ? el('p', {}, el('a', { href: r.data.deep_link, target: '_blank', rel: 'noopener' }, t('open_telegram'))) : '');
+        step2.hidden = false;
+        code.focus();
+      },
+    }, el('label', { for: 'phone' }, t('phone')), phone, el('label', { for: 'channel' }, t('channel')), channel,
+    el('p', {}, el('button', { type: 'submit' }, t('send_code'))));
+    verifyBox.replaceChildren(el('h2', {}, t('verify')), step1, out, step2);
+    phone.focus();
+  }
+
+  function renderMine() {
+    if (!mine.length) { mineBox.replaceChildren(); return; }
+    mineBox.replaceChildren(el('h2', { id: 'mine-h' }, t('mine')),
+      ...mine.map((m) => el('div', { class: 'item', 'data-order': m.id },
+        el('div', {}, el('div', { class: 'name' }, m.number), m.total !== undefined ? el('div', { class: 'muted' }, money(m.total)) : null),
+        el('span', { class: 'status ' + m.status, 'data-status': m.status }, t('status_' + m.status)))));
+  }
+
+  const FINAL = ['served', 'picked_up', 'delivered', 'cancelled'];
+  function track(m) {
+    if (!m.key || streams.has(m.id) || FINAL.includes(m.status)) return;
+    const headers = { 'x-order-key': m.key, authorization: customer ? 'Bearer ' + customer : '' };
+    streams.set(m.id, live('/api/v1/orders/' + encodeURIComponent(m.id) + '/events', {
+      headers,
+      snapshot: async () => {
+        const r = await api('GET', '/api/v1/orders/' + encodeURIComponent(m.id), undefined, headers);
+        if (r.status === 404) { mine = mine.filter((x) => x.id !== m.id); localStorage.setItem(store, JSON.stringify(mine)); renderMine(); streams.get(m.id).stop(); throw new Error('gone'); }
+        if (r.status !== 200) throw new Error('order ' + r.status);
+        m.status = r.data.status; m.total = r.data.total;
+        localStorage.setItem(store, JSON.stringify(mine));
+        renderMine();
+        return r.seq;
+      },
+      onEvent: (type, data) => {
+        if (data.status) m.status = data.status;
+        if (data.total !== undefined) m.total = data.total;
+        localStorage.setItem(store, JSON.stringify(mine));
+        renderMine();
+        if (FINAL.includes(m.status)) { streams.get(m.id).stop(); streams.delete(m.id); }
+      },
+      onState: (s) => O.banner(s === 'down' ? t('live') : ''),
+    }));
+  }
+
+  function stopAll() {
+    for (const s of streams.values()) s.stop();
+    streams.clear();
+    if (menuStream) menuStream.stop();
+  }
+
+  async function loadMenu() {
+    const r = await api('GET', '/api/v1/menu?lang=' + encodeURIComponent(lang));
+    if (r.status !== 200) throw new Error('menu ' + r.status);
+    menu = r.data;
+    items = new Map(menu.categories.flatMap((c) => c.items.map((i) => [i.id, i])));
+    renderMenu();
+    renderCart();
+    return r.seq;
+  }
+
+  function renderAll() { renderHead(); renderCart(); renderMine(); }
+
+  renderAll();
+  menuStream = live('/api/v1/menu/events', {
+    headers: { authorization: '' },
+    snapshot: loadMenu,
+    onEvent: (type, data) => {
+      if (type === 'menu_replaced') loadMenu();
+      else if (data.item_id) setAvailable(data.item_id, data.available);
+    },
+    onState: (s) => O.banner(s === 'down' ? t('live') : ''),
+  });
+  mine.forEach(track);
+})();

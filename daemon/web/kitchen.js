@@ -1,0 +1,171 @@
+// orderd kitchen display (/kitchen?station=): live tickets per station with age colours,
+// modifiers and notes up front, bump and recall, sold-out toggles, device and clock banners,
+// and an audible alert — all from the staff live stream, reconnecting by itself.
+'use strict';
+(async () => {
+  const { boot, el, api, live } = O;
+  const app = document.getElementById('app');
+  await O.signIn(app, 'Kitchen');
+  const station = new URLSearchParams(location.search).get('station') || '';
+  const NEXT = { placed: ['accepted', 'Accept'], accepted: ['preparing', 'Start'], preparing: ['ready', 'Ready'] };
+  const OPEN = ['placed', 'accepted', 'preparing'];
+  const orders = new Map();
+  let menu = null;
+  const devices = new Map();
+  let clockUnset = false;
+  let connected = true;
+  const msg = el('div', { 'aria-live': 'polite' });
+  const soundCue = el('button', { id: 'sound', class: 'secondary', onclick: () => { O.unlockSound(); setTimeout(renderSound, 200); } });
+  const ticketsBox = el('section', { 'aria-labelledby': 'tk-h' });
+  const readyBox = el('section', {});
+  const soldBox = el('details', {});
+  app.replaceChildren(O.nav(), el('div', { class: 'bar' }, el('h1', { id: 'tk-h' }, 'Kitchen' + (station ? ' — ' + station : '')), soundCue),
+    el('nav', { 'aria-label': 'Stations', id: 'stations' }), msg, ticketsBox, readyBox, soldBox);
+  // The first tap anywhere unlocks sound (browsers block audio until the user interacts).
+  document.addEventListener('pointerdown', () => { O.unlockSound(); setTimeout(renderSound, 200); }, { once: true });
+
+  function renderSound() {
+    const on = O.soundOn();
+    soundCue.textContent = on ? '🔔 Sound on' : '🔇 Sound is off — tap to enable';
+    soundCue.setAttribute('aria-pressed', on ? 'true' : 'false');
+    soundCue.dataset.on = on ? '1' : '0';
+  }
+
+  function linesFor(o) {
+    return station ? o.items.filter((l) => l.station === station) : o.items;
+  }
+
+  function age(o) { return (Date.now() - Date.parse(o.created_at)) / 1000; }
+
+  function ticket(o) {
+    const secs = age(o);
+    const cls = secs >= boot.age_late_secs ? 'late' : secs >= boot.age_warn_secs ? 'warn' : '';
+    const next = NEXT[o.status];
+    const mins = Math.max(0, Math.floor(secs / 60));
+    return el('article', { class: 'ticket ' + cls, 'data-order': o.id, 'data-status': o.status, 'aria-label': 'Order ' + o.number },
+      el('div', { class: 'head' }, el('span', {}, '#' + String(o.daily_seq).padStart(3, '0')), el('span', {}, o.table_label || o.type), el('span', { class: 'age' }, mins + ' min')),
+      el('div', { class: 'muted' }, o.number + ' · ' + o.status),
+      o.note ? el('div', { class: 'note' }, 'NOTE: ' + o.note) : null,
+      el('ul', {}, linesFor(o).map((l) => el('li', {}, el('strong', {}, l.quantity + ' × ' + l.name),
+        l.modifiers.length ? el('div', { class: 'mods' }, l.modifiers.map((m) => m.name).join(', ')) : null,
+        l.note ? el('div', { class: 'note' }, l.note) : null))),
+      next ? el('button', { 'data-bump': o.id, onclick: () => move(o, next[0]) }, next[1]) : null);
+  }
+
+  function render() {
+    const open = [...orders.values()].filter((o) => OPEN.includes(o.status) && linesFor(o).length)
+      .sort((a, b) => a.created_at.localeCompare(b.created_at));
+    ticketsBox.replaceChildren(open.length ? el('div', { class: 'tickets' }, open.map(ticket)) : el('p', { class: 'muted' }, 'No open tickets.'));
+    const ready = [...orders.values()].filter((o) => o.status === 'ready' && linesFor(o).length);
+    readyBox.replaceChildren(el('h2', {}, 'Ready'), ready.length ? el('div', { class: 'row' }, ready.map((o) => el('span', { class: 'row', 'data-ready': o.id },
+      el('span', { class: 'status ready' }, '#' + String(o.daily_seq).padStart(3, '0')),
+      el('button', { class: 'secondary', 'data-recall': o.id, onclick: () => recall(o) }, 'Recall')))) : el('p', { class: 'muted' }, '—'));
+    renderBanner();
+  }
+
+  function renderBanner() {
+    const parts = [];
+    if (!connected) parts.push('Connection to the box lost — reconnecting…');
+    if (clockUnset) parts.push('The box clock is not set — check the network time (NTP).');
+    for (const d of devices.values()) {
+      if (station && d.stations && d.stations.length && !d.stations.includes(station)) continue;
+      if (!d.online) parts.push(d.kind + ' ' + d.id + ' is offline');
+      else if (d.state && !['ready', 'ok', ''].includes(d.state)) parts.push(d.kind + ' ' + d.id + ': ' + d.state.replace('_', ' '));
+    }
+    O.banner(parts.join(' · '));
+  }
+
+  function renderSoldOut() {
+    if (!menu) return;
+    const items = menu.categories.flatMap((c) => c.items).filter((i) => !station || i.station === station);
+    soldBox.replaceChildren(el('summary', {}, 'Sold-out items'),
+      el('div', { class: 'row' }, items.map((i) => el('label', { class: 'inline' },
+        el('input', { type: 'checkbox', 'data-soldout': i.id, checked: !i.available, onchange: (e) => setSoldOut(i, e.target.checked) }),
+        i.name))));
+  }
+
+  async function setSoldOut(i, sold) {
+    const r = await api('PATCH', '/api/v1/menu/items/' + encodeURIComponent(i.id), { available: !sold });
+    if (r.status !== 200) msg.replaceChildren(el('p', { class: 'error' }, O.errorText(r)));
+  }
+
+  async function move(o, to) {
+    const r = await api('POST', '/api/v1/orders/' + encodeURIComponent(o.id) + '/status', { status: to });
+    if (r.status !== 200) msg.replaceChildren(el('p', { class: 'error' }, O.errorText(r)));
+    else msg.replaceChildren();
+  }
+
+  async function recall(o) {
+    const r = await api('POST', '/api/v1/orders/' + encodeURIComponent(o.id) + '/recall');
+    if (r.status !== 200) msg.replaceChildren(el('p', { class: 'error' }, O.errorText(r)));
+  }
+
+  async function refreshOrder(id) {
+    const r = await api('GET', '/api/v1/orders/' + encodeURIComponent(id));
+    if (r.status === 200) { orders.set(id, r.data); render(); }
+  }
+
+  async function snapshot() {
+    const [act, m, dev, st] = await Promise.all([
+      O.all('/api/v1/orders/active'),
+      api('GET', '/api/v1/menu'),
+      api('GET', '/api/v1/devices'),
+      api('GET', '/api/v1/status'),
+    ]);
+    orders.clear();
+    for (const o of act.data) orders.set(o.id, o);
+    if (m.status === 200) menu = m.data;
+    devices.clear();
+    if (dev.status === 200) for (const d of dev.data.data) devices.set(d.id, d);
+    if (st.status === 200) clockUnset = !!st.data.clock_unset;
+    const stations = [...new Set((menu ? menu.categories.flatMap((c) => c.items.map((i) => i.station)) : []))].sort();
+    document.getElementById('stations').replaceChildren(el('a', { href: '/kitchen' }, 'All'),
+      stations.map((s) => el('a', { href: '/kitchen?station=' + encodeURIComponent(s), 'aria-current': s === station ? 'page' : null }, s)));
+    render();
+    renderSoldOut();
+    return Math.min(act.seq, m.seq || act.seq);
+  }
+
+  function onEvent(type, e) {
+    const d = e.data;
+    if (type === 'order_placed') {
+      orders.set(d.order.id, d.order);
+      if (linesFor(d.order).length) O.beep();
+    } else if (type === 'status_changed') {
+      const o = orders.get(d.order_id);
+      if (o) {
+        o.status = d.to;
+        if (!OPEN.includes(d.to) && d.to !== 'ready') orders.delete(d.order_id);
+      } else if (OPEN.includes(d.to) || d.to === 'ready') {
+        refreshOrder(d.order_id);
+      }
+    } else if (type === 'lines_changed') {
+      refreshOrder(d.order_id);
+      O.beep();
+    } else if (type === 'availability_changed' || type === 'sold_out') {
+      for (const c of (menu ? menu.categories : [])) for (const i of c.items) if (i.id === d.item_id) i.available = type === 'availability_changed' ? d.available : false;
+      renderSoldOut();
+    } else if (type === 'menu_replaced') {
+      api('GET', '/api/v1/menu').then((r) => { if (r.status === 200) { menu = r.data; renderSoldOut(); } });
+    } else if (type === 'device_status') {
+      const dv = devices.get(d.device) || { id: d.device, kind: 'device' };
+      dv.online = d.online;
+      dv.state = d.state;
+      devices.set(d.device, dv);
+    }
+    render();
+  }
+
+  renderSound();
+  live('/api/v1/events', {
+    snapshot,
+    onEvent,
+    onState: (s) => { connected = s === 'live'; renderBanner(); },
+  });
+  // Ages and the clock banner move with time; once every 15 s is enough.
+  setInterval(render, 15000);
+  setInterval(async () => {
+    const st = await api('GET', '/api/v1/status');
+    if (st.status === 200) { clockUnset = !!st.data.clock_unset; renderBanner(); }
+  }, 300000);
+})();
