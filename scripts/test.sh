@@ -6,8 +6,11 @@ cd "$(dirname "$0")/.."
 
 # System packages used by tests: mosquitto and its clients (interop with an external broker),
 # systemd (systemd-analyze checks the units), postgresql (the collector's tests start a
-# throwaway cluster; the Debian service itself is not needed); later issues add chromium.
-NEEDED_PACKAGES=(mosquitto mosquitto-clients systemd postgresql)
+# throwaway cluster; the Debian service itself is not needed), chromium, nodejs and npm (the
+# browser tests drive Debian's headless chromium with playwright-core; no browser is downloaded).
+NEEDED_PACKAGES=(mosquitto mosquitto-clients systemd postgresql chromium)
+command -v node >/dev/null || NEEDED_PACKAGES+=(nodejs)
+command -v npm >/dev/null || NEEDED_PACKAGES+=(npm)
 missing=()
 for pkg in "${NEEDED_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -49,6 +52,14 @@ systemd-analyze verify "$unit_dir/orderd-collector.service"
 systemd-analyze security --offline=true --threshold=20 "$unit_dir/orderd-collector.service" | tail -n 1
 rm -rf "$unit_dir"
 echo "systemd: orderd.service and orderd-collector.service verified"
+
+# The pages in a real browser: the debug binary built above, Debian's chromium, screenshots of
+# every page (phone and tablet) in target/browser-artifacts.
+(
+  cd tests/browser
+  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
+  ORDERD_BIN="$PWD/../../target/debug/orderd" CHROMIUM=/usr/bin/chromium npm test
+)
 
 # Last, so its summary closes the output.
 cargo test --workspace --locked

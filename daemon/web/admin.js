@@ -117,7 +117,7 @@
       const r = await api('GET', '/api/v1/status');
       if (r.status !== 200) return fail(r);
       const u = r.data.upload || {};
-      body.replaceChildren(el('p', {}, r.data.status), r.data.clock_unset ? el('p', { class: 'error' }, 'The clock is not set.') : null,
+      body.replaceChildren(el('p', {}, r.data.status), r.data.clock_unset ? el('p', { class: 'error' }, 'The clock is not set.') : '',
         table(['', ''], Object.entries(u).map(([k, v]) => el('tr', {}, el('th', { scope: 'row' }, k.replace(/_/g, ' ')), el('td', {}, v === null ? '—' : typeof v === 'object' ? JSON.stringify(v) : String(v))))));
     },
     async Analytics() {

@@ -120,7 +120,7 @@
     if (st.status === 200) clockUnset = !!st.data.clock_unset;
     const stations = [...new Set((menu ? menu.categories.flatMap((c) => c.items.map((i) => i.station)) : []))].sort();
     document.getElementById('stations').replaceChildren(el('a', { href: '/kitchen' }, 'All'),
-      stations.map((s) => el('a', { href: '/kitchen?station=' + encodeURIComponent(s), 'aria-current': s === station ? 'page' : null }, s)));
+      ...stations.map((s) => el('a', { href: '/kitchen?station=' + encodeURIComponent(s), 'aria-current': s === station ? 'page' : null }, s)));
     render();
     renderSoldOut();
     return Math.min(act.seq, m.seq || act.seq);

@@ -28,7 +28,7 @@
 
   function renderPick() {
     pick.replaceChildren(el('option', { value: '' }, '— choose —'), el('option', { value: 'takeaway', selected: target === 'takeaway' }, 'Takeaway'),
-      tables.map((tb) => el('option', { value: tb.id, selected: tb.id === target }, tb.label + (tb.zone ? ' (' + tb.zone + ')' : ''))));
+      ...tables.map((tb) => el('option', { value: tb.id, selected: tb.id === target }, tb.label + (tb.zone ? ' (' + tb.zone + ')' : ''))));
   }
 
   function renderMenu() {
@@ -53,7 +53,7 @@
         mods.length ? el('div', { class: 'muted' }, mods.join(', ')) : null, l.note ? el('div', { class: 'muted' }, l.note) : null),
       el('button', { class: 'secondary', onclick: () => { cart.splice(n, 1); idemKey = null; renderCart(); } }, 'Remove'));
     });
-    cartBox.replaceChildren(el('h2', {}, 'New order'), lines.length ? lines : el('p', { class: 'muted' }, 'Add items from the menu below.'),
+    cartBox.replaceChildren(el('h2', {}, 'New order'), ...(lines.length ? lines : [el('p', { class: 'muted' }, 'Add items from the menu below.')]),
       el('button', { id: 'send', disabled: !cart.length || !target || sending, onclick: send }, sending ? 'Sending…' : 'Send to kitchen'));
   }
 

@@ -1,0 +1,302 @@
+// Browser tests of the box's own pages: the real orderd binary (a temp data directory, HTTP and
+// MQTT on port 0) driven through Debian's headless chromium with playwright-core. Screenshots of
+// every page, phone- and tablet-sized, go to $ARTIFACTS (default target/browser-artifacts).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const BIN = process.env.ORDERD_BIN || path.join(root, 'target/debug/orderd');
+const ARTIFACTS = process.env.ARTIFACTS || path.join(root, 'target/browser-artifacts');
+const PHONE = { width: 360, height: 740 };
+const TABLET = { width: 1024, height: 768 };
+
+let daemon;
+let base;
+let browser;
+let admin;
+let dir;
+
+async function api(method, p, body, token) {
+  const headers = { 'content-type': 'application/json' };
+  if (token) headers.authorization = 'Bearer ' + token;
+  const r = await fetch(base + p, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await r.text();
+  return { status: r.status, data: text ? JSON.parse(text) : null };
+}
+
+before(async () => {
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'orderd-browser-'));
+  fs.writeFileSync(path.join(dir, 'orderd.toml'), [
+    '[store]', `data_dir = "${dir}/data"`,
+    '[http]', 'listen = "127.0.0.1:0"', 'sse_heartbeat_secs = 2',
+    '[mqtt]', 'listen = "127.0.0.1:0"',
+    // Customers order with the table token alone here; OTP has its own tests.
+    '[otp]', 'required = false', '',
+  ].join('\n'));
+  daemon = spawn(BIN, ['run', '--config', path.join(dir, 'orderd.toml')], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: 'warn' } });
+  base = await new Promise((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error('orderd did not start: ' + out)), 30000);
+    daemon.stdout.on('data', (d) => {
+      out += d;
+      const m = out.match(/API:\s+(http:\/\/[^/\s]+)\//);
+      if (m) { clearTimeout(timer); resolve(m[1]); }
+    });
+    daemon.on('exit', (code) => reject(new Error('orderd exited ' + code + ': ' + out)));
+  });
+  const pw = fs.readFileSync(path.join(dir, 'data/initial-admin-password'), 'utf8').trim();
+  admin = (await api('POST', '/api/v1/auth/login', { username: 'admin', password: pw })).data.token;
+  assert.equal((await api('POST', '/api/v1/users', { username: 'kim', password: 'kitchen-pass-1', role: 'staff' }, admin)).status, 201);
+  fs.writeFileSync(path.join(dir, 'admin-pass'), pw);
+  browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: ['--no-sandbox', '--autoplay-policy=no-user-gesture-required'] });
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  if (daemon) {
+    daemon.kill('SIGTERM');
+    await new Promise((r) => daemon.once('exit', r));
+  }
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+async function tables() {
+  return (await api('GET', '/api/v1/tables', undefined, admin)).data.data;
+}
+
+async function phone() {
+  const ctx = await browser.newContext({ viewport: PHONE, isMobile: true, hasTouch: true });
+  return ctx.newPage();
+}
+
+async function signedIn(url, user, pass, viewport = TABLET) {
+  const ctx = await browser.newContext({ viewport });
+  const page = await ctx.newPage();
+  await page.goto(base + url);
+  await page.fill('#login-user', user);
+  await page.fill('#login-pass', pass);
+  await page.click('button[type=submit]');
+  await page.waitForSelector('#login-user', { state: 'detached' });
+  return page;
+}
+
+async function addBurger(page) {
+  await page.click('[data-add=burger]');
+  await page.check('input[value=medium]');
+  await page.check('input[value=bacon]');
+  await page.fill('#dlg-note', 'no pickles');
+  await page.click('#dlg-add');
+}
+
+async function activeCount() {
+  return (await api('GET', '/api/v1/orders/active?limit=200', undefined, admin)).data.pagination.total;
+}
+
+test('a customer orders on a phone, the kitchen sees it live, bumps it, and the customer sees ready', async () => {
+  const [t1] = await tables();
+  const customer = await phone();
+  const loaded = [];
+  customer.on('response', async (r) => { try { loaded.push({ url: r.url(), bytes: (await r.body()).length }); } catch { /* streams */ } });
+  await customer.goto(base + '/t/' + t1.qr_token);
+  await customer.waitForSelector('[data-add=burger]');
+  // Phone first: no sideways scrolling at 360 px, nothing from another origin, ≤ 100 KB.
+  assert.ok(await customer.evaluate(() => document.documentElement.scrollWidth <= 360), 'fits 360 px');
+  const weight = loaded.filter((l) => !l.url.includes('/events')).reduce((n, l) => n + l.bytes, 0);
+  assert.ok(weight <= 100 * 1024, 'page weight ' + weight);
+  assert.ok(loaded.every((l) => l.url.startsWith(base)), 'only the box: ' + loaded.map((l) => l.url));
+  // Every form control has a label.
+  const unlabelled = await customer.evaluate(() => [...document.querySelectorAll('input,select')].filter((e) => !e.labels?.length && !e.getAttribute('aria-label')).length);
+  assert.equal(unlabelled, 0);
+  // Allergens are shown; the language picker switches to Albanian and back.
+  assert.match(await customer.textContent('[data-item=burger]'), /Contains:/);
+  await customer.selectOption('#lang', 'sq');
+  await customer.waitForSelector('text=Porosia juaj');
+  await customer.selectOption('#lang', 'en');
+  await customer.waitForSelector('text=Your order');
+
+  const kitchen = await signedIn('/kitchen?station=grill', 'kim', 'kitchen-pass-1');
+  await kitchen.waitForSelector('text=No open tickets.');
+  await addBurger(customer);
+  await customer.click('#place');
+  const orderEl = await customer.waitForSelector('[data-order]');
+  const id = await orderEl.getAttribute('data-order');
+  await customer.waitForSelector(`[data-order="${id}"] [data-status=placed]`);
+
+  // The kitchen shows the ticket without a reload, modifiers and note up front.
+  const ticket = await kitchen.waitForSelector(`.ticket[data-order="${id}"]`, { timeout: 5000 });
+  const text = await ticket.textContent();
+  assert.match(text, /Medium/i);
+  assert.match(text, /no pickles/);
+  await kitchen.screenshot({ path: path.join(ARTIFACTS, 'kitchen-tablet.png'), fullPage: true });
+  await kitchen.setViewportSize(PHONE);
+  await kitchen.screenshot({ path: path.join(ARTIFACTS, 'kitchen-phone.png'), fullPage: true });
+  await kitchen.setViewportSize(TABLET);
+  for (const status of ['accepted', 'preparing', 'ready']) {
+    await kitchen.click(`[data-bump="${id}"]`);
+    await customer.waitForSelector(`[data-order="${id}"] [data-status=${status}]`, { timeout: 5000 });
+  }
+  assert.equal(await customer.textContent(`[data-order="${id}"] .status`), 'Ready');
+  await kitchen.waitForSelector(`[data-ready="${id}"]`);
+  await customer.screenshot({ path: path.join(ARTIFACTS, 'customer-phone.png'), fullPage: true });
+  await customer.setViewportSize(TABLET);
+  await customer.screenshot({ path: path.join(ARTIFACTS, 'customer-tablet.png'), fullPage: true });
+  await customer.context().close();
+  await kitchen.context().close();
+});
+
+test('an admin marks an item sold out and an open customer page disables it live', async () => {
+  const [, t2] = await tables();
+  const customer = await phone();
+  await customer.goto(base + '/t/' + t2.qr_token);
+  const add = await customer.waitForSelector('[data-add=espresso]');
+  assert.equal(await add.isDisabled(), false);
+  const adminPage = await signedIn('/admin', 'admin', fs.readFileSync(path.join(dir, 'admin-pass'), 'utf8'));
+  await adminPage.waitForSelector('[data-available=espresso]');
+  await adminPage.uncheck('[data-available=espresso]');
+  await customer.waitForSelector('[data-add=espresso]:disabled', { timeout: 5000 });
+  assert.equal(await customer.textContent('[data-add=espresso]'), 'Sold out');
+  await adminPage.check('[data-available=espresso]');
+  await customer.waitForSelector('[data-add=espresso]:not(:disabled)', { timeout: 5000 });
+  for (const [name, vp] of [['phone', PHONE], ['tablet', TABLET]]) {
+    await adminPage.setViewportSize(vp);
+    for (const tab of ['Menu', 'Tables', 'Analytics']) {
+      await adminPage.click(`nav button:text-is("${tab}")`);
+      await adminPage.waitForTimeout(300);
+      await adminPage.screenshot({ path: path.join(ARTIFACTS, `admin-${tab.toLowerCase()}-${name}.png`), fullPage: true });
+    }
+  }
+  // The QR sheet renders, one code per table.
+  await adminPage.click('nav button:text-is("Tables")');
+  await adminPage.click('text=Show QR sheet');
+  await adminPage.waitForSelector('#qr-sheet');
+  const svg = (await (await fetch(base + '/api/v1/tables/qr-sheet.svg', { headers: { authorization: 'Bearer ' + admin } })).text());
+  assert.equal((svg.match(/<path/g) || []).length, (await tables()).length);
+  assert.ok(svg.includes('/t/' + t2.qr_token));
+  await customer.context().close();
+  await adminPage.context().close();
+});
+
+test('a rotated table token refuses a new order on the old link', async () => {
+  const [, , t3] = await tables();
+  const customer = await phone();
+  await customer.goto(base + '/t/' + t3.qr_token);
+  await customer.waitForSelector('[data-add=espresso]');
+  await customer.click('[data-add=espresso]');
+  await customer.click('#dlg-add');
+  const adminPage = await signedIn('/admin#Tables', 'admin', fs.readFileSync(path.join(dir, 'admin-pass'), 'utf8'));
+  adminPage.on('dialog', (d) => d.accept());
+  await adminPage.click(`[data-rotate="${t3.id}"]`);
+  await adminPage.waitForSelector('text=New code for');
+  const before = await activeCount();
+  await customer.click('#place');
+  await customer.waitForSelector('text=This QR code is no longer valid');
+  assert.equal(await activeCount(), before);
+  // Opening the old link again shows the same message, not the menu.
+  const again = await phone();
+  const resp = await again.goto(base + '/t/' + t3.qr_token);
+  assert.equal(resp.status(), 404);
+  await again.waitForSelector('text=This QR code is no longer valid');
+  assert.equal(await again.$('[data-add]'), null);
+  await customer.context().close();
+  await again.context().close();
+  await adminPage.context().close();
+});
+
+test("customer A cannot see customer B's order at the same table", async () => {
+  const t4 = (await tables())[3];
+  const a = await phone();
+  const b = await phone();
+  const ids = [];
+  for (const p of [a, b]) {
+    await p.goto(base + '/t/' + t4.qr_token);
+    await p.waitForSelector('[data-add=lemonade]');
+    await p.click('[data-add=lemonade]');
+    await p.click('#dlg-add');
+    await p.click('#place');
+    const el = await p.waitForSelector('[data-order]');
+    ids.push(await el.getAttribute('data-order'));
+  }
+  assert.notEqual(ids[0], ids[1]);
+  assert.deepEqual(await a.$$eval('[data-order]', (es) => es.map((e) => e.dataset.order)), [ids[0]]);
+  assert.deepEqual(await b.$$eval('[data-order]', (es) => es.map((e) => e.dataset.order)), [ids[1]]);
+  // Even asking directly, with its own key, A cannot read B's order or follow it.
+  const probe = await a.evaluate(async (other) => {
+    const mine = JSON.parse(localStorage.getItem(Object.keys(localStorage).find((k) => k.startsWith('orderd.orders.'))))[0];
+    const h = { 'x-order-key': mine.key };
+    const read = await fetch('/api/v1/orders/' + other, { headers: h });
+    const follow = await fetch('/api/v1/orders/' + other + '/events', { headers: h });
+    const own = await fetch('/api/v1/orders/' + mine.id, { headers: h });
+    return [read.status, follow.status, own.status];
+  }, ids[1]);
+  assert.deepEqual(probe, [404, 404, 200]);
+  await a.context().close();
+  await b.context().close();
+});
+
+test('double-tapping "Place order" creates one order', async () => {
+  const t5 = (await tables())[4];
+  const p = await phone();
+  await p.goto(base + '/t/' + t5.qr_token);
+  await p.waitForSelector('[data-add=espresso]');
+  await p.click('[data-add=espresso]');
+  await p.click('#dlg-add');
+  const before = await activeCount();
+  // Two taps on the same button before the first answer arrives.
+  await p.evaluate(() => { const b = document.querySelector('#place'); b.click(); b.click(); });
+  await p.waitForSelector('[data-order]');
+  await p.waitForTimeout(500);
+  assert.equal(await activeCount(), before + 1);
+  assert.equal((await p.$$('[data-order]')).length, 1);
+  await p.context().close();
+});
+
+test('a waiter places an order from /staff and the kitchen page shows it', async () => {
+  const [t1] = await tables();
+  const kitchen = await signedIn('/kitchen', 'kim', 'kitchen-pass-1');
+  await kitchen.waitForSelector('#tk-h');
+  const waiter = await signedIn('/staff', 'kim', 'kitchen-pass-1', PHONE);
+  await waiter.waitForSelector('[data-add=greek_salad]');
+  await waiter.selectOption('#target', t1.id);
+  await waiter.click('[data-add=greek_salad]');
+  await waiter.check('input[value=large]');
+  await waiter.fill('#dlg-note', 'dressing on the side');
+  await waiter.click('#dlg-add');
+  await waiter.click('#send');
+  const sent = await waiter.waitForSelector('text=/Sent: /');
+  const number = (await sent.textContent()).replace('Sent: ', '').trim();
+  const ticket = await kitchen.waitForSelector(`.ticket:has-text("${number}")`, { timeout: 5000 });
+  assert.match(await ticket.textContent(), /dressing on the side/);
+  const order = (await api('GET', '/api/v1/orders/search?q=' + encodeURIComponent(number), undefined, admin)).data.data[0];
+  assert.equal(order.source, 'staff');
+  assert.equal(order.table_id, t1.id);
+  // The waiter sees the table's open orders live.
+  await waiter.waitForSelector(`[data-order="${order.id}"] [data-status=placed]`);
+  await kitchen.click(`[data-bump="${order.id}"]`);
+  await waiter.waitForSelector(`[data-order="${order.id}"] [data-status=accepted]`, { timeout: 5000 });
+  await waiter.screenshot({ path: path.join(ARTIFACTS, 'staff-phone.png'), fullPage: true });
+  await waiter.setViewportSize(TABLET);
+  await waiter.screenshot({ path: path.join(ARTIFACTS, 'staff-tablet.png'), fullPage: true });
+  await kitchen.context().close();
+  await waiter.context().close();
+});
+
+test('the kitchen page reconnects by itself and misses nothing', async () => {
+  const kitchen = await signedIn('/kitchen', 'kim', 'kitchen-pass-1');
+  await kitchen.waitForSelector('#tk-h');
+  // Cut the network, place an order while offline, bring it back: the ticket appears.
+  await kitchen.context().setOffline(true);
+  await kitchen.evaluate(() => window.dispatchEvent(new Event('offline')));
+  const staff = (await api('POST', '/api/v1/auth/login', { username: 'kim', password: 'kitchen-pass-1' })).data.token;
+  const r = await api('POST', '/api/v1/orders', { type: 'takeaway', items: [{ item_id: 'tave_kosi', quantity: 1 }] }, staff);
+  assert.equal(r.status, 201);
+  await kitchen.context().setOffline(false);
+  await kitchen.waitForSelector(`.ticket[data-order="${r.data.id}"]`, { timeout: 30000 });
+  await kitchen.context().close();
+});
