@@ -123,17 +123,23 @@ async fn a_customer_follows_only_the_order_it_placed() {
     let token = s.table_token().await;
     let body = json!({"type": "dine_in", "table_token": token,
         "items": [{"item_id": "espresso", "quantity": 1}]});
-    let (st, a) = s
+    let (st, first) = s
         .send("POST", "/api/v1/orders", None, Some(body.clone()))
         .await;
-    assert_eq!(st, StatusCode::CREATED, "{a}");
-    let (_, b) = s.send("POST", "/api/v1/orders", None, Some(body)).await;
-    let (a_id, a_key) = (a["id"].as_str().unwrap(), a["order_key"].as_str().unwrap());
-    let (b_id, b_key) = (b["id"].as_str().unwrap(), b["order_key"].as_str().unwrap());
+    assert_eq!(st, StatusCode::CREATED, "{first}");
+    let (_, second) = s.send("POST", "/api/v1/orders", None, Some(body)).await;
+    let (a_id, a_key) = (
+        first["id"].as_str().unwrap(),
+        first["order_key"].as_str().unwrap(),
+    );
+    let (b_id, b_key) = (
+        second["id"].as_str().unwrap(),
+        second["order_key"].as_str().unwrap(),
+    );
     assert_ne!(a_key, b_key);
     // Staff orders carry no key.
-    let o = place(&s, &staff).await;
-    assert!(o.get("order_key").is_none(), "{o}");
+    let by_staff = place(&s, &staff).await;
+    assert!(by_staff.get("order_key").is_none(), "{by_staff}");
 
     // Guest A reads A with A's key, not B — B's order is simply not found.
     let (st, v) = s
@@ -201,7 +207,7 @@ async fn a_customer_follows_only_the_order_it_placed() {
     let f = sse.event(5).await.unwrap();
     assert_eq!(f.event, "status_changed");
     assert_eq!(f.data["status"], "accepted");
-    assert_eq!(f.data["number"], a["number"]);
+    assert_eq!(f.data["number"], first["number"]);
     assert!(f.data.get("actor").is_none(), "{:?}", f.data);
     assert!(!f.data.to_string().contains(b_id));
     assert_eq!(

@@ -1,6 +1,7 @@
 //! A minimal Server-Sent Events client over a raw TCP socket (HTTP/1.1, chunked), so tests can
 //! read frames one by one, stop reading (a slow client) and shrink the receive buffer.
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -44,7 +45,7 @@ impl Sse {
         let mut req =
             format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\naccept: text/event-stream\r\n");
         for (k, v) in headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
+            let _ = write!(req, "{k}: {v}\r\n");
         }
         req.push_str("\r\n");
         write.write_all(req.as_bytes()).await.unwrap();
@@ -140,7 +141,7 @@ impl Sse {
                     } else if let Some(v) = line.strip_prefix("id: ") {
                         f.id = v.parse().ok();
                     } else if let Some(v) = line.strip_prefix("event: ") {
-                        f.event = v.to_owned();
+                        v.clone_into(&mut f.event);
                     } else if let Some(v) = line.strip_prefix("data: ") {
                         data.push_str(v);
                     }
