@@ -281,6 +281,14 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
             &mqtt,
             running.initial_password_file.as_deref(),
             running.state.settings.data_dir(),
+            running
+                .state
+                .store
+                .read()
+                .ok()
+                .and_then(|rtx| crate::domain::tables::list(&rtx).ok())
+                .and_then(|t| t.into_iter().next())
+                .map(|t| (t.label, t.qr_token)),
         );
         // Store, writer and HTTP listener are up: tell systemd.
         let status = crate::systemd::status_line(&running.state);
@@ -298,6 +306,7 @@ fn print_welcome(
     mqtt: &[(crate::mqtt::broker::Transport, std::net::SocketAddr)],
     password_file: Option<&Path>,
     data_dir: &Path,
+    first_table: Option<(String, String)>,
 ) {
     let host = if addr.ip().is_unspecified() {
         format!("127.0.0.1:{}", addr.port())
@@ -305,6 +314,12 @@ fn print_welcome(
         addr.to_string()
     };
     println!("orderd is running");
+    println!(
+        "  Kitchen:  http://{host}/kitchen   Orders: http://{host}/staff   Admin: http://{host}/admin"
+    );
+    if let Some((label, token)) = first_table {
+        println!("  Table {label}: http://{host}/t/{token}  (all QR codes: Admin → Tables)");
+    }
     println!("  API:      http://{host}/api/v1/");
     println!("  Menu:     http://{host}/api/v1/menu?lang=en");
     println!("  OpenAPI:  http://{host}/api/v1/openapi.json");
