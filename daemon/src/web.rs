@@ -171,10 +171,7 @@ async fn customer(
     };
     let channels: Vec<&str> = [Channel::Whatsapp, Channel::Telegram]
         .into_iter()
-        .filter(|c| match c {
-            Channel::Whatsapp => raw.whatsapp.enabled,
-            Channel::Telegram => raw.telegram.enabled,
-        })
+        .filter(|c| crate::api::customers::channel_enabled(&state, *c))
         .map(Channel::as_str)
         .collect();
     boot["table"] = json!({ "label": table.label, "token": token });

@@ -105,7 +105,7 @@
       const r = await api('GET', '/api/v1/print-jobs');
       if (r.status !== 200) return fail(r);
       body.replaceChildren(table(['Job', 'Order', 'Station', 'Printer', 'State'], r.data.data.map((j) => el('tr', {},
-        el('td', {}, j.id || j.job_id), el('td', {}, j.order_number || j.order_id), el('td', {}, j.station), el('td', {}, j.printer || ''), el('td', {}, j.state || j.status || '')))));
+        el('td', {}, j.job_id), el('td', {}, j.order_number), el('td', {}, j.station), el('td', {}, j.printer), el('td', {}, j.state)))));
     },
     async Notifications() {
       const r = await api('GET', '/api/v1/notifications');

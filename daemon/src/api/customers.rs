@@ -34,7 +34,8 @@ pub struct OtpRequest {
     pub table_token: Option<String>,
 }
 
-fn channel_enabled(state: &AppStateRef, ch: Channel) -> bool {
+/// Whether a messaging channel is set up on this box.
+pub fn channel_enabled(state: &AppStateRef, ch: Channel) -> bool {
     match ch {
         Channel::Whatsapp => state.settings.raw.whatsapp.enabled,
         Channel::Telegram => state.settings.raw.telegram.enabled,

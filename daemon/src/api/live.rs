@@ -9,9 +9,10 @@
 //! on its own, so a stalled one holds only its own buffer). Streams
 //! send a heartbeat comment when idle and end with `end` when the daemon stops.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -30,13 +31,46 @@ use crate::domain::orders as dom;
 use crate::domain::rfc3339;
 use crate::error::{AppError, ErrorKind};
 
-/// How many live streams are open.
+/// The live streams: how many are open, and the staff frames of recent events, built once and
+/// shared by every staff stream (with 500 kitchen tablets and phones following the log, an event
+/// is serialised once, not 500 times).
 #[derive(Debug, Default)]
 pub struct Live {
     open: Arc<AtomicU32>,
+    staff_frames: Mutex<VecDeque<(u64, Bytes)>>,
 }
 
+/// Staff frames kept for streams that are a little behind.
+const SHARED_FRAMES: usize = 64;
+
 impl Live {
+    /// The staff frame of `e`, built by the first stream that needs it.
+    fn staff_frame(&self, e: &Event) -> Bytes {
+        let lock = || {
+            self.staff_frames
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+        };
+        if let Some((_, f)) = lock().iter().find(|(seq, _)| *seq == e.seq) {
+            return f.clone();
+        }
+        let data = json!({
+            "seq": e.seq,
+            "at": rfc3339(e.at),
+            "type": e.kind.name(),
+            "data": kind_json(&e.kind),
+        });
+        let f = frame(Some(e.seq), e.kind.name(), &data);
+        let mut frames = lock();
+        if !frames.iter().any(|(seq, _)| *seq == e.seq) {
+            if frames.len() >= SHARED_FRAMES {
+                frames.pop_front();
+            }
+            frames.push_back((e.seq, f.clone()));
+        }
+        f
+    }
+
     /// Streams open now.
     pub fn open(&self) -> u32 {
         self.open.load(Ordering::Relaxed)
@@ -88,14 +122,9 @@ enum Filter {
 }
 
 impl Filter {
-    fn frame(&self, e: &Event) -> Option<Bytes> {
+    fn frame(&self, live: &Live, e: &Event) -> Option<Bytes> {
         let data = match (self, &e.kind) {
-            (Self::All, kind) => json!({
-                "seq": e.seq,
-                "at": rfc3339(e.at),
-                "type": kind.name(),
-                "data": kind_json(kind),
-            }),
+            (Self::All, _) => return Some(live.staff_frame(e)),
             (Self::Order(id), EventKind::OrderPlaced(o)) if &o.id == id => {
                 json!({ "seq": e.seq, "status": o.status.as_str(), "number": o.number })
             }
@@ -341,7 +370,7 @@ async fn pump(
                         return;
                     }
                     expected = ev.seq + 1;
-                    let f = filter.frame(&ev).map(|f| (f, ev.seq));
+                    let f = filter.frame(&state.live, &ev).map(|f| (f, ev.seq));
                     if f.is_none() {
                         handed = ev.seq;
                     }
@@ -379,4 +408,43 @@ async fn pump(
         "end",
         &json!({ "reason": reason, "resume_after": handed }),
     ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(seq: u64) -> Event {
+        Event {
+            version: orderd_protocol::FORMAT_VERSION,
+            seq,
+            at: 1_795_348_800_000,
+            kind: EventKind::SoldOut {
+                item_id: "espresso".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_staff_frame_is_built_once_and_shared() {
+        let live = Live::default();
+        let a = live.staff_frame(&event(7));
+        let b = live.staff_frame(&event(7));
+        // The same allocation: the second stream got the first one's bytes.
+        assert_eq!(a.as_ptr(), b.as_ptr());
+        let text = std::str::from_utf8(&a).unwrap();
+        assert!(
+            text.starts_with("id: 7\nevent: sold_out\ndata: {"),
+            "{text}"
+        );
+        assert!(text.ends_with("}\n\n") && text.contains("\"item_id\":\"espresso\""));
+        // Bounded: old frames are dropped, and rebuilt equal if a late stream asks.
+        for seq in 8..8 + SHARED_FRAMES as u64 {
+            live.staff_frame(&event(seq));
+        }
+        assert_eq!(live.staff_frames.lock().unwrap().len(), SHARED_FRAMES);
+        let again = live.staff_frame(&event(7));
+        assert_ne!(again.as_ptr(), a.as_ptr());
+        assert_eq!(again, a);
+    }
 }

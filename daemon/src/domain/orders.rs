@@ -12,7 +12,6 @@ use redb::{ReadTransaction, ReadableTable};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use super::menu::Item;
 use super::tables::Table;
@@ -268,15 +267,11 @@ impl NewOrder {
 
 /// Finds a table by QR token in constant time per comparison.
 pub fn table_by_token(tx: &Tx<'_>, token: &str) -> TxResult<Option<Table>> {
-    let mut found = None;
+    let mut tables = Vec::new();
     for row in tx.tables.iter()? {
-        let (_, v) = row?;
-        let table: Table = codec::decode(v.value())?;
-        if bool::from(table.qr_token.as_bytes().ct_eq(token.as_bytes())) {
-            found = Some(table);
-        }
+        tables.push(codec::decode::<Table>(row?.1.value())?);
     }
-    Ok(found)
+    Ok(super::tables::matching(tables, token))
 }
 
 fn price_lines(tx: &Tx<'_>, rules: &Rules, items: &[NewLine]) -> TxResult<Vec<OrderLine>> {

@@ -106,16 +106,22 @@ pub fn list(rtx: &ReadTransaction) -> Result<Vec<Table>, StoreError> {
     Ok(out)
 }
 
-/// The table whose QR token this is (compared in constant time against every table).
-pub fn find_by_token(rtx: &ReadTransaction, token: &str) -> Result<Option<Table>, StoreError> {
+/// The table whose QR token this is, compared in constant time against every table (no early
+/// exit, so timing does not tell how many tables were checked).
+pub fn matching(tables: impl IntoIterator<Item = Table>, token: &str) -> Option<Table> {
     use subtle::ConstantTimeEq as _;
     let mut found = None;
-    for table in list(rtx)? {
+    for table in tables {
         if bool::from(table.qr_token.as_bytes().ct_eq(token.as_bytes())) {
             found = Some(table);
         }
     }
-    Ok(found)
+    found
+}
+
+/// [`matching`] over the stored tables (for reads outside the writer).
+pub fn find_by_token(rtx: &ReadTransaction, token: &str) -> Result<Option<Table>, StoreError> {
+    Ok(matching(list(rtx)?, token))
 }
 
 /// Sorts "T2" before "T10".
