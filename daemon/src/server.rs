@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::{self, AppState, AppStateRef};
 use crate::auth::{self, Sessions, Throttle};
-use crate::clock::Clock;
+use crate::clock::{Clock, GuardedClock};
 use crate::config::Settings;
 use crate::demo;
 use crate::domain::Rules;
@@ -79,6 +79,8 @@ pub async fn start(
     let store = Store::open(&data_dir, settings.raw.store.cache_size_bytes)
         .with_context(|| format!("opening the store in {}", data_dir.display()))?;
     tracing::info!(path = %store.path().display(), bytes = store.file_bytes(), "store opened");
+    // Everything reads the guarded clock, so time never goes back past what the store holds.
+    let clock = Arc::new(GuardedClock::new(clock, store.last_known_ms()?));
 
     let initial_password_file = auth::ensure_admin(&store, &data_dir, clock.now_ms())?;
     if let Some(path) = &initial_password_file {
@@ -114,7 +116,7 @@ pub async fn start(
     let (writer, writer_thread) = Writer::spawn(
         store.clone(),
         Arc::clone(&shared),
-        Arc::clone(&clock),
+        Arc::clone(&clock) as Arc<dyn Clock>,
         Arc::clone(&metrics),
         WriterOptions::from_config(&settings.raw.store),
     );

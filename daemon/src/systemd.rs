@@ -37,7 +37,8 @@ pub fn check_interval() -> (Duration, bool) {
     }
 }
 
-/// The one-line summary: open orders, last event, requests waiting for the writer.
+/// The one-line summary: open orders, last event, requests waiting for the writer, and a flag
+/// when the clock is unset or behind.
 pub fn status_line(state: &AppStateRef) -> String {
     let open = state
         .store
@@ -46,8 +47,16 @@ pub fn status_line(state: &AppStateRef) -> String {
         .and_then(|rtx| rtx.open_table(tables::IDX_ACTIVE).ok())
         .and_then(|t| t.len().ok())
         .unwrap_or(0);
+    let clock = state.clock.state();
+    let flag = if clock.unset {
+        "; CLOCK NOT SET"
+    } else if clock.behind {
+        "; CLOCK BEHIND"
+    } else {
+        ""
+    };
     format!(
-        "open orders {open}; event seq {}; writer queue {}",
+        "open orders {open}; event seq {}; writer queue {}{flag}",
         state.events.last_seq(),
         state.writer.queued()
     )

@@ -217,35 +217,54 @@ async fn thousand_concurrent_orders_get_consecutive_numbers_and_the_day_rolls_ov
     s.stop().await;
 }
 
-/// No RTC: the clock may jump back at boot. Numbers stay unique per business day and continue
-/// in order, and orders keep their placement order.
+/// No RTC: the clock may jump back at boot, or NTP may step it back. Numbers stay unique,
+/// business days never go back, and orders keep their placement order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clock_jumping_back_keeps_numbers_unique_and_in_order() {
     let s = TestServer::start().await;
     let staff = s.user("anna", "staff").await;
     let espresso = || json!([{"item_id": "espresso", "quantity": 1}]);
     let number = |v: &serde_json::Value| v["number"].as_str().unwrap().to_owned();
+    // RFC 3339 with the milliseconds always written, so the texts sort as times.
+    let created = |v: &serde_json::Value| {
+        let t = v["created_at"].as_str().unwrap();
+        if t.contains('.') {
+            t.to_owned()
+        } else {
+            t.replace('Z', ".000Z")
+        }
+    };
     let (_, first) = s.order(&staff, espresso()).await;
     s.clock.set_ms(common::T0_MS - 30 * 60_000); // half an hour back, same day
     let (_, earlier) = s.order(&staff, espresso()).await;
+    let (_, status) = s.send("GET", "/api/v1/status", Some(&staff), None).await;
+    assert_eq!(status["clock"]["behind"], true, "{status}");
+    assert_eq!(status["clock_unset"], false);
+    assert!(status["status"].as_str().unwrap().contains("CLOCK BEHIND"));
     s.clock.set_ms(common::T0_MS - 3 * 86_400_000); // three days back
     let (_, days_back) = s.order(&staff, espresso()).await;
-    s.clock.set_ms(common::T0_MS + 60_000); // and forward again
-    let (_, later) = s.order(&staff, espresso()).await;
+    s.clock.set_ms(common::T0_MS + 86_400_000); // NTP: the next day
+    let staff = s.login("anna", "password-123").await; // yesterday's session has expired
+    let (_, next_day) = s.order(&staff, espresso()).await;
+    let (_, status) = s.send("GET", "/api/v1/status", Some(&staff), None).await;
+    assert_eq!(status["clock"]["behind"], false, "{status}");
     assert_eq!(
         [
             number(&first),
             number(&earlier),
             number(&days_back),
-            number(&later)
+            number(&next_day)
         ],
         [
             "ORD-20261122-001",
             "ORD-20261122-002",
-            "ORD-20261119-001",
-            "ORD-20261122-003"
+            "ORD-20261122-003",
+            "ORD-20261123-001"
         ]
     );
+    // Times never go back either: each order was placed no earlier than the one before.
+    let times = [&first, &earlier, &days_back, &next_day].map(created);
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
     // Placement order is kept whatever the clock said.
     let (_, active) = s
         .send("GET", "/api/v1/orders/active", Some(&staff), None)
@@ -262,8 +281,44 @@ async fn a_clock_jumping_back_keeps_numbers_unique_and_in_order() {
             first["id"].clone(),
             earlier["id"].clone(),
             days_back["id"].clone(),
-            later["id"].clone()
+            next_day["id"].clone()
         ]
     );
+    s.stop().await;
+}
+
+/// A Pi booting at 1970 (no RTC, no NTP yet): the box keeps taking orders on the last known
+/// business day, flags the clock in its status, and uses the right day once the clock is set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unset_clock_at_boot_keeps_orders_going_and_is_flagged() {
+    let s = TestServer::start().await;
+    let staff = s.user("anna", "staff").await;
+    let espresso = || json!([{"item_id": "espresso", "quantity": 1}]);
+    let (st, before) = s.order(&staff, espresso()).await;
+    assert_eq!(st, StatusCode::CREATED, "{before}");
+    assert_eq!(before["number"], "ORD-20261122-001");
+    let dir = s.stop().await;
+
+    // Reboot with the clock at the epoch.
+    let s = TestServer::start_at(dir, 0, |_| {}).await;
+    let staff = s.login("anna", "password-123").await;
+    let (st, during) = s.order(&staff, espresso()).await;
+    assert_eq!(st, StatusCode::CREATED, "{during}");
+    assert_eq!(during["number"], "ORD-20261122-002");
+    assert!(during["id"].as_str().unwrap() > before["id"].as_str().unwrap());
+    let (_, status) = s.send("GET", "/api/v1/status", Some(&staff), None).await;
+    assert_eq!(status["clock_unset"], true, "{status}");
+    assert_eq!(status["clock"]["unset"], true);
+    assert_eq!(status["clock"]["wall_ms"], 0);
+    assert!(status["status"].as_str().unwrap().contains("CLOCK NOT SET"));
+
+    // NTP syncs: the next morning.
+    s.clock.set_ms(common::T0_MS + 86_400_000);
+    let staff = s.login("anna", "password-123").await; // yesterday's session has expired
+    let (_, after) = s.order(&staff, espresso()).await;
+    assert_eq!(after["number"], "ORD-20261123-001");
+    let (_, status) = s.send("GET", "/api/v1/status", Some(&staff), None).await;
+    assert_eq!(status["clock_unset"], false, "{status}");
+    assert_eq!(status["clock"]["behind"], false);
     s.stop().await;
 }

@@ -31,7 +31,7 @@ use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use serde_json::json;
 
 use crate::auth::{Sessions, Throttle};
-use crate::clock::Clock;
+use crate::clock::{Clock, GuardedClock};
 use crate::config::Settings;
 use crate::domain::Rules;
 use crate::error::{AppError, ErrorKind};
@@ -61,7 +61,7 @@ pub struct AppState {
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Time.
-    pub clock: Arc<dyn Clock>,
+    pub clock: Arc<GuardedClock>,
     /// Set once start-up has finished; cleared when shutdown begins.
     pub ready: AtomicBool,
     /// The kitchen hub's shared state (device health, reprint wake-up).

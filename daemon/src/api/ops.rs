@@ -40,6 +40,7 @@ pub async fn readyz(State(state): State<AppStateRef>) -> Result<Json<Value>, App
 /// What the box is doing: version, site, the one-line summary, the event log, the store and
 /// the upload (shared by `GET /api/v1/status` and `orderd status`).
 pub fn status_view(state: &AppStateRef) -> Value {
+    let clock = state.clock.state();
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "site": state.settings.raw.site.id,
@@ -47,7 +48,8 @@ pub fn status_view(state: &AppStateRef) -> Value {
         "event_seq": state.events.last_seq(),
         "store_bytes": state.store.file_bytes(),
         "upload": state.upload.status(),
-        "clock_unset": crate::clock::looks_unset(state.now_ms()),
+        "clock_unset": clock.unset,
+        "clock": clock,
         "live_streams": state.live.open(),
     })
 }

@@ -475,7 +475,11 @@ pub fn place(
         .try_fold(0i64, |acc, l| acc.checked_add(l.line_total))
         .ok_or_else(|| AppError::invalid("items", "order total out of range"))?;
     let (tax, total) = tax_and_total(subtotal, rules);
-    let day = rules.business_day(now);
+    // The clock never goes back (`clock::GuardedClock`), and a day never precedes the last day
+    // used either (say, after the day-start hour or time zone was changed): numbers stay in
+    // order.
+    let last_day = tx.idx_day.last()?.map_or(0, |(k, _)| k.value().0);
+    let day = rules.business_day(now).max(last_day);
     // The day's counter is the last number in the day index: read and extended in this same
     // transaction, so concurrent orders can never share a number.
     let last = tx

@@ -291,6 +291,22 @@ impl Store {
         Ok(rows)
     }
 
+    /// The latest time the store recorded: the last event's commit time, or the newest order
+    /// id's time when retention has pruned every event (0 for a new store). The guarded clock
+    /// never goes below it.
+    pub fn last_known_ms(&self) -> Result<u64, StoreError> {
+        let rtx = self.read()?;
+        let events = rtx.open_table(tables::EVENTS)?;
+        let event_at = match events.last()? {
+            Some((_, v)) => codec::decode::<event_row::EventRow>(v.value())?.at(),
+            None => 0,
+        };
+        let orders = rtx.open_table(tables::ORDERS)?;
+        // Order ids are UUIDv7: the top 48 bits are the placing time in ms.
+        let order_at = orders.last()?.map_or(0, |(k, _)| (k.value() >> 80) as u64);
+        Ok(event_at.max(order_at))
+    }
+
     /// The highest event sequence number written so far (0 when none).
     pub fn last_event_seq(&self) -> Result<u64, StoreError> {
         let rtx = self.read()?;

@@ -48,7 +48,16 @@ impl TestServer {
     }
 
     pub async fn start_in(dir: tempfile::TempDir, f: impl FnOnce(&mut RawConfig)) -> Self {
-        let clock = Arc::new(ManualClock::new(T0_MS));
+        Self::start_at(dir, T0_MS, f).await
+    }
+
+    /// Starts with the manual clock standing at `clock_ms`.
+    pub async fn start_at(
+        dir: tempfile::TempDir,
+        clock_ms: u64,
+        f: impl FnOnce(&mut RawConfig),
+    ) -> Self {
+        let clock = Arc::new(ManualClock::new(clock_ms));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let running = orderd::start(settings(dir.path(), f), listener, clock.clone())
             .await
