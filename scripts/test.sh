@@ -61,6 +61,10 @@ echo "systemd: orderd.service and orderd-collector.service verified"
   ORDERD_BIN="$PWD/../../target/debug/orderd" CHROMIUM=/usr/bin/chromium npm test
 )
 
+# The full-disk tests mount a small tmpfs, which needs root (as the package installs above do);
+# plain `cargo test` lists them as ignored.
+cargo test -p orderd --locked -q --test disk_full -- --ignored
+
 # Last, so its summary closes the output.
 cargo test --workspace --locked
 

@@ -293,6 +293,18 @@ pub struct StoreConfig {
     pub checkpoint_interval_ms: u64,
     /// … or after this many batches, whichever comes first.
     pub checkpoint_batches: u32,
+    /// WARN when the data directory's filesystem has less than this many MiB free (or less than
+    /// the store file's size, which the store may need again to grow).
+    pub warn_free_mb: u64,
+    /// New orders are refused (507) when less than this many MiB are free: the disk is
+    /// really full. Orders already placed can still be finished.
+    pub min_free_mb: u64,
+    /// MiB kept in `orderd.reserve`, a file the store gives up when it must grow on a full
+    /// disk, so a commit never fails half-way (0: none).
+    pub reserve_mb: u64,
+    /// How often free space is checked, in seconds (placing an order also checks, at most once
+    /// a second).
+    pub space_check_secs: u64,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -314,6 +326,10 @@ impl Default for StoreConfig {
             demo_data: true,
             checkpoint_interval_ms: 1000,
             checkpoint_batches: 128,
+            warn_free_mb: 512,
+            min_free_mb: 32,
+            reserve_mb: 32,
+            space_check_secs: 10,
         }
     }
 }
@@ -756,6 +772,21 @@ impl RawConfig {
         }
         if !(1..=1_000_000).contains(&self.store.checkpoint_batches) {
             bad("store.checkpoint_batches", "must be 1-1000000".into());
+        }
+        if !(1..=1_048_576).contains(&self.store.min_free_mb) {
+            bad("store.min_free_mb", "must be 1-1048576".into());
+        }
+        if self.store.warn_free_mb <= self.store.min_free_mb {
+            bad(
+                "store.warn_free_mb",
+                "must be more than store.min_free_mb".into(),
+            );
+        }
+        if self.store.reserve_mb > 4096 {
+            bad("store.reserve_mb", "must be 0-4096".into());
+        }
+        if !(1..=3600).contains(&self.store.space_check_secs) {
+            bad("store.space_check_secs", "must be 1-3600".into());
         }
         let http_listen = self.http.listen.parse::<SocketAddr>().ok();
         if http_listen.is_none() {

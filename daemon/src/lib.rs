@@ -21,6 +21,7 @@ pub mod messaging;
 pub mod metrics;
 pub mod mqtt;
 pub mod server;
+pub mod storage;
 pub mod store;
 pub mod systemd;
 pub mod upload;

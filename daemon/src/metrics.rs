@@ -113,6 +113,12 @@ pub struct Metrics {
     pub sse_open: Gauge,
     /// Live-stream clients cut off for falling behind.
     pub sse_cut: Counter,
+    /// Bytes free on the data directory's filesystem.
+    pub storage_free_bytes: Gauge,
+    /// Storage level: 0 ok, 1 low (WARN), 2 full (new orders refused).
+    pub storage_level: Gauge,
+    /// Orders refused because the disk is full.
+    pub storage_refused_orders: Counter,
 }
 
 /// Labels of an outcome counter.
@@ -270,6 +276,24 @@ impl Metrics {
             "Live-stream clients cut off because they fell behind",
             sse_cut.clone(),
         );
+        let storage_free_bytes = Gauge::default();
+        registry.register(
+            "storage_free_bytes",
+            "Bytes free on the data directory's filesystem",
+            storage_free_bytes.clone(),
+        );
+        let storage_level = Gauge::default();
+        registry.register(
+            "storage_level",
+            "Storage level: 0 ok, 1 low, 2 full (new orders refused)",
+            storage_level.clone(),
+        );
+        let storage_refused_orders = Counter::default();
+        registry.register(
+            "storage_refused_orders",
+            "Orders refused because the disk is full",
+            storage_refused_orders.clone(),
+        );
         Self {
             registry,
             orders_created,
@@ -296,6 +320,9 @@ impl Metrics {
             upload_refused_orders,
             sse_open,
             sse_cut,
+            storage_free_bytes,
+            storage_level,
+            storage_refused_orders,
         }
     }
 

@@ -76,8 +76,12 @@ pub async fn start(
         .with_context(|| format!("creating data directory {}", data_dir.display()))?;
     tracing::info!(data_dir = %data_dir.display(), "data directory ready");
 
-    let store = Store::open(&data_dir, settings.raw.store.cache_size_bytes)
-        .with_context(|| format!("opening the store in {}", data_dir.display()))?;
+    let store = Store::open_with_reserve(
+        &data_dir,
+        settings.raw.store.cache_size_bytes,
+        settings.raw.store.reserve_mb * 1024 * 1024,
+    )
+    .with_context(|| format!("opening the store in {}", data_dir.display()))?;
     tracing::info!(path = %store.path().display(), bytes = store.file_bytes(), "store opened");
     // Everything reads the guarded clock, so time never goes back past what the store holds.
     let clock = Arc::new(GuardedClock::new(clock, store.last_known_ms()?));
@@ -138,6 +142,12 @@ pub async fn start(
         settings.raw.otp.max_requests_per_client,
         settings.raw.otp.send_window_secs * 1000,
     );
+    let storage = Arc::new(crate::storage::Storage::new(
+        &data_dir,
+        &settings.raw.store,
+        store.reserve().cloned(),
+    ));
+    storage.check(store.file_bytes());
     let (stop, stop_rx) = watch::channel(false);
     let shutdown = Shutdown(stop_rx);
     let state = Arc::new(AppState {
@@ -151,6 +161,7 @@ pub async fn start(
         throttle,
         metrics,
         clock,
+        storage,
         ready: AtomicBool::new(false),
         kitchen: Arc::new(crate::hub::Kitchen::default()),
         otp_key,
@@ -172,6 +183,7 @@ pub async fn start(
     let (every, watchdog) = crate::systemd::check_interval();
     let mut workers = vec![
         tokio::spawn(workers::retention(Arc::clone(&state), shutdown.clone())),
+        tokio::spawn(crate::storage::run(Arc::clone(&state), shutdown.clone())),
         tokio::spawn(crate::systemd::supervise(
             Arc::clone(&state),
             shutdown.clone(),

@@ -38,7 +38,7 @@ pub fn check_interval() -> (Duration, bool) {
 }
 
 /// The one-line summary: open orders, last event, requests waiting for the writer, and a flag
-/// when the clock is unset or behind.
+/// when the clock is unset or behind or the disk is filling up.
 pub fn status_line(state: &AppStateRef) -> String {
     let open = state
         .store
@@ -55,8 +55,13 @@ pub fn status_line(state: &AppStateRef) -> String {
     } else {
         ""
     };
+    let disk = match state.storage.level() {
+        crate::storage::Level::Ok => "",
+        crate::storage::Level::Low => "; DISK LOW",
+        crate::storage::Level::Full => "; DISK FULL, NEW ORDERS REFUSED",
+    };
     format!(
-        "open orders {open}; event seq {}; writer queue {}{flag}",
+        "open orders {open}; event seq {}; writer queue {}{flag}{disk}",
         state.events.last_seq(),
         state.writer.queued()
     )

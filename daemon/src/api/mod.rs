@@ -62,6 +62,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Time.
     pub clock: Arc<GuardedClock>,
+    /// The storage budget (free space; refuses new orders when the disk is full).
+    pub storage: Arc<crate::storage::Storage>,
     /// Set once start-up has finished; cleared when shutdown begins.
     pub ready: AtomicBool,
     /// The kitchen hub's shared state (device health, reprint wake-up).

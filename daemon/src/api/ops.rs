@@ -47,6 +47,7 @@ pub fn status_view(state: &AppStateRef) -> Value {
         "status": crate::systemd::status_line(state),
         "event_seq": state.events.last_seq(),
         "store_bytes": state.store.file_bytes(),
+        "storage": state.storage.status(),
         "upload": state.upload.status(),
         "clock_unset": clock.unset,
         "clock": clock,

@@ -67,6 +67,14 @@ pub async fn create(
     headers: HeaderMap,
     Body(req): Body<NewOrder>,
 ) -> Result<Response, AppError> {
+    if state.storage.refusing(state.store.file_bytes()) {
+        state.metrics.storage_refused_orders.inc();
+        return Err(AppError::new(
+            ErrorKind::InsufficientStorage,
+            "storage_full",
+            "the box's disk is full: new orders are refused until space is freed; orders already placed can still be finished",
+        ));
+    }
     if state.upload.refusing() {
         state.metrics.upload_refused_orders.inc();
         let mut e = AppError::new(

@@ -1,5 +1,5 @@
 //! The file backend under redb: redb's own `FileBackend`, plus zero-filling whenever the file
-//! grows.
+//! grows, and the reserve it falls back on when growing hits a full disk.
 //!
 //! redb grows its file with `set_len`, which leaves a sparse hole. Every later commit that
 //! writes into the hole makes the filesystem allocate blocks, and the commit's `fdatasync` must
@@ -7,30 +7,139 @@
 //! pays. Writing zeros over the new range once, when the file grows, means commits overwrite
 //! blocks that already exist, and `fdatasync` flushes data only. The zeros are made durable by
 //! the next commit's sync, as redb expects of `set_len`.
+//!
+//! redb treats any I/O error as fatal until the database is reopened, so a full disk must never
+//! reach it. Writes inside the file never need new blocks (they are zero-filled already); only
+//! growth does. When growth fails for want of space, the backend deletes the [`Reserve`] — a
+//! file of zeros kept next to the store — and tries once more. The storage budget
+//! (`crate::storage`) refuses new orders well before that, and recreates the reserve once space
+//! is back.
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Write as _};
 use std::ops::Bound;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use redb::{BackendError, StorageBackend, backends::FileBackend};
 
 /// Zero-fill chunk size.
 const CHUNK: usize = 1024 * 1024;
 
+/// Whether an I/O error means the disk is full.
+pub fn is_disk_full(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(28) || e.kind() == io::ErrorKind::StorageFull
+}
+
+/// Space set aside for the store: `orderd.reserve`, a file of zeros given up when the store
+/// must grow on a full disk.
+#[derive(Debug)]
+pub struct Reserve {
+    path: PathBuf,
+    bytes: u64,
+    /// Times the reserve was given up (for the status).
+    released: AtomicU64,
+}
+
+impl Reserve {
+    /// File name inside the data directory.
+    pub const FILE: &'static str = "orderd.reserve";
+
+    /// A reserve of `bytes` at `path` (not created yet; see [`Reserve::ensure`]).
+    pub fn new(path: PathBuf, bytes: u64) -> Self {
+        Self {
+            path,
+            bytes,
+            released: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether the reserve file is there, whole.
+    pub fn in_place(&self) -> bool {
+        std::fs::metadata(&self.path).is_ok_and(|m| m.len() == self.bytes)
+    }
+
+    /// Its size.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// How many times it was given up.
+    pub fn released(&self) -> u64 {
+        self.released.load(Ordering::Relaxed)
+    }
+
+    /// Creates the reserve file if it is missing. `Ok(false)` when there is not enough space
+    /// (nothing is left behind then).
+    pub fn ensure(&self) -> io::Result<bool> {
+        if self.bytes == 0 || self.in_place() {
+            return Ok(true);
+        }
+        let tmp = self.path.with_extension("reserve.tmp");
+        let written = (|| {
+            let mut f = File::create(&tmp)?;
+            let zeros = vec![0u8; CHUNK];
+            let mut left = self.bytes;
+            while left > 0 {
+                let n = usize::try_from(left).map_or(CHUNK, |l| l.min(CHUNK));
+                f.write_all(&zeros[..n])?;
+                left -= n as u64;
+            }
+            // No fsync: the blocks are allocated now, which is all the reserve is for; a
+            // file cut short by a power cut is recreated at the next start.
+            std::fs::rename(&tmp, &self.path)
+        })();
+        match written {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                if is_disk_full(&e) { Ok(false) } else { Err(e) }
+            }
+        }
+    }
+
+    /// Deletes the reserve file; whether there was one to give up.
+    pub fn release(&self) -> bool {
+        let freed = std::fs::remove_file(&self.path).is_ok();
+        if freed {
+            self.released.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                file = %self.path.display(),
+                "the disk is full: gave up the storage reserve so the store could grow; free space on the data directory's disk"
+            );
+        }
+        freed
+    }
+}
+
 /// redb's file backend with allocated (not sparse) growth.
 #[derive(Debug)]
 pub struct PreallocBackend {
     inner: FileBackend,
     zeros: Vec<u8>,
+    reserve: Option<Arc<Reserve>>,
 }
 
 impl PreallocBackend {
-    /// Wraps an open file.
-    pub fn new(file: File) -> Result<Self, redb::DatabaseError> {
+    /// Wraps an open file; `reserve` is given up when growth hits a full disk.
+    pub fn new(file: File, reserve: Option<Arc<Reserve>>) -> Result<Self, redb::DatabaseError> {
         Ok(Self {
             inner: FileBackend::new(file)?,
             zeros: vec![0; CHUNK],
+            reserve,
         })
+    }
+
+    fn grow(&self, old: u64, len: u64) -> Result<(), io::Error> {
+        self.inner.set_len(len)?;
+        let mut at = old;
+        while at < len {
+            let n = usize::try_from(len - at).map_or(CHUNK, |r| r.min(CHUNK));
+            self.inner.write(at, &self.zeros[..n])?;
+            at += n as u64;
+        }
+        Ok(())
     }
 }
 
@@ -45,14 +154,24 @@ impl StorageBackend for PreallocBackend {
 
     fn set_len(&self, len: u64) -> Result<(), io::Error> {
         let old = self.inner.len()?;
-        self.inner.set_len(len)?;
-        let mut at = old;
-        while at < len {
-            let n = usize::try_from(len - at).map_or(CHUNK, |r| r.min(CHUNK));
-            self.inner.write(at, &self.zeros[..n])?;
-            at += n as u64;
+        if len <= old {
+            return self.inner.set_len(len);
         }
-        Ok(())
+        match self.grow(old, len) {
+            Err(e) if is_disk_full(&e) && self.reserve.as_ref().is_some_and(|r| r.release()) => {
+                self.grow(old, len).inspect_err(|_| {
+                    // Leave the file as it was, so the space taken is given back.
+                    let _ = self.inner.set_len(old);
+                })
+            }
+            Err(e) => {
+                if is_disk_full(&e) {
+                    let _ = self.inner.set_len(old);
+                }
+                Err(e)
+            }
+            ok => ok,
+        }
     }
 
     fn sync_data(&self) -> Result<(), io::Error> {

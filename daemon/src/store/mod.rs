@@ -58,9 +58,7 @@ impl StoreError {
     /// Whether the disk is full (reported as 507 rather than 503).
     pub fn is_disk_full(&self) -> bool {
         match self {
-            Self::Redb(redb::Error::Io(e)) => {
-                e.raw_os_error() == Some(28) || e.kind() == std::io::ErrorKind::StorageFull
-            }
+            Self::Redb(redb::Error::Io(e)) => backend::is_disk_full(e),
             _ => false,
         }
     }
@@ -94,6 +92,7 @@ pub struct Store {
     db: Arc<Database>,
     path: PathBuf,
     wal: Arc<std::sync::Mutex<Option<wal::Wal>>>,
+    reserve: Option<Arc<backend::Reserve>>,
 }
 
 impl Store {
@@ -105,6 +104,31 @@ impl Store {
     /// Opens (or creates) `<data_dir>/orderd.redb` with an explicit page cache, creates every
     /// table, and checks the schema version.
     pub fn open(data_dir: &Path, cache_size_bytes: u64) -> Result<Self, StoreError> {
+        Self::open_with_reserve(data_dir, cache_size_bytes, 0)
+    }
+
+    /// [`Store::open`] for the daemon: with `reserve_bytes` set aside in `orderd.reserve`
+    /// (created now if there is room) for the store to grow into on a full disk.
+    pub fn open_with_reserve(
+        data_dir: &Path,
+        cache_size_bytes: u64,
+        reserve_bytes: u64,
+    ) -> Result<Self, StoreError> {
+        let reserve = (reserve_bytes > 0).then(|| {
+            Arc::new(backend::Reserve::new(
+                data_dir.join(backend::Reserve::FILE),
+                reserve_bytes,
+            ))
+        });
+        if let Some(r) = &reserve {
+            match r.ensure() {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!("no room for the storage reserve; the disk is nearly full")
+                }
+                Err(e) => tracing::warn!(error = %e, "could not create the storage reserve"),
+            }
+        }
         let path = data_dir.join(Self::FILE);
         let file = std::fs::OpenOptions::new()
             .read(true)
@@ -113,7 +137,7 @@ impl Store {
             .truncate(false)
             .open(&path)
             .map_err(|e| StoreError::Redb(e.into()))?;
-        let db = backend::PreallocBackend::new(file)
+        let db = backend::PreallocBackend::new(file, reserve.clone())
             .and_then(|b| {
                 redb::Builder::new()
                     .set_cache_size(cache_size_bytes as usize)
@@ -128,6 +152,7 @@ impl Store {
             db: Arc::new(db),
             path,
             wal: Arc::new(std::sync::Mutex::new(Some(wal))),
+            reserve,
         };
         store.migrate()?;
         Ok(store)
@@ -209,9 +234,15 @@ impl Store {
         Ok(self.db.begin_read()?)
     }
 
-    /// The underlying database, for the writer.
-    pub(crate) fn db(&self) -> &Arc<Database> {
+    /// The underlying database: for the writer and for tests of the store itself. A write
+    /// anywhere else would bypass the write-ahead log and the event log.
+    pub fn db(&self) -> &Arc<Database> {
         &self.db
+    }
+
+    /// The storage reserve, when the daemon keeps one.
+    pub fn reserve(&self) -> Option<&Arc<backend::Reserve>> {
+        self.reserve.as_ref()
     }
 
     /// Path of the database file.

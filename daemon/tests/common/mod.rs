@@ -33,6 +33,8 @@ pub fn settings(dir: &std::path::Path, f: impl FnOnce(&mut RawConfig)) -> Settin
     raw.mqtt.listen = "127.0.0.1:0".into();
     // Most tests order as customers with a table token only; the OTP tests turn it on.
     raw.otp.required = false;
+    // No storage reserve file per test server (the disk-full test turns it on).
+    raw.store.reserve_mb = 0;
     f(&mut raw);
     raw.validate().expect("test settings are valid")
 }
