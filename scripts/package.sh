@@ -27,7 +27,11 @@ check_deb() {
   local contents
   contents=$(dpkg-deb -c "$deb")
   for want in ./usr/bin/orderd ./etc/orderd/orderd.toml ./usr/lib/systemd/system/orderd.service \
-              ./usr/share/doc/orderd/README.md; do
+              ./usr/share/doc/orderd/README.md ./usr/share/man/man1/orderd.1.gz \
+              ./usr/share/man/man1/orderd-backup.1.gz \
+              ./usr/share/bash-completion/completions/orderd \
+              ./usr/share/zsh/vendor-completions/_orderd \
+              ./usr/share/fish/vendor_completions.d/orderd.fish; do
     grep -q " $want\$" <<<"$contents" || { echo "missing $want in $deb" >&2; exit 1; }
   done
   dpkg-deb -I "$deb" conffiles | grep -qx /etc/orderd/orderd.toml
@@ -42,7 +46,17 @@ check_deb() {
   lintian --fail-on error --suppress-tags-from-file packaging/lintian-overrides.txt "$deb"
 }
 
-cargo deb -p orderd
+# Completions and man pages come from the CLI itself (the same for every architecture).
+cargo build --release --locked -p orderd
+assets=target/assets
+rm -rf "$assets" && mkdir -p "$assets/man"
+target/release/orderd completions bash > "$assets/orderd.bash"
+target/release/orderd completions zsh > "$assets/_orderd"
+target/release/orderd completions fish > "$assets/orderd.fish"
+target/release/orderd man --dir "$assets/man"
+gzip -9n "$assets"/man/*.1
+
+cargo deb -p orderd --no-build
 check_deb "$(ls -t target/debian/orderd_*_"$(dpkg --print-architecture)".deb | head -n 1)" target/release/orderd
 
 if [ "${1:-}" = "--arm64" ]; then

@@ -1,4 +1,5 @@
-//! The command line: `run` (the default), `check-config`, `init-config` and `user`.
+//! The command line: `run` (the default) and the operations commands (`check-config`,
+//! `status`, `backup`, `restore`, `export`, `compact`, `user`, `device`, completions, man page).
 
 use std::path::PathBuf;
 
@@ -72,8 +73,23 @@ pub enum Command {
         /// The snapshot written by `orderd backup`.
         file: PathBuf,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell) to standard
+    /// output.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to standard output, or write one page per command into DIR.
+    Man {
+        /// Write `orderd.1` and `orderd-COMMAND.1` here instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Print table sizes of the store (while the daemon is stopped).
     StoreStats(ConfigArg),
+    /// Compact the store file, giving freed pages back to the disk (while the daemon is
+    /// stopped).
+    Compact(ConfigArg),
     /// Manage staff accounts (while the daemon is stopped; use /api/v1/users while it runs).
     User {
         /// The configuration (for the data directory).

@@ -14,6 +14,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{RawConfig, SHIPPED_CONFIG, Settings};
 use crate::domain::random_hex;
 use crate::metrics::Metrics;
+use crate::progress::Progress;
 use crate::store::Store;
 use crate::store::writer::{Shared, Writer, WriterOptions};
 
@@ -29,6 +30,13 @@ pub fn main(cli: Cli) -> ExitCode {
         }
         Some(Command::User { config, action }) => user(&config, action),
         Some(Command::StoreStats(arg)) => store_stats(&arg),
+        Some(Command::Compact(arg)) => compact(&arg),
+        Some(Command::Completions { shell }) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "orderd", &mut std::io::stdout());
+            Ok(())
+        }
+        Some(Command::Man { dir }) => man(dir.as_deref()),
         Some(Command::Status(arg)) => status(&arg),
         Some(Command::Backup { config, file }) => backup(&config, &file),
         Some(Command::Restore { config, file }) => restore(&config, &file),
@@ -114,20 +122,34 @@ fn backup(arg: &ConfigArg, file: &Path) -> anyhow::Result<()> {
     use tokio::io::AsyncReadExt as _;
     let settings = load_settings(arg, None)?;
     let tmp = file.with_extension("partial");
+    let mut progress = Progress::new("backup", None, true);
+    progress.tick();
     let (answer, reader) = runtime()?.block_on(async {
         let (answer, mut reader) = crate::control::request(settings.data_dir(), "backup").await?;
         let bytes = answer["bytes"].as_u64().context("no size in the answer")?;
-        let mut out = tokio::fs::File::create(&tmp)
-            .await
-            .with_context(|| format!("creating {}", tmp.display()))?;
-        let copied = tokio::io::copy(&mut (&mut reader).take(bytes), &mut out).await?;
+        progress.set_total(bytes);
+        let mut out =
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut copied = 0u64;
+        while copied < bytes {
+            let want = usize::try_from(bytes - copied).map_or(buf.len(), |l| l.min(buf.len()));
+            let n = reader.read(&mut buf[..want]).await?;
+            if n == 0 {
+                break;
+            }
+            std::io::Write::write_all(&mut out, &buf[..n])?;
+            copied += n as u64;
+            progress.add(n as u64);
+        }
         anyhow::ensure!(
             copied == bytes,
             "the snapshot was cut short ({copied} of {bytes} bytes)"
         );
-        out.sync_all().await?;
+        out.sync_all()?;
         anyhow::Ok((answer, reader))
     })?;
+    progress.finish();
     drop(reader);
     // Check it opens as a store before calling it a backup.
     redb::Database::open(&tmp)
@@ -166,6 +188,7 @@ fn export(
         None => Box::new(std::io::stdout().lock()),
     };
     let socket = settings.data_dir().join(crate::control::SOCKET);
+    let mut progress = Progress::new("export", None, true);
     if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
         // The daemon runs: ask it.
         let bytes = runtime()?.block_on(async {
@@ -174,17 +197,41 @@ fn export(
             let (answer, mut reader) =
                 crate::control::request_with(settings.data_dir(), req).await?;
             let n = answer["bytes"].as_u64().context("no size in the answer")?;
+            progress.set_total(n);
             let mut buf = Vec::new();
             (&mut reader).take(n).read_to_end(&mut buf).await?;
             anyhow::Ok(buf)
         })?;
-        sink.write_all(&bytes)?;
+        crate::progress::copy(&mut bytes.as_slice(), &mut sink, &mut progress)?;
     } else {
         let store = Store::open(settings.data_dir(), settings.raw.store.cache_size_bytes)?;
-        crate::domain::export::write_csv(&store.read()?, from, to, &mut sink)?;
+        let mut counted = Counted {
+            inner: &mut sink,
+            progress: &mut progress,
+        };
+        crate::domain::export::write_csv(&store.read()?, from, to, &mut counted)?;
     }
     sink.flush()?;
+    progress.finish();
     Ok(())
+}
+
+/// A writer that counts what goes through it into a progress line.
+struct Counted<'a, W> {
+    inner: W,
+    progress: &'a mut Progress,
+}
+
+impl<W: std::io::Write> std::io::Write for Counted<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.progress.add(n as u64);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 fn restore(arg: &ConfigArg, file: &Path) -> anyhow::Result<()> {
@@ -194,8 +241,15 @@ fn restore(arg: &ConfigArg, file: &Path) -> anyhow::Result<()> {
     // Fails if the daemon holds the store; replays any log first.
     drop(Store::open(&data_dir, settings.raw.store.cache_size_bytes)?);
     let staging = tempfile_dir(&data_dir)?;
-    std::fs::copy(file, staging.join(Store::FILE))
-        .with_context(|| format!("reading {}", file.display()))?;
+    let mut src =
+        std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?;
+    let mut progress = Progress::new("restore", Some(src.metadata()?.len()), true);
+    let mut dst = std::fs::File::create(staging.join(Store::FILE))?;
+    crate::progress::copy(&mut src, &mut dst, &mut progress)
+        .with_context(|| format!("copying {}", file.display()))?;
+    dst.sync_all()?;
+    drop(dst);
+    progress.finish();
     let check = Store::open(&staging, settings.raw.store.cache_size_bytes)
         .with_context(|| format!("{} is not a usable orderd store", file.display()))?;
     let events = check.last_event_seq()?;
@@ -216,6 +270,44 @@ fn tempfile_dir(dir: &Path) -> anyhow::Result<std::path::PathBuf> {
     let p = dir.join(format!("restore-{}", random_hex(4)));
     std::fs::create_dir(&p)?;
     Ok(p)
+}
+
+fn man(dir: Option<&Path>) -> anyhow::Result<()> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    match dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            clap_mangen::generate_to(cmd, dir)
+                .with_context(|| format!("writing man pages into {}", dir.display()))?;
+        }
+        None => clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?,
+    }
+    Ok(())
+}
+
+fn compact(arg: &ConfigArg) -> anyhow::Result<()> {
+    let settings = load_settings(arg, None)?;
+    // Fails if the daemon holds the store; replays any log first.
+    let mut store = Store::open(settings.data_dir(), settings.raw.store.cache_size_bytes)?;
+    let mut progress = Progress::new("compact", None, false);
+    let (before, after) = std::thread::scope(|scope| {
+        let job = scope.spawn(|| store.compact());
+        while !job.is_finished() {
+            progress.tick();
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        job.join().unwrap_or_else(|_| {
+            Err(crate::store::StoreError::RolledBack(
+                "compaction panicked".into(),
+            ))
+        })
+    })?;
+    progress.finish();
+    println!(
+        "compacted {}: {before} → {after} bytes",
+        store.path().display()
+    );
+    Ok(())
 }
 
 fn store_stats(arg: &ConfigArg) -> anyhow::Result<()> {

@@ -20,6 +20,7 @@ pub mod hub;
 pub mod messaging;
 pub mod metrics;
 pub mod mqtt;
+pub mod progress;
 pub mod server;
 pub mod storage;
 pub mod store;

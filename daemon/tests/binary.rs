@@ -476,6 +476,13 @@ async fn backup_under_load_restores_consistently() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Not on a terminal: no progress line, only the result.
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("backup written to "));
     // CSV export through the running daemon.
     let csv = export_all(&data);
     assert!(
@@ -509,6 +516,29 @@ async fn backup_under_load_restores_consistently() {
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // On a terminal (a pty through script(1)), the restore shows its progress.
+    let on_tty = dir.path().join("restored-on-a-terminal");
+    let out = std::process::Command::new("script")
+        .args(["-qec"])
+        .arg(format!(
+            "{BIN} restore {} --data-dir {}",
+            file.display(),
+            on_tty.display()
+        ))
+        .arg("/dev/null")
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    assert!(
+        shown.contains("restore: ") && shown.contains("(100%)"),
+        "{shown}"
     );
     let (mut child, base, _) = spawn_with(&restored, None).await;
     let token = login(&client, &base, "admin", pw.trim()).await;
@@ -549,6 +579,50 @@ async fn backup_under_load_restores_consistently() {
     let csv = export_all(&restored);
     let total = v["pagination"]["total"].as_u64().unwrap() as usize;
     assert_eq!(csv.lines().count(), total + 1);
+    // Compaction of the stopped store keeps every order.
+    let out = run_cli(&["compact", "--data-dir", restored.to_str().unwrap()], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("compacted "));
+    assert_eq!(export_all(&restored), csv);
+}
+
+/// Completions and the man page come from the CLI definition itself.
+#[test]
+fn completions_and_man_page_cover_every_command() {
+    let bash = run_cli(&["completions", "bash"], None);
+    assert!(bash.status.success());
+    let bash = String::from_utf8(bash.stdout).unwrap();
+    for cmd in [
+        "backup",
+        "restore",
+        "export",
+        "compact",
+        "status",
+        "check-config",
+    ] {
+        assert!(bash.contains(cmd), "bash completion lacks {cmd}");
+    }
+    let zsh = run_cli(&["completions", "zsh"], None);
+    assert!(String::from_utf8_lossy(&zsh.stdout).starts_with("#compdef orderd"));
+    let man = run_cli(&["man"], None);
+    let man = String::from_utf8(man.stdout).unwrap();
+    assert!(man.contains(".TH orderd 1"), "{man}");
+    assert!(man.contains("compact"), "{man}");
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_cli(&["man", "--dir", dir.path().to_str().unwrap()], None);
+    assert!(out.status.success());
+    assert!(dir.path().join("orderd-backup.1").exists());
+    let bad = run_cli(&["completions", "tcsh"], None);
+    assert!(!bad.status.success());
 }
 
 use common::mqtt;

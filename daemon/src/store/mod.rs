@@ -124,7 +124,7 @@ impl Store {
             match r.ensure() {
                 Ok(true) => {}
                 Ok(false) => {
-                    tracing::warn!("no room for the storage reserve; the disk is nearly full")
+                    tracing::warn!("no room for the storage reserve; the disk is nearly full");
                 }
                 Err(e) => tracing::warn!(error = %e, "could not create the storage reserve"),
             }
@@ -336,6 +336,17 @@ impl Store {
         // Order ids are UUIDv7: the top 48 bits are the placing time in ms.
         let order_at = orders.last()?.map_or(0, |(k, _)| (k.value() >> 80) as u64);
         Ok(event_at.max(order_at))
+    }
+
+    /// Compacts the file in place (only while nothing else holds the store: `orderd compact`
+    /// with the daemon stopped). Returns the file size before and after.
+    pub fn compact(&mut self) -> Result<(u64, u64), StoreError> {
+        let before = self.file_bytes();
+        let db = Arc::get_mut(&mut self.db).ok_or_else(|| {
+            StoreError::RolledBack("the store is in use; compaction needs it alone".into())
+        })?;
+        db.compact()?;
+        Ok((before, self.file_bytes()))
     }
 
     /// The highest event sequence number written so far (0 when none).
