@@ -493,6 +493,7 @@ fn with_writer<T>(
         last_seq: std::sync::atomic::AtomicU64::new(store.last_event_seq()?),
         last_batch_at: std::sync::atomic::AtomicU64::new(0),
         staff_alerts: None,
+        outbox_wake: Arc::default(),
     });
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let options = WriterOptions {

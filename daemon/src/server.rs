@@ -115,6 +115,7 @@ pub async fn start(
                     lang: settings.raw.telegram.staff_lang.clone(),
                 })
             }),
+        outbox_wake: Arc::default(),
     });
     let metrics = Arc::new(Metrics::new());
     let (writer, writer_thread) = Writer::spawn(

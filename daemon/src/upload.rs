@@ -129,12 +129,17 @@ pub async fn run(state: AppStateRef, mut shutdown: Shutdown) {
     let mut warned = false;
     let mut waiting: Option<(u64, Instant)> = None;
     state.upload.update(|s| s.enabled = true);
+    // Woken by each commit's events (the log is the truth; this is only the wake-up), so an
+    // idle box does not poll. The minute's timeout keeps the backlog figures fresh.
+    let mut commits = state.shared.events.subscribe();
     loop {
         let last = state.events.last_seq();
         report(&state, cursor, last, avg_bytes, &mut warned);
         if last <= cursor {
-            if pause(&mut shutdown, Duration::from_millis(200)).await {
-                return;
+            tokio::select! {
+                () = shutdown.wait() => return,
+                _ = commits.recv() => {}
+                () = tokio::time::sleep(Duration::from_secs(60)) => {}
             }
             continue;
         }

@@ -262,6 +262,7 @@ pub fn enqueue(
 
 /// Stores a row (and its open-index entry); a code is blanked once the row is closed.
 pub fn put(tx: &mut Tx<'_>, row: &OutboxRow) -> TxResult<()> {
+    tx.wake_outbox();
     let mut row = row.clone();
     if !row.state.is_open()
         && let Message::Code { code, .. } = &mut row.message

@@ -147,7 +147,9 @@ async fn run_inner(
                 }
             },
             () = hub.kitchen.wake.notified() => hub.load_queued().await,
-            _ = tick.tick() => {
+            // Only while there is something to flush, resend or time out: an idle kitchen
+            // has no timer running.
+            _ = tick.tick(), if hub.needs_tick() => {
                 hub.publish_dirty_boards().await;
                 hub.on_tick().await;
                 hub.flush().await;
@@ -247,6 +249,21 @@ impl Hub {
     }
 
     /// Moves the acknowledged position on (called once per flush).
+    /// Whether the periodic tick has work: boards to publish, jobs out for printing (resends
+    /// and timeouts), rows, alerts or a cursor not yet stored.
+    fn needs_tick(&self) -> bool {
+        !self.dirty_boards.is_empty()
+            || !self.closed.is_empty()
+            || !self.alerts.is_empty()
+            || !self.marks.is_empty()
+            || self.acked_seq != self.stored
+            || self.handled_safe != self.stored
+            || self
+                .jobs
+                .values()
+                .any(|j| j.dirty || j.row.state != JobState::Waiting)
+    }
+
     fn advance_acked(&mut self) {
         let acked = self.acks.load(Ordering::Acquire);
         // Last flush's acknowledged position is safe now; compute this flush's.

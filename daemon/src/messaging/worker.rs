@@ -28,8 +28,10 @@ use crate::server::Shutdown;
 /// every message to it, including calls of the same round already scheduled).
 type Holds = Arc<std::sync::Mutex<HashMap<Channel, tokio::time::Instant>>>;
 
-/// How often new rows are looked for when nothing rings.
-const POLL: Duration = Duration::from_millis(200);
+/// How often the outbox is read when nothing wakes the worker: a safety net only, since every
+/// batch that writes an outbox row wakes it (`Shared::outbox_wake`), so an idle box does not
+/// poll.
+const POLL: Duration = Duration::from_secs(30);
 
 /// The configured providers.
 #[derive(Clone, Default)]
@@ -148,6 +150,7 @@ pub async fn run(
         tokio::select! {
             () = shutdown.wait() => break,
             () = state.messaging.wake.notified() => rescan = true,
+            () = state.shared.outbox_wake.notified() => {}
             () = tokio::time::sleep(next_due.clamp(Duration::from_millis(5), POLL)) => {}
         }
     }

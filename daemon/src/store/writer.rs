@@ -77,6 +77,8 @@ pub struct Shared {
     pub last_batch_at: AtomicU64,
     /// Where staff alerts go (`[telegram] staff_chat_id`), if anywhere.
     pub staff_alerts: Option<Arc<StaffAlerts>>,
+    /// Notified after a batch that wrote an outbox row, so the messaging worker needs no poll.
+    pub outbox_wake: Arc<tokio::sync::Notify>,
 }
 
 impl Shared {
@@ -142,6 +144,7 @@ pub struct Tx<'t> {
     /// See [`tables::TELEGRAM_LINKS`].
     pub telegram_links: Logged<'t, &'static str, &'static str>,
     staff_alerts: Option<Arc<StaffAlerts>>,
+    outbox_wake: Option<Arc<tokio::sync::Notify>>,
     now_ms: u64,
     next_seq: u64,
     pending: Vec<Event>,
@@ -157,6 +160,7 @@ impl<'t> Tx<'t> {
         next_seq: u64,
         menu: Arc<Menu>,
         staff_alerts: Option<Arc<StaffAlerts>>,
+        outbox_wake: Arc<tokio::sync::Notify>,
         log: &OpLog,
     ) -> TxResult<Self> {
         // Ids are part of the write-ahead log format; see `logged::logged_tables!`.
@@ -187,6 +191,7 @@ impl<'t> Tx<'t> {
             telegram_chats: Logged::open(wtx, tables::TELEGRAM_CHATS, 24, log)?,
             telegram_links: Logged::open(wtx, tables::TELEGRAM_LINKS, 25, log)?,
             staff_alerts,
+            outbox_wake: Some(outbox_wake),
             now_ms,
             next_seq,
             pending: Vec::new(),
@@ -243,6 +248,13 @@ impl<'t> Tx<'t> {
         self.menu = Arc::new(menu);
         self.menu_changed = true;
         Ok(())
+    }
+
+    /// Wakes the messaging worker once this batch commits (an outbox row was written).
+    pub fn wake_outbox(&mut self) {
+        if let Some(wake) = self.outbox_wake.take() {
+            self.after_commit(move || wake.notify_one());
+        }
     }
 
     /// Runs `f` after the batch commits (e.g. to update an in-memory cache); dropped on rollback.
@@ -482,6 +494,7 @@ fn run_batch(
             next_seq,
             shared.menu(),
             shared.staff_alerts.clone(),
+            Arc::clone(&shared.outbox_wake),
             &log,
         ) {
             Ok(tx) => tx,
@@ -583,6 +596,7 @@ mod tests {
             last_seq: AtomicU64::new(0),
             last_batch_at: AtomicU64::new(0),
             staff_alerts: None,
+            outbox_wake: Arc::default(),
         });
         let (w, _thread) = Writer::spawn(
             store.clone(),
