@@ -83,7 +83,7 @@ pub async fn supervise(
             () = shutdown.wait() => return,
         }
         let healthy = matches!(
-            tokio::time::timeout(interval, state.writer.run(|_| Ok(()))).await,
+            tokio::time::timeout(interval, state.writer.ping()).await,
             Ok(Ok(()))
         ) && state.ready.load(Ordering::Acquire);
         let status = status_line(&state);

@@ -30,7 +30,7 @@ pub async fn readyz(State(state): State<AppStateRef>) -> Result<Json<Value>, App
     if !state.ready.load(Ordering::Acquire) {
         return Err(AppError::unavailable());
     }
-    state.writer.run(|_tx| Ok(())).await?;
+    state.writer.ping().await?;
     Ok(Json(json!({
         "status": "ready",
         "event_seq": state.events.last_seq(),

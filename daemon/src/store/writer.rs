@@ -304,7 +304,15 @@ impl<T: Send> Reply for Pending<T> {
     }
 }
 
-type Job = Box<dyn for<'a, 'b> FnOnce(&'a mut Tx<'b>) -> Box<dyn Reply> + Send>;
+type TxJob = Box<dyn for<'a, 'b> FnOnce(&'a mut Tx<'b>) -> Box<dyn Reply> + Send>;
+
+/// What the writer thread is asked to do.
+enum Job {
+    /// Work inside the next batch's write transaction.
+    Tx(TxJob),
+    /// A health check: answered by the writer thread once it gets there, without writing.
+    Ping(oneshot::Sender<Result<(), StoreError>>),
+}
 
 /// Handle to the writer thread. Cloning is cheap; the thread ends when every handle is dropped.
 #[derive(Clone)]
@@ -344,15 +352,30 @@ impl Writer {
         F: for<'a, 'b> FnOnce(&'a mut Tx<'b>) -> TxResult<T> + Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
-        let job: Job = Box::new(move |tx| {
+        let job = Job::Tx(Box::new(move |tx| {
             let result = f(tx);
             Box::new(Pending { result, reply })
-        });
+        }));
         self.jobs
             .send(job)
             .await
             .map_err(|_| AppError::unavailable())?;
         rx.await.map_err(|_| AppError::unavailable())?
+    }
+
+    /// Health check: a round trip through the writer thread, after every request queued
+    /// before it, that also opens (and drops) a write transaction — so a wedged writer or a
+    /// store redb refuses to write fails it — but writes nothing: an idle box checking its
+    /// health every few seconds causes no disk writes.
+    pub async fn ping(&self) -> Result<(), AppError> {
+        let (reply, rx) = oneshot::channel();
+        self.jobs
+            .send(Job::Ping(reply))
+            .await
+            .map_err(|_| AppError::unavailable())?;
+        rx.await
+            .map_err(|_| AppError::unavailable())?
+            .map_err(AppError::from)
     }
 }
 
@@ -445,11 +468,44 @@ fn run(
                 Err(_) => break,
             }
         }
-        metrics.commit_batch_size.observe(jobs.len() as f64);
-        next_seq = run_batch(store, shared, clock, &mut durable, jobs.drain(..), next_seq);
-        shared
-            .last_batch_at
-            .store(clock.now_ms(), Ordering::Release);
+        let mut pings = Vec::new();
+        let work: Vec<TxJob> = jobs
+            .drain(..)
+            .filter_map(|job| match job {
+                Job::Tx(f) => Some(f),
+                Job::Ping(reply) => {
+                    pings.push(reply);
+                    None
+                }
+            })
+            .collect();
+        if !work.is_empty() {
+            metrics.commit_batch_size.observe(work.len() as f64);
+            next_seq = run_batch(
+                store,
+                shared,
+                clock,
+                &mut durable,
+                work.into_iter(),
+                next_seq,
+            );
+            shared
+                .last_batch_at
+                .store(clock.now_ms(), Ordering::Release);
+        }
+        if !pings.is_empty() {
+            let health = store
+                .db()
+                .begin_write()
+                .map_err(StoreError::from)
+                .and_then(|w| w.abort().map_err(StoreError::from));
+            for reply in pings {
+                let _ = reply.send(match &health {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(StoreError::RolledBack(e.to_string())),
+                });
+            }
+        }
     }
     match checkpoint(store) {
         Ok(()) => {
@@ -473,7 +529,7 @@ fn run_batch(
     shared: &Shared,
     clock: &dyn Clock,
     durable: &mut Durable,
-    jobs: impl Iterator<Item = Job>,
+    jobs: impl Iterator<Item = TxJob>,
     next_seq: u64,
 ) -> u64 {
     let mut replies: Vec<Box<dyn Reply>> = Vec::new();
@@ -616,6 +672,21 @@ mod tests {
         let rtx = store.read().unwrap();
         let t = rtx.open_table(tables::COUNTERS).unwrap();
         t.get(key).unwrap().is_some()
+    }
+
+    /// The health check goes through the writer thread but writes nothing (an idle box pings
+    /// every few seconds; each write would be a WAL fsync on the SD card); a request does.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_ping_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, w) = writer(dir.path());
+        let before = store.wal_seq();
+        for _ in 0..5 {
+            w.ping().await.unwrap();
+        }
+        assert_eq!(store.wal_seq(), before);
+        w.run(|_| Ok(())).await.unwrap();
+        assert_eq!(store.wal_seq(), before + 1);
     }
 
     /// A crash right after the answers: the files as they are on disk then (redb at its last
