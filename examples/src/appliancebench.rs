@@ -6,7 +6,7 @@
 //! (first boot: store created, demo menu seeded, admin password hashed) and on an existing
 //! store (every later boot). Idle: after READY and a settling pause, the daemon's CPU time
 //! (`/proc/PID/stat`) and context switches of all its threads (`/proc/PID/task/*/status`) are
-//! read over a window with no client. Loopback only; every daemon is killed at the end.
+//! read over a window with no client, with what it wrote (`/proc/PID/io`). Loopback only; every daemon is killed at the end.
 
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -95,6 +95,18 @@ fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     Ok(f[11].parse::<u64>()? + f[12].parse::<u64>()?)
 }
 
+/// (bytes the process had written to storage, write syscalls) from `/proc/PID/io`.
+fn io_written(pid: u32) -> anyhow::Result<(u64, u64)> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io"))?;
+    let field = |name: &str| {
+        io.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Ok((field("write_bytes:"), field("syscw:")))
+}
+
 /// Context switches (voluntary + not) summed over every thread, and the thread count.
 fn switches(pid: u32) -> anyhow::Result<(u64, usize)> {
     let mut total = 0;
@@ -155,10 +167,10 @@ fn main() -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_secs(5));
     let pid = child.id();
     let hz = 100.0; // USER_HZ on Linux
-    let (c0, (s0, threads)) = (cpu_ticks(pid)?, switches(pid)?);
+    let (c0, (s0, threads), (w0b, w0c)) = (cpu_ticks(pid)?, switches(pid)?, io_written(pid)?);
     let w0 = Instant::now();
     std::thread::sleep(Duration::from_secs(args.idle_secs));
-    let (c1, (s1, _)) = (cpu_ticks(pid)?, switches(pid)?);
+    let (c1, (s1, _), (w1b, w1c)) = (cpu_ticks(pid)?, switches(pid)?, io_written(pid)?);
     let secs = w0.elapsed().as_secs_f64();
     let rss_kb = std::fs::read_to_string(format!("/proc/{pid}/status"))?
         .lines()
@@ -172,6 +184,11 @@ fn main() -> anyhow::Result<()> {
         cpu_s / secs * 100.0,
         (s1 - s0) as f64 / secs,
         rss_kb as f64 / 1024.0
+    );
+    println!(
+        "idle {secs:.0} s: {} write syscalls, {} bytes written to storage",
+        w1c - w0c,
+        w1b - w0b
     );
     Ok(())
 }
