@@ -214,6 +214,18 @@ fn export_all(data_dir: &Path) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Asserts a CLI run succeeded and printed nothing on standard error (no progress line when
+/// not on a terminal); returns its standard output.
+fn quiet_success(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn run_cli(args: &[&str], stdin: Option<&str>) -> std::process::Output {
     use std::io::Write as _;
     let mut child = std::process::Command::new(BIN)
@@ -471,18 +483,8 @@ async fn backup_under_load_restores_consistently() {
     let out = tokio::task::spawn_blocking(move || run_cli(&["backup", &f, "--data-dir", &d], None))
         .await
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     // Not on a terminal: no progress line, only the result.
-    assert!(
-        out.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("backup written to "));
+    assert!(quiet_success(&out).starts_with("backup written to "));
     // CSV export through the running daemon.
     let csv = export_all(&data);
     assert!(
@@ -512,16 +514,7 @@ async fn backup_under_load_restores_consistently() {
         ],
         None,
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(quiet_success(&out).starts_with("restored "));
     // On a terminal (a pty through script(1)), the restore shows its progress.
     let on_tty = dir.path().join("restored-on-a-terminal");
     let out = std::process::Command::new("script")
@@ -581,17 +574,7 @@ async fn backup_under_load_restores_consistently() {
     assert_eq!(csv.lines().count(), total + 1);
     // Compaction of the stopped store keeps every order.
     let out = run_cli(&["compact", "--data-dir", restored.to_str().unwrap()], None);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("compacted "));
+    assert!(quiet_success(&out).starts_with("compacted "));
     assert_eq!(export_all(&restored), csv);
 }
 

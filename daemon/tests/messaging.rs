@@ -112,13 +112,10 @@ async fn whatsapp_code_then_order_then_status_messages() {
     assert_eq!(first.body["to"], "355691234567");
     assert_eq!(first.body["template"]["language"]["code"], "sq");
     // The code is not in the answer, and not stored in the clear once sent.
-    let (_, list) = s
-        .send(
-            "GET",
-            "/api/v1/notifications?state=sent",
-            Some(&s.admin),
-            None,
-        )
+    let list = s
+        .wait_get("/api/v1/notifications?state=sent", &s.admin, |v| {
+            v["data"].as_array().is_some_and(|d| !d.is_empty())
+        })
         .await;
     assert_eq!(list["data"][0]["kind"], "code");
     assert!(!list.to_string().contains(&code_of(&first.body)));

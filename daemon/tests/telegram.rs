@@ -149,13 +149,11 @@ async fn telegram_code_needs_the_customers_own_phone_then_status_follows() {
     assert_eq!(st, StatusCode::OK);
     let got = wait_sent(&fake, CHAT, 6).await;
     assert!(text(&got[5]).contains("is accepted"), "{}", text(&got[5]));
-    let (_, sent) = s
-        .send(
-            "GET",
-            "/api/v1/notifications?state=sent",
-            Some(&s.admin),
-            None,
-        )
+    // The worker records "sent" just after the provider answered: wait for it.
+    let sent = s
+        .wait_get("/api/v1/notifications?state=sent", &s.admin, |v| {
+            v["data"].as_array().is_some_and(|d| d.len() == 2)
+        })
         .await;
     assert_eq!(sent["data"].as_array().unwrap().len(), 2, "{sent}");
     s.stop().await;

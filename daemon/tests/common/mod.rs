@@ -257,6 +257,20 @@ impl TestServer {
             .unwrap()
     }
 
+    /// GETs `path` until `done` holds for the answer (for state a worker records just after
+    /// the fact a test observed); returns the last answer, failing after about 2 s.
+    pub async fn wait_get(&self, path: &str, token: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let mut last = Value::Null;
+        for _ in 0..100 {
+            last = self.send("GET", path, Some(token), None).await.1;
+            if done(&last) {
+                return last;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("GET {path} never reached the expected state: {last}");
+    }
+
     pub async fn stop(mut self) -> tempfile::TempDir {
         self.running.take().unwrap().stop().await.unwrap();
         self.dir
