@@ -37,8 +37,9 @@ pub async fn readyz(State(state): State<AppStateRef>) -> Result<Json<Value>, App
     })))
 }
 
-/// What the box is doing: version, site, the one-line summary, the event log, the store and
-/// the upload (shared by `GET /api/v1/status` and `orderd status`).
+/// What the box is doing: version, site, the one-line summary, the event log, the store, the
+/// storage budget, the clock and the upload (shared by `GET /api/v1/status` and
+/// `orderd status`).
 pub fn status_view(state: &AppStateRef) -> Value {
     let clock = state.clock.state();
     json!({
