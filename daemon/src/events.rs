@@ -158,6 +158,19 @@ impl Subscription {
                 .last_seq
                 .load(std::sync::atomic::Ordering::Acquire);
             if self.next <= last {
+                // Usually the wake-ups already hold these events: take them from there rather
+                // than read them back from redb (decode, and rebuild a placed order).
+                loop {
+                    match self.rx.try_recv() {
+                        Ok(e) if e.seq == self.next => {
+                            self.next += 1;
+                            return Ok((*e).clone());
+                        }
+                        Ok(e) if e.seq < self.next => {}
+                        // Newer (a gap), lagged, empty or closed: the log has them.
+                        _ => break,
+                    }
+                }
                 // Only durable events: a batch is visible in redb a moment before its log
                 // append returns, and `last_seq` moves only after that.
                 let n = usize::try_from(last - self.next + 1)
