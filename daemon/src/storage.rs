@@ -165,10 +165,11 @@ impl Storage {
 
     /// Whether new orders must be refused. Rechecks at most once a second, so orders resume
     /// as soon as space is freed.
-    pub fn refusing(&self, store_bytes: u64) -> bool {
+    /// `store_bytes` is asked only when a reading is due.
+    pub fn refusing(&self, store_bytes: impl FnOnce() -> u64) -> bool {
         let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
         if now.saturating_sub(self.checked_at.load(Ordering::Acquire)) >= 1000 {
-            self.measure(store_bytes);
+            self.measure(store_bytes());
         }
         self.level() == Level::Full
     }

@@ -26,37 +26,26 @@ struct Asset {
     body: &'static str,
 }
 
+/// An asset compiled in from `daemon/web/`.
+macro_rules! asset {
+    ($name:literal, $mime:expr) => {
+        Asset {
+            name: $name,
+            mime: $mime,
+            body: include_str!(concat!("../web/", $name)),
+        }
+    };
+}
+
+const CSS: &str = "text/css; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
 const ASSETS: &[Asset] = &[
-    Asset {
-        name: "app.css",
-        mime: "text/css; charset=utf-8",
-        body: include_str!("../web/app.css"),
-    },
-    Asset {
-        name: "common.js",
-        mime: "text/javascript; charset=utf-8",
-        body: include_str!("../web/common.js"),
-    },
-    Asset {
-        name: "customer.js",
-        mime: "text/javascript; charset=utf-8",
-        body: include_str!("../web/customer.js"),
-    },
-    Asset {
-        name: "kitchen.js",
-        mime: "text/javascript; charset=utf-8",
-        body: include_str!("../web/kitchen.js"),
-    },
-    Asset {
-        name: "staff.js",
-        mime: "text/javascript; charset=utf-8",
-        body: include_str!("../web/staff.js"),
-    },
-    Asset {
-        name: "admin.js",
-        mime: "text/javascript; charset=utf-8",
-        body: include_str!("../web/admin.js"),
-    },
+    asset!("app.css", CSS),
+    asset!("common.js", JS),
+    asset!("customer.js", JS),
+    asset!("kitchen.js", JS),
+    asset!("staff.js", JS),
+    asset!("admin.js", JS),
 ];
 
 const PAGE: &str = include_str!("../web/page.html");

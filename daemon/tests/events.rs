@@ -26,14 +26,7 @@ async fn subscribe_replays_then_follows_live() {
         .await;
     let id = o1["id"].as_str().unwrap().to_owned();
     s.set_status(&staff, &id, "accepted").await;
-    let (st, _) = s
-        .send(
-            "PATCH",
-            "/api/v1/menu/items/espresso",
-            Some(&staff),
-            Some(json!({"available": false})),
-        )
-        .await;
+    let (st, _) = s.set_available(&staff, "espresso", false).await;
     assert_eq!(st, StatusCode::OK);
 
     // Replay from the start.

@@ -228,14 +228,7 @@ async fn sold_out_reaches_the_ordering_page_stream() {
     assert_eq!(sse.status, 200);
     // Orders are not on the public stream; availability is.
     place(&s, &staff).await;
-    let (st, v) = s
-        .send(
-            "PATCH",
-            "/api/v1/menu/items/espresso",
-            Some(&staff),
-            Some(json!({"available": false})),
-        )
-        .await;
+    let (st, v) = s.set_available(&staff, "espresso", false).await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let f = sse.event(5).await.unwrap();
     assert_eq!(f.event, "availability_changed");

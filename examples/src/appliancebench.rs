@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use clap::Parser;
 
+#[path = "bench_util.rs"]
+mod bench_util;
+use bench_util::{pct, rss_kb};
+
 /// Options.
 #[derive(Debug, Parser)]
 struct Args {
@@ -70,18 +74,13 @@ fn stop(mut child: Child) {
     let _ = child.wait();
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
 fn report(name: &str, mut ms: Vec<f64>) {
     ms.sort_by(f64::total_cmp);
     println!(
         "{name:<28} n={:<3} p50 {:>6.1} ms  p95 {:>6.1} ms  max {:>6.1} ms",
         ms.len(),
-        percentile(&ms, 0.5),
-        percentile(&ms, 0.95),
+        pct(&ms, 0.5),
+        pct(&ms, 0.95),
         ms[ms.len() - 1]
     );
 }
@@ -172,11 +171,7 @@ fn main() -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_secs(args.idle_secs));
     let (c1, (s1, _), (w1b, w1c)) = (cpu_ticks(pid)?, switches(pid)?, io_written(pid)?);
     let secs = w0.elapsed().as_secs_f64();
-    let rss_kb = std::fs::read_to_string(format!("/proc/{pid}/status"))?
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .unwrap_or(0);
+    let rss_kb = rss_kb(Some(pid));
     stop(child);
     let cpu_s = (c1 - c0) as f64 / hz;
     println!(

@@ -48,6 +48,19 @@ impl Http {
         Ok(())
     }
 
+    /// Moves an order to `status`; fails unless answered 200.
+    pub async fn set_status(&self, id: &str, status: &str) -> anyhow::Result<()> {
+        let (st, v) = self
+            .call(
+                "POST",
+                &format!("/api/v1/orders/{id}/status"),
+                &json!({ "status": status }),
+            )
+            .await?;
+        anyhow::ensure!(st == 200, "{status} {id}: {st} {v}");
+        Ok(())
+    }
+
     /// One call; the status and the JSON body (`null` if none).
     pub async fn call(
         &self,

@@ -179,17 +179,7 @@ async fn place(http: &Arc<Http>, token: &str, n: usize) -> anyhow::Result<Vec<St
 async fn accept(http: &Arc<Http>, ids: &[String]) -> anyhow::Result<()> {
     run_parallel(ids.len(), |i| {
         let (http, id) = (Arc::clone(http), ids[i].clone());
-        async move {
-            let (st, v) = http
-                .call(
-                    "POST",
-                    &format!("/api/v1/orders/{id}/status"),
-                    &json!({"status": "accepted"}),
-                )
-                .await?;
-            anyhow::ensure!(st == 200, "accept: {st} {v}");
-            Ok(())
-        }
+        async move { http.set_status(&id, "accepted").await }
     })
     .await?;
     Ok(())

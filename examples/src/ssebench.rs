@@ -150,14 +150,7 @@ async fn main() -> anyhow::Result<()> {
         anyhow::ensure!(st == 201, "order: {st} {o}");
         let id = o["id"].as_str().unwrap_or_default().to_owned();
         sent.lock().await.insert(id.clone(), Instant::now());
-        let (st, v) = http
-            .call(
-                "POST",
-                &format!("/api/v1/orders/{id}/status"),
-                &json!({"status": "accepted"}),
-            )
-            .await?;
-        anyhow::ensure!(st == 200, "status: {st} {v}");
+        http.set_status(&id, "accepted").await?;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let ms = collector.await?;

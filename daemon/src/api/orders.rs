@@ -67,7 +67,7 @@ pub async fn create(
     headers: HeaderMap,
     Body(req): Body<NewOrder>,
 ) -> Result<Response, AppError> {
-    if state.storage.refusing(state.store.file_bytes()) {
+    if state.storage.refusing(|| state.store.file_bytes()) {
         state.metrics.storage_refused_orders.inc();
         return Err(AppError::new(
             ErrorKind::InsufficientStorage,

@@ -475,19 +475,17 @@ pub fn place(
         .try_fold(0i64, |acc, l| acc.checked_add(l.line_total))
         .ok_or_else(|| AppError::invalid("items", "order total out of range"))?;
     let (tax, total) = tax_and_total(subtotal, rules);
-    // The clock never goes back (`clock::GuardedClock`), and a day never precedes the last day
-    // used either (say, after the day-start hour or time zone was changed): numbers stay in
-    // order.
-    let last_day = tx.idx_day.last()?.map_or(0, |(k, _)| k.value().0);
-    let day = rules.business_day(now).max(last_day);
-    // The day's counter is the last number in the day index: read and extended in this same
-    // transaction, so concurrent orders can never share a number.
-    let last = tx
-        .idx_day
-        .range((day, 0u32)..=(day, u32::MAX))?
-        .next_back()
-        .transpose()?
-        .map_or(0, |(k, _)| k.value().1);
+    // The day and its counter come from the last key of the day index, read and extended in
+    // this same transaction, so concurrent orders never share a number. The clock never goes
+    // back (`clock::GuardedClock`), and the day never precedes the last day used either (say,
+    // after the day-start hour or time zone was changed): numbers stay in order.
+    let (last_day, last_seq) = tx.idx_day.last()?.map_or((0, 0), |(k, _)| k.value());
+    let today = rules.business_day(now);
+    let (day, last) = if last_day >= today {
+        (last_day, last_seq)
+    } else {
+        (today, 0)
+    };
     let daily_seq_u32 = last
         .checked_add(1)
         .ok_or_else(|| AppError::new(ErrorKind::Conflict, "day_full", "order counter exhausted"))?;

@@ -216,6 +216,22 @@ impl TestServer {
         .await
     }
 
+    /// Marks a menu item available or sold out.
+    pub async fn set_available(
+        &self,
+        token: &str,
+        item: &str,
+        available: bool,
+    ) -> (StatusCode, Value) {
+        self.send(
+            "PATCH",
+            &format!("/api/v1/menu/items/{item}"),
+            Some(token),
+            Some(json!({ "available": available })),
+        )
+        .await
+    }
+
     pub async fn set_status(&self, token: &str, id: &str, status: &str) -> (StatusCode, Value) {
         self.send(
             "POST",
