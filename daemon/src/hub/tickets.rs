@@ -119,17 +119,27 @@ fn board_ticket(order: &Order, lines: Vec<TicketLine>) -> BoardTicket {
     }
 }
 
+/// One station's open tickets, oldest first: keyed by (placed at, order id), so finding an
+/// order's ticket is a lookup, not a search (a box may hold many thousands of open orders).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct StationBoard {
+    seq: u64,
+    tickets: BTreeMap<(u64, String), BoardTicket>,
+}
+
 /// Every station's board.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Boards {
-    boards: BTreeMap<String, Board>,
+    boards: BTreeMap<String, StationBoard>,
+}
+
+fn key(order: &Order) -> (u64, String) {
+    (order.created_at, order.id.clone())
 }
 
 impl Boards {
-    /// Boards from the active orders (oldest first), as of event seq `seq`.
+    /// Boards from the active orders, as of event seq `seq`.
     pub fn rebuild<'a>(orders: impl IntoIterator<Item = &'a Order>, seq: u64) -> Self {
-        // Each order once, then one sort per board: a box restarting with many open orders
-        // must not pay a search per ticket.
         let mut b = Self::default();
         for order in orders {
             if !on_board(order.status) {
@@ -137,27 +147,15 @@ impl Boards {
             }
             for (station, lines) in station_lines(order) {
                 let board = b.board_mut(&station);
-                board.tickets.push(board_ticket(order, lines));
+                board.tickets.insert(key(order), board_ticket(order, lines));
                 board.seq = seq;
             }
-        }
-        for board in b.boards.values_mut() {
-            board
-                .tickets
-                .sort_by(|x, y| x.placed_at.cmp(&y.placed_at).then(x.ticket.cmp(&y.ticket)));
         }
         b
     }
 
-    fn board_mut(&mut self, station: &str) -> &mut Board {
-        self.boards
-            .entry(station.to_owned())
-            .or_insert_with(|| Board {
-                version: FORMAT_VERSION,
-                station: station.to_owned(),
-                seq: 0,
-                tickets: Vec::new(),
-            })
+    fn board_mut(&mut self, station: &str) -> &mut StationBoard {
+        self.boards.entry(station.to_owned()).or_default()
     }
 
     /// Puts the order on (or takes it off) each of its stations' boards, per its status.
@@ -166,22 +164,11 @@ impl Boards {
         let mut changed = Vec::new();
         for (station, lines) in station_lines(order) {
             let board = self.board_mut(&station);
-            let pos = board.tickets.iter().position(|t| t.ticket == order.id);
-            match (on_board(order.status), pos) {
-                (true, Some(i)) => board.tickets[i] = board_ticket(order, lines),
-                (true, None) => {
-                    // Kept sorted by insertion (not a sort per ticket: a box restarting with
-                    // many open orders rebuilds its boards in O(n log n), not O(n² log n)).
-                    let t = board_ticket(order, lines);
-                    let at = board.tickets.partition_point(|o| {
-                        (o.placed_at, o.ticket.as_str()) < (t.placed_at, t.ticket.as_str())
-                    });
-                    board.tickets.insert(at, t);
-                }
-                (false, Some(i)) => {
-                    board.tickets.remove(i);
-                }
-                (false, None) => continue,
+            let on = on_board(order.status);
+            if on {
+                board.tickets.insert(key(order), board_ticket(order, lines));
+            } else if board.tickets.remove(&key(order)).is_none() {
+                continue;
             }
             board.seq = seq;
             changed.push(station);
@@ -209,8 +196,7 @@ impl Boards {
                         continue;
                     }
                     let board = self.board_mut(&c.station);
-                    if let Some(i) = board.tickets.iter().position(|t| t.ticket == order.id) {
-                        board.tickets.remove(i);
+                    if board.tickets.remove(&key(order)).is_some() {
                         board.seq = event.seq;
                         changed.push(c.station.clone());
                     }
@@ -225,19 +211,14 @@ impl Boards {
     /// At most [`MAX_BOARD_TICKETS`], oldest first: a retained board must stay a small MQTT
     /// message whatever the backlog (the newest tickets still arrive as ticket events).
     pub fn board(&self, station: &str) -> Board {
-        let Some(b) = self.boards.get(station) else {
-            return Board {
-                version: FORMAT_VERSION,
-                station: station.to_owned(),
-                seq: 0,
-                tickets: Vec::new(),
-            };
-        };
+        let b = self.boards.get(station);
         Board {
-            version: b.version,
-            station: b.station.clone(),
-            seq: b.seq,
-            tickets: b.tickets.iter().take(MAX_BOARD_TICKETS).cloned().collect(),
+            version: FORMAT_VERSION,
+            station: station.to_owned(),
+            seq: b.map_or(0, |b| b.seq),
+            tickets: b
+                .map(|b| b.tickets.values().take(MAX_BOARD_TICKETS).cloned().collect())
+                .unwrap_or_default(),
         }
     }
 
@@ -250,7 +231,7 @@ impl Boards {
     pub fn open_orders(&self) -> usize {
         self.boards
             .values()
-            .flat_map(|b| b.tickets.iter().map(|t| t.ticket.as_str()))
+            .flat_map(|b| b.tickets.keys().map(|(_, id)| id.as_str()))
             .collect::<std::collections::HashSet<&str>>()
             .len()
     }
