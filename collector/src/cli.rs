@@ -130,9 +130,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .load()
                 .map_err(|e| anyhow::anyhow!("reports_token: {e}"))?;
             let listen = listen.unwrap_or_else(|| cfg.listen.clone());
+            let projector = Arc::new(crate::project::Projector::new(pool.clone()));
+            tokio::spawn({
+                let projector = Arc::clone(&projector);
+                async move { projector.run().await }
+            });
             let app = Arc::new(App {
                 pool,
-                partitions: crate::ingest::Partitions::default(),
+                projector,
                 cfg,
                 reports_token,
             });

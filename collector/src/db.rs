@@ -5,7 +5,10 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
 /// The migrations, in order. A released file never changes; a change is a new file.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../migrations/0001_init.sql")),
+    (2, include_str!("../migrations/0002_projections.sql")),
+];
 
 /// A pool of `size` connections to `url`.
 pub fn pool(url: &str, size: usize) -> anyhow::Result<Pool> {

@@ -17,15 +17,16 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq as _;
 
 use crate::config::Config;
-use crate::ingest::{self, Partitions, Stored};
+use crate::ingest::{self, Stored};
+use crate::project::Projector;
 use crate::{reports, sites};
 
 /// What the handlers share.
 pub struct App {
     /// The database.
     pub pool: Pool,
-    /// Partitions known to exist.
-    pub partitions: Partitions,
+    /// Folds stored events into the orders tables.
+    pub projector: Arc<Projector>,
     /// Settings.
     pub cfg: Config,
     /// The head office's report token, if set.
@@ -168,9 +169,12 @@ async fn take_batch(app: &App, headers: &HeaderMap, body: Body) -> Result<Respon
     if box_id.is_empty() || box_id.len() > 64 {
         return Err(bad("box_id: 1 to 64 characters").into_response());
     }
-    let stored = ingest::store(&app.pool, &app.partitions, &site, &box_id, &events)
+    let stored = ingest::store(&app.pool, &site, &box_id, &events)
         .await
         .map_err(|e| ApiError::unavailable(&e).into_response())?;
+    if matches!(stored, Stored::Acked(_)) {
+        app.projector.wake();
+    }
     match stored {
         Stored::Acked(seq) => {
             let ack = Ack { acked_seq: seq };
@@ -244,7 +248,7 @@ async fn summary(
         return Err(unauthorized());
     }
     check_range(&r)?;
-    reports::summary(&app.pool, None, &r.from, &r.to)
+    reports::summary(&app.pool, &app.projector, None, &r.from, &r.to)
         .await
         .map(axum::Json)
         .map_err(|e| ApiError::unavailable(&e))
@@ -267,7 +271,7 @@ async fn site_summary(
         }
     }
     check_range(&r)?;
-    reports::summary(&app.pool, Some(&site), &r.from, &r.to)
+    reports::summary(&app.pool, &app.projector, Some(&site), &r.from, &r.to)
         .await
         .map(axum::Json)
         .map_err(|e| ApiError::unavailable(&e))

@@ -1,16 +1,26 @@
 //! Chain-wide reports from the SQL views: orders and revenue per site per day, average prep
-//! time, top items.
+//! time, top items. A report first lets the projector fold every acknowledged event, so it
+//! counts all of them; `pending_events` says how many it could not wait for.
+
+use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use serde_json::{Value, json};
 
+use crate::project::Projector;
+
+/// The longest a report waits for the projector.
+const CATCH_UP: Duration = Duration::from_secs(10);
+
 /// The summary of `from..=to` (`YYYY-MM-DD`), for one site or all.
 pub async fn summary(
     pool: &Pool,
+    projector: &Projector,
     site: Option<&str>,
     from: &str,
     to: &str,
 ) -> anyhow::Result<Value> {
+    let pending = projector.catch_up(CATCH_UP).await?;
     let client = pool.get().await?;
     let days = client
         .query(
@@ -48,6 +58,7 @@ pub async fn summary(
         "from": from,
         "to": to,
         "site": site,
+        "pending_events": pending,
         "orders": totals.get::<_, i64>(0),
         "revenue": totals.get::<_, i64>(1),
         "avg_prep_secs": totals.get::<_, Option<f64>>(2),

@@ -62,11 +62,13 @@ pub async fn add(pool: &Pool, id: &str, name: &str) -> anyhow::Result<String> {
         n == 1,
         "site {id} exists; revoke it first to issue a new token"
     );
-    tx.execute(
-        "INSERT INTO site_cursors (site_id) VALUES ($1) ON CONFLICT DO NOTHING",
-        &[&id],
-    )
-    .await?;
+    for table in ["site_cursors", "projections"] {
+        tx.execute(
+            &format!("INSERT INTO {table} (site_id) VALUES ($1) ON CONFLICT DO NOTHING"),
+            &[&id],
+        )
+        .await?;
+    }
     tx.commit().await?;
     Ok(token)
 }

@@ -18,18 +18,19 @@ use tokio::process::{Child, Command};
 
 const REPORTS: &str = "head-office-test-token";
 
-/// The collector binary beside the daemon's (built on demand when a single package is tested).
+/// The collector binary beside the daemon's, brought up to date once per test run (cargo
+/// builds only the package under test, and a stale collector would test old code).
 fn collector_bin() -> PathBuf {
-    let bin = Path::new(env!("CARGO_BIN_EXE_orderd")).with_file_name("orderd-collector");
-    if !bin.exists() {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let st = std::process::Command::new(cargo)
             .args(["build", "-q", "-p", "orderd-collector"])
             .status()
             .unwrap();
         assert!(st.success(), "building orderd-collector");
-    }
-    bin
+    });
+    Path::new(env!("CARGO_BIN_EXE_orderd")).with_file_name("orderd-collector")
 }
 
 /// A collector process on a fixed port (so the box's URL survives restarts).
@@ -228,6 +229,19 @@ async fn caught_up(s: &TestServer, pg: &Pg) {
         pg.query("SELECT acked_seq FROM site_cursors WHERE site_id = 'demo'"),
         last.to_string()
     );
+    projected(pg).await;
+}
+
+/// Waits until the collector's projector has folded every stored event into the orders tables.
+async fn projected(pg: &Pg) {
+    let pending = || pg.query("SELECT coalesce(sum(pending_events), 0) FROM report_lag");
+    for _ in 0..300 {
+        if pending() == "0" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(pending(), "0", "the projector caught up");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -291,6 +305,7 @@ async fn outages_and_500s_lose_and_duplicate_nothing() {
         .await
         .unwrap();
     assert_eq!(summary["orders"], 95, "{summary}");
+    assert_eq!(summary["pending_events"], 0, "{summary}");
     let revenue = pg.query("SELECT sum(total) FROM orders");
     assert_eq!(summary["revenue"].to_string(), revenue);
     assert_eq!(summary["top_items"][0]["item_id"], "espresso");
@@ -368,7 +383,8 @@ async fn tokens_gaps_bad_batches_and_sites_are_kept_apart() {
     // a gap, is refused with the seq to resend from, and the box rewinds to it.
     pg.query(
         "BEGIN; DELETE FROM events WHERE site_id = 'demo' AND seq > 3;
-         UPDATE site_cursors SET acked_seq = 3 WHERE site_id = 'demo'; COMMIT",
+         UPDATE site_cursors SET acked_seq = 3 WHERE site_id = 'demo';
+         UPDATE projections SET projected_seq = 3 WHERE site_id = 'demo'; COMMIT",
     );
     place(&s, 2).await;
     caught_up(&s, &pg).await;
@@ -519,6 +535,7 @@ async fn a_box_killed_mid_upload_resumes_from_its_cursor() {
         pg.query("SELECT count(*), count(DISTINCT seq), min(seq), max(seq) FROM events"),
         format!("{last}|{last}|1|{last}")
     );
+    projected(&pg).await;
     assert_eq!(pg.query("SELECT count(*) FROM orders"), "80");
     child.start_kill().unwrap();
     child.wait().await.unwrap();

@@ -33,6 +33,13 @@ struct Args {
     /// Duration, seconds.
     #[arg(long, default_value_t = 60)]
     secs: u64,
+    /// Instead of the fleet: post this many events for one site back to back, in batches of
+    /// `--batch`, and report the collector's ingest rate (batches are encoded beforehand).
+    #[arg(long)]
+    drain: Option<u64>,
+    /// Events per batch in `--drain` mode.
+    #[arg(long, default_value_t = 5000)]
+    batch: u64,
 }
 
 fn order(site: &str, n: u64, at: u64) -> Order {
@@ -101,12 +108,47 @@ fn events(site: &str, seq: u64, n: u64) -> Vec<Event> {
         .collect()
 }
 
+/// One site's backlog, posted back to back: the collector's and PostgreSQL's ingest rate.
+async fn drain(http: &Http, site: &str, token: &str, total: u64, batch: u64) -> anyhow::Result<()> {
+    let mut bodies = Vec::new();
+    let mut seq = 1;
+    while seq <= total {
+        let n = batch.min(total - seq + 1);
+        let b = Batch::new(site, "main", &events(site, seq, n), Compression::Lz4)?;
+        bodies.push(postcard::to_allocvec(&b)?);
+        seq += n;
+    }
+    let t0 = Instant::now();
+    let mut lat = Vec::new();
+    for body in bodies {
+        let t = Instant::now();
+        let (status, b) = http
+            .post_bytes("/v1/batches", token, POSTCARD_MEDIA_TYPE, body)
+            .await?;
+        anyhow::ensure!(status == 200, "status {status}: {}", String::from_utf8_lossy(&b));
+        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    lat.sort_by(f64::total_cmp);
+    println!(
+        "drained {total} events in {secs:.2} s: {:.0} events/s; batch p50 {:.1} ms p99 {:.1} ms",
+        total as f64 / secs,
+        pct(&lat, 0.5),
+        pct(&lat, 0.99)
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let tokens: HashMap<String, String> =
         serde_json::from_slice(&std::fs::read(&args.tokens).context("reading --tokens")?)?;
     let http = Arc::new(Http::new(&args.collector));
+    if let Some(total) = args.drain {
+        let (site, token) = tokens.iter().next().context("no site in --tokens")?;
+        return drain(&http, site, token, total, args.batch).await;
+    }
     let latencies: Arc<Mutex<Vec<f64>>> = Arc::default();
     let failures = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
