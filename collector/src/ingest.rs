@@ -42,12 +42,11 @@ pub async fn store(
     let (first, last) = (first.seq, last.seq);
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    let row = tx
-        .query_one(
-            "SELECT acked_seq, box_id FROM site_cursors WHERE site_id = $1 FOR UPDATE",
-            &[&site],
-        )
+    // Statements are prepared once per connection: each batch is then one round trip per step.
+    let lock = tx
+        .prepare_cached("SELECT acked_seq, box_id FROM site_cursors WHERE site_id = $1 FOR UPDATE")
         .await?;
+    let row = tx.query_one(&lock, &[&site]).await?;
     let acked = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
     let known_box: String = row.get(1);
     if !known_box.is_empty() && known_box != box_id {
@@ -62,9 +61,10 @@ pub async fn store(
         return Ok(Stored::Acked(acked));
     }
     // Under the cursor's lock nothing above `acked` is stored, so a plain COPY cannot collide.
-    let sink = tx
-        .copy_in("COPY events (site_id, seq, at, kind, body) FROM STDIN BINARY")
+    let copy = tx
+        .prepare_cached("COPY events (site_id, seq, at, kind, body) FROM STDIN BINARY")
         .await?;
+    let sink = tx.copy_in(&copy).await?;
     let mut writer = pin!(BinaryCopyInWriter::new(
         sink,
         &[Type::TEXT, Type::INT8, Type::TIMESTAMPTZ, Type::TEXT, Type::JSON],
@@ -78,11 +78,13 @@ pub async fn store(
             .await?;
     }
     writer.as_mut().finish().await?;
-    tx.execute(
-        "UPDATE site_cursors SET acked_seq = $2, box_id = $3, updated_at = now() WHERE site_id = $1",
-        &[&site, &i64::try_from(last)?, &box_id],
-    )
-    .await?;
+    let advance = tx
+        .prepare_cached(
+            "UPDATE site_cursors SET acked_seq = $2, box_id = $3, updated_at = now() WHERE site_id = $1",
+        )
+        .await?;
+    tx.execute(&advance, &[&site, &i64::try_from(last)?, &box_id])
+        .await?;
     tx.commit().await?;
     Ok(Stored::Acked(last))
 }

@@ -113,11 +113,9 @@ pub async fn authenticate(pool: &Pool, token: &str) -> anyhow::Result<Option<Str
         return Ok(None);
     }
     let client = pool.get().await?;
-    let row = client
-        .query_opt(
-            "SELECT site_id FROM sites WHERE token_sha256 = $1 AND revoked_at IS NULL",
-            &[&digest(token)],
-        )
+    let find = client
+        .prepare_cached("SELECT site_id FROM sites WHERE token_sha256 = $1 AND revoked_at IS NULL")
         .await?;
+    let row = client.query_opt(&find, &[&digest(token)]).await?;
     Ok(row.map(|r| r.get(0)))
 }
