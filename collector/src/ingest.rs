@@ -67,7 +67,13 @@ pub async fn store(
     let sink = tx.copy_in(&copy).await?;
     let mut writer = pin!(BinaryCopyInWriter::new(
         sink,
-        &[Type::TEXT, Type::INT8, Type::TIMESTAMPTZ, Type::TEXT, Type::JSON],
+        &[
+            Type::TEXT,
+            Type::INT8,
+            Type::TIMESTAMPTZ,
+            Type::TEXT,
+            Type::JSON
+        ],
     ));
     for e in events.iter().filter(|e| e.seq > acked) {
         let seq = i64::try_from(e.seq)?;

@@ -19,11 +19,11 @@ use deadpool_postgres::Pool;
 use orderd_protocol::{EventKind, Order, OrderStatus};
 use tokio::sync::Notify;
 
-/// Most events one step reads (over all its sites).
+/// About the most events one step reads, over all its sites (at least 20 per site).
 const STEP_EVENTS: i64 = 5_000;
 /// Most sites one step takes.
 const STEP_SITES: i64 = 256;
-/// How long the projector gathers new events after a step that was not full.
+/// How long the projector gathers new events after a step that left no backlog.
 const GATHER: Duration = Duration::from_millis(100);
 
 /// Folds stored events into the orders tables.
@@ -164,11 +164,11 @@ impl Projector {
         self.wake.notify_one();
     }
 
-    /// Runs for ever. After a full step (a backlog) during which batches came in, it rests as
+    /// Runs for ever. After a step that left a backlog, if batches came in meanwhile, it rests as
     /// long as the step took, so the projector never takes more than half the time the batches'
     /// transactions could use: boxes waiting for an acknowledgement come first. With no batch
     /// coming in, and for reports ([`Self::catch_up`]), it does not rest.
-    /// After a step that was not full it gathers for [`GATHER`], so a fleet's small batches are
+    /// After a step that took everything it gathers for [`GATHER`], so a fleet's small batches are
     /// folded many at a time rather than one transaction each. With nothing to do it waits for
     /// a batch (or a second).
     pub async fn run(&self) {
@@ -177,16 +177,16 @@ impl Projector {
             let started = tokio::time::Instant::now();
             let stored = self.stored.load(Ordering::Relaxed);
             match self.step().await {
-                Ok(0) => {
+                Ok(Step { events: 0, .. }) => {
                     failing = false;
-                    let _ = tokio::time::timeout(Duration::from_secs(1), self.wake.notified())
-                        .await;
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(1), self.wake.notified()).await;
                 }
-                Ok(n) => {
+                Ok(step) => {
                     failing = false;
                     let took = started.elapsed();
                     let busy = self.stored.load(Ordering::Relaxed) != stored;
-                    if n < STEP_EVENTS as usize {
+                    if !step.more {
                         tokio::time::sleep(GATHER.max(took)).await;
                     } else if busy {
                         tokio::time::sleep(took).await;
@@ -203,39 +203,51 @@ impl Projector {
         }
     }
 
-    /// Projects until no stored event is left unfolded (or `within` runs out, when another
-    /// collector holds the work). Returns the events still pending.
-    pub async fn catch_up(&self, within: Duration) -> anyhow::Result<i64> {
+    /// Projects until every event acknowledged so far (for `site`, or for all sites) is folded,
+    /// or `within` runs out (when another collector holds the work). Events stored meanwhile
+    /// do not hold it up. Returns the events it could not wait for.
+    pub async fn catch_up(&self, site: Option<&str>, within: Duration) -> anyhow::Result<i64> {
         let deadline = tokio::time::Instant::now() + within;
+        let client = self.pool.get().await?;
+        let (sites, acked): (Vec<String>, Vec<i64>) = client
+            .query(
+                "SELECT site_id, acked_seq FROM site_cursors
+                 WHERE $1::text IS NULL OR site_id = $1",
+                &[&site],
+            )
+            .await?
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
+            .unzip();
         loop {
-            let pending: i64 = self
-                .pool
-                .get()
-                .await?
+            let pending: i64 = client
                 .query_one(
-                    "SELECT coalesce(sum(pending_events), 0)::bigint FROM report_lag",
-                    &[],
+                    "SELECT coalesce(sum(greatest(t.acked - p.projected_seq, 0)), 0)::bigint
+                     FROM unnest($1::text[], $2::bigint[]) AS t(site, acked)
+                     JOIN projections p ON p.site_id = t.site",
+                    &[&sites, &acked],
                 )
                 .await?
                 .get(0);
             if pending == 0 || tokio::time::Instant::now() >= deadline {
                 return Ok(pending);
             }
-            if self.step().await? == 0 {
+            if self.step().await?.events == 0 {
                 // Another step holds those sites: wait for it.
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
     }
 
-    /// One step; returns the events it folded.
-    pub async fn step(&self) -> anyhow::Result<usize> {
+    /// One step.
+    pub async fn step(&self) -> anyhow::Result<Step> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         // What a step writes is derived from stored events, and its projected_seq commits with
         // it: a crash may lose the last steps, never half of one, and they are folded again. So
         // its commit does not wait for the WAL flush that the batches' commits are queued on.
-        tx.batch_execute("SET LOCAL synchronous_commit = off").await?;
+        tx.batch_execute("SET LOCAL synchronous_commit = off")
+            .await?;
         let sites = tx
             .query(
                 "SELECT p.site_id, p.projected_seq FROM projections p
@@ -248,11 +260,11 @@ impl Projector {
             )
             .await?;
         if sites.is_empty() {
-            return Ok(0);
+            return Ok(Step::default());
         }
         let ids: Vec<String> = sites.iter().map(|r| r.get(0)).collect();
         let after: Vec<i64> = sites.iter().map(|r| r.get(1)).collect();
-        let per_site = (STEP_EVENTS / ids.len() as i64).max(500);
+        let per_site = (STEP_EVENTS / ids.len() as i64).max(20);
         let rows = tx
             .query(
                 "SELECT e.site_id, e.seq, (extract(epoch FROM e.at) * 1000)::bigint, e.body::text
@@ -267,6 +279,7 @@ impl Projector {
             .await?;
         let mut fold = Fold::default();
         let mut upto: BTreeMap<String, i64> = BTreeMap::new();
+        let mut per: BTreeMap<String, i64> = BTreeMap::new();
         for r in &rows {
             let site: String = r.get(0);
             let seq: i64 = r.get(1);
@@ -277,6 +290,7 @@ impl Projector {
                 // A kind this collector does not know (a newer box): it stays in `events`.
                 Err(e) => tracing::warn!(site, seq, error = %e, "event not folded into orders"),
             }
+            *per.entry(site.clone()).or_default() += 1;
             upto.insert(site, seq);
         }
         let created = fold.write(&tx, &self.partitions).await?;
@@ -289,8 +303,20 @@ impl Projector {
         .await?;
         tx.commit().await?;
         self.partitions.created(created);
-        Ok(rows.len())
+        Ok(Step {
+            events: rows.len(),
+            more: per.values().any(|&n| n >= per_site),
+        })
     }
+}
+
+/// What a step did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Step {
+    /// Events folded.
+    pub events: usize,
+    /// Whether some site had more events than the step could take (a backlog).
+    pub more: bool,
 }
 
 /// Orders placed in a step, and what the step's events did to orders placed before it.

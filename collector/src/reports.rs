@@ -1,6 +1,6 @@
 //! Chain-wide reports from the SQL views: orders and revenue per site per day, average prep
-//! time, top items. A report first lets the projector fold every acknowledged event, so it
-//! counts all of them; `pending_events` says how many it could not wait for.
+//! time, top items. A report first lets the projector fold every event acknowledged before it
+//! began, so it counts all of them; `pending_events` says how many it could not wait for.
 
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ pub async fn summary(
     from: &str,
     to: &str,
 ) -> anyhow::Result<Value> {
-    let pending = projector.catch_up(CATCH_UP).await?;
+    let pending = projector.catch_up(site, CATCH_UP).await?;
     let client = pool.get().await?;
     let days = client
         .query(

@@ -125,7 +125,11 @@ async fn drain(http: &Http, site: &str, token: &str, total: u64, batch: u64) -> 
         let (status, b) = http
             .post_bytes("/v1/batches", token, POSTCARD_MEDIA_TYPE, body)
             .await?;
-        anyhow::ensure!(status == 200, "status {status}: {}", String::from_utf8_lossy(&b));
+        anyhow::ensure!(
+            status == 200,
+            "status {status}: {}",
+            String::from_utf8_lossy(&b)
+        );
         lat.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     let secs = t0.elapsed().as_secs_f64();

@@ -217,7 +217,13 @@ impl Boards {
             station: station.to_owned(),
             seq: b.map_or(0, |b| b.seq),
             tickets: b
-                .map(|b| b.tickets.values().take(MAX_BOARD_TICKETS).cloned().collect())
+                .map(|b| {
+                    b.tickets
+                        .values()
+                        .take(MAX_BOARD_TICKETS)
+                        .cloned()
+                        .collect()
+                })
                 .unwrap_or_default(),
         }
     }
