@@ -278,8 +278,8 @@ impl Projector {
             )
             .await?;
         let mut fold = Fold::default();
-        let mut upto: BTreeMap<String, i64> = BTreeMap::new();
-        let mut per: BTreeMap<String, i64> = BTreeMap::new();
+        // Per site: the last seq read, and how many events.
+        let mut read: BTreeMap<String, (i64, i64)> = BTreeMap::new();
         for r in &rows {
             let site: String = r.get(0);
             let seq: i64 = r.get(1);
@@ -290,11 +290,15 @@ impl Projector {
                 // A kind this collector does not know (a newer box): it stays in `events`.
                 Err(e) => tracing::warn!(site, seq, error = %e, "event not folded into orders"),
             }
-            *per.entry(site.clone()).or_default() += 1;
-            upto.insert(site, seq);
+            let entry = read.entry(site).or_default();
+            *entry = (seq, entry.1 + 1);
         }
         let created = fold.write(&tx, &self.partitions).await?;
-        let (sites, seqs): (Vec<String>, Vec<i64>) = upto.into_iter().unzip();
+        let more = read.values().any(|&(_, n)| n >= per_site);
+        let (sites, seqs): (Vec<String>, Vec<i64>) = read
+            .into_iter()
+            .map(|(site, (seq, _))| (site, seq))
+            .collect();
         tx.execute(
             "UPDATE projections p SET projected_seq = u.seq
              FROM unnest($1::text[], $2::bigint[]) AS u(site, seq) WHERE p.site_id = u.site",
@@ -305,7 +309,7 @@ impl Projector {
         self.partitions.created(created);
         Ok(Step {
             events: rows.len(),
-            more: per.values().any(|&n| n >= per_site),
+            more,
         })
     }
 }
