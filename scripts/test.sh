@@ -39,6 +39,12 @@ else
   fi
 fi
 
+# A test build is built once here: no incremental cache (it would take most of a GiB more
+# disk). Set CARGO_INCREMENTAL=1 to keep it between runs on a workstation.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+# The free space the tests start with, for reading a failed run's output.
+df -h . "${TMPDIR:-/tmp}" | sed 's/^/disk: /'
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -q -- -D warnings
 cargo build --locked -q -p orderd -p orderd-collector

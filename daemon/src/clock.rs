@@ -70,6 +70,8 @@ pub struct ClockState {
     /// The wall clock is behind the time the box already used (by `now_ms - wall_ms`), so the
     /// box carries its own time forward instead.
     pub behind: bool,
+    /// Times the wall clock was found behind the box's time since the daemon started.
+    pub times_behind: u64,
 }
 
 #[derive(Debug)]
@@ -83,6 +85,8 @@ struct Floor {
     behind: bool,
     /// Whether the wall clock looked unset at the last reading (for logging transitions).
     unset: bool,
+    /// Switches to `behind` since start.
+    times_behind: u64,
     wall: u64,
     now: u64,
 }
@@ -119,6 +123,7 @@ impl GuardedClock {
                 at: std::time::Instant::now(),
                 behind: false,
                 unset: false,
+                times_behind: 0,
                 wall: 0,
                 now: floor_ms,
             }),
@@ -136,6 +141,7 @@ impl GuardedClock {
             now_ms: f.now,
             unset: f.unset,
             behind: f.behind,
+            times_behind: f.times_behind,
         }
     }
 
@@ -148,8 +154,10 @@ impl GuardedClock {
 
 impl Clock for GuardedClock {
     fn now_ms(&self) -> u64 {
-        let wall = self.wall.now_ms();
         let mut f = self.lock();
+        // Read under the lock: read before it, a thread holding an older reading would find
+        // the floor already moved past it by another and take that for the clock going back.
+        let wall = self.wall.now_ms();
         let carried = if f.behind {
             f.ms.saturating_add(u64::try_from(f.at.elapsed().as_millis()).unwrap_or(u64::MAX))
         } else {
@@ -169,6 +177,7 @@ impl Clock for GuardedClock {
         } else {
             if !f.behind {
                 f.behind = true;
+                f.times_behind += 1;
                 tracing::warn!(
                     wall_ms = wall,
                     box_ms = carried,
@@ -216,7 +225,7 @@ mod tests {
         let b = clock.now_ms();
         assert!(a >= EARLIEST_PLAUSIBLE_MS + 10_000 && b >= a + 5, "{a} {b}");
         let st = clock.state();
-        assert!(st.behind && st.unset, "{st:?}");
+        assert!(st.behind && st.unset && st.times_behind == 1, "{st:?}");
         assert_eq!(st.wall_ms, EARLIEST_PLAUSIBLE_MS - 50_000);
 
         // The wall clock catches up: it is used again, exactly.
@@ -224,6 +233,42 @@ mod tests {
         assert_eq!(clock.now_ms(), EARLIEST_PLAUSIBLE_MS + 3_600_000);
         let st = clock.state();
         assert!(!st.behind && !st.unset, "{st:?}");
+    }
+
+    /// A wall clock one millisecond later at every reading, as a busy box sees it.
+    struct Ticking(AtomicU64);
+
+    impl Clock for Ticking {
+        fn now_ms(&self) -> u64 {
+            self.0.fetch_add(1, Ordering::SeqCst)
+        }
+    }
+
+    #[test]
+    fn readings_from_many_threads_are_not_taken_for_the_clock_going_back() {
+        let clock = Arc::new(GuardedClock::new(
+            Arc::new(Ticking(AtomicU64::new(EARLIEST_PLAUSIBLE_MS))),
+            0,
+        ));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let clock = clock.clone();
+                std::thread::spawn(move || {
+                    let mut last = 0;
+                    for _ in 0..20_000 {
+                        let now = clock.now_ms();
+                        assert!(now > last);
+                        last = now;
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let st = clock.state();
+        assert_eq!(st.times_behind, 0, "{st:?}");
+        assert!(!st.behind);
     }
 
     #[test]

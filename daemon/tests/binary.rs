@@ -41,21 +41,23 @@ async fn stop_under_load(how: Stop) {
     )
     .unwrap();
     let data = dir.path().join("data");
-    let (mut child, base, _) = spawn_with(&data, Some(&config)).await;
+    let (mut child, base, logs) = spawn_with(&data, Some(&config)).await;
     let client = reqwest::Client::new();
     let pw = std::fs::read_to_string(data.join("initial-admin-password")).unwrap();
     let token = login(&client, &base, "admin", pw.trim()).await;
 
     let acked: Arc<std::sync::Mutex<BTreeMap<String, Value>>> = Arc::default();
+    let refusals = Refusals::default();
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
     for w in 0..16 {
-        let (client, base, token, acked, stop) = (
+        let (client, base, token, acked, stop, refusals) = (
             client.clone(),
             base.clone(),
             token.clone(),
             acked.clone(),
             stop.clone(),
+            refusals.clone(),
         );
         workers.push(tokio::spawn(async move {
             let mut n = 0;
@@ -73,22 +75,22 @@ async fn stop_under_load(how: Stop) {
                     .send()
                     .await;
                 let Ok(resp) = resp else { break };
-                if resp.status() == 201
-                    && let Ok(v) = resp.json::<Value>().await
-                {
+                if resp.status() != 201 {
+                    refusals.note(resp).await;
+                } else if let Ok(v) = resp.json::<Value>().await {
                     acked.lock().unwrap().insert(v["id"].as_str().unwrap().to_owned(), v);
                 }
             }
         }));
     }
     // Kill once a good number of orders have been acknowledged, while requests are in flight.
-    tokio::time::timeout(Duration::from_secs(60), async {
+    let enough = tokio::time::timeout(Duration::from_secs(60), async {
         while acked.lock().unwrap().len() < 400 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     })
-    .await
-    .expect("orders were acknowledged");
+    .await;
+    refusals.assert_ok(enough.is_ok(), acked.lock().unwrap().len(), &logs);
     if how == Stop::Kill {
         child.start_kill().unwrap(); // SIGKILL
         child.wait().await.unwrap();
@@ -190,6 +192,32 @@ async fn stop_under_load(how: Stop) {
     );
     child.start_kill().unwrap();
     child.wait().await.unwrap();
+}
+
+/// Why orders were refused during a load, so a load that stalls says why (the status, the
+/// error body) instead of only timing out.
+#[derive(Clone, Default)]
+struct Refusals(Arc<std::sync::Mutex<(usize, String)>>);
+
+impl Refusals {
+    async fn note(&self, resp: reqwest::Response) {
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        let mut r = self.0.lock().unwrap();
+        r.0 += 1;
+        r.1 = format!("{status} {body}");
+    }
+
+    fn assert_ok(&self, enough: bool, acked: usize, logs: &std::sync::Mutex<String>) {
+        let r = self.0.lock().unwrap();
+        assert!(
+            enough,
+            "only {acked} orders acknowledged in 60 s; {} refused, the last: {}\ndaemon log:\n{}",
+            r.0,
+            r.1,
+            logs.lock().unwrap()
+        );
+    }
 }
 
 /// `orderd export` of every business day, as CSV text (asserting it succeeded).
@@ -456,7 +484,10 @@ async fn backup_under_load_restores_consistently() {
                 .json()
                 .await
                 .unwrap();
-                v["id"].as_str().unwrap().to_owned()
+                v["id"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("order {n} not placed: {v}"))
+                    .to_owned()
             }
         }
     };
@@ -644,7 +675,7 @@ async fn sigkill_mid_load_the_hub_resumes_from_its_cursor() {
             .to_owned()
     };
     let (disp_pw, printer_pw) = (add("disp", "display"), add("p1", "printer"));
-    let (mut child, base, mqtt_addr, _) = spawn_full(&data, None, &[]).await;
+    let (mut child, base, mqtt_addr, logs) = spawn_full(&data, None, &[]).await;
     let mut disp = mqtt::connect(mqtt_addr, "disp", &disp_pw, None)
         .await
         .unwrap();
@@ -659,15 +690,17 @@ async fn sigkill_mid_load_the_hub_resumes_from_its_cursor() {
 
     // (id, number) of every acknowledged order.
     let acked: Arc<std::sync::Mutex<Vec<(String, String)>>> = Arc::default();
+    let refusals = Refusals::default();
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
     for _ in 0..8 {
-        let (client, base, token, acked, stop) = (
+        let (client, base, token, acked, stop, refusals) = (
             client.clone(),
             base.clone(),
             token.clone(),
             acked.clone(),
             stop.clone(),
+            refusals.clone(),
         );
         workers.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
@@ -678,9 +711,9 @@ async fn sigkill_mid_load_the_hub_resumes_from_its_cursor() {
                     .send()
                     .await;
                 let Ok(resp) = resp else { break };
-                if resp.status() == 201
-                    && let Ok(v) = resp.json::<Value>().await
-                {
+                if resp.status() != 201 {
+                    refusals.note(resp).await;
+                } else if let Ok(v) = resp.json::<Value>().await {
                     acked.lock().unwrap().push((
                         v["id"].as_str().unwrap().to_owned(),
                         v["number"].as_str().unwrap().to_owned(),
@@ -689,13 +722,13 @@ async fn sigkill_mid_load_the_hub_resumes_from_its_cursor() {
             }
         }));
     }
-    tokio::time::timeout(Duration::from_secs(60), async {
+    let enough = tokio::time::timeout(Duration::from_secs(60), async {
         while acked.lock().unwrap().len() < 150 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     })
-    .await
-    .expect("orders were acknowledged");
+    .await;
+    refusals.assert_ok(enough.is_ok(), acked.lock().unwrap().len(), &logs);
     child.start_kill().unwrap();
     child.wait().await.unwrap();
     stop.store(true, Ordering::Relaxed);

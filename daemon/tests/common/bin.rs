@@ -43,10 +43,9 @@ pub async fn spawn_full(
 ) {
     let mut cmd = Command::new(BIN);
     cmd.envs(envs.iter().copied());
-    cmd.arg("run");
-    if let Some(c) = config {
-        cmd.arg("--config").arg(c);
-    }
+    cmd.arg("run")
+        .arg("--config")
+        .arg(with_small_budget(dir, config));
     let mut child = cmd
         .arg("--data-dir")
         .arg(dir)
@@ -92,6 +91,24 @@ pub async fn spawn_full(
     .expect("orderd printed its addresses in time");
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, base, mqtt, logs)
+}
+
+/// The test's config (or none) with a small storage budget: no `orderd.reserve` and orders
+/// refused only below 1 MiB free. These tests are about other things; a CI machine's temporary
+/// directory may have less free space than the shipped budget (32 MiB reserve, refusal below
+/// 32 MiB) wants for every daemon a test suite runs at once. The budget itself is tested on a
+/// real full disk in `disk_full.rs`.
+fn with_small_budget(dir: &Path, config: Option<&Path>) -> std::path::PathBuf {
+    const BUDGET: &str = "min_free_mb = 1\nwarn_free_mb = 2\nreserve_mb = 0\n";
+    let text = config.map_or_else(String::new, |c| std::fs::read_to_string(c).unwrap());
+    let text = if text.lines().any(|l| l.trim() == "[store]") {
+        text.replacen("[store]\n", &format!("[store]\n{BUDGET}"), 1)
+    } else {
+        format!("{text}\n[store]\n{BUDGET}")
+    };
+    let path = dir.with_extension("test.toml");
+    std::fs::write(&path, text).unwrap();
+    path
 }
 
 pub async fn spawn(dir: &Path) -> (Child, String) {

@@ -33,8 +33,12 @@ pub fn settings(dir: &std::path::Path, f: impl FnOnce(&mut RawConfig)) -> Settin
     raw.mqtt.listen = "127.0.0.1:0".into();
     // Most tests order as customers with a table token only; the OTP tests turn it on.
     raw.otp.required = false;
-    // No storage reserve file per test server (the disk-full test turns it on).
+    // No storage reserve file per test server and orders refused only below 1 MiB free (as
+    // `bin::with_small_budget` does for the binary): a CI machine's temporary directory may
+    // be short of space. The disk-full tests set their own budget.
     raw.store.reserve_mb = 0;
+    raw.store.min_free_mb = 1;
+    raw.store.warn_free_mb = 2;
     f(&mut raw);
     raw.validate().expect("test settings are valid")
 }
