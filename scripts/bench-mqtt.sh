@@ -2,10 +2,15 @@
 # MQTT benchmark of issue #3, by hand (not in CI): tickets at 200 orders/s to 50 devices through
 # the embedded broker, then the same through Debian's Mosquitto (external-broker mode), then the
 # broker's idle cost and 500 idle devices. Loopback only; every run stops by itself.
-#   scripts/bench-mqtt.sh [SECONDS]   (default 600, the issue's 10 minutes)
+#   scripts/bench-mqtt.sh [SECONDS] [PART...]   (default 600 s, the issue's 10 minutes)
+# PARTs: emb (load, embedded broker), idle (the broker's idle cost), ext (load through
+# Mosquitto), idle500 (500 idle devices); all of them by default.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS="${1:-600}"
+PARTS="${*:2}"
+PARTS="${PARTS:-emb idle ext idle500}"
+want() { [[ " $PARTS " == *" $1 "* ]]; }
 cargo build --release -q -p orderd -p orderd-examples
 BIN=target/release/orderd
 BENCH=target/release/mqttbench
@@ -20,20 +25,25 @@ start() { # $1 = data dir, rest = extra args; sets PID HTTP
   for _ in $(seq 100); do grep -q "API:" "$1.out" 2>/dev/null && break; sleep 0.1; done
 }
 
+if want emb; then
 echo "== embedded broker: ${SECS}s at 200 orders/s, 20 printers, 10 displays, 20 buzzers"
 MQTT=$(free_port)
 start "$WORK/emb" --mqtt-listen "127.0.0.1:$MQTT"
 (cd "$WORK" && "$OLDPWD/$BENCH" --base "http://127.0.0.1:$HTTP" --mqtt-port "$MQTT" \
   --admin-password-file "$WORK/emb/initial-admin-password" --secs "$SECS" --pid "$PID" --prefix emb)
 kill "$PID"; wait "$PID" || true
+fi
 
+if want idle; then
 echo "== idle cost of the embedded broker: an idle daemon with it, and one in external mode"
 start "$WORK/idle1" --mqtt-listen "127.0.0.1:$(free_port)"; sleep 3
 echo "embedded broker: $(grep VmRSS /proc/$PID/status)"; kill "$PID"; wait "$PID" || true
 printf '[mqtt]\nmode = "external"\nexternal_port = 9\nhub_password_file = "/dev/null"\n' >"$WORK/nobroker.toml"
 start "$WORK/idle2" --config "$WORK/nobroker.toml"; sleep 3
 echo "no broker (external mode, unreachable): $(grep VmRSS /proc/$PID/status)"; kill "$PID"; wait "$PID" || true
+fi
 
+if want ext; then
 echo "== external broker: Mosquitto (set_tcp_nodelay true), same load"
 # Register the devices once through a daemon (the bench keeps their passwords), export the
 # Mosquitto files, then run the daemon against Mosquitto.
@@ -68,10 +78,13 @@ start "$WORK/ext" --config "$WORK/ext.toml"
   --admin-password-file "$WORK/ext/initial-admin-password" --secs "$SECS" --pid "$PID" --prefix ext)
 echo "mosquitto: $(grep VmRSS /proc/$MPID/status)"
 kill "$PID" "$MPID"; wait "$PID" "$MPID" 2>/dev/null || true
+fi
 
+if want idle500; then
 echo "== 500 idle devices on the embedded broker"
 MQTT=$(free_port)
 start "$WORK/idle" --mqtt-listen "127.0.0.1:$MQTT"
 (cd "$WORK" && "$OLDPWD/$BENCH" --base "http://127.0.0.1:$HTTP" --mqtt-port "$MQTT" \
   --admin-password-file "$WORK/idle/initial-admin-password" --idle 500 --pid "$PID" --prefix idle)
 kill "$PID"; wait "$PID" || true
+fi

@@ -92,9 +92,18 @@ pub fn token_key(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// One argon2 working memory (19 MiB), reused by every hash and check. Left to itself, argon2
+/// argon2id at 7 MiB and 5 passes: one of OWASP's equivalent minimum settings (19 MiB × 2,
+/// 12 MiB × 3, 9 MiB × 4, 7 MiB × 5 passes, one lane), the one that suits a box whose whole
+/// memory budget under load is 64 MB; the working memory is kept between sign-ins (below), so
+/// the 19 MiB row would cost a third of that budget for good. A hash keeps its own parameters,
+/// so one made with other settings is still checked with them.
+fn params() -> argon2::Params {
+    argon2::Params::new(7 * 1024, 5, 1, None).unwrap_or(argon2::Params::DEFAULT)
+}
+
+/// One argon2 working memory (7 MiB), reused by every hash and check. Left to itself, argon2
 /// allocates it afresh each time, and the allocator keeps such blocks per thread arena, so the
-/// daemon's RSS would grow by 19 MiB for every thread that ever checked a password. Staff
+/// daemon's RSS would grow by that much for every thread that ever checked a password. Staff
 /// sign-ins are rare, so serializing them through one buffer costs nothing. The buffer is kept
 /// once made, so it is made at the first sign-in rather than at start-up: the first-run admin
 /// is hashed with `keep = false`, which gives the memory back.
@@ -132,7 +141,7 @@ fn argon2id_raw(
     })
 }
 
-/// Hashes a password with argon2id (default parameters: 19 MiB, 2 passes) into a PHC string.
+/// Hashes a password with argon2id ([`params`]: 7 MiB, 5 passes) into a PHC string.
 pub fn hash_password(password: &str) -> Result<String, AppError> {
     hash_with(password, true)
 }
@@ -141,7 +150,7 @@ fn hash_with(password: &str, keep: bool) -> Result<String, AppError> {
     use base64::Engine as _;
     use rand::RngCore as _;
     let b64 = base64::engine::general_purpose::STANDARD_NO_PAD;
-    let params = argon2::Params::DEFAULT;
+    let params = params();
     let mut salt = [0u8; 16];
     OsRng.fill_bytes(&mut salt);
     let mut out = [0u8; 32];
@@ -468,7 +477,7 @@ mod tests {
     #[test]
     fn passwords_hash_and_verify() {
         let h = hash_password("correct horse").unwrap();
-        assert!(h.starts_with("$argon2id$"));
+        assert!(h.starts_with("$argon2id$v=19$m=7168,t=5,p=1$"), "{h}");
         assert!(verify_password(&h, "correct horse"));
         assert!(!verify_password(&h, "wrong horse"));
         assert!(!verify_password("garbage", "x"));

@@ -311,7 +311,7 @@ fn default_data_dir() -> PathBuf {
     PathBuf::from("./orderd-data")
 }
 fn default_cache_size_bytes() -> u64 {
-    16 * 1024 * 1024
+    4 * 1024 * 1024
 }
 fn default_max_batch() -> u32 {
     256

@@ -261,7 +261,7 @@ pub fn start(
         RouterConfig {
             max_connections: max_connections + 2,
             max_outgoing_packet_count: 200,
-            max_segment_size: 64 * 1024,
+            max_segment_size: 32 * 1024,
             max_segment_count: 2,
             custom_segment: None,
             initialized_filters: None,
