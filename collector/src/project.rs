@@ -40,7 +40,7 @@ type Key = (String, String);
 
 /// Months whose partitions exist (created once per process, under an advisory lock).
 #[derive(Default)]
-pub struct Partitions(Mutex<HashSet<(i32, u32)>>);
+struct Partitions(Mutex<HashSet<(i32, u32)>>);
 
 /// A timestamp change: unchanged, cleared, or set (ms).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -51,7 +51,7 @@ enum Stamp {
     Set(i64),
 }
 
-/// What a batch does to an order placed before it.
+/// What a step's events do to an order placed before the step.
 #[derive(Debug, Default)]
 struct Update {
     status: Option<OrderStatus>,
@@ -77,7 +77,7 @@ fn stamps(u: &mut Update, to: OrderStatus, from: OrderStatus, recall: bool, at: 
     u.status = Some(to);
 }
 
-/// An order placed in this batch, with what later events of the batch did to it.
+/// An order placed in this step, with what later events of the step did to it.
 struct Placed {
     order: Order,
     accepted: Option<i64>,

@@ -93,18 +93,17 @@ pub async fn spawn_full(
     (child, base, mqtt, logs)
 }
 
-/// The test's config (or none) with a small storage budget: no `orderd.reserve` and orders
-/// refused only below 1 MiB free. These tests are about other things; a CI machine's temporary
+/// The test's config (or none) with [`super::SMALL_BUDGET`]: a CI machine's temporary
 /// directory may have less free space than the shipped budget (32 MiB reserve, refusal below
-/// 32 MiB) wants for every daemon a test suite runs at once. The budget itself is tested on a
-/// real full disk in `disk_full.rs`.
+/// 32 MiB) wants for every daemon a test suite runs at once.
 fn with_small_budget(dir: &Path, config: Option<&Path>) -> std::path::PathBuf {
-    const BUDGET: &str = "min_free_mb = 1\nwarn_free_mb = 2\nreserve_mb = 0\n";
+    let (min, warn, reserve) = super::SMALL_BUDGET;
+    let budget = format!("min_free_mb = {min}\nwarn_free_mb = {warn}\nreserve_mb = {reserve}\n");
     let text = config.map_or_else(String::new, |c| std::fs::read_to_string(c).unwrap());
     let text = if text.lines().any(|l| l.trim() == "[store]") {
-        text.replacen("[store]\n", &format!("[store]\n{BUDGET}"), 1)
+        text.replacen("[store]\n", &format!("[store]\n{budget}"), 1)
     } else {
-        format!("{text}\n[store]\n{BUDGET}")
+        format!("{text}\n[store]\n{budget}")
     };
     let path = dir.with_extension("test.toml");
     std::fs::write(&path, text).unwrap();

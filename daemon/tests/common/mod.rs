@@ -26,6 +26,11 @@ pub struct TestServer {
     pub admin: String,
 }
 
+/// The storage budget of every daemon the tests start, as (`min_free_mb`, `warn_free_mb`,
+/// `reserve_mb`): orders refused only below 1 MiB free, and no `orderd.reserve`. These tests are
+/// about other things; the budget itself is tested on a real full disk in `disk_full.rs`.
+pub const SMALL_BUDGET: (u64, u64, u64) = (1, 2, 0);
+
 pub fn settings(dir: &std::path::Path, f: impl FnOnce(&mut RawConfig)) -> Settings {
     let mut raw = RawConfig::default();
     raw.store.data_dir = dir.to_path_buf();
@@ -33,12 +38,13 @@ pub fn settings(dir: &std::path::Path, f: impl FnOnce(&mut RawConfig)) -> Settin
     raw.mqtt.listen = "127.0.0.1:0".into();
     // Most tests order as customers with a table token only; the OTP tests turn it on.
     raw.otp.required = false;
-    // No storage reserve file per test server and orders refused only below 1 MiB free (as
-    // `bin::with_small_budget` does for the binary): a CI machine's temporary directory may
-    // be short of space. The disk-full tests set their own budget.
-    raw.store.reserve_mb = 0;
-    raw.store.min_free_mb = 1;
-    raw.store.warn_free_mb = 2;
+    // The small storage budget (as `bin` gives the binary): a CI machine's temporary
+    // directory may be short of space. The disk-full tests set their own budget.
+    (
+        raw.store.min_free_mb,
+        raw.store.warn_free_mb,
+        raw.store.reserve_mb,
+    ) = SMALL_BUDGET;
     f(&mut raw);
     raw.validate().expect("test settings are valid")
 }
