@@ -261,6 +261,27 @@ async fn an_offline_printer_gets_the_same_job_again_and_prints_it_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rush_of_orders_rings_a_buzzer_once_while_it_still_sounds() {
+    let s = TestServer::start().await;
+    let (mut buzzer, _) = s.device_online("bz", "buzzer", &["grill"], false).await;
+    buzzer.sub("orderd/demo/buzzer/bz/set").await;
+    // Five orders at once: the first rings `double` (300 ms); the others come while it sounds.
+    futures::future::join_all((0..5).map(|_| place(&s, grill_and_bar()))).await;
+    let rings = buzzer.drain_on("/set", QUIET).await;
+    assert!(
+        !rings.is_empty() && rings.len() < 5,
+        "{} rings for 5 orders placed at once",
+        rings.len()
+    );
+    // Once it has stopped sounding, the next order rings again.
+    place(&s, grill_and_bar()).await;
+    let again: BuzzerSet =
+        serde_json::from_slice(&buzzer.next_on("/set", WAIT).await.unwrap().0).unwrap();
+    assert_eq!(again.pattern, orderd_protocol::BuzzPattern::Double);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paper_out_fails_over_to_the_backup_printer_with_an_alert() {
     let s = TestServer::start().await;
     let (mut main, _) = s

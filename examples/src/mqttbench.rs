@@ -57,10 +57,12 @@ struct Args {
 
 #[path = "bench_util.rs"]
 mod bench_util;
-use bench_util::{Http, pct, rss_kb};
+use bench_util::{Http, cpu_secs, pct, rss_kb};
 
 /// (order number, arrival, display, ms since the ticket's batch clock reading)
 type Arrival = (u64, Instant, String, f64);
+/// Order number → (request sent, response received).
+type Sent = HashMap<u64, (Instant, Option<Instant>)>;
 
 const STATIONS: [&str; 3] = ["grill", "cold", "bar"];
 
@@ -246,6 +248,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }));
     }
+    let rings = Arc::new(std::sync::atomic::AtomicU64::new(0));
     for i in 0..args.buzzers {
         let station = STATIONS[i % STATIONS.len()];
         let id = format!("{}-b{i}", args.prefix);
@@ -253,9 +256,14 @@ async fn main() -> anyhow::Result<()> {
         let (c, mut el) = connect(args.mqtt_port, &id, &pw).await?;
         c.subscribe(format!("orderd/demo/buzzer/{id}/set"), QoS::AtMostOnce)
             .await?;
+        let rings = rings.clone();
         tasks.push(tokio::spawn(async move {
             let _keep = c;
-            while el.poll().await.is_ok() {}
+            while let Ok(ev) = el.poll().await {
+                if let Event::Incoming(Packet::Publish(_)) = ev {
+                    rings.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
         }));
     }
     // The kitchen: a bump bar that moves each order to ready after `ready_after` seconds.
@@ -302,17 +310,30 @@ async fn main() -> anyhow::Result<()> {
     );
 
     // Load.
-    let sent: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
+    let sent: Arc<Mutex<Sent>> = Arc::default();
+    let start = Instant::now();
+    let cpu_start = (cpu_secs(args.pid), cpu_secs(None));
     let total = u64::from(args.rate) * args.secs;
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(args.rate)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let peak = Arc::new(std::sync::atomic::AtomicU64::new(rss_kb(args.pid)));
+    // Peak RSS per minute of the run, to see whether it levels off.
+    let per_minute: Arc<Mutex<Vec<u64>>> = Arc::default();
     let sampler = {
-        let peak = peak.clone();
+        let (peak, per_minute) = (peak.clone(), per_minute.clone());
         let pid = args.pid;
         tokio::spawn(async move {
             loop {
-                peak.fetch_max(rss_kb(pid), std::sync::atomic::Ordering::Relaxed);
+                let rss = rss_kb(pid);
+                peak.fetch_max(rss, std::sync::atomic::Ordering::Relaxed);
+                let minute = (start.elapsed().as_secs() / 60) as usize;
+                {
+                    let mut pm = per_minute.lock().unwrap();
+                    if pm.len() <= minute {
+                        pm.resize(minute + 1, 0);
+                    }
+                    pm[minute] = pm[minute].max(rss);
+                }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         })
@@ -328,10 +349,13 @@ async fn main() -> anyhow::Result<()> {
                 {"item_id": "burger", "quantity": 1, "modifiers": ["medium"], "note": format!("b{n}")},
                 {"item_id": "greek_salad", "quantity": 1, "note": format!("b{n}")},
                 {"item_id": "espresso", "quantity": 1, "note": format!("b{n}")}]});
-            sent.lock().unwrap().insert(n, Instant::now());
             let placed = Instant::now();
+            sent.lock().unwrap().insert(n, (placed, None));
             match http.call("POST", "/api/v1/orders", &body).await {
                 Ok((201, v)) => {
+                    if let Some(s) = sent.lock().unwrap().get_mut(&n) {
+                        s.1 = Some(Instant::now());
+                    }
                     if let Some(id) = v["id"].as_str() {
                         let _ = done.send((placed, id.to_owned()));
                     }
@@ -345,15 +369,31 @@ async fn main() -> anyhow::Result<()> {
     for r in reqs {
         let _ = r.await;
     }
+    let load_secs = start.elapsed().as_secs_f64();
+    let cpu = (
+        cpu_secs(args.pid) - cpu_start.0,
+        cpu_secs(None) - cpu_start.1,
+    );
     tokio::time::sleep(Duration::from_secs(3)).await;
     sampler.abort();
     let sent = sent.lock().unwrap().clone();
     let arrivals = arrivals.lock().unwrap().clone();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let mut lat: Vec<f64> = arrivals
         .iter()
-        .filter_map(|(n, at, _, _)| Some(at.duration_since(*sent.get(n)?).as_secs_f64() * 1000.0))
+        .filter_map(|(n, at, _, _)| Some(ms(at.duration_since(sent.get(n)?.0))))
         .collect();
     lat.sort_by(f64::total_cmp);
+    // Response -> ticket: the commit happened before the response was sent, so this is a lower
+    // bound of commit -> ticket (negative when the ticket beat the response).
+    let mut after_response: Vec<f64> = arrivals
+        .iter()
+        .filter_map(|(n, at, _, _)| {
+            let r = sent.get(n)?.1?;
+            Some(if *at >= r { ms(*at - r) } else { -ms(r - *at) })
+        })
+        .collect();
+    after_response.sort_by(f64::total_cmp);
     // The batch's clock reading (ms, taken before the commit) → arrival: an upper bound of
     // commit → ticket that includes the commit itself and up to 1 ms of truncation.
     let mut since_batch: Vec<f64> = arrivals.iter().map(|a| a.3).collect();
@@ -386,14 +426,46 @@ async fn main() -> anyhow::Result<()> {
         since_batch.last().copied().unwrap_or(f64::NAN)
     );
     println!(
-        "jobs printed (unique ids): {}",
-        printed.load(std::sync::atomic::Ordering::Relaxed)
+        "response -> ticket at display (<= commit -> ticket): p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms",
+        pct(&after_response, 0.5),
+        pct(&after_response, 0.99),
+        pct(&after_response, 0.999),
+        after_response.last().copied().unwrap_or(f64::NAN)
+    );
+    // The slowest tickets, to tell a slow commit (request -> response) from a slow hub or broker.
+    let mut slow: Vec<&Arrival> = arrivals.iter().collect();
+    slow.sort_by(|a, b| b.3.total_cmp(&a.3));
+    slow.dedup_by_key(|a| a.0);
+    for (n, at, dev, since_batch) in slow.into_iter().take(8) {
+        let Some((s, r)) = sent.get(n) else { continue };
+        println!(
+            "  slow: order {n} at {:.1} s to {dev}: request -> response {} ms, request -> ticket {:.1} ms, batch clock -> ticket {since_batch:.1} ms",
+            ms(s.duration_since(start)) / 1000.0,
+            r.map_or_else(|| "-".to_owned(), |r| format!("{:.1}", ms(r - *s))),
+            ms(*at - *s),
+        );
+    }
+    println!(
+        "CPU over the load: daemon {:.2} cores, benchmark {:.2} cores",
+        cpu.0 / load_secs,
+        cpu.1 / load_secs
+    );
+    println!(
+        "jobs printed (unique ids): {}; buzzer commands received: {}",
+        printed.load(std::sync::atomic::Ordering::Relaxed),
+        rings.load(std::sync::atomic::Ordering::Relaxed)
     );
     if args.pid.is_some() {
         println!(
             "daemon peak RSS {:.1} MB",
             peak.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1024.0
         );
+        let pm = per_minute.lock().unwrap();
+        let list: Vec<String> = pm
+            .iter()
+            .map(|k| format!("{:.1}", *k as f64 / 1024.0))
+            .collect();
+        println!("daemon peak RSS per minute (MB): {}", list.join(" "));
     }
     for t in tasks {
         t.abort();

@@ -63,6 +63,21 @@ struct Open {
     dirty: bool,
 }
 
+/// What a flush under way stores, kept to be put back if its write fails.
+struct Flushing {
+    /// The cursor it stores.
+    seq: u64,
+    /// Jobs whose rows it stores.
+    ids: Vec<String>,
+    /// Rows of jobs closed by a failover.
+    closed: Vec<PrintJobRow>,
+    /// Alerts it writes.
+    alerts: Vec<EventKind>,
+}
+
+/// The write of a flush, run beside the hub's loop so a slow commit never holds up tickets.
+type FlushTask = tokio::task::JoinHandle<Result<(), crate::error::AppError>>;
+
 struct Hub {
     state: AppStateRef,
     kitchen: Arc<Kitchen>,
@@ -97,6 +112,11 @@ struct Hub {
     home_assistant: Option<String>,
     /// Devices whose Home Assistant config has been published on this connection.
     announced: std::collections::HashSet<String>,
+    /// The flush whose write is under way, if any (at most one at a time).
+    flushing: Option<Flushing>,
+    /// (buzzer id, pattern) → until when that ring sounds: a pattern is not sent to a buzzer
+    /// again within its duration (a rush of orders is one ring, not hundreds).
+    sounding: HashMap<(String, BuzzPattern), Instant>,
 }
 
 /// Runs the hub until shutdown.
@@ -119,6 +139,8 @@ async fn run_inner(
     let mut connected = false;
     let mut tick = tokio::time::interval(FLUSH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The write of the last flush, while it runs: the loop goes on publishing meanwhile.
+    let mut flushing: Option<FlushTask> = None;
     tracing::info!(cursor, open_jobs = hub.jobs.len(), "kitchen hub started");
     loop {
         tokio::select! {
@@ -140,23 +162,40 @@ async fn run_inner(
                 None => break,
             },
             ev = sub.next(), if connected => match ev {
-                Ok(ev) => hub.on_event(&ev).await,
+                Ok(ev) => {
+                    hub.on_event(&ev).await;
+                    // A burst of new jobs is stored early rather than held for the tick.
+                    if flushing.is_none() && hub.created_since_flush >= 64 {
+                        flushing = hub.start_flush();
+                    }
+                }
                 Err(e) => {
                     tracing::info!(error = %e, "kitchen hub: event log closed");
                     break;
                 }
             },
             () = hub.kitchen.wake.notified() => hub.load_queued().await,
+            done = async { flushing.as_mut().expect("guarded").await }, if flushing.is_some() => {
+                flushing = None;
+                hub.flush_done(done);
+            }
             // Only while there is something to flush, resend or time out: an idle kitchen
             // has no timer running.
             _ = tick.tick(), if hub.needs_tick() => {
                 hub.publish_dirty_boards().await;
                 hub.on_tick().await;
-                hub.flush().await;
+                if flushing.is_none() {
+                    flushing = hub.start_flush();
+                }
             }
         }
     }
-    hub.flush().await;
+    if let Some(task) = flushing.take() {
+        hub.flush_done(task.await);
+    }
+    if let Some(task) = hub.start_flush() {
+        hub.flush_done(task.await);
+    }
     drop(hub);
     let _ = client_task.await;
     Ok(())
@@ -216,6 +255,8 @@ impl Hub {
             alerts: Vec::new(),
             home_assistant: mqtt.home_assistant.then(|| mqtt.discovery_prefix.clone()),
             announced: std::collections::HashSet::new(),
+            sounding: HashMap::new(),
+            flushing: None,
             state,
         })
     }
@@ -226,6 +267,8 @@ impl Hub {
         };
         if let Ok(list) = devices::list(&rtx) {
             self.devices = list.into_iter().map(|d| (d.id.clone(), d)).collect();
+            let devices = &self.devices;
+            self.sounding.retain(|(id, _), _| devices.contains_key(id));
         }
     }
 
@@ -401,9 +444,6 @@ impl Hub {
             .metrics
             .hub_seq
             .set(i64::try_from(ev.seq).unwrap_or(i64::MAX));
-        if self.created_since_flush >= 64 {
-            self.flush().await;
-        }
     }
 
     fn order(&self, id: &str) -> Option<Order> {
@@ -572,23 +612,31 @@ impl Hub {
         }
     }
 
-    /// Rings the buzzers of a station (and buzzers that serve every station).
+    /// Rings the buzzers of a station (and buzzers that serve every station). A buzzer is not
+    /// sent a pattern again while the same pattern, sent before, still sounds.
     async fn buzz(&mut self, station: &str, pattern: BuzzPattern) {
+        let duration_ms = if matches!(pattern, BuzzPattern::Long | BuzzPattern::Alarm) {
+            1500
+        } else {
+            300
+        };
         let set = BuzzerSet {
             version: FORMAT_VERSION,
             pattern,
-            duration_ms: if matches!(pattern, BuzzPattern::Long | BuzzPattern::Alarm) {
-                1500
-            } else {
-                300
-            },
+            duration_ms,
         };
+        let now = Instant::now();
+        let until = now + Duration::from_millis(u64::from(duration_ms));
         let buzzers: Vec<(String, Encoding)> = self
             .devices
             .values()
             .filter(|d| {
                 d.kind == DeviceKind::Buzzer
                     && (d.stations.is_empty() || d.stations.iter().any(|s| s == station))
+                    && self
+                        .sounding
+                        .get(&(d.id.clone(), pattern))
+                        .is_none_or(|end| now >= *end)
             })
             .map(|d| (d.id.clone(), d.encoding))
             .collect();
@@ -601,6 +649,7 @@ impl Hub {
                     bytes,
                 )
                 .await;
+                self.sounding.insert((id, pattern), until);
             }
         }
     }
@@ -1002,59 +1051,93 @@ impl Hub {
         }
     }
 
-    /// Stores changed jobs, alerts and the cursor in one write.
-    async fn flush(&mut self) {
-        let rows: Vec<PrintJobRow> = self
-            .jobs
-            .values()
-            .filter(|j| j.dirty)
-            .map(|j| j.row.clone())
-            .chain(self.closed.iter().cloned())
-            .collect();
+    /// Starts storing changed jobs, alerts and the cursor in one write; `None` if there is
+    /// nothing to store. The caller awaits the task and hands its result to
+    /// [`Hub::flush_done`]; only one flush is under way at a time.
+    fn start_flush(&mut self) -> Option<FlushTask> {
+        let mut rows = Vec::new();
+        let mut ids = Vec::new();
+        for (id, job) in &mut self.jobs {
+            if job.dirty {
+                rows.push(job.row.clone());
+                ids.push(id.clone());
+                job.dirty = false;
+            }
+        }
+        let closed = std::mem::take(&mut self.closed);
+        rows.extend(closed.iter().cloned());
         self.advance_acked();
         if rows.is_empty() && self.alerts.is_empty() && self.handled_safe == self.stored {
-            return;
+            return None;
         }
         let alerts = std::mem::take(&mut self.alerts);
+        let to_emit = alerts.clone();
         let seq = self.handled_safe.max(self.stored);
-        let to_store = rows.clone();
-        let result = self
-            .state
-            .writer
-            .run(move |tx| {
-                for row in &to_store {
-                    let existing = print_jobs::get_tx(tx, &row.job_id)?;
-                    // Never reopen a job the store already has as closed.
-                    if existing.is_some_and(|e| !e.state.is_open()) {
-                        continue;
+        let state = Arc::clone(&self.state);
+        let task = tokio::spawn(async move {
+            state
+                .writer
+                .run(move |tx| {
+                    for row in &rows {
+                        let existing = print_jobs::get_tx(tx, &row.job_id)?;
+                        // Never reopen a job the store already has as closed.
+                        if existing.is_some_and(|e| !e.state.is_open()) {
+                            continue;
+                        }
+                        print_jobs::put(tx, row)?;
                     }
-                    print_jobs::put(tx, row)?;
+                    for kind in to_emit {
+                        tx.emit(kind)?;
+                    }
+                    tx.cursors.insert(CONSUMER, seq)?;
+                    Ok(())
+                })
+                .await
+        });
+        self.created_since_flush = 0;
+        self.flushing = Some(Flushing {
+            seq,
+            ids,
+            closed,
+            alerts,
+        });
+        Some(task)
+    }
+
+    /// Takes the outcome of a flush's write: on success the cursor is stored and closed jobs
+    /// leave memory; on failure what it carried is marked to be stored by the next flush.
+    fn flush_done(
+        &mut self,
+        result: Result<Result<(), crate::error::AppError>, tokio::task::JoinError>,
+    ) {
+        let Some(done) = self.flushing.take() else {
+            return;
+        };
+        let failure = match result {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.message),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(message) = failure {
+            tracing::error!(error = %message, "kitchen hub: storing jobs failed; will retry");
+            for id in &done.ids {
+                if let Some(job) = self.jobs.get_mut(id) {
+                    job.dirty = true;
                 }
-                for kind in alerts {
-                    tx.emit(kind)?;
-                }
-                tx.cursors.insert(CONSUMER, seq)?;
-                Ok(())
-            })
-            .await;
-        match result {
-            Ok(()) => {
-                self.stored = seq;
-                self.created_since_flush = 0;
-                self.closed.clear();
-                self.jobs.retain(|_, j| j.row.state.is_open());
-                for j in self.jobs.values_mut() {
-                    j.dirty = false;
-                }
-                self.state
-                    .metrics
-                    .print_jobs_open
-                    .set(i64::try_from(self.jobs.len()).unwrap_or(i64::MAX));
             }
-            Err(e) => {
-                tracing::error!(error = %e.message, "kitchen hub: storing jobs failed; will retry");
-            }
+            self.closed.extend(done.closed);
+            let newer = std::mem::replace(&mut self.alerts, done.alerts);
+            self.alerts.extend(newer);
+            return;
         }
+        self.stored = self.stored.max(done.seq);
+        // A closed job whose last state is stored leaves memory; one changed since waits for
+        // the next flush.
+        self.jobs.retain(|_, j| j.row.state.is_open() || j.dirty);
+        self.state
+            .metrics
+            .print_jobs_open
+            .set(i64::try_from(self.jobs.len()).unwrap_or(i64::MAX));
     }
 
     // ----- Home Assistant -----

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::{SinkExt as _, StreamExt as _};
+use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
 use rumqttd::local::{LinkBuilder, LinkError, LinkRx, LinkTx};
 use rumqttd::protocol::v4::V4;
 use rumqttd::protocol::{
@@ -54,6 +54,9 @@ use crate::store::Store;
 const SINK_TOPIC: &str = "$orderd/refused";
 /// Largest packet orderd's own hub client may send (boards of a busy station).
 const HUB_MAX_PACKET: usize = 1024 * 1024;
+/// At most this many packets, or about this many bytes, go to a client in one write.
+const MAX_BATCH: usize = 64;
+const MAX_BATCH_BYTES: usize = 64 * 1024;
 
 /// Opens a router link for a client id (the router's event type is not nameable outside
 /// rumqttd, so the sender lives inside this closure).
@@ -495,9 +498,24 @@ impl Conn {
         }
     }
 
+    /// Writes one packet now.
     async fn write(&mut self, packet: Packet) -> std::io::Result<()> {
+        self.encode(packet)?;
+        self.flush().await
+    }
+
+    /// Appends one packet to the write buffer; [`Conn::flush`] sends it.
+    fn encode(&mut self, packet: Packet) -> std::io::Result<()> {
         V4.write(packet, &mut self.write)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{e:?}")))?;
+            .map(drop)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{e:?}")))
+    }
+
+    /// Sends what the write buffer holds: one write (or one WebSocket message) for all of it.
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if self.write.is_empty() {
+            return Ok(());
+        }
         match &mut self.io {
             Io::Bytes(stream) => {
                 stream.write_all(&self.write).await?;
@@ -505,6 +523,7 @@ impl Conn {
                 self.write.clear();
             }
             Io::Ws(ws) => {
+                // MQTT 3.1.1, 6.0: a WebSocket message may hold several MQTT packets.
                 let frame = self.write.split().freeze();
                 ws.send(Message::Binary(frame))
                     .await
@@ -705,22 +724,34 @@ async fn session(
                 }
             }
             next = link_rx.next() => {
-                match next {
-                    Ok(Some(n)) => match Option::<Packet>::from(n) {
-                        Some(Packet::Disconnect(..)) => return End::ByRouter,
-                        Some(p) => {
-                            if let Err(e) = conn.write(p).await {
-                                return End::Unclean(e.to_string());
+                // Everything the router has ready for this client goes out in one write.
+                let mut next = Some(next);
+                let mut batched = 0;
+                while let Some(n) = next.take() {
+                    match n {
+                        Ok(Some(n)) => match Option::<Packet>::from(n) {
+                            Some(Packet::Disconnect(..)) => return End::ByRouter,
+                            Some(p) => {
+                                if let Err(e) = conn.encode(p) {
+                                    return End::Unclean(e.to_string());
+                                }
+                                batched += 1;
                             }
-                        }
-                        None => {
-                            if link_rx.wake().await.is_err() {
-                                return End::ByRouter;
+                            None => {
+                                if link_rx.wake().await.is_err() {
+                                    return End::ByRouter;
+                                }
                             }
-                        }
-                    },
-                    Ok(None) => {}
-                    Err(_) => return End::ByRouter,
+                        },
+                        Ok(None) => {}
+                        Err(_) => return End::ByRouter,
+                    }
+                    if batched < MAX_BATCH && conn.write.len() < MAX_BATCH_BYTES {
+                        next = link_rx.next().now_or_never();
+                    }
+                }
+                if let Err(e) = conn.flush().await {
+                    return End::Unclean(e.to_string());
                 }
             }
         }
