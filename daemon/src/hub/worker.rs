@@ -291,7 +291,6 @@ impl Hub {
         self.stored + 1
     }
 
-    /// Moves the acknowledged position on (called once per flush).
     /// Whether the periodic tick has work: boards to publish, jobs out for printing (resends
     /// and timeouts), rows, alerts or a cursor not yet stored.
     fn needs_tick(&self) -> bool {
@@ -307,6 +306,7 @@ impl Hub {
                 .any(|j| j.dirty || j.row.state != JobState::Waiting)
     }
 
+    /// Moves the acknowledged position on (called once per flush).
     fn advance_acked(&mut self) {
         let acked = self.acks.load(Ordering::Acquire);
         // Last flush's acknowledged position is safe now; compute this flush's.
