@@ -435,7 +435,8 @@ async fn main() -> anyhow::Result<()> {
     // The slowest tickets, to tell a slow commit (request -> response) from a slow hub or broker.
     let mut slow: Vec<&Arrival> = arrivals.iter().collect();
     slow.sort_by(|a, b| b.3.total_cmp(&a.3));
-    slow.dedup_by_key(|a| a.0);
+    let mut listed = std::collections::HashSet::new();
+    slow.retain(|a| listed.insert(a.0)); // each order once, at its slowest display
     for (n, at, dev, since_batch) in slow.into_iter().take(8) {
         let Some((s, r)) = sent.get(n) else { continue };
         println!(

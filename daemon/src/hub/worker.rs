@@ -114,9 +114,9 @@ struct Hub {
     announced: std::collections::HashSet<String>,
     /// The flush whose write is under way, if any (at most one at a time).
     flushing: Option<Flushing>,
-    /// (buzzer id, pattern) → until when that ring sounds: a pattern is not sent to a buzzer
+    /// Buzzer id → pattern → until when that ring sounds: a pattern is not sent to a buzzer
     /// again within its duration (a rush of orders is one ring, not hundreds).
-    sounding: HashMap<(String, BuzzPattern), Instant>,
+    sounding: HashMap<String, HashMap<BuzzPattern, Instant>>,
 }
 
 /// Runs the hub until shutdown.
@@ -268,7 +268,7 @@ impl Hub {
         if let Ok(list) = devices::list(&rtx) {
             self.devices = list.into_iter().map(|d| (d.id.clone(), d)).collect();
             let devices = &self.devices;
-            self.sounding.retain(|(id, _), _| devices.contains_key(id));
+            self.sounding.retain(|id, _| devices.contains_key(id));
         }
     }
 
@@ -635,7 +635,8 @@ impl Hub {
                     && (d.stations.is_empty() || d.stations.iter().any(|s| s == station))
                     && self
                         .sounding
-                        .get(&(d.id.clone(), pattern))
+                        .get(&d.id)
+                        .and_then(|rings| rings.get(&pattern))
                         .is_none_or(|end| now >= *end)
             })
             .map(|d| (d.id.clone(), d.encoding))
@@ -649,7 +650,7 @@ impl Hub {
                     bytes,
                 )
                 .await;
-                self.sounding.insert((id, pattern), until);
+                self.sounding.entry(id).or_default().insert(pattern, until);
             }
         }
     }
