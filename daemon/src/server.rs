@@ -201,7 +201,7 @@ pub async fn start(
         )));
     }
 
-    let (endpoint, mqtt_addr) = start_mqtt(&state, &shutdown, &mut workers).await?;
+    let (hub_link, mqtt_addr) = start_mqtt(&state, &shutdown, &mut workers).await?;
     let providers = crate::messaging::worker::Providers {
         whatsapp: if state.settings.raw.whatsapp.enabled {
             Some(
@@ -258,7 +258,7 @@ pub async fn start(
     workers.push(tokio::spawn(crate::hub::worker::run(
         Arc::clone(&state),
         Arc::clone(&state.kitchen),
-        endpoint,
+        hub_link,
         shutdown.clone(),
     )));
 
@@ -289,23 +289,17 @@ pub async fn start(
     })
 }
 
-/// Starts the embedded broker (in embedded mode) and says how the hub reaches the broker.
+/// Starts the embedded broker (in embedded mode) and the hub's connection to the broker: an
+/// in-process link to the embedded one, or an MQTT client of the external one.
 async fn start_mqtt(
     state: &AppStateRef,
     shutdown: &Shutdown,
     workers: &mut Vec<JoinHandle<()>>,
-) -> anyhow::Result<(crate::mqtt::client::Endpoint, Option<SocketAddr>)> {
+) -> anyhow::Result<(crate::mqtt::client::Started, Option<SocketAddr>)> {
     let settings = &state.settings;
     let m = &settings.raw.mqtt;
     let site = &settings.raw.site.id;
-    let base = |host: String, port: u16, password: String| crate::mqtt::client::Endpoint {
-        host,
-        port,
-        username: m.hub_username.clone(),
-        password,
-        keep_alive: Duration::from_secs(u64::from(m.keep_alive_secs)),
-        status_topic: orderd_protocol::topics::hub_status(site),
-    };
+    let status_topic = orderd_protocol::topics::hub_status(site);
     if m.mode == "external" {
         let password = std::fs::read_to_string(&m.hub_password_file)
             .with_context(|| {
@@ -317,8 +311,16 @@ async fn start_mqtt(
             .trim()
             .to_owned();
         tracing::info!(host = %m.external_host, port = m.external_port, user = %m.hub_username, "using the external MQTT broker");
+        let endpoint = crate::mqtt::client::Endpoint {
+            host: m.external_host.clone(),
+            port: m.external_port,
+            username: m.hub_username.clone(),
+            password,
+            keep_alive: Duration::from_secs(u64::from(m.keep_alive_secs)),
+            status_topic,
+        };
         return Ok((
-            base(m.external_host.clone(), m.external_port, password),
+            crate::mqtt::client::start(&endpoint, shutdown.clone()),
             None,
         ));
     }
@@ -363,14 +365,16 @@ async fn start_mqtt(
         tracing::info!(%addr, transport = transport.scheme(), "MQTT broker listening");
     }
     let addr = broker.addr();
-    let host = match addr.ip() {
-        std::net::IpAddr::V4(ip) if ip.is_unspecified() => "127.0.0.1".to_owned(),
-        std::net::IpAddr::V6(ip) if ip.is_unspecified() => "::1".to_owned(),
-        ip => ip.to_string(),
-    };
-    let endpoint = base(host, addr.port(), broker.hub_secret().to_owned());
-    let _ = state.kitchen.broker.set(Arc::new(broker));
-    Ok((endpoint, Some(addr)))
+    let broker = Arc::new(broker);
+    let opener = Arc::clone(&broker);
+    let link = tokio::task::spawn_blocking(move || opener.local_link())
+        .await?
+        .map_err(|e| anyhow::anyhow!("the embedded broker refused the hub's link: {e}"))?;
+    let started = crate::mqtt::client::start_local(link, status_topic, shutdown.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("the hub's link to the embedded broker: {e}"))?;
+    let _ = state.kitchen.broker.set(broker);
+    Ok((started, Some(addr)))
 }
 
 impl Running {

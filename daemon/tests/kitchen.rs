@@ -216,6 +216,10 @@ async fn devices_touch_only_their_own_topics() {
         .unwrap()
         .clone();
     assert_eq!(p2_view["online"], true, "a forged offline must not count");
+    // The hub's retained status is still its own: `online`.
+    assert_eq!(disp.sub("orderd/demo/hub/status").await.len(), 1);
+    let (status, retained) = disp.next_on("/hub/status", WAIT).await.expect("hub status");
+    assert_eq!((status.as_slice(), retained), (&b"online"[..], true));
     // Its own topics still work.
     let _ = p1.sub("orderd/demo/printer/p1/job").await;
     let metrics = s.metrics().await;

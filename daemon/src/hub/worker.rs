@@ -5,8 +5,9 @@
 //!   across a crash: the cursor moves only after the jobs an event created are stored.
 //! - Tickets and jobs are published first and stored right after (one write per flush, every
 //!   100 ms), so the store's fsync is not on a ticket's path. The cursor only passes an event
-//!   once the broker has acknowledged every QoS 1 message it caused (PUBACKs are counted), and
-//!   it trails that by one flush, so the broker has had time to forward them. After a crash or
+//!   once the broker has every message it caused (an external broker's PUBACKs are counted;
+//!   the embedded broker's router has taken them from the hub's in-process link), and it
+//!   trails that by one flush, so the broker has had time to forward them. After a crash or
 //!   a lost broker connection the events past the cursor are handled again: tickets repeat
 //!   with the same `seq` (devices drop repeats) and jobs get the same ids (printers print once
 //!   per id).
@@ -34,7 +35,7 @@ use orderd_protocol::{
     FORMAT_VERSION, JobState as Reported, JobStatus, Order, OrderStatus, PrintCopy, PrintFormat,
     PrintJob, TicketChange, TicketEvent, TicketLine,
 };
-use rumqttc::{AsyncClient, QoS};
+use rumqttc::QoS;
 
 use super::printing;
 use super::tickets::{Boards, station_lines};
@@ -45,7 +46,7 @@ use crate::domain::devices::{self, Device, DeviceKind};
 use crate::domain::orders;
 use crate::domain::print_jobs::{self, JobState, PrintJobRow};
 use crate::metrics::{DeviceLabels, JobLabels};
-use crate::mqtt::client::{self, Endpoint, Inbound};
+use crate::mqtt::client::{HubClient, Inbound, Started};
 use crate::server::Shutdown;
 
 /// The hub's consumer name in the cursor table.
@@ -81,7 +82,7 @@ type FlushTask = tokio::task::JoinHandle<Result<(), crate::error::AppError>>;
 struct Hub {
     state: AppStateRef,
     kitchen: Arc<Kitchen>,
-    client: AsyncClient,
+    client: HubClient,
     site: String,
     cfg: KitchenConfig,
     paper: PaperWidth,
@@ -103,10 +104,8 @@ struct Hub {
     acked_seq: u64,
     /// The cursor as stored.
     stored: u64,
-    /// QoS 1 publishes on this connection, and (seq, publishes so far) after each event.
-    issued: u64,
+    /// (seq, what the client had issued on this connection) after each event.
     marks: std::collections::VecDeque<(u64, u64)>,
-    acks: client::Acks,
     /// Events the hub itself raises (alerts), written at the next flush.
     alerts: Vec<EventKind>,
     home_assistant: Option<String>,
@@ -120,8 +119,8 @@ struct Hub {
 }
 
 /// Runs the hub until shutdown.
-pub async fn run(state: AppStateRef, kitchen: Arc<Kitchen>, ep: Endpoint, shutdown: Shutdown) {
-    if let Err(e) = run_inner(state, kitchen, ep, shutdown).await {
+pub async fn run(state: AppStateRef, kitchen: Arc<Kitchen>, link: Started, shutdown: Shutdown) {
+    if let Err(e) = run_inner(state, kitchen, link, shutdown).await {
         tracing::error!(error = %e, "the kitchen hub stopped");
     }
 }
@@ -129,12 +128,16 @@ pub async fn run(state: AppStateRef, kitchen: Arc<Kitchen>, ep: Endpoint, shutdo
 async fn run_inner(
     state: AppStateRef,
     kitchen: Arc<Kitchen>,
-    ep: Endpoint,
+    link: Started,
     mut shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let cursor = state.events.register(CONSUMER).await?;
-    let (client, mut inbound, acks, client_task) = client::start(&ep, shutdown.clone());
-    let mut hub = Hub::load(Arc::clone(&state), kitchen, client, acks, cursor)?;
+    let Started {
+        client,
+        mut inbound,
+        task: client_task,
+    } = link;
+    let mut hub = Hub::load(Arc::clone(&state), kitchen, client, cursor)?;
     let mut sub = state.events.subscribe(cursor + 1);
     let mut connected = false;
     let mut tick = tokio::time::interval(FLUSH_EVERY);
@@ -196,6 +199,7 @@ async fn run_inner(
     if let Some(task) = hub.start_flush() {
         hub.flush_done(task.await);
     }
+    hub.client.close().await;
     drop(hub);
     let _ = client_task.await;
     Ok(())
@@ -205,8 +209,7 @@ impl Hub {
     fn load(
         state: AppStateRef,
         kitchen: Arc<Kitchen>,
-        client: AsyncClient,
-        acks: client::Acks,
+        client: HubClient,
         cursor: u64,
     ) -> anyhow::Result<Self> {
         let settings = Arc::clone(&state.settings);
@@ -249,9 +252,7 @@ impl Hub {
             handled_safe: cursor,
             acked_seq: cursor,
             stored: cursor,
-            issued: 0,
             marks: std::collections::VecDeque::new(),
-            acks,
             alerts: Vec::new(),
             home_assistant: mqtt.home_assistant.then(|| mqtt.discovery_prefix.clone()),
             announced: std::collections::HashSet::new(),
@@ -273,17 +274,15 @@ impl Hub {
     }
 
     async fn publish(&mut self, topic: String, qos: QoS, retain: bool, payload: Vec<u8>) {
-        match self.client.publish(topic, qos, retain, payload).await {
-            Ok(()) if qos == QoS::AtLeastOnce => self.issued += 1,
-            Ok(()) => {}
-            Err(e) => tracing::warn!(error = %e, "kitchen hub: publish failed"),
+        if let Err(e) = self.client.publish(topic, qos, retain, payload).await {
+            tracing::warn!(error = %e, "kitchen hub: publish failed");
         }
     }
 
     /// After a (re)connect: forget the old connection's counts and go back to the stored
     /// cursor. Returns the seq to read from.
     fn restart_from_cursor(&mut self) -> u64 {
-        self.issued = 0;
+        self.client.reset();
         self.marks.clear();
         self.handled = self.stored;
         self.handled_safe = self.stored;
@@ -308,7 +307,7 @@ impl Hub {
 
     /// Moves the acknowledged position on (called once per flush).
     fn advance_acked(&mut self) {
-        let acked = self.acks.load(Ordering::Acquire);
+        let acked = self.client.acked();
         // Last flush's acknowledged position is safe now; compute this flush's.
         self.handled_safe = self.acked_seq;
         while let Some(&(seq, issued)) = self.marks.front() {
@@ -332,7 +331,7 @@ impl Hub {
             format!("{prefix}/device/+/availability"),
             format!("{prefix}/device/+/state"),
         ] {
-            if let Err(e) = self.client.subscribe(filter, QoS::AtLeastOnce).await {
+            if let Err(e) = self.client.subscribe(filter).await {
                 tracing::warn!(error = %e, "kitchen hub: subscribe failed");
             }
         }
@@ -439,7 +438,7 @@ impl Hub {
             self.ensure_boards();
         }
         self.handled = ev.seq;
-        self.marks.push_back((ev.seq, self.issued));
+        self.marks.push_back((ev.seq, self.client.issued()));
         self.state
             .metrics
             .hub_seq

@@ -7,8 +7,9 @@
 //! `local::LinkBuilder`:
 //!
 //! - CONNECT: the client id must equal the username; a device's password is checked against
-//!   its argon2id hash (then remembered as a SHA-256 so reconnects are cheap), orderd's own hub
-//!   client against a per-run random secret, in constant time.
+//!   its argon2id hash (then remembered as a SHA-256 so reconnects are cheap), in constant
+//!   time. orderd's own hub never logs in: it has an in-process link to the router
+//!   ([`Broker::local_link`]), so its username is refused on every listener.
 //! - PUBLISH and SUBSCRIBE are checked against the device's topics
 //!   ([`crate::domain::devices::Device::may_publish`] / `may_subscribe`) before the router sees
 //!   them. A refused SUBSCRIBE gets a failure SUBACK; a refused PUBLISH is diverted to a topic
@@ -52,8 +53,6 @@ use crate::store::Store;
 
 /// Where refused publishes go: no client may subscribe to it.
 const SINK_TOPIC: &str = "$orderd/refused";
-/// Largest packet orderd's own hub client may send (boards of a busy station).
-const HUB_MAX_PACKET: usize = 1024 * 1024;
 /// At most this many packets, or about this many bytes, go to a client in one write.
 const MAX_BATCH: usize = 64;
 const MAX_BATCH_BYTES: usize = 64 * 1024;
@@ -64,39 +63,21 @@ type Connector = Arc<
     dyn Fn(String, bool) -> Result<(LinkTx, LinkRx, Notification), Box<LinkError>> + Send + Sync,
 >;
 
-/// Who is on the other end of a connection.
-enum Identity {
-    /// orderd's own hub client: everything below `orderd/{site}/` and the discovery prefix.
-    Hub { prefixes: Vec<String> },
-    /// A registered device: exactly its own topics.
-    Device {
-        publish: Vec<String>,
-        subscribe: Vec<String>,
-    },
+/// The registered device on the other end of a connection, and exactly its own topics.
+struct Identity {
+    publish: Vec<String>,
+    subscribe: Vec<String>,
 }
 
 impl Identity {
     fn may_publish(&self, topic: &str) -> bool {
-        match self {
-            Self::Hub { prefixes } => prefixes.iter().any(|p| topic.starts_with(p.as_str())),
-            Self::Device { publish, .. } => publish.iter().any(|t| t == topic),
-        }
+        self.publish.iter().any(|t| t == topic)
     }
 
     fn may_subscribe(&self, filter: &str) -> bool {
-        match self {
-            Self::Hub { prefixes } => prefixes.iter().any(|p| filter.starts_with(p.as_str())),
-            Self::Device { subscribe, .. } => subscribe
-                .iter()
-                .any(|allowed| orderd_protocol::topics::filter_within(filter, allowed)),
-        }
-    }
-
-    fn max_packet(&self, device_max: usize) -> usize {
-        match self {
-            Self::Hub { .. } => HUB_MAX_PACKET,
-            Self::Device { .. } => device_max,
-        }
+        self.subscribe
+            .iter()
+            .any(|allowed| orderd_protocol::topics::filter_within(filter, allowed))
     }
 }
 
@@ -172,7 +153,8 @@ pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Re
 pub struct Broker {
     addr: SocketAddr,
     listening: Vec<(Transport, SocketAddr)>,
-    hub_secret: String,
+    connect: Connector,
+    hub_user: String,
     live: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
 }
 
@@ -187,9 +169,11 @@ impl Broker {
         &self.listening
     }
 
-    /// The password of orderd's own hub client for this run.
-    pub fn hub_secret(&self) -> &str {
-        &self.hub_secret
+    /// Opens orderd's own hub link straight into the router: no socket, no login, no MQTT
+    /// encoding. Blocks until the router has accepted it (call it off the async threads).
+    pub fn local_link(&self) -> Result<(LinkTx, LinkRx), Box<LinkError>> {
+        let (tx, rx, _connack) = (self.connect)(self.hub_user.clone(), true)?;
+        Ok((tx, rx))
     }
 
     /// Closes a client's connection (e.g. its device was removed).
@@ -211,7 +195,6 @@ struct Ctx {
     store: Store,
     site: String,
     hub_user: String,
-    hub_secret: String,
     discovery_prefix: String,
     device_max_packet: usize,
     connect_timeout: Duration,
@@ -278,14 +261,12 @@ pub fn start(
             .build()
             .map_err(Box::new)
     });
-    let hub_secret = super::random_secret();
     let live = Arc::new(Mutex::new(HashMap::new()));
     let ctx = Arc::new(Ctx {
-        connect,
+        connect: Arc::clone(&connect),
         store,
         site: site.to_owned(),
         hub_user: cfg.hub_username.clone(),
-        hub_secret: hub_secret.clone(),
         discovery_prefix: cfg.discovery_prefix.clone(),
         device_max_packet: usize::try_from(cfg.max_device_packet_bytes).unwrap_or(16 * 1024),
         connect_timeout: Duration::from_secs(u64::from(cfg.connect_timeout_secs)),
@@ -311,7 +292,8 @@ pub fn start(
         Broker {
             addr,
             listening,
-            hub_secret,
+            connect,
+            hub_user: cfg.hub_username.clone(),
             live,
         },
         tasks,
@@ -398,7 +380,7 @@ async fn wrap(stream: TcpStream, transport: Transport, ctx: &Ctx) -> std::io::Re
     if !transport.ws() {
         return Ok(Io::Bytes(stream));
     }
-    let limit = ctx.device_max_packet.max(HUB_MAX_PACKET);
+    let limit = ctx.device_max_packet;
     let config = WebSocketConfig::default()
         .max_message_size(Some(limit))
         .max_frame_size(Some(limit));
@@ -600,7 +582,6 @@ async fn serve(
         let _ = conn.write(connack(ConnectReturnCode::NotAuthorized)).await;
         return Ok(());
     }
-    conn.max_packet = identity.max_packet(ctx.device_max_packet);
 
     let connector = Arc::clone(&ctx.connect);
     let id_for_link = client_id.clone();
@@ -833,16 +814,8 @@ async fn authenticate(
         return Err(ConnectReturnCode::ClientIdentifierNotValid);
     }
     if login.username == ctx.hub_user {
-        return if bool::from(login.password.as_bytes().ct_eq(ctx.hub_secret.as_bytes())) {
-            Ok(Identity::Hub {
-                prefixes: vec![
-                    format!("{}/", orderd_protocol::topics::site_prefix(&ctx.site)),
-                    format!("{}/", ctx.discovery_prefix),
-                ],
-            })
-        } else {
-            Err(ConnectReturnCode::BadUserNamePassword)
-        };
+        // The hub is in-process; nobody may log in as it (or take over its session).
+        return Err(ConnectReturnCode::BadUserNamePassword);
     }
     let device =
         lookup(&ctx.store, &login.username).ok_or(ConnectReturnCode::BadUserNamePassword)?;
@@ -868,7 +841,7 @@ async fn authenticate(
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(device.id.clone(), (device.password_hash.clone(), digest));
     }
-    Ok(Identity::Device {
+    Ok(Identity {
         publish: device.may_publish(&ctx.site),
         subscribe: device.may_subscribe(&ctx.site, &ctx.discovery_prefix),
     })
