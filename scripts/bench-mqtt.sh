@@ -15,12 +15,15 @@ cargo build --release -q -p orderd -p orderd-examples
 BIN=target/release/orderd
 BENCH=target/release/mqttbench
 WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+# KEEP_LOGS=DIR keeps the daemons' logs (*.out) there.
+trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${KEEP_LOGS:-}" ] && mkdir -p "$KEEP_LOGS" && cp "$WORK"/*.out "$KEEP_LOGS"/; rm -rf "$WORK"' EXIT
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 
 start() { # $1 = data dir, rest = extra args; sets PID HTTP
   HTTP=$(free_port)
-  RUST_LOG=warn "$BIN" run --data-dir "$1" --http-listen "127.0.0.1:$HTTP" "${@:2}" >"$1.out" 2>&1 &
+  # The writer's trace lines carry when each batch became durable: mqttbench times tickets
+  # from there (--commit-log).
+  RUST_LOG=warn,orderd::store::writer=trace "$BIN" run --data-dir "$1" --http-listen "127.0.0.1:$HTTP" "${@:2}" >"$1.out" 2>&1 &
   PID=$!
   for _ in $(seq 100); do grep -q "API:" "$1.out" 2>/dev/null && break; sleep 0.1; done
 }
@@ -30,7 +33,8 @@ echo "== embedded broker: ${SECS}s at 200 orders/s, 20 printers, 10 displays, 20
 MQTT=$(free_port)
 start "$WORK/emb" --mqtt-listen "127.0.0.1:$MQTT"
 (cd "$WORK" && "$OLDPWD/$BENCH" --base "http://127.0.0.1:$HTTP" --mqtt-port "$MQTT" \
-  --admin-password-file "$WORK/emb/initial-admin-password" --secs "$SECS" --pid "$PID" --prefix emb)
+  --admin-password-file "$WORK/emb/initial-admin-password" --secs "$SECS" --pid "$PID" --prefix emb \
+  --commit-log "$WORK/emb.out")
 kill "$PID"; wait "$PID" || true
 fi
 
@@ -75,7 +79,8 @@ hub_password_file = "$WORK/acl/hub-password"
 CONF
 start "$WORK/ext" --config "$WORK/ext.toml"
 (cd "$WORK" && "$OLDPWD/$BENCH" --base "http://127.0.0.1:$HTTP" --mqtt-port "$MPORT" \
-  --admin-password-file "$WORK/ext/initial-admin-password" --secs "$SECS" --pid "$PID" --prefix ext)
+  --admin-password-file "$WORK/ext/initial-admin-password" --secs "$SECS" --pid "$PID" --prefix ext \
+  --commit-log "$WORK/ext.out")
 echo "mosquitto: $(grep VmRSS /proc/$MPID/status)"
 kill "$PID" "$MPID"; wait "$PID" "$MPID" 2>/dev/null || true
 fi

@@ -2,9 +2,11 @@
 //!
 //! Registers 20 printers, 10 displays and 20 buzzers (by default) on a running daemon, connects
 //! them as real MQTT clients, places orders at `--rate` per second for `--secs`, and reports
-//! the latency from sending the order to its ticket arriving at each display of the station
-//! (an upper bound of commit → ticket: it includes the HTTP request and the commit), lost
-//! tickets, printed jobs and the daemon's peak RSS (`--pid`). `--idle N` instead connects N
+//! the latency from the order's commit to its ticket arriving at each display of the station,
+//! lost tickets, printed jobs and the daemon's peak RSS (`--pid`). The commit's time comes from
+//! the daemon's own log (`--commit-log`: its writer's `batch durable` trace lines, which carry
+//! the wall clock when each batch of events became durable); without it, two bounds are
+//! reported instead. `--idle N` instead connects N
 //! idle devices and reports the daemon's RSS before and after. Loopback only; stops by itself.
 
 use std::collections::HashMap;
@@ -53,14 +55,19 @@ struct Args {
     /// (three bumps, 100 ms apart), so boards hold what a busy kitchen has open; 0 = never.
     #[arg(long, default_value_t = 10)]
     ready_after: u64,
+    /// The daemon's log, run with `RUST_LOG=orderd::store::writer=trace`: read after the load
+    /// for the time each event became durable, to time tickets from their commit exactly.
+    #[arg(long)]
+    commit_log: Option<std::path::PathBuf>,
 }
 
 #[path = "bench_util.rs"]
 mod bench_util;
 use bench_util::{Http, cpu_secs, pct, rss_kb};
 
-/// (order number, arrival, display, ms since the ticket's batch clock reading)
-type Arrival = (u64, Instant, String, f64);
+/// (order number, arrival, display, ms since the ticket's batch clock reading, event seq,
+/// arrival on the wall clock in µs)
+type Arrival = (u64, Instant, String, f64, u64, u64);
 /// Order number → (request sent, response received).
 type Sent = HashMap<u64, (Instant, Option<Instant>)>;
 
@@ -190,20 +197,25 @@ async fn main() -> anyhow::Result<()> {
             while let Ok(ev) = el.poll().await {
                 if let Event::Incoming(Packet::Publish(p)) = ev {
                     let now = Instant::now();
-                    let wall_ms = std::time::SystemTime::now()
+                    let wall_us = std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+                        .map_or(0, |d| d.as_micros() as u64);
+                    let arrived_ms = wall_us as f64 / 1000.0;
                     if let Ok(t) = serde_json::from_slice::<TicketEvent>(&p.payload)
                         && let TicketChange::New { lines } = &t.change
                         && let Some(n) = lines
                             .iter()
                             .find_map(|l| l.note.as_deref()?.strip_prefix('b')?.parse().ok())
                     {
-                        let since_batch = wall_ms - t.placed_at as f64;
-                        arrivals
-                            .lock()
-                            .unwrap()
-                            .push((n, now, id.clone(), since_batch));
+                        let since_batch = arrived_ms - t.placed_at as f64;
+                        arrivals.lock().unwrap().push((
+                            n,
+                            now,
+                            id.clone(),
+                            since_batch,
+                            t.seq,
+                            wall_us,
+                        ));
                     }
                 }
             }
@@ -381,14 +393,14 @@ async fn main() -> anyhow::Result<()> {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let mut lat: Vec<f64> = arrivals
         .iter()
-        .filter_map(|(n, at, _, _)| Some(ms(at.duration_since(sent.get(n)?.0))))
+        .filter_map(|(n, at, ..)| Some(ms(at.duration_since(sent.get(n)?.0))))
         .collect();
     lat.sort_by(f64::total_cmp);
     // Response -> ticket: the commit happened before the response was sent, so this is a lower
     // bound of commit -> ticket (negative when the ticket beat the response).
     let mut after_response: Vec<f64> = arrivals
         .iter()
-        .filter_map(|(n, at, _, _)| {
+        .filter_map(|(n, at, ..)| {
             let r = sent.get(n)?.1?;
             Some(if *at >= r { ms(*at - r) } else { -ms(r - *at) })
         })
@@ -398,9 +410,24 @@ async fn main() -> anyhow::Result<()> {
     // commit → ticket that includes the commit itself and up to 1 ms of truncation.
     let mut since_batch: Vec<f64> = arrivals.iter().map(|a| a.3).collect();
     since_batch.sort_by(f64::total_cmp);
+    // Exact: the event's durable time (from the daemon's log) → arrival, same wall clock.
+    let durable = match &args.commit_log {
+        Some(path) => durable_times(path)?,
+        None => HashMap::new(),
+    };
+    let exact_of = |a: &Arrival| {
+        let d = *durable.get(&a.4)?;
+        Some(if a.5 >= d {
+            (a.5 - d) as f64 / 1000.0
+        } else {
+            -((d - a.5) as f64) / 1000.0
+        })
+    };
+    let mut exact: Vec<f64> = arrivals.iter().filter_map(exact_of).collect();
+    exact.sort_by(f64::total_cmp);
     let expected: u64 = total * per_station.values().sum::<u64>();
     let mut unique = std::collections::HashSet::new();
-    for (n, _, dev, _) in &arrivals {
+    for (n, _, dev, ..) in &arrivals {
         unique.insert((*n, dev.clone()));
     }
     println!(
@@ -418,6 +445,17 @@ async fn main() -> anyhow::Result<()> {
         pct(&lat, 0.999),
         lat.last().copied().unwrap_or(f64::NAN)
     );
+    if args.commit_log.is_some() {
+        println!(
+            "commit (durable) -> ticket at display, {} of {} timed: p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms",
+            exact.len(),
+            arrivals.len(),
+            pct(&exact, 0.5),
+            pct(&exact, 0.99),
+            pct(&exact, 0.999),
+            exact.last().copied().unwrap_or(f64::NAN)
+        );
+    }
     println!(
         "batch clock -> ticket at display (>= commit -> ticket): p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms",
         pct(&since_batch, 0.5),
@@ -433,17 +471,21 @@ async fn main() -> anyhow::Result<()> {
         after_response.last().copied().unwrap_or(f64::NAN)
     );
     // The slowest tickets, to tell a slow commit (request -> response) from a slow hub or broker.
+    // Slowest by the exact figure when there is one, else by the upper bound.
+    let key = |a: &Arrival| exact_of(a).unwrap_or(a.3);
     let mut slow: Vec<&Arrival> = arrivals.iter().collect();
-    slow.sort_by(|a, b| b.3.total_cmp(&a.3));
+    slow.sort_by(|a, b| key(b).total_cmp(&key(a)));
     let mut listed = std::collections::HashSet::new();
     slow.retain(|a| listed.insert(a.0)); // each order once, at its slowest display
-    for (n, at, dev, since_batch) in slow.into_iter().take(8) {
+    for a in slow.into_iter().take(8) {
+        let (n, at, dev, since_batch, ..) = a;
         let Some((s, r)) = sent.get(n) else { continue };
         println!(
-            "  slow: order {n} at {:.1} s to {dev}: request -> response {} ms, request -> ticket {:.1} ms, batch clock -> ticket {since_batch:.1} ms",
+            "  slow: order {n} at {:.1} s to {dev}: request -> response {} ms, request -> ticket {:.1} ms, batch clock -> ticket {since_batch:.1} ms, commit -> ticket {}",
             ms(s.duration_since(start)) / 1000.0,
             r.map_or_else(|| "-".to_owned(), |r| format!("{:.1}", ms(r - *s))),
             ms(*at - *s),
+            exact_of(a).map_or_else(|| "-".to_owned(), |e| format!("{e:.1} ms")),
         );
     }
     println!(
@@ -472,4 +514,46 @@ async fn main() -> anyhow::Result<()> {
         t.abort();
     }
     Ok(())
+}
+
+/// Event seq → when it became durable (wall clock, µs), from the writer's `batch durable` trace
+/// lines in the daemon's log (colour codes, if any, are skipped).
+fn durable_times(path: &std::path::Path) -> anyhow::Result<HashMap<u64, u64>> {
+    let log =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut out = HashMap::new();
+    for line in log.lines().filter(|l| l.contains("batch durable")) {
+        let mut plain = String::with_capacity(line.len());
+        let mut chars = line.chars();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                // CSI … letter
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            } else {
+                plain.push(c);
+            }
+        }
+        let field = |name: &str| -> Option<u64> {
+            plain
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
+        };
+        if let (Some(first), Some(last), Some(at)) =
+            (field("first_seq"), field("last_seq"), field("durable_us"))
+        {
+            for seq in first..=last {
+                out.insert(seq, at);
+            }
+        }
+    }
+    anyhow::ensure!(
+        !out.is_empty(),
+        "no `batch durable` lines with seqs in {} (run the daemon with RUST_LOG=orderd::store::writer=trace)",
+        path.display()
+    );
+    Ok(out)
 }

@@ -1,15 +1,19 @@
-//! The file backend under redb: redb's own `FileBackend`, plus zero-filling whenever the file
-//! grows, and the reserve it falls back on when growing hits a full disk.
+//! The file backend under redb: redb's own `FileBackend`, plus allocating the blocks whenever
+//! the file grows, and the reserve it falls back on when growing hits a full disk.
 //!
-//! redb grows its file with `set_len`, which leaves a sparse hole. Every later commit that
-//! writes into the hole makes the filesystem allocate blocks, and the commit's `fdatasync` must
-//! then journal that metadata too — on ext4 that doubles the cost of the one fsync each commit
-//! pays. Writing zeros over the new range once, when the file grows, means commits overwrite
-//! blocks that already exist, and `fdatasync` flushes data only. The zeros are made durable by
-//! the next commit's sync, as redb expects of `set_len`.
+//! redb grows its file with `set_len`, which leaves a sparse hole: a later write into the hole
+//! makes the filesystem find blocks, and on a full disk that write fails, long after the growth
+//! succeeded. So growth also allocates the new range with `fallocate`, which reserves the blocks
+//! at once without writing them (reads still see zeros). Where the filesystem cannot
+//! `fallocate`, zeros are written over the new range instead.
+//!
+//! Not zeros first: redb grows by doubling, and writing 80 MB of zeros took 30 ms plus the
+//! write-back behind it, while redb held the lock every new read transaction takes — the whole
+//! daemon (HTTP, kitchen tickets) stalled for 70–170 ms at each growth (docs/BENCHMARKS.md,
+//! session 10). `fallocate` takes well under a millisecond.
 //!
 //! redb treats any I/O error as fatal until the database is reopened, so a full disk must never
-//! reach it. Writes inside the file never need new blocks (they are zero-filled already); only
+//! reach it. Writes inside the file never need new blocks (they are allocated already); only
 //! growth does. When growth fails for want of space, the backend deletes the [`Reserve`] — a
 //! file of zeros kept next to the store — and tries once more. The storage budget
 //! (`crate::storage`) refuses new orders well before that, and recreates the reserve once space
@@ -117,26 +121,40 @@ impl Reserve {
 #[derive(Debug)]
 pub struct PreallocBackend {
     inner: FileBackend,
-    zeros: Vec<u8>,
+    /// The same file, to `fallocate` on.
+    file: File,
     reserve: Option<Arc<Reserve>>,
 }
 
 impl PreallocBackend {
     /// Wraps an open file; `reserve` is given up when growth hits a full disk.
     pub fn new(file: File, reserve: Option<Arc<Reserve>>) -> Result<Self, redb::DatabaseError> {
+        let own = file.try_clone()?;
         Ok(Self {
             inner: FileBackend::new(file)?,
-            zeros: vec![0; CHUNK],
+            file: own,
             reserve,
         })
     }
 
     fn grow(&self, old: u64, len: u64) -> Result<(), io::Error> {
         self.inner.set_len(len)?;
+        match rustix::fs::fallocate(
+            &self.file,
+            rustix::fs::FallocateFlags::empty(),
+            old,
+            len - old,
+        ) {
+            Ok(()) => return Ok(()),
+            Err(e) if e == rustix::io::Errno::NOSPC => return Err(e.into()),
+            // Not supported here (some network and overlay filesystems): write zeros.
+            Err(_) => {}
+        }
+        let zeros = vec![0; CHUNK];
         let mut at = old;
         while at < len {
             let n = usize::try_from(len - at).map_or(CHUNK, |r| r.min(CHUNK));
-            self.inner.write(at, &self.zeros[..n])?;
+            self.inner.write(at, &zeros[..n])?;
             at += n as u64;
         }
         Ok(())
@@ -212,5 +230,46 @@ impl StorageBackend for PreallocBackend {
 
     fn query_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
         self.inner.query_lock_range(start, end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt as _;
+
+    use super::*;
+
+    #[test]
+    fn growth_allocates_the_new_range_and_reads_back_zeros() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        let backend = PreallocBackend::new(file, None).unwrap();
+        backend.write(0, b"head").unwrap();
+        let len = 8 * 1024 * 1024;
+        backend.set_len(len).unwrap();
+        assert_eq!(backend.len().unwrap(), len);
+        // Allocated, not a sparse hole: later writes inside the file never need new blocks.
+        let meta = std::fs::metadata(&path).unwrap();
+        assert!(
+            meta.blocks() * 512 >= len,
+            "{} bytes allocated of {len}",
+            meta.blocks() * 512
+        );
+        let mut head = [0; 4];
+        backend.read(0, &mut head).unwrap();
+        assert_eq!(&head, b"head");
+        let mut tail = vec![1; 4096];
+        backend.read(len - 4096, &mut tail).unwrap();
+        assert!(tail.iter().all(|&b| b == 0));
+        // Shrinking is plain truncation.
+        backend.set_len(4096).unwrap();
+        assert_eq!(backend.len().unwrap(), 4096);
     }
 }

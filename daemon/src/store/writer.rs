@@ -591,11 +591,18 @@ fn run_batch(
     })();
     match outcome {
         Ok((events, menu, hooks)) => {
+            // `durable_us` (wall clock, µs) and the seqs let a benchmark time each event from
+            // the moment it became durable (scripts/bench-mqtt.sh).
             tracing::trace!(
                 jobs_us = (t_jobs - t0).as_micros() as u64,
                 commit_us = t_jobs.elapsed().as_micros() as u64,
                 batch = replies.len(),
                 checkpoint = is_checkpoint,
+                first_seq = events.first().map(|e| e.seq),
+                last_seq = events.last().map(|e| e.seq),
+                durable_us = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_micros() as u64),
                 "batch durable"
             );
             let next = events.last().map_or(next_seq, |e| e.seq + 1);
@@ -609,12 +616,14 @@ fn run_batch(
             for hook in hooks {
                 hook();
             }
-            for reply in replies {
-                reply.finish(None);
-            }
+            // Consumers first (the kitchen hub's tickets are the latency that matters), then
+            // the requests that wait for their answer.
             for event in events {
                 // No subscriber is fine: consumers catch up from the log.
                 let _ = shared.events.send(Arc::new(event));
+            }
+            for reply in replies {
+                reply.finish(None);
             }
             next
         }
