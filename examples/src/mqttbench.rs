@@ -176,7 +176,13 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // Devices.
-    let arrivals: Arc<Mutex<Vec<Arrival>>> = Arc::default();
+    // Sized for the whole run up front: growing them mid-run (copying megabytes under the lock
+    // every display task takes) showed up as slow tickets that the daemon never caused.
+    let total = u64::from(args.rate) * args.secs;
+    let capacity = usize::try_from(total).unwrap_or(0);
+    let arrivals: Arc<Mutex<Vec<Arrival>>> = Arc::new(Mutex::new(Vec::with_capacity(
+        capacity.saturating_mul(args.displays),
+    )));
     let printed = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut tasks = Vec::new();
     let mut per_station = HashMap::new();
@@ -322,10 +328,9 @@ async fn main() -> anyhow::Result<()> {
     );
 
     // Load.
-    let sent: Arc<Mutex<Sent>> = Arc::default();
+    let sent: Arc<Mutex<Sent>> = Arc::new(Mutex::new(HashMap::with_capacity(capacity)));
     let start = Instant::now();
     let cpu_start = (cpu_secs(args.pid), cpu_secs(None));
-    let total = u64::from(args.rate) * args.secs;
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(args.rate)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let peak = Arc::new(std::sync::atomic::AtomicU64::new(rss_kb(args.pid)));

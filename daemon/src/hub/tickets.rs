@@ -124,7 +124,24 @@ fn board_ticket(order: &Order, lines: Vec<TicketLine>) -> BoardTicket {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct StationBoard {
     seq: u64,
-    tickets: BTreeMap<(u64, String), BoardTicket>,
+    tickets: BTreeMap<(u64, String), Entry>,
+}
+
+/// A ticket on a board, with its JSON encoded once when it changes: a busy board is
+/// republished every flush, and encoding its 200 tickets each time held the hub (and every
+/// ticket behind it) up for milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    ticket: BoardTicket,
+    /// `None` only if the ticket could not be encoded (then the board is encoded whole).
+    json: Option<Vec<u8>>,
+}
+
+impl Entry {
+    fn new(ticket: BoardTicket) -> Self {
+        let json = serde_json::to_vec(&ticket).ok();
+        Self { ticket, json }
+    }
 }
 
 /// Every station's board.
@@ -147,7 +164,9 @@ impl Boards {
             }
             for (station, lines) in station_lines(order) {
                 let board = b.board_mut(&station);
-                board.tickets.insert(key(order), board_ticket(order, lines));
+                board
+                    .tickets
+                    .insert(key(order), Entry::new(board_ticket(order, lines)));
                 board.seq = seq;
             }
         }
@@ -166,7 +185,9 @@ impl Boards {
             let board = self.board_mut(&station);
             let on = on_board(order.status);
             if on {
-                board.tickets.insert(key(order), board_ticket(order, lines));
+                board
+                    .tickets
+                    .insert(key(order), Entry::new(board_ticket(order, lines)));
             } else if board.tickets.remove(&key(order)).is_none() {
                 continue;
             }
@@ -221,11 +242,40 @@ impl Boards {
                     b.tickets
                         .values()
                         .take(MAX_BOARD_TICKETS)
-                        .cloned()
+                        .map(|e| e.ticket.clone())
                         .collect()
                 })
                 .unwrap_or_default(),
         }
+    }
+
+    /// [`Boards::board`] as JSON, exactly as `serde_json` writes it, assembled from each
+    /// ticket's JSON encoded when it last changed.
+    pub fn board_json(&self, station: &str) -> Result<Vec<u8>, serde_json::Error> {
+        let Some(b) = self.boards.get(station) else {
+            return serde_json::to_vec(&self.board(station));
+        };
+        let shown = || b.tickets.values().take(MAX_BOARD_TICKETS);
+        if shown().any(|e| e.json.is_none()) {
+            return serde_json::to_vec(&self.board(station));
+        }
+        let mut out = Vec::with_capacity(
+            64 + station.len()
+                + shown()
+                    .map(|e| e.json.as_ref().map_or(0, Vec::len) + 1)
+                    .sum::<usize>(),
+        );
+        out.extend_from_slice(format!("{{\"version\":{FORMAT_VERSION},\"station\":").as_bytes());
+        serde_json::to_writer(&mut out, station)?;
+        out.extend_from_slice(format!(",\"seq\":{},\"tickets\":[", b.seq).as_bytes());
+        for (i, e) in shown().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(e.json.as_deref().unwrap_or_default());
+        }
+        out.extend_from_slice(b"]}");
+        Ok(out)
     }
 
     /// Open tickets of a station (not capped).
@@ -443,5 +493,43 @@ mod tests {
             );
         }
         assert!(boards.board("cold").tickets.is_empty());
+    }
+
+    #[test]
+    fn a_board_assembled_from_cached_tickets_is_the_board_serde_writes() {
+        let same = |boards: &Boards, station: &str| {
+            let whole = serde_json::to_vec(&boards.board(station)).unwrap();
+            let assembled = boards.board_json(station).unwrap();
+            assert_eq!(
+                String::from_utf8(assembled).unwrap(),
+                String::from_utf8(whole).unwrap(),
+                "{station}"
+            );
+        };
+        let mut boards = Boards::default();
+        same(&boards, "grill"); // no board yet
+        boards.ensure("quiet \"station\"");
+        same(&boards, "quiet \"station\""); // empty, and a name that needs escaping
+        let mut first = order("first", 1);
+        first.items[0].note = Some("no \"onions\" \u{eb}\u{e7}".into());
+        boards.apply(&placed(&first, 1), None);
+        same(&boards, "grill");
+        // More than a board shows: still the oldest MAX_BOARD_TICKETS, as serde writes them.
+        for n in 2..=u32::try_from(MAX_BOARD_TICKETS).unwrap() + 5 {
+            boards.apply(&placed(&order(&format!("o{n}"), n), u64::from(n)), None);
+        }
+        same(&boards, "grill");
+        same(&boards, "bar");
+        // A status change re-encodes that ticket.
+        boards.apply(
+            &moved(&first, OrderStatus::Placed, OrderStatus::Accepted, 900),
+            Some(&first),
+        );
+        same(&boards, "grill");
+        assert!(
+            String::from_utf8(boards.board_json("grill").unwrap())
+                .unwrap()
+                .contains("\"accepted\"")
+        );
     }
 }

@@ -375,8 +375,7 @@ impl Hub {
     }
 
     async fn publish_board(&mut self, station: &str) {
-        let board = self.boards.board(station);
-        match serde_json::to_vec(&board) {
+        match self.boards.board_json(station) {
             Ok(bytes) => {
                 self.publish(
                     topics::station_board(&self.site, station),
