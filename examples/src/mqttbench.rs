@@ -243,7 +243,9 @@ async fn main() -> anyhow::Result<()> {
         .await?;
         let printed = printed.clone();
         tasks.push(tokio::spawn(async move {
-            let mut seen = std::collections::HashSet::new();
+            // Sized for the run: growing it rehashes every id seen so far, and 20 printers
+            // doing that at once held up the whole benchmark (its display timestamps too).
+            let mut seen = std::collections::HashSet::with_capacity(capacity);
             while let Ok(ev) = el.poll().await {
                 if let Event::Incoming(Packet::Publish(p)) = ev
                     && let Ok(job) = serde_json::from_slice::<PrintJob>(&p.payload)

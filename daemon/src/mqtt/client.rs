@@ -112,6 +112,8 @@ impl HubClient {
             Link::Local { tx, .. } => {
                 // The router forwards at each subscription's QoS, whatever the publish's; a
                 // local link may only hand it QoS 0 (rumqttd keeps QoS 1 fields private).
+                // Handing over never waits unless the router is 1,000 events behind (its
+                // channel's bound), as for every broker connection.
                 let publish = Publish::new(Bytes::from(topic), Bytes::from(payload), retain);
                 tx.send(RouterPacket::Publish(publish, None))
                     .await
@@ -122,8 +124,9 @@ impl HubClient {
         Ok(())
     }
 
-    /// Subscribes to what devices send (QoS 1 from an external broker; in-process there is
-    /// nothing to lose in between).
+    /// Subscribes to what devices send: at QoS 1 on an external broker; in-process at QoS 0,
+    /// since nothing is in transit between the router and the link (like any subscriber, a
+    /// hub a whole topic log behind would miss messages, which rumqttd logs as a cursor jump).
     pub async fn subscribe(&mut self, filter: String) -> Result<(), String> {
         match &mut self.link {
             Link::Remote { client, .. } => client
