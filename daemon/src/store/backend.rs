@@ -10,7 +10,11 @@
 //! Not zeros first: redb grows by doubling, and writing 80 MB of zeros took 30 ms plus the
 //! write-back behind it, while redb held the lock every new read transaction takes — the whole
 //! daemon (HTTP, kitchen tickets) stalled for 70–170 ms at each growth (docs/BENCHMARKS.md,
-//! session 10). `fallocate` takes well under a millisecond.
+//! session 10). `fallocate` takes well under a millisecond. The price: a first write into a
+//! fallocated range turns its extents from unwritten to written, metadata that the next
+//! checkpoint's `fdatasync` also journals. Checkpoints are rare (each batch is made durable by
+//! the write-ahead log), and the 10-minute kitchen runs include that cost; it was not measured
+//! on its own.
 //!
 //! redb treats any I/O error as fatal until the database is reopened, so a full disk must never
 //! reach it. Writes inside the file never need new blocks (they are allocated already); only
