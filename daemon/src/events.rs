@@ -149,37 +149,8 @@ impl Subscription {
     /// daemon shuts down.
     pub async fn next(&mut self) -> Result<Event, StoreError> {
         loop {
-            if let Some(e) = self.buf.pop_front() {
-                self.next = e.seq + 1;
+            if let Some(e) = self.try_next()? {
                 return Ok(e);
-            }
-            let last = self
-                .shared
-                .last_seq
-                .load(std::sync::atomic::Ordering::Acquire);
-            if self.next <= last {
-                // Usually the wake-ups already hold these events: take them from there rather
-                // than read them back from redb (decode, and rebuild a placed order).
-                loop {
-                    match self.rx.try_recv() {
-                        Ok(e) if e.seq == self.next => {
-                            self.next += 1;
-                            return Ok((*e).clone());
-                        }
-                        Ok(e) if e.seq < self.next => {}
-                        // Newer (a gap), lagged, empty or closed: the log has them.
-                        _ => break,
-                    }
-                }
-                // Only durable events: a batch is visible in redb a moment before its log
-                // append returns, and `last_seq` moves only after that.
-                let n = usize::try_from(last - self.next + 1)
-                    .unwrap_or(usize::MAX)
-                    .min(256);
-                self.buf.extend(read_log(&self.store, self.next, n)?);
-                if !self.buf.is_empty() {
-                    continue;
-                }
             }
             match self.rx.recv().await {
                 Ok(e) if e.seq == self.next => {
@@ -193,6 +164,41 @@ impl Subscription {
                 }
             }
         }
+    }
+
+    /// The next event if one is committed already; `None` without waiting otherwise.
+    pub fn try_next(&mut self) -> Result<Option<Event>, StoreError> {
+        if let Some(e) = self.buf.pop_front() {
+            self.next = e.seq + 1;
+            return Ok(Some(e));
+        }
+        let last = self
+            .shared
+            .last_seq
+            .load(std::sync::atomic::Ordering::Acquire);
+        if self.next > last {
+            return Ok(None);
+        }
+        // Usually the wake-ups already hold these events: take them from there rather than
+        // read them back from redb (decode, and rebuild a placed order).
+        loop {
+            match self.rx.try_recv() {
+                Ok(e) if e.seq == self.next => {
+                    self.next += 1;
+                    return Ok(Some((*e).clone()));
+                }
+                Ok(e) if e.seq < self.next => {}
+                // Newer (a gap), lagged, empty or closed: the log has them.
+                _ => break,
+            }
+        }
+        // Only durable events: a batch is visible in redb a moment before its log append
+        // returns, and `last_seq` moves only after that.
+        let n = usize::try_from(last - self.next + 1)
+            .unwrap_or(usize::MAX)
+            .min(256);
+        self.buf.extend(read_log(&self.store, self.next, n)?);
+        Ok(self.buf.pop_front().inspect(|e| self.next = e.seq + 1))
     }
 
     /// The seq the next event will have.

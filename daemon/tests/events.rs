@@ -119,6 +119,44 @@ async fn subscribe_replays_then_follows_live() {
     s.stop().await;
 }
 
+/// `try_next` hands over what is committed already, in order and without gaps, and `None`
+/// without waiting once caught up (the kitchen hub takes a burst of events this way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn try_next_takes_what_is_committed_without_waiting() {
+    let s = TestServer::start().await;
+    let staff = s.user("anna", "staff").await;
+    let log = &s.state().events;
+    let mut caught_up = log.subscribe(log.last_seq() + 1);
+    assert!(caught_up.try_next().unwrap().is_none());
+    for _ in 0..3 {
+        s.order(&staff, json!([{"item_id": "espresso", "quantity": 1}]))
+            .await;
+    }
+    let last = log.last_seq();
+    // From the log (an old position) and from the wake-ups (a live one) alike.
+    for from in [1, last - 2] {
+        let mut sub = log.subscribe(from);
+        let mut seqs = Vec::new();
+        while let Some(e) = sub.try_next().unwrap() {
+            seqs.push(e.seq);
+        }
+        assert_eq!(seqs, (from..=last).collect::<Vec<_>>());
+        assert!(sub.try_next().unwrap().is_none());
+    }
+    let mut seqs = Vec::new();
+    while let Some(e) = caught_up.try_next().unwrap() {
+        assert!(matches!(e.kind, EventKind::OrderPlaced(_)), "{e:?}");
+        seqs.push(e.seq);
+    }
+    assert_eq!(seqs, [last - 2, last - 1, last]);
+    // Nothing new: `None` at once, and `next` still waits for the next commit.
+    assert!(caught_up.try_next().unwrap().is_none());
+    s.order(&staff, json!([{"item_id": "espresso", "quantity": 1}]))
+        .await;
+    assert_eq!(next(&mut caught_up).await.seq, last + 1);
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_waits_for_every_consumer_and_keeps_summaries() {
     let s = TestServer::start_with(|c| {
