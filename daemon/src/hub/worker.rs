@@ -3,6 +3,10 @@
 //! Delivery rules, in order of importance:
 //! - The hub reads the event log from its durable cursor (`kitchen`), so no ticket is lost
 //!   across a crash: the cursor moves only after the jobs an event created are stored.
+//! - Tickets first: the hub publishes the tickets of every event committed by now before any
+//!   of those events' other work (print jobs, boards, buzzers), which waits in a queue that is
+//!   worked through when no new event is ready. So a burst of events (as after a slow fsync)
+//!   reaches the displays before its hundreds of print jobs go out.
 //! - Tickets and jobs are published first and stored right after (one write per flush, every
 //!   100 ms), so the store's fsync is not on a ticket's path. The cursor only passes an event
 //!   once the broker has every message it caused (an external broker's PUBACKs are counted;
@@ -76,6 +80,28 @@ struct Flushing {
     alerts: Vec<EventKind>,
 }
 
+/// What an event leaves for after the tickets of every event ready now, in order.
+enum Deferred {
+    /// Everything an event causes besides its tickets (jobs, board, buzzers, cursor mark).
+    After(Box<(Event, Option<Order>, Vec<TicketEvent>)>),
+    /// Hand a new job to its printer.
+    Job(String),
+    /// Every message of the events up to this seq is issued: a cursor mark can be taken.
+    Mark(u64),
+}
+
+/// Deferred entries handled per turn of the loop: a new event's tickets wait for at most this
+/// many (an event's other work, or one print job, each).
+const DEFERRED_PER_TURN: usize = 8;
+
+/// Most events handled as one burst (their tickets first).
+const MAX_BURST: usize = 256;
+
+/// No new events are taken while this much deferred work waits: a replay of a long backlog
+/// (after a restart) goes in steps instead of holding every event in memory, and device
+/// reports get their turns meanwhile.
+const MAX_DEFERRED: usize = 1024;
+
 /// The write of a flush, run beside the hub's loop so a slow commit never holds up tickets.
 type FlushTask = tokio::task::JoinHandle<Result<(), crate::error::AppError>>;
 
@@ -106,6 +132,9 @@ struct Hub {
     stored: u64,
     /// (seq, what the client had issued on this connection) after each event.
     marks: std::collections::VecDeque<(u64, u64)>,
+    /// Work left after tickets went out (events' other work, new jobs not handed to the
+    /// broker yet, the cursor marks that wait for them), in order.
+    deferred: std::collections::VecDeque<Deferred>,
     /// Events the hub itself raises (alerts), written at the next flush.
     alerts: Vec<EventKind>,
     home_assistant: Option<String>,
@@ -146,8 +175,30 @@ async fn run_inner(
     let mut flushing: Option<FlushTask> = None;
     tracing::info!(cursor, open_jobs = hub.jobs.len(), "kitchen hub started");
     loop {
+        // Biased, in this order: events before anything else (their tickets are the latency
+        // that matters), deferred work (print jobs, boards, buzzers) only when nothing else is
+        // ready.
         tokio::select! {
+            biased;
             () = shutdown.wait() => break,
+            ev = sub.next(), if connected && hub.deferred.len() < MAX_DEFERRED => match ev {
+                Ok(ev) => {
+                    // With every other event committed by now (a burst after a slow fsync).
+                    let mut burst = vec![ev];
+                    while burst.len() < MAX_BURST {
+                        match sub.try_next() {
+                            Ok(Some(ev)) => burst.push(ev),
+                            // A store error comes back from the next `next()`.
+                            Ok(None) | Err(_) => break,
+                        }
+                    }
+                    hub.on_events(burst).await;
+                }
+                Err(e) => {
+                    tracing::info!(error = %e, "kitchen hub: event log closed");
+                    break;
+                }
+            },
             msg = inbound.recv() => match msg {
                 Some(Inbound::Connected) => {
                     connected = true;
@@ -164,19 +215,6 @@ async fn run_inner(
                 Some(Inbound::Message { topic, payload }) => hub.on_message(&topic, &payload).await,
                 None => break,
             },
-            ev = sub.next(), if connected => match ev {
-                Ok(ev) => {
-                    hub.on_event(&ev).await;
-                    // A burst of new jobs is stored early rather than held for the tick.
-                    if flushing.is_none() && hub.created_since_flush >= 64 {
-                        flushing = hub.start_flush();
-                    }
-                }
-                Err(e) => {
-                    tracing::info!(error = %e, "kitchen hub: event log closed");
-                    break;
-                }
-            },
             () = hub.kitchen.wake.notified() => hub.load_queued().await,
             done = async { flushing.as_mut().expect("guarded").await }, if flushing.is_some() => {
                 flushing = None;
@@ -188,6 +226,14 @@ async fn run_inner(
                 hub.publish_dirty_boards().await;
                 hub.on_tick().await;
                 if flushing.is_none() {
+                    flushing = hub.start_flush();
+                }
+            }
+            // While disconnected it waits: a reconnect starts again from the cursor anyway.
+            () = std::future::ready(()), if connected && !hub.deferred.is_empty() => {
+                hub.send_deferred(DEFERRED_PER_TURN).await;
+                // A burst of new jobs is stored early rather than held for the tick.
+                if flushing.is_none() && hub.created_since_flush >= 64 {
                     flushing = hub.start_flush();
                 }
             }
@@ -253,6 +299,7 @@ impl Hub {
             acked_seq: cursor,
             stored: cursor,
             marks: std::collections::VecDeque::new(),
+            deferred: std::collections::VecDeque::new(),
             alerts: Vec::new(),
             home_assistant: mqtt.home_assistant.then(|| mqtt.discovery_prefix.clone()),
             announced: std::collections::HashSet::new(),
@@ -284,6 +331,7 @@ impl Hub {
     fn restart_from_cursor(&mut self) -> u64 {
         self.client.reset();
         self.marks.clear();
+        self.deferred.clear();
         self.handled = self.stored;
         self.handled_safe = self.stored;
         self.acked_seq = self.stored;
@@ -391,38 +439,48 @@ impl Hub {
 
     // ----- events -----
 
-    async fn on_event(&mut self, ev: &Event) {
-        let order = match &ev.kind {
-            EventKind::OrderPlaced(o) => Some((**o).clone()),
-            EventKind::StatusChanged { order_id, .. }
-            | EventKind::LinesChanged { order_id, .. } => self.order(order_id),
-            _ => None,
-        };
-        // Every station's ticket first: they are the latency that matters; print jobs (which
-        // render and may flush job rows through the writer) follow.
-        let tickets = super::tickets::ticket_events(ev, order.as_ref());
-        for t in &tickets {
-            if let Ok(bytes) = serde_json::to_vec(t) {
-                self.publish(
-                    topics::station_ticket(&self.site, &t.station),
-                    QoS::AtLeastOnce,
-                    false,
-                    bytes,
-                )
-                .await;
-            }
-        }
-        // A ticket event always has its order (ticket_events returns none without it).
-        if let Some(order) = &order {
+    /// Publishes the tickets of a burst of events (every event committed by now, in seq
+    /// order) and defers the rest of each event's work ([`Hub::after_tickets`]: print jobs,
+    /// board, buzzers, cursor mark) to when no event waits ([`Hub::send_deferred`]). So the
+    /// last ticket of a burst, as after a slow fsync, goes out before the first of its hundreds
+    /// of print jobs, and a new event's tickets never wait behind an old event's jobs.
+    async fn on_events(&mut self, evs: Vec<Event>) {
+        for ev in evs {
+            let order = match &ev.kind {
+                EventKind::OrderPlaced(o) => Some((**o).clone()),
+                EventKind::StatusChanged { order_id, .. }
+                | EventKind::LinesChanged { order_id, .. } => self.order(order_id),
+                _ => None,
+            };
+            let tickets = super::tickets::ticket_events(&ev, order.as_ref());
             for t in &tickets {
-                self.create_jobs(t, order, ev.seq).await;
+                if let Ok(bytes) = serde_json::to_vec(t) {
+                    self.publish(
+                        topics::station_ticket(&self.site, &t.station),
+                        QoS::AtLeastOnce,
+                        false,
+                        bytes,
+                    )
+                    .await;
+                }
+            }
+            self.deferred
+                .push_back(Deferred::After(Box::new((ev, order, tickets))));
+        }
+    }
+
+    /// Everything an event causes besides its tickets, once they are out.
+    async fn after_tickets(&mut self, ev: &Event, order: Option<&Order>, tickets: &[TicketEvent]) {
+        // A ticket event always has its order (ticket_events returns none without it).
+        if let Some(order) = order {
+            for t in tickets {
+                self.create_jobs(t, order, ev.seq);
             }
         }
         // Boards are coalesced: at most one publish per station per flush (100 ms), so a
         // replay after a restart does not push the whole board once per event.
-        self.dirty_boards
-            .extend(self.boards.apply(ev, order.as_ref()));
-        if let Some(order) = &order {
+        self.dirty_boards.extend(self.boards.apply(ev, order));
+        if let Some(order) = order {
             self.ring_for(ev, order).await;
         }
         if matches!(
@@ -437,7 +495,12 @@ impl Hub {
             self.ensure_boards();
         }
         self.handled = ev.seq;
-        self.marks.push_back((ev.seq, self.client.issued()));
+        // The cursor may pass this event only once its jobs are issued too.
+        if self.deferred.is_empty() {
+            self.marks.push_back((ev.seq, self.client.issued()));
+        } else {
+            self.deferred.push_back(Deferred::Mark(ev.seq));
+        }
         self.state
             .metrics
             .hub_seq
@@ -495,7 +558,9 @@ impl Hub {
     }
 
     /// One job per printer of the ticket's station (its backups only if it has no main one).
-    async fn create_jobs(&mut self, t: &TicketEvent, order: &Order, seq: u64) {
+    /// The jobs are created now and handed to the broker later ([`Hub::send_deferred`]), after
+    /// the tickets of every event that is ready.
+    fn create_jobs(&mut self, t: &TicketEvent, order: &Order, seq: u64) {
         let printers = printing::ticket_printers(self.devices.values(), &t.station);
         if printers.is_empty() {
             return;
@@ -534,7 +599,28 @@ impl Hub {
                     dirty: true,
                 },
             );
-            self.send_job(&job_id).await;
+            self.deferred.push_back(Deferred::Job(job_id));
+        }
+    }
+
+    /// Works through up to `max` deferred entries in order: an event's work besides its
+    /// tickets, a new job for the broker (skipped if it was sent meanwhile, by a reconnect or
+    /// a resend, or closed by a failover), a cursor mark that waited for them.
+    async fn send_deferred(&mut self, max: usize) {
+        for _ in 0..max {
+            match self.deferred.pop_front() {
+                Some(Deferred::Job(id)) => {
+                    if self.jobs.get(&id).is_some_and(|j| j.sent_at.is_none()) {
+                        self.send_job(&id).await;
+                    }
+                }
+                Some(Deferred::After(work)) => {
+                    let (ev, order, tickets) = *work;
+                    self.after_tickets(&ev, order.as_ref(), &tickets).await;
+                }
+                Some(Deferred::Mark(seq)) => self.marks.push_back((seq, self.client.issued())),
+                None => return,
+            }
         }
     }
 
