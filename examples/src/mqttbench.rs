@@ -186,46 +186,20 @@ async fn main() -> anyhow::Result<()> {
     let printed = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut tasks = Vec::new();
     let mut per_station = HashMap::new();
+    // Displays run on a thread of their own: on a kitchen each is a device with its own CPU,
+    // and here they must not wait for a thread of the benchmark's runtime behind the printer
+    // simulators' work (that wait would be counted as ticket latency).
+    let displays = display_thread(args.mqtt_port, arrivals.clone());
     for i in 0..args.displays {
         let station = STATIONS[i % STATIONS.len()];
         *per_station.entry(station).or_insert(0u64) += 1;
         let id = format!("{}-d{i}", args.prefix);
         let pw = device(&http, &mut store, &id, "display", Some(station)).await?;
-        let (c, mut el) = connect(args.mqtt_port, &id, &pw).await?;
-        c.subscribe(
-            format!("orderd/demo/station/{station}/ticket"),
-            QoS::AtLeastOnce,
-        )
-        .await?;
-        let arrivals = arrivals.clone();
-        tasks.push(tokio::spawn(async move {
-            let _keep = c;
-            while let Ok(ev) = el.poll().await {
-                if let Event::Incoming(Packet::Publish(p)) = ev {
-                    let now = Instant::now();
-                    let wall_us = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_micros() as u64);
-                    let arrived_ms = wall_us as f64 / 1000.0;
-                    if let Ok(t) = serde_json::from_slice::<TicketEvent>(&p.payload)
-                        && let TicketChange::New { lines } = &t.change
-                        && let Some(n) = lines
-                            .iter()
-                            .find_map(|l| l.note.as_deref()?.strip_prefix('b')?.parse().ok())
-                    {
-                        let since_batch = arrived_ms - t.placed_at as f64;
-                        arrivals.lock().unwrap().push((
-                            n,
-                            now,
-                            id.clone(),
-                            since_batch,
-                            t.seq,
-                            wall_us,
-                        ));
-                    }
-                }
-            }
-        }));
+        let (ready_tx, ready) = tokio::sync::oneshot::channel();
+        displays
+            .send((id, pw, station, ready_tx))
+            .map_err(|_| anyhow::anyhow!("the display thread stopped"))?;
+        ready.await??;
     }
     for i in 0..args.printers {
         let station = STATIONS[i % STATIONS.len()];
@@ -521,6 +495,91 @@ async fn main() -> anyhow::Result<()> {
         t.abort();
     }
     Ok(())
+}
+
+/// A display simulator to start: id, password, station, and where to say it has subscribed.
+type DisplaySpec = (
+    String,
+    String,
+    &'static str,
+    tokio::sync::oneshot::Sender<anyhow::Result<()>>,
+);
+
+/// Starts the thread the display simulators run on (a runtime of its own) and returns where to
+/// send the displays to start. Each records every ticket it receives in `arrivals`.
+fn display_thread(
+    port: u16,
+    arrivals: Arc<Mutex<Vec<Arrival>>>,
+) -> tokio::sync::mpsc::UnboundedSender<DisplaySpec> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<DisplaySpec>();
+    let thread = move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("the display runtime starts");
+        rt.block_on(async move {
+            while let Some((id, pw, station, ready)) = rx.recv().await {
+                let arrivals = arrivals.clone();
+                tokio::spawn(async move {
+                    let subscribed = async {
+                        let (c, el) = connect(port, &id, &pw).await?;
+                        c.subscribe(
+                            format!("orderd/demo/station/{station}/ticket"),
+                            QoS::AtLeastOnce,
+                        )
+                        .await?;
+                        anyhow::Ok((c, el))
+                    };
+                    let (c, el) = match subscribed.await {
+                        Ok(v) => v,
+                        Err(e) => {
+                            let _ = ready.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = ready.send(Ok(()));
+                    display(c, el, id, &arrivals).await;
+                });
+            }
+            // The process ends with `main`; the displays run until then.
+            std::future::pending::<()>().await;
+        });
+    };
+    std::thread::Builder::new()
+        .name("displays".into())
+        .spawn(thread)
+        .expect("the display thread starts");
+    tx
+}
+
+/// A display: records each ticket it receives, with its order number, seq and arrival time.
+async fn display(
+    _client: AsyncClient,
+    mut el: rumqttc::EventLoop,
+    id: String,
+    arrivals: &Mutex<Vec<Arrival>>,
+) {
+    while let Ok(ev) = el.poll().await {
+        if let Event::Incoming(Packet::Publish(p)) = ev {
+            let now = Instant::now();
+            let wall_us = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as u64);
+            let arrived_ms = wall_us as f64 / 1000.0;
+            if let Ok(t) = serde_json::from_slice::<TicketEvent>(&p.payload)
+                && let TicketChange::New { lines } = &t.change
+                && let Some(n) = lines
+                    .iter()
+                    .find_map(|l| l.note.as_deref()?.strip_prefix('b')?.parse().ok())
+            {
+                let since_batch = arrived_ms - t.placed_at as f64;
+                arrivals
+                    .lock()
+                    .unwrap()
+                    .push((n, now, id.clone(), since_batch, t.seq, wall_us));
+            }
+        }
+    }
 }
 
 /// Event seq → when it became durable (wall clock, µs), from the writer's `batch durable` trace
