@@ -6,8 +6,9 @@
 //! lost tickets, printed jobs and the daemon's peak RSS (`--pid`). The commit's time comes from
 //! the daemon's own log (`--commit-log`: its writer's `batch durable` trace lines, which carry
 //! the wall clock when each batch of events became durable); without it, two bounds are
-//! reported instead. `--idle N` instead connects N
-//! idle devices and reports the daemon's RSS before and after. Loopback only; stops by itself.
+//! reported instead. The displays run on a thread of their own, apart from the printer
+//! simulators, as separate devices would. `--idle N` instead connects N idle devices and
+//! reports the daemon's RSS before and after. Loopback only; stops by itself.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
