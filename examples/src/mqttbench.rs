@@ -6,7 +6,8 @@
 //! lost tickets, printed jobs and the daemon's peak RSS (`--pid`). The commit's time comes from
 //! the daemon's own log (`--commit-log`: its writer's `batch durable` trace lines, which carry
 //! the wall clock when each batch of events became durable); without it, two bounds are
-//! reported instead. The displays run on a thread of their own, apart from the printer
+//! reported instead; print jobs are timed from the commit to each printer the same way. The
+//! displays run on a thread of their own, apart from the printer
 //! simulators, as separate devices would. `--idle N` instead connects N idle devices and
 //! reports the daemon's RSS before and after. Loopback only; stops by itself.
 
@@ -202,6 +203,11 @@ async fn main() -> anyhow::Result<()> {
             .map_err(|_| anyhow::anyhow!("the display thread stopped"))?;
         ready.await??;
     }
+    // (event seq, first arrival on the wall clock in µs) of every job at every printer; the
+    // seq is the first part of the job id.
+    let jobs_at: Arc<Mutex<Vec<(u64, u64)>>> = Arc::new(Mutex::new(Vec::with_capacity(
+        capacity.saturating_mul(args.printers),
+    )));
     for i in 0..args.printers {
         let station = STATIONS[i % STATIONS.len()];
         let id = format!("{}-p{i}", args.prefix);
@@ -217,6 +223,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .await?;
         let printed = printed.clone();
+        let jobs_at = jobs_at.clone();
         tasks.push(tokio::spawn(async move {
             // Sized for the run: growing it rehashes every id seen so far, and 20 printers
             // doing that at once held up the whole benchmark (its display timestamps too).
@@ -226,6 +233,13 @@ async fn main() -> anyhow::Result<()> {
                     && let Ok(job) = serde_json::from_slice::<PrintJob>(&p.payload)
                 {
                     if seen.insert(job.job_id.clone()) {
+                        let wall_us = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_micros() as u64);
+                        if let Some(seq) = job.job_id.split('-').next().and_then(|s| s.parse().ok())
+                        {
+                            jobs_at.lock().unwrap().push((seq, wall_us));
+                        }
                         printed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                     let r = JobStatus {
@@ -407,6 +421,22 @@ async fn main() -> anyhow::Result<()> {
     };
     let mut exact: Vec<f64> = arrivals.iter().filter_map(exact_of).collect();
     exact.sort_by(f64::total_cmp);
+    // The same for print jobs at the printers (their simulators share the benchmark's
+    // runtime, so this includes waiting for one of its threads).
+    let mut job_exact: Vec<f64> = jobs_at
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|&(seq, at)| {
+            let d = *durable.get(&seq)?;
+            Some(if at >= d {
+                (at - d) as f64 / 1000.0
+            } else {
+                -((d - at) as f64) / 1000.0
+            })
+        })
+        .collect();
+    job_exact.sort_by(f64::total_cmp);
     let expected: u64 = total * per_station.values().sum::<u64>();
     let mut unique = std::collections::HashSet::new();
     for (n, _, dev, ..) in &arrivals {
@@ -436,6 +466,14 @@ async fn main() -> anyhow::Result<()> {
             pct(&exact, 0.99),
             pct(&exact, 0.999),
             exact.last().copied().unwrap_or(f64::NAN)
+        );
+        println!(
+            "commit (durable) -> print job at printer, {} timed: p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms",
+            job_exact.len(),
+            pct(&job_exact, 0.5),
+            pct(&job_exact, 0.99),
+            pct(&job_exact, 0.999),
+            job_exact.last().copied().unwrap_or(f64::NAN)
         );
     }
     println!(
