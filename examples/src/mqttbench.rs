@@ -7,9 +7,9 @@
 //! the daemon's own log (`--commit-log`: its writer's `batch durable` trace lines, which carry
 //! the wall clock when each batch of events became durable); without it, two bounds are
 //! reported instead; print jobs are timed from the commit to each printer the same way. The
-//! displays run on a thread of their own, apart from the printer
-//! simulators, as separate devices would. `--idle N` instead connects N idle devices and
-//! reports the daemon's RSS before and after. Loopback only; stops by itself.
+//! displays run on a thread of their own, apart from the printer simulators, as separate
+//! devices would. `--idle N` instead connects N idle devices and reports the daemon's RSS
+//! before and after. Loopback only; stops by itself.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -233,12 +233,9 @@ async fn main() -> anyhow::Result<()> {
                     && let Ok(job) = serde_json::from_slice::<PrintJob>(&p.payload)
                 {
                     if seen.insert(job.job_id.clone()) {
-                        let wall_us = std::time::SystemTime::now()
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .map_or(0, |d| d.as_micros() as u64);
                         if let Some(seq) = job.job_id.split('-').next().and_then(|s| s.parse().ok())
                         {
-                            jobs_at.lock().unwrap().push((seq, wall_us));
+                            jobs_at.lock().unwrap().push((seq, wall_us()));
                         }
                         printed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
@@ -411,14 +408,12 @@ async fn main() -> anyhow::Result<()> {
         Some(path) => durable_times(path)?,
         None => HashMap::new(),
     };
-    let exact_of = |a: &Arrival| {
-        let d = *durable.get(&a.4)?;
-        Some(if a.5 >= d {
-            (a.5 - d) as f64 / 1000.0
-        } else {
-            -((d - a.5) as f64) / 1000.0
-        })
+    // Milliseconds from the event's durable moment to `at_us` (negative if before).
+    let since_durable = |seq: u64, at_us: u64| {
+        let d = *durable.get(&seq)?;
+        Some((at_us as f64 - d as f64) / 1000.0)
     };
+    let exact_of = |a: &Arrival| since_durable(a.4, a.5);
     let mut exact: Vec<f64> = arrivals.iter().filter_map(exact_of).collect();
     exact.sort_by(f64::total_cmp);
     // The same for print jobs at the printers (their simulators share the benchmark's
@@ -427,14 +422,7 @@ async fn main() -> anyhow::Result<()> {
         .lock()
         .unwrap()
         .iter()
-        .filter_map(|&(seq, at)| {
-            let d = *durable.get(&seq)?;
-            Some(if at >= d {
-                (at - d) as f64 / 1000.0
-            } else {
-                -((d - at) as f64) / 1000.0
-            })
-        })
+        .filter_map(|&(seq, at)| since_durable(seq, at))
         .collect();
     job_exact.sort_by(f64::total_cmp);
     let expected: u64 = total * per_station.values().sum::<u64>();
@@ -601,9 +589,7 @@ async fn display(
     while let Ok(ev) = el.poll().await {
         if let Event::Incoming(Packet::Publish(p)) = ev {
             let now = Instant::now();
-            let wall_us = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_micros() as u64);
+            let wall_us = wall_us();
             let arrived_ms = wall_us as f64 / 1000.0;
             if let Ok(t) = serde_json::from_slice::<TicketEvent>(&p.payload)
                 && let TicketChange::New { lines } = &t.change
@@ -619,6 +605,13 @@ async fn display(
             }
         }
     }
+}
+
+/// Now on the wall clock, in µs (the daemon's `durable_us` is on the same clock).
+fn wall_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 /// Event seq → when it became durable (wall clock, µs), from the writer's `batch durable` trace

@@ -231,7 +231,7 @@ async fn run_inner(
             }
             // While disconnected it waits: a reconnect starts again from the cursor anyway.
             () = std::future::ready(()), if connected && !hub.deferred.is_empty() => {
-                hub.send_deferred(DEFERRED_PER_TURN).await;
+                hub.run_deferred(DEFERRED_PER_TURN).await;
                 // A burst of new jobs is stored early rather than held for the tick.
                 if flushing.is_none() && hub.created_since_flush >= 64 {
                     flushing = hub.start_flush();
@@ -441,7 +441,7 @@ impl Hub {
 
     /// Publishes the tickets of a burst of events (every event committed by now, in seq
     /// order) and defers the rest of each event's work ([`Hub::after_tickets`]: print jobs,
-    /// board, buzzers, cursor mark) to when no event waits ([`Hub::send_deferred`]). So the
+    /// board, buzzers, cursor mark) to when no event waits ([`Hub::run_deferred`]). So the
     /// last ticket of a burst, as after a slow fsync, goes out before the first of its hundreds
     /// of print jobs, and a new event's tickets never wait behind an old event's jobs.
     async fn on_events(&mut self, evs: Vec<Event>) {
@@ -495,12 +495,8 @@ impl Hub {
             self.ensure_boards();
         }
         self.handled = ev.seq;
-        // The cursor may pass this event only once its jobs are issued too.
-        if self.deferred.is_empty() {
-            self.marks.push_back((ev.seq, self.client.issued()));
-        } else {
-            self.deferred.push_back(Deferred::Mark(ev.seq));
-        }
+        // The cursor may pass this event only once its jobs, queued just now, are issued too.
+        self.deferred.push_back(Deferred::Mark(ev.seq));
         self.state
             .metrics
             .hub_seq
@@ -558,7 +554,7 @@ impl Hub {
     }
 
     /// One job per printer of the ticket's station (its backups only if it has no main one).
-    /// The jobs are created now and handed to the broker later ([`Hub::send_deferred`]), after
+    /// The jobs are created now and handed to the broker later ([`Hub::run_deferred`]), after
     /// the tickets of every event that is ready.
     fn create_jobs(&mut self, t: &TicketEvent, order: &Order, seq: u64) {
         let printers = printing::ticket_printers(self.devices.values(), &t.station);
@@ -606,7 +602,7 @@ impl Hub {
     /// Works through up to `max` deferred entries in order: an event's work besides its
     /// tickets, a new job for the broker (skipped if it was sent meanwhile, by a reconnect or
     /// a resend, or closed by a failover), a cursor mark that waited for them.
-    async fn send_deferred(&mut self, max: usize) {
+    async fn run_deferred(&mut self, max: usize) {
         for _ in 0..max {
             match self.deferred.pop_front() {
                 Some(Deferred::Job(id)) => {
