@@ -913,6 +913,61 @@ pub fn short_number(order: &Order) -> String {
     format!("{:03}", order.daily_seq)
 }
 
+/// Whether an order in this status is still work for the kitchen (it is on the station
+/// boards, and a bump bar moves it on).
+pub fn in_kitchen(status: OrderStatus) -> bool {
+    matches!(
+        status,
+        OrderStatus::Placed | OrderStatus::Accepted | OrderStatus::Preparing
+    )
+}
+
+/// A bump bar's press at `station`: moves the order on to its next status (never to
+/// cancelled) while it is in the kitchen, or with `recall` undoes its last change. Read and
+/// decided in the same transaction as the change, so two quick presses move it twice and
+/// never skip or repeat a step. Refused when the order has nothing for the station.
+pub fn bump(
+    tx: &mut Tx<'_>,
+    rules: &Rules,
+    id: &str,
+    station: &str,
+    recall: bool,
+    actor: &str,
+) -> TxResult<Order> {
+    let (_, stored) = load(tx, id)?;
+    let order = &stored.order;
+    if !order.items.iter().any(|l| l.station == station) {
+        return Err(AppError::new(
+            ErrorKind::Forbidden,
+            "not_at_station",
+            format!("the order has nothing for the {station} station"),
+        )
+        .into());
+    }
+    if recall {
+        return self::recall(tx, rules, id, actor);
+    }
+    let next = in_kitchen(order.status)
+        .then(|| {
+            order
+                .status
+                .allowed_next(order.order_type)
+                .iter()
+                .copied()
+                .find(|s| *s != OrderStatus::Cancelled)
+        })
+        .flatten();
+    let Some(to) = next else {
+        return Err(AppError::new(
+            ErrorKind::Conflict,
+            "left_kitchen",
+            "the order has left the kitchen",
+        )
+        .into());
+    };
+    transition(tx, id, to, None, actor)
+}
+
 /// Undoes the last transition, within the recall window. A cancellation cannot be recalled.
 pub fn recall(tx: &mut Tx<'_>, rules: &Rules, id: &str, actor: &str) -> TxResult<Order> {
     let now = tx.now_ms();

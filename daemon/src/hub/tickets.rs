@@ -7,8 +7,9 @@
 //! Boards can always be rebuilt from the active orders, so the hub never depends on broker
 //! state: it republishes them whenever it (or the broker) starts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
+use crate::domain::orders::in_kitchen;
 use orderd_protocol::{
     Board, BoardTicket, Event, EventKind, FORMAT_VERSION, LineDelta, Order, OrderStatus,
     TicketChange, TicketEvent, TicketLine,
@@ -16,14 +17,6 @@ use orderd_protocol::{
 
 /// Most tickets a published board carries (about 50 KB of JSON).
 pub const MAX_BOARD_TICKETS: usize = 200;
-
-/// Whether an order in this status is still work for the kitchen.
-pub fn on_board(status: OrderStatus) -> bool {
-    matches!(
-        status,
-        OrderStatus::Placed | OrderStatus::Accepted | OrderStatus::Preparing
-    )
-}
 
 /// The order's lines grouped by station, in line order.
 pub fn station_lines(order: &Order) -> BTreeMap<String, Vec<TicketLine>> {
@@ -148,6 +141,9 @@ impl Entry {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Boards {
     boards: BTreeMap<String, StationBoard>,
+    /// Order id → when it was placed, for every order on at least one board: a status change
+    /// finds its tickets without the order (the hub need not read it from the store).
+    placed_at: HashMap<String, u64>,
 }
 
 fn key(order: &Order) -> (u64, String) {
@@ -159,7 +155,7 @@ impl Boards {
     pub fn rebuild<'a>(orders: impl IntoIterator<Item = &'a Order>, seq: u64) -> Self {
         let mut b = Self::default();
         for order in orders {
-            if !on_board(order.status) {
+            if !in_kitchen(order.status) {
                 continue;
             }
             for (station, lines) in station_lines(order) {
@@ -169,8 +165,25 @@ impl Boards {
                     .insert(key(order), Entry::new(board_ticket(order, lines)));
                 board.seq = seq;
             }
+            b.reindex(&order.id, order.created_at);
         }
         b
+    }
+
+    /// Keeps `placed_at` true for one order after its tickets changed.
+    fn reindex(&mut self, id: &str, placed_at: u64) {
+        let k = (placed_at, id.to_owned());
+        if self.boards.values().any(|b| b.tickets.contains_key(&k)) {
+            self.placed_at.insert(k.1, placed_at);
+        } else {
+            self.placed_at.remove(id);
+        }
+    }
+
+    /// Whether the order has a ticket on any board: then [`Boards::apply`] can move it to a
+    /// new status without the order.
+    pub fn holds(&self, order_id: &str) -> bool {
+        self.placed_at.contains_key(order_id)
     }
 
     fn board_mut(&mut self, station: &str) -> &mut StationBoard {
@@ -183,7 +196,7 @@ impl Boards {
         let mut changed = Vec::new();
         for (station, lines) in station_lines(order) {
             let board = self.board_mut(&station);
-            let on = on_board(order.status);
+            let on = in_kitchen(order.status);
             if on {
                 board
                     .tickets
@@ -194,11 +207,40 @@ impl Boards {
             board.seq = seq;
             changed.push(station);
         }
+        self.reindex(&order.id, order.created_at);
         changed
     }
 
-    /// Applies an event; `order` is the order it is about, as it is now. Returns the stations
-    /// whose board changed (to republish).
+    /// Moves an order's tickets to a new status without the order: updated in place while the
+    /// status is still work for the kitchen, taken off otherwise. Only an order on the boards
+    /// can be moved so (one coming back on, as by a recall, needs its lines).
+    fn move_on_boards(&mut self, order_id: &str, to: OrderStatus, seq: u64) -> Vec<String> {
+        let Some(&placed_at) = self.placed_at.get(order_id) else {
+            return Vec::new();
+        };
+        let k = (placed_at, order_id.to_owned());
+        let mut changed = Vec::new();
+        for (station, board) in &mut self.boards {
+            if in_kitchen(to) {
+                let Some(entry) = board.tickets.get_mut(&k) else {
+                    continue;
+                };
+                let mut ticket = entry.ticket.clone();
+                ticket.status = to;
+                *entry = Entry::new(ticket);
+            } else if board.tickets.remove(&k).is_none() {
+                continue;
+            }
+            board.seq = seq;
+            changed.push(station.clone());
+        }
+        self.reindex(order_id, placed_at);
+        changed
+    }
+
+    /// Applies an event; `order` is the order it is about, as it is now (a status change of
+    /// an order the boards hold needs none, see [`Boards::holds`]). Returns the stations whose
+    /// board changed (to republish).
     pub fn apply(&mut self, event: &Event, order: Option<&Order>) -> Vec<String> {
         match (&event.kind, order) {
             (EventKind::OrderPlaced(placed), _) => self.upsert(placed, event.seq),
@@ -207,6 +249,9 @@ impl Boards {
                 let mut at = order.clone();
                 at.status = *to;
                 self.upsert(&at, event.seq)
+            }
+            (EventKind::StatusChanged { order_id, to, .. }, None) => {
+                self.move_on_boards(order_id, *to, event.seq)
             }
             (EventKind::LinesChanged { changes, .. }, Some(order)) => {
                 let mut changed = self.upsert(order, event.seq);
@@ -222,6 +267,7 @@ impl Boards {
                         changed.push(c.station.clone());
                     }
                 }
+                self.reindex(&order.id, order.created_at);
                 changed
             }
             _ => Vec::new(),
@@ -285,11 +331,7 @@ impl Boards {
 
     /// Orders open on any board, each counted once however many stations it has.
     pub fn open_orders(&self) -> usize {
-        self.boards
-            .values()
-            .flat_map(|b| b.tickets.keys().map(|(_, id)| id.as_str()))
-            .collect::<std::collections::HashSet<&str>>()
-            .len()
+        self.placed_at.len()
     }
 
     /// Makes sure `station` has a board (empty when nothing is open there), so a display on a
@@ -493,6 +535,39 @@ mod tests {
             );
         }
         assert!(boards.board("cold").tickets.is_empty());
+    }
+
+    #[test]
+    fn status_changes_of_held_orders_need_no_order() {
+        let a = order("a", 1);
+        let b = order("b", 2);
+        let (mut with, mut without) = (Boards::default(), Boards::default());
+        for boards in [&mut with, &mut without] {
+            boards.apply(&placed(&a, 1), None);
+            boards.apply(&placed(&b, 2), None);
+        }
+        assert!(without.holds("a") && !without.holds("zz"));
+        let steps = [
+            (OrderStatus::Placed, OrderStatus::Accepted, 3),
+            (OrderStatus::Accepted, OrderStatus::Preparing, 4),
+            (OrderStatus::Preparing, OrderStatus::Ready, 5),
+        ];
+        for (from, to, seq) in steps {
+            let ev = moved(&a, from, to, seq);
+            let changed = with.apply(&ev, Some(&a));
+            assert_eq!(without.apply(&ev, None), changed, "{to:?}");
+            assert_eq!(without, with, "{to:?}: the same boards either way");
+        }
+        assert_eq!(with.board("grill").seq, 5);
+        assert!(!without.holds("a"), "ready: off the boards");
+        assert_eq!(without.open_orders(), 1);
+        // Back from ready: not on the boards, so without the order nothing can change (the
+        // hub reads the order for this one).
+        let back = moved(&a, OrderStatus::Ready, OrderStatus::Preparing, 6);
+        assert!(without.apply(&back, None).is_empty());
+        assert_eq!(without.apply(&back, Some(&a)), ["bar", "grill"]);
+        assert!(without.holds("a"));
+        assert_eq!(without.open_orders(), 2);
     }
 
     #[test]

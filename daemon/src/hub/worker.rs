@@ -49,9 +49,10 @@ use crate::config::{KitchenConfig, buzz_pattern};
 use crate::domain::devices::{self, Device, DeviceKind};
 use crate::domain::orders;
 use crate::domain::print_jobs::{self, JobState, PrintJobRow};
-use crate::metrics::{DeviceLabels, JobLabels};
+use crate::metrics::{DeviceLabels, JobLabels, Metrics};
 use crate::mqtt::client::{HubClient, Inbound, Started};
 use crate::server::Shutdown;
+use prometheus_client::metrics::counter::Counter;
 
 /// The hub's consumer name in the cursor table.
 pub const CONSUMER: &str = "kitchen";
@@ -102,6 +103,33 @@ const MAX_BURST: usize = 256;
 /// reports get their turns meanwhile.
 const MAX_DEFERRED: usize = 1024;
 
+/// The print-job counters of `/metrics`, looked up once (not per job).
+struct JobCounters {
+    sent: Counter,
+    resent: Counter,
+    printed: Counter,
+    failed_over: Counter,
+}
+
+impl JobCounters {
+    fn new(metrics: &Metrics) -> Self {
+        let get = |state: &str| {
+            metrics
+                .print_jobs
+                .get_or_create(&JobLabels {
+                    state: state.to_owned(),
+                })
+                .clone()
+        };
+        Self {
+            sent: get("sent"),
+            resent: get("resent"),
+            printed: get("printed"),
+            failed_over: get("failed_over"),
+        }
+    }
+}
+
 /// The write of a flush, run beside the hub's loop so a slow commit never holds up tickets.
 type FlushTask = tokio::task::JoinHandle<Result<(), crate::error::AppError>>;
 
@@ -145,6 +173,7 @@ struct Hub {
     /// Buzzer id → pattern → until when that ring sounds: a pattern is not sent to a buzzer
     /// again within its duration (a rush of orders is one ring, not hundreds).
     sounding: HashMap<String, HashMap<BuzzPattern, Instant>>,
+    counted: JobCounters,
 }
 
 /// Runs the hub until shutdown.
@@ -305,6 +334,7 @@ impl Hub {
             announced: std::collections::HashSet::new(),
             sounding: HashMap::new(),
             flushing: None,
+            counted: JobCounters::new(&state.metrics),
             state,
         })
     }
@@ -446,9 +476,15 @@ impl Hub {
     /// of print jobs, and a new event's tickets never wait behind an old event's jobs.
     async fn on_events(&mut self, evs: Vec<Event>) {
         for ev in evs {
+            // Only a cancellation and a change of lines need the order for their tickets; any
+            // other status change is read later, and only if the boards do not hold it.
             let order = match &ev.kind {
                 EventKind::OrderPlaced(o) => Some((**o).clone()),
-                EventKind::StatusChanged { order_id, .. }
+                EventKind::StatusChanged {
+                    order_id,
+                    to: OrderStatus::Cancelled,
+                    ..
+                }
                 | EventKind::LinesChanged { order_id, .. } => self.order(order_id),
                 _ => None,
             };
@@ -479,10 +515,9 @@ impl Hub {
         }
         // Boards are coalesced: at most one publish per station per flush (100 ms), so a
         // replay after a restart does not push the whole board once per event.
-        self.dirty_boards.extend(self.boards.apply(ev, order));
-        if let Some(order) = order {
-            self.ring_for(ev, order).await;
-        }
+        let changed = self.boards.apply(ev, order);
+        self.ring_for(ev, &changed).await;
+        self.dirty_boards.extend(changed);
         if matches!(
             ev.kind,
             EventKind::OrderPlaced(_)
@@ -611,7 +646,15 @@ impl Hub {
                     }
                 }
                 Some(Deferred::After(work)) => {
-                    let (ev, order, tickets) = *work;
+                    let (ev, mut order, tickets) = *work;
+                    // A status change the boards cannot apply alone (the order is not on
+                    // them, as after a recall) reads the order; the usual one does not.
+                    if let EventKind::StatusChanged { order_id, .. } = &ev.kind
+                        && order.is_none()
+                        && !self.boards.holds(order_id)
+                    {
+                        order = self.order(order_id);
+                    }
                     self.after_tickets(&ev, order.as_ref(), &tickets).await;
                 }
                 Some(Deferred::Mark(seq)) => self.marks.push_back((seq, self.client.issued())),
@@ -621,42 +664,35 @@ impl Hub {
     }
 
     async fn send_job(&mut self, id: &str) {
-        let Some(job) = self.jobs.get(id) else { return };
+        let Some(job) = self.jobs.get_mut(id) else {
+            return;
+        };
         let encoding = self
             .devices
             .get(&job.row.printer)
             .map_or(Encoding::Json, |d| d.encoding);
-        let wire = PrintJob {
+        // The ticket's bytes are lent to the wire message and put back (not copied).
+        let mut wire = PrintJob {
             version: FORMAT_VERSION,
             job_id: job.row.job_id.clone(),
             order: job.row.order_number.clone(),
             copy: job.row.copy,
             format: job.row.format,
-            data: job.row.data.clone(),
+            data: std::mem::take(&mut job.row.data),
         };
+        let encoded = encoding::encode(&wire, encoding);
+        job.row.data = std::mem::take(&mut wire.data);
         let topic = topics::printer_job(&self.site, &job.row.printer);
-        let Ok(bytes) = encoding::encode(&wire, encoding) else {
+        let Ok(bytes) = encoded else {
             return;
         };
         self.publish(topic, QoS::AtLeastOnce, false, bytes).await;
         let now = Instant::now();
         if let Some(job) = self.jobs.get_mut(id) {
             if job.sent_at.is_some() {
-                self.state
-                    .metrics
-                    .print_jobs
-                    .get_or_create(&JobLabels {
-                        state: "resent".into(),
-                    })
-                    .inc();
+                self.counted.resent.inc();
             } else {
-                self.state
-                    .metrics
-                    .print_jobs
-                    .get_or_create(&JobLabels {
-                        state: "sent".into(),
-                    })
-                    .inc();
+                self.counted.sent.inc();
             }
             job.sent_at = Some(now);
             job.first_sent.get_or_insert(now);
@@ -667,7 +703,9 @@ impl Hub {
         }
     }
 
-    async fn ring_for(&mut self, ev: &Event, order: &Order) {
+    /// Rings the buzzers of the stations whose board the event changed: a new order's, or
+    /// an order's that became ready (not by a recall).
+    async fn ring_for(&mut self, ev: &Event, stations: &[String]) {
         let which = match &ev.kind {
             EventKind::OrderPlaced(_) => Some(true),
             EventKind::StatusChanged {
@@ -678,8 +716,8 @@ impl Hub {
             _ => None,
         };
         let Some(new_order) = which else { return };
-        for station in station_lines(order).into_keys() {
-            let over = self.cfg.stations.get(&station);
+        for station in stations {
+            let over = self.cfg.stations.get(station);
             let name = if new_order {
                 over.and_then(|s| s.buzz_new_order.clone())
                     .unwrap_or_else(|| self.cfg.buzz_new_order.clone())
@@ -688,7 +726,7 @@ impl Hub {
                     .unwrap_or_else(|| self.cfg.buzz_ready.clone())
             };
             let pattern = buzz_pattern(&name).unwrap_or(BuzzPattern::Double);
-            self.buzz(&station, pattern).await;
+            self.buzz(station, pattern).await;
         }
     }
 
@@ -809,13 +847,7 @@ impl Hub {
                 job.row.report = Some("printed".into());
                 job.row.updated_at = self.state.now_ms();
                 job.dirty = true;
-                self.state
-                    .metrics
-                    .print_jobs
-                    .get_or_create(&JobLabels {
-                        state: "printed".into(),
-                    })
-                    .inc();
+                self.counted.printed.inc();
             }
             other => {
                 let reason = match other {
@@ -828,53 +860,29 @@ impl Hub {
         }
     }
 
+    /// A bump or recall from a bump bar authorised for `station` (the broker checked the
+    /// topic). The order is read, checked and moved in one write transaction
+    /// ([`orders::bump`]), which is not awaited here: the hub's loop keeps publishing tickets
+    /// meanwhile, and the change comes back through the event log like any other.
     fn on_bump(&self, station: &str, bump: Bump) {
-        let Some(order) = self.order(&bump.ticket) else {
-            tracing::warn!(station, ticket = %bump.ticket, "bump for an unknown order dropped");
-            return;
-        };
-        if !order.items.iter().any(|l| l.station == station) {
-            tracing::warn!(station, ticket = %bump.ticket, "bump refused: the order has nothing for this station");
-            return;
-        }
-        let actor = format!("bump-bar@{station}");
-        let id = order.id.clone();
-        // `None`: recall.
-        let to = match bump.action {
-            BumpAction::Bump => {
-                let Some(to) = order
-                    .status
-                    .allowed_next(order.order_type)
-                    .iter()
-                    .copied()
-                    .find(|s| {
-                        *s != OrderStatus::Cancelled && super::tickets::on_board(order.status)
-                    })
-                else {
-                    tracing::info!(station, ticket = %id, "bump ignored: the order has left the kitchen");
-                    return;
-                };
-                Some(to)
-            }
-            BumpAction::Recall => None,
-        };
-        // The commit is not awaited here: the hub's loop keeps publishing tickets meanwhile,
-        // and the transition comes back through the event log like any other.
         let writer = self.state.writer.clone();
         let rules = Arc::clone(&self.state.rules);
         let station = station.to_owned();
+        let recall = matches!(bump.action, BumpAction::Recall);
         tokio::spawn(async move {
-            let result = if let Some(to) = to {
-                writer
-                    .run(move |tx| crate::domain::orders::transition(tx, &id, to, None, &actor))
-                    .await
-            } else {
-                writer
-                    .run(move |tx| crate::domain::orders::recall(tx, &rules, &id, &actor))
-                    .await
-            };
-            if let Err(e) = result {
-                tracing::info!(station, ticket = %bump.ticket, error = %e.message, "bump refused");
+            let actor = format!("bump-bar@{station}");
+            let (id, at) = (bump.ticket.clone(), station.clone());
+            let result = writer
+                .run(move |tx| orders::bump(tx, &rules, &id, &at, recall, &actor))
+                .await;
+            match result {
+                Ok(_) => {}
+                Err(e) if e.code == "not_at_station" || e.code == "not_found" => {
+                    tracing::warn!(station, ticket = %bump.ticket, error = %e.message, "bump refused");
+                }
+                Err(e) => {
+                    tracing::info!(station, ticket = %bump.ticket, error = %e.message, "bump refused");
+                }
             }
         });
     }
@@ -1016,13 +1024,7 @@ impl Hub {
                         dirty: true,
                     },
                 );
-                self.state
-                    .metrics
-                    .print_jobs
-                    .get_or_create(&JobLabels {
-                        state: "failed_over".into(),
-                    })
-                    .inc();
+                self.counted.failed_over.inc();
                 tracing::warn!(job = id, from = %from, to = %to, reason, "print job failed over to the backup printer");
                 self.alerts.push(EventKind::PrintFailover {
                     job_id: id.to_owned(),
@@ -1213,8 +1215,16 @@ impl Hub {
         }
         self.stored = self.stored.max(done.seq);
         // A closed job whose last state is stored leaves memory; one changed since waits for
-        // the next flush.
-        self.jobs.retain(|_, j| j.row.state.is_open() || j.dirty);
+        // the next flush. A job is closed only by a change, so it is among the stored ones.
+        for id in &done.ids {
+            if self
+                .jobs
+                .get(id)
+                .is_some_and(|j| !j.row.state.is_open() && !j.dirty)
+            {
+                self.jobs.remove(id);
+            }
+        }
         self.state
             .metrics
             .print_jobs_open
