@@ -485,6 +485,15 @@ async fn bump_bars_move_orders_only_for_their_station() {
         .publish("orderd/demo/station/grill/bump", bump("recall"), false)
         .await;
     assert_eq!(wait_status(&s, &order, "placed").await, "placed");
+    // Two quick presses (written together) move it two steps, in order.
+    for _ in 0..2 {
+        grill_bar
+            .publish("orderd/demo/station/grill/bump", bump("bump"), false)
+            .await;
+    }
+    assert_eq!(wait_status(&s, &order, "preparing").await, "preparing");
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(status(&s, &order).await, "preparing");
     s.stop().await;
 }
 
