@@ -649,8 +649,19 @@ pub fn transition(
     note: Option<String>,
     actor: &str,
 ) -> TxResult<Order> {
+    let loaded = load(tx, id)?;
+    transition_loaded(tx, loaded, to, note, actor)
+}
+
+/// [`transition`] of an order already read in this transaction.
+fn transition_loaded(
+    tx: &mut Tx<'_>,
+    (key, mut stored): (u128, StoredOrder),
+    to: OrderStatus,
+    note: Option<String>,
+    actor: &str,
+) -> TxResult<Order> {
     let now = tx.now_ms();
-    let (key, mut stored) = load(tx, id)?;
     let from = stored.order.status;
     if !from.can_move_to(to, stored.order.order_type) {
         let allowed: Vec<&str> = from
@@ -934,8 +945,8 @@ pub fn bump(
     recall: bool,
     actor: &str,
 ) -> TxResult<Order> {
-    let (_, stored) = load(tx, id)?;
-    let order = &stored.order;
+    let loaded = load(tx, id)?;
+    let order = &loaded.1.order;
     if !order.items.iter().any(|l| l.station == station) {
         return Err(AppError::new(
             ErrorKind::Forbidden,
@@ -945,7 +956,7 @@ pub fn bump(
         .into());
     }
     if recall {
-        return self::recall(tx, rules, id, actor);
+        return recall_loaded(tx, rules, loaded, actor);
     }
     let next = in_kitchen(order.status)
         .then(|| {
@@ -965,13 +976,23 @@ pub fn bump(
         )
         .into());
     };
-    transition(tx, id, to, None, actor)
+    transition_loaded(tx, loaded, to, None, actor)
 }
 
 /// Undoes the last transition, within the recall window. A cancellation cannot be recalled.
 pub fn recall(tx: &mut Tx<'_>, rules: &Rules, id: &str, actor: &str) -> TxResult<Order> {
+    let loaded = load(tx, id)?;
+    recall_loaded(tx, rules, loaded, actor)
+}
+
+/// [`recall`] of an order already read in this transaction.
+fn recall_loaded(
+    tx: &mut Tx<'_>,
+    rules: &Rules,
+    (key, mut stored): (u128, StoredOrder),
+    actor: &str,
+) -> TxResult<Order> {
     let now = tx.now_ms();
-    let (key, mut stored) = load(tx, id)?;
     let Some(last) = stored.history.last().cloned() else {
         return Err(AppError::not_found("order").into());
     };
