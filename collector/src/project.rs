@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
-use orderd_protocol::{EventKind, Order, OrderStatus};
+use orderd_protocol::{EventKind, Order, OrderLine, OrderStatus};
 use tokio::sync::Notify;
 
 /// About the most events one step reads, over all its sites (at least 20 per site).
@@ -59,6 +59,8 @@ struct Update {
     ready: Stamp,
     finished: Stamp,
     totals: Option<(i64, i64, i64)>,
+    /// Every line after the last edit (`lines_edited`), replacing the stored lines.
+    lines: Option<Vec<OrderLine>>,
 }
 
 fn stamps(u: &mut Update, to: OrderStatus, from: OrderStatus, recall: bool, at: i64) {
@@ -389,6 +391,26 @@ impl Fold {
                     self.updates.entry(key).or_default().totals = Some((subtotal, tax, total));
                 }
             }
+            EventKind::LinesEdited {
+                order_id,
+                lines,
+                subtotal,
+                tax,
+                total,
+                ..
+            } => {
+                let key = (site.to_owned(), order_id);
+                if let Some(p) = self.placed.get_mut(&key) {
+                    p.order.items = lines;
+                    p.order.subtotal = subtotal;
+                    p.order.tax = tax;
+                    p.order.total = total;
+                } else {
+                    let u = self.updates.entry(key).or_default();
+                    u.totals = Some((subtotal, tax, total));
+                    u.lines = Some(lines);
+                }
+            }
             _ => {}
         }
     }
@@ -569,6 +591,61 @@ async fn update_orders(
             &sites, &ids, &statuses, &acc_f, &acc, &rdy_f, &rdy, &fin_f, &fin, &tot_f, &sub,
             &tax, &tot,
         ],
+    )
+    .await?;
+    replace_lines(tx, updates).await
+}
+
+/// The lines of orders edited after the step that placed them: deleted and written again
+/// from the edit, which carries every line.
+async fn replace_lines(
+    tx: &tokio_postgres::Transaction<'_>,
+    updates: &BTreeMap<Key, Update>,
+) -> Result<(), tokio_postgres::Error> {
+    let edited: Vec<(&Key, &Vec<OrderLine>)> = updates
+        .iter()
+        .filter_map(|(k, u)| u.lines.as_ref().map(|l| (k, l)))
+        .collect();
+    if edited.is_empty() {
+        return Ok(());
+    }
+    let sites: Vec<&str> = edited.iter().map(|((s, _), _)| s.as_str()).collect();
+    let ids: Vec<&str> = edited.iter().map(|((_, id), _)| id.as_str()).collect();
+    tx.execute(
+        "DELETE FROM order_lines l
+         USING unnest($1::text[], $2::text[]) AS u(s, id), order_index i
+         WHERE i.site_id = u.s AND i.order_id = u.id
+           AND l.site_id = u.s AND l.order_id = u.id AND l.created_at = i.created_at",
+        &[&sites, &ids],
+    )
+    .await?;
+    let mut l_sites = Vec::new();
+    let mut l_ids = Vec::new();
+    let mut l_no = Vec::new();
+    let mut l_item = Vec::new();
+    let mut l_name = Vec::new();
+    let mut l_qty = Vec::new();
+    let mut l_total = Vec::new();
+    for ((site, id), lines) in &edited {
+        for (i, line) in lines.iter().enumerate() {
+            l_sites.push(site.as_str());
+            l_ids.push(id.as_str());
+            l_no.push(i as i32);
+            l_item.push(line.item_id.as_str());
+            l_name.push(line.name.as_str());
+            l_qty.push(line.quantity as i32);
+            l_total.push(line.line_total);
+        }
+    }
+    tx.execute(
+        "INSERT INTO order_lines (site_id, order_id, created_at, line_no, item_id, name, quantity,
+             line_total)
+         SELECT u.s, u.id, i.created_at, n, it, nm, q, lt
+         FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::int[],
+             $7::bigint[]) AS u(s, id, n, it, nm, q, lt)
+         JOIN order_index i ON i.site_id = u.s AND i.order_id = u.id
+         ON CONFLICT DO NOTHING",
+        &[&l_sites, &l_ids, &l_no, &l_item, &l_name, &l_qty, &l_total],
     )
     .await?;
     Ok(())

@@ -96,7 +96,8 @@ pub struct MessagingConfig {
     pub max_attempts: u32,
     /// Consecutive failures that open a provider's circuit breaker.
     pub breaker_failures: u32,
-    /// How long an open breaker waits before one probe message.
+    /// How long an open breaker waits before one probe message (a probe's failure does not
+    /// count against its message's attempts; its success makes every waiting message due).
     pub breaker_pause_secs: u64,
     /// A provider call that takes longer is cut off and retried.
     pub request_timeout_ms: u64,
@@ -113,7 +114,7 @@ impl Default for MessagingConfig {
             max_backoff_ms: 300_000,
             max_attempts: 20,
             breaker_failures: 5,
-            breaker_pause_secs: 30,
+            breaker_pause_secs: 2,
             request_timeout_ms: 10_000,
             concurrency: 8,
             texts_dir: PathBuf::new(),
@@ -151,6 +152,10 @@ pub struct UploadConfig {
     pub breaker_failures: u32,
     /// … for this long, then one probe.
     pub breaker_pause_secs: u64,
+    /// While uploads fail, the collector's `/healthz` (same origin as `url`) is asked this
+    /// often, ms; once it answers, the backlog is posted at once instead of waiting out the
+    /// backoff or the breaker (0: never).
+    pub probe_interval_ms: u64,
     /// Unacknowledged events may take at most this many bytes; past it new orders are refused
     /// (503) until the collector catches up. WARN from 80 %.
     pub backlog_budget_bytes: u64,
@@ -172,6 +177,7 @@ impl Default for UploadConfig {
             max_backoff_ms: 60_000,
             breaker_failures: 5,
             breaker_pause_secs: 30,
+            probe_interval_ms: 1000,
             backlog_budget_bytes: 512 * 1024 * 1024,
         }
     }
@@ -945,13 +951,11 @@ impl RawConfig {
         if !(1..=20).contains(&otp.max_attempts) {
             bad("otp.max_attempts", "must be 1-20".into());
         }
-        if !(1..=100).contains(&otp.max_sends)
-            || !(1..=10_000).contains(&otp.max_requests_per_client)
-        {
-            bad(
-                "otp.max_sends",
-                "max_sends 1-100, max_requests_per_client 1-10000".into(),
-            );
+        if !(1..=100).contains(&otp.max_sends) {
+            bad("otp.max_sends", "must be 1-100".into());
+        }
+        if !(1..=10_000).contains(&otp.max_requests_per_client) {
+            bad("otp.max_requests_per_client", "must be 1-10000".into());
         }
         if !(60..=86_400).contains(&otp.send_window_secs) {
             bad("otp.send_window_secs", "must be 60-86400".into());
@@ -966,18 +970,20 @@ impl RawConfig {
                 "must be > 0 and ≤ max_backoff_ms".into(),
             );
         }
-        if !(1..=1000).contains(&ms.max_attempts) || ms.breaker_failures == 0 {
-            bad(
-                "messaging.max_attempts",
-                "max_attempts 1-1000, breaker_failures ≥ 1".into(),
-            );
+        if !(1..=1000).contains(&ms.max_attempts) {
+            bad("messaging.max_attempts", "must be 1-1000".into());
         }
-        if !(100..=120_000).contains(&ms.request_timeout_ms) || !(1..=256).contains(&ms.concurrency)
-        {
-            bad(
-                "messaging.request_timeout_ms",
-                "request_timeout_ms 100-120000, concurrency 1-256".into(),
-            );
+        if ms.breaker_failures == 0 {
+            bad("messaging.breaker_failures", "must be at least 1".into());
+        }
+        if !(1..=3600).contains(&ms.breaker_pause_secs) {
+            bad("messaging.breaker_pause_secs", "must be 1-3600".into());
+        }
+        if !(100..=120_000).contains(&ms.request_timeout_ms) {
+            bad("messaging.request_timeout_ms", "must be 100-120000".into());
+        }
+        if !(1..=256).contains(&ms.concurrency) {
+            bad("messaging.concurrency", "must be 1-256".into());
         }
         for (key, message) in self.whatsapp.problems() {
             bad(key, message);
@@ -1019,18 +1025,37 @@ impl RawConfig {
             }
         }
         let up = &self.upload;
-        if !(1..=10_000).contains(&up.batch_events)
-            || !(1024..=8 * 1024 * 1024).contains(&up.batch_bytes)
-            || up.max_age_ms > 600_000
-            || !(100..=120_000).contains(&up.request_timeout_ms)
-            || up.base_backoff_ms == 0
-            || up.max_backoff_ms < up.base_backoff_ms
-            || up.breaker_failures == 0
-            || up.backlog_budget_bytes < 1024 * 1024
-        {
+        if !(1..=10_000).contains(&up.batch_events) {
+            bad("upload.batch_events", "must be 1-10000".into());
+        }
+        if !(1024..=8 * 1024 * 1024).contains(&up.batch_bytes) {
             bad(
-                "upload",
-                "batch_events 1-10000, batch_bytes 1 KiB-8 MiB, max_age_ms <= 600000, request_timeout_ms 100-120000, backoffs > 0 and ordered, breaker_failures >= 1, backlog_budget_bytes >= 1 MiB".into(),
+                "upload.batch_bytes",
+                "must be 1024-8388608 (1 KiB-8 MiB)".into(),
+            );
+        }
+        if up.max_age_ms > 600_000 {
+            bad("upload.max_age_ms", "must be at most 600000".into());
+        }
+        if !(100..=120_000).contains(&up.request_timeout_ms) {
+            bad("upload.request_timeout_ms", "must be 100-120000".into());
+        }
+        if up.base_backoff_ms == 0 || up.max_backoff_ms < up.base_backoff_ms {
+            bad(
+                "upload.base_backoff_ms",
+                "must be > 0 and ≤ upload.max_backoff_ms".into(),
+            );
+        }
+        if up.breaker_failures == 0 {
+            bad("upload.breaker_failures", "must be at least 1".into());
+        }
+        if up.probe_interval_ms > 60_000 {
+            bad("upload.probe_interval_ms", "must be 0-60000".into());
+        }
+        if up.backlog_budget_bytes < 1024 * 1024 {
+            bad(
+                "upload.backlog_budget_bytes",
+                "must be at least 1048576 (1 MiB)".into(),
             );
         }
         if !matches!(up.compression.as_str(), "lz4" | "none") {
@@ -1172,6 +1197,32 @@ mod tests {
                 "site.business_day_start_hour",
                 "http.listen",
                 "limits.max_quantity"
+            ]
+        );
+    }
+
+    #[test]
+    fn each_bad_value_is_reported_under_its_own_key() {
+        let text = r"
+            [otp]
+            max_requests_per_client = 0
+            [messaging]
+            concurrency = 0
+            breaker_failures = 0
+            [upload]
+            batch_bytes = 10
+            probe_interval_ms = 999999
+        ";
+        let err = RawConfig::parse(text).unwrap().validate().unwrap_err();
+        let keys: Vec<_> = err.0.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "otp.max_requests_per_client",
+                "messaging.breaker_failures",
+                "messaging.concurrency",
+                "upload.batch_bytes",
+                "upload.probe_interval_ms"
             ]
         );
     }

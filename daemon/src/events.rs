@@ -113,6 +113,58 @@ impl EventLog {
     }
 }
 
+/// The counter that marks the legacy reference rows of `OrderPlaced` frozen.
+const FROZEN_KEY: &str = "events_whole";
+
+/// Rewrites every legacy `OrderPlaced` row that refers to its order into the event whole, as
+/// it reads now, so no later edit of the order can change it again (see
+/// `crate::store::event_row`). Runs once, at start-up before the writer exists, in one durable
+/// transaction; returns how many rows it rewrote.
+pub fn freeze_legacy_rows(store: &Store) -> Result<u64, StoreError> {
+    let mut wtx = store.db().begin_write()?;
+    wtx.set_durability(redb::Durability::Immediate)?;
+    let mut n = 0u64;
+    {
+        let mut counters = wtx.open_table(tables::COUNTERS)?;
+        if counters.get(FROZEN_KEY)?.is_some() {
+            drop(counters);
+            wtx.abort()?;
+            return Ok(0);
+        }
+        counters.insert(FROZEN_KEY, 1)?;
+        let mut events = wtx.open_table(tables::EVENTS)?;
+        let orders = wtx.open_table(tables::ORDERS)?;
+        let mut legacy = Vec::new();
+        for row in events.iter()? {
+            let (k, v) = row?;
+            let stored: EventRow = codec::decode(v.value())?;
+            if stored.legacy_order().is_some() {
+                legacy.push((k.value(), stored));
+            }
+        }
+        for (seq, stored) in legacy {
+            let event = stored.into_event(|key| {
+                Ok(match orders.get(key)? {
+                    Some(v) => Some(codec::decode::<StoredOrder>(v.value())?.order),
+                    None => None,
+                })
+            });
+            // A row whose order was pruned is past every consumer and stays as it is.
+            let Ok(event) = event else { continue };
+            events.insert(seq, crate::store::event_row::encode(&event)?.as_slice())?;
+            n += 1;
+        }
+    }
+    wtx.commit()?;
+    if n > 0 {
+        tracing::info!(
+            events = n,
+            "order_placed events stored whole (a one-time upgrade)"
+        );
+    }
+    Ok(n)
+}
+
 /// Up to `max` events with seq ≥ `from`, in order.
 fn read_log(store: &Store, from: u64, max: usize) -> Result<Vec<Event>, StoreError> {
     let rtx = store.db().begin_read()?;

@@ -93,6 +93,12 @@ pub struct Metrics {
     pub hub_seq: Gauge,
     /// Outbox outcomes per channel.
     pub messages: Family<MessageLabels, Counter>,
+    /// Final outbox outcomes per channel since the store was created (kept in the store, so
+    /// they survive a restart): sent, dead.
+    pub messages_stored: Family<MessageLabels, Gauge>,
+    /// Events the collector has acknowledged (the durable upload cursor), since the store was
+    /// created.
+    pub upload_acked_seq: Gauge,
     /// Messages waiting per channel.
     pub message_queue: Family<ChannelLabels, Gauge>,
     /// Age of the oldest waiting message per channel, seconds.
@@ -216,6 +222,18 @@ impl Metrics {
             "Outbox outcomes per channel: sent, retried, failed, dead",
             messages.clone(),
         );
+        let messages_stored = Family::<MessageLabels, Gauge>::default();
+        registry.register(
+            "messages_stored",
+            "Final outbox outcomes per channel since the store was created (sent, dead); kept in the store across restarts",
+            messages_stored.clone(),
+        );
+        let upload_acked_seq = Gauge::default();
+        registry.register(
+            "upload_acked_seq",
+            "Events acknowledged by the collector since the store was created (the durable upload cursor)",
+            upload_acked_seq.clone(),
+        );
         let message_queue = Family::<ChannelLabels, Gauge>::default();
         registry.register(
             "message_queue",
@@ -310,6 +328,8 @@ impl Metrics {
             print_jobs_open,
             hub_seq,
             messages,
+            messages_stored,
+            upload_acked_seq,
             message_queue,
             message_oldest_seconds,
             upload_batches,

@@ -83,6 +83,7 @@ pub async fn start(
     )
     .with_context(|| format!("opening the store in {}", data_dir.display()))?;
     tracing::info!(path = %store.path().display(), bytes = store.file_bytes(), "store opened");
+    crate::events::freeze_legacy_rows(&store).context("storing legacy events whole")?;
     // Everything reads the guarded clock, so time never goes back past what the store holds.
     let clock = Arc::new(GuardedClock::new(clock, store.last_known_ms()?));
 
@@ -151,6 +152,7 @@ pub async fn start(
     storage.check(store.file_bytes());
     let (stop, stop_rx) = watch::channel(false);
     let shutdown = Shutdown(stop_rx);
+    let upload_budget = settings.raw.upload.backlog_budget_bytes;
     let state = Arc::new(AppState {
         settings: Arc::new(settings),
         rules,
@@ -168,7 +170,7 @@ pub async fn start(
         otp_key,
         otp_clients,
         messaging: Arc::new(crate::messaging::Messaging::default()),
-        upload: Arc::new(crate::upload::UploadState::default()),
+        upload: Arc::new(crate::upload::UploadState::new(upload_budget)),
         live: crate::api::live::Live::default(),
         shutdown: shutdown.clone(),
     });

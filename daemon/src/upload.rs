@@ -9,7 +9,7 @@
 //! orders are refused (503) with an ERROR and a metric until the collector catches up.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use orderd_plugins::collector::{Collector, Posted};
@@ -18,6 +18,7 @@ use rand::Rng as _;
 use serde::Serialize;
 
 use crate::api::AppStateRef;
+use crate::events::EventLog;
 use crate::server::Shutdown;
 
 /// The uploader's consumer name (its cursor in the log).
@@ -28,9 +29,9 @@ pub const CONSUMER: &str = "upload";
 pub struct Status {
     /// Uploading is configured.
     pub enabled: bool,
-    /// Everything up to this seq is at the collector.
+    /// Everything up to this seq is at the collector (the durable cursor).
     pub acked_seq: u64,
-    /// Events not yet acknowledged.
+    /// Events not yet acknowledged: the log's last seq minus the cursor, when asked.
     pub backlog_events: u64,
     /// Their size (postcard bytes, estimated from the average event).
     pub backlog_bytes: u64,
@@ -44,34 +45,91 @@ pub struct Status {
     pub refusing_orders: bool,
 }
 
-/// Shared between the uploader, the API and the order path.
+/// What the uploader reports between attempts.
 #[derive(Debug, Default)]
+struct Reported {
+    last_success_at: Option<u64>,
+    last_error: Option<String>,
+}
+
+/// Shared between the uploader, the API and the order path. The backlog is never a stored
+/// figure: it is computed from the event log's last seq and the durable cursor each time it is
+/// asked, so it moves while the uploader waits out a backoff.
+#[derive(Debug)]
 pub struct UploadState {
-    status: Mutex<Status>,
-    refusing: AtomicBool,
+    enabled: AtomicBool,
+    /// The durable cursor (set after it is stored).
+    acked: AtomicU64,
+    /// Average encoded bytes per event (f64 bits).
+    avg_bytes: AtomicU64,
+    budget_bytes: u64,
+    reported: Mutex<Reported>,
 }
 
 impl UploadState {
-    /// A copy of the status.
-    pub fn status(&self) -> Status {
-        self.status
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+    /// The state of an uploader with this backlog budget.
+    pub fn new(budget_bytes: u64) -> Self {
+        Self {
+            enabled: AtomicBool::new(false),
+            acked: AtomicU64::new(0),
+            avg_bytes: AtomicU64::new(300f64.to_bits()),
+            budget_bytes,
+            reported: Mutex::default(),
+        }
     }
 
-    /// Whether new orders must be refused (backlog over budget).
-    pub fn refusing(&self) -> bool {
-        self.refusing.load(Ordering::Relaxed)
+    fn backlog(&self, last_seq: u64) -> (u64, u64) {
+        if !self.enabled.load(Ordering::Acquire) {
+            return (0, 0);
+        }
+        let events = last_seq.saturating_sub(self.acked.load(Ordering::Acquire));
+        let avg = f64::from_bits(self.avg_bytes.load(Ordering::Relaxed));
+        (events, (events as f64 * avg) as u64)
     }
 
-    fn update(&self, f: impl FnOnce(&mut Status)) {
-        let mut s = self
-            .status
+    /// The status now: the backlog from the log's last seq and the durable cursor.
+    pub fn status(&self, log: &EventLog) -> Status {
+        let last = log.last_seq();
+        let (events, bytes) = self.backlog(last);
+        let acked = self.acked.load(Ordering::Acquire);
+        let oldest = if events > 0 {
+            log.read(acked + 1, 1)
+                .ok()
+                .and_then(|e| e.first().map(|e| e.at))
+        } else {
+            None
+        };
+        let r = self
+            .reported
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        f(&mut s);
-        self.refusing.store(s.refusing_orders, Ordering::Relaxed);
+        Status {
+            enabled: self.enabled.load(Ordering::Acquire),
+            acked_seq: acked,
+            backlog_events: events,
+            backlog_bytes: bytes,
+            oldest_unacked_at: oldest,
+            last_success_at: r.last_success_at,
+            last_error: r.last_error.clone(),
+            refusing_orders: bytes > self.budget_bytes,
+        }
+    }
+
+    /// Whether new orders must be refused (backlog over budget), as of now.
+    pub fn refusing(&self, last_seq: u64) -> bool {
+        self.backlog(last_seq).1 > self.budget_bytes
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Reported)) {
+        let mut r = self
+            .reported
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut r);
+    }
+
+    fn set_acked(&self, seq: u64) {
+        self.acked.store(seq, Ordering::Release);
     }
 }
 
@@ -127,14 +185,17 @@ pub async fn run(state: AppStateRef, mut shutdown: Shutdown) {
     let mut avg_bytes = 300.0f64;
     let mut last_error_log: Option<Instant> = None;
     let mut warned = false;
+    let mut refused = false;
     let mut waiting: Option<(u64, Instant)> = None;
-    state.upload.update(|s| s.enabled = true);
+    state.upload.set_acked(cursor);
+    state.upload.enabled.store(true, Ordering::Release);
+    let probe_every = Duration::from_millis(cfg.probe_interval_ms);
     // Woken by each commit's events (the log is the truth; this is only the wake-up), so an
     // idle box does not poll. The minute's timeout keeps the backlog figures fresh.
     let mut commits = state.shared.events.subscribe();
     loop {
         let last = state.events.last_seq();
-        report(&state, cursor, last, avg_bytes, &mut warned);
+        report(&state, avg_bytes, &mut warned, &mut refused);
         if last <= cursor {
             tokio::select! {
                 () = shutdown.wait() => return,
@@ -227,12 +288,17 @@ pub async fn run(state: AppStateRef, mut shutdown: Shutdown) {
                 outcome: outcome.into(),
             })
             .inc();
+        // A collector that could not be reached, or answered 5xx without a Retry-After, is
+        // probed while the uploader waits, so the backlog moves as soon as it is back.
+        let probe = matches!(posted, Posted::Retry { after: None, .. });
         let wait = match posted {
             Posted::Acked(seq) => {
                 let to = seq.min(last_in_batch);
                 if to > cursor {
                     if let Err(e) = state.events.set_cursor(CONSUMER, to).await {
                         tracing::error!(error = %e.message, "upload: storing the cursor failed");
+                    } else {
+                        state.upload.set_acked(to);
                     }
                     cursor = to;
                 }
@@ -255,6 +321,8 @@ pub async fn run(state: AppStateRef, mut shutdown: Shutdown) {
                     );
                     if let Err(e) = state.events.set_cursor(CONSUMER, want).await {
                         tracing::error!(error = %e.message, "upload: storing the cursor failed");
+                    } else {
+                        state.upload.set_acked(want);
                     }
                     cursor = want;
                     None
@@ -304,10 +372,15 @@ pub async fn run(state: AppStateRef, mut shutdown: Shutdown) {
                 after,
             )),
         };
-        if let Some(wait) = wait
-            && pause(&mut shutdown, wait).await
-        {
-            return;
+        if let Some(wait) = wait {
+            let done = if probe && !probe_every.is_zero() {
+                pause_probing(&mut shutdown, wait, &client, probe_every).await
+            } else {
+                pause(&mut shutdown, wait).await
+            };
+            if done {
+                return;
+            }
         }
     }
 }
@@ -343,21 +416,16 @@ fn fail(
     wait
 }
 
-/// Updates the backlog figures, gauges and the refusal flag.
-fn report(state: &AppStateRef, cursor: u64, last: u64, avg_bytes: f64, warned: &mut bool) {
-    let events = last.saturating_sub(cursor);
-    let bytes = (events as f64 * avg_bytes) as u64;
-    let oldest = if events > 0 {
-        state
-            .events
-            .read(cursor + 1, 1)
-            .ok()
-            .and_then(|e| e.first().map(|e| e.at))
-    } else {
-        None
-    };
+/// Logs the backlog's crossings of its budget and sets the gauges (the figures themselves are
+/// computed when asked, see [`UploadState::status`]).
+fn report(state: &AppStateRef, avg_bytes: f64, warned: &mut bool, refused: &mut bool) {
+    state
+        .upload
+        .avg_bytes
+        .store(avg_bytes.to_bits(), Ordering::Relaxed);
+    let s = state.upload.status(&state.events);
     let budget = state.settings.raw.upload.backlog_budget_bytes;
-    let over = bytes > budget;
+    let bytes = s.backlog_bytes;
     if bytes > budget / 10 * 8 && !*warned {
         tracing::warn!(
             backlog_bytes = bytes,
@@ -368,33 +436,62 @@ fn report(state: &AppStateRef, cursor: u64, last: u64, avg_bytes: f64, warned: &
     } else if bytes < budget / 10 * 7 {
         *warned = false;
     }
-    let was = state.upload.refusing();
-    if over && !was {
+    if s.refusing_orders && !*refused {
         tracing::error!(
             backlog_bytes = bytes,
             budget,
             "upload backlog over its budget: new orders are refused until the collector catches up"
         );
     }
+    *refused = s.refusing_orders;
+    set_gauges(state, &s);
+}
+
+/// The upload gauges of `/metrics`, from a status computed now.
+pub fn set_gauges(state: &AppStateRef, s: &Status) {
     let now = state.now_ms();
-    state.upload.update(|s| {
-        s.acked_seq = cursor;
-        s.backlog_events = events;
-        s.backlog_bytes = bytes;
-        s.oldest_unacked_at = oldest;
-        s.refusing_orders = over;
-    });
     let m = &state.metrics;
     m.upload_backlog_events
-        .set(i64::try_from(events).unwrap_or(i64::MAX));
+        .set(i64::try_from(s.backlog_events).unwrap_or(i64::MAX));
     m.upload_backlog_bytes
-        .set(i64::try_from(bytes).unwrap_or(i64::MAX));
-    m.upload_oldest_seconds.set(oldest.map_or(0, |at| {
-        i64::try_from(now.saturating_sub(at) / 1000).unwrap_or(0)
-    }));
-    let last_ok = state.upload.status().last_success_at;
-    m.upload_last_success_seconds
-        .set(last_ok.map_or(0, |t| i64::try_from(t / 1000).unwrap_or(0)));
+        .set(i64::try_from(s.backlog_bytes).unwrap_or(i64::MAX));
+    m.upload_oldest_seconds
+        .set(s.oldest_unacked_at.map_or(0, |at| {
+            i64::try_from(now.saturating_sub(at) / 1000).unwrap_or(0)
+        }));
+    m.upload_last_success_seconds.set(
+        s.last_success_at
+            .map_or(0, |t| i64::try_from(t / 1000).unwrap_or(0)),
+    );
+}
+
+/// Waits `d` like [`pause`], asking the collector's health every `every` meanwhile; ends early
+/// (false) once it answers. True when shutdown came first.
+async fn pause_probing(
+    shutdown: &mut Shutdown,
+    d: Duration,
+    client: &Collector,
+    every: Duration,
+) -> bool {
+    let until = tokio::time::Instant::now() + d;
+    loop {
+        let now = tokio::time::Instant::now();
+        if now >= until {
+            return false;
+        }
+        let step = every.min(until - now);
+        if pause(shutdown, step).await {
+            return true;
+        }
+        let healthy = tokio::select! {
+            () = shutdown.wait() => return true,
+            h = client.healthy() => h,
+        };
+        if healthy {
+            tracing::info!("upload: the collector answers again; sending the backlog");
+            return false;
+        }
+    }
 }
 
 /// Sleeps; true when shutdown came first.

@@ -218,7 +218,9 @@ async fn retention_waits_for_every_consumer_and_keeps_summaries() {
         )
         .await;
     assert_eq!(st, StatusCode::OK);
-    assert_eq!(report["orders"], 3);
+    // "orders" leaves cancelled ones out, as at the collector; "orders_placed" counts all.
+    assert_eq!(report["orders"], 2);
+    assert_eq!(report["orders_placed"], 3);
     assert_eq!(report["cancelled"], 1);
     assert_eq!(report["revenue"], 2 * 2 * 150);
     assert_eq!(report["top_items"][0]["item_id"], "espresso");
@@ -261,7 +263,8 @@ async fn analytics_report_the_day() {
         .send("GET", "/api/v1/analytics/daily", Some(&s.admin), None)
         .await;
     assert_eq!(st, StatusCode::OK, "{r}");
-    assert_eq!(r["orders"], 2);
+    assert_eq!(r["orders"], 1, "the cancelled order is not counted: {r}");
+    assert_eq!(r["orders_placed"], 2);
     assert_eq!(r["revenue"], 2000);
     assert_eq!(r["average_order_value"], 2000);
     assert_eq!(r["orders_by_status"]["ready"], 1);
@@ -277,7 +280,8 @@ async fn analytics_report_the_day() {
             None,
         )
         .await;
-    assert_eq!(sum["orders"], 2);
+    assert_eq!(sum["orders"], 1);
+    assert_eq!(sum["orders_placed"], 2);
     assert_eq!(sum["days"], 3);
     // Finished orders leave the active list and show in recent.
     assert_eq!(
@@ -337,5 +341,90 @@ async fn idempotency_keys_are_forgotten_after_their_lifetime() {
     let (st, again) = post(b, "k1").await;
     assert_eq!(st, StatusCode::CREATED);
     assert_ne!(again["id"], first["id"]);
+    s.stop().await;
+}
+
+/// An `order_placed` stored the old way (a reference to the order, rebuilt on read) is frozen
+/// whole at the next start, so a later edit of the order never changes it; the edit is an
+/// event of its own that carries every line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_placed_events_are_frozen_before_any_later_edit() {
+    use orderd::store::event_row::EventRow;
+    use orderd::store::{Store, codec, tables};
+    use redb::ReadableTable as _;
+
+    let s = TestServer::start().await;
+    let (st, placed) = s
+        .order(&s.admin, json!([{"item_id": "lemonade", "quantity": 1}]))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{placed}");
+    let id = placed["id"].as_str().unwrap().to_owned();
+    let dir = s.stop().await;
+
+    // Write the placed event back in the legacy form, as a box before the upgrade had it.
+    let seq = {
+        let store = Store::open(dir.path(), 4 << 20).unwrap();
+        let wtx = store.db().begin_write().unwrap();
+        let seq = {
+            let mut events = wtx.open_table(tables::EVENTS).unwrap();
+            let (seq, event) = events
+                .iter()
+                .unwrap()
+                .map(|r| {
+                    let (k, v) = r.unwrap();
+                    let row: EventRow = codec::decode(v.value()).unwrap();
+                    (k.value(), row.into_event(|_| Ok(None)).unwrap())
+                })
+                .find(|(_, e)| matches!(&e.kind, EventKind::OrderPlaced(o) if o.id == id))
+                .unwrap();
+            let key = orderd::domain::parse_id(&id).unwrap();
+            let legacy = EventRow::Placed {
+                version: event.version,
+                seq,
+                at: event.at,
+                order: key,
+            };
+            events
+                .insert(seq, codec::encode(&legacy).unwrap().as_slice())
+                .unwrap();
+            let mut counters = wtx.open_table(tables::COUNTERS).unwrap();
+            counters.remove("events_whole").unwrap();
+            seq
+        };
+        wtx.commit().unwrap();
+        seq
+    };
+
+    let s = TestServer::start_in(dir, |_| {}).await;
+    let (st, v) = s
+        .send(
+            "PATCH",
+            &format!("/api/v1/orders/{id}/items"),
+            Some(&s.admin),
+            Some(json!({"add": [{"item_id": "espresso", "quantity": 5}]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let log = &s.state().events;
+    let events = log.read(seq, 100).unwrap();
+    let EventKind::OrderPlaced(o) = &events[0].kind else {
+        panic!("{:?}", events[0]);
+    };
+    assert_eq!(o.items.len(), 1, "placed as placed: {o:?}");
+    assert_eq!((o.items[0].item_id.as_str(), o.total), ("lemonade", 300));
+    let edit = events
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::LinesEdited {
+                order_id,
+                lines,
+                total,
+                ..
+            } if *order_id == id => Some((lines.clone(), *total)),
+            _ => None,
+        })
+        .expect("the edit is an event of its own");
+    assert_eq!(edit.0.len(), 2);
+    assert_eq!(edit.1, v["total"].as_i64().unwrap());
     s.stop().await;
 }

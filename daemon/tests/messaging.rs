@@ -389,3 +389,385 @@ async fn an_order_accepted_while_the_provider_is_down_gets_its_message_when_it_r
     assert_eq!(fake.delivered().len(), 3, "resent after the staff retry");
     s.stop().await;
 }
+
+/// Polls `GET /notifications` until no message is open (queued, sending or failed); every row.
+async fn settled(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    within: Duration,
+) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let v = common::bin::get_json(client, base, token, "/api/v1/notifications?limit=500").await;
+        let rows = v["data"].as_array().cloned().unwrap_or_default();
+        let open = rows
+            .iter()
+            .filter(|r| matches!(r["state"].as_str(), Some("queued" | "sending" | "failed")))
+            .count();
+        if open == 0 {
+            return rows;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "messages still open: {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The stored outcome counter of `/metrics` for a channel and outcome.
+fn stored_count(metrics: &str, channel: &str, outcome: &str) -> u64 {
+    let prefix = format!("orderd_messages_stored{{channel=\"{channel}\",outcome=\"{outcome}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix} in {metrics}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_replaced_or_expired_during_an_outage_is_never_sent() {
+    let fake = Fake::start(Flavor::WhatsApp).await.unwrap();
+    let s = server(&fake, |c| {
+        c.messaging.breaker_failures = 2;
+        c.messaging.breaker_pause_secs = 1;
+    })
+    .await;
+    fake.set_default(Reply::Fail(503, 0, "down".into()));
+    let (st, v) = request_code(&s, PHONE).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    let first = wait_seen(&fake, 1, Duration::from_secs(5)).await;
+    assert!(
+        !first.is_empty(),
+        "the first code was tried while the provider was down"
+    );
+    let first_code = code_of(&first[0].body);
+    let (st, v) = request_code(&s, PHONE).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    fake.set_default(Reply::Ok);
+    let rows = s
+        .wait_get("/api/v1/notifications", &s.admin, |v| {
+            v["data"].as_array().is_some_and(|r| {
+                r.iter()
+                    .all(|r| matches!(r["state"].as_str(), Some("sent" | "dead")))
+            })
+        })
+        .await;
+    let delivered = fake.delivered();
+    assert_eq!(delivered.len(), 1, "only the current code goes out: {rows}");
+    let code = code_of(&delivered[0].body);
+    assert!(
+        fake.seen()
+            .iter()
+            .filter(|r| matches!(r.reply, Reply::Ok))
+            .all(|r| code_of(&r.body) != first_code || first_code == code),
+        "the replaced code never reached the customer"
+    );
+    let (st, v) = s.check_code(PHONE, &code).await;
+    assert_eq!(st, StatusCode::OK, "the code that arrived works: {v}");
+    let dead: Vec<&Value> = rows["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["state"] == "dead")
+        .collect();
+    assert_eq!(dead.len(), 1, "{rows}");
+    assert!(
+        dead[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("superseded"),
+        "{rows}"
+    );
+
+    // A code whose provider is down past its lifetime is never sent.
+    let other_phone = "+355697654321";
+    fake.set_default(Reply::Fail(503, 0, "down".into()));
+    let before = fake.seen().len();
+    let (st, v) = request_code(&s, other_phone).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    wait_seen(&fake, before + 1, Duration::from_secs(5)).await;
+    s.clock.advance_ms(301_000);
+    fake.set_default(Reply::Ok);
+    let rows = s
+        .wait_get("/api/v1/notifications?state=dead", &s.admin, |v| {
+            v["data"].as_array().is_some_and(|r| r.len() == 2)
+        })
+        .await;
+    assert!(
+        rows["data"][0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("expired"),
+        "{rows}"
+    );
+    assert_eq!(fake.delivered().len(), 1, "the expired code never went out");
+    let m = s.metrics().await;
+    assert_eq!(stored_count(&m, "whatsapp", "sent"), 1);
+    assert_eq!(stored_count(&m, "whatsapp", "dead"), 2);
+    s.stop().await;
+}
+
+/// The config of a box whose provider is the fake.
+fn provider_config(fake: &Fake, flavor: Flavor) -> String {
+    let provider = match flavor {
+        Flavor::WhatsApp => format!(
+            "[whatsapp]\nenabled = true\nbase_url = \"{}\"\nphone_number_id = \"1234\"\n\n[whatsapp.access_token]\nvalue = \"test-token\"\n",
+            fake.url()
+        ),
+        Flavor::Telegram => format!(
+            "[telegram]\nenabled = true\napi_url = \"{}\"\nbot_username = \"orderd_test_bot\"\nstaff_chat_id = -100500\n\n[telegram.token]\nvalue = \"123:secret\"\n",
+            fake.url()
+        ),
+    };
+    format!(
+        "[otp]\nrequired = true\n\n[messaging]\nbase_backoff_ms = 200\nmax_backoff_ms = 1000\nrequest_timeout_ms = 30000\n\n{provider}"
+    )
+}
+
+/// Requests on the fake that carry `needle` in their body.
+fn carrying(fake: &Fake, needle: &str) -> Vec<orderd_plugins::fake::Seen> {
+    fake.seen()
+        .into_iter()
+        .filter(|s| s.body.to_string().contains(needle))
+        .collect()
+}
+
+/// The box is SIGKILLed while its provider stalls on a status message (or staff alert) and a
+/// code. After the restart the status message reaches the provider again (at least once), the
+/// code does not (it may have arrived; the customer asks for a new one), and the outbox's
+/// rows and its stored counters balance.
+async fn killed_while_the_provider_stalls(flavor: Flavor) {
+    let fake = Fake::start(flavor).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("orderd.toml");
+    std::fs::write(&config, provider_config(&fake, flavor)).unwrap();
+    let (mut child, base, _logs) = common::bin::spawn_with(&data, Some(&config)).await;
+    let client = reqwest::Client::new();
+    let pw = std::fs::read_to_string(data.join("initial-admin-password")).unwrap();
+    let admin = common::bin::login(&client, &base, "admin", pw.trim()).await;
+    let post = |path: &str, token: Option<&str>, body: Value| {
+        let mut r = client.post(format!("{base}{path}")).json(&body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        async move {
+            let r = r.send().await.unwrap();
+            let st = r.status();
+            (st, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    // What must reach the provider again after the restart, and the code that must not.
+    let (resend, stalled_code_to) = match flavor {
+        Flavor::WhatsApp => {
+            let (st, v) = post(
+                "/api/v1/otp/request",
+                None,
+                json!({"phone": PHONE, "channel": "whatsapp", "lang": "en"}),
+            )
+            .await;
+            assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+            let seen = wait_seen(&fake, 1, Duration::from_secs(10)).await;
+            let code = code_of(&seen[0].body);
+            let (st, v) = post(
+                "/api/v1/otp/verify",
+                None,
+                json!({"phone": PHONE, "code": code}),
+            )
+            .await;
+            assert_eq!(st, StatusCode::OK, "{v}");
+            let customer = v["token"].as_str().unwrap().to_owned();
+            let tables = common::bin::get_json(&client, &base, &admin, "/api/v1/tables").await;
+            let table = tables["data"][0]["qr_token"].as_str().unwrap();
+            let (st, order) = post(
+                "/api/v1/orders",
+                Some(&customer),
+                json!({"type": "dine_in", "table_token": table, "items": [{"item_id": "espresso", "quantity": 1}]}),
+            )
+            .await;
+            assert_eq!(st, StatusCode::CREATED, "{order}");
+            fake.set_default(Reply::Stall(Duration::from_secs(60)));
+            let id = order["id"].as_str().unwrap();
+            let (st, v) = post(
+                &format!("/api/v1/orders/{id}/status"),
+                Some(&admin),
+                json!({"status": "accepted"}),
+            )
+            .await;
+            assert_eq!(st, StatusCode::OK, "{v}");
+            (
+                format!("\"{}\"", PHONE.trim_start_matches('+')),
+                "+355697654321",
+            )
+        }
+        Flavor::Telegram => {
+            fake.set_default(Reply::Stall(Duration::from_secs(60)));
+            // A staff alert: tave kosi runs out.
+            let (st, v) = post(
+                "/api/v1/menu/items/tave_kosi/stock",
+                Some(&admin),
+                json!({"set": 0}),
+            )
+            .await;
+            assert_eq!(st, StatusCode::OK, "{v}");
+            ("-100500".to_owned(), "+355697654321")
+        }
+    };
+    // WhatsApp: a code that stalls as well. (A Telegram code goes out only once the phone is
+    // proven in the bot, so the Telegram case stalls on a staff alert alone.)
+    if flavor == Flavor::WhatsApp {
+        let (st, v) = post(
+            "/api/v1/otp/request",
+            None,
+            json!({"phone": stalled_code_to, "channel": "whatsapp", "lang": "en"}),
+        )
+        .await;
+        assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    }
+    let other = stalled_code_to.trim_start_matches('+');
+    let expect_stalled = if flavor == Flavor::WhatsApp { 2 } else { 1 };
+    // The calls are out and stalled at the provider.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let stalled = fake
+            .seen()
+            .iter()
+            .filter(|s| matches!(s.reply, Reply::Stall(_)))
+            .filter(|s| {
+                let b = s.body.to_string();
+                b.contains(&resend) || b.contains(other)
+            })
+            .count();
+        if stalled >= expect_stalled {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "calls stalled: {:?}",
+            fake.seen()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before_kill = carrying(&fake, &resend).len();
+    let code_calls = |fake: &Fake| carrying(fake, other).len();
+    let codes_before = code_calls(&fake);
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    fake.set_default(Reply::Ok);
+    let (mut child, base, _logs) = common::bin::spawn_with(&data, Some(&config)).await;
+    let admin = common::bin::login(&client, &base, "admin", pw.trim()).await;
+    let rows = settled(&client, &base, &admin, Duration::from_secs(20)).await;
+    assert!(
+        carrying(&fake, &resend).len() > before_kill,
+        "the interrupted status message or alert reached the provider again: {rows:?}"
+    );
+    assert_eq!(
+        code_calls(&fake),
+        codes_before,
+        "the interrupted code was not sent again"
+    );
+    let dead: Vec<&Value> = rows.iter().filter(|r| r["state"] == "dead").collect();
+    if flavor == Flavor::WhatsApp {
+        assert!(
+            dead.iter().any(|r| r["kind"] == "code"
+                && r["last_error"].as_str().unwrap().contains("interrupted")),
+            "{rows:?}"
+        );
+    }
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let ch = if flavor == Flavor::WhatsApp {
+        "whatsapp"
+    } else {
+        "telegram"
+    };
+    let sent = rows.iter().filter(|r| r["state"] == "sent").count() as u64;
+    assert_eq!(stored_count(&metrics, ch, "sent"), sent, "{rows:?}");
+    assert_eq!(
+        stored_count(&metrics, ch, "dead"),
+        dead.len() as u64,
+        "{rows:?}"
+    );
+    assert_eq!(
+        sent + dead.len() as u64,
+        rows.len() as u64,
+        "every row sent or dead"
+    );
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_box_killed_while_whatsapp_stalls_sends_status_again_and_no_code() {
+    killed_while_the_provider_stalls(Flavor::WhatsApp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_box_killed_while_telegram_stalls_sends_alerts_again_and_no_code() {
+    killed_while_the_provider_stalls(Flavor::Telegram).await;
+}
+
+/// A provider that stalls until the request timeout holds back only its own messages: staff
+/// alerts on Telegram go out while every WhatsApp call hangs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_provider_does_not_hold_back_the_other() {
+    let wa = Fake::start(Flavor::WhatsApp).await.unwrap();
+    let tg = Fake::start(Flavor::Telegram).await.unwrap();
+    let tg_url = tg.url();
+    let s = server(&wa, move |c| {
+        c.messaging.request_timeout_ms = 30_000;
+        c.telegram.enabled = true;
+        c.telegram.api_url = tg_url;
+        c.telegram.bot_username = "orderd_test_bot".into();
+        c.telegram.token.value = "123:secret".into();
+        c.telegram.staff_chat_id = -100_500;
+    })
+    .await;
+    wa.set_default(Reply::Stall(Duration::from_secs(60)));
+    let (st, v) = request_code(&s, PHONE).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    wait_seen(&wa, 1, Duration::from_secs(5)).await;
+    let stalled_at = tokio::time::Instant::now();
+    let (st, v) = s
+        .send(
+            "POST",
+            "/api/v1/menu/items/tave_kosi/stock",
+            Some(&s.admin),
+            Some(json!({"set": 0})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let alerts = wait_seen(&tg, 1, Duration::from_secs(5)).await;
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a.body["chat_id"].as_i64() == Some(-100_500)),
+        "{alerts:?}"
+    );
+    assert!(
+        stalled_at.elapsed() < Duration::from_secs(5),
+        "the alert went out while WhatsApp still hung"
+    );
+    assert_eq!(wa.seen().len(), 1, "the WhatsApp call is still out");
+    // The outbox is paged like orders.
+    let (st, page) = s
+        .send("GET", "/api/v1/notifications?page=2&limit=1", Some(&s.admin), None)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{page}");
+    assert_eq!(page["pagination"]["total"], 2, "{page}");
+    assert_eq!(page["data"].as_array().unwrap().len(), 1, "{page}");
+    assert_eq!(page["data"][0]["kind"], "code", "newest first: {page}");
+    let (st, _) = s
+        .send("GET", "/api/v1/notifications?page=0", Some(&s.admin), None)
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+    s.stop().await;
+}

@@ -606,3 +606,198 @@ async fn a_refused_token_logs_one_clear_error_per_backoff_period() {
     child.start_kill().unwrap();
     child.wait().await.unwrap();
 }
+
+/// The box's figures, read back through its API, against the collector's tables, line by line.
+async fn same_lines_at_the_collector(s: &TestServer, pg: &Pg, ids: &[String]) {
+    for id in ids {
+        let (st, o) = s
+            .send("GET", &format!("/api/v1/orders/{id}"), Some(&s.admin), None)
+            .await;
+        assert_eq!(st, StatusCode::OK, "{o}");
+        let want: Vec<String> = o["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                format!(
+                    "{}|{}|{}",
+                    l["item_id"].as_str().unwrap(),
+                    l["quantity"],
+                    l["line_total"]
+                )
+            })
+            .collect();
+        let got = pg.query(&format!(
+            "SELECT coalesce(string_agg(item_id || '|' || quantity || '|' || line_total, ',' ORDER BY line_no), '')
+             FROM order_lines WHERE site_id = 'demo' AND order_id = '{id}'"
+        ));
+        assert_eq!(got, want.join(","), "order {id}: box {o}");
+        let totals = pg.query(&format!(
+            "SELECT subtotal || '|' || tax || '|' || total FROM orders WHERE site_id = 'demo' AND order_id = '{id}'"
+        ));
+        assert_eq!(
+            totals,
+            format!("{}|{}|{}", o["subtotal"], o["tax"], o["total"]),
+            "order {id}"
+        );
+    }
+}
+
+/// Reads the status and checks its backlog against the log at that moment.
+async fn backlog_matches_the_log(s: &TestServer) -> Value {
+    let before = s.state().events.last_seq();
+    let st = upload_status(s).await;
+    let after = s.state().events.last_seq();
+    let acked = st["acked_seq"].as_u64().unwrap();
+    let backlog = st["backlog_events"].as_u64().unwrap();
+    assert!(
+        (before.saturating_sub(acked)..=after.saturating_sub(acked)).contains(&backlog),
+        "backlog {backlog} is the log's last seq ({before}..{after}) minus the cursor {acked}: {st}"
+    );
+    st
+}
+
+/// An edit is an event of its own: whatever the timing of uploads (the collector down, up,
+/// SIGKILLed mid-stream), the collector ends with the box's lines and totals, and `order_placed`
+/// arrives as it was placed. The upload status is computed from the log whenever it is read, and
+/// the box is sending again within 2 s of the collector answering, with the shipped backoff and
+/// breaker (the health probe ends their wait).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_while_the_collector_is_away_reach_it_as_they_happened() {
+    let pg = Pg::start();
+    let mut collector = Collector::start(&pg, 8 * 1024 * 1024).await;
+    let token = collector.add_site("demo");
+    let url = format!("{}/v1/batches", collector.url());
+    let s = TestServer::start_with(move |c| {
+        c.upload.enabled = true;
+        c.upload.url = url;
+        c.upload.token.value = token;
+        c.upload.max_age_ms = 50;
+        c.upload.batch_events = 50;
+        c.upload.request_timeout_ms = 2000;
+    })
+    .await;
+    let lemonade = || json!([{"item_id": "lemonade", "quantity": 1}]);
+    let edit = async |s: &TestServer, id: String| {
+        s.send(
+            "PATCH",
+            &format!("/api/v1/orders/{id}/items"),
+            Some(&s.admin),
+            Some(json!({"add": [{"item_id": "espresso", "quantity": 5}]})),
+        )
+        .await
+    };
+    let mut ids = Vec::new();
+    let place_one = async |s: &TestServer| {
+        let (st, v) = s.order(&s.admin, lemonade()).await;
+        assert_eq!(st, StatusCode::CREATED, "{v}");
+        v["id"].as_str().unwrap().to_owned()
+    };
+    // Uploaded as placed, then edited while the collector is away.
+    let mut early = Vec::new();
+    for _ in 0..10 {
+        early.push(place_one(&s).await);
+    }
+    caught_up(&s, &pg).await;
+    collector.kill().await;
+    for id in &early[..5] {
+        let (st, v) = edit(&s, id.clone()).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+    }
+    // Placed and edited while the collector is away: "placed" must not carry the edit.
+    let mut offline = Vec::new();
+    for _ in 0..10 {
+        let id = place_one(&s).await;
+        let (st, v) = edit(&s, id.clone()).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        offline.push(id);
+        backlog_matches_the_log(&s).await;
+    }
+    // The failures have opened the breaker (5 in a row) and grown the backoff meanwhile.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut failed_long_enough = false;
+    while tokio::time::Instant::now() < deadline {
+        let st = backlog_matches_the_log(&s).await;
+        if s.metrics()
+            .await
+            .lines()
+            .find(|l| l.starts_with("orderd_upload_batches_total{outcome=\"retry\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .is_some_and(|n| n >= 5)
+        {
+            assert!(st["backlog_events"].as_u64().unwrap() >= 20, "{st}");
+            failed_long_enough = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        failed_long_enough,
+        "the uploader kept failing while the collector was away"
+    );
+    let acked_before = upload_status(&s).await["acked_seq"].as_u64().unwrap();
+    collector.spawn().await;
+    let back = tokio::time::Instant::now();
+    loop {
+        if upload_status(&s).await["acked_seq"].as_u64().unwrap() > acked_before {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(2),
+            "the backlog did not start draining within 2 s of the collector answering"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // More edits and orders while the collector is SIGKILLed mid-stream, then back.
+    for id in &early[5..] {
+        let (st, v) = edit(&s, id.clone()).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+    }
+    collector.kill().await;
+    for id in &offline[..3] {
+        let (st, v) = s
+            .send(
+                "PATCH",
+                &format!("/api/v1/orders/{id}/items"),
+                Some(&s.admin),
+                Some(json!({"set": [{"line": 0, "quantity": 0}]})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "the lemonade removed: {v}");
+    }
+    collector.spawn().await;
+    caught_up(&s, &pg).await;
+    ids.extend(early);
+    ids.extend(offline.iter().cloned());
+    same_lines_at_the_collector(&s, &pg, &ids).await;
+    // Each order_placed at the collector is the order as placed: one lemonade, no espresso.
+    for id in &offline {
+        let placed = pg.query(&format!(
+            "SELECT count(*), count(*) FILTER (WHERE body::text LIKE '%espresso%')
+             FROM events WHERE site_id = 'demo' AND kind = 'order_placed' AND body::text LIKE '%{id}%'"
+        ));
+        assert_eq!(
+            placed, "1|0",
+            "one order_placed for {id}, without the later edit"
+        );
+    }
+    // The chain's item figures equal the box's.
+    let day = pg.query("SELECT min(business_day)::text FROM orders");
+    let (st, mine) = s
+        .send(
+            "GET",
+            &format!("/api/v1/analytics/daily?date={day}"),
+            Some(&s.admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{mine}");
+    for item in mine["top_items"].as_array().unwrap() {
+        let theirs = pg.query(&format!(
+            "SELECT coalesce(sum(quantity), 0) FROM item_daily WHERE site_id = 'demo' AND item_id = '{}'",
+            item["item_id"].as_str().unwrap()
+        ));
+        assert_eq!(theirs, item["quantity"].to_string(), "{item}");
+    }
+    s.stop().await;
+}

@@ -107,11 +107,25 @@
       body.replaceChildren(table(['Job', 'Order', 'Station', 'Printer', 'State'], r.data.data.map((j) => el('tr', {},
         el('td', {}, j.job_id), el('td', {}, j.order_number), el('td', {}, j.station), el('td', {}, j.printer), el('td', {}, j.state)))));
     },
-    async Notifications() {
-      const r = await api('GET', '/api/v1/notifications');
+    async Notifications(page) {
+      page = Number(page) || 1;
+      const r = await api('GET', '/api/v1/notifications?page=' + page);
       if (r.status !== 200) return fail(r);
-      body.replaceChildren(table(['Id', 'Channel', 'Kind', 'State', 'Attempts', 'Last error'], r.data.data.map((n) => el('tr', {},
-        el('td', {}, n.id), el('td', {}, n.channel), el('td', {}, n.kind), el('td', {}, n.state), el('td', {}, n.attempts), el('td', {}, n.last_error || '')))));
+      const pg = r.data.pagination;
+      const resend = (n) => el('button', { onclick: async () => {
+        const x = await api('POST', '/api/v1/notifications/' + n.id + '/retry');
+        if (x.status !== 200) return fail(x);
+        views.Notifications(page);
+      } }, 'Resend');
+      body.replaceChildren(
+        el('p', { class: 'notice' }, 'Status messages and alerts are delivered at least once: after a provider timeout or a restart mid-send a message is sent again, so a guest may get it twice. A one-time code is never sent after a newer code replaced it or it expired. A dead status message or alert can be resent here.'),
+        table(['Id', 'Channel', 'Kind', 'State', 'Attempts', 'Last error', ''], r.data.data.map((n) => el('tr', {},
+          el('td', {}, n.id), el('td', {}, n.channel), el('td', {}, n.kind), el('td', {}, n.state), el('td', {}, n.attempts), el('td', {}, n.last_error || ''),
+          el('td', {}, (n.state === 'dead' || n.state === 'failed') && n.kind !== 'code' ? resend(n) : '')))),
+        el('p', { class: 'row' },
+          pg.has_prev ? el('button', { onclick: () => views.Notifications(page - 1) }, 'Newer') : '',
+          el('span', {}, ' Page ' + pg.page + ' of ' + Math.max(1, pg.total_pages) + ' (' + pg.total + ' messages) '),
+          pg.has_next ? el('button', { onclick: () => views.Notifications(page + 1) }, 'Older') : ''));
     },
     async Upload() {
       const r = await api('GET', '/api/v1/status');

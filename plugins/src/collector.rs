@@ -61,6 +61,17 @@ impl Collector {
         })
     }
 
+    /// Whether the collector answers its `/healthz` (same origin as the batch URL) with a
+    /// success, within the connect and request timeouts.
+    pub async fn healthy(&self) -> bool {
+        let Ok(mut url) = reqwest::Url::parse(&self.url) else {
+            return false;
+        };
+        url.set_path("/healthz");
+        url.set_query(None);
+        matches!(self.http.get(url).send().await, Ok(r) if r.status().is_success())
+    }
+
     /// Posts one postcard-encoded batch.
     pub async fn post(&self, body: Vec<u8>) -> Posted {
         let resp = match self

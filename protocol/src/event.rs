@@ -6,7 +6,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
-use crate::order::{Order, OrderStatus};
+use crate::order::{Order, OrderLine, OrderStatus};
 use crate::ticket::StationDelta;
 
 /// One committed change, numbered by the box's event log.
@@ -111,9 +111,45 @@ pub enum EventKind {
         /// Who did it.
         actor: String,
     },
+    /// Staff changed the lines of an order the kitchen has not finished: what changed per
+    /// station, and every line of the order after the change, so the change is a fact on its
+    /// own and a consumer never needs the order's current state to know what was ordered.
+    /// Written instead of [`EventKind::LinesChanged`], which older logs still hold; appended
+    /// last, so earlier variants keep their tags (an additive change, same format version).
+    LinesEdited {
+        /// The order's id.
+        order_id: String,
+        /// The order's number.
+        number: String,
+        /// What changed, per station.
+        changes: Vec<StationDelta>,
+        /// Every line of the order after the change.
+        lines: Vec<OrderLine>,
+        /// The new subtotal, minor units.
+        subtotal: i64,
+        /// The new tax, minor units.
+        tax: i64,
+        /// The new total, minor units.
+        total: i64,
+        /// Who did it.
+        actor: String,
+    },
 }
 
 impl EventKind {
+    /// The order and per-station changes of a line edit (either form), if this is one.
+    pub fn line_changes(&self) -> Option<(&str, &[StationDelta])> {
+        match self {
+            Self::LinesChanged {
+                order_id, changes, ..
+            }
+            | Self::LinesEdited {
+                order_id, changes, ..
+            } => Some((order_id.as_str(), changes.as_slice())),
+            _ => None,
+        }
+    }
+
     /// A short stable name, for logs and metrics.
     pub const fn name(&self) -> &'static str {
         match self {
@@ -126,6 +162,7 @@ impl EventKind {
             Self::DeviceStatus { .. } => "device_status",
             Self::PrintFailover { .. } => "print_failover",
             Self::LinesChanged { .. } => "lines_changed",
+            Self::LinesEdited { .. } => "lines_edited",
         }
     }
 }
@@ -193,6 +230,43 @@ mod tests {
         assert_eq!(postcard::from_bytes::<Event>(&bytes).unwrap(), ev);
         // Appended last: its tag follows the eight earlier kinds.
         assert_eq!(bytes[8], 8);
+    }
+
+    #[test]
+    fn line_edits_carry_every_line_and_keep_their_tag() {
+        let line = crate::OrderLine {
+            item_id: "espresso".to_string(),
+            name: "Espresso".to_string(),
+            quantity: 5,
+            unit_price: 150,
+            line_total: 750,
+            modifiers: vec![],
+            note: Some("hot".to_string()),
+            station: "bar".to_string(),
+        };
+        let ev = Event {
+            version: crate::FORMAT_VERSION,
+            seq: 10,
+            at: 1_700_000_000_000,
+            kind: EventKind::LinesEdited {
+                order_id: "o1".to_string(),
+                number: "ORD-20261122-001".to_string(),
+                changes: vec![],
+                lines: vec![line],
+                subtotal: 750,
+                tax: 0,
+                total: 750,
+                actor: "anna".to_string(),
+            },
+        };
+        let json = serde_json::to_string(&ev).unwrap();
+        assert!(json.contains("\"lines_edited\""), "{json}");
+        assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), ev);
+        let bytes = postcard::to_allocvec(&ev).unwrap();
+        assert_eq!(postcard::from_bytes::<Event>(&bytes).unwrap(), ev);
+        // Golden: version 1, seq 10, the time, then tag 9 (after the nine earlier kinds).
+        assert_eq!(&bytes[..9], &[1, 10, 128, 208, 149, 255, 188, 49, 9]);
+        assert_eq!(ev.kind.line_changes().map(|(id, _)| id), Some("o1"));
     }
 
     #[test]

@@ -143,6 +143,9 @@ impl Filter {
                 Self::Order(id),
                 EventKind::LinesChanged {
                     order_id, total, ..
+                }
+                | EventKind::LinesEdited {
+                    order_id, total, ..
                 },
             ) if order_id == id => {
                 json!({ "seq": e.seq, "total": total })

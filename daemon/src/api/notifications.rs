@@ -1,22 +1,26 @@
-//! Staff view of the message outbox: `GET /notifications?state=`, `POST /notifications/{id}/retry`.
+//! Staff view of the message outbox: `GET /notifications?state=&page=&limit=` (paged like
+//! orders), `POST /notifications/{id}/retry`.
 
 use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::AppStateRef;
 use super::extract::{PathParam, Q, Staff};
 use crate::domain::outbox::{self, State as MsgState};
 use crate::error::AppError;
 
-/// `?state=&limit=`.
+/// `?state=&page=&limit=`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// queued, sending, sent, failed or dead.
     #[serde(default)]
     pub state: Option<String>,
+    /// 1-based page (default 1).
+    #[serde(default)]
+    pub page: Option<u32>,
     /// At most this many (1-500, default 100).
     #[serde(default)]
     pub limit: Option<u32>,
@@ -39,10 +43,17 @@ pub async fn list(
     if !(1..=500).contains(&limit) {
         return Err(AppError::invalid("limit", "must be 1 to 500"));
     }
-    let rows = outbox::list(&state.store.read()?, filter, limit as usize)?;
-    Ok(Json(
-        json!({ "data": rows.iter().map(outbox::view).collect::<Vec<_>>() }),
-    ))
+    let page = p.page.unwrap_or(1);
+    if page == 0 {
+        return Err(AppError::invalid("page", "pages start at 1"));
+    }
+    let (rows, total) = outbox::list(&state.store.read()?, filter, page, limit as usize)?;
+    Ok(Json(super::extract::paginated(
+        rows.iter().map(outbox::view).collect(),
+        page,
+        limit,
+        total,
+    )))
 }
 
 /// `POST /notifications/{id}/retry` (staff): a failed or dead message is queued again.

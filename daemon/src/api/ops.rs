@@ -49,7 +49,7 @@ pub fn status_view(state: &AppStateRef) -> Value {
         "event_seq": state.events.last_seq(),
         "store_bytes": state.store.file_bytes(),
         "storage": state.storage.status(),
-        "upload": state.upload.status(),
+        "upload": state.upload.status(&state.events),
         "clock_unset": clock.unset,
         "clock": clock,
         "live_streams": state.live.open(),
@@ -67,6 +67,22 @@ pub async fn metrics(State(state): State<AppStateRef>) -> impl IntoResponse {
     m.store_bytes.set(state.store.file_bytes() as i64);
     m.event_seq.set(state.events.last_seq() as i64);
     m.sse_open.set(i64::from(state.live.open()));
+    let upload = state.upload.status(&state.events);
+    crate::upload::set_gauges(&state, &upload);
+    m.upload_acked_seq
+        .set(i64::try_from(upload.acked_seq).unwrap_or(i64::MAX));
+    if let Ok(rtx) = state.store.read()
+        && let Ok(counts) = crate::domain::outbox::outcome_counts(&rtx)
+    {
+        for (ch, outcome, n) in counts {
+            m.messages_stored
+                .get_or_create(&crate::metrics::MessageLabels {
+                    channel: ch.as_str().into(),
+                    outcome: outcome.into(),
+                })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -75,7 +75,7 @@ pub async fn create(
             "the box's disk is full: new orders are refused until space is freed; orders already placed can still be finished",
         ));
     }
-    if state.upload.refusing() {
+    if state.upload.refusing(state.events.last_seq()) {
         state.metrics.upload_refused_orders.inc();
         let mut e = AppError::new(
             ErrorKind::Unavailable,

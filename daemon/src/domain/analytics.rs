@@ -184,8 +184,10 @@ impl DailySummary {
             .map(|(id, t)| json!({"item_id": id, "name": t.name, "quantity": t.quantity, "revenue": t.revenue}))
             .collect();
         let avg_prep = (self.prep_count > 0).then(|| self.prep_ms_sum / self.prep_count / 1000);
+        // "orders" means what it means at the collector: orders not cancelled.
         json!({
-            "orders": self.orders,
+            "orders": sold,
+            "orders_placed": self.orders,
             "cancelled": self.cancelled,
             "revenue": self.revenue,
             "currency": currency,

@@ -789,7 +789,7 @@ fn delta_name(line: &OrderLine) -> String {
 
 /// Changes the lines of an order the kitchen has not finished (placed, accepted or
 /// preparing): quantities, removals and additions, with stock, totals and one
-/// `lines_changed` event carrying the per-station deltas.
+/// `lines_edited` event carrying the per-station deltas and every line after the change.
 pub fn edit_lines(
     tx: &mut Tx<'_>,
     rules: &Rules,
@@ -902,10 +902,11 @@ pub fn edit_lines(
     order.tax = tax;
     order.total = total;
     order.updated_at = now;
-    stored.last_event_seq = tx.emit(EventKind::LinesChanged {
+    stored.last_event_seq = tx.emit(EventKind::LinesEdited {
         order_id: order.id.clone(),
         number: order.number.clone(),
         changes,
+        lines: order.items.clone(),
         subtotal,
         tax,
         total,

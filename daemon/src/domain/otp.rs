@@ -165,6 +165,7 @@ pub fn request(
         tg_link: tg_link.clone(),
     };
     tx.otp.insert(phone, codec::encode(&row)?.as_slice())?;
+    outbox::cancel_codes(tx, phone)?;
     outbox::enqueue(
         tx,
         channel,
@@ -178,6 +179,18 @@ pub fn request(
     Ok(Issued {
         expires_at: row.expires_at,
         tg_link,
+    })
+}
+
+/// Whether the code message that expires at `expires_at` still carries `phone`'s current,
+/// unused code: a newer request replaces the code (and its expiry), a verification uses it.
+pub fn is_current(tx: &Tx<'_>, phone: &str, expires_at: u64) -> TxResult<bool> {
+    Ok(match tx.otp.get(phone)? {
+        Some(v) => {
+            let row = codec::decode::<OtpRow>(v.value())?;
+            row.code_mac.is_some() && row.expires_at == expires_at
+        }
+        None => false,
     })
 }
 

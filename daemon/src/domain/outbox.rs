@@ -2,10 +2,13 @@
 //! transaction as what caused it, then sent by `crate::messaging` and marked once: sent,
 //! retried (failed, waiting) or dead (with the provider's reason).
 //!
-//! At most once across crashes: a row is marked `sending` durably before its provider call;
-//! a row found `sending` at start was interrupted mid-call and may or may not have reached the
-//! customer, so it goes to the dead letter as `interrupted` (never resent by itself); staff
-//! can resend it with `POST /notifications/{id}/retry`.
+//! One delivery rule (`docs/messaging.md`): a status message or staff alert is delivered at
+//! least once. A row is marked `sending` durably before its provider call; after a timeout, or
+//! when a row is found `sending` at start (the box stopped mid-call), it is sent again, so the
+//! customer may get it twice. A one-time code is the exception: it is never sent after it
+//! expired or was replaced by a newer code ([`cancel_codes`]), and a code interrupted mid-call
+//! is not resent (the customer asks for a new one). Staff can resend a dead status message or
+//! alert with `POST /notifications/{id}/retry`.
 
 use orderd_protocol::{EventKind, OrderStatus};
 use redb::{ReadTransaction, ReadableTable};
@@ -260,6 +263,35 @@ pub fn enqueue(
     Ok(id)
 }
 
+/// Cancels every code message to `to` that has not gone out yet (queued, or failed and
+/// waiting): a new code replaces it, and an old code must never arrive after its successor.
+/// A code already handed to the provider (`sending`) cannot be called back. Returns how many
+/// were cancelled.
+pub fn cancel_codes(tx: &mut Tx<'_>, to: &str) -> TxResult<usize> {
+    let mut stale = Vec::new();
+    for entry in tx.outbox_open.iter()? {
+        let id = entry?.0.value();
+        if let Some(v) = tx.outbox.get(id)? {
+            let row: OutboxRow = codec::decode(v.value())?;
+            if row.to == to
+                && matches!(row.message, Message::Code { .. })
+                && matches!(row.state, State::Queued | State::Failed)
+            {
+                stale.push(row);
+            }
+        }
+    }
+    let now = tx.now_ms();
+    for row in &mut stale {
+        row.state = State::Dead;
+        row.updated_at = now;
+        row.last_error = Some("superseded by a newer code before it was sent".into());
+        put(tx, row)?;
+        count_outcome(tx, row.channel, "dead")?;
+    }
+    Ok(stale.len())
+}
+
 /// Stores a row (and its open-index entry); a code is blanked once the row is closed.
 pub fn put(tx: &mut Tx<'_>, row: &OutboxRow) -> TxResult<()> {
     tx.wake_outbox();
@@ -276,6 +308,38 @@ pub fn put(tx: &mut Tx<'_>, row: &OutboxRow) -> TxResult<()> {
         tx.outbox_open.remove(row.id)?;
     }
     Ok(())
+}
+
+/// Final outcomes kept as counters in the store, so `/metrics` shows them across restarts.
+pub const OUTCOMES: [&str; 2] = ["sent", "dead"];
+
+fn outcome_key(channel: Channel, outcome: &str) -> String {
+    format!("messages_{outcome}_{}", channel.as_str())
+}
+
+/// Counts a message's final outcome (`sent` or `dead`) in this transaction.
+pub fn count_outcome(tx: &mut Tx<'_>, channel: Channel, outcome: &str) -> TxResult<()> {
+    let key = outcome_key(channel, outcome);
+    let n = tx.counters.get(key.as_str())?.map_or(0, |v| v.value());
+    tx.counters.insert(key.as_str(), n + 1)?;
+    Ok(())
+}
+
+/// The stored outcome counters: (channel, outcome, count) for every channel and outcome.
+pub fn outcome_counts(
+    rtx: &ReadTransaction,
+) -> Result<Vec<(Channel, &'static str, u64)>, StoreError> {
+    let counters = rtx.open_table(t::COUNTERS)?;
+    let mut out = Vec::new();
+    for ch in [Channel::Whatsapp, Channel::Telegram] {
+        for outcome in OUTCOMES {
+            let n = counters
+                .get(outcome_key(ch, outcome).as_str())?
+                .map_or(0, |v| v.value());
+            out.push((ch, outcome, n));
+        }
+    }
+    Ok(out)
 }
 
 /// Records the contact of an order placed with a customer token.
@@ -349,24 +413,28 @@ pub fn open_after(
     Ok(out)
 }
 
-/// Rows, newest first, optionally in one state.
+/// One page of rows, newest first, optionally in one state (`page` from 1), and how many
+/// rows match in all.
 pub fn list(
     rtx: &ReadTransaction,
     state: Option<State>,
+    page: u32,
     limit: usize,
-) -> Result<Vec<OutboxRow>, StoreError> {
+) -> Result<(Vec<OutboxRow>, u64), StoreError> {
     let rows = rtx.open_table(t::OUTBOX)?;
+    let skip = (page.saturating_sub(1) as usize).saturating_mul(limit);
     let mut out = Vec::new();
+    let mut total = 0u64;
     for entry in rows.iter()?.rev() {
         let row: OutboxRow = codec::decode(entry?.1.value())?;
         if state.is_none_or(|s| s == row.state) {
-            out.push(row);
-            if out.len() >= limit {
-                break;
+            if total >= skip as u64 && out.len() < limit {
+                out.push(row);
             }
+            total += 1;
         }
     }
-    Ok(out)
+    Ok((out, total))
 }
 
 /// Puts a failed or dead message back in the queue (409 for one already sent or queued).

@@ -80,7 +80,10 @@ pub fn ticket_events(event: &Event, order: Option<&Order>) -> Vec<TicketEvent> {
                 )
             })
             .collect(),
-        (EventKind::LinesChanged { changes, .. }, Some(order)) => {
+        (
+            EventKind::LinesChanged { changes, .. } | EventKind::LinesEdited { changes, .. },
+            Some(order),
+        ) => {
             // One `changed` ticket per station, with only that station's differences.
             let mut per_station: BTreeMap<&str, Vec<LineDelta>> = BTreeMap::new();
             for c in changes {
@@ -253,7 +256,10 @@ impl Boards {
             (EventKind::StatusChanged { order_id, to, .. }, None) => {
                 self.move_on_boards(order_id, *to, event.seq)
             }
-            (EventKind::LinesChanged { changes, .. }, Some(order)) => {
+            (
+                EventKind::LinesChanged { changes, .. } | EventKind::LinesEdited { changes, .. },
+                Some(order),
+            ) => {
                 let mut changed = self.upsert(order, event.seq);
                 // A station whose every line was removed loses the ticket.
                 let now_at: Vec<String> = station_lines(order).into_keys().collect();

@@ -509,7 +509,8 @@ impl Hub {
                     to: OrderStatus::Cancelled,
                     ..
                 }
-                | EventKind::LinesChanged { order_id, .. } => self.order(order_id),
+                | EventKind::LinesChanged { order_id, .. }
+                | EventKind::LinesEdited { order_id, .. } => self.order(order_id),
                 _ => None,
             };
             let tickets = super::tickets::ticket_events(&ev, order.as_ref());
@@ -547,6 +548,7 @@ impl Hub {
             EventKind::OrderPlaced(_)
                 | EventKind::StatusChanged { .. }
                 | EventKind::LinesChanged { .. }
+                | EventKind::LinesEdited { .. }
         ) {
             self.discovery_state().await;
         }

@@ -287,7 +287,8 @@ impl TestServer {
     /// the fact a test observed); returns the last answer, failing after about 2 s.
     pub async fn wait_get(&self, path: &str, token: &str, done: impl Fn(&Value) -> bool) -> Value {
         let mut last = Value::Null;
-        for _ in 0..100 {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while tokio::time::Instant::now() < deadline {
             last = self.send("GET", path, Some(token), None).await.1;
             if done(&last) {
                 return last;
