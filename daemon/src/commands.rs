@@ -357,6 +357,22 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
+/// Raises the soft limit of open files to the hard limit (the unit sets 65536), so idle
+/// sockets cannot use up the 1,024 a process starts with; HTTP and MQTT cap their connections
+/// well below it.
+fn raise_fd_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut lim = getrlimit(Resource::Nofile);
+    if lim.current < lim.maximum {
+        let from = lim.current;
+        lim.current = lim.maximum;
+        match setrlimit(Resource::Nofile, lim) {
+            Ok(()) => tracing::info!(from = ?from, to = ?lim.current, "open-file limit raised"),
+            Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+        }
+    }
+}
+
 fn run(args: &RunArgs) -> anyhow::Result<()> {
     let settings = load_settings_with(
         &args.config,
@@ -365,6 +381,7 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
     )?;
     init_logging(&settings.raw.log.level);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), site = %settings.raw.site.id, "orderd starting");
+    raise_fd_limit();
     runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(settings.http_listen)
             .await

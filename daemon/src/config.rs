@@ -356,8 +356,20 @@ pub struct HttpConfig {
     pub sse_buffer_events: u32,
     /// A client whose buffer stays full this long is cut off.
     pub sse_stall_secs: u64,
-    /// Live streams open at once; more are refused with 503.
+    /// Staff and kitchen live streams (`/api/v1/events`) open at once; more are refused with
+    /// 503. Each class of stream has its own cap, so a flood of one never refuses another.
     pub max_sse_clients: u32,
+    /// Anonymous menu streams (`/api/v1/menu/events`, the guests' pages) open at once.
+    pub max_menu_streams: u32,
+    /// Streams of one order (`/api/v1/orders/{id}/events`, a guest following their order).
+    pub max_order_streams: u32,
+    /// A request's head (or the next one on a kept-alive connection) must arrive within this,
+    /// or the connection is closed: idle sockets and slow senders cannot pile up.
+    pub header_read_timeout_secs: u64,
+    /// Open connections from one client address; more are closed at once.
+    pub max_connections_per_address: u32,
+    /// Open connections over all addresses but loopback.
+    pub max_connections: u32,
 }
 
 impl Default for HttpConfig {
@@ -369,6 +381,11 @@ impl Default for HttpConfig {
             sse_buffer_events: 256,
             sse_stall_secs: 10,
             max_sse_clients: 1000,
+            max_menu_streams: 1000,
+            max_order_streams: 1000,
+            header_read_timeout_secs: 10,
+            max_connections_per_address: 64,
+            max_connections: 4096,
         }
     }
 }
@@ -432,10 +449,33 @@ impl Default for OrdersConfig {
 pub struct AuthConfig {
     /// Lifetime of a staff session token.
     pub session_ttl_secs: u64,
-    /// Failed logins (per username and per client address) before logins are refused.
+    /// Failed sign-ins of one username from one client address before each further attempt
+    /// waits (1 s, doubling, at most `login_lockout_secs`). Device logins follow the same rule.
     pub login_max_failures: u32,
-    /// How long refused logins stay refused.
+    /// The window failures are counted in, and the longest wait.
     pub login_lockout_secs: u64,
+    /// Failed sign-ins from one client address, over all usernames, before it waits too.
+    pub login_max_failures_per_address: u32,
+    /// Failed sign-ins of one username from addresses it has not signed in from, before those
+    /// are refused for the window. An address where the user signed in within
+    /// `login_trust_days` keeps its own budget, so nobody can lock the owner out.
+    pub login_max_failures_per_user: u32,
+    /// How long an address stays trusted for a user after a sign-in.
+    pub login_trust_days: u32,
+}
+
+impl AuthConfig {
+    /// The password-guessing limits these settings describe.
+    pub fn limits(&self) -> crate::throttle::Limits {
+        crate::throttle::Limits {
+            per_source: self.login_max_failures,
+            per_address: self.login_max_failures_per_address,
+            per_account: self.login_max_failures_per_user,
+            base_delay_ms: 1000,
+            window_ms: self.login_lockout_secs * 1000,
+            trust_ms: u64::from(self.login_trust_days) * 86_400_000,
+        }
+    }
 }
 
 impl Default for AuthConfig {
@@ -444,6 +484,9 @@ impl Default for AuthConfig {
             session_ttl_secs: 12 * 3600,
             login_max_failures: 5,
             login_lockout_secs: 300,
+            login_max_failures_per_address: 20,
+            login_max_failures_per_user: 20,
+            login_trust_days: 30,
         }
     }
 }
@@ -829,6 +872,24 @@ impl RawConfig {
         if !(1..=600).contains(&http.sse_stall_secs) {
             bad("http.sse_stall_secs", "must be 1-600".into());
         }
+        if !(1..=600).contains(&http.header_read_timeout_secs) {
+            bad("http.header_read_timeout_secs", "must be 1-600".into());
+        }
+        if !(1..=100_000).contains(&http.max_connections_per_address) {
+            bad(
+                "http.max_connections_per_address",
+                "must be 1-100000".into(),
+            );
+        }
+        if !(1..=1_000_000).contains(&http.max_connections) {
+            bad("http.max_connections", "must be 1-1000000".into());
+        }
+        if !(1..=100_000).contains(&http.max_menu_streams) {
+            bad("http.max_menu_streams", "must be 1-100000".into());
+        }
+        if !(1..=100_000).contains(&http.max_order_streams) {
+            bad("http.max_order_streams", "must be 1-100000".into());
+        }
         if !(1..=100_000).contains(&http.max_sse_clients) {
             bad("http.max_sse_clients", "must be 1-100000".into());
         }
@@ -873,6 +934,18 @@ impl RawConfig {
         }
         if !(1..=86_400).contains(&auth.login_lockout_secs) {
             bad("auth.login_lockout_secs", "must be 1-86400".into());
+        }
+        if !(1..=10_000).contains(&auth.login_max_failures_per_address) {
+            bad(
+                "auth.login_max_failures_per_address",
+                "must be 1-10000".into(),
+            );
+        }
+        if !(1..=10_000).contains(&auth.login_max_failures_per_user) {
+            bad("auth.login_max_failures_per_user", "must be 1-10000".into());
+        }
+        if !(1..=365).contains(&auth.login_trust_days) {
+            bad("auth.login_trust_days", "must be 1-365".into());
         }
         let mq = &self.mqtt;
         if !matches!(mq.mode.as_str(), "embedded" | "external") {

@@ -29,6 +29,8 @@ pub enum ErrorKind {
     Unprocessable,
     /// 429: too many attempts; try later.
     TooManyRequests,
+    /// 500: a bug (a handler panicked); nothing about the request is assumed saved.
+    Internal,
     /// 503: the store cannot take it now.
     Unavailable,
     /// 507: the disk is full.
@@ -48,6 +50,7 @@ impl ErrorKind {
             Self::PayloadTooLarge => 413,
             Self::Unprocessable => 422,
             Self::TooManyRequests => 429,
+            Self::Internal => 500,
             Self::Unavailable => 503,
             Self::InsufficientStorage => 507,
         }
@@ -120,6 +123,15 @@ impl AppError {
             ErrorKind::Forbidden,
             "forbidden",
             format!("this needs the {need} role"),
+        )
+    }
+
+    /// 500 for a request whose handler panicked (a bug; logged at ERROR).
+    pub fn internal() -> Self {
+        Self::new(
+            ErrorKind::Internal,
+            "internal",
+            "the box hit an error handling this request; check whether it took effect before retrying",
         )
     }
 

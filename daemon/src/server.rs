@@ -33,20 +33,25 @@ use crate::workers;
 /// timeout is 90 s; the shipped unit uses 30 s).
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(20);
 
-/// One signal that reaches every task: `true` means stop.
-#[derive(Clone)]
-pub struct Shutdown(watch::Receiver<bool>);
+pub use crate::shutdown::Shutdown;
 
-impl Shutdown {
-    /// Resolves once shutdown has begun.
-    pub async fn wait(&mut self) {
-        let _ = self.0.wait_for(|stop| *stop).await;
-    }
-
-    /// Whether shutdown has begun.
-    pub fn is_set(&self) -> bool {
-        *self.0.borrow()
-    }
+/// Spawns a background task. If it panics the process exits, so that systemd restarts the box:
+/// a task that died silently would leave it half working (a panic in one request is answered
+/// 500 instead, see `api::serve`).
+fn spawn_task<F>(name: &'static str, task: F) -> JoinHandle<()>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(async move {
+        let run = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(task));
+        if run.await.is_err() {
+            tracing::error!(
+                task = name,
+                "a background task panicked; exiting so that systemd restarts the box"
+            );
+            std::process::exit(70);
+        }
+    })
 }
 
 /// A started daemon.
@@ -134,11 +139,7 @@ pub async fn start(
 
     let rules = Arc::new(Rules::from_settings(&settings));
     let events = EventLog::new(store.clone(), Arc::clone(&shared), writer.clone());
-    let auth_cfg = &settings.raw.auth;
-    let throttle = Throttle::new(
-        auth_cfg.login_max_failures,
-        auth_cfg.login_lockout_secs * 1000,
-    );
+    let throttle = crate::throttle::Throttle::new(settings.raw.auth.limits());
     let otp_key = crate::messaging::load_or_create_key(&data_dir)?;
     let otp_clients = Throttle::new(
         settings.raw.otp.max_requests_per_client,
@@ -150,8 +151,7 @@ pub async fn start(
         store.reserve().cloned(),
     ));
     storage.check(store.file_bytes());
-    let (stop, stop_rx) = watch::channel(false);
-    let shutdown = Shutdown(stop_rx);
+    let (stop, shutdown) = Shutdown::new();
     let upload_budget = settings.raw.upload.backlog_budget_bytes;
     let state = Arc::new(AppState {
         settings: Arc::new(settings),
@@ -166,6 +166,7 @@ pub async fn start(
         clock,
         storage,
         ready: AtomicBool::new(false),
+        accepting: Arc::new(AtomicBool::new(true)),
         kitchen: Arc::new(crate::hub::Kitchen::default()),
         otp_key,
         otp_clients,
@@ -185,22 +186,30 @@ pub async fn start(
     };
     let (every, watchdog) = crate::systemd::check_interval();
     let mut workers = vec![
-        tokio::spawn(workers::retention(Arc::clone(&state), shutdown.clone())),
-        tokio::spawn(crate::storage::run(Arc::clone(&state), shutdown.clone())),
-        tokio::spawn(crate::systemd::supervise(
-            Arc::clone(&state),
-            shutdown.clone(),
-            every,
-            watchdog,
-            crate::systemd::notify,
-        )),
+        spawn_task(
+            "retention",
+            workers::retention(Arc::clone(&state), shutdown.clone()),
+        ),
+        spawn_task(
+            "storage",
+            crate::storage::run(Arc::clone(&state), shutdown.clone()),
+        ),
+        spawn_task(
+            "supervise",
+            crate::systemd::supervise(
+                Arc::clone(&state),
+                shutdown.clone(),
+                every,
+                watchdog,
+                crate::systemd::notify,
+            ),
+        ),
     ];
     if let Some(listener) = control {
-        workers.push(tokio::spawn(crate::control::serve(
-            listener,
-            Arc::clone(&state),
-            shutdown.clone(),
-        )));
+        workers.push(spawn_task(
+            "control",
+            crate::control::serve(listener, Arc::clone(&state), shutdown.clone()),
+        ));
     }
 
     let (hub_link, mqtt_addr) = start_mqtt(&state, &shutdown, &mut workers).await?;
@@ -240,43 +249,52 @@ pub async fn start(
             .context("loading the message texts")?,
     );
     if let Some(bot) = providers.telegram.clone() {
-        workers.push(tokio::spawn(crate::messaging::telegram::run(
-            Arc::clone(&state),
-            bot,
-            Arc::clone(&texts),
-            shutdown.clone(),
-        )));
+        workers.push(spawn_task(
+            "telegram",
+            crate::messaging::telegram::run(
+                Arc::clone(&state),
+                bot,
+                Arc::clone(&texts),
+                shutdown.clone(),
+            ),
+        ));
     }
-    workers.push(tokio::spawn(crate::upload::run(
-        Arc::clone(&state),
-        shutdown.clone(),
-    )));
-    workers.push(tokio::spawn(crate::messaging::worker::run(
-        Arc::clone(&state),
-        providers,
-        texts,
-        shutdown.clone(),
-    )));
-    workers.push(tokio::spawn(crate::hub::worker::run(
-        Arc::clone(&state),
-        Arc::clone(&state.kitchen),
-        hub_link,
-        shutdown.clone(),
-    )));
+    workers.push(spawn_task(
+        "upload",
+        crate::upload::run(Arc::clone(&state), shutdown.clone()),
+    ));
+    workers.push(spawn_task(
+        "messaging",
+        crate::messaging::worker::run(Arc::clone(&state), providers, texts, shutdown.clone()),
+    ));
+    workers.push(spawn_task(
+        "hub",
+        crate::hub::worker::run(
+            Arc::clone(&state),
+            Arc::clone(&state.kitchen),
+            hub_link,
+            shutdown.clone(),
+        ),
+    ));
 
     let addr = listener.local_addr()?;
     let app = api::router(Arc::clone(&state));
-    let mut http_shutdown = shutdown.clone();
-    let http = tokio::spawn(async move {
-        let serve = axum::serve(
+    let http_cfg = &state.settings.raw.http;
+    let limits = api::serve::Limits {
+        header_read_timeout: std::time::Duration::from_secs(http_cfg.header_read_timeout_secs),
+        per_address: http_cfg.max_connections_per_address as usize,
+        total: http_cfg.max_connections as usize,
+    };
+    let http = spawn_task(
+        "http",
+        api::serve::serve(
             listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { http_shutdown.wait().await });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    });
+            app,
+            limits,
+            Arc::clone(&state.accepting),
+            shutdown.clone(),
+        ),
+    );
     state.ready.store(true, Ordering::Release);
     tracing::info!(%addr, "HTTP listening");
     Ok(Running {
@@ -358,8 +376,11 @@ async fn start_mqtt(
         tls,
         m,
         site,
-        state.store.clone(),
-        Arc::clone(&state.metrics),
+        crate::mqtt::broker::Deps {
+            store: state.store.clone(),
+            metrics: Arc::clone(&state.metrics),
+            login_limits: state.settings.raw.auth.limits(),
+        },
         shutdown,
     )?;
     workers.extend(tasks);
@@ -382,7 +403,7 @@ async fn start_mqtt(
 impl Running {
     /// The shutdown signal, for tasks started next to the daemon.
     pub fn shutdown(&self) -> Shutdown {
-        Shutdown(self.stop.subscribe())
+        Shutdown::follow(&self.stop)
     }
 
     /// Stops in order: refuse new work, let in-flight requests finish and commit, stop the

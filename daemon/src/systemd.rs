@@ -60,16 +60,22 @@ pub fn status_line(state: &AppStateRef) -> String {
         crate::storage::Level::Low => "; DISK LOW",
         crate::storage::Level::Full => "; DISK FULL, NEW ORDERS REFUSED",
     };
+    let http = if state.accepting.load(Ordering::Acquire) {
+        ""
+    } else {
+        "; HTTP CANNOT ACCEPT CONNECTIONS"
+    };
     format!(
-        "open orders {open}; event seq {}; writer queue {}{flag}{disk}",
+        "open orders {open}; event seq {}; writer queue {}{flag}{disk}{http}",
         state.events.last_seq(),
         state.writer.queued()
     )
 }
 
 /// Checks health every `interval` until shutdown; `notify` receives the states to send.
-/// A check that does not finish within `interval` sends no watchdog ping, so systemd restarts
-/// a daemon whose writer is wedged.
+/// A check that does not finish within `interval`, or an HTTP listener that cannot accept
+/// (out of file descriptors), sends no watchdog ping, so systemd restarts a daemon that
+/// cannot serve.
 pub async fn supervise(
     state: AppStateRef,
     mut shutdown: Shutdown,
@@ -82,20 +88,25 @@ pub async fn supervise(
             () = tokio::time::sleep(interval) => {}
             () = shutdown.wait() => return,
         }
-        let healthy = matches!(
+        let writer = matches!(
             tokio::time::timeout(interval, state.writer.ping()).await,
             Ok(Ok(()))
-        ) && state.ready.load(Ordering::Acquire);
+        );
+        let accepting = state.accepting.load(Ordering::Acquire);
+        let healthy = writer && accepting && state.ready.load(Ordering::Acquire);
         let status = status_line(&state);
         if healthy && watchdog {
             notify(&[NotifyState::Watchdog, NotifyState::Status(&status)]);
         } else if healthy {
             notify(&[NotifyState::Status(&status)]);
         } else {
-            tracing::error!(%status, "health check failed: the writer did not answer in time; withholding the watchdog ping");
-            notify(&[NotifyState::Status(&format!(
-                "UNHEALTHY: writer not answering; {status}"
-            ))]);
+            let why = if writer {
+                "HTTP cannot accept connections"
+            } else {
+                "writer not answering"
+            };
+            tracing::error!(%status, "health check failed: {why}; withholding the watchdog ping");
+            notify(&[NotifyState::Status(&format!("UNHEALTHY: {why}; {status}"))]);
         }
     }
 }

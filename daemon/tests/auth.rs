@@ -312,3 +312,132 @@ async fn customers_order_with_a_table_token_only() {
     assert_eq!(st, StatusCode::UNAUTHORIZED);
     s.stop().await;
 }
+
+/// One raw `POST /api/v1/auth/login` with keep-alive off.
+fn login_request(host: &str, user: &str, password: &str) -> Vec<u8> {
+    let body = json!({"username": user, "password": password}).to_string();
+    format!(
+        "POST /api/v1/auth/login HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// The status code of a raw HTTP answer.
+async fn status_of(mut stream: tokio::net::TcpStream) -> u16 {
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        stream.read_to_end(&mut buf),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&buf);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// 300 wrong passwords and the right one, written at once on pre-opened connections from one
+/// address: no more password checks run than the limit allows (each check is a 401), the rest
+/// are refused before any hash, the right one does not get in during the lock, and the owner is
+/// slowed, not locked out: once the short delay has passed the right password works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_guesses_cannot_outrun_the_throttle() {
+    use tokio::io::AsyncWriteExt as _;
+    let s = TestServer::start().await;
+    s.user("anna", "staff").await;
+    let host = s.url("").trim_start_matches("http://").to_owned();
+    let mut conns = Vec::new();
+    for i in 0..301 {
+        let stream = tokio::net::TcpStream::connect(&host).await.unwrap();
+        let pw = if i == 300 {
+            "password-123"
+        } else {
+            "wrong-guess"
+        };
+        conns.push((stream, login_request(&host, "anna", pw)));
+    }
+    // Everything but the last byte of each request first, then the last bytes back to back.
+    for (stream, req) in &mut conns {
+        stream.write_all(&req[..req.len() - 1]).await.unwrap();
+    }
+    for (stream, req) in &mut conns {
+        stream.write_all(&req[req.len() - 1..]).await.unwrap();
+    }
+    let mut answers = Vec::new();
+    for (stream, _) in conns {
+        answers.push(tokio::spawn(status_of(stream)));
+    }
+    let mut codes = Vec::new();
+    for a in answers {
+        codes.push(a.await.unwrap());
+    }
+    let checks = codes[..300].iter().filter(|&&c| c == 401).count();
+    let refused = codes[..300].iter().filter(|&&c| c == 429).count();
+    assert!(checks <= 5, "{checks} password checks ran; the limit is 5");
+    assert_eq!(checks + refused, 300, "{codes:?}");
+    if codes[300] == 200 {
+        assert!(
+            checks < 5,
+            "the right password got in while the address was locked"
+        );
+    } else {
+        assert_eq!(codes[300], 429, "{codes:?}");
+    }
+    // During the lock: refused before any check.
+    let (st, v) = s
+        .send(
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": "anna", "password": "password-123"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    // Gently: after the first delay (1 s, doubling per further failure) the owner gets in.
+    s.clock.advance_ms(1_100);
+    s.login("anna", "password-123").await;
+    s.stop().await;
+}
+
+/// Wrong passwords for `admin` from many other addresses cannot lock out the owner, who signs
+/// in from an address they have used before; strangers' addresses are refused meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_cannot_lock_out_the_owner() {
+    let s = TestServer::start().await;
+    let pw = std::fs::read_to_string(s.dir.path().join("initial-admin-password")).unwrap();
+    let guess = |n: u8| {
+        let client = reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from([127, 0, 0, n]))
+            .build()
+            .unwrap();
+        let url = s.url("/api/v1/auth/login");
+        async move {
+            client
+                .post(url)
+                .json(&json!({"username": "admin", "password": "not-it-at-all"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let mut checked = 0;
+    for n in 2..40u8 {
+        for _ in 0..5 {
+            if guess(n).await == StatusCode::UNAUTHORIZED {
+                checked += 1;
+            }
+        }
+    }
+    assert!(
+        checked <= 20,
+        "{checked} checks for one user from strangers; the budget is 20"
+    );
+    assert_eq!(guess(77).await, StatusCode::TOO_MANY_REQUESTS);
+    // The owner signed in from 127.0.0.1 at start (TestServer) and still can, at once.
+    s.login("admin", pw.trim()).await;
+    s.stop().await;
+}

@@ -916,3 +916,172 @@ async fn sigkill_mid_send_follows_the_at_most_once_rule() {
     child.start_kill().unwrap();
     child.wait().await.unwrap();
 }
+
+/// Opens `n` TCP connections to `addr` from `from`, sending nothing.
+async fn idle_sockets(
+    addr: std::net::SocketAddr,
+    from: std::net::IpAddr,
+    n: usize,
+) -> Vec<tokio::net::TcpStream> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind(std::net::SocketAddr::new(from, 0)).unwrap();
+        out.push(sock.connect(addr).await.unwrap());
+    }
+    out
+}
+
+/// Whether the server closed `s` (EOF or reset) within `within`.
+async fn closed_within(s: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = [0u8; 64];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// 2,000 idle sockets from 40 addresses and a slowloris, against the real binary started with
+/// the unit's file limit (soft 1,024, hard 65,536, as `LimitNOFILE` leaves a process that does
+/// not raise it): `/readyz`, a staff request, a kitchen live stream and a device's MQTT session
+/// keep working throughout; the idle sockets and the slowloris are closed by the header-read
+/// timeout; one address cannot hold more than its share.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sockets_and_a_slowloris_do_not_take_the_box_offline() {
+    use tokio::io::AsyncWriteExt as _;
+    // This test holds about 2,200 sockets itself.
+    let mut lim = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    lim.current = lim.maximum;
+    rustix::process::setrlimit(rustix::process::Resource::Nofile, lim).unwrap();
+    let hard = lim.maximum.map_or(65_536, |h| h.min(65_536));
+    assert!(
+        hard >= 4096,
+        "the test needs a hard file limit of at least 4096"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("orderd.toml");
+    std::fs::write(&cfg, "[http]\nheader_read_timeout_secs = 3\n").unwrap();
+    let nofile = format!("--nofile=1024:{hard}");
+    let (mut child, base, mqtt, _logs) =
+        common::bin::spawn_prefixed(&["prlimit", &nofile, "--"], &data, Some(&cfg), &[]).await;
+    let addr: std::net::SocketAddr = base.trim_start_matches("http://").parse().unwrap();
+    let client = reqwest::Client::new();
+    let pw = std::fs::read_to_string(data.join("initial-admin-password")).unwrap();
+    let admin = login(&client, &base, "admin", pw.trim()).await;
+    let v: Value = client
+        .post(format!("{base}/api/v1/devices"))
+        .bearer_auth(&admin)
+        .json(&json!({"id": "kds-1", "kind": "display", "stations": ["grill"], "backup": false}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let device_pw = v["password"].as_str().unwrap().to_owned();
+
+    // The flood: 50 idle sockets from each of 40 addresses, and a slowloris.
+    let mut idle = Vec::new();
+    for n in 0..40u8 {
+        idle.extend(idle_sockets(addr, std::net::IpAddr::from([127, 0, 1, n + 1]), 50).await);
+    }
+    assert_eq!(idle.len(), 2000);
+    let mut loris = idle_sockets(addr, std::net::IpAddr::from([127, 0, 2, 1]), 1)
+        .await
+        .remove(0);
+    let loris_task = tokio::spawn(async move {
+        let req = b"GET /api/v1/menu HTTP/1.1\r\nhost: box\r\nx-slow: ";
+        for b in req.iter().chain(std::iter::repeat(&b'a')) {
+            if loris.write_all(&[*b]).await.is_err() {
+                return true; // closed by the server
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        false
+    });
+
+    // Everything that matters keeps working while the flood is held.
+    let t = tokio::time::Instant::now();
+    let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let staff = client
+        .get(format!("{base}/api/v1/orders/active"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(staff.status(), 200);
+    let auth = format!("Bearer {admin}");
+    let mut sse =
+        common::sse::Sse::open(addr, "/api/v1/events", &[("authorization", &auth)], None).await;
+    assert_eq!(sse.status, 200, "{}", sse.head);
+    let mut dev = common::mqtt::connect(mqtt, "kds-1", &device_pw, None)
+        .await
+        .expect("a device's MQTT session");
+    dev.sub("orderd/demo/station/grill/ticket").await;
+    let order = client
+        .post(format!("{base}/api/v1/orders"))
+        .bearer_auth(&admin)
+        .header("idempotency-key", "flood-1")
+        .json(&json!({"type": "takeaway", "items": [{"item_id": "burger", "quantity": 1, "modifiers": ["medium"]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(order.status(), 201);
+    assert!(
+        dev.next_on("/ticket", Duration::from_secs(10))
+            .await
+            .is_some(),
+        "the display got the ticket"
+    );
+    let mut saw_event = false;
+    while let Some(f) = sse.event(10).await {
+        if f.event == "order_placed" {
+            saw_event = true;
+            break;
+        }
+    }
+    assert!(saw_event, "the kitchen stream got the order");
+    assert!(t.elapsed() < Duration::from_secs(10));
+
+    // One address holds at most its share (64): the rest are closed at once.
+    let mut extra = idle_sockets(addr, std::net::IpAddr::from([127, 0, 1, 1]), 30).await;
+    let mut shut = 0;
+    for s in &mut extra {
+        if closed_within(s, Duration::from_millis(500)).await {
+            shut += 1;
+        }
+    }
+    assert!(
+        shut >= 16,
+        "{shut} of 30 over the per-address cap were closed"
+    );
+    // The header-read timeout closes the idle sockets and the slowloris.
+    let mut closed = 0;
+    for s in idle.iter_mut().step_by(50) {
+        if closed_within(s, Duration::from_secs(10)).await {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 40, "idle sockets closed by the header-read timeout");
+    assert!(
+        tokio::time::timeout(Duration::from_secs(10), loris_task)
+            .await
+            .expect("the slowloris ended")
+            .unwrap(),
+        "the server closed the slowloris"
+    );
+    // The live stream is not a header read: still open, still live.
+    let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    drop(sse);
+    dev.disconnect().await;
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+}

@@ -123,3 +123,53 @@ async fn admins_manage_devices() {
     assert_eq!(list["data"][0]["encoding"], "postcard");
     s.stop().await;
 }
+
+/// Device logins follow the staff sign-in rule: a flood of wrong passwords from one address
+/// runs a handful of hash checks, then is refused before any hash; the device itself still
+/// connects with its password from an address it has used. An unknown device id is refused
+/// like a wrong password and costs as much, so ids cannot be enumerated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_logins_are_throttled_and_unknown_ids_cost_the_same() {
+    use std::time::{Duration, Instant};
+    let s = TestServer::start().await;
+    let (dev, pw) = s
+        .device_online("printer-1", "printer", &["grill"], false)
+        .await;
+    dev.disconnect().await;
+    let addr = s.mqtt();
+    let timed = |id: &'static str, pw: &'static str| async move {
+        let t = Instant::now();
+        let r = common::mqtt::connect(addr, id, pw, None).await;
+        (r.is_err(), t.elapsed())
+    };
+    // Unknown ids and wrong passwords: refused, and within the same order of time.
+    let (refused, wrong) = timed("printer-1", "not-the-password").await;
+    assert!(refused);
+    let (refused, unknown) = timed("printer-9", "not-the-password").await;
+    assert!(refused);
+    assert!(
+        unknown * 3 >= wrong && wrong * 3 >= unknown,
+        "an unknown id took {unknown:?}, a wrong password {wrong:?}"
+    );
+    // A flood: after the limit, refusals come before any hash (much faster than a check).
+    let mut slow = 0;
+    let started = Instant::now();
+    for _ in 0..40 {
+        let (refused, took) = timed("printer-1", "not-the-password").await;
+        assert!(refused);
+        if took >= wrong / 2 {
+            slow += 1;
+        }
+    }
+    assert!(
+        slow <= 5,
+        "{slow} of 40 refusals ran a hash check (limit 5 per address)"
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+    // The device itself: its own address, its own password (verified before, no hash).
+    let dev = common::mqtt::connect(addr, "printer-1", &pw, None)
+        .await
+        .expect("the device still connects");
+    dev.disconnect().await;
+    s.stop().await;
+}

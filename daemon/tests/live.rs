@@ -355,7 +355,7 @@ async fn a_slow_client_is_cut_off_without_stalling_the_others() {
 async fn heartbeats_a_limit_and_a_clean_end_at_shutdown() {
     let s = TestServer::start_with(|c| {
         c.http.sse_heartbeat_secs = 1;
-        c.http.max_sse_clients = 2;
+        c.http.max_menu_streams = 1;
     })
     .await;
     let staff = s.user("anna", "staff").await;
@@ -391,4 +391,46 @@ async fn heartbeats_a_limit_and_a_clean_end_at_shutdown() {
     assert_eq!(end.data["reason"], "shutting_down");
     stop.await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+/// A flood of one class of stream never refuses another: 1,000 anonymous menu streams (from 20
+/// addresses, under the per-address connection cap) fill the menu class, the next menu stream
+/// is refused with 503, and a kitchen display's staff stream still opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_menu_streams_do_not_starve_the_kitchen() {
+    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+    let mut lim = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    lim.current = lim.maximum;
+    rustix::process::setrlimit(rustix::process::Resource::Nofile, lim).unwrap();
+    let s = TestServer::start().await;
+    let staff = s.user("kds", "staff").await;
+    let to = addr(&s);
+    let mut streams = Vec::new();
+    for i in 0..1000u32 {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind(std::net::SocketAddr::new(
+            std::net::IpAddr::from([127, 0, 4, (i / 50) as u8 + 1]),
+            0,
+        ))
+        .unwrap();
+        let mut stream = sock.connect(to).await.unwrap();
+        stream
+            .write_all(b"GET /api/v1/menu/events HTTP/1.1\r\nhost: box\r\naccept: text/event-stream\r\n\r\n")
+            .await
+            .unwrap();
+        let mut r = tokio::io::BufReader::new(stream);
+        let mut line = String::new();
+        r.read_line(&mut line).await.unwrap();
+        assert!(line.contains(" 200 "), "menu stream {i}: {line}");
+        streams.push(r);
+    }
+    let mut refused = Sse::open(to, "/api/v1/menu/events", &[], None).await;
+    assert_eq!(refused.status, 503);
+    assert_eq!(error_code(&refused.error_body().await), "too_many_streams");
+    let auth = bearer(&staff);
+    let kitchen = Sse::open(to, "/api/v1/events", &[("authorization", &auth)], None).await;
+    assert_eq!(kitchen.status, 200, "{}", kitchen.head);
+    drop(streams);
+    drop(kitchen);
+    s.stop().await;
 }

@@ -759,7 +759,12 @@ async fn a_stalled_provider_does_not_hold_back_the_other() {
     assert_eq!(wa.seen().len(), 1, "the WhatsApp call is still out");
     // The outbox is paged like orders.
     let (st, page) = s
-        .send("GET", "/api/v1/notifications?page=2&limit=1", Some(&s.admin), None)
+        .send(
+            "GET",
+            "/api/v1/notifications?page=2&limit=1",
+            Some(&s.admin),
+            None,
+        )
         .await;
     assert_eq!(st, StatusCode::OK, "{page}");
     assert_eq!(page["pagination"]["total"], 2, "{page}");

@@ -44,16 +44,14 @@ pub async fn login(
     Body(req): Body<LoginReq>,
 ) -> Result<Json<Value>, AppError> {
     let now = state.now_ms();
-    let user_key = format!("u:{}", req.username.to_lowercase());
-    let ip_key = format!("ip:{}", peer.ip());
-    for k in [&user_key, &ip_key] {
-        if let Some(secs) = state.throttle.locked(k, now) {
-            return Err(too_many(secs));
-        }
-    }
     if req.username.len() > 64 || req.password.len() > 256 {
         return Err(AppError::invalid("username", "too long"));
     }
+    // Reserved before the hash: concurrent guesses cannot all slip in before a failure counts.
+    let permit = state
+        .throttle
+        .reserve(&req.username.to_lowercase(), peer.ip(), now)
+        .map_err(too_many)?;
     let user = dom::get_user(&state.store.read()?, &req.username)?;
     let hash = user
         .as_ref()
@@ -63,8 +61,7 @@ pub async fn login(
         .await
         .unwrap_or(false);
     let Some(user) = user.filter(|_| ok) else {
-        state.throttle.fail(&user_key, now);
-        state.throttle.fail(&ip_key, now);
+        permit.fail(state.now_ms());
         tracing::warn!(username = %req.username, "sign-in refused");
         return Err(AppError::new(
             ErrorKind::Unauthorized,
@@ -72,8 +69,7 @@ pub async fn login(
             "wrong username or password",
         ));
     };
-    state.throttle.clear(&user_key);
-    state.throttle.clear(&ip_key);
+    permit.succeed(state.now_ms());
     let token = random_hex(32);
     let key = dom::token_key(&token);
     let session = Session {

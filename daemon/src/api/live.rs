@@ -34,9 +34,13 @@ use crate::error::{AppError, ErrorKind};
 /// The live streams: how many are open, and the staff frames of recent events, built once and
 /// shared by every staff stream (with 500 kitchen tablets and phones following the log, an event
 /// is serialised once, not 500 times).
+/// Each class of stream has its own count and cap (`[http]`), so a flood of anonymous menu
+/// streams never refuses a kitchen display.
 #[derive(Debug, Default)]
 pub struct Live {
-    open: Arc<AtomicU32>,
+    staff: Arc<AtomicU32>,
+    menu: Arc<AtomicU32>,
+    order: Arc<AtomicU32>,
     staff_frames: Mutex<VecDeque<(u64, Bytes)>>,
 }
 
@@ -71,20 +75,36 @@ impl Live {
         f
     }
 
-    /// Streams open now.
+    /// Streams open now, of every class.
     pub fn open(&self) -> u32 {
-        self.open.load(Ordering::Relaxed)
+        self.staff.load(Ordering::Relaxed)
+            + self.menu.load(Ordering::Relaxed)
+            + self.order.load(Ordering::Relaxed)
     }
 
-    fn admit(&self, max: u32) -> Result<Slot, AppError> {
-        let prev = self.open.fetch_add(1, Ordering::AcqRel);
-        let slot = Slot(Arc::clone(&self.open));
+    /// Streams open now per class: staff, menu, order.
+    pub fn open_by_class(&self) -> (u32, u32, u32) {
+        (
+            self.staff.load(Ordering::Relaxed),
+            self.menu.load(Ordering::Relaxed),
+            self.order.load(Ordering::Relaxed),
+        )
+    }
+
+    fn admit(&self, filter: &Filter, cfg: &crate::config::HttpConfig) -> Result<Slot, AppError> {
+        let (count, max, what) = match filter {
+            Filter::All => (&self.staff, cfg.max_sse_clients, "staff"),
+            Filter::Menu => (&self.menu, cfg.max_menu_streams, "menu"),
+            Filter::Order(_) => (&self.order, cfg.max_order_streams, "order"),
+        };
+        let prev = count.fetch_add(1, Ordering::AcqRel);
+        let slot = Slot(Arc::clone(count));
         if prev >= max {
             drop(slot);
             let mut e = AppError::new(
                 ErrorKind::Unavailable,
                 "too_many_streams",
-                format!("{max} live streams are open; try again shortly"),
+                format!("{max} {what} live streams are open; try again shortly"),
             );
             e.retry_after_secs = Some(5);
             return Err(e);
@@ -313,7 +333,7 @@ pub fn with_seq(seq: u64, resp: impl IntoResponse) -> Response {
 
 fn open(state: &AppStateRef, after: u64, filter: Filter) -> Result<Response, AppError> {
     let cfg = &state.settings.raw.http;
-    let slot = state.live.admit(cfg.max_sse_clients)?;
+    let slot = state.live.admit(&filter, cfg)?;
     let sub = state.events.subscribe(after + 1);
     let (tx, rx) = mpsc::channel(cfg.sse_buffer_events as usize);
     let (end_tx, end_rx) = oneshot::channel();

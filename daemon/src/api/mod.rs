@@ -16,6 +16,7 @@ pub mod menu;
 pub mod notifications;
 pub mod ops;
 pub mod orders;
+pub mod serve;
 pub mod tables;
 
 use std::sync::Arc;
@@ -56,8 +57,8 @@ pub struct AppState {
     pub events: EventLog,
     /// Live sessions.
     pub sessions: Arc<Sessions>,
-    /// Login throttle.
-    pub throttle: Throttle,
+    /// Staff sign-in limits (reserved before the hash; `crate::throttle`).
+    pub throttle: crate::throttle::Throttle,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Time.
@@ -66,6 +67,9 @@ pub struct AppState {
     pub storage: Arc<crate::storage::Storage>,
     /// Set once start-up has finished; cleared when shutdown begins.
     pub ready: AtomicBool,
+    /// False while the HTTP listener cannot accept connections (out of file descriptors):
+    /// `/readyz` and the watchdog say so.
+    pub accepting: Arc<AtomicBool>,
     /// The kitchen hub's shared state (device health, reprint wake-up).
     pub kitchen: Arc<crate::hub::Kitchen>,
     /// Key of the one-time codes' keyed hash (from the data directory, never in the store).

@@ -25,10 +25,20 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: start-up finished and the writer commits (a no-op round trip through it).
+/// `GET /readyz`: start-up finished, HTTP accepts connections and the writer commits (a
+/// no-op round trip through it).
 pub async fn readyz(State(state): State<AppStateRef>) -> Result<Json<Value>, AppError> {
     if !state.ready.load(Ordering::Acquire) {
         return Err(AppError::unavailable());
+    }
+    if !state.accepting.load(Ordering::Acquire) {
+        let mut e = AppError::new(
+            crate::error::ErrorKind::Unavailable,
+            "not_accepting",
+            "the box cannot accept new connections (out of file descriptors); it recovers as connections close",
+        );
+        e.retry_after_secs = Some(5);
+        return Err(e);
     }
     state.writer.ping().await?;
     Ok(Json(json!({
@@ -53,6 +63,11 @@ pub fn status_view(state: &AppStateRef) -> Value {
         "clock_unset": clock.unset,
         "clock": clock,
         "live_streams": state.live.open(),
+        "live_streams_by_class": {
+            "staff": state.live.open_by_class().0,
+            "menu": state.live.open_by_class().1,
+            "order": state.live.open_by_class().2,
+        },
     })
 }
 

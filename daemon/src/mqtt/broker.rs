@@ -202,10 +202,24 @@ struct Ctx {
     open: std::sync::atomic::AtomicUsize,
     tls: Option<TlsAcceptor>,
     metrics: Arc<Metrics>,
+    /// Device-login limits (the staff sign-in rule: reserved before the hash).
+    throttle: crate::throttle::Throttle,
+    /// The throttle's clock.
+    started: std::time::Instant,
     /// device id → (its argon2id hash, SHA-256 of a password verified against that hash). The
     /// hash is part of the key, so a re-registered device never accepts its old password.
     verified: Mutex<HashMap<String, (String, [u8; 32])>>,
     live: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
+}
+
+/// What the broker uses from the rest of the daemon.
+pub struct Deps {
+    /// The store (device registry).
+    pub store: Store,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Device-login limits (`[auth]`, the same rule as staff sign-in).
+    pub login_limits: crate::throttle::Limits,
 }
 
 /// Starts the router and an accept loop per listener. The first listener must be plain TCP
@@ -215,10 +229,14 @@ pub fn start(
     tls: Option<TlsAcceptor>,
     cfg: &MqttConfig,
     site: &str,
-    store: Store,
-    metrics: Arc<Metrics>,
+    deps: Deps,
     shutdown: &Shutdown,
 ) -> std::io::Result<(Broker, Vec<tokio::task::JoinHandle<()>>)> {
+    let Deps {
+        store,
+        metrics,
+        login_limits,
+    } = deps;
     let mut listening = Vec::with_capacity(listeners.len());
     for l in &listeners {
         listening.push((l.transport, l.socket.local_addr()?));
@@ -274,6 +292,8 @@ pub fn start(
         open: std::sync::atomic::AtomicUsize::new(0),
         tls,
         metrics,
+        throttle: crate::throttle::Throttle::new(login_limits),
+        started: std::time::Instant::now(),
         verified: Mutex::new(HashMap::new()),
         live: Arc::clone(&live),
     });
@@ -561,7 +581,7 @@ async fn serve(
         ));
     };
     let client_id = connect.client_id.clone();
-    let identity = match authenticate(ctx, &client_id, login.as_ref()).await {
+    let identity = match authenticate(ctx, peer.ip(), &client_id, login.as_ref()).await {
         Ok(identity) => identity,
         Err(code) => {
             ctx.metrics
@@ -803,8 +823,13 @@ async fn inbound(
     }
 }
 
+/// A device login: the client id is the username. A correct password already verified for
+/// the device is recognised by its digest without a hash; anything else is reserved with the
+/// throttle first and then checked against the device's hash, or a dummy hash for an unknown
+/// id, so an unknown id costs the same time as a wrong password and cannot be told apart.
 async fn authenticate(
     ctx: &Arc<Ctx>,
+    ip: std::net::IpAddr,
     client_id: &str,
     login: Option<&rumqttd::protocol::Login>,
 ) -> Result<Identity, ConnectReturnCode> {
@@ -817,30 +842,41 @@ async fn authenticate(
         // The hub is in-process; nobody may log in as it (or take over its session).
         return Err(ConnectReturnCode::BadUserNamePassword);
     }
-    let device =
-        lookup(&ctx.store, &login.username).ok_or(ConnectReturnCode::BadUserNamePassword)?;
+    let device = lookup(&ctx.store, &login.username);
     let digest: [u8; 32] = Sha256::digest(login.password.as_bytes()).into();
-    let cached = ctx
-        .verified
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .get(&device.id)
-        .is_some_and(|(hash, d)| *hash == device.password_hash && bool::from(d.ct_eq(&digest)));
+    let cached = device.as_ref().is_some_and(|device| {
+        ctx.verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&device.id)
+            .is_some_and(|(hash, d)| *hash == device.password_hash && bool::from(d.ct_eq(&digest)))
+    });
     if !cached {
-        let hash = device.password_hash.clone();
+        let now = || u64::try_from(ctx.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let permit = ctx
+            .throttle
+            .reserve(&login.username, ip, now())
+            .map_err(|_| ConnectReturnCode::BadUserNamePassword)?;
+        let hash = device.as_ref().map_or_else(
+            || crate::auth::dummy_hash().to_owned(),
+            |d| d.password_hash.clone(),
+        );
         let password = login.password.clone();
         let ok =
             tokio::task::spawn_blocking(move || crate::auth::verify_password(&hash, &password))
                 .await
                 .unwrap_or(false);
-        if !ok {
+        let Some(device) = device.as_ref().filter(|_| ok) else {
+            permit.fail(now());
             return Err(ConnectReturnCode::BadUserNamePassword);
-        }
+        };
+        permit.succeed(now());
         ctx.verified
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(device.id.clone(), (device.password_hash.clone(), digest));
     }
+    let device = device.ok_or(ConnectReturnCode::BadUserNamePassword)?;
     Ok(Identity {
         publish: device.may_publish(&ctx.site),
         subscribe: device.may_subscribe(&ctx.site, &ctx.discovery_prefix),

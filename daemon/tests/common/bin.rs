@@ -41,7 +41,29 @@ pub async fn spawn_full(
     std::net::SocketAddr,
     Arc<std::sync::Mutex<String>>,
 ) {
-    let mut cmd = Command::new(BIN);
+    spawn_prefixed(&[], dir, config, envs).await
+}
+
+/// Like [`spawn_full`], run through `prefix` (e.g. `prlimit --nofile=1024:65536`).
+pub async fn spawn_prefixed(
+    prefix: &[&str],
+    dir: &Path,
+    config: Option<&Path>,
+    envs: &[(&str, &str)],
+) -> (
+    Child,
+    String,
+    std::net::SocketAddr,
+    Arc<std::sync::Mutex<String>>,
+) {
+    let mut cmd = match prefix.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(BIN);
+            c
+        }
+        None => Command::new(BIN),
+    };
     cmd.envs(envs.iter().copied());
     cmd.arg("run")
         .arg("--config")
