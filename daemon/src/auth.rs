@@ -335,58 +335,44 @@ impl Sessions {
     }
 }
 
-/// Counts failed logins per key (username, client address) and locks a key out for a while.
+/// Counts uses per key (code requests and checks per client address) within a window.
 pub struct Throttle {
-    max_failures: u32,
-    lockout_ms: u64,
+    max_uses: u32,
+    window_ms: u64,
     state: Mutex<HashMap<String, (u32, u64)>>,
 }
 
 impl Throttle {
-    /// A throttle allowing `max_failures` failures per `lockout_ms`.
-    pub fn new(max_failures: u32, lockout_ms: u64) -> Self {
+    /// A throttle allowing `max_uses` uses per `window_ms`.
+    pub fn new(max_uses: u32, window_ms: u64) -> Self {
         Self {
-            max_failures,
-            lockout_ms,
+            max_uses,
+            window_ms,
             state: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Seconds until `key` may try again, if it is locked out.
-    pub fn locked(&self, key: &str, now_ms: u64) -> Option<u64> {
-        let state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let &(failures, since) = state.get(key)?;
-        let until = since + self.lockout_ms;
-        (failures >= self.max_failures && until > now_ms).then(|| (until - now_ms).div_ceil(1000))
-    }
-
-    /// Records a failure.
-    pub fn fail(&self, key: &str, now_ms: u64) {
+    /// Counts one use of `key` and says how many seconds to wait when it is over the limit, in
+    /// one step under the lock, so requests arriving all at once cannot slip past the count.
+    pub fn take(&self, key: &str, now_ms: u64) -> Result<(), u64> {
         let mut state = self
             .state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if state.len() > 100_000 {
-            // Bound memory under a spray of usernames: forget stale entries.
-            let lockout = self.lockout_ms;
-            state.retain(|_, (_, since)| *since + lockout > now_ms);
+            // Bound memory under a spray of keys: forget stale entries.
+            let window = self.window_ms;
+            state.retain(|_, (_, since)| *since + window > now_ms);
         }
         let e = state.entry(key.to_owned()).or_insert((0, now_ms));
-        if e.1 + self.lockout_ms <= now_ms {
+        if e.1 + self.window_ms <= now_ms {
             *e = (0, now_ms);
         }
+        if e.0 >= self.max_uses {
+            return Err((e.1 + self.window_ms - now_ms).div_ceil(1000).max(1));
+        }
         e.0 += 1;
-    }
-
-    /// Forgets a key after a success.
-    pub fn clear(&self, key: &str) {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(key);
+        Ok(())
     }
 }
 
@@ -484,15 +470,13 @@ mod tests {
     }
 
     #[test]
-    fn throttle_locks_out_then_forgives() {
+    fn throttle_counts_then_forgives() {
         let t = Throttle::new(3, 10_000);
         for _ in 0..3 {
-            assert!(t.locked("u", 0).is_none());
-            t.fail("u", 0);
+            assert!(t.take("u", 0).is_ok());
         }
-        assert_eq!(t.locked("u", 1000), Some(9));
-        assert!(t.locked("u", 10_001).is_none());
-        t.clear("u");
-        assert!(t.locked("u", 1000).is_none());
+        assert_eq!(t.take("u", 1000), Err(9));
+        assert!(t.take("v", 1000).is_ok(), "keys are apart");
+        assert!(t.take("u", 10_001).is_ok(), "a new window");
     }
 }

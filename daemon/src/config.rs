@@ -66,6 +66,15 @@ pub struct OtpConfig {
     pub send_window_secs: u64,
     /// OTP requests from one client address per window.
     pub max_requests_per_client: u32,
+    /// Codes sent per window over all phones: the last line against number pumping from many
+    /// addresses. When it is spent, the staff are alerted once per window.
+    pub max_sends_total: u32,
+    /// Codes sent per window to numbers sharing their first `prefix_digits` digits.
+    pub max_sends_per_prefix: u32,
+    /// How many digits (after `+`) make a number's prefix for `max_sends_per_prefix`.
+    pub prefix_digits: u32,
+    /// Code checks (`POST /otp/verify`) per client address per window.
+    pub max_verifies_per_client: u32,
     /// Lifetime of a customer token.
     pub token_ttl_secs: u64,
 }
@@ -79,6 +88,10 @@ impl Default for OtpConfig {
             max_sends: 3,
             send_window_secs: 900,
             max_requests_per_client: 20,
+            max_sends_total: 120,
+            max_sends_per_prefix: 30,
+            prefix_digits: 7,
+            max_verifies_per_client: 30,
             token_ttl_secs: 12 * 3600,
         }
     }
@@ -368,7 +381,7 @@ pub struct HttpConfig {
     pub header_read_timeout_secs: u64,
     /// Open connections from one client address; more are closed at once.
     pub max_connections_per_address: u32,
-    /// Open connections over all addresses but loopback.
+    /// Open connections over all addresses but the box's own (127.0.0.1, ::1).
     pub max_connections: u32,
 }
 
@@ -1029,6 +1042,18 @@ impl RawConfig {
         }
         if !(1..=10_000).contains(&otp.max_requests_per_client) {
             bad("otp.max_requests_per_client", "must be 1-10000".into());
+        }
+        if !(1..=1_000_000).contains(&otp.max_sends_total) {
+            bad("otp.max_sends_total", "must be 1-1000000".into());
+        }
+        if !(1..=1_000_000).contains(&otp.max_sends_per_prefix) {
+            bad("otp.max_sends_per_prefix", "must be 1-1000000".into());
+        }
+        if !(1..=15).contains(&otp.prefix_digits) {
+            bad("otp.prefix_digits", "must be 1-15".into());
+        }
+        if !(1..=10_000).contains(&otp.max_verifies_per_client) {
+            bad("otp.max_verifies_per_client", "must be 1-10000".into());
         }
         if !(60..=86_400).contains(&otp.send_window_secs) {
             bad("otp.send_window_secs", "must be 60-86400".into());

@@ -153,6 +153,16 @@ pub async fn start(
     storage.check(store.file_bytes());
     let (stop, shutdown) = Shutdown::new();
     let upload_budget = settings.raw.upload.backlog_budget_bytes;
+    let otp_cfg = &settings.raw.otp;
+    let otp_verifies = Throttle::new(
+        otp_cfg.max_verifies_per_client,
+        otp_cfg.send_window_secs * 1000,
+    );
+    let otp_budget = crate::throttle::Budget::new(
+        otp_cfg.max_sends_total,
+        otp_cfg.max_sends_per_prefix,
+        otp_cfg.send_window_secs * 1000,
+    );
     let state = Arc::new(AppState {
         settings: Arc::new(settings),
         rules,
@@ -170,6 +180,8 @@ pub async fn start(
         kitchen: Arc::new(crate::hub::Kitchen::default()),
         otp_key,
         otp_clients,
+        otp_verifies,
+        otp_budget,
         messaging: Arc::new(crate::messaging::Messaging::default()),
         upload: Arc::new(crate::upload::UploadState::new(upload_budget)),
         live: crate::api::live::Live::default(),

@@ -1,4 +1,5 @@
-//! Password-guessing limits for staff sign-in and device logins, which races cannot bypass.
+//! Password-guessing limits for staff sign-in and device logins, which races cannot bypass,
+//! and the send budget of one-time codes.
 //!
 //! An attempt is *reserved* before its password hash is checked, under one lock, and the
 //! reservation counts against every limit until its outcome is known. So however requests are
@@ -250,9 +251,100 @@ impl Drop for Permit {
     }
 }
 
+/// A budget of sends per window, in all and per key (for one-time codes: a number prefix),
+/// on top of the per-phone and per-address limits, so numbers spread over many addresses
+/// cannot pump paid messages. A send is taken before it is queued.
+#[derive(Debug)]
+pub struct Budget {
+    total: u32,
+    per_key: u32,
+    window_ms: u64,
+    state: Mutex<BudgetState>,
+}
+
+#[derive(Debug, Default)]
+struct BudgetState {
+    all: std::collections::VecDeque<u64>,
+    keys: HashMap<String, std::collections::VecDeque<u64>>,
+    /// The staff were told the budget was spent, until this time.
+    alerted_until: u64,
+}
+
+/// Why a send was refused, and for how many seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spent {
+    /// The budget over all keys; `true` when the staff should be alerted now (once a window).
+    Total(u64, bool),
+    /// The budget of this key.
+    Key(u64),
+}
+
+impl Budget {
+    /// `total` sends and `per_key` sends per key per `window_ms`.
+    pub fn new(total: u32, per_key: u32, window_ms: u64) -> Self {
+        Self {
+            total,
+            per_key,
+            window_ms,
+            state: Mutex::default(),
+        }
+    }
+
+    /// Takes one send for `key`, or says which budget is spent.
+    pub fn take(&self, key: &str, now: u64) -> Result<(), Spent> {
+        let w = self.window_ms;
+        let mut guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let s = &mut *guard;
+        while s.all.front().is_some_and(|&t| t + w <= now) {
+            s.all.pop_front();
+        }
+        if s.all.len() >= self.total as usize {
+            let wait = s.all.front().map_or(w, |&t| t + w - now).div_ceil(1000);
+            let alert = s.alerted_until <= now;
+            if alert {
+                s.alerted_until = now + w;
+            }
+            return Err(Spent::Total(wait.max(1), alert));
+        }
+        if s.keys.len() > MAX_KEYS {
+            s.keys.retain(|_, q| q.back().is_some_and(|&t| t + w > now));
+        }
+        let q = s.keys.entry(key.to_owned()).or_default();
+        while q.front().is_some_and(|&t| t + w <= now) {
+            q.pop_front();
+        }
+        if q.len() >= self.per_key as usize {
+            let wait = q.front().map_or(w, |&t| t + w - now).div_ceil(1000);
+            return Err(Spent::Key(wait.max(1)));
+        }
+        q.push_back(now);
+        s.all.push_back(now);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_budget_holds_in_all_and_per_key_and_alerts_once() {
+        let b = Budget::new(10, 3, 60_000);
+        for _ in 0..3 {
+            assert!(b.take("+3556912", 0).is_ok());
+        }
+        assert_eq!(b.take("+3556912", 0), Err(Spent::Key(60)));
+        for n in 0..7 {
+            assert!(b.take(&format!("+44{n}"), 1000).is_ok());
+        }
+        assert_eq!(b.take("+1555", 2000), Err(Spent::Total(58, true)));
+        assert_eq!(
+            b.take("+1556", 2000),
+            Err(Spent::Total(58, false)),
+            "alerted once"
+        );
+        assert!(b.take("+1555", 60_001).is_ok(), "the window moves on");
+    }
 
     const LIMITS: Limits = Limits {
         per_source: 5,

@@ -819,11 +819,11 @@ async fn sigkill_mid_load_the_hub_resumes_from_its_cursor() {
     child.wait().await.unwrap();
 }
 
-/// The outbox's at-most-once rule across a crash: a message whose provider call was under way
-/// at a SIGKILL is dead-lettered as `interrupted` at the restart and never resent by itself;
-/// a message still queued at the kill is sent exactly once after it.
+/// The outbox's rule for codes across a crash: a code whose provider call was under way at a
+/// SIGKILL is dead-lettered as `interrupted` at the restart and never resent (status messages
+/// are, see `tests/messaging.rs`); a code still queued at the kill is sent exactly once after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_mid_send_follows_the_at_most_once_rule() {
+async fn sigkill_mid_send_never_resends_a_code() {
     use orderd_plugins::fake::{Fake, Flavor, Reply};
     let fake = Fake::start(Flavor::WhatsApp).await.unwrap();
     // The provider takes the first call and never answers while the box is up.

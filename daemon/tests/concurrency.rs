@@ -35,7 +35,7 @@ async fn fifty_concurrent_requests_with_one_key_create_one_order() {
         .send("GET", "/api/v1/orders/active", Some(&staff), None)
         .await;
     assert_eq!(active["pagination"]["total"], 1);
-    // Same key, different body → 422; new key → a new order.
+    // Same key, different body → 409; new key → a new order.
     let other = json!({"type": "takeaway", "items": [{"item_id": "espresso", "quantity": 1}]});
     let (st, v) = s
         .send_with(
@@ -46,7 +46,7 @@ async fn fifty_concurrent_requests_with_one_key_create_one_order() {
             &[("Idempotency-Key", "retry-me")],
         )
         .await;
-    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(st, StatusCode::CONFLICT);
     assert_eq!(error_code(&v), "idempotency_key_reused");
     let (st, v) = s
         .send_with(
@@ -320,5 +320,48 @@ async fn an_unset_clock_at_boot_keeps_orders_going_and_is_flagged() {
     let (_, status) = s.send("GET", "/api/v1/status", Some(&staff), None).await;
     assert_eq!(status["clock_unset"], false, "{status}");
     assert_eq!(status["clock"]["behind"], false);
+    s.stop().await;
+}
+
+/// An `Idempotency-Key` belongs to its caller: another user replaying the same key and body
+/// gets a 409 that reveals nothing of the order, and the owner's retry still replays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_replayed_by_another_caller_reveals_nothing() {
+    let s = TestServer::start().await;
+    let anna = s.user("anna", "staff").await;
+    let ben = s.user("ben", "staff").await;
+    let body = json!({"type": "takeaway", "customer_name": "Arta", "note": "call 0691234567",
+        "items": [{"item_id": "espresso", "quantity": 2}]});
+    let send = |token: String| {
+        let body = body.clone();
+        let s = &s;
+        async move {
+            s.send_with(
+                "POST",
+                "/api/v1/orders",
+                Some(&token),
+                Some(body),
+                &[("Idempotency-Key", "shared-key")],
+            )
+            .await
+        }
+    };
+    let (st, placed) = send(anna.clone()).await;
+    assert_eq!(st, StatusCode::CREATED, "{placed}");
+    let (st, v) = send(ben).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    assert_eq!(error_code(&v), "idempotency_key_reused");
+    let text = v.to_string();
+    for secret in [
+        "Arta",
+        "0691234567",
+        placed["id"].as_str().unwrap(),
+        placed["number"].as_str().unwrap(),
+    ] {
+        assert!(!text.contains(secret), "{text}");
+    }
+    let (st, again) = send(anna).await;
+    assert_eq!(st, StatusCode::CREATED, "{again}");
+    assert_eq!(again["id"], placed["id"], "the owner's retry replays");
     s.stop().await;
 }

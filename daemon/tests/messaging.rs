@@ -776,3 +776,80 @@ async fn a_stalled_provider_does_not_hold_back_the_other() {
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
     s.stop().await;
 }
+
+/// A code pump from many addresses stops at the budget over all phones: no more codes reach the
+/// provider than the budget, the rest are 429, and the staff chat hears about it once. Code
+/// checks are limited per address too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_pump_from_many_addresses_stops_at_the_budget() {
+    let wa = Fake::start(Flavor::WhatsApp).await.unwrap();
+    let tg = Fake::start(Flavor::Telegram).await.unwrap();
+    let tg_url = tg.url();
+    let s = server(&wa, move |c| {
+        c.otp.max_sends_total = 20;
+        c.otp.max_verifies_per_client = 5;
+        c.telegram.enabled = true;
+        c.telegram.api_url = tg_url;
+        c.telegram.bot_username = "orderd_test_bot".into();
+        c.telegram.token.value = "123:secret".into();
+        c.telegram.staff_chat_id = -100_500;
+    })
+    .await;
+    let mut accepted = 0;
+    let mut refused = 0;
+    for n in 0..60u32 {
+        let client = reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from([127, 0, 6, (n % 10) as u8 + 1]))
+            .build()
+            .unwrap();
+        // Numbers in many prefixes, so only the budget over all phones stops them.
+        let phone = format!("+3{:02}69{:07}", n % 90 + 10, 1_000_000 + n);
+        let r = client
+            .post(s.url("/api/v1/otp/request"))
+            .json(&json!({"phone": phone, "channel": "whatsapp"}))
+            .send()
+            .await
+            .unwrap();
+        match r.status() {
+            StatusCode::ACCEPTED => accepted += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                let v: Value = r.json().await.unwrap();
+                assert_eq!(v["error"]["code"], "too_many_codes", "{v}");
+                refused += 1;
+            }
+            other => panic!("{other}"),
+        }
+    }
+    assert_eq!((accepted, refused), (20, 40));
+    let alerts = wait_seen(&tg, 1, Duration::from_secs(5)).await;
+    let budget: Vec<_> = alerts
+        .iter()
+        .filter(|a| {
+            a.body["text"]
+                .as_str()
+                .unwrap_or("")
+                .contains("verification codes were sent")
+        })
+        .collect();
+    assert_eq!(budget.len(), 1, "the staff are alerted once: {alerts:?}");
+    let sent = wait_seen(&wa, 20, Duration::from_secs(10)).await;
+    assert_eq!(
+        sent.len(),
+        20,
+        "no more codes than the budget reached the provider"
+    );
+    // Code checks are limited per address.
+    let mut statuses = Vec::new();
+    for _ in 0..7 {
+        statuses.push(s.check_code(PHONE, "123456").await.0);
+    }
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|&&st| st == StatusCode::TOO_MANY_REQUESTS)
+            .count(),
+        2,
+        "{statuses:?}"
+    );
+    s.stop().await;
+}

@@ -82,7 +82,7 @@ pub async fn request(
     }
     let now = state.now_ms();
     let client = format!("otp:{}", peer.ip());
-    if let Some(secs) = state.otp_clients.locked(&client, now) {
+    if let Err(secs) = state.otp_clients.take(&client, now) {
         let mut e = AppError::new(
             ErrorKind::TooManyRequests,
             "too_many_requests",
@@ -91,8 +91,17 @@ pub async fn request(
         e.retry_after_secs = Some(secs);
         return Err(e);
     }
-    state.otp_clients.fail(&client, now);
     let cfg = state.settings.raw.otp.clone();
+    // The send budget over all phones and per number prefix, against pumping from many
+    // addresses (`crate::throttle::Budget`).
+    let prefix: String = req
+        .phone
+        .chars()
+        .take(1 + cfg.prefix_digits as usize)
+        .collect();
+    if let Err(spent) = state.otp_budget.take(&prefix, now) {
+        return Err(budget_spent(&state, spent, &cfg).await);
+    }
     let key = state.otp_key;
     let phone = req.phone.clone();
     let table_token = req.table_token.clone();
@@ -131,6 +140,75 @@ pub async fn request(
     Ok((StatusCode::ACCEPTED, Json(answer)))
 }
 
+/// The 429 for a spent code budget; the staff are alerted (once a window) when it is the
+/// budget over all phones.
+async fn budget_spent(
+    state: &AppStateRef,
+    spent: crate::throttle::Spent,
+    cfg: &crate::config::OtpConfig,
+) -> AppError {
+    use crate::throttle::Spent;
+    let (secs, message) = match spent {
+        Spent::Total(secs, alert) => {
+            if alert {
+                tracing::error!(
+                    sends = cfg.max_sends_total,
+                    window_secs = cfg.send_window_secs,
+                    "one-time code budget spent: new code requests are refused until the window moves on"
+                );
+                alert_staff_budget(state, cfg).await;
+            }
+            (
+                secs,
+                "the restaurant has sent many codes just now; try again later or ask the staff to take your order",
+            )
+        }
+        Spent::Key(secs) => (
+            secs,
+            "too many codes were sent to numbers like this one; try again later or ask the staff",
+        ),
+    };
+    let mut e = AppError::new(ErrorKind::TooManyRequests, "too_many_codes", message);
+    e.retry_after_secs = Some(secs);
+    e
+}
+
+/// Queues the staff alert of a spent code budget, when staff alerts are set up.
+async fn alert_staff_budget(state: &AppStateRef, cfg: &crate::config::OtpConfig) {
+    let tg = &state.settings.raw.telegram;
+    if !tg.enabled || tg.staff_chat_id == 0 {
+        return;
+    }
+    let chat = tg.staff_chat_id.to_string();
+    let lang = tg.staff_lang.clone();
+    let vars = vec![
+        ("sends".to_owned(), cfg.max_sends_total.to_string()),
+        (
+            "minutes".to_owned(),
+            (cfg.send_window_secs / 60).to_string(),
+        ),
+    ];
+    let queued = state
+        .writer
+        .run(move |tx| {
+            crate::domain::outbox::enqueue(
+                tx,
+                Channel::Telegram,
+                &chat,
+                &lang,
+                crate::domain::outbox::Message::Alert {
+                    key: "alert_otp_budget".into(),
+                    vars,
+                },
+            )
+        })
+        .await;
+    if let Err(e) = queued {
+        tracing::error!(error = %e.message, "the staff alert of the code budget could not be queued");
+    }
+    state.messaging.wake.notify_one();
+}
+
 /// Body of `POST /otp/verify`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -144,8 +222,20 @@ pub struct OtpVerify {
 /// `POST /otp/verify`: the customer token (shown once).
 pub async fn verify(
     State(state): State<AppStateRef>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Body(req): Body<OtpVerify>,
 ) -> Result<Json<Value>, AppError> {
+    let now = state.now_ms();
+    let client = format!("verify:{}", peer.ip());
+    if let Err(secs) = state.otp_verifies.take(&client, now) {
+        let mut e = AppError::new(
+            ErrorKind::TooManyRequests,
+            "too_many_requests",
+            "too many code checks from this device; try again later",
+        );
+        e.retry_after_secs = Some(secs);
+        return Err(e);
+    }
     if !is_e164(&req.phone) {
         return Err(AppError::invalid(
             "phone",

@@ -76,6 +76,10 @@ pub struct AppState {
     pub otp_key: [u8; 32],
     /// OTP requests per client address.
     pub otp_clients: Throttle,
+    /// Code checks per client address.
+    pub otp_verifies: Throttle,
+    /// Codes sent per window in all and per number prefix.
+    pub otp_budget: crate::throttle::Budget,
     /// The message sender's shared state (wake-up, provider health).
     pub messaging: Arc<crate::messaging::Messaging>,
     /// The uploader's status and the backlog's order refusal.

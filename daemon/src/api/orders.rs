@@ -121,10 +121,25 @@ pub async fn create(
         (None, None) => return Err(AppError::unauthorized()),
     };
     req.check_shape(&state.rules, actor.source)?;
+    // A key belongs to its caller: the staff user, the verified phone, or the table.
+    let scope = match (&session, &actor.verified, &req.table_token) {
+        (Some(s), _, _) => format!("staff:{}", s.username),
+        (None, Some((contact, _)), _) => format!("customer:{}", contact.phone),
+        (None, None, Some(token)) => format!("table:{token}"),
+        (None, None, None) => String::from("anonymous"),
+    };
     let rules = Arc::clone(&state.rules);
     let placed = state
         .writer
-        .run(move |tx| dom::place(tx, &rules, &req, &actor, key.as_deref()))
+        .run(move |tx| {
+            dom::place(
+                tx,
+                &rules,
+                &req,
+                &actor,
+                key.as_deref().map(|k| (k, scope.as_str())),
+            )
+        })
         .await?;
     if !placed.replayed {
         state.metrics.orders_created.inc();

@@ -7,9 +7,11 @@
 //! socket that never sends anything and the slowloris that trickles its headers. A response
 //! that streams (a live stream) is not a header read and is not cut.
 //!
-//! Loopback connections are not counted against the cap over all addresses, so the box's own
-//! health checks always get in. A flood from one address is stopped by the per-address cap;
-//! staff, kitchen displays and devices on other addresses keep their places.
+//! The box's own address (127.0.0.1, ::1) is not capped: its health checks, benchmarks or a
+//! local reverse proxy (which then owns the caps) always get in. Every other address, other
+//! loopback addresses included, is a client like any on the LAN. A flood from one address is
+//! stopped by the per-address cap; staff, kitchen displays and devices on other addresses keep
+//! their places.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -31,7 +33,7 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// Open connections from one client address.
     pub per_address: usize,
-    /// Open connections over all non-loopback addresses.
+    /// Open connections over all addresses but the box's own.
     pub total: usize,
 }
 
@@ -49,20 +51,32 @@ struct Place {
 impl Places {
     fn take(self: &Arc<Self>, addr: IpAddr, limits: &Limits) -> Option<Place> {
         let mut m = self.by_addr.lock().unwrap_or_else(PoisonError::into_inner);
-        let total: usize = m
-            .iter()
-            .filter(|(a, _)| !a.is_loopback())
-            .map(|(_, n)| *n)
-            .sum();
-        let mine = m.get(&addr).copied().unwrap_or(0);
-        if mine >= limits.per_address || (!addr.is_loopback() && total >= limits.total) {
-            return None;
+        if !is_own(addr) {
+            let total: usize = m
+                .iter()
+                .filter(|(a, _)| !is_own(**a))
+                .map(|(_, n)| *n)
+                .sum();
+            let mine = m.get(&addr).copied().unwrap_or(0);
+            if mine >= limits.per_address || total >= limits.total {
+                return None;
+            }
         }
         *m.entry(addr).or_default() += 1;
         Some(Place {
             places: Arc::clone(self),
             addr,
         })
+    }
+}
+
+/// The box's own address: not capped.
+fn is_own(addr: IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(a) => a == std::net::Ipv4Addr::LOCALHOST,
+        IpAddr::V6(a) => {
+            a.is_loopback() || a.to_ipv4_mapped() == Some(std::net::Ipv4Addr::LOCALHOST)
+        }
     }
 }
 
@@ -176,7 +190,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn places_are_capped_per_address_and_in_all_but_loopback() {
+    fn places_are_capped_per_address_and_in_all_but_the_boxs_own() {
         let places = Arc::new(Places::default());
         let limits = Limits {
             header_read_timeout: Duration::from_secs(1),
@@ -184,17 +198,17 @@ mod tests {
             total: 3,
         };
         let a = IpAddr::from([10, 0, 0, 1]);
-        let b = IpAddr::from([10, 0, 0, 2]);
-        let lo = IpAddr::from([127, 0, 0, 1]);
+        let b = IpAddr::from([127, 0, 1, 2]);
+        let own = IpAddr::from([127, 0, 0, 1]);
         let a1 = places.take(a, &limits).unwrap();
         let _a2 = places.take(a, &limits).unwrap();
         assert!(places.take(a, &limits).is_none(), "per address");
         let _b1 = places.take(b, &limits).unwrap();
         assert!(places.take(b, &limits).is_none(), "in all");
-        assert!(
-            places.take(lo, &limits).is_some(),
-            "loopback is not counted in all"
-        );
+        let own_places: Vec<Place> = (0..10)
+            .map(|_| places.take(own, &limits).unwrap())
+            .collect();
+        assert_eq!(own_places.len(), 10, "the box's own address is not capped");
         drop(a1);
         assert!(places.take(b, &limits).is_some(), "a place given back");
     }

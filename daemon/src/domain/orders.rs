@@ -255,10 +255,17 @@ impl NewOrder {
     }
 
     /// A digest of the canonical body (128 bits of SHA-256), for Idempotency-Key comparison.
-    pub fn body_hash(&self) -> [u8; 16] {
+    /// The hash an `Idempotency-Key` remembers: of the caller's scope (staff user, verified
+    /// phone or table) and the canonical body, so a key replayed by someone else never matches.
+    pub fn body_hash(&self, scope: &str) -> [u8; 16] {
         // Serializing our own struct cannot fail.
         let bytes = serde_json::to_vec(self).unwrap_or_default();
-        let full: [u8; 32] = Sha256::digest(bytes).into();
+        let full: [u8; 32] = Sha256::new()
+            .chain_update(scope.as_bytes())
+            .chain_update([0u8])
+            .chain_update(bytes)
+            .finalize()
+            .into();
         let mut out = [0u8; 16];
         out.copy_from_slice(&full[..16]);
         out
@@ -397,17 +404,19 @@ fn short_of_stock(item_id: &str, level: u32, requested: i64) -> AppError {
 }
 
 /// Places an order inside the batch: checks everything, then writes the order, its indexes,
-/// the stock, the number counter, the idempotency record and the events.
+/// the stock, the number counter, the idempotency record and the events. `idem` is the
+/// `Idempotency-Key` and the caller's scope it belongs to.
 pub fn place(
     tx: &mut Tx<'_>,
     rules: &Rules,
     req: &NewOrder,
     actor: &Actor,
-    idem_key: Option<&str>,
+    idem: Option<(&str, &str)>,
 ) -> TxResult<Placed> {
     let now = tx.now_ms();
     // --- check ---
-    let body_hash = idem_key.map(|_| req.body_hash());
+    let idem_key = idem.map(|(key, _)| key);
+    let body_hash = idem.map(|(_, scope)| req.body_hash(scope));
     if let (Some(key), Some(hash)) = (idem_key, body_hash)
         && let Some(v) = tx.idempotency.get(key)?
     {
@@ -415,10 +424,12 @@ pub fn place(
             let rec: IdemRecord = codec::decode(v.value())?;
             if rec.expires_at > now {
                 if rec.body_hash != hash {
+                    // Another body, or another caller: the same answer either way, which says
+                    // nothing about the order the key made.
                     return Err(AppError::new(
-                        ErrorKind::Unprocessable,
+                        ErrorKind::Conflict,
                         "idempotency_key_reused",
-                        "this Idempotency-Key was used with a different body; use a new key",
+                        "this Idempotency-Key is already in use; send a new key",
                     )
                     .into());
                 }
