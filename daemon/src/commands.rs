@@ -129,7 +129,7 @@ fn backup(arg: &ConfigArg, file: &Path) -> anyhow::Result<()> {
         let bytes = answer["bytes"].as_u64().context("no size in the answer")?;
         progress.set_total(bytes);
         let mut out =
-            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+            crate::files::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         let mut buf = vec![0u8; 256 * 1024];
         let mut copied = 0u64;
         while copied < bytes {
@@ -183,7 +183,7 @@ fn export(
     let settings = load_settings(arg, None)?;
     let mut sink: Box<dyn std::io::Write> = match out {
         Some(p) => {
-            Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)
+            Box::new(crate::files::create(p).with_context(|| format!("creating {}", p.display()))?)
         }
         None => Box::new(std::io::stdout().lock()),
     };
@@ -237,14 +237,14 @@ impl<W: std::io::Write> std::io::Write for Counted<'_, W> {
 fn restore(arg: &ConfigArg, file: &Path) -> anyhow::Result<()> {
     let settings = load_settings(arg, None)?;
     let data_dir = settings.data_dir().to_path_buf();
-    std::fs::create_dir_all(&data_dir)?;
+    crate::files::private_dir(&data_dir)?;
     // Fails if the daemon holds the store; replays any log first.
     drop(Store::open(&data_dir, settings.raw.store.cache_size_bytes)?);
     let staging = tempfile_dir(&data_dir)?;
     let mut src =
         std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?;
     let mut progress = Progress::new("restore", Some(src.metadata()?.len()), true);
-    let mut dst = std::fs::File::create(staging.join(Store::FILE))?;
+    let mut dst = crate::files::create(&staging.join(Store::FILE))?;
     crate::progress::copy(&mut src, &mut dst, &mut progress)
         .with_context(|| format!("copying {}", file.display()))?;
     dst.sync_all()?;
@@ -268,7 +268,7 @@ fn restore(arg: &ConfigArg, file: &Path) -> anyhow::Result<()> {
 /// A fresh staging directory inside `dir` (same filesystem, so the final rename is atomic).
 fn tempfile_dir(dir: &Path) -> anyhow::Result<std::path::PathBuf> {
     let p = dir.join(format!("restore-{}", random_hex(4)));
-    std::fs::create_dir(&p)?;
+    crate::files::private_dir(&p)?;
     Ok(p)
 }
 
@@ -399,14 +399,6 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
             &mqtt,
             running.initial_password_file.as_deref(),
             running.state.settings.data_dir(),
-            running
-                .state
-                .store
-                .read()
-                .ok()
-                .and_then(|rtx| crate::domain::tables::list(&rtx).ok())
-                .and_then(|t| t.into_iter().next())
-                .map(|t| (t.label, t.qr_token)),
         );
         // Store, writer and HTTP listener are up: tell systemd.
         let status = crate::systemd::status_line(&running.state);
@@ -424,7 +416,6 @@ fn print_welcome(
     mqtt: &[(crate::mqtt::broker::Transport, std::net::SocketAddr)],
     password_file: Option<&Path>,
     data_dir: &Path,
-    first_table: Option<(String, String)>,
 ) {
     let host = if addr.ip().is_unspecified() {
         format!("127.0.0.1:{}", addr.port())
@@ -435,9 +426,9 @@ fn print_welcome(
     println!(
         "  Kitchen:  http://{host}/kitchen   Orders: http://{host}/staff   Admin: http://{host}/admin"
     );
-    if let Some((label, token)) = first_table {
-        println!("  Table {label}: http://{host}/t/{token}  (all QR codes: Admin → Tables)");
-    }
+    // A table's QR token is a credential for ordering at it: the banner (and so the journal)
+    // names where the codes are, not a code.
+    println!("  QR codes: http://{host}/admin  (Tables → Show QR sheet, to print)");
     println!("  API:      http://{host}/api/v1/");
     println!("  Menu:     http://{host}/api/v1/menu?lang=en");
     println!("  OpenAPI:  http://{host}/api/v1/openapi.json");
@@ -503,7 +494,7 @@ fn read_password(from_stdin: bool) -> anyhow::Result<(String, bool)> {
 fn offline_store(config: &ConfigArg) -> anyhow::Result<(Settings, Store)> {
     let settings = load_settings(config, None)?;
     let data_dir = settings.data_dir().to_path_buf();
-    std::fs::create_dir_all(&data_dir)?;
+    crate::files::private_dir(&data_dir)?;
     let store = Store::open(&data_dir, settings.raw.store.cache_size_bytes)?;
     Ok((settings, store))
 }

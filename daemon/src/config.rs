@@ -383,6 +383,9 @@ pub struct HttpConfig {
     pub max_connections_per_address: u32,
     /// Open connections over all addresses but the box's own (127.0.0.1, ::1).
     pub max_connections: u32,
+    /// A bearer token for `/metrics` (the day's business is in it). Unset: `/metrics` answers
+    /// only the box's own address (127.0.0.1, ::1), e.g. a local Prometheus agent.
+    pub metrics_token: orderd_plugins::messaging::Secret,
 }
 
 impl Default for HttpConfig {
@@ -399,6 +402,7 @@ impl Default for HttpConfig {
             header_read_timeout_secs: 10,
             max_connections_per_address: 64,
             max_connections: 4096,
+            metrics_token: orderd_plugins::messaging::Secret::default(),
         }
     }
 }
@@ -896,6 +900,14 @@ impl RawConfig {
         }
         if !(1..=1_000_000).contains(&http.max_connections) {
             bad("http.max_connections", "must be 1-1000000".into());
+        }
+        match http.metrics_token.load() {
+            Ok(Some(t)) if t.len() < 16 => bad(
+                "http.metrics_token",
+                "at least 16 characters (e.g. `openssl rand -hex 16`)".into(),
+            ),
+            Ok(_) => {}
+            Err(e) => bad("http.metrics_token", e),
         }
         if !(1..=100_000).contains(&http.max_menu_streams) {
             bad("http.max_menu_streams", "must be 1-100000".into());

@@ -109,7 +109,7 @@ async fn handle(stream: UnixStream, state: &AppStateRef) -> std::io::Result<()> 
             let dest = tmp.clone();
             let made =
                 tokio::task::spawn_blocking(move || -> Result<u64, crate::store::StoreError> {
-                    let file = std::fs::File::create(&dest)
+                    let file = crate::files::create(&dest)
                         .map_err(|e| crate::store::StoreError::Redb(e.into()))?;
                     crate::domain::export::write_csv(
                         &store.read()?,

@@ -16,6 +16,7 @@ pub mod demo;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod files;
 pub mod hub;
 pub mod messaging;
 pub mod metrics;

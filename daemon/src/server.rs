@@ -77,7 +77,7 @@ pub async fn start(
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Running> {
     let data_dir = settings.data_dir().to_path_buf();
-    std::fs::create_dir_all(&data_dir)
+    crate::files::private_dir(&data_dir)
         .with_context(|| format!("creating data directory {}", data_dir.display()))?;
     tracing::info!(data_dir = %data_dir.display(), "data directory ready");
 
@@ -153,6 +153,12 @@ pub async fn start(
     storage.check(store.file_bytes());
     let (stop, shutdown) = Shutdown::new();
     let upload_budget = settings.raw.upload.backlog_budget_bytes;
+    let metrics_token = settings
+        .raw
+        .http
+        .metrics_token
+        .load()
+        .map_err(|e| anyhow::anyhow!("http.metrics_token: {e}"))?;
     let otp_cfg = &settings.raw.otp;
     let otp_verifies = Throttle::new(
         otp_cfg.max_verifies_per_client,
@@ -181,6 +187,7 @@ pub async fn start(
         otp_key,
         otp_clients,
         otp_verifies,
+        metrics_token,
         otp_budget,
         messaging: Arc::new(crate::messaging::Messaging::default()),
         upload: Arc::new(crate::upload::UploadState::new(upload_budget)),

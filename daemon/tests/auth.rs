@@ -441,3 +441,63 @@ async fn strangers_cannot_lock_out_the_owner() {
     s.login("admin", pw.trim()).await;
     s.stop().await;
 }
+
+/// `/metrics` shows the day's business: without a token it answers only the box's own address;
+/// with one, only a request carrying it. The store's files are the daemon's alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_store_files_are_private() {
+    let from = |n: u8| {
+        reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from([127, 0, 0, n]))
+            .build()
+            .unwrap()
+    };
+    let s = TestServer::start().await;
+    let url = s.url("/metrics");
+    assert_eq!(
+        from(1).get(&url).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    let r = from(9).get(&url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(error_code(&v), "metrics_local_only");
+    for f in [
+        "orderd.redb",
+        "orderd.wal",
+        "otp-key",
+        "initial-admin-password",
+    ] {
+        let mode = std::fs::metadata(s.dir.path().join(f))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{f} is {mode:o}");
+    }
+    let dir = s.stop().await;
+
+    let s = TestServer::start_in(dir, |c| {
+        c.http.metrics_token.value = "a-metrics-token-for-prometheus".into();
+    })
+    .await;
+    let url = s.url("/metrics");
+    assert_eq!(
+        from(1).get(&url).send().await.unwrap().status(),
+        StatusCode::UNAUTHORIZED,
+        "with a token even the box itself shows it"
+    );
+    let ok = from(9)
+        .get(&url)
+        .bearer_auth("a-metrics-token-for-prometheus")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert!(
+        ok.text()
+            .await
+            .unwrap()
+            .contains("orderd_orders_created_total")
+    );
+    s.stop().await;
+}

@@ -76,6 +76,8 @@ pub struct AppState {
     pub otp_key: [u8; 32],
     /// OTP requests per client address.
     pub otp_clients: Throttle,
+    /// The `/metrics` bearer token, if one is configured.
+    pub metrics_token: Option<String>,
     /// Code checks per client address.
     pub otp_verifies: Throttle,
     /// Codes sent per window in all and per number prefix.

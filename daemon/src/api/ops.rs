@@ -76,8 +76,34 @@ pub async fn status(State(state): State<AppStateRef>, _staff: Staff) -> Json<Val
     Json(status_view(&state))
 }
 
-/// `GET /metrics` (Prometheus text format).
-pub async fn metrics(State(state): State<AppStateRef>) -> impl IntoResponse {
+/// `GET /metrics` (Prometheus text format): with the configured bearer token, or from the box's
+/// own address when none is configured (the day's business is in it).
+pub async fn metrics(
+    State(state): State<AppStateRef>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: axum::http::HeaderMap,
+) -> Result<impl IntoResponse, AppError> {
+    let allowed = match &state.metrics_token {
+        Some(token) => headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|given| {
+                subtle::ConstantTimeEq::ct_eq(given.as_bytes(), token.as_bytes()).into()
+            }),
+        None => super::serve::is_own(peer.ip()),
+    };
+    if !allowed {
+        return Err(if state.metrics_token.is_some() {
+            AppError::unauthorized()
+        } else {
+            AppError::new(
+                crate::error::ErrorKind::Forbidden,
+                "metrics_local_only",
+                "/metrics answers only the box itself; set [http.metrics_token] to read it from elsewhere",
+            )
+        });
+    }
     let m = &state.metrics;
     m.store_bytes.set(state.store.file_bytes() as i64);
     m.event_seq.set(state.events.last_seq() as i64);
@@ -98,11 +124,11 @@ pub async fn metrics(State(state): State<AppStateRef>) -> impl IntoResponse {
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
     }
-    (
+    Ok((
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         m.render(),
-    )
+    ))
 }

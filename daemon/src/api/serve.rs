@@ -70,8 +70,9 @@ impl Places {
     }
 }
 
-/// The box's own address: not capped.
-fn is_own(addr: IpAddr) -> bool {
+/// The box's own address (127.0.0.1, ::1): not capped, and the one that may read `/metrics`
+/// without a token.
+pub fn is_own(addr: IpAddr) -> bool {
     match addr {
         IpAddr::V4(a) => a == std::net::Ipv4Addr::LOCALHOST,
         IpAddr::V6(a) => {

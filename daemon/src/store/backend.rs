@@ -86,7 +86,7 @@ impl Reserve {
         }
         let tmp = self.path.with_extension("reserve.tmp");
         let written = (|| {
-            let mut f = File::create(&tmp)?;
+            let mut f = crate::files::create(&tmp)?;
             let zeros = vec![0u8; CHUNK];
             let mut left = self.bytes;
             while left > 0 {

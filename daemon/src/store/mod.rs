@@ -130,13 +130,7 @@ impl Store {
             }
         }
         let path = data_dir.join(Self::FILE);
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| StoreError::Redb(e.into()))?;
+        let file = crate::files::open_rw(&path).map_err(|e| StoreError::Redb(e.into()))?;
         let db = backend::PreallocBackend::new(file, reserve.clone())
             .and_then(|b| {
                 redb::Builder::new()

@@ -15,7 +15,7 @@
 //! after each checkpoint. Reading stops at the first record that is torn, corrupt or out of
 //! sequence; records older than the checkpoint are skipped by seq.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt as _;
 use std::path::Path;
@@ -41,12 +41,7 @@ impl Wal {
     /// Opens (or creates) the log and returns it with every intact record whose seq is greater
     /// than `after`, in order, with no gap. The log is then positioned at its start.
     pub fn recover(path: &Path, after: u64) -> io::Result<(Self, Vec<Record>)> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
+        let file = crate::files::open_rw(path)?;
         let len = file.metadata()?.len();
         let mut records = Vec::new();
         let mut expected = after + 1;
@@ -156,7 +151,7 @@ mod tests {
         let (_, got) = Wal::recover(&path, 2).unwrap();
         assert_eq!(got, vec![(3, b"batch 3".to_vec())]);
         // A flipped byte in record 2 ends the log there.
-        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         let second = (HEADER + 7) as u64;
         f.write_all_at(b"X", second + HEADER as u64 + 2).unwrap();
         let (_, got) = Wal::recover(&path, 0).unwrap();

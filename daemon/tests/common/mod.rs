@@ -284,7 +284,7 @@ impl TestServer {
     }
 
     /// GETs `path` until `done` holds for the answer (for state a worker records just after
-    /// the fact a test observed); returns the last answer, failing after about 2 s.
+    /// the fact a test observed); returns the last answer, failing after 10 s.
     pub async fn wait_get(&self, path: &str, token: &str, done: impl Fn(&Value) -> bool) -> Value {
         let mut last = Value::Null;
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
