@@ -90,7 +90,7 @@ fn check_config(arg: &ConfigArg) -> ExitCode {
         Ok(s) => {
             let m = &s.raw.mqtt;
             if (!m.tls_listen.is_empty() || !m.wss_listen.is_empty())
-                && let Err(e) = crate::mqtt::broker::tls_acceptor(&m.tls_cert_file, &m.tls_key_file)
+                && let Err(e) = crate::tls::load(&m.tls_cert_file, &m.tls_key_file)
             {
                 eprintln!("mqtt.tls_cert_file / mqtt.tls_key_file: {e:#}");
                 return ExitCode::from(2);
@@ -399,6 +399,7 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
             &mqtt,
             running.initial_password_file.as_deref(),
             running.state.settings.data_dir(),
+            running.state.https.get(),
         );
         // Store, writer and HTTP listener are up: tell systemd.
         let status = crate::systemd::status_line(&running.state);
@@ -416,6 +417,7 @@ fn print_welcome(
     mqtt: &[(crate::mqtt::broker::Transport, std::net::SocketAddr)],
     password_file: Option<&Path>,
     data_dir: &Path,
+    https: Option<&crate::api::Https>,
 ) {
     let host = if addr.ip().is_unspecified() {
         format!("127.0.0.1:{}", addr.port())
@@ -429,6 +431,17 @@ fn print_welcome(
     // A table's QR token is a credential for ordering at it: the banner (and so the journal)
     // names where the codes are, not a code.
     println!("  QR codes: http://{host}/admin  (Tables → Show QR sheet, to print)");
+    if let Some(h) = https {
+        let shost = if h.addr.ip().is_unspecified() {
+            format!("127.0.0.1:{}", h.addr.port())
+        } else {
+            h.addr.to_string()
+        };
+        println!(
+            "  HTTPS:    https://{shost}/  certificate SHA-256 {}",
+            h.fingerprint
+        );
+    }
     println!("  API:      http://{host}/api/v1/");
     println!("  Menu:     http://{host}/api/v1/menu?lang=en");
     println!("  OpenAPI:  http://{host}/api/v1/openapi.json");

@@ -386,6 +386,24 @@ pub struct HttpConfig {
     /// A bearer token for `/metrics` (the day's business is in it). Unset: `/metrics` answers
     /// only the box's own address (127.0.0.1, ::1), e.g. a local Prometheus agent.
     pub metrics_token: orderd_plugins::messaging::Secret,
+    /// HTTPS for the LAN, beside plain HTTP.
+    pub tls: HttpTlsConfig,
+}
+
+/// `[http.tls]`: HTTPS for the LAN (rustls), serving the same pages and API as plain HTTP.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HttpTlsConfig {
+    /// Address of the HTTPS listener, e.g. `0.0.0.0:8443`; empty: no HTTPS.
+    pub listen: String,
+    /// PEM certificate chain; with `key_file`. Both empty: a self-signed certificate is made at
+    /// first start in the data directory, and its fingerprint printed and shown in Admin.
+    pub cert_file: PathBuf,
+    /// PEM private key of `cert_file`.
+    pub key_file: PathBuf,
+    /// Names and addresses the self-signed certificate is made for (the box's local name and
+    /// LAN address, e.g. `orderd.local`, `192.168.1.10`); `localhost` is always added.
+    pub names: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -403,6 +421,7 @@ impl Default for HttpConfig {
             max_connections_per_address: 64,
             max_connections: 4096,
             metrics_token: orderd_plugins::messaging::Secret::default(),
+            tls: HttpTlsConfig::default(),
         }
     }
 }
@@ -687,6 +706,8 @@ pub struct Settings {
     pub time_zone: TimeZone,
     /// Parsed MQTT listen address (embedded broker).
     pub mqtt_listen: SocketAddr,
+    /// Parsed HTTPS listen address, when HTTPS is on.
+    pub https_listen: Option<SocketAddr>,
 }
 
 impl Settings {
@@ -900,6 +921,28 @@ impl RawConfig {
         }
         if !(1..=1_000_000).contains(&http.max_connections) {
             bad("http.max_connections", "must be 1-1000000".into());
+        }
+        let tls = &http.tls;
+        if !tls.listen.is_empty() && tls.listen.parse::<SocketAddr>().is_err() {
+            bad(
+                "http.tls.listen",
+                format!(
+                    "{:?} must be empty or an address with port, such as 0.0.0.0:8443",
+                    tls.listen
+                ),
+            );
+        }
+        if tls.cert_file.as_os_str().is_empty() != tls.key_file.as_os_str().is_empty() {
+            bad(
+                "http.tls.cert_file",
+                "set both cert_file and key_file, or neither (a self-signed certificate)".into(),
+            );
+        }
+        if tls.names.len() > 32 || tls.names.iter().any(|n| n.is_empty() || n.len() > 253) {
+            bad(
+                "http.tls.names",
+                "at most 32 names of 1-253 characters".into(),
+            );
         }
         match http.metrics_token.load() {
             Ok(Some(t)) if t.len() < 16 => bad(
@@ -1247,6 +1290,7 @@ impl RawConfig {
         }
         match (problems.is_empty(), http_listen, time_zone, mqtt_listen) {
             (true, Some(http_listen), Some(time_zone), Some(mqtt_listen)) => Ok(Settings {
+                https_listen: self.http.tls.listen.parse().ok(),
                 raw: self,
                 http_listen,
                 time_zone,

@@ -28,6 +28,7 @@ pub mod storage;
 pub mod store;
 pub mod systemd;
 pub mod throttle;
+pub mod tls;
 pub mod upload;
 pub mod web;
 pub mod workers;

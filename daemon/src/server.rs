@@ -182,6 +182,7 @@ pub async fn start(
         clock,
         storage,
         ready: AtomicBool::new(false),
+        https: std::sync::OnceLock::new(),
         accepting: Arc::new(AtomicBool::new(true)),
         kitchen: Arc::new(crate::hub::Kitchen::default()),
         otp_key,
@@ -304,10 +305,42 @@ pub async fn start(
         per_address: http_cfg.max_connections_per_address as usize,
         total: http_cfg.max_connections as usize,
     };
+    if let Some(https) = state.settings.https_listen {
+        let tls_cfg = &http_cfg.tls;
+        let tls = if tls_cfg.cert_file.as_os_str().is_empty() {
+            let mut names = tls_cfg.names.clone();
+            names.push("localhost".into());
+            let (cert, key) = crate::tls::self_signed(&data_dir, &names)?;
+            crate::tls::load(&cert, &key)?
+        } else {
+            crate::tls::load(&tls_cfg.cert_file, &tls_cfg.key_file)?
+        };
+        let socket = TcpListener::bind(https)
+            .await
+            .with_context(|| format!("binding HTTPS on {https}"))?;
+        let bound = socket.local_addr()?;
+        tracing::info!(addr = %bound, fingerprint = %tls.fingerprint, "HTTPS listening");
+        let _ = state.https.set(api::Https {
+            addr: bound,
+            fingerprint: tls.fingerprint.clone(),
+        });
+        workers.push(spawn_task(
+            "https",
+            api::serve::serve(
+                socket,
+                Some(tls.acceptor),
+                app.clone(),
+                limits,
+                Arc::clone(&state.accepting),
+                shutdown.clone(),
+            ),
+        ));
+    }
     let http = spawn_task(
         "http",
         api::serve::serve(
             listener,
+            None,
             app,
             limits,
             Arc::clone(&state.accepting),
@@ -385,10 +418,7 @@ async fn start_mqtt(
     let tls = if m.tls_listen.is_empty() && m.wss_listen.is_empty() {
         None
     } else {
-        Some(crate::mqtt::broker::tls_acceptor(
-            &m.tls_cert_file,
-            &m.tls_key_file,
-        )?)
+        Some(crate::tls::load(&m.tls_cert_file, &m.tls_key_file)?.acceptor)
     };
     let (broker, tasks) = crate::mqtt::broker::start(
         listeners,

@@ -10,6 +10,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use common::TestServer;
 use futures_util::{SinkExt as _, StreamExt as _};
+use reqwest::StatusCode;
 use rumqttd::protocol::v4::V4;
 use rumqttd::protocol::{
     ConnAck, Connect, ConnectReturnCode, Filter, Login, Packet, Protocol as _, QoS, Subscribe,
@@ -424,6 +425,88 @@ async fn an_mqtt5_client_is_told_the_protocol_version_is_refused() {
         answer,
         [0x20, 2, 0, 1],
         "CONNACK 1: unacceptable protocol version"
+    );
+    s.stop().await;
+}
+
+/// One GET over TLS, trusting only `root`; the status and body.
+async fn https_get(
+    addr: std::net::SocketAddr,
+    root: rustls::pki_types::CertificateDer<'static>,
+    name: &str,
+    path: &str,
+) -> (u16, String) {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(root).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let server_name = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(server_name, tcp)
+        .await
+        .expect("the box's certificate is valid for its name");
+    tls.write_all(
+        format!("GET {path} HTTP/1.1\r\nhost: {name}\r\nconnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    tls.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+/// HTTPS for the LAN: a self-signed certificate made at first start for the box's names,
+/// kept across restarts, its fingerprint in the status; the API and the guest page answer
+/// over it as over plain HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_with_a_self_signed_certificate_serves_the_guest_page() {
+    use rustls::pki_types::pem::PemObject as _;
+    let s = TestServer::start_with(|c| {
+        c.http.tls.listen = "127.0.0.1:0".into();
+        c.http.tls.names = vec!["orderd.local".into(), "127.0.0.1".into()];
+    })
+    .await;
+    let https = s.state().https.get().expect("HTTPS is on").clone();
+    let pem = s.dir.path().join("tls-cert.pem");
+    let der = rustls::pki_types::CertificateDer::from_pem_file(&pem).unwrap();
+    let (st, status) = s.send("GET", "/api/v1/status", Some(&s.admin), None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(status["https"]["fingerprint"], https.fingerprint);
+    assert_eq!(https.fingerprint, orderd::tls::fingerprint(&der));
+    let (code, body) = https_get(https.addr, der.clone(), "orderd.local", "/api/v1/menu").await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("espresso"));
+    let table = s.table_token().await;
+    let (code, page) =
+        https_get(https.addr, der.clone(), "127.0.0.1", &format!("/t/{table}")).await;
+    assert_eq!(code, 200, "{page}");
+    assert!(
+        !page.contains("http://"),
+        "no plain-HTTP link on the HTTPS page"
+    );
+    // Kept across a restart: browsers that trusted it keep trusting it.
+    let dir = s.stop().await;
+    let s = TestServer::start_in(dir, |c| {
+        c.http.tls.listen = "127.0.0.1:0".into();
+        c.http.tls.names = vec!["orderd.local".into()];
+    })
+    .await;
+    assert_eq!(
+        s.state().https.get().unwrap().fingerprint,
+        https.fingerprint,
+        "the same certificate after a restart"
     );
     s.stop().await;
 }

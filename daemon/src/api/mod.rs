@@ -41,6 +41,16 @@ use crate::metrics::{Metrics, RouteLabels};
 use crate::store::Store;
 use crate::store::writer::{Shared, Writer};
 
+/// The HTTPS listener: where it is and the certificate's fingerprint (shown in Admin, so staff
+/// can tell a browser's certificate question is about this box).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Https {
+    /// The bound address.
+    pub addr: std::net::SocketAddr,
+    /// SHA-256 of the certificate.
+    pub fingerprint: String,
+}
+
 /// Everything a handler may use.
 pub struct AppState {
     /// Checked settings.
@@ -67,6 +77,8 @@ pub struct AppState {
     pub storage: Arc<crate::storage::Storage>,
     /// Set once start-up has finished; cleared when shutdown begins.
     pub ready: AtomicBool,
+    /// The HTTPS listener, when `[http.tls]` is on.
+    pub https: std::sync::OnceLock<Https>,
     /// False while the HTTP listener cannot accept connections (out of file descriptors):
     /// `/readyz` and the watchdog say so.
     pub accepting: Arc<AtomicBool>,

@@ -62,6 +62,7 @@ pub fn status_view(state: &AppStateRef) -> Value {
         "upload": state.upload.status(&state.events),
         "clock_unset": clock.unset,
         "clock": clock,
+        "https": state.https.get(),
         "live_streams": state.live.open(),
         "live_streams_by_class": {
             "staff": state.live.open_by_class().0,

@@ -97,10 +97,11 @@ impl Drop for Place {
     }
 }
 
-/// Serves `app` on `listener` until shutdown; `accepting` is false while accepting fails
-/// (out of file descriptors), for `/readyz` and the watchdog.
+/// Serves `app` on `listener` (over TLS with `tls`) until shutdown; `accepting` is false while
+/// accepting fails (out of file descriptors), for `/readyz` and the watchdog.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     app: Router,
     limits: Limits,
     accepting: Arc<AtomicBool>,
@@ -142,47 +143,66 @@ pub async fn serve(
         refused_logged = false;
         let _ = stream.set_nodelay(true);
         let app = app.clone();
-        let mut conn_shutdown = shutdown.clone();
+        let conn_shutdown = shutdown.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _place = place;
-            let svc = hyper::service::service_fn(
-                move |mut req: hyper::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-                    let mut app = app.clone();
-                    async move {
-                        // A bug that panics in one request answers that request only.
-                        let call = std::panic::AssertUnwindSafe(tower_service::Service::call(
-                            &mut app, req,
-                        ));
-                        futures_util::FutureExt::catch_unwind(call)
-                            .await
-                            .unwrap_or_else(|_| {
-                                tracing::error!(%peer, "a request handler panicked; answered 500");
-                                Ok(axum::response::IntoResponse::into_response(
-                                    crate::error::AppError::internal(),
-                                ))
-                            })
+            match tls {
+                None => serve_conn(stream, peer, app, limits, conn_shutdown).await,
+                Some(acceptor) => {
+                    // The handshake is bounded like a request head.
+                    let hs =
+                        tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream));
+                    match hs.await {
+                        Ok(Ok(tls_stream)) => {
+                            serve_conn(tls_stream, peer, app, limits, conn_shutdown).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
-                },
-            );
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_read_timeout)
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => {
-                    if let Err(e) = r {
-                        tracing::debug!(%peer, error = %e, "HTTP connection ended");
-                    }
-                }
-                () = conn_shutdown.wait() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
                 }
             }
         });
+    }
+}
+
+/// Serves one connection until it ends or shutdown (then gracefully, for up to 5 s).
+async fn serve_conn<I>(io: I, peer: SocketAddr, app: Router, limits: Limits, mut shutdown: Shutdown)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+        let mut app = app.clone();
+        async move {
+            // A bug that panics in one request answers that request only.
+            let call = std::panic::AssertUnwindSafe(tower_service::Service::call(&mut app, req));
+            futures_util::FutureExt::catch_unwind(call)
+                .await
+                .unwrap_or_else(|_| {
+                    tracing::error!(%peer, "a request handler panicked; answered 500");
+                    Ok(axum::response::IntoResponse::into_response(
+                        crate::error::AppError::internal(),
+                    ))
+                })
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(%peer, error = %e, "HTTP connection ended");
+            }
+        }
+        () = shutdown.wait() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+        }
     }
 }
 

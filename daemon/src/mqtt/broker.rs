@@ -122,33 +122,6 @@ pub struct Listener {
     pub socket: TcpListener,
 }
 
-/// Loads a PEM certificate chain and private key into a TLS acceptor for the broker.
-pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<TlsAcceptor> {
-    use anyhow::Context as _;
-    use tokio_rustls::rustls;
-    use tokio_rustls::rustls::pki_types::pem::PemObject as _;
-    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let chain = CertificateDer::pem_file_iter(cert)
-        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
-        .with_context(|| format!("reading the TLS certificate chain {}", cert.display()))?;
-    anyhow::ensure!(
-        !chain.is_empty(),
-        "no certificate in {} (PEM expected)",
-        cert.display()
-    );
-    let key = PrivateKeyDer::from_pem_file(key)
-        .with_context(|| format!("reading the TLS private key {}", key.display()))?;
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .context("TLS protocol versions")?
-    .with_no_client_auth()
-    .with_single_cert(chain, key)
-    .context("the TLS key does not match the certificate, or is not supported")?;
-    Ok(TlsAcceptor::from(Arc::new(config)))
-}
-
 /// The running embedded broker.
 pub struct Broker {
     addr: SocketAddr,
