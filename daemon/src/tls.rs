@@ -89,6 +89,7 @@ pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
 
     #[test]
     fn a_self_signed_certificate_is_made_once_and_loads() {
@@ -100,7 +101,6 @@ mod tests {
         assert_eq!(tls.fingerprint.len(), 32 * 3 - 1);
         let (cert2, _) = self_signed(dir.path(), &names).unwrap();
         assert_eq!(std::fs::read(cert2).unwrap(), first, "kept, not remade");
-        use std::os::unix::fs::PermissionsExt as _;
         let mode = std::fs::metadata(&key).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0);
     }
