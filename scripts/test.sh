@@ -67,6 +67,14 @@ echo "systemd: orderd.service and orderd-collector.service verified"
   ORDERD_BIN="$PWD/../../target/debug/orderd" CHROMIUM=/usr/bin/chromium npm test
 )
 
+# schemathesis (PyPI, 4.x) over docs/openapi.json against the test build: every check, without
+# and with a staff token, 90 s each (scripts/schemathesis.sh). Installed for this user if
+# missing; no browser or service involved.
+if ! python3 -m schemathesis.cli --version 2>/dev/null | grep -q 'version 4\.'; then
+  python3 -m pip install -q --disable-pip-version-check "schemathesis>=4,<5"
+fi
+ORDERD_BIN="$PWD/target/debug/orderd" scripts/schemathesis.sh
+
 # The full-disk tests mount a small tmpfs, which needs root (as the package installs above do);
 # plain `cargo test` lists them as ignored.
 cargo test -p orderd --locked -q --test disk_full -- --ignored

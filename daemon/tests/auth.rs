@@ -280,11 +280,11 @@ async fn customers_order_with_a_table_token_only() {
     assert_eq!(st, StatusCode::CREATED, "{v}");
     assert_eq!(v["source"], "customer");
     assert_eq!(v["table_id"], t1["id"]);
-    // A customer cannot order takeaway or use a made-up token.
+    // A customer cannot order takeaway (not this caller's to do) or use a made-up token.
     let (st, _) = s
         .send("POST", "/api/v1/orders", None, Some(json!({"type": "takeaway", "table_token": token, "items": [{"item_id": "espresso", "quantity": 1}]})))
         .await;
-    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(st, StatusCode::FORBIDDEN);
     let (st, v) = s
         .send("POST", "/api/v1/orders", None, Some(json!({"type": "dine_in", "table_token": "0".repeat(32), "items": [{"item_id": "espresso", "quantity": 1}]})))
         .await;

@@ -330,10 +330,7 @@ async fn idempotency_keys_are_forgotten_after_their_lifetime() {
     s.clock.advance_ms(3_000_000);
     assert_eq!(s.sweep().await.expired, 0);
     assert_eq!(post(a.clone(), "k1").await.1["id"], first["id"]);
-    assert_eq!(
-        post(b.clone(), "k1").await.0,
-        StatusCode::UNPROCESSABLE_ENTITY
-    );
+    assert_eq!(post(b.clone(), "k1").await.0, StatusCode::CONFLICT);
     // After it, the sweep forgets both keys and k1 is free for a new order.
     s.clock.advance_ms(700_000);
     assert_eq!(s.sweep().await.expired, 2);

@@ -810,14 +810,8 @@ async fn line_changes_reach_the_stations_they_touch_as_deltas() {
     // Refusals: a line that does not exist, removing everything, a bad quantity, an empty
     // change, more than the stock, and any change once the order is ready.
     for (body, code) in [
-        (
-            json!({"set": [{"line": 7, "quantity": 1}]}),
-            "validation_failed",
-        ),
-        (
-            json!({"set": [{"line": 0, "quantity": 0}]}),
-            "validation_failed",
-        ),
+        (json!({"set": [{"line": 7, "quantity": 1}]}), "no_such_line"),
+        (json!({"set": [{"line": 0, "quantity": 0}]}), "last_line"),
         (
             json!({"set": [{"line": 0, "quantity": -1}]}),
             "validation_failed",

@@ -185,13 +185,13 @@ async fn codes_lock_expire_and_are_rate_limited() {
     let wrong = if code == "000000" { "111111" } else { "000000" };
     for _ in 0..5 {
         let (st, v) = s.check_code(PHONE, wrong).await;
-        assert_eq!(st, StatusCode::BAD_REQUEST);
+        assert_eq!(st, StatusCode::UNAUTHORIZED);
         assert_eq!(common::error_code(&v), "invalid_code");
     }
     let (st, _) = s.check_code(PHONE, &code).await;
     assert_eq!(
         st,
-        StatusCode::BAD_REQUEST,
+        StatusCode::UNAUTHORIZED,
         "five wrong codes lock the code"
     );
 
@@ -201,12 +201,12 @@ async fn codes_lock_expire_and_are_rate_limited() {
     let code = code_of(&wait_seen(&fake, 2, Duration::from_secs(5)).await[1].body);
     s.clock.advance_ms(301_000);
     let (st, _) = s.check_code(PHONE, &code).await;
-    assert_eq!(st, StatusCode::BAD_REQUEST, "expired");
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "expired");
     // Unknown phones get the same answer.
     let (st, v) = s.check_code("+355600000001", "123456").await;
     assert_eq!(
         (st, common::error_code(&v)),
-        (StatusCode::BAD_REQUEST, "invalid_code")
+        (StatusCode::UNAUTHORIZED, "invalid_code")
     );
 
     // Third send in the window is fine, the fourth is 429 with a wait.

@@ -57,8 +57,9 @@ pub async fn request(
     let channel = Channel::parse(&req.channel)
         .ok_or_else(|| AppError::invalid("channel", "must be whatsapp or telegram"))?;
     if !channel_enabled(&state, channel) {
+        // How this box is set up, not a malformed request.
         return Err(AppError::new(
-            ErrorKind::Unprocessable,
+            ErrorKind::Conflict,
             "channel_unavailable",
             format!(
                 "this restaurant does not send codes by {}",
@@ -77,7 +78,11 @@ pub async fn request(
             ));
         }
     };
-    if req.table_token.as_ref().is_some_and(|t| t.len() > 128) {
+    if req
+        .table_token
+        .as_ref()
+        .is_some_and(|t| t.chars().count() > 128)
+    {
         return Err(AppError::invalid("table_token", "too long"));
     }
     let now = state.now_ms();
@@ -258,8 +263,9 @@ pub async fn verify(
             "table_id": ct.table_id,
             "expires_at": rfc3339(ct.expires_at),
         }))),
+        // The code is a credential: a wrong, expired or used one is 401.
         Verified::Refused => Err(AppError::new(
-            ErrorKind::BadRequest,
+            ErrorKind::Unauthorized,
             "invalid_code",
             "the code is wrong, expired or used up; request a new one",
         )),

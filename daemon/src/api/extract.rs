@@ -41,9 +41,56 @@ impl<T: DeserializeOwned> FromRequest<AppStateRef> for Body<T> {
                     )
                 }
             })?;
-        serde_json::from_slice(&bytes)
-            .map(Body)
-            .map_err(|e| json_error(&e))
+        // Every body is a JSON object; serde would also read a struct from an array.
+        let object = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+        match serde_json::from_slice(&bytes) {
+            Ok(_) if !object => Err(AppError::new(
+                ErrorKind::Unprocessable,
+                "invalid_body",
+                "the body must be a JSON object",
+            )),
+            Ok(v) => Ok(Body(v)),
+            // JSON has one number type: `2.0` is the integer 2 (JSON Schema says so too), but
+            // serde refuses it for an integer field. Such a body is read again with integral
+            // floats turned into integers; the common body never pays for this.
+            Err(e) if e.classify() == serde_json::error::Category::Data => {
+                let mut value: serde_json::Value =
+                    serde_json::from_slice(&bytes).map_err(|e| json_error(&e))?;
+                if !integral_floats_to_ints(&mut value) {
+                    return Err(json_error(&e));
+                }
+                serde_json::from_value(value)
+                    .map(Body)
+                    .map_err(|e| json_error(&e))
+            }
+            Err(e) => Err(json_error(&e)),
+        }
+    }
+}
+
+/// Turns every float with no fractional part (within i64) into an integer; whether any was.
+fn integral_floats_to_ints(v: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            #[allow(clippy::float_cmp)] // exactly integral is the point
+            if f.fract() == 0.0
+                && (-9.007_199_254_740_991e15..=9.007_199_254_740_991e15).contains(&f)
+            {
+                *v = Value::from(f as i64);
+                true
+            } else {
+                false
+            }
+        }
+        Value::Array(a) => a
+            .iter_mut()
+            .fold(false, |any, x| integral_floats_to_ints(x) | any),
+        Value::Object(o) => o
+            .values_mut()
+            .fold(false, |any, x| integral_floats_to_ints(x) | any),
+        _ => false,
     }
 }
 

@@ -269,6 +269,7 @@ pub async fn order_events(
     Q(params): Q<StreamParams>,
 ) -> Result<Response, AppError> {
     let after = resume_after(&state, &headers, &params)?;
+    check_order_key_shape(&headers)?;
     let rtx = state.store.read()?;
     let stored = dom::get(&rtx, &id)?.ok_or_else(|| AppError::not_found("order"))?;
     drop(rtx);
@@ -292,6 +293,27 @@ pub async fn order_events(
 
 /// The header a customer presents the order key in (given when the order was placed).
 pub const ORDER_KEY: &str = "x-order-key";
+
+/// A present `X-Order-Key` must look like one (32 lower-case hex digits), whoever sends it.
+pub fn check_order_key_shape(headers: &HeaderMap) -> Result<(), AppError> {
+    match headers.get(ORDER_KEY) {
+        None => Ok(()),
+        Some(v)
+            if v.to_str().is_ok_and(|k| {
+                k.len() == 32
+                    && k.bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            }) =>
+        {
+            Ok(())
+        }
+        Some(_) => Err(AppError::new(
+            ErrorKind::BadRequest,
+            "invalid_order_key",
+            "X-Order-Key must be the 32 hex digits given when the order was placed",
+        )),
+    }
+}
 
 /// Whether the caller may read this order: staff; the verified customer whose phone placed it;
 /// or whoever holds the order's key (given only to the phone that placed it). Others — another

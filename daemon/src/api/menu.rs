@@ -197,10 +197,12 @@ pub async fn patch_item(
             let stock = tx.stock.get(id.as_str())?.map(|v| v.value());
             if let Some(v) = patch.low_stock_threshold {
                 if stock.is_none() {
-                    return Err(AppError::invalid(
-                        "low_stock_threshold",
-                        "set stock on the item first",
+                    return Err(AppError::new(
+                        ErrorKind::Conflict,
+                        "stock_not_tracked",
+                        "low_stock_threshold: set stock on the item first",
                     )
+                    .with_details(json!({ "field": "low_stock_threshold" }))
                     .into());
                 }
                 item.low_stock_threshold = Some(v);

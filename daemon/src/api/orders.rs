@@ -174,6 +174,7 @@ pub async fn get_one(
     headers: HeaderMap,
     PathParam(id): PathParam,
 ) -> Result<Response, AppError> {
+    live::check_order_key_shape(&headers)?;
     if staff.is_none() && customer.is_none() && !headers.contains_key(live::ORDER_KEY) {
         return Err(AppError::unauthorized());
     }

@@ -215,6 +215,42 @@ pub fn day_summary(
     compute_day(rtx, rules, day)
 }
 
+/// The summary of the business days `from..=to`: only days that have orders or a stored
+/// summary are read, so the cost follows the data, not the length of the range.
+pub fn range_summary(
+    rtx: &ReadTransaction,
+    rules: &Rules,
+    from: u32,
+    to: u32,
+) -> Result<DailySummary, StoreError> {
+    let mut total = DailySummary::default();
+    if to < from {
+        return Ok(total);
+    }
+    let mut days = std::collections::BTreeSet::new();
+    for row in rtx.open_table(t::DAILY_SUMMARIES)?.range(from..=to)? {
+        days.insert(row?.0.value());
+    }
+    let idx = rtx.open_table(t::IDX_DAY)?;
+    let mut next = from;
+    // One seek per day that has orders: jump past each day once it is found.
+    while next <= to {
+        let Some(row) = idx.range((next, 0)..=(to, u32::MAX))?.next() else {
+            break;
+        };
+        let day = row?.0.value().0;
+        days.insert(day);
+        match day.checked_add(1) {
+            Some(n) => next = n,
+            None => break,
+        }
+    }
+    for day in days {
+        total.merge(&day_summary(rtx, rules, day)?);
+    }
+    Ok(total)
+}
+
 /// Computes a day's summary from its orders.
 pub fn compute_day(
     rtx: &ReadTransaction,

@@ -141,13 +141,13 @@ fn check_lines(items: &[NewLine], rules: &Rules, field: &str) -> Result<(), AppE
                 format!("must be 1 to {}", rules.max_quantity),
             ));
         }
-        if line.item_id.len() > 64 || line.modifiers.len() > 50 {
+        if line.item_id.chars().count() > 64 || line.modifiers.len() > 50 {
             return Err(AppError::invalid(
                 &format!("{field}[{i}]"),
                 "item id too long or too many modifiers",
             ));
         }
-        if line.modifiers.iter().any(|m| m.len() > 64) {
+        if line.modifiers.iter().any(|m| m.chars().count() > 64) {
             return Err(AppError::invalid(
                 &format!("{field}[{i}].modifiers"),
                 "modifier id too long",
@@ -192,8 +192,14 @@ impl NewOrder {
                 ));
             }
         }
-        if self.table_id.as_ref().is_some_and(|s| s.len() > 64)
-            || self.table_token.as_ref().is_some_and(|s| s.len() > 128)
+        if self
+            .table_id
+            .as_ref()
+            .is_some_and(|s| s.chars().count() > 64)
+            || self
+                .table_token
+                .as_ref()
+                .is_some_and(|s| s.chars().count() > 128)
         {
             return Err(AppError::invalid("table", "table id or token too long"));
         }
@@ -246,15 +252,17 @@ impl NewOrder {
         if source == OrderSource::Customer
             && (self.order_type != OrderType::DineIn || self.table_token.is_none())
         {
-            return Err(AppError::invalid(
-                "type",
+            // Allowed for staff, not for this caller.
+            return Err(AppError::new(
+                ErrorKind::Forbidden,
+                "customers_dine_in_only",
                 "customers order dine-in through their table's QR code (table_token)",
-            ));
+            )
+            .with_details(json!({ "field": "type" })));
         }
         Ok(())
     }
 
-    /// A digest of the canonical body (128 bits of SHA-256), for Idempotency-Key comparison.
     /// The hash an `Idempotency-Key` remembers: of the caller's scope (staff user, verified
     /// phone or table) and the canonical body, so a key replayed by someone else never matches.
     pub fn body_hash(&self, scope: &str) -> [u8; 16] {
@@ -288,8 +296,9 @@ fn price_lines(tx: &Tx<'_>, rules: &Rules, items: &[NewLine]) -> TxResult<Vec<Or
     let mut lines = Vec::with_capacity(items.len());
     for (i, line) in items.iter().enumerate() {
         let Some(item) = menu.item(&line.item_id) else {
+            // The menu is state that changes under a client's feet: 409, not a malformed body.
             return Err(AppError::new(
-                ErrorKind::Unprocessable,
+                ErrorKind::Conflict,
                 "unknown_item",
                 format!("items[{i}]: no menu item {:?}", line.item_id),
             )
@@ -312,7 +321,7 @@ fn price_lines(tx: &Tx<'_>, rules: &Rules, items: &[NewLine]) -> TxResult<Vec<Or
         }
         let modifiers = select_modifiers(item, &line.modifiers, lang).map_err(|msg| {
             AppError::new(
-                ErrorKind::Unprocessable,
+                ErrorKind::Conflict,
                 "invalid_modifiers",
                 format!("items[{i}]: {msg}"),
             )
@@ -453,7 +462,15 @@ pub fn place(
         })?),
         (None, Some(id)) => Some(match tx.tables.get(id.as_str())? {
             Some(v) => codec::decode::<Table>(v.value())?,
-            None => return Err(AppError::invalid("table_id", format!("no table {id:?}")).into()),
+            None => {
+                return Err(AppError::new(
+                    ErrorKind::NotFound,
+                    "table_not_found",
+                    format!("no table {id:?}"),
+                )
+                .with_details(json!({ "field": "table_id" }))
+                .into());
+            }
         }),
         (None, None) => None,
     };
@@ -778,12 +795,6 @@ impl EditLines {
                     format!("must be 0 (remove) to {}", rules.max_quantity),
                 ));
             }
-            if self.set[..i].iter().any(|o| o.line == s.line) {
-                return Err(AppError::invalid(
-                    &format!("set[{i}].line"),
-                    "each line at most once",
-                ));
-            }
         }
         check_lines(&self.add, rules, "add")
     }
@@ -830,12 +841,24 @@ pub fn edit_lines(
     let mut changes: Vec<StationDelta> = Vec::new();
     // Net units per item, for the stock: positive takes, negative gives back.
     let mut need: BTreeMap<String, i64> = BTreeMap::new();
-    for (i, s) in req.set.iter().enumerate() {
+    // A line named twice takes its last quantity.
+    let last_per_line = req
+        .set
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| !req.set[i + 1..].iter().any(|o| o.line == s.line));
+    for (i, s) in last_per_line {
         let Some(line) = items.get_mut(s.line as usize) else {
-            return Err(AppError::invalid(
-                &format!("set[{i}].line"),
-                format!("the order has {} lines", stored.order.items.len()),
+            // The order as it is now decides: 409.
+            return Err(AppError::new(
+                ErrorKind::Conflict,
+                "no_such_line",
+                format!(
+                    "set[{i}].line: the order has {} lines",
+                    stored.order.items.len()
+                ),
             )
+            .with_details(json!({ "field": format!("set[{i}].line") }))
             .into());
         };
         let new = s.quantity as u32;
@@ -873,17 +896,21 @@ pub fn edit_lines(
     }
     items.retain(|l| l.quantity > 0);
     if items.is_empty() {
-        return Err(AppError::invalid(
-            "set",
+        return Err(AppError::new(
+            ErrorKind::Conflict,
+            "last_line",
             "an order keeps at least one line; cancel it instead",
         )
+        .with_details(json!({ "field": "set" }))
         .into());
     }
     if items.len() > rules.max_items {
-        return Err(AppError::invalid(
-            "add",
-            format!("at most {} lines per order", rules.max_items),
+        return Err(AppError::new(
+            ErrorKind::Conflict,
+            "too_many_lines",
+            format!("an order has at most {} lines", rules.max_items),
         )
+        .with_details(json!({ "field": "add" }))
         .into());
     }
     let mut stock_after = Vec::new();
