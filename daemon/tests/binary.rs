@@ -1085,3 +1085,95 @@ async fn idle_sockets_and_a_slowloris_do_not_take_the_box_offline() {
     child.start_kill().unwrap();
     child.wait().await.unwrap();
 }
+
+/// The daemon's resident memory in MiB (from /proc).
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    kb / 1024.0
+}
+
+/// A guard, not a benchmark: 20,000 orders left open (a kitchen that prints tickets and never
+/// bumps) against the test build, with the embedded broker and the kitchen hub running. The
+/// boards hold only what they show, so the resident memory after the run stays under a
+/// generous ceiling instead of growing by ~3 KB per open order (about 60 MB here before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_stays_bounded_with_many_open_orders() {
+    const ORDERS: usize = 20_000;
+    const CEILING_MIB: f64 = 80.0;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut child, base, _) = spawn_with(&data, None).await;
+    let pid = child.id().unwrap();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap();
+    let pw = std::fs::read_to_string(data.join("initial-admin-password")).unwrap();
+    let token = login(&client, &base, "admin", pw.trim()).await;
+    let before = rss_mib(pid);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..32 {
+        let (client, base, token, next) =
+            (client.clone(), base.clone(), token.clone(), next.clone());
+        workers.push(tokio::spawn(async move {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= ORDERS {
+                    return;
+                }
+                let r = client
+                    .post(format!("{base}/api/v1/orders"))
+                    .bearer_auth(&token)
+                    .json(&json!({"type": "takeaway", "items": [
+                        {"item_id": "burger", "quantity": 1, "modifiers": ["medium"]},
+                        {"item_id": "greek_salad", "quantity": 1},
+                        {"item_id": "espresso", "quantity": 2}]}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 201, "order {n}");
+            }
+        }));
+    }
+    for w in workers {
+        w.await.unwrap();
+    }
+    // The hub has taken every order (its cursor is at the log's end).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let m = client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let seq = |name: &str| -> u64 {
+            m.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        if seq("orderd_hub_event_seq ") >= seq("orderd_event_seq ") && seq("orderd_event_seq ") > 0
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the hub caught up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let after = rss_mib(pid);
+    eprintln!("RSS {before:.1} MiB before, {after:.1} MiB after {ORDERS} open orders");
+    assert!(
+        after < CEILING_MIB,
+        "RSS {after:.1} MiB after {ORDERS} open orders (ceiling {CEILING_MIB} MiB; {before:.1} before)"
+    );
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+}

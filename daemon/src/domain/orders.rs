@@ -1177,6 +1177,54 @@ pub fn active(rtx: &ReadTransaction, page: u32, limit: u32) -> Result<Page<Order
     })
 }
 
+/// Orders the kitchen still works on (placed, accepted, preparing) whose key is past `after`,
+/// oldest first, handed to `f` one at a time until it returns false. A merge of the active
+/// index's three status ranges: the kitchen's boards load only what they show, however many
+/// orders stay open.
+pub fn kitchen_after(
+    rtx: &ReadTransaction,
+    after: Option<u128>,
+    mut f: impl FnMut(Order) -> bool,
+) -> Result<(), StoreError> {
+    let idx = rtx.open_table(t::IDX_ACTIVE)?;
+    let orders = rtx.open_table(t::ORDERS)?;
+    let from = after.map_or(0, |a| a.saturating_add(1));
+    let mut ranges = Vec::new();
+    for status in [
+        OrderStatus::Placed,
+        OrderStatus::Accepted,
+        OrderStatus::Preparing,
+    ] {
+        let code = status.code();
+        ranges.push(idx.range((code, from)..=(code, u128::MAX))?.peekable());
+    }
+    loop {
+        // The smallest next key over the three ranges.
+        let mut best: Option<(usize, u128)> = None;
+        for (i, r) in ranges.iter_mut().enumerate() {
+            if let Some(Ok(row)) = r.peek() {
+                let key = row.0.value().1;
+                if best.is_none_or(|(_, k)| key < k) {
+                    best = Some((i, key));
+                }
+            } else if let Some(Err(_)) = r.peek() {
+                // Surface the storage error.
+                r.next().transpose()?;
+            }
+        }
+        let Some((i, key)) = best else {
+            return Ok(());
+        };
+        ranges[i].next();
+        if let Some(v) = orders.get(key)? {
+            let stored: StoredOrder = codec::decode(v.value())?;
+            if !f(stored.order) {
+                return Ok(());
+            }
+        }
+    }
+}
+
 /// Orders finished since `since_ms`, newest first.
 pub fn recent(
     rtx: &ReadTransaction,

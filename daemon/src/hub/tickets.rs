@@ -7,7 +7,7 @@
 //! Boards can always be rebuilt from the active orders, so the hub never depends on broker
 //! state: it republishes them whenever it (or the broker) starts.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::domain::orders::in_kitchen;
 use orderd_protocol::{
@@ -116,11 +116,56 @@ fn board_ticket(order: &Order, lines: Vec<TicketLine>) -> BoardTicket {
 }
 
 /// One station's open tickets, oldest first: keyed by (placed at, order id), so finding an
-/// order's ticket is a lookup, not a search (a box may hold many thousands of open orders).
+/// order's ticket is a lookup, not a search.
+///
+/// It holds at most the board's cap: always the oldest open tickets of the station (a prefix
+/// in placement order). Tickets past them stay in the store, and `more` says some may be
+/// there; when a held ticket leaves, the hub loads the next ones from the store's active
+/// index ([`Boards::take_refills`], [`Boards::fill`]). So the hub's memory is bounded by the
+/// number of stations, not by how many orders stay open.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct StationBoard {
     seq: u64,
     tickets: BTreeMap<(u64, String), Entry>,
+    /// Open tickets past the held ones may be in the store.
+    more: bool,
+}
+
+/// What [`StationBoard::put`] did.
+enum Put {
+    /// Not shown: past the held tickets.
+    Not,
+    /// Shown; it pushed this newest ticket off the board.
+    Shown(Option<(u64, String)>),
+}
+
+impl StationBoard {
+    /// Puts (or replaces) a ticket, keeping the board the oldest `cap` open tickets.
+    fn put(&mut self, key: (u64, String), entry: Entry, cap: usize) -> Put {
+        if let Some(e) = self.tickets.get_mut(&key) {
+            *e = entry;
+            return Put::Shown(None);
+        }
+        let newest = self.tickets.keys().next_back().cloned();
+        let past_newest = newest.as_ref().is_some_and(|n| key > *n);
+        if self.tickets.len() < cap {
+            if self.more && past_newest {
+                // Older tickets may wait in the store: a refill brings them, then this one.
+                return Put::Not;
+            }
+            self.tickets.insert(key, entry);
+            return Put::Shown(None);
+        }
+        self.more = true;
+        match newest {
+            Some(n) if !past_newest => {
+                self.tickets.remove(&n);
+                self.tickets.insert(key, entry);
+                Put::Shown(Some(n))
+            }
+            _ => Put::Not,
+        }
+    }
 }
 
 /// A ticket on a board, with its JSON encoded once when it changes: a busy board is
@@ -141,12 +186,22 @@ impl Entry {
 }
 
 /// Every station's board.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Boards {
-    boards: BTreeMap<String, StationBoard>,
+    stations: BTreeMap<String, StationBoard>,
     /// Order id → when it was placed, for every order on at least one board: a status change
     /// finds its tickets without the order (the hub need not read it from the store).
     placed_at: HashMap<String, u64>,
+    /// Tickets held per station.
+    cap: usize,
+    /// Stations that lost a ticket while more may wait in the store.
+    refill: BTreeSet<String>,
+}
+
+impl Default for Boards {
+    fn default() -> Self {
+        Self::with_cap(MAX_BOARD_TICKETS)
+    }
 }
 
 fn key(order: &Order) -> (u64, String) {
@@ -154,29 +209,92 @@ fn key(order: &Order) -> (u64, String) {
 }
 
 impl Boards {
-    /// Boards from the active orders, as of event seq `seq`.
+    /// Empty boards holding at most `cap` tickets per station.
+    pub fn with_cap(cap: usize) -> Self {
+        Self {
+            stations: BTreeMap::new(),
+            placed_at: HashMap::new(),
+            cap: cap.max(1),
+            refill: BTreeSet::new(),
+        }
+    }
+
+    /// Boards from the active orders (oldest first, as the store's active index gives them),
+    /// as of event seq `seq`. Only what the boards hold is kept.
     pub fn rebuild<'a>(orders: impl IntoIterator<Item = &'a Order>, seq: u64) -> Self {
         let mut b = Self::default();
         for order in orders {
-            if !in_kitchen(order.status) {
-                continue;
-            }
-            for (station, lines) in station_lines(order) {
-                let board = b.board_mut(&station);
-                board
-                    .tickets
-                    .insert(key(order), Entry::new(board_ticket(order, lines)));
-                board.seq = seq;
-            }
-            b.reindex(&order.id, order.created_at);
+            b.add_initial(order, seq);
         }
         b
+    }
+
+    /// Adds one active order while loading the boards (oldest first).
+    pub fn add_initial(&mut self, order: &Order, seq: u64) {
+        if !in_kitchen(order.status) {
+            return;
+        }
+        for (station, lines) in station_lines(order) {
+            let board = self.stations.entry(station).or_default();
+            board.seq = seq;
+            if let Put::Shown(Some(out)) =
+                board.put(key(order), Entry::new(board_ticket(order, lines)), self.cap)
+            {
+                self.placed_at.remove(&out.1);
+            }
+        }
+        self.reindex(&order.id, order.created_at);
+    }
+
+    /// Stations that lost a ticket while more may wait in the store; the hub loads them with
+    /// [`Boards::fill`] from the orders past [`Boards::newest_held`].
+    pub fn take_refills(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.refill).into_iter().collect()
+    }
+
+    /// The id of the newest order held on a station's board.
+    pub fn newest_held(&self, station: &str) -> Option<String> {
+        self.stations
+            .get(station)
+            .and_then(|b| b.tickets.keys().next_back())
+            .map(|(_, id)| id.clone())
+    }
+
+    /// Refills a station's board with `order` (the next open order past the held ones, in
+    /// placement order). Returns whether the board has room for more; once the store has none
+    /// left, [`Boards::filled`] says so.
+    pub fn fill(&mut self, station: &str, order: &Order, seq: u64) -> bool {
+        if !in_kitchen(order.status) {
+            return true;
+        }
+        let Some(lines) = station_lines(order).remove(station) else {
+            return true;
+        };
+        let cap = self.cap;
+        let board = self.stations.entry(station.to_owned()).or_default();
+        if board.tickets.len() >= cap {
+            return false;
+        }
+        board
+            .tickets
+            .insert(key(order), Entry::new(board_ticket(order, lines)));
+        board.seq = seq;
+        let room = board.tickets.len() < cap;
+        self.reindex(&order.id, order.created_at);
+        room
+    }
+
+    /// The store has no open ticket for the station past those held.
+    pub fn filled(&mut self, station: &str) {
+        if let Some(b) = self.stations.get_mut(station) {
+            b.more = false;
+        }
     }
 
     /// Keeps `placed_at` true for one order after its tickets changed.
     fn reindex(&mut self, id: &str, placed_at: u64) {
         let k = (placed_at, id.to_owned());
-        if self.boards.values().any(|b| b.tickets.contains_key(&k)) {
+        if self.stations.values().any(|b| b.tickets.contains_key(&k)) {
             self.placed_at.insert(k.1, placed_at);
         } else {
             self.placed_at.remove(id);
@@ -190,27 +308,33 @@ impl Boards {
     }
 
     fn board_mut(&mut self, station: &str) -> &mut StationBoard {
-        self.boards.entry(station.to_owned()).or_default()
+        self.stations.entry(station.to_owned()).or_default()
     }
 
     /// Puts the order on (or takes it off) each of its stations' boards, per its status.
     /// Returns the stations whose board changed.
     fn upsert(&mut self, order: &Order, seq: u64) -> Vec<String> {
         let mut changed = Vec::new();
+        let mut pushed_off = Vec::new();
         for (station, lines) in station_lines(order) {
-            let board = self.board_mut(&station);
-            let on = in_kitchen(order.status);
-            if on {
-                board
-                    .tickets
-                    .insert(key(order), Entry::new(board_ticket(order, lines)));
+            let board = self.stations.entry(station.clone()).or_default();
+            if in_kitchen(order.status) {
+                match board.put(key(order), Entry::new(board_ticket(order, lines)), self.cap) {
+                    Put::Not => continue,
+                    Put::Shown(out) => pushed_off.extend(out),
+                }
             } else if board.tickets.remove(&key(order)).is_none() {
                 continue;
+            } else if board.more {
+                self.refill.insert(station.clone());
             }
             board.seq = seq;
             changed.push(station);
         }
         self.reindex(&order.id, order.created_at);
+        for (placed_at, id) in pushed_off {
+            self.reindex(&id, placed_at);
+        }
         changed
     }
 
@@ -223,7 +347,7 @@ impl Boards {
         };
         let k = (placed_at, order_id.to_owned());
         let mut changed = Vec::new();
-        for (station, board) in &mut self.boards {
+        for (station, board) in &mut self.stations {
             if in_kitchen(to) {
                 let Some(entry) = board.tickets.get_mut(&k) else {
                     continue;
@@ -233,6 +357,8 @@ impl Boards {
                 *entry = Entry::new(ticket);
             } else if board.tickets.remove(&k).is_none() {
                 continue;
+            } else if board.more {
+                self.refill.insert(station.clone());
             }
             board.seq = seq;
             changed.push(station.clone());
@@ -270,6 +396,9 @@ impl Boards {
                     let board = self.board_mut(&c.station);
                     if board.tickets.remove(&key(order)).is_some() {
                         board.seq = event.seq;
+                        if board.more {
+                            self.refill.insert(c.station.clone());
+                        }
                         changed.push(c.station.clone());
                     }
                 }
@@ -284,7 +413,7 @@ impl Boards {
     /// At most [`MAX_BOARD_TICKETS`], oldest first: a retained board must stay a small MQTT
     /// message whatever the backlog (the newest tickets still arrive as ticket events).
     pub fn board(&self, station: &str) -> Board {
-        let b = self.boards.get(station);
+        let b = self.stations.get(station);
         Board {
             version: FORMAT_VERSION,
             station: station.to_owned(),
@@ -304,7 +433,7 @@ impl Boards {
     /// [`Boards::board`] as JSON, exactly as `serde_json` writes it, assembled from each
     /// ticket's JSON encoded when it last changed.
     pub fn board_json(&self, station: &str) -> Result<Vec<u8>, serde_json::Error> {
-        let Some(b) = self.boards.get(station) else {
+        let Some(b) = self.stations.get(station) else {
             return serde_json::to_vec(&self.board(station));
         };
         let shown = || b.tickets.values().take(MAX_BOARD_TICKETS);
@@ -330,20 +459,10 @@ impl Boards {
         Ok(out)
     }
 
-    /// Open tickets of a station (not capped).
-    pub fn open_count(&self, station: &str) -> usize {
-        self.boards.get(station).map_or(0, |b| b.tickets.len())
-    }
-
-    /// Orders open on any board, each counted once however many stations it has.
-    pub fn open_orders(&self) -> usize {
-        self.placed_at.len()
-    }
-
     /// Makes sure `station` has a board (empty when nothing is open there), so a display on a
     /// quiet station still gets a retained board. Returns whether it was new.
     pub fn ensure(&mut self, station: &str) -> bool {
-        if self.boards.contains_key(station) {
+        if self.stations.contains_key(station) {
             return false;
         }
         self.board_mut(station);
@@ -352,7 +471,7 @@ impl Boards {
 
     /// Stations that have a board.
     pub fn stations(&self) -> impl Iterator<Item = &str> {
-        self.boards.keys().map(String::as_str)
+        self.stations.keys().map(String::as_str)
     }
 }
 
@@ -566,14 +685,65 @@ mod tests {
         }
         assert_eq!(with.board("grill").seq, 5);
         assert!(!without.holds("a"), "ready: off the boards");
-        assert_eq!(without.open_orders(), 1);
+        assert!(without.holds("b"));
         // Back from ready: not on the boards, so without the order nothing can change (the
         // hub reads the order for this one).
         let back = moved(&a, OrderStatus::Ready, OrderStatus::Preparing, 6);
         assert!(without.apply(&back, None).is_empty());
         assert_eq!(without.apply(&back, Some(&a)), ["bar", "grill"]);
-        assert!(without.holds("a"));
-        assert_eq!(without.open_orders(), 2);
+        assert!(without.holds("a") && without.holds("b"));
+    }
+
+    #[test]
+    fn boards_hold_only_the_oldest_tickets_and_refill_from_the_store() {
+        let orders: Vec<Order> = (1..=5).map(|n| order(&format!("o{n}"), n)).collect();
+        let mut boards = Boards::with_cap(2);
+        for (i, o) in orders.iter().enumerate() {
+            boards.apply(&placed(o, i as u64 + 1), None);
+        }
+        let held = |b: &Boards, s: &str| -> Vec<String> {
+            b.board(s)
+                .tickets
+                .iter()
+                .map(|t| t.ticket.clone())
+                .collect()
+        };
+        assert_eq!(held(&boards, "grill"), ["o1", "o2"], "the oldest two");
+        assert!(!boards.holds("o3"), "the rest stay in the store");
+        assert!(boards.take_refills().is_empty());
+        // o1 is served: the boards ask for a refill past the newest held (o2) ...
+        boards.apply(
+            &moved(&orders[0], OrderStatus::Placed, OrderStatus::Ready, 6),
+            None,
+        );
+        assert_eq!(boards.take_refills(), ["bar", "grill"]);
+        assert_eq!(boards.newest_held("grill").as_deref(), Some("o2"));
+        // ... which the store's active index answers, oldest first, until the board is full.
+        assert!(!boards.fill("grill", &orders[2], 6), "full again");
+        assert_eq!(held(&boards, "grill"), ["o2", "o3"]);
+        // An order placed earlier than a held one (a clock set back) still goes on, pushing off
+        // the newest; a newer one stays in the store.
+        let mut early = order("o0", 9);
+        early.created_at = 500;
+        boards.apply(&placed(&early, 7), None);
+        assert_eq!(held(&boards, "grill"), ["o0", "o2"]);
+        assert!(!boards.holds("o3"));
+        let mut late = order("o9", 99);
+        late.status = OrderStatus::Accepted;
+        boards.apply(&placed(&late, 8), None);
+        assert!(!boards.holds("o9"));
+        // With room and nothing left in the store, the station is filled.
+        boards.apply(
+            &moved(&early, OrderStatus::Placed, OrderStatus::Ready, 9),
+            None,
+        );
+        assert_eq!(boards.take_refills(), ["bar", "grill"]);
+        for o in &orders[2..] {
+            if !boards.fill("grill", o, 9) {
+                break;
+            }
+        }
+        assert_eq!(held(&boards, "grill"), ["o2", "o3"]);
     }
 
     #[test]

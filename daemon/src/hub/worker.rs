@@ -316,8 +316,12 @@ impl Hub {
             .into_iter()
             .map(|d| (d.id.clone(), d))
             .collect();
-        let active = orders::active(&rtx, 1, u32::MAX)?;
-        let boards = Boards::rebuild(active.data.iter(), cursor);
+        // Streamed oldest first: only what the boards hold stays in memory.
+        let mut boards = Boards::default();
+        orders::kitchen_after(&rtx, None, |o| {
+            boards.add_initial(&o, cursor);
+            true
+        })?;
         let jobs = print_jobs::open(&rtx)?
             .into_iter()
             .map(|row| {
@@ -543,6 +547,7 @@ impl Hub {
         let changed = self.boards.apply(ev, order);
         self.ring_for(ev, &changed).await;
         self.dirty_boards.extend(changed);
+        self.refill_boards(ev.seq);
         if matches!(
             ev.kind,
             EventKind::OrderPlaced(_)
@@ -562,6 +567,34 @@ impl Hub {
             .metrics
             .hub_seq
             .set(i64::try_from(ev.seq).unwrap_or(i64::MAX));
+    }
+
+    /// Boards that lost a ticket while more waited in the store take the next open orders
+    /// from the store's active index, oldest first (the boards hold only what they show).
+    fn refill_boards(&mut self, seq: u64) {
+        let stations = self.boards.take_refills();
+        if stations.is_empty() {
+            return;
+        }
+        let Ok(rtx) = self.state.store.read() else {
+            return;
+        };
+        for station in stations {
+            let after = self
+                .boards
+                .newest_held(&station)
+                .and_then(|id| crate::domain::parse_id(&id));
+            let mut room = true;
+            let boards = &mut self.boards;
+            let read = orders::kitchen_after(&rtx, after, |o| {
+                room = boards.fill(&station, &o, seq);
+                room
+            });
+            if read.is_ok() && room {
+                self.boards.filled(&station);
+            }
+            self.dirty_boards.insert(station);
+        }
     }
 
     fn order(&self, id: &str) -> Option<Order> {
@@ -1298,7 +1331,19 @@ impl Hub {
         if self.home_assistant.is_none() {
             return;
         }
-        let open = self.boards.open_orders();
+        // Every open order, not only those the boards hold.
+        let open = self
+            .state
+            .store
+            .read()
+            .ok()
+            .and_then(|rtx| {
+                redb::ReadableTableMetadata::len(
+                    &rtx.open_table(crate::store::tables::IDX_ACTIVE).ok()?,
+                )
+                .ok()
+            })
+            .unwrap_or(0);
         self.publish(
             format!("{}/hub/open_orders", topics::site_prefix(&self.site)),
             QoS::AtMostOnce,
