@@ -17,8 +17,23 @@ for pkg in "${NEEDED_PACKAGES[@]}"; do
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing: ${missing[*]}"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  # A freshly booted Debian or Pi often holds the dpkg lock (unattended upgrades): wait for it
+  # rather than give up. Only what the tests need, no recommends (chromium alone pulls ~130).
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+    --no-install-recommends "${missing[@]}"
 fi
+# The tests start their own Mosquitto and PostgreSQL on free ports. Debian starts and enables
+# the packages' system services on install; stop and disable them, so that nothing is left
+# listening on 1883 or 5432 (the README's first command needs 1883) or starting at boot.
+for svc in mosquitto postgresql; do
+  if [ -d /run/systemd/system ]; then
+    systemctl disable --now "$svc" >/dev/null 2>&1 || true
+  elif [ -x "/etc/init.d/$svc" ]; then
+    "/etc/init.d/$svc" stop >/dev/null 2>&1 || true
+    update-rc.d "$svc" disable >/dev/null 2>&1 || true
+  fi
+done
 
 command -v cargo >/dev/null || { echo "cargo is missing: install Rust (rustup) first" >&2; exit 1; }
 

@@ -400,6 +400,7 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
             running.initial_password_file.as_deref(),
             running.state.settings.data_dir(),
             running.state.https.get(),
+            running.state.settings.otp_rule().1,
         );
         // Store, writer and HTTP listener are up: tell systemd.
         let status = crate::systemd::status_line(&running.state);
@@ -418,6 +419,7 @@ fn print_welcome(
     password_file: Option<&Path>,
     data_dir: &Path,
     https: Option<&crate::api::Https>,
+    otp_why: &str,
 ) {
     let host = if addr.ip().is_unspecified() {
         format!("127.0.0.1:{}", addr.port())
@@ -431,6 +433,7 @@ fn print_welcome(
     // A table's QR token is a credential for ordering at it: the banner (and so the journal)
     // names where the codes are, not a code.
     println!("  QR codes: http://{host}/admin  (Tables → Show QR sheet, to print)");
+    println!("  Guests:   {otp_why}");
     if let Some(h) = https {
         let shost = if h.addr.ip().is_unspecified() {
             format!("127.0.0.1:{}", h.addr.port())
@@ -464,12 +467,14 @@ fn print_welcome(
         println!("{label} {}://{host}:{}{note}", transport.scheme(), m.port());
     }
     println!("  Data:     {}", data_dir.display());
+    let initial = data_dir.join(auth::INITIAL_PASSWORD_FILE);
     match password_file {
         Some(p) => println!("  Sign in as admin with the password in {}", p.display()),
-        None => println!(
-            "  Sign in with an existing account (first-run password file: {})",
-            data_dir.join(auth::INITIAL_PASSWORD_FILE).display()
+        None if initial.exists() => println!(
+            "  Sign in as admin with the password in {} (change it with `orderd user passwd admin`)",
+            initial.display()
         ),
+        None => println!("  Sign in with an existing account"),
     }
 }
 
@@ -539,7 +544,7 @@ fn with_writer<T>(
 }
 
 fn user(config: &ConfigArg, action: UserAction) -> anyhow::Result<()> {
-    let (_, store) = offline_store(config)?;
+    let (settings, store) = offline_store(config)?;
     if let UserAction::List = action {
         for u in auth::list_users(&store.read()?)? {
             println!("{}\t{}", u.username, u.role.as_str());
@@ -578,6 +583,14 @@ fn user(config: &ConfigArg, action: UserAction) -> anyhow::Result<()> {
                 println!("new password for {username}: {password}");
             }
             println!("{} session(s) ended", revoked.len());
+            // The first-run password stops working: its file goes, and the banner stops
+            // naming it.
+            let initial = settings.data_dir().join(auth::INITIAL_PASSWORD_FILE);
+            if username == "admin" && initial.exists() {
+                std::fs::remove_file(&initial)
+                    .with_context(|| format!("removing {}", initial.display()))?;
+                println!("removed {} (the first-run password)", initial.display());
+            }
             Ok(())
         }
         UserAction::List => Ok(()),

@@ -50,12 +50,54 @@ pub struct RawConfig {
     pub upload: UploadConfig,
 }
 
+/// `[otp] required`: whether customer orders need a verified phone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OtpRequired {
+    /// `"auto"` (the default): when a messaging channel is on; with none, the table's QR code
+    /// alone orders, so a fresh box takes guest orders.
+    #[default]
+    Auto,
+    /// `true`: always (check-config refuses it when no channel is on).
+    On,
+    /// `false`: never; the table's QR code alone orders.
+    Off,
+}
+
+impl Serialize for OtpRequired {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Auto => s.serialize_str("auto"),
+            Self::On => s.serialize_bool(true),
+            Self::Off => s.serialize_bool(false),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for OtpRequired {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bool(bool),
+            Str(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bool(true) => Ok(Self::On),
+            Raw::Bool(false) => Ok(Self::Off),
+            Raw::Str(s) if s == "auto" => Ok(Self::Auto),
+            Raw::Str(s) => Err(serde::de::Error::custom(format!(
+                "{s:?}: use true, false or \"auto\""
+            ))),
+        }
+    }
+}
+
 /// `[otp]`: customers prove their phone with a code before ordering.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct OtpConfig {
-    /// Customer orders need a verified customer token.
-    pub required: bool,
+    /// Customer orders need a verified customer token: `"auto"`, `true` or `false`.
+    pub required: OtpRequired,
     /// A code expires after this long.
     pub ttl_secs: u64,
     /// Wrong tries before a code is locked.
@@ -82,7 +124,7 @@ pub struct OtpConfig {
 impl Default for OtpConfig {
     fn default() -> Self {
         Self {
-            required: true,
+            required: OtpRequired::Auto,
             ttl_secs: 300,
             max_attempts: 5,
             max_sends: 3,
@@ -708,6 +750,33 @@ pub struct Settings {
     pub mqtt_listen: SocketAddr,
     /// Parsed HTTPS listen address, when HTTPS is on.
     pub https_listen: Option<SocketAddr>,
+    /// Customer orders need a verified phone (`[otp] required` resolved against the channels).
+    pub otp_required: bool,
+}
+
+impl Settings {
+    /// The code rule in force and why, for the start-up log, `orderd status` and the admin page.
+    pub fn otp_rule(&self) -> (&'static str, &'static str) {
+        let channel = self.raw.whatsapp.enabled || self.raw.telegram.enabled;
+        match (self.raw.otp.required, channel) {
+            (OtpRequired::On, _) => (
+                "required",
+                "[otp] required = true: guests verify their phone before ordering",
+            ),
+            (OtpRequired::Off, _) => (
+                "off",
+                "[otp] required = false: the table's QR code alone orders",
+            ),
+            (OtpRequired::Auto, true) => (
+                "required",
+                "[otp] required = \"auto\" and a messaging channel is on: guests verify their phone before ordering",
+            ),
+            (OtpRequired::Auto, false) => (
+                "off",
+                "[otp] required = \"auto\" and no messaging channel is on: the table's QR code alone orders (turn on WhatsApp or Telegram to ask guests for a code)",
+            ),
+        }
+    }
 }
 
 impl Settings {
@@ -1086,6 +1155,12 @@ impl RawConfig {
             );
         }
         let otp = &self.otp;
+        if otp.required == OtpRequired::On && !self.whatsapp.enabled && !self.telegram.enabled {
+            bad(
+                "otp.required",
+                "true, but neither [whatsapp] nor [telegram] is enabled: no guest could order from a table. Set required = \"auto\" (or false), or enable a channel".into(),
+            );
+        }
         if !(30..=3600).contains(&otp.ttl_secs) {
             bad("otp.ttl_secs", "must be 30-3600".into());
         }
@@ -1291,6 +1366,11 @@ impl RawConfig {
         match (problems.is_empty(), http_listen, time_zone, mqtt_listen) {
             (true, Some(http_listen), Some(time_zone), Some(mqtt_listen)) => Ok(Settings {
                 https_listen: self.http.tls.listen.parse().ok(),
+                otp_required: match self.otp.required {
+                    OtpRequired::On => true,
+                    OtpRequired::Off => false,
+                    OtpRequired::Auto => self.whatsapp.enabled || self.telegram.enabled,
+                },
                 raw: self,
                 http_listen,
                 time_zone,
@@ -1379,6 +1459,24 @@ mod tests {
                 "upload.probe_interval_ms"
             ]
         );
+    }
+
+    #[test]
+    fn the_code_rule_is_auto_true_or_false() {
+        let rule = |text: &str| RawConfig::parse(text).unwrap().validate();
+        let s = rule("").unwrap();
+        assert!(!s.otp_required, "auto with no channel: the table's code orders");
+        assert_eq!(s.otp_rule().0, "off");
+        let s = rule("[otp]\nrequired = false").unwrap();
+        assert!(!s.otp_required);
+        let s = rule(
+            "[otp]\nrequired = \"auto\"\n[telegram]\nenabled = true\nbot_username = \"b\"\n[telegram.token]\nvalue = \"1:x\"",
+        )
+        .unwrap();
+        assert!(s.otp_required, "auto with a channel on asks for a code");
+        let err = rule("[otp]\nrequired = true").unwrap_err();
+        assert_eq!(err.0[0].key, "otp.required", "true with no channel: {err:?}");
+        assert!(RawConfig::parse("[otp]\nrequired = \"maybe\"").is_err());
     }
 
     #[test]

@@ -89,6 +89,8 @@ pub async fn start(
     .with_context(|| format!("opening the store in {}", data_dir.display()))?;
     tracing::info!(path = %store.path().display(), bytes = store.file_bytes(), "store opened");
     crate::events::freeze_legacy_rows(&store).context("storing legacy events whole")?;
+    let (otp_mode, otp_why) = settings.otp_rule();
+    tracing::info!(otp = otp_mode, "guest orders: {otp_why}");
     // Everything reads the guarded clock, so time never goes back past what the store holds.
     let clock = Arc::new(GuardedClock::new(clock, store.last_known_ms()?));
 

@@ -164,7 +164,7 @@ async fn customer(
         .map(Channel::as_str)
         .collect();
     boot["table"] = json!({ "label": table.label, "token": token });
-    boot["otp_required"] = json!(raw.otp.required);
+    boot["otp_required"] = json!(state.settings.otp_required);
     boot["channels"] = json!(channels);
     boot["max_quantity"] = json!(raw.limits.max_quantity);
     boot["max_text"] = json!(raw.limits.max_text_chars);

@@ -1177,3 +1177,85 @@ async fn memory_stays_bounded_with_many_open_orders() {
     child.start_kill().unwrap();
     child.wait().await.unwrap();
 }
+
+/// Changing the admin's password retires the first-run password: its file is removed, and the
+/// next start's banner no longer points at it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changing_the_admin_password_removes_the_first_run_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, _base) = spawn(dir.path()).await;
+    let file = dir.path().join("initial-admin-password");
+    assert!(file.exists());
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = run_cli(
+        &[
+            "user",
+            "passwd",
+            "admin",
+            "--password-stdin",
+            "--data-dir",
+            d,
+        ],
+        Some("the-owners-own-pass\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("first-run password"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!file.exists(), "the first-run password file is gone");
+    let mut cmd = tokio::process::Command::new(BIN);
+    let mut child = cmd
+        .args([
+            "run",
+            "--data-dir",
+            d,
+            "--http-listen",
+            "127.0.0.1:0",
+            "--mqtt-listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let banner = tokio::time::timeout(Duration::from_secs(30), async {
+        use tokio::io::AsyncBufReadExt as _;
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            if lines.read_line(&mut line).await.unwrap() == 0 {
+                return all;
+            }
+            all.push_str(&line);
+            if line.contains("Sign in") {
+                return all;
+            }
+        }
+    })
+    .await
+    .expect("the banner in time");
+    assert!(
+        banner.contains("Sign in with an existing account"),
+        "{banner}"
+    );
+    assert!(!banner.contains("initial-admin-password"), "{banner}");
+    let client = reqwest::Client::new();
+    let base = banner
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("API:"))
+        .map(|a| a.trim().trim_end_matches("/api/v1/").to_owned())
+        .unwrap();
+    login(&client, &base, "admin", "the-owners-own-pass").await;
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+}

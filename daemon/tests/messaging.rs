@@ -15,7 +15,7 @@ const PHONE: &str = "+355691234567";
 async fn server(fake: &Fake, f: impl FnOnce(&mut orderd::config::RawConfig)) -> TestServer {
     let url = fake.url();
     TestServer::start_with(move |c| {
-        c.otp.required = true;
+        c.otp.required = orderd::config::OtpRequired::On;
         c.whatsapp.enabled = true;
         c.whatsapp.base_url = url;
         c.whatsapp.phone_number_id = "1234".into();

@@ -17,7 +17,7 @@ const STAFF_CHAT: i64 = -100_500;
 
 async fn server(fake_url: String, staff_chat: i64) -> TestServer {
     TestServer::start_with(move |c| {
-        c.otp.required = true;
+        c.otp.required = orderd::config::OtpRequired::On;
         c.telegram.enabled = true;
         c.telegram.api_url = fake_url;
         c.telegram.bot_username = "orderd_test_bot".into();

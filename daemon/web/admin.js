@@ -133,6 +133,7 @@
       const u = r.data.upload || {};
       const h = r.data.https;
       body.replaceChildren(el('p', {}, r.data.status), r.data.clock_unset ? el('p', { class: 'error' }, 'The clock is not set.') : '',
+        r.data.otp ? el('p', { id: 'otp-rule' }, 'Guest orders: ' + r.data.otp.why) : '',
         h ? el('p', { class: 'notice', id: 'https-info' }, 'HTTPS on port ' + h.addr.split(':').pop() + '. When a browser asks whether to trust this box, its certificate’s SHA-256 fingerprint must read: ', el('code', {}, h.fingerprint)) : '',
         table(['', ''], Object.entries(u).map(([k, v]) => el('tr', {}, el('th', { scope: 'row' }, k.replace(/_/g, ' ')), el('td', {}, v === null ? '—' : typeof v === 'object' ? JSON.stringify(v) : String(v))))));
     },

@@ -37,8 +37,9 @@ before(async () => {
     '[store]', `data_dir = "${dir}/data"`,
     '[http]', 'listen = "127.0.0.1:0"', 'sse_heartbeat_secs = 2',
     '[mqtt]', 'listen = "127.0.0.1:0"',
-    // Customers order with the table token alone here; OTP has its own tests.
-    '[otp]', 'required = false', '',
+    // The shipped rule (`[otp] required = "auto"`, no channel on): customers order with the
+    // table's code alone, as on the README's first command. OTP has its own tests.
+    '',
   ].join('\n'));
   daemon = spawn(BIN, ['run', '--config', path.join(dir, 'orderd.toml')], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: 'warn' } });
   base = await new Promise((resolve, reject) => {

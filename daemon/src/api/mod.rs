@@ -201,6 +201,7 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppStateRef>)> 
         ("GET", "/api/v1/devices", get(devices::list)),
         ("POST", "/api/v1/devices", post(devices::create)),
         ("DELETE", "/api/v1/devices/{id}", delete(devices::remove)),
+        ("GET", "/api/v1/", get(ops::index)),
         ("GET", "/api/v1/openapi.json", get(ops::openapi)),
         ("GET", "/healthz", get(ops::healthz)),
         ("GET", "/readyz", get(ops::readyz)),

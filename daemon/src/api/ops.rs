@@ -15,6 +15,18 @@ use crate::error::AppError;
 /// The OpenAPI 3 document of this API.
 pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
 
+/// `GET /api/v1/`: a small index that points to the API's description.
+pub async fn index() -> Json<Value> {
+    Json(json!({
+        "name": "orderd",
+        "version": env!("CARGO_PKG_VERSION"),
+        "openapi": "/api/v1/openapi.json",
+        "health": "/healthz",
+        "ready": "/readyz",
+        "pages": { "kitchen": "/kitchen", "staff": "/staff", "admin": "/admin" },
+    }))
+}
+
 /// `GET /api/v1/openapi.json`.
 pub async fn openapi() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
@@ -63,6 +75,10 @@ pub fn status_view(state: &AppStateRef) -> Value {
         "clock_unset": clock.unset,
         "clock": clock,
         "https": state.https.get(),
+        "otp": {
+            "required": state.settings.otp_required,
+            "why": state.settings.otp_rule().1,
+        },
         "live_streams": state.live.open(),
         "live_streams_by_class": {
             "staff": state.live.open_by_class().0,

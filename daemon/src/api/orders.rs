@@ -105,7 +105,7 @@ pub async fn create(
             )),
         },
         (None, None) if req.table_token.is_some() => {
-            if state.settings.raw.otp.required {
+            if state.settings.otp_required {
                 return Err(AppError::new(
                     ErrorKind::Unauthorized,
                     "verification_required",

@@ -37,7 +37,7 @@ pub fn settings(dir: &std::path::Path, f: impl FnOnce(&mut RawConfig)) -> Settin
     raw.http.listen = "127.0.0.1:0".into();
     raw.mqtt.listen = "127.0.0.1:0".into();
     // Most tests order as customers with a table token only; the OTP tests turn it on.
-    raw.otp.required = false;
+    raw.otp.required = orderd::config::OtpRequired::Off;
     // The small storage budget (as `bin` gives the binary): a CI machine's temporary
     // directory may be short of space. The disk-full tests set their own budget.
     (
