@@ -1465,7 +1465,10 @@ mod tests {
     fn the_code_rule_is_auto_true_or_false() {
         let rule = |text: &str| RawConfig::parse(text).unwrap().validate();
         let s = rule("").unwrap();
-        assert!(!s.otp_required, "auto with no channel: the table's code orders");
+        assert!(
+            !s.otp_required,
+            "auto with no channel: the table's code orders"
+        );
         assert_eq!(s.otp_rule().0, "off");
         let s = rule("[otp]\nrequired = false").unwrap();
         assert!(!s.otp_required);
@@ -1475,7 +1478,10 @@ mod tests {
         .unwrap();
         assert!(s.otp_required, "auto with a channel on asks for a code");
         let err = rule("[otp]\nrequired = true").unwrap_err();
-        assert_eq!(err.0[0].key, "otp.required", "true with no channel: {err:?}");
+        assert_eq!(
+            err.0[0].key, "otp.required",
+            "true with no channel: {err:?}"
+        );
         assert!(RawConfig::parse("[otp]\nrequired = \"maybe\"").is_err());
     }
 

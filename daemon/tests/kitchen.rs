@@ -337,6 +337,21 @@ async fn paper_out_fails_over_to_the_backup_printer_with_an_alert() {
     assert!(logged, "print_failover event in the log");
     report(&backup, "p-back", &moved.job_id, "printed").await;
     job_state(&s, &moved.job_id, "printed").await;
+    // While the main printer is known to be out of paper, a new ticket goes straight to the
+    // backup (marked REPRINT), well before the 15 s silence timeout, and never to the main one.
+    let asked = std::time::Instant::now();
+    place(&s, grill_and_bar()).await;
+    let next = job_of(&backup.next_on("/job", WAIT).await.unwrap().0);
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "straight to the backup, not after the silence timeout: {:?}",
+        asked.elapsed()
+    );
+    assert_eq!(next.copy, orderd_protocol::PrintCopy::Reprint);
+    assert!(
+        main.drain_on("/job", QUIET).await.is_empty(),
+        "the printer out of paper is skipped"
+    );
     s.stop().await;
 }
 

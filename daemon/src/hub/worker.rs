@@ -700,8 +700,27 @@ impl Hub {
         for _ in 0..max {
             match self.deferred.pop_front() {
                 Some(Deferred::Job(id)) => {
-                    if self.jobs.get(&id).is_some_and(|j| j.sent_at.is_none()) {
-                        self.send_job(&id).await;
+                    let Some(printer) = self
+                        .jobs
+                        .get(&id)
+                        .filter(|j| j.sent_at.is_none())
+                        .map(|j| j.row.printer.clone())
+                    else {
+                        continue;
+                    };
+                    // Known to be down — it said offline (or its last will did), or it reports
+                    // paper out, cover open or an error: straight to the backup, or parked
+                    // until it is back, instead of waiting out the silence timeout with every
+                    // new ticket (issue #24). A printer never heard from is tried as before.
+                    let h: DeviceHealth = self.kitchen.health_of(&printer);
+                    let down = if !h.online && h.last_seen.is_some() {
+                        Some("offline".to_owned())
+                    } else {
+                        h.state.filter(|s| s != "ready")
+                    };
+                    match down {
+                        None => self.send_job(&id).await,
+                        Some(reason) => self.fail_over(&id, &reason).await,
                     }
                 }
                 Some(Deferred::After(work)) => {
@@ -909,12 +928,16 @@ impl Hub {
                 self.counted.printed.inc();
             }
             other => {
-                let reason = match other {
-                    Reported::PaperOut => "paper_out",
-                    Reported::CoverOpen => "cover_open",
-                    _ => "error",
+                let state = match other {
+                    Reported::PaperOut => DeviceState::PaperOut,
+                    Reported::CoverOpen => DeviceState::CoverOpen,
+                    _ => DeviceState::Other("error".into()),
                 };
-                self.fail_over(&status.job_id, reason).await;
+                self.fail_over(&status.job_id, state.as_str()).await;
+                // A printer that failed a job for paper, cover or an error is in that state
+                // until it says otherwise (or prints): new tickets skip it meanwhile.
+                let now = self.state.now_ms();
+                self.on_state(dev, &state, now).await;
             }
         }
     }
