@@ -74,6 +74,7 @@ pub async fn reprint(
             &lines,
             order.note.as_deref(),
             PrintCopy::Reprint,
+            None,
             paper,
             &state.settings.time_zone,
         );

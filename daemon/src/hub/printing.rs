@@ -59,6 +59,7 @@ pub fn render(
     lines: &[TicketLine],
     note: Option<&str>,
     copy: PrintCopy,
+    banner: Option<&str>,
     paper: PaperWidth,
     tz: &TimeZone,
 ) -> Vec<u8> {
@@ -74,6 +75,7 @@ pub fn render(
         lines,
         note,
         copy,
+        banner,
     };
     orderd_plugins::escpos::render(
         &doc,

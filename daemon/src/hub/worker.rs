@@ -602,38 +602,50 @@ impl Hub {
         orders::get(&rtx, id).ok().flatten().map(|s| s.order)
     }
 
-    /// The ticket's bytes: its lines, or for a cancellation the order's lines at the station
-    /// under a CANCELLED note.
+    /// The ticket's bytes: its lines; for a cancellation the order's lines at the station under
+    /// a CANCELLED banner; for a change the changed lines under a CHANGED banner.
     fn render(&self, t: &TicketEvent, order: &Order, copy: PrintCopy) -> Vec<u8> {
-        let (lines, note) = match &t.change {
-            TicketChange::New { lines } => (lines.clone(), order.note.clone()),
+        let (lines, note, banner) = match &t.change {
+            TicketChange::New { lines } => (lines.clone(), order.note.clone(), None),
             TicketChange::Cancelled { reason } => (
                 station_lines(order).remove(&t.station).unwrap_or_default(),
-                Some(format!(
-                    "CANCELLED{}",
-                    reason
-                        .as_ref()
-                        .map(|r| format!(": {r}"))
-                        .unwrap_or_default()
-                )),
+                reason.as_ref().map(|r| format!("Reason: {r}")),
+                Some("CANCELLED"),
             ),
-            // A change slip: each changed line at its new quantity, the old one in its note.
+            // A change slip: each changed line at its new quantity, the old one and the line's
+            // own note (from the order, when the line is still there) in its note.
             TicketChange::Changed { deltas } => (
                 deltas
                     .iter()
-                    .map(|d| TicketLine {
-                        item_id: d.item_id.clone(),
-                        name: d.name.clone(),
-                        quantity: d.new_quantity,
-                        modifiers: Vec::new(),
-                        note: Some(if d.new_quantity == 0 {
+                    .map(|d| {
+                        let own = order
+                            .items
+                            .iter()
+                            .find(|l| {
+                                l.item_id == d.item_id
+                                    && l.station == t.station
+                                    && d.name.starts_with(l.name.as_str())
+                            })
+                            .and_then(|l| l.note.clone());
+                        let was = if d.new_quantity == 0 {
                             format!("REMOVED (was {})", d.old_quantity)
                         } else {
                             format!("was {}", d.old_quantity)
-                        }),
+                        };
+                        TicketLine {
+                            item_id: d.item_id.clone(),
+                            name: d.name.clone(),
+                            quantity: d.new_quantity,
+                            modifiers: Vec::new(),
+                            note: Some(match own {
+                                Some(n) => format!("{was}; {n}"),
+                                None => was,
+                            }),
+                        }
                     })
                     .collect(),
-                Some("CHANGED".to_owned()),
+                None,
+                Some("CHANGED"),
             ),
         };
         printing::render(
@@ -642,6 +654,7 @@ impl Hub {
             &lines,
             note.as_deref(),
             copy,
+            banner,
             self.paper,
             &self.state.settings.time_zone,
         )

@@ -39,9 +39,10 @@ fn yes() -> bool {
     true
 }
 
-/// Code page PC850 (Multilingual Latin 1): bytes 0x80–0xFF. It holds every letter of Albanian
-/// (ë, ç, Ë, Ç) and of the other Latin-script languages a menu is likely to use.
-pub(crate) const CP850_HIGH: &str = "ÇüéâäàåçêëèïîìÄÅÉæÆôöòûùÿÖÜø£Ø×ƒáíóúñÑªº¿®¬½¼¡«»░▒▓│┤ÁÂÀ©╣║╗╝¢¥┐└┴┬├─┼ãÃ╚╔╩╦╠═╬¤ðÐÊËÈıÍÎÏ┘┌█▄¦Ì▀ÓßÔÒõÕµþÞÚÛÙýÝ¯´\u{ad}±‗¾¶§÷¸°¨·¹³²■\u{a0}";
+/// Code page PC858 (PC850, Multilingual Latin 1, with the euro sign at 0xD5): bytes 0x80–0xFF.
+/// It holds every letter of Albanian (ë, ç, Ë, Ç), the euro sign, and the other Latin-script
+/// letters a menu is likely to use. (PC850 itself has no €: it printed as `?`.)
+pub(crate) const CP858_HIGH: &str = "ÇüéâäàåçêëèïîìÄÅÉæÆôöòûùÿÖÜø£Ø×ƒáíóúñÑªº¿®¬½¼¡«»░▒▓│┤ÁÂÀ©╣║╗╝¢¥┐└┴┬├─┼ãÃ╚╔╩╦╠═╬¤ðÐÊËÈ€ÍÎÏ┘┌█▄¦Ì▀ÓßÔÒõÕµþÞÚÛÙýÝ¯´\u{ad}±‗¾¶§÷¸°¨·¹³²■\u{a0}";
 
-/// `ESC t n` value that selects PC850 on Epson-compatible printers.
-pub(crate) const CP850_SELECT: u8 = 2;
+/// `ESC t n` value that selects PC858 on Epson-compatible printers.
+pub(crate) const CP858_SELECT: u8 = 19;

@@ -2,7 +2,7 @@
 
 use orderd_protocol::{OrderType, PrintCopy, TicketLine};
 
-use super::config::{CP850_HIGH, CP850_SELECT, EscPosConfig};
+use super::config::{CP858_HIGH, CP858_SELECT, EscPosConfig};
 
 const ESC: u8 = 0x1b;
 const GS: u8 = 0x1d;
@@ -28,6 +28,9 @@ pub struct TicketDoc<'a> {
     pub note: Option<&'a str>,
     /// Original or reprint.
     pub copy: PrintCopy,
+    /// What the slip does when it is not a new ticket (`CANCELLED`, `CHANGED`): printed first,
+    /// large and white on black, so a cook sees at a glance that it is not a new order.
+    pub banner: Option<&'a str>,
 }
 
 fn type_label(t: OrderType) -> &'static str {
@@ -38,20 +41,63 @@ fn type_label(t: OrderType) -> &'static str {
     }
 }
 
-/// Text in PC850: ASCII as is, other characters through the code page, `?` where it has none.
+/// Text in PC858: ASCII as is, other characters through the code page; punctuation the page
+/// lacks by its nearest ASCII (dashes, curly quotes, ellipsis), a letter with an accent the page
+/// lacks by the letter, `?` for the rest. Never raw UTF-8 bytes.
 pub fn encode_text(s: &str) -> Vec<u8> {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii() && !c.is_ascii_control() {
-                c as u8
-            } else {
-                CP850_HIGH
-                    .chars()
-                    .position(|h| h == c)
-                    .map_or(b'?', |i| 0x80 + i as u8)
-            }
-        })
-        .collect()
+    let mut out = Vec::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_ascii() && !c.is_ascii_control() {
+            out.push(c as u8);
+            continue;
+        }
+        if let Some(i) = CP858_HIGH.chars().position(|h| h == c) {
+            out.push(0x80 + i as u8);
+            continue;
+        }
+        match c {
+            '\u{2013}' | '\u{2014}' | '\u{2212}' => out.push(b'-'),
+            '\u{2018}' | '\u{2019}' | '\u{201a}' => out.push(b'\''),
+            '\u{201c}' | '\u{201d}' | '\u{201e}' => out.push(b'"'),
+            '\u{2026}' => out.extend_from_slice(b"..."),
+            '\u{2022}' => out.push(b'*'),
+            _ => out.push(base_letter(c).unwrap_or(b'?')),
+        }
+    }
+    out
+}
+
+/// The ASCII letter under a few accented letters PC858 lacks (Central European names).
+fn base_letter(c: char) -> Option<u8> {
+    let map: &[(&str, u8)] = &[
+        ("ăąā", b'a'),
+        ("ĂĄĀ", b'A'),
+        ("ćčĉ", b'c'),
+        ("ĆČĈ", b'C'),
+        ("ďđ", b'd'),
+        ("ĎĐ", b'D'),
+        ("ęěē", b'e'),
+        ("ĘĚĒ", b'E'),
+        ("ğ", b'g'),
+        ("Ğ", b'G'),
+        ("ł", b'l'),
+        ("Ł", b'L'),
+        ("ńň", b'n'),
+        ("ŃŇ", b'N'),
+        ("őō", b'o'),
+        ("ŐŌ", b'O'),
+        ("řŕ", b'r'),
+        ("ŘŔ", b'R'),
+        ("śšşș", b's'),
+        ("ŚŠŞȘ", b'S'),
+        ("ťţț", b't'),
+        ("ŤŢȚ", b'T'),
+        ("ůűū", b'u'),
+        ("ŮŰŪ", b'U'),
+        ("źžż", b'z'),
+        ("ŹŽŻ", b'Z'),
+    ];
+    map.iter().find(|(set, _)| set.contains(c)).map(|(_, b)| *b)
 }
 
 /// Splits text into lines of at most `width` characters, at spaces where possible.
@@ -87,6 +133,9 @@ pub fn render_text(doc: &TicketDoc<'_>, width: usize) -> Vec<String> {
     let mut out = Vec::new();
     if doc.copy == PrintCopy::Reprint {
         out.push(center("*** REPRINT ***", width));
+    }
+    if let Some(b) = doc.banner {
+        out.push(center(&format!("** {b} **"), width));
     }
     out.push(center(doc.short, width));
     out.push(center(doc.number, width));
@@ -143,7 +192,7 @@ fn reprint_banner() -> Vec<u8> {
 /// [`render`] would print it with [`PrintCopy::Reprint`]. Bytes that are already a reprint, or
 /// not a ticket of [`render`], are returned unchanged.
 pub fn mark_reprint(original: &[u8]) -> Vec<u8> {
-    const HEAD: [u8; 5] = [ESC, b'@', ESC, b't', CP850_SELECT];
+    const HEAD: [u8; 5] = [ESC, b'@', ESC, b't', CP858_SELECT];
     let banner = reprint_banner();
     match original.strip_prefix(&HEAD) {
         Some(rest) if !rest.starts_with(&banner) => {
@@ -160,13 +209,19 @@ pub fn mark_reprint(original: &[u8]) -> Vec<u8> {
 /// The ticket as ESC/POS bytes.
 pub fn render(doc: &TicketDoc<'_>, cfg: &EscPosConfig) -> Vec<u8> {
     let width = cfg.width.columns();
-    let mut b = vec![ESC, b'@', ESC, b't', CP850_SELECT];
+    let mut b = vec![ESC, b'@', ESC, b't', CP858_SELECT];
     let text = |b: &mut Vec<u8>, s: &str| {
         b.extend(encode_text(s));
         b.push(b'\n');
     };
     if doc.copy == PrintCopy::Reprint {
         b.extend(reprint_banner());
+    }
+    if let Some(what) = doc.banner {
+        // Double size, bold, white on black, centered: "** CANCELLED **".
+        b.extend([ESC, b'a', 1, ESC, b'E', 1, GS, b'B', 1, GS, b'!', 0x11]);
+        text(&mut b, &format!("** {what} **"));
+        b.extend([GS, b'!', 0x00, GS, b'B', 0, ESC, b'E', 0]);
     }
     // The short number at 4× size, centered.
     b.extend([ESC, b'a', 1, GS, b'!', 0x33]);

@@ -34,19 +34,46 @@ fn doc(l: &[TicketLine], copy: PrintCopy) -> TicketDoc<'_> {
         lines: l,
         note: None,
         copy,
+        banner: None,
     }
 }
 
 #[test]
-fn albanian_letters_use_pc850() {
+fn a_cancel_or_change_slip_says_so_first_and_large() {
+    let l = lines();
+    let mut d = doc(&l, PrintCopy::Original);
+    d.banner = Some("CANCELLED");
+    let text = render_text(&d, 32);
+    assert!(text[0].contains("** CANCELLED **"), "{text:?}");
+    let bytes = render(&d, &EscPosConfig::default());
+    let banner = bytes
+        .windows(15)
+        .position(|w| w == b"** CANCELLED **")
+        .expect("the banner is printed");
+    let short = bytes.windows(4).position(|w| w == b"007\n").unwrap();
+    assert!(banner < short, "before the number");
+    // Double size and white on black just before it.
+    assert_eq!(
+        &bytes[banner - 6..banner],
+        &[0x1d, b'B', 1, 0x1d, b'!', 0x11]
+    );
+}
+
+#[test]
+fn albanian_letters_and_the_euro_use_pc858() {
     assert_eq!(
         encode_text("ë ç Ë Ç"),
         [0x89, b' ', 0x87, b' ', 0xd3, b' ', 0x80]
     );
     assert_eq!(encode_text("Tavë"), [b'T', b'a', b'v', 0x89]);
-    // No PC850 glyph: a visible question mark, never a dropped or wrong letter.
-    assert_eq!(encode_text("€ 5"), [b'?', b' ', b'5']);
+    assert_eq!(encode_text("€ 5"), [0xd5, b' ', b'5'], "PC858 has the euro at 0xD5");
+    // Punctuation the page lacks by its nearest ASCII, accents by their letter.
+    assert_eq!(encode_text("Burger — Medium"), b"Burger - Medium");
+    assert_eq!(encode_text("“ok”…"), b"\"ok\"...");
+    assert_eq!(encode_text("Łódź"), [b'L', 0xa2, b'd', b'z']);
+    // No glyph at all: a visible question mark, never raw UTF-8 bytes.
     assert_eq!(encode_text("a\tb"), [b'a', b'?', b'b']);
+    assert_eq!(encode_text("🍔"), [b'?']);
 }
 
 #[test]
@@ -59,7 +86,7 @@ fn golden_ticket_bytes() {
             cut: true,
         },
     );
-    let mut g: Vec<u8> = vec![0x1b, b'@', 0x1b, b't', 2];
+    let mut g: Vec<u8> = vec![0x1b, b'@', 0x1b, b't', 19];
     g.extend([0x1b, b'a', 1, 0x1d, b'!', 0x33]);
     g.extend(b"007\n");
     g.extend([0x1d, b'!', 0]);
