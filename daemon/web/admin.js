@@ -16,7 +16,9 @@
   function ok(text) { msg.replaceChildren(el('p', { class: 'notice' }, text)); }
   function fail(r) { msg.replaceChildren(el('p', { class: 'error', role: 'alert' }, O.errorText(r))); }
   function table(head, rows) {
-    return el('table', {}, el('thead', {}, el('tr', {}, head.map((h) => el('th', { scope: 'col' }, h)))), el('tbody', {}, rows));
+    // In its own scrolling box: a wide table never makes the page scroll sideways.
+    return el('div', { class: 'table-wrap' },
+      el('table', {}, el('thead', {}, el('tr', {}, head.map((h) => el('th', { scope: 'col' }, h)))), el('tbody', {}, rows)));
   }
 
   function renderTabs() {
@@ -89,17 +91,23 @@
       const id = el('input', { id: 'd-id', required: true });
       const kind = el('select', { id: 'd-kind' }, ['printer', 'buzzer', 'display', 'bump_bar'].map((k) => el('option', { value: k }, k)));
       const st = el('input', { id: 'd-st', placeholder: 'grill, bar' });
+      // A backup printer gets a station's tickets when its main printer is down (REPRINT).
+      const backup = el('input', { id: 'd-backup', type: 'checkbox' });
+      const backupRow = el('p', {}, backup, el('label', { for: 'd-backup', class: 'inline' }, ' Backup printer (prints when the station\'s main printer is down)'));
+      const showBackup = () => { backupRow.hidden = kind.value !== 'printer'; if (backupRow.hidden) backup.checked = false; };
+      kind.addEventListener('change', showBackup);
       body.replaceChildren(table(['Device', 'Kind', 'Stations', 'Online', 'State', ''], r.data.data.map((d) => el('tr', {},
-          el('td', {}, d.id), el('td', {}, d.kind), el('td', {}, (d.stations || []).join(', ')), el('td', {}, d.online ? 'yes' : 'no'), el('td', {}, d.state || ''),
+          el('td', {}, d.id), el('td', {}, d.kind + (d.backup ? ' (backup)' : '')), el('td', {}, (d.stations || []).join(', ')), el('td', {}, d.online ? 'yes' : 'no'), el('td', {}, d.state || ''),
           el('td', {}, el('button', { class: 'secondary', onclick: async () => { if (!confirm('Remove ' + d.id + '?')) return; const x = await api('DELETE', '/api/v1/devices/' + encodeURIComponent(d.id)); x.status === 204 ? views.Devices() : fail(x); } }, 'Remove'))))),
         el('form', { onsubmit: async (e) => {
           e.preventDefault();
-          const a = await api('POST', '/api/v1/devices', { id: id.value.trim(), kind: kind.value, stations: st.value.split(',').map((s) => s.trim()).filter(Boolean) });
+          const a = await api('POST', '/api/v1/devices', { id: id.value.trim(), kind: kind.value, stations: st.value.split(',').map((s) => s.trim()).filter(Boolean), backup: backup.checked });
           if (a.status !== 201) return fail(a);
           await views.Devices();
           msg.replaceChildren(el('p', { class: 'notice' }, 'Added ' + a.data.id + '. Its MQTT password (shown once): ', el('code', {}, a.data.password)));
         } }, el('h2', {}, 'Add a device'), el('label', { for: 'd-id' }, 'Id'), id, el('label', { for: 'd-kind' }, 'Kind'), kind,
-        el('label', { for: 'd-st' }, 'Stations (comma-separated)'), st, el('p', {}, el('button', { type: 'submit' }, 'Add device'))));
+        el('label', { for: 'd-st' }, 'Stations (comma-separated)'), st, backupRow, el('p', {}, el('button', { type: 'submit' }, 'Add device'))));
+      showBackup();
     },
     async 'Print jobs'() {
       const r = await api('GET', '/api/v1/print-jobs');
@@ -147,7 +155,7 @@
         if (r.status !== 200) return fail(r);
         const s = r.data;
         out.replaceChildren(
-          el('p', {}, s.orders + ' orders · ' + money(s.revenue, s.currency) + ' revenue · average ' + money(s.average_order_value, s.currency) +
+          el('p', {}, s.orders + (s.orders === 1 ? ' order · ' : ' orders · ') + money(s.revenue, s.currency) + ' revenue · average ' + money(s.average_order_value, s.currency) +
             ' · prep time ' + (s.average_prep_secs === null ? '—' : Math.round(s.average_prep_secs / 60) + ' min')),
           el('div', { class: 'grid2' },
             el('figure', {}, el('figcaption', {}, 'Revenue by hour'), bars((s.revenue_by_hour || []).map((v, h) => [String(h), v / 100]))),

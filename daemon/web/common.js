@@ -206,7 +206,9 @@ const O = (() => {
     const qty = el('input', { id: 'dlg-qty', type: 'number', min: 1, max: boot.max_quantity, value: 1, inputmode: 'numeric' });
     const note = el('input', { id: 'dlg-note', maxlength: boot.max_text });
     const err = el('div', { role: 'alert' });
-    const sets = groups.map((g) => el('fieldset', {}, el('legend', {}, g.name + (g.min ? ' (' + t('min') + ' ' + g.min + ')' : '')),
+    // "Choose 1" for a pick-exactly-N group, "Choose at least N" only when more may be picked.
+    const rule = (g) => (g.min && g.min === g.max ? ' (' + t('choose') + ' ' + g.min + ')' : g.min ? ' (' + t('min') + ' ' + g.min + ')' : '');
+    const sets = groups.map((g) => el('fieldset', {}, el('legend', {}, g.name + rule(g)),
       g.options.map((o) => el('label', { class: 'inline' },
         el('input', { type: g.max === 1 ? 'radio' : 'checkbox', name: 'g-' + g.id, value: o.id }),
         o.name + (o.price_delta ? ' (+' + money(o.price_delta) + ')' : '')))));
@@ -217,7 +219,7 @@ const O = (() => {
         for (let k = 0; k < groups.length; k++) {
           const g = groups[k];
           const picked = Array.from(sets[k].querySelectorAll('input:checked')).map((x) => x.value);
-          if (picked.length < g.min) { err.replaceChildren(el('p', { class: 'error' }, g.name + ': ' + t('min') + ' ' + g.min)); return; }
+          if (picked.length < g.min) { err.replaceChildren(el('p', { class: 'error' }, g.name + ':' + rule(g).replace(/[()]/g, ''))); return; }
           if (picked.length > g.max) { err.replaceChildren(el('p', { class: 'error' }, g.name + ': ' + t('max') + ' ' + g.max)); return; }
           mods.push(...picked);
         }

@@ -15,6 +15,16 @@
   let clockUnset = false;
   let connected = true;
   const msg = el('div', { 'aria-live': 'polite' });
+  /** A bell drawn as SVG (struck through when off): no emoji font needed. */
+  function bellIcon(on) {
+    const NS = 'http://www.w3.org/2000/svg';
+    const svg = document.createElementNS(NS, 'svg');
+    for (const [k, v] of Object.entries({ viewBox: '0 0 24 24', width: '20', height: '20', fill: 'none', stroke: 'currentColor', 'stroke-width': '2', 'aria-hidden': 'true', class: 'icon' })) svg.setAttribute(k, v);
+    const paths = ['M6 16V11a6 6 0 0 1 12 0v5l2 2H4z', 'M10 20a2 2 0 0 0 4 0'];
+    if (!on) paths.push('M3 3l18 18');
+    for (const d of paths) { const p = document.createElementNS(NS, 'path'); p.setAttribute('d', d); svg.append(p); }
+    return svg;
+  }
   const soundCue = el('button', { id: 'sound', class: 'secondary', onclick: () => { O.unlockSound(); setTimeout(renderSound, 200); } });
   const ticketsBox = el('section', { 'aria-labelledby': 'tk-h' });
   const readyBox = el('section', {});
@@ -26,7 +36,8 @@
 
   function renderSound() {
     const on = O.soundOn();
-    soundCue.textContent = on ? '🔔 Sound on' : '🔇 Sound is off — tap to enable';
+    // A drawn icon (CSS), not an emoji: kitchen screens often have no emoji font.
+    soundCue.replaceChildren(bellIcon(on), on ? ' Sound on' : ' Sound is off - tap to enable');
     soundCue.setAttribute('aria-pressed', on ? 'true' : 'false');
     soundCue.dataset.on = on ? '1' : '0';
   }

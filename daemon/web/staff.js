@@ -6,7 +6,7 @@
   const { el, api, live, money } = O;
   const app = document.getElementById('app');
   await O.signIn(app, 'Take orders');
-  const t = (k) => ({ min: 'Choose at least', max: 'Choose at most', qty: 'Quantity', note: 'Note for the kitchen', add: 'Add', cancel: 'Cancel' })[k] || k;
+  const t = (k) => ({ choose: 'Choose', min: 'Choose at least', max: 'Choose at most', qty: 'Quantity', note: 'Note for the kitchen', add: 'Add', cancel: 'Cancel' })[k] || k;
   const orders = new Map();
   let tables = [];
   let menu = null;

@@ -165,14 +165,29 @@ test('an admin marks an item sold out and an open customer page disables it live
   assert.equal(await customer.textContent('[data-add=espresso]'), 'Sold out');
   await adminPage.check('[data-available=espresso]');
   await customer.waitForSelector('[data-add=espresso]:not(:disabled)', { timeout: 5000 });
-  for (const [name, vp] of [['phone', PHONE], ['tablet', TABLET]]) {
+  // Every admin tab fits a 390 px phone and a 1,024 px tablet without sideways scrolling.
+  for (const [name, vp] of [['phone', { width: 390, height: 800 }], ['tablet', TABLET]]) {
     await adminPage.setViewportSize(vp);
-    for (const tab of ['Menu', 'Tables', 'Analytics']) {
+    for (const tab of ['Menu', 'Tables', 'Users', 'Devices', 'Print jobs', 'Notifications', 'Upload', 'Analytics']) {
       await adminPage.click(`nav button:text-is("${tab}")`);
-      await adminPage.waitForTimeout(300);
-      await adminPage.screenshot({ path: path.join(ARTIFACTS, `admin-${tab.toLowerCase()}-${name}.png`), fullPage: true });
+      await adminPage.waitForFunction((t) => document.querySelector(`nav button[aria-current=page]`)?.textContent === t, tab);
+      await adminPage.waitForLoadState('networkidle');
+      const wide = await adminPage.evaluate(() => document.documentElement.scrollWidth);
+      assert.ok(wide <= vp.width, `admin ${tab} is ${wide} px wide on a ${vp.width} px ${name}`);
+      await adminPage.screenshot({ path: path.join(ARTIFACTS, `admin-${tab.toLowerCase().replace(' ', '-')}-${name}.png`), fullPage: true });
     }
   }
+  // The devices form can mark a backup printer.
+  await adminPage.click('nav button:text-is("Devices")');
+  await adminPage.waitForSelector('#d-backup');
+  await adminPage.fill('#d-id', 'p-spare');
+  await adminPage.selectOption('#d-kind', 'printer');
+  await adminPage.fill('#d-st', 'grill');
+  await adminPage.check('#d-backup');
+  await adminPage.click('button:text-is("Add device")');
+  await adminPage.waitForSelector('text=p-spare');
+  const spare = (await api('GET', '/api/v1/devices', undefined, admin)).data.data.find((d) => d.id === 'p-spare');
+  assert.equal(spare.backup, true);
   // The QR sheet renders, one code per table.
   await adminPage.click('nav button:text-is("Tables")');
   await adminPage.click('text=Show QR sheet');
