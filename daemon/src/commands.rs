@@ -72,7 +72,8 @@ pub fn load_settings_with(
     http_listen: Option<&str>,
     mqtt_listen: Option<&str>,
 ) -> Result<Settings, crate::config::Problems> {
-    let mut raw = RawConfig::load(arg.config.as_deref())?;
+    // Every problem in one run: wrong types and unknown keys from the file, then the values.
+    let (mut raw, mut problems, text) = RawConfig::load_lenient(arg.config.as_deref())?;
     if let Some(addr) = mqtt_listen {
         addr.clone_into(&mut raw.mqtt.listen);
     }
@@ -82,7 +83,23 @@ pub fn load_settings_with(
     if let Some(addr) = http_listen {
         addr.clone_into(&mut raw.http.listen);
     }
-    raw.validate()
+    match raw.validate() {
+        Ok(settings) if problems.is_empty() => Ok(settings),
+        Ok(_) => Err(crate::config::Problems(problems)),
+        Err(crate::config::Problems(more)) => {
+            for mut p in more {
+                // A key whose type was wrong already has its problem; its default is not one.
+                if problems.iter().any(|q| q.key == p.key) {
+                    continue;
+                }
+                p.line = p.line.or_else(|| crate::config::line_of(&text, &p.key));
+                problems.push(p);
+            }
+            // In the order of the file; problems of keys not in it (defaults) last.
+            problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
+            Err(crate::config::Problems(problems))
+        }
+    }
 }
 
 fn check_config(arg: &ConfigArg) -> ExitCode {

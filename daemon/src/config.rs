@@ -719,6 +719,8 @@ pub struct Problem {
     pub key: String,
     /// What is wrong and what to do.
     pub message: String,
+    /// The line of the file the key is on, when it is in the file.
+    pub line: Option<usize>,
 }
 
 /// Every problem found in a configuration.
@@ -729,7 +731,10 @@ impl fmt::Display for Problems {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "{} problem(s) in the configuration:", self.0.len())?;
         for p in &self.0 {
-            writeln!(f, "  {}: {}", p.key, p.message)?;
+            match p.line {
+                Some(line) => writeln!(f, "  {} (line {line}): {}", p.key, p.message)?,
+                None => writeln!(f, "  {}: {}", p.key, p.message)?,
+            }
         }
         Ok(())
     }
@@ -793,51 +798,176 @@ impl Settings {
     }
 }
 
+/// The wrong types in one section: `[name]` as a whole, then key by key to name each.
+fn type_errors<T: serde::de::DeserializeOwned>(
+    name: &str,
+    value: &toml::Value,
+) -> Vec<(String, String)> {
+    let Err(whole) = value.clone().try_into::<T>() else {
+        return Vec::new();
+    };
+    let Some(table) = value.as_table() else {
+        return vec![(
+            name.to_owned(),
+            format!("must be a table: {}", whole.message()),
+        )];
+    };
+    let mut out = Vec::new();
+    for (key, v) in table {
+        let mut one = toml::Table::new();
+        one.insert(key.clone(), v.clone());
+        if let Err(e) = toml::Value::Table(one).try_into::<T>() {
+            out.push((format!("{name}.{key}"), e.message().trim().to_owned()));
+        }
+    }
+    if out.is_empty() {
+        out.push((name.to_owned(), whole.message().trim().to_owned()));
+    }
+    out
+}
+
+/// Removes a dotted key (`section.key`) from a parsed table.
+fn remove_key(table: &mut toml::Table, dotted: &str) {
+    match dotted.split_once('.') {
+        Some((section, key)) => {
+            if let Some(toml::Value::Table(t)) = table.get_mut(section) {
+                t.remove(key);
+            }
+        }
+        None => {
+            table.remove(dotted);
+        }
+    }
+}
+
+/// The line (from 1) of a dotted key in TOML text: the `key =` line inside its `[section]`, or
+/// the section's header for a whole section.
+pub fn line_of(text: &str, dotted: &str) -> Option<usize> {
+    let (section, key) = match dotted.rsplit_once('.') {
+        Some((s, k)) => (s, Some(k)),
+        None => (dotted, None),
+    };
+    let mut in_section = false;
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if let Some(header) = t.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            in_section = header.trim() == section;
+            if in_section && key.is_none() {
+                return Some(i + 1);
+            }
+            continue;
+        }
+        if let Some(k) = key
+            && in_section
+            && t.split('=').next().is_some_and(|lhs| lhs.trim() == k)
+            && t.contains('=')
+        {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
 impl RawConfig {
-    /// Parses TOML text, collecting unknown keys as problems instead of stopping at the first.
+    /// Parses TOML text; any problem (syntax, a wrong type, an unknown key) is an error.
     pub fn parse(text: &str) -> Result<Self, Problems> {
-        let de = toml::de::Deserializer::parse(text).map_err(|e| {
-            Problems(vec![Problem {
-                key: "(file)".into(),
-                message: format!("not valid TOML: {e}"),
-            }])
-        })?;
-        let mut unknown = Vec::new();
-        let raw: Self = serde_ignored::deserialize(de, |path| unknown.push(path.to_string()))
-            .map_err(|e| {
-                Problems(vec![Problem {
-                    key: "(file)".into(),
-                    message: format!("{e}"),
-                }])
-            })?;
-        if unknown.is_empty() {
+        let (raw, problems) = Self::parse_lenient(text)?;
+        if problems.is_empty() {
             Ok(raw)
         } else {
-            Err(Problems(
-                unknown
-                    .into_iter()
-                    .map(|key| Problem {
-                        key,
-                        message: "unknown key; check its spelling against config/orderd.toml"
-                            .into(),
-                    })
-                    .collect(),
-            ))
+            Err(Problems(problems))
         }
     }
 
-    /// Reads a file, or the embedded defaults when `path` is `None`.
+    /// Parses TOML text and reports every problem at once: a value of the wrong type and an
+    /// unknown key are each a problem with its key and line, and the rest of the file still
+    /// counts (a wrong value takes its default, so later checks see the others). Only text that
+    /// is not TOML at all stops at once (with its line).
+    pub fn parse_lenient(text: &str) -> Result<(Self, Vec<Problem>), Problems> {
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| {
+            Problems(vec![Problem {
+                key: "(file)".into(),
+                message: format!("not valid TOML: {e}"),
+                line: None,
+            }])
+        })?;
+        let mut problems = Vec::new();
+        // Wrong types, section by section and then key by key, so each is named; the bad key
+        // is taken out so that its default applies and nothing else is lost.
+        macro_rules! section {
+            ($name:literal, $ty:ty) => {
+                if let Some(value) = table.get($name) {
+                    for (key, message) in type_errors::<$ty>($name, value) {
+                        problems.push(Problem {
+                            line: line_of(text, &key),
+                            key: key.clone(),
+                            message,
+                        });
+                        remove_key(&mut table, &key);
+                    }
+                }
+            };
+        }
+        section!("site", SiteConfig);
+        section!("store", StoreConfig);
+        section!("http", HttpConfig);
+        section!("limits", LimitsConfig);
+        section!("orders", OrdersConfig);
+        section!("auth", AuthConfig);
+        section!("log", LogConfig);
+        section!("mqtt", MqttConfig);
+        section!("kitchen", KitchenConfig);
+        section!("otp", OtpConfig);
+        section!("messaging", MessagingConfig);
+        section!("whatsapp", orderd_plugins::whatsapp::Config);
+        section!("telegram", TelegramConfig);
+        section!("upload", UploadConfig);
+        let mut unknown = Vec::new();
+        let raw: Self = serde_ignored::deserialize(toml::Value::Table(table), |path| {
+            unknown.push(path.to_string());
+        })
+        .map_err(|e| {
+            Problems(vec![Problem {
+                key: "(file)".into(),
+                message: format!("{e}"),
+                line: None,
+            }])
+        })?;
+        for key in unknown {
+            problems.push(Problem {
+                line: line_of(text, &key),
+                key,
+                message: "unknown key; check its spelling against config/orderd.toml".into(),
+            });
+        }
+        Ok((raw, problems))
+    }
+
+    /// Reads a file (every problem reported as by [`RawConfig::parse`]), or the embedded
+    /// defaults when `path` is `None`.
     pub fn load(path: Option<&Path>) -> Result<Self, Problems> {
+        let (raw, problems, _) = Self::load_lenient(path)?;
+        if problems.is_empty() {
+            Ok(raw)
+        } else {
+            Err(Problems(problems))
+        }
+    }
+
+    /// [`RawConfig::parse_lenient`] of a file, with its text (for the lines of later problems).
+    pub fn load_lenient(path: Option<&Path>) -> Result<(Self, Vec<Problem>, String), Problems> {
         let Some(path) = path else {
-            return Ok(Self::default());
+            return Ok((Self::default(), Vec::new(), String::new()));
         };
         let text = std::fs::read_to_string(path).map_err(|e| {
             Problems(vec![Problem {
                 key: "(file)".into(),
                 message: format!("cannot read {}: {e}", path.display()),
+                line: None,
             }])
         })?;
-        Self::parse(&text)
+        let (raw, problems) = Self::parse_lenient(&text)?;
+        Ok((raw, problems, text))
     }
 
     /// Checks every field and resolves the settings, or returns every problem at once.
@@ -845,6 +975,7 @@ impl RawConfig {
         let mut problems = Vec::new();
         let mut bad = |key: &str, message: String| {
             problems.push(Problem {
+                line: None,
                 key: key.into(),
                 message,
             });

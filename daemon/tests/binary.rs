@@ -291,6 +291,25 @@ fn check_config_reports_every_problem_in_one_run() {
         assert!(err.contains(key), "{key} missing from:\n{err}");
     }
     assert!(err.contains("4 problem(s)"), "{err}");
+    // An unknown key, a wrong type and two bad values: all four in one run, each with its line,
+    // and the unknown key does not hide the others.
+    std::fs::write(
+        &bad,
+        "[site]\nname = \"Kafe\"\ncurency = \"EUR\"\n\n[store]\nmax_batch = \"lots\"\n[otp]\nttl_secs = 5\n[limits]\nmax_page_size = 0\n",
+    )
+    .unwrap();
+    let out = run_cli(&["check-config", "--config", bad.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "site.curency (line 3): unknown key",
+        "store.max_batch (line 6):",
+        "otp.ttl_secs (line 8): must be 30-3600",
+        "limits.max_page_size (line 10): must be 1-1000",
+    ] {
+        assert!(err.contains(want), "{want:?} missing from:\n{err}");
+    }
+    assert!(err.contains("4 problem(s)"), "{err}");
     // The shipped file passes, and init-config prints it.
     let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/orderd.toml");
     let out = run_cli(&["check-config", "--config", shipped], None);

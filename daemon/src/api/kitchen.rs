@@ -72,9 +72,11 @@ pub async fn reprint(
             &order,
             &station,
             &lines,
-            order.note.as_deref(),
-            PrintCopy::Reprint,
-            None,
+            printing::Slip {
+                note: order.note.as_deref(),
+                copy: PrintCopy::Reprint,
+                banner: None,
+            },
             paper,
             &state.settings.time_zone,
         );

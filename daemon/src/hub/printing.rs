@@ -52,17 +52,27 @@ pub fn local_time(tz: &TimeZone, ms: u64) -> String {
         .unwrap_or_default()
 }
 
+/// What kind of slip a ticket is printed as.
+#[derive(Debug, Clone, Copy)]
+pub struct Slip<'a> {
+    /// The note under the lines.
+    pub note: Option<&'a str>,
+    /// Original or reprint.
+    pub copy: PrintCopy,
+    /// `CANCELLED` or `CHANGED` for those slips.
+    pub banner: Option<&'a str>,
+}
+
 /// One station's ticket of `order` as ESC/POS bytes.
 pub fn render(
     order: &Order,
     station: &str,
     lines: &[TicketLine],
-    note: Option<&str>,
-    copy: PrintCopy,
-    banner: Option<&str>,
+    slip: Slip<'_>,
     paper: PaperWidth,
     tz: &TimeZone,
 ) -> Vec<u8> {
+    let Slip { note, copy, banner } = slip;
     let short = crate::domain::orders::short_number(order);
     let time = local_time(tz, order.created_at);
     let doc = TicketDoc {

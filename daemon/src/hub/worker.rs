@@ -652,9 +652,11 @@ impl Hub {
             order,
             &t.station,
             &lines,
-            note.as_deref(),
-            copy,
-            banner,
+            printing::Slip {
+                note: note.as_deref(),
+                copy,
+                banner,
+            },
             self.paper,
             &self.state.settings.time_zone,
         )

@@ -66,7 +66,11 @@ fn albanian_letters_and_the_euro_use_pc858() {
         [0x89, b' ', 0x87, b' ', 0xd3, b' ', 0x80]
     );
     assert_eq!(encode_text("Tavë"), [b'T', b'a', b'v', 0x89]);
-    assert_eq!(encode_text("€ 5"), [0xd5, b' ', b'5'], "PC858 has the euro at 0xD5");
+    assert_eq!(
+        encode_text("€ 5"),
+        [0xd5, b' ', b'5'],
+        "PC858 has the euro at 0xD5"
+    );
     // Punctuation the page lacks by its nearest ASCII, accents by their letter.
     assert_eq!(encode_text("Burger — Medium"), b"Burger - Medium");
     assert_eq!(encode_text("“ok”…"), b"\"ok\"...");
