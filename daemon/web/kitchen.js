@@ -29,7 +29,7 @@
   const ticketsBox = el('section', { 'aria-labelledby': 'tk-h' });
   const readyBox = el('section', {});
   const soldBox = el('details', {});
-  app.replaceChildren(O.nav(), el('div', { class: 'bar' }, el('h1', { id: 'tk-h' }, 'Kitchen' + (station ? ' — ' + station : '')), soundCue),
+  app.replaceChildren(O.nav(), el('div', { class: 'bar' }, el('h1', { id: 'tk-h' }, 'Kitchen' + (station ? ' - ' + station : '')), soundCue),
     el('nav', { 'aria-label': 'Stations', id: 'stations' }), msg, ticketsBox, readyBox, soldBox);
   // The first tap anywhere unlocks sound (browsers block audio until the user interacts).
   document.addEventListener('pointerdown', () => { O.unlockSound(); setTimeout(renderSound, 200); }, { once: true });

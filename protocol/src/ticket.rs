@@ -27,7 +27,7 @@ pub struct TicketLine {
 pub struct LineDelta {
     /// Menu item id.
     pub item_id: String,
-    /// Name, with the line's modifiers after a dash ("Burger — Medium, Bacon") so the kitchen
+    /// Name, with the line's modifiers after a hyphen ("Burger - Medium, Bacon") so the kitchen
     /// can tell two lines of one item apart.
     pub name: String,
     /// Quantity before.
@@ -83,7 +83,7 @@ pub struct TicketEvent {
     pub order_type: OrderType,
     /// Table label, for dine-in.
     pub table: Option<String>,
-    /// When the order was placed, ms since the epoch.
+    /// When the order was placed, ms since the Unix epoch (UTC).
     pub placed_at: u64,
     /// The event's seq in the box's event log (devices may use it to drop repeats).
     pub seq: u64,
@@ -104,7 +104,7 @@ pub struct BoardTicket {
     pub order_type: OrderType,
     /// Table label.
     pub table: Option<String>,
-    /// Placed at, ms.
+    /// When the order was placed, ms since the Unix epoch (UTC).
     pub placed_at: u64,
     /// The station's lines.
     pub lines: Vec<TicketLine>,

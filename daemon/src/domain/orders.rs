@@ -806,7 +806,8 @@ fn delta_name(line: &OrderLine) -> String {
         return line.name.clone();
     }
     let mods: Vec<&str> = line.modifiers.iter().map(|m| m.name.as_str()).collect();
-    format!("{} — {}", line.name, mods.join(", "))
+    // A plain hyphen: the small fonts of displays and printers often lack the long dash.
+    format!("{} - {}", line.name, mods.join(", "))
 }
 
 /// Changes the lines of an order the kitchen has not finished (placed, accepted or
