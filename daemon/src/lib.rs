@@ -22,6 +22,7 @@ pub mod messaging;
 pub mod metrics;
 pub mod mqtt;
 pub mod progress;
+pub mod retry;
 pub mod server;
 pub mod shutdown;
 pub mod storage;

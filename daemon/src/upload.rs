@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use orderd_plugins::collector::{Collector, Posted};
 use orderd_protocol::upload::{Batch, Compression};
-use rand::Rng as _;
 use serde::Serialize;
 
 use crate::api::AppStateRef;
 use crate::events::EventLog;
+use crate::retry::{Backoff, Breaker};
 use crate::server::Shutdown;
 
 /// The uploader's consumer name (its cursor in the log).
@@ -133,14 +133,6 @@ impl UploadState {
     }
 }
 
-/// Capped exponential backoff with jitter in its upper half.
-fn backoff(base: u64, cap: u64, failures: u32) -> Duration {
-    let exp = base
-        .saturating_mul(1u64 << failures.saturating_sub(1).min(30))
-        .min(cap);
-    Duration::from_millis(rand::thread_rng().gen_range(exp / 2..=exp.max(1)))
-}
-
 /// Runs the uploader until shutdown (when uploading is off: releases its cursor and ends).
 pub async fn run(state: AppStateRef, mut shutdown: Shutdown) {
     let cfg = state.settings.raw.upload.clone();
@@ -181,7 +173,12 @@ pub async fn run(state: AppStateRef, mut shutdown: Shutdown) {
     };
     let site_id = state.settings.raw.site.id.clone();
     let mut limit = cfg.batch_events as usize;
-    let mut failures = 0u32;
+    // The shared retry policy (`crate::retry`): backoff, and a breaker whose pause follows
+    // breaker_failures failures in a row.
+    let mut failures = Breaker::new(
+        cfg.breaker_failures,
+        Duration::from_secs(cfg.breaker_pause_secs),
+    );
     let mut avg_bytes = 300.0f64;
     let mut last_error_log: Option<Instant> = None;
     let mut warned = false;
@@ -247,7 +244,7 @@ pub async fn run(state: AppStateRef, mut shutdown: Shutdown) {
             }
         };
         let age = u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX);
-        if !full && failures == 0 && age < cfg.max_age_ms {
+        if !full && failures.failures() == 0 && age < cfg.max_age_ms {
             let wait = Duration::from_millis((cfg.max_age_ms - age).min(200));
             if pause(&mut shutdown, wait).await {
                 return;
@@ -302,7 +299,7 @@ pub async fn run(state: AppStateRef, mut shutdown: Shutdown) {
                     }
                     cursor = to;
                 }
-                failures = 0;
+                failures.success();
                 limit = cfg.batch_events as usize;
                 let now = state.now_ms();
                 state.upload.update(|s| {
@@ -389,24 +386,24 @@ pub async fn run(state: AppStateRef, mut shutdown: Shutdown) {
 /// later, or the breaker's pause. Logs at most once per wait.
 fn fail(
     state: &AppStateRef,
-    failures: &mut u32,
+    failures: &mut Breaker,
     last_log: &mut Option<Instant>,
     cfg: &crate::config::UploadConfig,
     reason: String,
     after: Option<Duration>,
 ) -> Duration {
-    *failures += 1;
-    let mut wait = backoff(cfg.base_backoff_ms, cfg.max_backoff_ms, *failures);
-    if let Some(a) = after {
-        wait = wait.max(a);
+    failures.failure();
+    let backoff = Backoff {
+        base_ms: cfg.base_backoff_ms,
+        cap_ms: cfg.max_backoff_ms,
+    };
+    let mut wait = backoff.wait(failures.failures(), after);
+    if failures.is_open() {
+        wait = wait.max(failures.pause());
     }
-    if *failures >= cfg.breaker_failures {
-        wait = wait.max(Duration::from_secs(cfg.breaker_pause_secs));
-    }
-    if last_log.is_none_or(|t| t.elapsed() >= wait.min(Duration::from_secs(cfg.breaker_pause_secs)))
-    {
+    if last_log.is_none_or(|t| t.elapsed() >= wait.min(failures.pause())) {
         tracing::error!(
-            failures = *failures,
+            failures = failures.failures(),
             retry_in_ms = wait.as_millis() as u64,
             "upload failed: {reason}"
         );

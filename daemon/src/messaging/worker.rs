@@ -22,13 +22,13 @@ use std::time::Duration;
 use orderd_plugins::messaging::Outcome;
 use orderd_plugins::telegram::Telegram;
 use orderd_plugins::whatsapp::WhatsApp;
-use rand::Rng as _;
 use tokio::task::JoinSet;
 
 use super::Texts;
 use crate::api::AppStateRef;
 use crate::domain::outbox::{self, Channel, Message, OutboxRow, State};
 use crate::metrics::{ChannelLabels, MessageLabels};
+use crate::retry::{Allow, Backoff, Breaker};
 use crate::server::Shutdown;
 
 /// Per provider: no call before this (the provider's `Retry-After` / `retry_after` holds back
@@ -50,16 +50,24 @@ pub struct Providers {
 }
 
 /// Per-provider pacing and breaker.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Pace {
     /// The next send may start at this time, ms (spacing of 1/rate).
     next_slot_ms: f64,
-    /// Consecutive failed calls.
-    failures: u32,
-    /// Breaker open until; then one probe.
-    open_until: Option<tokio::time::Instant>,
-    /// A probe is out.
-    probing: bool,
+    /// Consecutive failures pause the provider; then one probe (`crate::retry`).
+    breaker: Breaker,
+}
+
+impl Pace {
+    fn new(m: &crate::config::MessagingConfig) -> Self {
+        Self {
+            next_slot_ms: 0.0,
+            breaker: Breaker::new(
+                m.breaker_failures,
+                Duration::from_secs(m.breaker_pause_secs),
+            ),
+        }
+    }
 }
 
 /// Takes up rows interrupted mid-send by a crash: a status message or alert is sent again
@@ -246,20 +254,16 @@ impl Sender {
             if !available(&self.providers, row.channel) {
                 continue;
             }
-            let p = self.pace.entry(row.channel).or_default();
-            if p.open_until.is_some_and(|t| t > mono)
-                || p.probing
-                || held_until(&self.holds, row.channel).is_some()
-            {
+            let p = self
+                .pace
+                .entry(row.channel)
+                .or_insert_with(|| Pace::new(&cfg.messaging));
+            if !p.breaker.ready() || held_until(&self.holds, row.channel).is_some() {
                 continue;
             }
             let taken = busy.entry(row.channel).or_default();
             // After the pause an open breaker lets one probe through.
-            let limit = if p.failures >= cfg.messaging.breaker_failures {
-                1
-            } else {
-                concurrency
-            };
+            let limit = if p.breaker.is_open() { 1 } else { concurrency };
             if *taken >= limit {
                 continue;
             }
@@ -302,18 +306,22 @@ impl Sender {
         let start = tokio::time::Instant::now();
         let now_f = now as f64;
         for row in claimed.sending {
-            let probe = {
-                let p = self.pace.entry(row.channel).or_default();
-                let probe = p.failures >= cfg.messaging.breaker_failures;
-                p.probing |= probe;
-                probe
-            };
+            let probe = self
+                .pace
+                .entry(row.channel)
+                .or_insert_with(|| Pace::new(&cfg.messaging))
+                .breaker
+                .allow()
+                == Allow::Probe;
             self.open.insert(row.id, row.clone());
             let rate = f64::from(match row.channel {
                 Channel::Whatsapp => cfg.whatsapp.rate_per_sec,
                 Channel::Telegram => cfg.telegram.rate_per_sec,
             });
-            let p = self.pace.entry(row.channel).or_default();
+            let p = self
+                .pace
+                .entry(row.channel)
+                .or_insert_with(|| Pace::new(&cfg.messaging));
             let slot = p.next_slot_ms.max(now_f);
             p.next_slot_ms = slot + 1000.0 / rate;
             let delay = Duration::from_secs_f64(((slot - now_f) / 1000.0).max(0.0));
@@ -356,51 +364,43 @@ impl Sender {
         for (mut row, outcome, called, probe) in done {
             let now = self.state.now_ms();
             row.updated_at = now;
-            let p = self.pace.entry(row.channel).or_default();
-            if probe {
-                p.probing = false;
-            }
+            let p = self.pace.entry(row.channel).or_insert_with(|| Pace::new(m));
             match outcome {
                 Outcome::Sent { provider_id } => {
                     row.state = State::Sent;
                     row.provider_id = Some(provider_id);
                     row.last_error = None;
-                    if p.failures > 0 {
+                    if p.breaker.success() {
                         recovered.push(row.channel);
                     }
-                    p.failures = 0;
-                    p.open_until = None;
                     count(&self.state, row.channel, "sent");
                 }
                 Outcome::Reject { reason } => {
                     tracing::warn!(id = row.id, channel = row.channel.as_str(), %reason, "message rejected by the provider: dead letter");
                     row.state = State::Dead;
                     row.last_error = Some(reason);
-                    p.failures = 0;
+                    // It answered: the provider is up.
+                    p.breaker.success();
                     count(&self.state, row.channel, "dead");
                 }
                 Outcome::Retry { after, reason } => {
                     if called {
                         count(&self.state, row.channel, "failed");
-                        p.failures += 1;
+                        if p.breaker.failure() {
+                            tracing::warn!(
+                                channel = row.channel.as_str(),
+                                failures = p.breaker.failures(),
+                                pause_secs = m.breaker_pause_secs,
+                                "provider paused (circuit breaker open)"
+                            );
+                        }
+                    } else {
+                        p.breaker.release();
                     }
                     if !called || probe {
                         // Never reached the provider, or probed a provider known to be down:
                         // the failure is the provider's, not the message's.
                         row.attempts = row.attempts.saturating_sub(1);
-                    }
-                    if called && p.failures >= m.breaker_failures {
-                        p.open_until = Some(
-                            tokio::time::Instant::now() + Duration::from_secs(m.breaker_pause_secs),
-                        );
-                        if p.failures == m.breaker_failures {
-                            tracing::warn!(
-                                channel = row.channel.as_str(),
-                                failures = p.failures,
-                                pause_secs = m.breaker_pause_secs,
-                                "provider paused (circuit breaker open)"
-                            );
-                        }
                     }
                     if row.attempts >= m.max_attempts {
                         row.state = State::Dead;
@@ -408,10 +408,12 @@ impl Sender {
                             Some(format!("gave up after {} attempts: {reason}", row.attempts));
                         count(&self.state, row.channel, "dead");
                     } else {
-                        let backoff = backoff_ms(m.base_backoff_ms, m.max_backoff_ms, row.attempts);
-                        let hinted =
-                            after.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-                        let wait = backoff.max(hinted);
+                        let backoff = Backoff {
+                            base_ms: m.base_backoff_ms,
+                            cap_ms: m.max_backoff_ms,
+                        };
+                        let wait = u64::try_from(backoff.wait(row.attempts, after).as_millis())
+                            .unwrap_or(u64::MAX);
                         row.state = State::Failed;
                         row.next_at = now + wait;
                         self.due.insert(
@@ -560,15 +562,6 @@ fn held_until(holds: &Holds, ch: Channel) -> Option<tokio::time::Instant> {
         .filter(|&t| t > tokio::time::Instant::now())
 }
 
-/// Capped exponential backoff with full jitter in its upper half.
-fn backoff_ms(base: u64, cap: u64, attempts: u32) -> u64 {
-    let exp = base
-        .saturating_mul(1u64 << attempts.saturating_sub(1).min(30))
-        .min(cap);
-    let low = exp / 2;
-    rand::thread_rng().gen_range(low..=exp.max(low))
-}
-
 fn available(p: &Providers, ch: Channel) -> bool {
     match ch {
         Channel::Whatsapp => p.whatsapp.is_some(),
@@ -657,22 +650,5 @@ async fn store(state: &AppStateRef, rows: &[OutboxRow]) -> bool {
             tracing::error!(error = %e.message, "outbox: storing message states failed; will retry");
             false
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::backoff_ms;
-
-    #[test]
-    fn backoff_grows_is_capped_and_jittered() {
-        for attempts in 1..40 {
-            let b = backoff_ms(1000, 60_000, attempts);
-            let exp = (1000u64 << (attempts - 1).min(30)).min(60_000);
-            assert!(b >= exp / 2 && b <= exp, "attempt {attempts}: {b}");
-        }
-        let samples: std::collections::HashSet<u64> =
-            (0..50).map(|_| backoff_ms(1000, 60_000, 5)).collect();
-        assert!(samples.len() > 1, "jittered");
     }
 }
