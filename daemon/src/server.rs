@@ -35,6 +35,38 @@ pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(20);
 
 pub use crate::shutdown::Shutdown;
 
+/// The messaging providers that are enabled, and the Telegram client for its bot loop.
+fn messaging_providers(
+    state: &AppStateRef,
+) -> anyhow::Result<(
+    crate::messaging::worker::Providers,
+    Option<orderd_plugins::telegram::Telegram>,
+)> {
+    use crate::domain::outbox::Channel;
+    let raw = &state.settings.raw;
+    let timeout = Duration::from_millis(raw.messaging.request_timeout_ms);
+    let mut providers = crate::messaging::worker::Providers::default();
+    if raw.whatsapp.enabled {
+        let wa = orderd_plugins::whatsapp::WhatsApp::new(&raw.whatsapp, timeout)
+            .map_err(|e| anyhow::anyhow!("WhatsApp: {e}"))?;
+        providers.add(Channel::Whatsapp, Arc::new(wa), raw.whatsapp.rate_per_sec);
+    }
+    let mut telegram = None;
+    if raw.telegram.enabled {
+        let tg = &raw.telegram;
+        let token = tg
+            .token
+            .load()
+            .map_err(|e| anyhow::anyhow!("Telegram: {e}"))?
+            .ok_or_else(|| anyhow::anyhow!("Telegram: no token"))?;
+        let bot = orderd_plugins::telegram::Telegram::new(&tg.api_url, &token, timeout)
+            .map_err(|e| anyhow::anyhow!("Telegram: {e}"))?;
+        providers.add(Channel::Telegram, Arc::new(bot.clone()), tg.rate_per_sec);
+        telegram = Some(bot);
+    }
+    Ok((providers, telegram))
+}
+
 /// Spawns a background task. If it panics the process exits, so that systemd restarts the box:
 /// a task that died silently would leave it half working (a panic in one request is answered
 /// 500 instead, see `api::serve`).
@@ -235,42 +267,12 @@ pub async fn start(
     }
 
     let (hub_link, mqtt_addr) = start_mqtt(&state, &shutdown, &mut workers).await?;
-    let providers = crate::messaging::worker::Providers {
-        whatsapp: if state.settings.raw.whatsapp.enabled {
-            Some(
-                orderd_plugins::whatsapp::WhatsApp::new(
-                    &state.settings.raw.whatsapp,
-                    Duration::from_millis(state.settings.raw.messaging.request_timeout_ms),
-                )
-                .map_err(|e| anyhow::anyhow!("WhatsApp: {e}"))?,
-            )
-        } else {
-            None
-        },
-        telegram: if state.settings.raw.telegram.enabled {
-            let tg = &state.settings.raw.telegram;
-            let token = tg
-                .token
-                .load()
-                .map_err(|e| anyhow::anyhow!("Telegram: {e}"))?
-                .ok_or_else(|| anyhow::anyhow!("Telegram: no token"))?;
-            Some(
-                orderd_plugins::telegram::Telegram::new(
-                    &tg.api_url,
-                    &token,
-                    Duration::from_millis(state.settings.raw.messaging.request_timeout_ms),
-                )
-                .map_err(|e| anyhow::anyhow!("Telegram: {e}"))?,
-            )
-        } else {
-            None
-        },
-    };
+    let (providers, telegram) = messaging_providers(&state)?;
     let texts = Arc::new(
         crate::messaging::Texts::load(&state.settings.raw.messaging.texts_dir)
             .context("loading the message texts")?,
     );
-    if let Some(bot) = providers.telegram.clone() {
+    if let Some(bot) = telegram {
         workers.push(spawn_task(
             "telegram",
             crate::messaging::telegram::run(

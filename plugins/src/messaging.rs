@@ -1,6 +1,8 @@
-//! What every messaging plugin shares: the outcome of one send, classified once, and secrets
-//! given inline, in a file or in the environment.
+//! What every messaging plugin shares: the [`Provider`] trait (send one message, classify the
+//! outcome once), the outcome itself, and secrets given inline, in a file or in the environment.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -25,6 +27,44 @@ pub enum Outcome {
         /// The provider's reason.
         reason: String,
     },
+}
+
+/// What a message is, for providers that send templates rather than text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind<'a> {
+    /// A one-time code.
+    Code(&'a str),
+    /// An order's new status: the restaurant's name, the short number, the status in words.
+    Status([&'a str; 3]),
+    /// A staff alert (text only).
+    Alert,
+}
+
+/// One message, ready for any provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outgoing<'a> {
+    /// Where it goes: an E.164 phone (WhatsApp) or a chat id (Telegram).
+    pub to: &'a str,
+    /// The language it is in.
+    pub lang: &'a str,
+    /// The whole message as plain text, for providers that send text.
+    pub text: &'a str,
+    /// What it is, for providers that send templates.
+    pub kind: Kind<'a>,
+}
+
+/// A send under way.
+pub type Sending<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
+
+/// A messaging provider (WhatsApp, Telegram): sends one message and classifies what happened
+/// once — sent, retry later, or rejected for good. It never retries by itself: the outbox
+/// sender owns pacing, backoff and the breaker.
+pub trait Provider: Send + Sync {
+    /// A short name, for logs.
+    fn name(&self) -> &'static str;
+
+    /// Sends one message.
+    fn send<'a>(&'a self, msg: Outgoing<'a>) -> Sending<'a>;
 }
 
 /// A secret given inline, in a file, or in an environment variable (the file wins, then the

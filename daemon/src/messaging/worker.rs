@@ -19,9 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
-use orderd_plugins::messaging::Outcome;
-use orderd_plugins::telegram::Telegram;
-use orderd_plugins::whatsapp::WhatsApp;
+use orderd_plugins::messaging::{Kind, Outcome, Outgoing, Provider};
 use tokio::task::JoinSet;
 
 use super::Texts;
@@ -40,13 +38,36 @@ type Holds = Arc<std::sync::Mutex<HashMap<Channel, tokio::time::Instant>>>;
 /// poll.
 const POLL: Duration = Duration::from_secs(30);
 
-/// The configured providers.
+/// One configured provider and how fast it may be called.
+#[derive(Clone)]
+pub struct Configured {
+    /// The provider.
+    pub provider: Arc<dyn Provider>,
+    /// Calls per second at most.
+    pub rate_per_sec: u32,
+}
+
+/// The configured providers, by the channel they serve.
 #[derive(Clone, Default)]
 pub struct Providers {
-    /// WhatsApp, when enabled.
-    pub whatsapp: Option<WhatsApp>,
-    /// Telegram, when enabled.
-    pub telegram: Option<Telegram>,
+    by_channel: HashMap<Channel, Configured>,
+}
+
+impl Providers {
+    /// Adds the provider of a channel.
+    pub fn add(&mut self, channel: Channel, provider: Arc<dyn Provider>, rate_per_sec: u32) {
+        self.by_channel.insert(
+            channel,
+            Configured {
+                provider,
+                rate_per_sec: rate_per_sec.max(1),
+            },
+        );
+    }
+
+    fn get(&self, channel: Channel) -> Option<&Configured> {
+        self.by_channel.get(&channel)
+    }
 }
 
 /// Per-provider pacing and breaker.
@@ -314,10 +335,11 @@ impl Sender {
                 .allow()
                 == Allow::Probe;
             self.open.insert(row.id, row.clone());
-            let rate = f64::from(match row.channel {
-                Channel::Whatsapp => cfg.whatsapp.rate_per_sec,
-                Channel::Telegram => cfg.telegram.rate_per_sec,
-            });
+            let rate = f64::from(
+                self.providers
+                    .get(row.channel)
+                    .map_or(1, |c| c.rate_per_sec),
+            );
             let p = self
                 .pace
                 .entry(row.channel)
@@ -563,10 +585,7 @@ fn held_until(holds: &Holds, ch: Channel) -> Option<tokio::time::Instant> {
 }
 
 fn available(p: &Providers, ch: Channel) -> bool {
-    match ch {
-        Channel::Whatsapp => p.whatsapp.is_some(),
-        Channel::Telegram => p.telegram.is_some(),
-    }
+    p.get(ch).is_some()
 }
 
 /// The plain text of a row, for channels that send text (Telegram).
@@ -604,26 +623,34 @@ async fn call(
     row: &OutboxRow,
     chat: Option<i64>,
 ) -> Outcome {
-    match (row.channel, &p.whatsapp, &p.telegram, chat) {
-        (Channel::Whatsapp, Some(wa), _, _) => match &row.message {
-            Message::Code { code, .. } => wa.send_code(&row.to, &row.lang, code).await,
-            Message::Status { short, status, .. } => {
-                let text = texts.render(&row.lang, &format!("status_{}", status.as_str()), &[]);
-                wa.send_status(&row.to, &row.lang, &[restaurant, short, &text])
-                    .await
-            }
-            Message::Alert { .. } => Outcome::Reject {
-                reason: "staff alerts go to Telegram only".into(),
-            },
-        },
-        (Channel::Telegram, _, Some(tg), Some(chat)) => {
-            tg.send_text(chat, &text_of(texts, restaurant, row)).await
-        }
-        _ => Outcome::Retry {
+    let Some(configured) = p.get(row.channel) else {
+        return Outcome::Retry {
             after: None,
             reason: "channel not configured".into(),
-        },
-    }
+        };
+    };
+    // The address: a Telegram row goes to the chat its phone was proven in (looked up by
+    // `dispatch`); every other row to its own `to`.
+    let to = chat.map_or_else(|| row.to.clone(), |c| c.to_string());
+    let text = text_of(texts, restaurant, row);
+    let status_text;
+    let kind = match &row.message {
+        Message::Code { code, .. } => Kind::Code(code),
+        Message::Status { short, status, .. } => {
+            status_text = texts.render(&row.lang, &format!("status_{}", status.as_str()), &[]);
+            Kind::Status([restaurant, short, &status_text])
+        }
+        Message::Alert { .. } => Kind::Alert,
+    };
+    configured
+        .provider
+        .send(Outgoing {
+            to: &to,
+            lang: &row.lang,
+            text: &text,
+            kind,
+        })
+        .await
 }
 
 /// Stores rows in one commit, counting the final outcomes in the store; false (and logged)

@@ -58,6 +58,24 @@ pub enum Inbound {
     },
 }
 
+impl crate::messaging::Provider for Telegram {
+    fn name(&self) -> &'static str {
+        "telegram"
+    }
+
+    /// Every message as text to the chat id in `to`.
+    fn send<'a>(&'a self, msg: crate::messaging::Outgoing<'a>) -> crate::messaging::Sending<'a> {
+        Box::pin(async move {
+            match msg.to.parse::<i64>() {
+                Ok(chat) => self.send_text(chat, msg.text).await,
+                Err(_) => Outcome::Reject {
+                    reason: format!("{:?} is not a Telegram chat id", msg.to),
+                },
+            }
+        })
+    }
+}
+
 impl Telegram {
     /// A bot at `api_url` (e.g. `https://api.telegram.org`); `timeout` cuts off one HTTP call.
     pub fn new(api_url: &str, token: &str, timeout: Duration) -> Result<Self, String> {

@@ -24,6 +24,27 @@ impl std::fmt::Debug for WhatsApp {
     }
 }
 
+impl crate::messaging::Provider for WhatsApp {
+    fn name(&self) -> &'static str {
+        "whatsapp"
+    }
+
+    /// Codes through the authentication template, status messages through the status template;
+    /// staff alerts are not sent by WhatsApp (they go to a Telegram staff chat).
+    fn send<'a>(&'a self, msg: crate::messaging::Outgoing<'a>) -> crate::messaging::Sending<'a> {
+        use crate::messaging::Kind;
+        Box::pin(async move {
+            match msg.kind {
+                Kind::Code(code) => self.send_code(msg.to, msg.lang, code).await,
+                Kind::Status(params) => self.send_status(msg.to, msg.lang, &params).await,
+                Kind::Alert => Outcome::Reject {
+                    reason: "staff alerts go to Telegram only".into(),
+                },
+            }
+        })
+    }
+}
+
 impl WhatsApp {
     /// A sender from checked settings; `timeout` cuts off a stalled call.
     pub fn new(cfg: &Config, timeout: Duration) -> Result<Self, String> {
