@@ -145,11 +145,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let addr = listener.local_addr()?;
             println!("collector listening on http://{addr}");
             tracing::info!(%addr, "collector listening");
-            axum::serve(listener, crate::http::router(app))
-                .with_graceful_shutdown(async {
-                    let _ = tokio::signal::ctrl_c().await;
-                })
-                .await?;
+            // systemd stops the service with SIGTERM; a terminal with ctrl-c.
+            crate::http::run(listener, app, async {
+                let term = async {
+                    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    {
+                        Ok(mut s) => {
+                            s.recv().await;
+                        }
+                        Err(_) => std::future::pending::<()>().await,
+                    }
+                };
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    () = term => {}
+                }
+                tracing::info!("collector stopping");
+            })
+            .await?;
         }
     }
     Ok(())

@@ -72,6 +72,18 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Serves the collector on `listener` until `shutdown` resolves, then finishes the requests
+/// under way (a batch in flight is stored or rolled back whole, never cut).
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    app: Arc<App>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(app))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
 /// The routes.
 pub fn router(app: Arc<App>) -> Router {
     Router::new()

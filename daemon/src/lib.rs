@@ -34,4 +34,4 @@ pub mod upload;
 pub mod web;
 pub mod workers;
 
-pub use server::{Running, run, start};
+pub use server::{Running, start};

@@ -494,15 +494,3 @@ impl Running {
         Ok(())
     }
 }
-
-/// Runs until `signal` resolves, then shuts down.
-pub async fn run(
-    settings: Settings,
-    listener: TcpListener,
-    clock: Arc<dyn Clock>,
-    signal: impl std::future::Future<Output = ()>,
-) -> anyhow::Result<()> {
-    let running = start(settings, listener, clock).await?;
-    signal.await;
-    running.stop().await
-}

@@ -801,3 +801,23 @@ async fn edits_while_the_collector_is_away_reach_it_as_they_happened() {
     }
     s.stop().await;
 }
+
+/// The collector stops gracefully on SIGTERM (what systemd sends), not only on ctrl-c: it
+/// exits by itself with status 0 instead of being killed at the stop timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_collector_stops_on_sigterm() {
+    let pg = Pg::start();
+    let mut collector = Collector::start(&pg, 1024 * 1024).await;
+    let mut child = collector.child.take().unwrap();
+    let pid = child.id().unwrap().to_string();
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let exit = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("the collector exited by itself on SIGTERM")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+}

@@ -14,7 +14,6 @@ pub mod tickets;
 pub mod worker;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::Serialize;
@@ -40,8 +39,6 @@ pub struct Kitchen {
     pub wake: Notify,
     /// Health by device id.
     pub health: Mutex<BTreeMap<String, DeviceHealth>>,
-    /// Whether the hub's MQTT client is connected to the broker.
-    pub connected: AtomicBool,
     /// The embedded broker, when there is one.
     pub broker: OnceLock<Arc<Broker>>,
 }
@@ -72,11 +69,6 @@ impl Kitchen {
         let h = all.entry(id.to_owned()).or_default();
         h.last_seen = Some(now);
         f(h)
-    }
-
-    /// Whether the hub is connected to the broker.
-    pub fn is_connected(&self) -> bool {
-        self.connected.load(Ordering::Relaxed)
     }
 
     /// Closes a device's MQTT connection on the embedded broker (after it was removed).

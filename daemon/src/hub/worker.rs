@@ -27,7 +27,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -252,7 +251,6 @@ async fn run_inner(
             msg = inbound.recv() => match msg {
                 Some(Inbound::Connected) => {
                     connected = true;
-                    hub.kitchen.connected.store(true, Ordering::Relaxed);
                     // What the old connection did not get acknowledged is handled again.
                     let from = hub.restart_from_cursor();
                     sub = state.events.subscribe(from);
@@ -260,7 +258,6 @@ async fn run_inner(
                 }
                 Some(Inbound::Disconnected(_)) => {
                     connected = false;
-                    hub.kitchen.connected.store(false, Ordering::Relaxed);
                 }
                 Some(Inbound::Message { topic, payload }) => hub.on_message(&topic, &payload).await,
                 None => break,
