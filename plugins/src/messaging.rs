@@ -98,9 +98,21 @@ impl std::fmt::Debug for Secret {
 }
 
 impl Secret {
-    /// Reads the secret; `None` when none of the three is set.
+    /// Reads the secret; `None` when none of the three is set. A file that everyone may read
+    /// is refused, with the `chmod` that fixes it (its owner and group may read it: `0640`
+    /// with the service's group, or `0600`).
     pub fn load(&self) -> Result<Option<String>, String> {
         if !self.file.as_os_str().is_empty() {
+            use std::os::unix::fs::PermissionsExt as _;
+            let meta = std::fs::metadata(&self.file)
+                .map_err(|e| format!("reading {}: {e}", self.file.display()))?;
+            if meta.permissions().mode() & 0o004 != 0 {
+                return Err(format!(
+                    "{} can be read by every user; run `chmod o-rwx {}` (0640 with the service's group, or 0600)",
+                    self.file.display(),
+                    self.file.display()
+                ));
+            }
             return std::fs::read_to_string(&self.file)
                 .map(|s| Some(s.trim().to_owned()))
                 .map_err(|e| format!("reading {}: {e}", self.file.display()));
@@ -117,4 +129,26 @@ impl Secret {
 /// Parses an HTTP `Retry-After` given in seconds (the HTTP-date form is treated as absent).
 pub fn retry_after_secs(value: Option<&str>) -> Option<Duration> {
     value?.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Secret;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    #[test]
+    fn a_secret_file_everyone_can_read_is_refused_with_the_fix() {
+        let path = std::env::temp_dir().join(format!("orderd-secret-test-{}", std::process::id()));
+        std::fs::write(&path, "s3cret\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let secret = Secret {
+            file: path.clone(),
+            ..Secret::default()
+        };
+        let err = secret.load().unwrap_err();
+        assert!(err.contains("chmod o-rwx"), "{err}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert_eq!(secret.load().unwrap().as_deref(), Some("s3cret"));
+        std::fs::remove_file(&path).unwrap();
+    }
 }
