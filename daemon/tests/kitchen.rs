@@ -871,3 +871,59 @@ async fn line_changes_reach_the_stations_they_touch_as_deltas() {
     assert_eq!(st, StatusCode::UNAUTHORIZED);
     s.stop().await;
 }
+
+/// Orders left open past the end of their business day leave the kitchen boards when the next
+/// day starts, are never closed by it, and are listed for the manager.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_left_open_from_yesterday_leave_the_boards_and_are_listed() {
+    // A session that outlives the day this test skips.
+    let s = TestServer::start_with(|c| c.auth.session_ttl_secs = 3 * 86_400).await;
+    let (mut d, _) = s.device_online("kds", "display", &["grill"], false).await;
+    d.sub("orderd/demo/station/grill/board").await;
+    let old = place(&s, grill_and_bar()).await;
+    // The board shows it (retained boards may arrive more than once; read until it is there).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let board: Board =
+            serde_json::from_slice(&d.next_on("/board", WAIT).await.unwrap().0).unwrap();
+        if board.tickets.iter().any(|t| t.ticket == old) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the order reached the board"
+        );
+    }
+    let (st, v) = s
+        .send("GET", "/api/v1/orders/left-open", Some(&s.admin), None)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["total"], 0, "today's orders are not left open: {v}");
+    // A day later the first order of the new day rolls the boards over.
+    s.clock.advance_ms(86_400_000);
+    let new = place(&s, grill_and_bar()).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let board: Board =
+            serde_json::from_slice(&d.next_on("/board", WAIT).await.unwrap().0).unwrap();
+        let ids: Vec<&str> = board.tickets.iter().map(|t| t.ticket.as_str()).collect();
+        if ids == [new.as_str()] {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the board rolled over: {ids:?}"
+        );
+    }
+    let (st, v) = s
+        .send("GET", "/api/v1/orders/left-open", Some(&s.admin), None)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["total"], 1, "{v}");
+    assert_eq!(v["data"][0]["id"], old.as_str());
+    assert_eq!(
+        v["data"][0]["status"], "placed",
+        "listed, never closed by the roll-over"
+    );
+    s.stop().await;
+}

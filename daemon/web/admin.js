@@ -8,7 +8,7 @@
   await O.signIn(app, 'Admin');
   const msg = el('div', { 'aria-live': 'polite' });
   const body = el('section', {});
-  const tabs = ['Menu', 'Tables', 'Users', 'Devices', 'Print jobs', 'Notifications', 'Upload', 'Analytics'];
+  const tabs = ['Menu', 'Tables', 'Users', 'Devices', 'Print jobs', 'Notifications', 'Left open', 'Upload', 'Analytics'];
   let current = location.hash.slice(1) || 'Menu';
   const tabBar = el('nav', { 'aria-label': 'Sections', class: 'row' });
   app.replaceChildren(O.nav(), el('h1', {}, 'Admin'), tabBar, msg, body);
@@ -144,6 +144,15 @@
         r.data.otp ? el('p', { id: 'otp-rule' }, 'Guest orders: ' + r.data.otp.why) : '',
         h ? el('p', { class: 'notice', id: 'https-info' }, 'HTTPS on port ' + h.addr.split(':').pop() + '. When a browser asks whether to trust this box, its certificate’s SHA-256 fingerprint must read: ', el('code', {}, h.fingerprint)) : '',
         table(['', ''], Object.entries(u).map(([k, v]) => el('tr', {}, el('th', { scope: 'row' }, k.replace(/_/g, ' ')), el('td', {}, v === null ? '—' : typeof v === 'object' ? JSON.stringify(v) : String(v))))));
+    },
+    async 'Left open'() {
+      const r = await api('GET', '/api/v1/orders/left-open');
+      if (r.status !== 200) return fail(r);
+      body.replaceChildren(
+        el('p', { class: 'notice' }, 'Orders still open from earlier business days. The kitchen screens drop them when a new day starts; nothing closes them by itself. Finish or cancel each from the staff page.'),
+        r.data.total === 0 ? el('p', {}, 'Nothing left open.') : table(['Order', 'Placed', 'Status', 'Type', 'Total'], r.data.data.map((o) => el('tr', {},
+          el('td', {}, o.number), el('td', {}, new Date(o.created_at).toLocaleString()), el('td', {}, o.status), el('td', {}, o.type), el('td', {}, money(o.total, o.currency))))),
+        r.data.total > r.data.data.length ? el('p', {}, r.data.total + ' in all; the oldest ' + r.data.data.length + ' are shown.') : '');
     },
     async Analytics() {
       const today = new Date().toISOString().slice(0, 10);

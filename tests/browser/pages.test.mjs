@@ -168,7 +168,7 @@ test('an admin marks an item sold out and an open customer page disables it live
   // Every admin tab fits a 390 px phone and a 1,024 px tablet without sideways scrolling.
   for (const [name, vp] of [['phone', { width: 390, height: 800 }], ['tablet', TABLET]]) {
     await adminPage.setViewportSize(vp);
-    for (const tab of ['Menu', 'Tables', 'Users', 'Devices', 'Print jobs', 'Notifications', 'Upload', 'Analytics']) {
+    for (const tab of ['Menu', 'Tables', 'Users', 'Devices', 'Print jobs', 'Notifications', 'Left open', 'Upload', 'Analytics']) {
       await adminPage.click(`nav button:text-is("${tab}")`);
       await adminPage.waitForFunction((t) => document.querySelector(`nav button[aria-current=page]`)?.textContent === t, tab);
       await adminPage.waitForLoadState('networkidle');

@@ -159,6 +159,7 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppStateRef>)> 
         ),
         ("POST", "/api/v1/orders", post(orders::create)),
         ("GET", "/api/v1/orders/active", get(orders::active)),
+        ("GET", "/api/v1/orders/left-open", get(orders::left_open)),
         ("GET", "/api/v1/orders/recent", get(orders::recent)),
         ("GET", "/api/v1/orders/history", get(orders::history)),
         ("GET", "/api/v1/orders/search", get(orders::search)),

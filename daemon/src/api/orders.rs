@@ -310,6 +310,27 @@ fn page_json(page: dom::Page<Order>, p: u32, limit: u32) -> Json<Value> {
     ))
 }
 
+/// `GET /orders/left-open` (staff): orders not finished from business days before today,
+/// oldest first (at most 200; `total` counts all). The kitchen views drop them when a new
+/// business day starts; nothing closes them but staff.
+pub async fn left_open(
+    State(state): State<AppStateRef>,
+    _staff: Staff,
+) -> Result<Json<Value>, AppError> {
+    let today = state.rules.business_day(state.now_ms());
+    let rtx = state.store.read()?;
+    let active = dom::active(&rtx, 1, u32::MAX)?;
+    let old: Vec<&Order> = active
+        .data
+        .iter()
+        .filter(|o| o.business_day < today)
+        .collect();
+    Ok(Json(json!({
+        "data": old.iter().take(200).map(|o| order_view(o)).collect::<Vec<_>>(),
+        "total": old.len(),
+    })))
+}
+
 /// `GET /orders/active`.
 pub async fn active(
     State(state): State<AppStateRef>,

@@ -196,6 +196,9 @@ pub struct Boards {
     cap: usize,
     /// Stations that lost a ticket while more may wait in the store.
     refill: BTreeSet<String>,
+    /// Orders of business days before this one are not shown (they are listed for the
+    /// manager instead, `GET /orders/left-open`); 0: every day.
+    min_day: u32,
 }
 
 impl Default for Boards {
@@ -216,7 +219,25 @@ impl Boards {
             placed_at: HashMap::new(),
             cap: cap.max(1),
             refill: BTreeSet::new(),
+            min_day: 0,
         }
+    }
+
+    /// Boards that show only orders of business day `day` and later.
+    #[must_use]
+    pub fn with_min_day(mut self, day: u32) -> Self {
+        self.min_day = day;
+        self
+    }
+
+    /// The first business day the boards show.
+    pub fn min_day(&self) -> u32 {
+        self.min_day
+    }
+
+    /// Whether the order belongs on the boards: work for the kitchen, of a day they show.
+    fn shown(&self, order: &Order) -> bool {
+        in_kitchen(order.status) && order.business_day >= self.min_day
     }
 
     /// Boards from the active orders (oldest first, as the store's active index gives them),
@@ -231,7 +252,7 @@ impl Boards {
 
     /// Adds one active order while loading the boards (oldest first).
     pub fn add_initial(&mut self, order: &Order, seq: u64) {
-        if !in_kitchen(order.status) {
+        if !self.shown(order) {
             return;
         }
         for (station, lines) in station_lines(order) {
@@ -264,7 +285,7 @@ impl Boards {
     /// placement order). Returns whether the board has room for more; once the store has none
     /// left, [`Boards::filled`] says so.
     pub fn fill(&mut self, station: &str, order: &Order, seq: u64) -> bool {
-        if !in_kitchen(order.status) {
+        if !self.shown(order) {
             return true;
         }
         let Some(lines) = station_lines(order).remove(station) else {
@@ -316,9 +337,10 @@ impl Boards {
     fn upsert(&mut self, order: &Order, seq: u64) -> Vec<String> {
         let mut changed = Vec::new();
         let mut pushed_off = Vec::new();
+        let on = self.shown(order);
         for (station, lines) in station_lines(order) {
             let board = self.stations.entry(station.clone()).or_default();
-            if in_kitchen(order.status) {
+            if on {
                 match board.put(key(order), Entry::new(board_ticket(order, lines)), self.cap) {
                     Put::Not => continue,
                     Put::Shown(out) => pushed_off.extend(out),

@@ -313,8 +313,9 @@ impl Hub {
             .into_iter()
             .map(|d| (d.id.clone(), d))
             .collect();
-        // Streamed oldest first: only what the boards hold stays in memory.
-        let mut boards = Boards::default();
+        // Streamed oldest first: only what the boards hold stays in memory. Orders left open
+        // from earlier business days are not shown (see `roll_day`).
+        let mut boards = Boards::default().with_min_day(state.rules.business_day(state.now_ms()));
         orders::kitchen_after(&rtx, None, |o| {
             boards.add_initial(&o, cursor);
             true
@@ -539,6 +540,7 @@ impl Hub {
                 self.create_jobs(t, order, ev.seq);
             }
         }
+        self.roll_day(ev.seq);
         // Boards are coalesced: at most one publish per station per flush (100 ms), so a
         // replay after a restart does not push the whole board once per event.
         let changed = self.boards.apply(ev, order);
@@ -564,6 +566,43 @@ impl Hub {
             .metrics
             .hub_seq
             .set(i64::try_from(ev.seq).unwrap_or(i64::MAX));
+    }
+
+    /// At a new business day the kitchen views start over: orders left open from earlier days
+    /// leave the boards (never closed by this; they are listed for the manager,
+    /// `GET /api/v1/orders/left-open`). Checked as events arrive, so an idle box's boards roll
+    /// over with the day's first event.
+    fn roll_day(&mut self, seq: u64) {
+        let today = self.state.rules.business_day(self.state.now_ms());
+        if today <= self.boards.min_day() {
+            return;
+        }
+        let Ok(rtx) = self.state.store.read() else {
+            return;
+        };
+        let mut boards = Boards::default().with_min_day(today);
+        let loaded = orders::kitchen_after(&rtx, None, |o| {
+            boards.add_initial(&o, seq);
+            true
+        });
+        if loaded.is_err() {
+            return;
+        }
+        let stations: Vec<String> = self
+            .boards
+            .stations()
+            .chain(boards.stations())
+            .map(str::to_owned)
+            .collect();
+        self.boards = boards;
+        for station in stations {
+            self.boards.ensure(&station);
+            self.dirty_boards.insert(station);
+        }
+        tracing::info!(
+            business_day = today,
+            "a new business day: the kitchen boards start over"
+        );
     }
 
     /// Boards that lost a ticket while more waited in the store take the next open orders
