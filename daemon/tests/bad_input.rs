@@ -288,6 +288,12 @@ async fn other_endpoints_refuse_bad_input_too() {
             422,
         ),
         (
+            "PATCH",
+            "/api/v1/menu/items/espresso",
+            Some(json!({"available": false, "low_stock_threshold": null})),
+            422,
+        ),
+        (
             "POST",
             "/api/v1/menu/items/espresso/stock",
             Some(json!({"set": 1, "adjust": 1})),

@@ -109,29 +109,39 @@ pub async fn put_menu(
 #[serde(deny_unknown_fields)]
 pub struct ItemPatch {
     /// Staff and admin.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub available: Option<bool>,
     /// Admin.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub name: Option<Localized>,
     /// Admin.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub description: Option<Localized>,
     /// Admin.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub price: Option<i64>,
     /// Admin.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub station: Option<String>,
     /// Admin.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub allergens: Option<Vec<String>>,
     /// Admin.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub modifier_groups: Option<Vec<ModifierGroup>>,
     /// Admin.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub low_stock_threshold: Option<u32>,
+}
+
+/// A field of a patch that is sent must carry a value: `null` is refused
+/// (422) rather than read as "unchanged", so the document's types hold.
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
 }
 
 impl ItemPatch {
