@@ -161,6 +161,11 @@ pub enum DeviceAction {
         /// The account orderd itself uses on the broker.
         #[arg(long, default_value = "orderd-hub")]
         hub_user: String,
+        /// The group the broker runs as: `mosquitto.passwd` and `mosquitto.acl` become 0640
+        /// and owned by it, so the broker can read them. Default: `mosquitto` when that group
+        /// exists; `none` keeps them 0600 for the invoking user.
+        #[arg(long)]
+        group: Option<String>,
     },
 }
 

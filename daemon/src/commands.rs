@@ -631,11 +631,27 @@ fn device(config: &ConfigArg, action: DeviceAction) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        DeviceAction::ExportAcl { dir, hub_user } => {
+        DeviceAction::ExportAcl {
+            dir,
+            hub_user,
+            group,
+        } => {
             anyhow::ensure!(
                 orderd_protocol::topics::is_valid_id(&hub_user),
                 "--hub-user must be 1-32 characters of a-z, 0-9, _ or -"
             );
+            let etc_group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+            let broker_group = match group.as_deref() {
+                Some("none") => None,
+                Some(name) => Some((
+                    name.to_owned(),
+                    group_id(&etc_group, name)
+                        .with_context(|| format!("--group {name}: no such group in /etc/group"))?,
+                    true,
+                )),
+                None => group_id(&etc_group, "mosquitto")
+                    .map(|gid| ("mosquitto".to_owned(), gid, false)),
+            };
             let list = devices::list(&store.read()?)?;
             std::fs::create_dir_all(&dir)?;
             let hub_password = devices::new_password();
@@ -647,13 +663,42 @@ fn device(config: &ConfigArg, action: DeviceAction) -> anyhow::Result<()> {
                 &devices::mosquitto_hash(&hub_password),
             );
             auth::write_secret_file(&dir.join("mosquitto.passwd"), &passwd)?;
-            std::fs::write(dir.join("mosquitto.acl"), acl)?;
+            auth::write_secret_file(&dir.join("mosquitto.acl"), &acl)?;
             auth::write_secret_file(&dir.join("hub-password"), &format!("{hub_password}\n"))?;
             println!(
                 "wrote {} device(s) and the hub account {hub_user:?} to {}",
                 list.len(),
                 dir.display()
             );
+            let given = broker_group.and_then(|(name, gid, explicit)| {
+                let give = || -> anyhow::Result<()> {
+                    for file in ["mosquitto.passwd", "mosquitto.acl"] {
+                        let path = dir.join(file);
+                        rustix::fs::chown(&path, None, Some(rustix::fs::Gid::from_raw(gid)))
+                            .with_context(|| {
+                                format!("giving {} to group {name} (run as root?)", path.display())
+                            })?;
+                        rustix::fs::chmod(&path, rustix::fs::Mode::from_raw_mode(0o640))?;
+                    }
+                    Ok(())
+                };
+                match give() {
+                    Ok(()) => Some(Ok(name)),
+                    // The default is a convenience: without the right to give the files away,
+                    // say how instead of failing.
+                    Err(_) if !explicit => None,
+                    Err(e) => Some(Err(e)),
+                }
+            });
+            match given.transpose()? {
+                Some(name) => println!(
+                    "mosquitto.passwd and mosquitto.acl are 0640, group {name}; hub-password stays 0600"
+                ),
+                None => println!(
+                    "mosquitto.passwd and mosquitto.acl are 0600 for this user; the broker must be able to \
+                     read them (re-run as root with --group GROUP, GROUP being the one the broker runs as)"
+                ),
+            }
             Ok(())
         }
         DeviceAction::Add {
@@ -698,5 +743,29 @@ fn device(config: &ConfigArg, action: DeviceAction) -> anyhow::Result<()> {
             println!("removed {id}");
             Ok(())
         }),
+    }
+}
+
+/// The id of group `name` in the text of `/etc/group` (`name:x:gid:members`).
+fn group_id(etc_group: &str, name: &str) -> Option<u32> {
+    etc_group.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        (fields.next()? == name).then_some(())?;
+        fields.nth(1)?.parse().ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::group_id;
+
+    #[test]
+    fn group_ids_are_read_from_etc_group_lines() {
+        let etc = "root:x:0:\nmosquitto:x:113:\nmosq:x:7:a,b\nbroken\n";
+        assert_eq!(group_id(etc, "mosquitto"), Some(113));
+        assert_eq!(group_id(etc, "mosq"), Some(7));
+        assert_eq!(group_id(etc, "root"), Some(0));
+        assert_eq!(group_id(etc, "mosqu"), None);
+        assert_eq!(group_id(etc, "broken"), None);
     }
 }

@@ -54,11 +54,24 @@ fn start_mosquitto(dir: &Path, acl_dir: &Path) -> (Broker, u16) {
             "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\nacl_file {}\npersistence false\n{}",
             acl_dir.join("mosquitto.passwd").display(),
             acl_dir.join("mosquitto.acl").display(),
-            // Mosquitto drops root to the `mosquitto` user, which cannot read the 0600 files.
-            if running_as_root { "user root\n" } else { "" }
+            // As root, Mosquitto drops to its own `mosquitto` user, as the installed service
+            // does: it reads the files because `export-acl` gave them to its group (0640).
+            ""
         ),
     )
     .unwrap();
+    if running_as_root {
+        use std::os::unix::fs::PermissionsExt as _;
+        // The temporary directories are 0700; let the broker's user walk to the files.
+        let mut walk = acl_dir.to_path_buf();
+        while walk.pop() && walk.starts_with(dir) {
+            std::fs::set_permissions(&walk, std::fs::Permissions::from_mode(0o711)).unwrap();
+        }
+        for file in ["mosquitto.passwd", "mosquitto.acl"] {
+            let meta = std::fs::metadata(acl_dir.join(file)).unwrap();
+            assert_eq!(meta.permissions().mode() & 0o777, 0o640, "{file}");
+        }
+    }
     let child = Command::new("mosquitto")
         .arg("-c")
         .arg(&conf)
