@@ -478,6 +478,12 @@ impl Running {
             for w in workers {
                 let _ = w.await;
             }
+            // The hub has said `offline`; let the devices' connections pass it on.
+            if let Some(broker) = state.kitchen.broker.get() {
+                broker
+                    .connections_closed(crate::mqtt::broker::GOODBYE_GRACE)
+                    .await;
+            }
             drop(state);
             let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
         };

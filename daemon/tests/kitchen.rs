@@ -231,7 +231,14 @@ async fn devices_touch_only_their_own_topics() {
         metrics.contains("orderd_mqtt_refused_total{what=\"subscribe\"} 3"),
         "{metrics}"
     );
+    // At shutdown the hub says goodbye, and the embedded broker passes it on before it
+    // closes the devices' connections.
     s.stop().await;
+    let (status, retained) = disp
+        .next_on("/hub/status", WAIT)
+        .await
+        .expect("hub goodbye");
+    assert_eq!((status.as_slice(), retained), (&b"offline"[..], false));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

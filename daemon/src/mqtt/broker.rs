@@ -56,6 +56,9 @@ const SINK_TOPIC: &str = "$orderd/refused";
 /// At most this many packets, or about this many bytes, go to a client in one write.
 const MAX_BATCH: usize = 64;
 const MAX_BATCH_BYTES: usize = 64 * 1024;
+/// At shutdown, how long a device's connection stays open to pass on the hub's goodbye
+/// (`hub/status offline`) before it closes.
+pub const GOODBYE_GRACE: Duration = Duration::from_secs(1);
 
 /// Opens a router link for a client id (the router's event type is not nameable outside
 /// rumqttd, so the sender lives inside this closure).
@@ -147,6 +150,21 @@ impl Broker {
     pub fn local_link(&self) -> Result<(LinkTx, LinkRx), Box<LinkError>> {
         let (tx, rx, _connack) = (self.connect)(self.hub_user.clone(), true)?;
         Ok((tx, rx))
+    }
+
+    /// Waits, at shutdown, until every device's connection has passed on the hub's goodbye and
+    /// closed, or `deadline` has passed.
+    pub async fn connections_closed(&self, deadline: Duration) {
+        let until = tokio::time::Instant::now() + deadline;
+        while tokio::time::Instant::now() < until
+            && !self
+                .live
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .is_empty()
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Closes a client's connection (e.g. its device was removed).
@@ -674,7 +692,7 @@ async fn session(
 ) -> End {
     loop {
         tokio::select! {
-            () = shutdown.wait() => return End::Clean,
+            () = shutdown.wait() => return goodbye(conn, link_rx, ctx).await,
             () = kick.notified() => return End::Clean,
             read = tokio::time::timeout(idle, conn.read()) => {
                 let packet = match read {
@@ -726,6 +744,43 @@ async fn session(
                 }
                 if let Err(e) = conn.flush().await {
                     return End::Unclean(e.to_string());
+                }
+            }
+        }
+    }
+}
+
+/// At shutdown: keeps passing on what the router has for this client until the hub's
+/// retained `offline` has gone out (the hub says it after its last flush), or the grace ends.
+async fn goodbye(conn: &mut Conn, link_rx: &mut LinkRx, ctx: &Ctx) -> End {
+    let status = orderd_protocol::topics::hub_status(&ctx.site);
+    let until = tokio::time::Instant::now() + GOODBYE_GRACE;
+    loop {
+        let next = match tokio::time::timeout_at(until, link_rx.next()).await {
+            Ok(Ok(Some(n))) => n,
+            Ok(Ok(None)) => continue,
+            Ok(Err(_)) | Err(_) => return End::Clean,
+        };
+        match Option::<Packet>::from(next) {
+            Some(Packet::Disconnect(..)) => return End::ByRouter,
+            Some(p) => {
+                let last = matches!(&p, Packet::Publish(publish, _)
+                    if publish.topic.as_ref() == status.as_bytes()
+                        && publish.payload.as_ref() == b"offline");
+                if conn.encode(p).is_err() || conn.flush().await.is_err() {
+                    return End::Clean;
+                }
+                if last {
+                    // Read the device's answer (its PUBACK) before closing: a socket closed
+                    // with unread bytes is reset, and a reset discards what the device had
+                    // not yet read, the goodbye included.
+                    let _ = tokio::time::timeout_at(until, conn.read()).await;
+                    return End::Clean;
+                }
+            }
+            None => {
+                if link_rx.wake().await.is_err() {
+                    return End::ByRouter;
                 }
             }
         }
