@@ -274,14 +274,16 @@ fn run_cli(args: &[&str], stdin: Option<&str>) -> std::process::Output {
 fn check_config_reports_every_problem_in_one_run() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
-    std::fs::write(
-        &bad,
+    // Writes `toml`, checks it, and returns the report (the command must refuse it).
+    let refused = |toml: &str| {
+        std::fs::write(&bad, toml).unwrap();
+        let out = run_cli(&["check-config", "--config", bad.to_str().unwrap()], None);
+        assert_eq!(out.status.code(), Some(2));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = refused(
         "[site]\ncurrency = \"euro\"\ntime_zone = \"Nowhere/Land\"\n[http]\nlisten = \"eighty\"\n[limits]\nmax_quantity = 0\n",
-    )
-    .unwrap();
-    let out = run_cli(&["check-config", "--config", bad.to_str().unwrap()], None);
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    );
     for key in [
         "site.currency",
         "site.time_zone",
@@ -293,14 +295,9 @@ fn check_config_reports_every_problem_in_one_run() {
     assert!(err.contains("4 problem(s)"), "{err}");
     // An unknown key, a wrong type and two bad values: all four in one run, each with its line,
     // and the unknown key does not hide the others.
-    std::fs::write(
-        &bad,
+    let err = refused(
         "[site]\nname = \"Kafe\"\ncurency = \"EUR\"\n\n[store]\nmax_batch = \"lots\"\n[otp]\nttl_secs = 5\n[limits]\nmax_page_size = 0\n",
-    )
-    .unwrap();
-    let out = run_cli(&["check-config", "--config", bad.to_str().unwrap()], None);
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    );
     for want in [
         "site.curency (line 3): unknown key",
         "store.max_batch (line 6):",
@@ -1166,14 +1163,7 @@ async fn memory_stays_bounded_with_many_open_orders() {
     // The hub has taken every order (its cursor is at the log's end).
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let m = client
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let m = common::bin::metrics(&client, &base).await;
         let seq = |name: &str| -> u64 {
             m.lines()
                 .find_map(|l| l.strip_prefix(name))

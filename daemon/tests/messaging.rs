@@ -676,14 +676,7 @@ async fn killed_while_the_provider_stalls(flavor: Flavor) {
             "{rows:?}"
         );
     }
-    let metrics = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::bin::metrics(&client, &base).await;
     let ch = if flavor == Flavor::WhatsApp {
         "whatsapp"
     } else {
@@ -715,6 +708,15 @@ async fn a_box_killed_while_telegram_stalls_sends_alerts_again_and_no_code() {
     killed_while_the_provider_stalls(Flavor::Telegram).await;
 }
 
+/// Turns on Telegram at `url`, with a staff chat for alerts.
+fn staff_chat_on(c: &mut orderd::config::RawConfig, url: String) {
+    c.telegram.enabled = true;
+    c.telegram.api_url = url;
+    c.telegram.bot_username = "orderd_test_bot".into();
+    c.telegram.token.value = "123:secret".into();
+    c.telegram.staff_chat_id = -100_500;
+}
+
 /// A provider that stalls until the request timeout holds back only its own messages: staff
 /// alerts on Telegram go out while every WhatsApp call hangs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -724,11 +726,7 @@ async fn a_stalled_provider_does_not_hold_back_the_other() {
     let tg_url = tg.url();
     let s = server(&wa, move |c| {
         c.messaging.request_timeout_ms = 30_000;
-        c.telegram.enabled = true;
-        c.telegram.api_url = tg_url;
-        c.telegram.bot_username = "orderd_test_bot".into();
-        c.telegram.token.value = "123:secret".into();
-        c.telegram.staff_chat_id = -100_500;
+        staff_chat_on(c, tg_url);
     })
     .await;
     wa.set_default(Reply::Stall(Duration::from_secs(60)));
@@ -788,11 +786,7 @@ async fn a_code_pump_from_many_addresses_stops_at_the_budget() {
     let s = server(&wa, move |c| {
         c.otp.max_sends_total = 20;
         c.otp.max_verifies_per_client = 5;
-        c.telegram.enabled = true;
-        c.telegram.api_url = tg_url;
-        c.telegram.bot_username = "orderd_test_bot".into();
-        c.telegram.token.value = "123:secret".into();
-        c.telegram.staff_chat_id = -100_500;
+        staff_chat_on(c, tg_url);
     })
     .await;
     let mut accepted = 0;

@@ -165,3 +165,15 @@ pub async fn get_json(client: &reqwest::Client, base: &str, token: &str, path: &
         .await
         .unwrap()
 }
+
+/// GET `/metrics` from the box itself; the text exposition.
+pub async fn metrics(client: &reqwest::Client, base: &str) -> String {
+    client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
