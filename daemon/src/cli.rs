@@ -5,9 +5,22 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// The files of an installed box, in `--help` and the man pages.
+pub const FILES: &str = "\
+Files on an installed box:
+  /etc/orderd/orderd.toml   the configuration; every command reads it when given no --config
+  /etc/orderd/              token files the configuration names (root:orderd, mode 0640)
+  /var/lib/orderd/          the store (orderd.redb, orderd.wal) and initial-admin-password,
+                            owned by the user orderd; orderd.sock, the control socket of
+                            `orderd status`, `backup` and `export` (root only)
+  /usr/lib/systemd/system/orderd.service   the unit: systemctl status orderd,
+                            journalctl -u orderd
+Without /etc/orderd/orderd.toml (a checkout), the embedded defaults apply and the store is
+./orderd-data.";
+
 /// orderd — the order appliance of one restaurant.
 #[derive(Debug, Parser)]
-#[command(name = "orderd", version, about)]
+#[command(name = "orderd", version, about, after_long_help = FILES)]
 pub struct Cli {
     /// What to do (default: run).
     #[command(subcommand)]
@@ -21,13 +34,16 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon (the default).
+    #[command(after_long_help = FILES)]
     Run(RunArgs),
     /// Check a configuration file and list every problem with its key.
+    #[command(after_long_help = FILES)]
     CheckConfig(ConfigArg),
     /// Print the shipped, commented configuration.
     InitConfig,
-    /// Manage kitchen devices and their MQTT credentials (while the daemon is stopped; use
-    /// /api/v1/devices while it runs).
+    /// Manage kitchen devices and their MQTT credentials (while the daemon is stopped:
+    /// `systemctl stop orderd`; use the admin page or /api/v1/devices while it runs).
+    #[command(after_long_help = FILES)]
     Device {
         /// The configuration (for the data directory and site id).
         #[command(flatten)]
@@ -37,8 +53,10 @@ pub enum Command {
         action: DeviceAction,
     },
     /// Ask the running daemon how it is.
+    #[command(after_long_help = FILES)]
     Status(ConfigArg),
     /// Write a consistent snapshot of the running daemon's store to FILE (orders go on).
+    #[command(after_long_help = FILES)]
     Backup {
         /// The configuration and data directory.
         #[command(flatten)]
@@ -66,6 +84,7 @@ pub enum Command {
         out: Option<PathBuf>,
     },
     /// Replace the store with a snapshot (while the daemon is stopped).
+    #[command(after_long_help = FILES)]
     Restore {
         /// The configuration and data directory.
         #[command(flatten)]
@@ -86,11 +105,15 @@ pub enum Command {
         dir: Option<PathBuf>,
     },
     /// Print table sizes of the store (while the daemon is stopped).
+    #[command(after_long_help = FILES)]
     StoreStats(ConfigArg),
     /// Compact the store file, giving freed pages back to the disk (while the daemon is
     /// stopped).
+    #[command(after_long_help = FILES)]
     Compact(ConfigArg),
-    /// Manage staff accounts (while the daemon is stopped; use /api/v1/users while it runs).
+    /// Manage staff accounts (while the daemon is stopped: `systemctl stop orderd`; use the
+    /// admin page or /api/v1/users while it runs).
+    #[command(after_long_help = FILES)]
     User {
         /// The configuration (for the data directory).
         #[command(flatten)]
@@ -104,7 +127,8 @@ pub enum Command {
 /// `--config`.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ConfigArg {
-    /// Configuration file (TOML). Without it, the embedded defaults are used.
+    /// Configuration file (TOML). Without it, /etc/orderd/orderd.toml when that exists (an
+    /// installed box), else the embedded defaults.
     #[arg(long, short = 'c', global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
     /// Data directory, overriding `store.data_dir`.

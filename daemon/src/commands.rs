@@ -20,6 +20,18 @@ use crate::store::writer::{Shared, Writer, WriterOptions};
 
 /// Runs a parsed command line.
 pub fn main(cli: Cli) -> ExitCode {
+    // Commands that may write into the store of a stopped daemon.
+    let offline = match &cli.command {
+        Some(
+            Command::User { config, .. }
+            | Command::Device { config, .. }
+            | Command::Restore { config, .. }
+            | Command::Export { config, .. }
+            | Command::Compact(config)
+            | Command::StoreStats(config),
+        ) => Some(config.clone()),
+        _ => None,
+    };
     let result = match cli.command {
         None => run(&cli.run),
         Some(Command::Run(args)) => run(&args),
@@ -49,6 +61,16 @@ pub fn main(cli: Cli) -> ExitCode {
         }) => export(&config, &from, &to, &format, out.as_deref()),
         Some(Command::Device { config, action }) => device(&config, action),
     };
+    // Run as root on an installed box: what the command wrote goes back to the service's user.
+    if let Some(arg) = offline
+        && let Ok(settings) = load_settings(&arg, None)
+        && let Err(e) = crate::account::give_back(settings.data_dir())
+    {
+        eprintln!(
+            "orderd: giving {} back to its owner: {e}",
+            settings.data_dir().display()
+        );
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -56,6 +78,23 @@ pub fn main(cli: Cli) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The configuration of an installed box, which every command reads when given no `--config`.
+pub const INSTALLED_CONFIG: &str = "/etc/orderd/orderd.toml";
+
+/// The store of an installed box: the unit's `StateDirectory`, which it passes as `--data-dir`.
+pub const INSTALLED_DATA_DIR: &str = "/var/lib/orderd";
+
+/// The configuration file a command reads: `--config`, else [`INSTALLED_CONFIG`] when it exists
+/// (so on an installed box every command finds the service's store without flags), else none
+/// (the embedded defaults: a checkout keeps its local `./orderd-data`).
+#[must_use]
+pub fn config_path(arg: &ConfigArg) -> Option<std::path::PathBuf> {
+    arg.config.clone().or_else(|| {
+        let installed = Path::new(INSTALLED_CONFIG);
+        installed.exists().then(|| installed.to_path_buf())
+    })
 }
 
 /// Loads and validates the configuration with the CLI's overrides applied.
@@ -73,12 +112,17 @@ pub fn load_settings_with(
     mqtt_listen: Option<&str>,
 ) -> Result<Settings, crate::config::Problems> {
     // Every problem in one run: wrong types and unknown keys from the file, then the values.
-    let (mut raw, mut problems, text) = RawConfig::load_lenient(arg.config.as_deref())?;
+    let path = config_path(arg);
+    let (mut raw, mut problems, text) = RawConfig::load_lenient(path.as_deref())?;
     if let Some(addr) = mqtt_listen {
         addr.clone_into(&mut raw.mqtt.listen);
     }
     if let Some(dir) = &arg.data_dir {
         raw.store.data_dir.clone_from(dir);
+    } else if path.as_deref() == Some(Path::new(INSTALLED_CONFIG)) {
+        // The unit runs the service on its state directory whatever the file says (a config kept
+        // from an older package says ./orderd-data), so every command on the box uses it too.
+        raw.store.data_dir = INSTALLED_DATA_DIR.into();
     }
     if let Some(addr) = http_listen {
         addr.clone_into(&mut raw.http.listen);
@@ -112,8 +156,12 @@ fn check_config(arg: &ConfigArg) -> ExitCode {
                 eprintln!("mqtt.tls_cert_file / mqtt.tls_key_file: {e:#}");
                 return ExitCode::from(2);
             }
+            let file = config_path(arg).map_or_else(
+                || "the embedded defaults".to_owned(),
+                |p| p.display().to_string(),
+            );
             println!(
-                "configuration OK: site {:?}, data dir {}, HTTP {}",
+                "configuration OK ({file}): site {:?}, data dir {}, HTTP {}",
                 s.raw.site.id,
                 s.data_dir().display(),
                 s.http_listen
@@ -206,7 +254,14 @@ fn export(
     };
     let socket = settings.data_dir().join(crate::control::SOCKET);
     let mut progress = Progress::new("export", None, true);
-    if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+    // The daemon runs when its socket exists (it removes it at shutdown); a socket left by a
+    // crash refuses, and the stopped store is read instead.
+    let running = socket.exists()
+        && !matches!(
+            std::os::unix::net::UnixStream::connect(&socket),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
+        );
+    if running {
         // The daemon runs: ask it.
         let bytes = runtime()?.block_on(async {
             use tokio::io::AsyncReadExt as _;
@@ -412,6 +467,7 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
             .map(|b| b.listening().to_vec())
             .unwrap_or_default();
         print_welcome(
+            config_path(&args.config).as_deref(),
             running.addr,
             &mqtt,
             running.initial_password_file.as_deref(),
@@ -430,7 +486,52 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
     })
 }
 
+/// The box's own IPv4 addresses on its networks (not loopback or link-local), for the banner.
+fn lan_addresses() -> Vec<std::net::IpAddr> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    let mut out: Vec<std::net::IpAddr> = addrs
+        .filter_map(|a| {
+            a.address?
+                .as_sockaddr_in()
+                .map(nix::sys::socket::SockaddrIn::ip)
+        })
+        .filter(|ip| !ip.is_loopback() && !ip.is_link_local() && !ip.is_unspecified())
+        .map(std::net::IpAddr::V4)
+        .collect();
+    out.dedup();
+    out
+}
+
+/// `http://HOST[:PORT]` for each address a guest or the staff can use: the LAN addresses when
+/// the daemon listens on all of them (the first is the one to print on QR codes), else the
+/// listen address; 127.0.0.1 when the box has no network. Port 80 is left out of the URL.
+fn base_urls(scheme: &str, addr: std::net::SocketAddr, lan: &[std::net::IpAddr]) -> Vec<String> {
+    let default_port = if scheme == "https" { 443 } else { 80 };
+    let url = |ip: std::net::IpAddr| {
+        let host = match ip {
+            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+            std::net::IpAddr::V4(v4) => v4.to_string(),
+        };
+        if addr.port() == default_port {
+            format!("{scheme}://{host}")
+        } else {
+            format!("{scheme}://{host}:{}", addr.port())
+        }
+    };
+    if !addr.ip().is_unspecified() {
+        return vec![url(addr.ip())];
+    }
+    if lan.is_empty() {
+        return vec![url(std::net::Ipv4Addr::LOCALHOST.into())];
+    }
+    lan.iter().copied().map(url).collect()
+}
+
+#[allow(clippy::too_many_arguments)]
 fn print_welcome(
+    config: Option<&Path>,
     addr: std::net::SocketAddr,
     mqtt: &[(crate::mqtt::broker::Transport, std::net::SocketAddr)],
     password_file: Option<&Path>,
@@ -438,34 +539,36 @@ fn print_welcome(
     https: Option<&crate::api::Https>,
     otp_why: &str,
 ) {
-    let host = if addr.ip().is_unspecified() {
-        format!("127.0.0.1:{}", addr.port())
-    } else {
-        addr.to_string()
-    };
+    let lan = lan_addresses();
+    let urls = base_urls("http", addr, &lan);
+    let base = &urls[0];
     println!("orderd is running");
     println!(
-        "  Kitchen:  http://{host}/kitchen   Orders: http://{host}/staff   Admin: http://{host}/admin"
+        "  Config:   {}",
+        config.map_or_else(
+            || "embedded defaults".to_owned(),
+            |p| p.display().to_string()
+        )
     );
+    println!("  Kitchen:  {base}/kitchen   Orders: {base}/staff   Admin: {base}/admin");
+    if urls.len() > 1 {
+        println!("  Also at:  {}", urls[1..].join("   "));
+    }
     // A table's QR token is a credential for ordering at it: the banner (and so the journal)
     // names where the codes are, not a code.
-    println!("  QR codes: http://{host}/admin  (Tables → Show QR sheet, to print)");
+    println!("  QR codes: {base}/admin  (Tables → Show QR sheet, to print)");
     println!("  Guests:   {otp_why}");
     if let Some(h) = https {
-        let shost = if h.addr.ip().is_unspecified() {
-            format!("127.0.0.1:{}", h.addr.port())
-        } else {
-            h.addr.to_string()
-        };
         println!(
-            "  HTTPS:    https://{shost}/  certificate SHA-256 {}",
+            "  HTTPS:    {}/  certificate SHA-256 {}",
+            base_urls("https", h.addr, &lan)[0],
             h.fingerprint
         );
     }
-    println!("  API:      http://{host}/api/v1/");
-    println!("  Menu:     http://{host}/api/v1/menu?lang=en");
-    println!("  OpenAPI:  http://{host}/api/v1/openapi.json");
-    println!("  Health:   http://{host}/readyz   Metrics: http://{host}/metrics");
+    println!("  API:      {base}/api/v1/");
+    println!("  Menu:     {base}/api/v1/menu?lang=en");
+    println!("  OpenAPI:  {base}/api/v1/openapi.json");
+    println!("  Health:   {base}/readyz   Metrics: {base}/metrics");
     if mqtt.is_empty() {
         println!("  MQTT:     external broker (see [mqtt] in the configuration)");
     }
@@ -492,6 +595,10 @@ fn print_welcome(
             initial.display()
         ),
         None => println!("  Sign in with an existing account"),
+    }
+    if std::env::var_os("INVOCATION_ID").is_some() {
+        // Under systemd: this banner is in the journal, beside every later line.
+        println!("  Logs:     journalctl -u orderd   Status: systemctl status orderd");
     }
 }
 
@@ -529,6 +636,16 @@ fn read_password(from_stdin: bool) -> anyhow::Result<(String, bool)> {
 fn offline_store(config: &ConfigArg) -> anyhow::Result<(Settings, Store)> {
     let settings = load_settings(config, None)?;
     let data_dir = settings.data_dir().to_path_buf();
+    if !data_dir.join(Store::FILE).exists() {
+        eprintln!(
+            "orderd: no store in {} yet; creating one (the daemon uses the data_dir of {})",
+            data_dir.display(),
+            config_path(config).map_or_else(
+                || "its configuration".to_owned(),
+                |p| p.display().to_string()
+            )
+        );
+    }
     crate::files::private_dir(&data_dir)?;
     let store = Store::open(&data_dir, settings.raw.store.cache_size_bytes)?;
     Ok((settings, store))
@@ -640,17 +757,14 @@ fn device(config: &ConfigArg, action: DeviceAction) -> anyhow::Result<()> {
                 orderd_protocol::topics::is_valid_id(&hub_user),
                 "--hub-user must be 1-32 characters of a-z, 0-9, _ or -"
             );
-            let etc_group = std::fs::read_to_string("/etc/group").unwrap_or_default();
             let broker_group = match group.as_deref() {
                 Some("none") => None,
                 Some(name) => Some((
                     name.to_owned(),
-                    group_id(&etc_group, name)
-                        .with_context(|| format!("--group {name}: no such group in /etc/group"))?,
+                    group_id(name).with_context(|| format!("--group {name}: no such group"))?,
                     true,
                 )),
-                None => group_id(&etc_group, "mosquitto")
-                    .map(|gid| ("mosquitto".to_owned(), gid, false)),
+                None => group_id("mosquitto").map(|gid| ("mosquitto".to_owned(), gid, false)),
             };
             let list = devices::list(&store.read()?)?;
             std::fs::create_dir_all(&dir)?;
@@ -746,26 +860,37 @@ fn device(config: &ConfigArg, action: DeviceAction) -> anyhow::Result<()> {
     }
 }
 
-/// The id of group `name` in the text of `/etc/group` (`name:x:gid:members`).
-fn group_id(etc_group: &str, name: &str) -> Option<u32> {
-    etc_group.lines().find_map(|line| {
-        let mut fields = line.split(':');
-        (fields.next()? == name).then_some(())?;
-        fields.nth(1)?.parse().ok()
-    })
+/// The id of the system group `name`.
+fn group_id(name: &str) -> Option<u32> {
+    nix::unistd::Group::from_name(name)
+        .ok()
+        .flatten()
+        .map(|g| g.gid.as_raw())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::group_id;
+    use super::base_urls;
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
     #[test]
-    fn group_ids_are_read_from_etc_group_lines() {
-        let etc = "root:x:0:\nmosquitto:x:113:\nmosq:x:7:a,b\nbroken\n";
-        assert_eq!(group_id(etc, "mosquitto"), Some(113));
-        assert_eq!(group_id(etc, "mosq"), Some(7));
-        assert_eq!(group_id(etc, "root"), Some(0));
-        assert_eq!(group_id(etc, "mosqu"), None);
-        assert_eq!(group_id(etc, "broken"), None);
+    fn the_banner_names_the_lan_addresses_and_leaves_out_port_80() {
+        let lan: Vec<IpAddr> = vec![
+            Ipv4Addr::new(192, 168, 1, 20).into(),
+            Ipv4Addr::new(10, 0, 0, 5).into(),
+        ];
+        let any = |port| SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
+        assert_eq!(
+            base_urls("http", any(8080), &lan),
+            ["http://192.168.1.20:8080", "http://10.0.0.5:8080"]
+        );
+        assert_eq!(base_urls("http", any(80), &lan)[0], "http://192.168.1.20");
+        assert_eq!(
+            base_urls("https", any(443), &lan)[0],
+            "https://192.168.1.20"
+        );
+        assert_eq!(base_urls("http", any(80), &[]), ["http://127.0.0.1"]);
+        let one = SocketAddr::from((Ipv4Addr::LOCALHOST, 8080));
+        assert_eq!(base_urls("http", one, &lan), ["http://127.0.0.1:8080"]);
     }
 }

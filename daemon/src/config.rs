@@ -970,6 +970,26 @@ impl RawConfig {
         Ok((raw, problems, text))
     }
 
+    /// Every file the daemon reads at start, with its key: secrets, certificates and keys.
+    fn files_the_service_reads(&self) -> Vec<(&'static str, &Path)> {
+        let files = [
+            ("http.metrics_token", &self.http.metrics_token.file),
+            ("whatsapp.access_token", &self.whatsapp.access_token.file),
+            ("telegram.token", &self.telegram.token.file),
+            ("upload.token", &self.upload.token.file),
+            ("http.tls.cert_file", &self.http.tls.cert_file),
+            ("http.tls.key_file", &self.http.tls.key_file),
+            ("mqtt.tls_cert_file", &self.mqtt.tls_cert_file),
+            ("mqtt.tls_key_file", &self.mqtt.tls_key_file),
+            ("mqtt.hub_password_file", &self.mqtt.hub_password_file),
+        ];
+        files
+            .into_iter()
+            .filter(|(_, p)| !p.as_os_str().is_empty())
+            .map(|(k, p)| (k, p.as_path()))
+            .collect()
+    }
+
     /// Checks every field and resolves the settings, or returns every problem at once.
     pub fn validate(self) -> Result<Settings, Problems> {
         let mut problems = Vec::new();
@@ -1493,6 +1513,15 @@ impl RawConfig {
                 "log.level",
                 format!("{:?} is not a level or filter such as info", self.log.level),
             );
+        }
+        // Run as root (an installer's check, or a command on the installed box): the files the
+        // service opens must be readable by the service's user, not just by root.
+        if let Some(service) = crate::account::service_account(&self.store.data_dir) {
+            for (key, path) in self.files_the_service_reads() {
+                if let Some(why) = service.cannot_read(path) {
+                    bad(key, why);
+                }
+            }
         }
         match (problems.is_empty(), http_listen, time_zone, mqtt_listen) {
             (true, Some(http_listen), Some(time_zone), Some(mqtt_listen)) => Ok(Settings {

@@ -65,6 +65,10 @@ async fn handle(stream: UnixStream, state: &AppStateRef) -> std::io::Result<()> 
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     BufReader::new(read.take(4096)).read_line(&mut line).await?;
+    if line.is_empty() {
+        // A client that only checked the daemon is there (`orderd export`) and hung up.
+        return Ok(());
+    }
     let req: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
     match req["cmd"].as_str() {
         Some("status") => {
@@ -169,12 +173,21 @@ pub async fn request_with(
 ) -> anyhow::Result<(Value, BufReader<UnixStream>)> {
     use anyhow::Context as _;
     let path = data_dir.join(SOCKET);
-    let mut stream = UnixStream::connect(&path).await.with_context(|| {
-        format!(
-            "connecting to {} (is orderd running on this data directory?)",
+    let mut stream = match UnixStream::connect(&path).await {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => anyhow::bail!(
+            "connecting to {}: permission denied; the socket belongs to the service's user, so run this as root (sudo orderd …)",
             path.display()
-        )
-    })?;
+        ),
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!(
+                    "connecting to {} (is orderd running on this data directory?)",
+                    path.display()
+                )
+            });
+        }
+    };
     stream.write_all(format!("{req}\n").as_bytes()).await?;
     let mut reader = BufReader::new(stream);
     let mut line = String::new();

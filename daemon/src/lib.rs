@@ -5,6 +5,7 @@
 //! [`api`] (HTTP), [`web`] (the pages), [`workers`] (background jobs), [`server`] (start-up and shutdown),
 //! [`commands`] (the CLI). See `docs/ARCHITECTURE.md`.
 
+pub mod account;
 pub mod api;
 pub mod auth;
 pub mod cli;

@@ -270,6 +270,92 @@ fn run_cli(args: &[&str], stdin: Option<&str>) -> std::process::Output {
     child.wait_with_output().unwrap()
 }
 
+/// On an installed box root runs the admin commands, and the service runs as its own user:
+/// check-config judges secret files as that user (the owner of the data directory) would read
+/// them, and what a command writes into the store goes back to that user with its mode.
+#[test]
+fn commands_run_as_root_judge_and_leave_files_as_the_service_user() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let d = data.to_str().unwrap();
+    let token = dir.path().join("metrics-token");
+    std::fs::write(&token, "0123456789abcdef0123").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config = dir.path().join("orderd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[http.metrics_token]\nfile = {:?}\n",
+            token.display().to_string()
+        ),
+    )
+    .unwrap();
+    let c = config.to_str().unwrap();
+    let check = || run_cli(&["check-config", "--config", c, "--data-dir", d], None);
+    let add = |name: &str| {
+        run_cli(
+            &["user", "add", name, "--password-stdin", "--data-dir", d],
+            Some("s3cret-pass\n"),
+        )
+    };
+    let (uid, gid) = if rustix::process::geteuid().is_root() {
+        // The service's user owns the data directory; root's 0600 token is not for it.
+        std::os::unix::fs::chown(&data, Some(4242), Some(4243)).unwrap();
+        let out = check();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("http.metrics_token")
+                && err.contains("uid 4242 cannot read")
+                && err.contains("chgrp 4243"),
+            "{err}"
+        );
+        // root:<its group> 0640, as the README says: accepted.
+        std::os::unix::fs::chown(&token, Some(0), Some(4243)).unwrap();
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o640)).unwrap();
+        (4242, 4243)
+    } else {
+        // Not root: the command checks as itself, and its files are its own.
+        let me = std::fs::metadata(dir.path()).unwrap();
+        (me.uid(), me.gid())
+    };
+    let out = check();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in ["mira", "bora"] {
+        let out = add(name);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let entry = entry.unwrap();
+        let meta = entry.metadata().unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid()),
+            (uid, gid),
+            "{} is not the service user's",
+            entry.path().display()
+        );
+        assert_eq!(
+            meta.mode() & 0o077,
+            0,
+            "{} is not private",
+            entry.path().display()
+        );
+        seen += 1;
+    }
+    assert!(seen >= 1, "the commands wrote no store");
+}
+
 #[test]
 fn check_config_reports_every_problem_in_one_run() {
     let dir = tempfile::tempdir().unwrap();

@@ -46,7 +46,7 @@ pub enum StoreError {
     },
     /// Another process (probably a running daemon) holds the database.
     #[error(
-        "the store {0} is open in another process (is orderd running?); stop it or use the HTTP API"
+        "the store {0} is open in another process: the daemon is running. Stop it first (`systemctl stop orderd` on an installed box), or use the admin page or the HTTP API"
     )]
     Locked(PathBuf),
     /// A batch was abandoned because another request in it failed in the store.
