@@ -580,7 +580,7 @@ fn print_welcome(
         };
         let label = if i == 0 { "  MQTT:    " } else { "           " };
         let note = if i == 0 {
-            " (embedded broker; add devices with `orderd device add`)"
+            " (embedded broker; add devices in Admin → Devices)"
         } else {
             ""
         };
