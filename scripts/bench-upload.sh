@@ -16,36 +16,16 @@ BATCH=${BATCH:-5000}
 cargo build --release -q -p orderd -p orderd-collector -p orderd-examples
 ROOT=$PWD
 WORK=$(mktemp -d)
-PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-[ "$(id -u)" = 0 ] && chown postgres "$WORK"
 cleanup() {
   kill $(jobs -p) 2>/dev/null || true
-  as_pg "$PGBIN/pg_ctl" stop -m immediate -D "$WORK/pg" >/dev/null 2>&1 || true
+  stop_collector
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 json() { python3 -c "import json,sys;d=json.load(sys.stdin);print($1)"; }
-
-PGPORT=$(free_port)
-as_pg "$PGBIN/initdb" -D "$WORK/pg" -U orderd --auth=trust >/dev/null
-# The settings the README recommends for the collector's cluster.
-cat config/collector-postgresql.conf >>"$WORK/pg/postgresql.conf"
-as_pg "$PGBIN/postgres" -D "$WORK/pg" -p "$PGPORT" -k "$WORK" -c listen_addresses=127.0.0.1 \
-  -c max_connections=300 -c shared_buffers=256MB >"$WORK/pg.log" 2>&1 &
-for _ in $(seq 100); do psql -h 127.0.0.1 -p "$PGPORT" -U orderd -d postgres -qAtc "CREATE DATABASE orderd" 2>/dev/null && break; sleep 0.2; done
-mkdir -p "$WORK/c"
-cat >"$WORK/c/collector.toml" <<CONF
-pool_size = 32
-[database]
-value = "host=127.0.0.1 port=$PGPORT user=orderd dbname=orderd"
-CONF
-COLLECTOR="$ROOT/target/release/orderd-collector --config $WORK/c/collector.toml"
-CPORT=$(free_port)
-RUST_LOG=warn $COLLECTOR run --listen "127.0.0.1:$CPORT" >"$WORK/c/out" 2>&1 &
-for _ in $(seq 100); do grep -q listening "$WORK/c/out" 2>/dev/null && break; sleep 0.1; done
-TOKEN=$($COLLECTOR site add demo | tail -n 1)
+. scripts/collector-lib.sh
+start_collector
+TOKEN=$SITE_TOKEN
 
 start_box() { # $1 = config file; sets PID HTTP
   HTTP=$(free_port)

@@ -83,11 +83,12 @@ impl EventLog {
             .await
     }
 
-    /// Stores a consumer's cursor: it has durably handled every event up to `seq`.
+    /// Stores a consumer's cursor: it has durably handled every event up to `seq`. A background
+    /// write: it rides along with the next requests or goes in a quiet moment.
     pub async fn set_cursor(&self, consumer: &str, seq: u64) -> Result<(), AppError> {
         let name = consumer.to_owned();
         self.writer
-            .run(move |tx| {
+            .run_background(move |tx| {
                 tx.cursors.insert(name.as_str(), seq)?;
                 Ok(())
             })

@@ -106,7 +106,8 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     f64::from(sorted[idx]) / 1000.0
 }
 
-const BODY: &str = r#"{"type":"takeaway","items":[{"item_id":"burger","quantity":2,"modifiers":["medium"]},{"item_id":"espresso","quantity":1},{"item_id":"lemonade","quantity":1}]}"#;
+/// Each order has a line for each of the demo menu's three stations: grill, cold and bar.
+const BODY: &str = r#"{"type":"takeaway","items":[{"item_id":"burger","quantity":2,"modifiers":["medium"]},{"item_id":"greek_salad","quantity":1},{"item_id":"lemonade","quantity":1}]}"#;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

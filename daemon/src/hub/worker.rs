@@ -1276,9 +1276,11 @@ impl Hub {
         let seq = self.handled_safe.max(self.stored);
         let state = Arc::clone(&self.state);
         let task = tokio::spawn(async move {
+            // No client waits on it: it rides along with the next orders, or goes in a quiet
+            // moment, never as a second sync in front of an order.
             state
                 .writer
-                .run(move |tx| {
+                .run_background(move |tx| {
                     for row in &rows {
                         let existing = print_jobs::get_tx(tx, &row.job_id)?;
                         // Never reopen a job the store already has as closed.

@@ -197,6 +197,7 @@ impl StorageBackend for PreallocBackend {
     }
 
     fn sync_data(&self) -> Result<(), io::Error> {
+        bench_slow_sync();
         self.inner.sync_data()
     }
 
@@ -234,6 +235,23 @@ impl StorageBackend for PreallocBackend {
 
     fn query_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
         self.inner.query_lock_range(start, end)
+    }
+}
+
+/// Benchmarks only (`scripts/bench.sh`'s slow-card mode): the environment variable
+/// `ORDERD_BENCH_SYNC_DELAY_MS` adds that many milliseconds to every sync of the store and its
+/// log, as an SD card's fsync takes. Read once; unset (always, in service) it costs nothing.
+pub fn bench_slow_sync() {
+    static DELAY: std::sync::OnceLock<Option<std::time::Duration>> = std::sync::OnceLock::new();
+    let delay = DELAY.get_or_init(|| {
+        std::env::var("ORDERD_BENCH_SYNC_DELAY_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|&ms| ms > 0)
+            .map(std::time::Duration::from_millis)
+    });
+    if let Some(d) = delay {
+        std::thread::sleep(*d);
     }
 }
 

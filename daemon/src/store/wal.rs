@@ -104,6 +104,7 @@ impl Wal {
         buf.extend_from_slice(&seq.to_le_bytes());
         buf.extend_from_slice(payload);
         self.file.write_all_at(&buf, self.offset)?;
+        super::backend::bench_slow_sync();
         self.file.sync_data()?;
         self.offset = end;
         Ok(())
@@ -120,6 +121,7 @@ impl Wal {
         self.offset = 0;
         if self.zeroed >= HEADER as u64 {
             self.file.write_all_at(&[0u8; HEADER], 0)?;
+            super::backend::bench_slow_sync();
             self.file.sync_data()?;
         }
         Ok(())

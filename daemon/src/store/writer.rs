@@ -2,10 +2,17 @@
 //! groups (group commit).
 //!
 //! Requests arrive as jobs on a channel. The writer takes every job waiting (up to
-//! `max_batch`), runs them one after another inside one write transaction, commits once with
-//! `Durability::Immediate` (one fsync), and only then answers each job, publishes the batch's
-//! events and runs post-commit hooks. While it fsyncs, new requests queue up and form the next
-//! batch, so throughput grows with concurrency while a lone request pays one fsync.
+//! `max_batch`), runs them one after another inside one write transaction, commits it to redb
+//! without a sync, appends the batch's writes to the write-ahead log with one `fdatasync`, and
+//! only then answers each job, publishes the batch's events and runs post-commit hooks. While
+//! it syncs, new requests queue up and form the next batch, so throughput grows with concurrency
+//! while a lone request pays one sync.
+//!
+//! A checkpoint (a durable redb commit, after which the log starts over) takes the place of the
+//! log append in the batch that finds it due: still one sync. Work off the requests' path never
+//! costs a request a second sync: background jobs (the kitchen hub's periodic save, consumers'
+//! cursors) ride along with the next batch of requests, or take a batch of their own in a quiet
+//! moment ([`QUIET`] without a request).
 //!
 //! Isolation inside a batch: a job validates everything it needs *before* it writes anything
 //! (the "check, then write" rule every domain operation follows), so a job that fails its
@@ -310,6 +317,9 @@ type TxJob = Box<dyn for<'a, 'b> FnOnce(&'a mut Tx<'b>) -> Box<dyn Reply> + Send
 enum Job {
     /// Work inside the next batch's write transaction.
     Tx(TxJob),
+    /// Work that may wait for company: it joins the next batch of requests, or commits alone
+    /// in a quiet moment.
+    Background(TxJob),
     /// A health check: answered by the writer thread once it gets there, without writing.
     Ping(oneshot::Sender<Result<(), StoreError>>),
 }
@@ -351,11 +361,35 @@ impl Writer {
         T: Send + 'static,
         F: for<'a, 'b> FnOnce(&'a mut Tx<'b>) -> TxResult<T> + Send + 'static,
     {
+        self.submit(f, false).await
+    }
+
+    /// Like [`Writer::run`], for work no client waits on (periodic saves, cursors): it rides
+    /// along with the next batch of requests, or, when none comes, commits alone after
+    /// [`QUIET`] — so it never makes a request wait for a second sync. Answers after the commit.
+    pub async fn run_background<T, F>(&self, f: F) -> Result<T, AppError>
+    where
+        T: Send + 'static,
+        F: for<'a, 'b> FnOnce(&'a mut Tx<'b>) -> TxResult<T> + Send + 'static,
+    {
+        self.submit(f, true).await
+    }
+
+    async fn submit<T, F>(&self, f: F, background: bool) -> Result<T, AppError>
+    where
+        T: Send + 'static,
+        F: for<'a, 'b> FnOnce(&'a mut Tx<'b>) -> TxResult<T> + Send + 'static,
+    {
         let (reply, rx) = oneshot::channel();
-        let job = Job::Tx(Box::new(move |tx| {
+        let work: TxJob = Box::new(move |tx| {
             let result = f(tx);
             Box::new(Pending { result, reply })
-        }));
+        });
+        let job = if background {
+            Job::Background(work)
+        } else {
+            Job::Tx(work)
+        };
         self.jobs
             .send(job)
             .await
@@ -382,6 +416,10 @@ impl Writer {
 /// A checkpoint (a durable redb commit, after which the write-ahead log starts over) also
 /// happens once the log holds this much.
 const CHECKPOINT_WAL_BYTES: u64 = 16 * 1024 * 1024;
+
+/// A quiet moment: this long without a request. Background jobs wait for one (or ride along
+/// with requests), so they do not hold up a request with a sync of their own.
+pub const QUIET: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// How the writer groups and checkpoints.
 #[derive(Debug, Clone, Copy)]
@@ -433,6 +471,31 @@ impl Durable {
     }
 }
 
+/// The next job, or `None` once `deadline` passes with none; `Some(None)` when every sender
+/// is gone. The writer thread is outside the runtime, so it parks itself (tokio's
+/// `blocking_recv` has no timeout).
+#[allow(clippy::option_option)]
+fn recv_until(rx: &mut mpsc::Receiver<Job>, deadline: std::time::Instant) -> Option<Option<Job>> {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    loop {
+        if let std::task::Poll::Ready(job) = rx.poll_recv(&mut cx) {
+            return Some(job);
+        }
+        let now = std::time::Instant::now();
+        if now >= deadline {
+            return None;
+        }
+        std::thread::park_timeout(deadline - now);
+    }
+}
+
 /// A durable commit of everything committed so far.
 fn checkpoint(store: &Store) -> Result<(), StoreError> {
     let mut wtx = store.db().begin_write()?;
@@ -460,7 +523,32 @@ fn run(
         every_batches: options.checkpoint_batches,
     };
     let mut jobs = Vec::with_capacity(max_batch);
-    while let Some(first) = rx.blocking_recv() {
+    // Background jobs waiting for a batch of requests or a quiet moment.
+    let mut held: Vec<TxJob> = Vec::new();
+    let mut last_request = std::time::Instant::now();
+    loop {
+        let first = if held.is_empty() {
+            rx.blocking_recv()
+        } else {
+            let Some(job) = recv_until(&mut rx, last_request + QUIET) else {
+                // A quiet moment: the background work goes now, in a batch of its own.
+                let work = std::mem::take(&mut held);
+                metrics.commit_batch_size.observe(work.len() as f64);
+                next_seq = run_batch(
+                    store,
+                    shared,
+                    clock,
+                    &mut durable,
+                    work.into_iter(),
+                    next_seq,
+                );
+                continue;
+            };
+            job
+        };
+        let Some(first) = first else {
+            break;
+        };
         jobs.push(first);
         while jobs.len() < max_batch {
             match rx.try_recv() {
@@ -469,17 +557,17 @@ fn run(
             }
         }
         let mut pings = Vec::new();
-        let work: Vec<TxJob> = jobs
-            .drain(..)
-            .filter_map(|job| match job {
-                Job::Tx(f) => Some(f),
-                Job::Ping(reply) => {
-                    pings.push(reply);
-                    None
-                }
-            })
-            .collect();
+        let mut work: Vec<TxJob> = Vec::new();
+        for job in jobs.drain(..) {
+            match job {
+                Job::Tx(f) => work.push(f),
+                Job::Background(f) => held.push(f),
+                Job::Ping(reply) => pings.push(reply),
+            }
+        }
         if !work.is_empty() {
+            // Requests: whatever background work waits rides along, for no extra sync.
+            work.append(&mut held);
             metrics.commit_batch_size.observe(work.len() as f64);
             next_seq = run_batch(
                 store,
@@ -492,6 +580,19 @@ fn run(
             shared
                 .last_batch_at
                 .store(clock.now_ms(), Ordering::Release);
+            last_request = std::time::Instant::now();
+        } else if held.len() >= max_batch {
+            // A flood of background work does not wait for company.
+            let work = std::mem::take(&mut held);
+            metrics.commit_batch_size.observe(work.len() as f64);
+            next_seq = run_batch(
+                store,
+                shared,
+                clock,
+                &mut durable,
+                work.into_iter(),
+                next_seq,
+            );
         }
         if !pings.is_empty() {
             let health = store
@@ -507,6 +608,18 @@ fn run(
             }
         }
     }
+    // Every handle is gone: what background work is left commits before the last checkpoint.
+    if !held.is_empty() {
+        next_seq = run_batch(
+            store,
+            shared,
+            clock,
+            &mut durable,
+            held.into_iter(),
+            next_seq,
+        );
+    }
+    let _ = next_seq;
     match checkpoint(store) {
         Ok(()) => {
             durable.checkpointed();
@@ -681,6 +794,43 @@ mod tests {
         let rtx = store.read().unwrap();
         let t = rtx.open_table(tables::COUNTERS).unwrap();
         t.get(key).unwrap().is_some()
+    }
+
+    /// Background work never takes a sync of its own in front of a request: it rides along
+    /// with the next request's batch (one log append for both), and alone it still commits,
+    /// in the quiet moment after the last request.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn background_work_rides_along_with_requests_or_waits_for_quiet() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, w) = writer(dir.path());
+        let before = store.wal_seq();
+        // Both sent at once: the background job first, the request a moment later.
+        let (bg, req) = tokio::join!(
+            w.run_background(|tx| {
+                tx.counters.insert("bg", 1)?;
+                Ok(())
+            }),
+            w.run(|tx| {
+                tx.counters.insert("req", 1)?;
+                Ok(())
+            })
+        );
+        bg.unwrap();
+        req.unwrap();
+        assert!(committed(&store, "bg") && committed(&store, "req"));
+        assert_eq!(store.wal_seq(), before + 1, "one batch, one sync, for both");
+
+        // Alone, it commits once nothing else comes for the quiet period.
+        let t0 = std::time::Instant::now();
+        w.run_background(|tx| {
+            tx.counters.insert("alone", 1)?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        assert!(committed(&store, "alone"));
+        assert!(t0.elapsed() >= QUIET / 2, "it waited for a quiet moment");
+        assert_eq!(store.wal_seq(), before + 2);
     }
 
     /// The health check goes through the writer thread but writes nothing (an idle box pings
