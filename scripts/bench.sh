@@ -36,11 +36,17 @@ trap cleanup EXIT
 . scripts/collector-lib.sh
 
 COMMIT=$(git rev-parse --short HEAD)
-git diff --quiet HEAD -- daemon plugins protocol examples Cargo.lock || COMMIT="$COMMIT+changes"
+git diff --quiet HEAD -- daemon plugins protocol examples vendor Cargo.lock || COMMIT="$COMMIT+changes"
 DATE=$(date -u +%Y-%m-%d)
 now_ms() { date +%s%3N; }
 rss_mb() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 field() { sed -n "s/^$1 *//p" "$2"; }   # a line of loadgen's output, without its label
+# CPU ticks (1/100 s) used so far by each of the daemon's threads, summed by thread name.
+cpu_ticks() {
+  for t in /proc/"$1"/task/*; do
+    printf '%s %s\n' "$(cat "$t/comm")" "$(awk '{print $14 + $15}' "$t/stat")"
+  done | awk '{a[$1] += $2} END {for (k in a) print k, a[k]}' | sort
+}
 
 # Starts the daemon on $1 (data dir) with config $2 and extra command words ($3…); sets PID, ADDR,
 # START_MS (to its printed, ready state).
@@ -113,8 +119,15 @@ echo "== idle: RSS $IDLE_RSS MB, start-up ${START_MS} ms; 3 displays, uploader o
 PW=$DATA/initial-admin-password
 
 echo "== $ORDERS orders, $CLIENTS clients, everything on"
+cpu_ticks "$PID" >"$WORK/cpu0"
 "$LOADGEN" --addr "$ADDR" --password-file "$PW" --clients "$CLIENTS" --orders "$ORDERS" \
   --pid "$PID" --store-file "$DATA/orderd.redb" | tee "$WORK/load.txt"
+cpu_ticks "$PID" >"$WORK/cpu1"
+# Where the time goes: CPU per order of each kind of thread (the writer; tokio's workers, which
+# run HTTP, the kitchen hub and the uploader; rumqttd's router; the main thread).
+WHERE=$(join -a 2 -e 0 -o 0,1.2,2.2 "$WORK/cpu0" "$WORK/cpu1" \
+  | awk -v n="$ORDERS" '{us = ($3 - $2) * 10000 / n; t += us; printf "%s %.0f µs, ", $1, us} END {printf "in all %.0f µs", t}')
+echo "CPU per order: $WHERE"
 echo "== $SINGLE orders, 1 client"
 "$LOADGEN" --addr "$ADDR" --password-file "$PW" --clients 1 --orders "$SINGLE" --pid "$PID" \
   | tee "$WORK/single.txt"
@@ -174,5 +187,7 @@ row "  p90 / p99" "$SLOW_P90 / $SLOW_P99 ms" "< two syncs ($((2 * SLOW_MS)) ms)"
 row "idle RSS after start / start-up" "$IDLE_RSS MB / $START_MS ms" ""
 row "store" "$((BYTES / TOTAL)) bytes/order" "<= 1 KB"
 row "uploaded to the collector" "through event $UPLOADED" "every event"
+echo
+echo "CPU per order in the daemon, by thread, during the $CLIENTS-client load: $WHERE"
 [ -n "${COLD_MS:-}" ] && row "cold start, $COLD orders stored" "$COLD_MS ms" ""
 true

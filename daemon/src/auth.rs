@@ -94,33 +94,28 @@ pub fn token_key(token: &str) -> [u8; 32] {
 
 /// argon2id at 7 MiB and 5 passes: one of OWASP's equivalent minimum settings (19 MiB × 2,
 /// 12 MiB × 3, 9 MiB × 4, 7 MiB × 5 passes, one lane), the one that suits a box whose whole
-/// memory budget under load is 64 MB; the working memory is kept between sign-ins (below), so
-/// the 19 MiB row would cost a third of that budget for good. A hash keeps its own parameters,
-/// so one made with other settings is still checked with them.
+/// memory budget under load is 64 MB: the working memory is resident while a hash runs (below).
+/// A hash keeps its own parameters, so one made with other settings is still checked with them.
 fn params() -> argon2::Params {
     argon2::Params::new(7 * 1024, 5, 1, None).unwrap_or(argon2::Params::DEFAULT)
 }
 
-/// One argon2 working memory (7 MiB), reused by every hash and check. Left to itself, argon2
-/// allocates it afresh each time, and the allocator keeps such blocks per thread arena, so the
-/// daemon's RSS would grow by that much for every thread that ever checked a password. Staff
-/// sign-ins are rare, so serializing them through one buffer costs nothing. The buffer is kept
-/// once made, so it is made at the first sign-in rather than at start-up: the first-run admin
-/// is hashed with `keep = false`, which gives the memory back.
-fn with_argon_memory<T>(blocks: usize, keep: bool, f: impl FnOnce(&mut [argon2::Block]) -> T) -> T {
-    static MEMORY: std::sync::OnceLock<Mutex<Vec<argon2::Block>>> = std::sync::OnceLock::new();
-    let mut mem = MEMORY
-        .get_or_init(|| Mutex::new(Vec::new()))
+/// The argon2 working memory of one hash or check, given back to the kernel as soon as it is
+/// done. glibc serves an allocation from its heaps, where a freed 7 MiB block stays resident,
+/// unless the allocation is above its mmap threshold; the threshold rises to the size of each
+/// mapped block freed, up to 32 MiB. So the block is reserved a little above 32 MiB: it is always
+/// a mapping of its own, only the 7 MiB argon2 writes become resident, and the unmapping on drop
+/// returns them, whichever thread ran it. One hash at a time (sign-ins and device logins are
+/// rare), so the box never holds two.
+fn with_argon_memory<T>(blocks: usize, f: impl FnOnce(&mut [argon2::Block]) -> T) -> T {
+    const RESERVE: usize = 33 * 1024 * 1024 / std::mem::size_of::<argon2::Block>();
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _turn = ONE_AT_A_TIME
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if mem.len() < blocks {
-        mem.resize(blocks, argon2::Block::default());
-    }
-    let out = f(&mut mem[..blocks]);
-    if !keep {
-        *mem = Vec::new();
-    }
-    out
+    let mut mem = Vec::with_capacity(blocks.max(RESERVE));
+    mem.resize(blocks, argon2::Block::default());
+    f(&mut mem)
 }
 
 fn argon2id_raw(
@@ -128,14 +123,13 @@ fn argon2id_raw(
     password: &[u8],
     salt: &[u8],
     out: &mut [u8],
-    keep: bool,
 ) -> bool {
     let a = Argon2::new(
         argon2::Algorithm::Argon2id,
         argon2::Version::V0x13,
         params.clone(),
     );
-    with_argon_memory(params.block_count(), keep, |mem| {
+    with_argon_memory(params.block_count(), |mem| {
         a.hash_password_into_with_memory(password, salt, out, mem)
             .is_ok()
     })
@@ -143,10 +137,6 @@ fn argon2id_raw(
 
 /// Hashes a password with argon2id ([`params`]: 7 MiB, 5 passes) into a PHC string.
 pub fn hash_password(password: &str) -> Result<String, AppError> {
-    hash_with(password, true)
-}
-
-fn hash_with(password: &str, keep: bool) -> Result<String, AppError> {
     use base64::Engine as _;
     use rand::RngCore as _;
     let b64 = base64::engine::general_purpose::STANDARD_NO_PAD;
@@ -154,7 +144,7 @@ fn hash_with(password: &str, keep: bool) -> Result<String, AppError> {
     let mut salt = [0u8; 16];
     OsRng.fill_bytes(&mut salt);
     let mut out = [0u8; 32];
-    if !argon2id_raw(&params, password.as_bytes(), &salt, &mut out, keep) {
+    if !argon2id_raw(&params, password.as_bytes(), &salt, &mut out) {
         return Err(AppError::invalid("password", "cannot be hashed"));
     }
     Ok(format!(
@@ -186,7 +176,7 @@ pub fn verify_password(hash: &str, password: &str) -> bool {
     };
     let expected = expected.as_bytes();
     let mut out = vec![0u8; expected.len()];
-    argon2id_raw(&params, password.as_bytes(), salt, &mut out, true)
+    argon2id_raw(&params, password.as_bytes(), salt, &mut out)
         && bool::from(subtle::ConstantTimeEq::ct_eq(out.as_slice(), expected))
 }
 
@@ -398,7 +388,7 @@ pub fn ensure_admin(
         }
     }
     let password = random_hex(12);
-    let hash = hash_with(&password, false).map_err(|e| anyhow::anyhow!(e.message))?;
+    let hash = hash_password(&password).map_err(|e| anyhow::anyhow!(e.message))?;
     let path = data_dir.join(INITIAL_PASSWORD_FILE);
     write_secret_file(&path, &format!("{password}\n"))
         .with_context(|| format!("writing {}", path.display()))?;
