@@ -9,6 +9,7 @@
 # orderd-collector on a throwaway PostgreSQL. Then 1 client alone, the RSS after the run, and
 # the slow card: the daemon pinned to one core with SLOW_MS added to every sync (an SD card's
 # fsync), 1 client. It prints one summary table with the targets, the commit and the date.
+# The daemon runs with the environment the unit gives it (Environment= in systemd/orderd.service).
 # Loopback only; every step is bounded and everything is stopped at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,6 +42,8 @@ DATE=$(date -u +%Y-%m-%d)
 now_ms() { date +%s%3N; }
 rss_mb() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 field() { sed -n "s/^$1 *//p" "$2"; }   # a line of loadgen's output, without its label
+# The daemon runs with the unit's environment (glibc's allocator settings), as on the box.
+UNIT_ENV=$(sed -n 's/^Environment=//p' systemd/orderd.service | tr '\n' ' ')
 # CPU ticks (1/100 s) used so far by each of the daemon's threads, summed by thread name.
 cpu_ticks() {
   for t in /proc/"$1"/task/*; do
@@ -56,7 +59,7 @@ start_daemon() {
   : >"$WORK/out.log"
   local t0
   t0=$(now_ms)
-  RUST_LOG=warn "$@" "$BIN" run --config "$config" --data-dir "$data" --http-listen 127.0.0.1:0 \
+  env $UNIT_ENV RUST_LOG=warn "$@" "$BIN" run --config "$config" --data-dir "$data" --http-listen 127.0.0.1:0 \
     --mqtt-listen "127.0.0.1:$MQTT_PORT" >"$WORK/out.log" 2>"$WORK/err.log" &
   PID=$!
   for _ in $(seq 1 6000); do
