@@ -118,12 +118,7 @@ fn with_argon_memory<T>(blocks: usize, f: impl FnOnce(&mut [argon2::Block]) -> T
     f(&mut mem)
 }
 
-fn argon2id_raw(
-    params: &argon2::Params,
-    password: &[u8],
-    salt: &[u8],
-    out: &mut [u8],
-) -> bool {
+fn argon2id_raw(params: &argon2::Params, password: &[u8], salt: &[u8], out: &mut [u8]) -> bool {
     let a = Argon2::new(
         argon2::Algorithm::Argon2id,
         argon2::Version::V0x13,

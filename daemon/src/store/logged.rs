@@ -161,6 +161,32 @@ macro_rules! logged_tables {
 }
 pub(crate) use logged_tables;
 
+/// The write-ahead log id of each logged table, by the table's name, from [`logged_tables!`]
+/// alone: the writer opens each table with its own id ([`open_logged!`]), so two tables cannot
+/// swap ids, and a test checks that no id is used twice.
+pub mod wal_id {
+    macro_rules! id {
+        ($id:expr, $def:ident) => {
+            #[doc = concat!("Log id of `", stringify!($def), "`.")]
+            pub const $def: u8 = $id;
+        };
+    }
+    super::logged_tables!(id);
+}
+
+/// `Logged::open(wtx, tables::NAME, wal_id::NAME, log)`: a logged table opened with its own id.
+macro_rules! open_logged {
+    ($wtx:expr, $def:ident, $log:expr) => {
+        $crate::store::logged::Logged::open(
+            $wtx,
+            $crate::store::tables::$def,
+            $crate::store::logged::wal_id::$def,
+            $log,
+        )
+    };
+}
+pub(crate) use open_logged;
+
 /// Applies one batch's row changes.
 pub fn replay(wtx: &WriteTransaction, log: &[u8]) -> Result<(), StoreError> {
     let Some((&format, mut log)) = log.split_first() else {
@@ -206,6 +232,30 @@ mod tests {
     use redb::ReadableDatabase as _;
 
     use super::*;
+
+    #[test]
+    fn every_logged_table_has_its_own_log_id() {
+        let mut ids = Vec::new();
+        macro_rules! collect {
+            ($id:expr, $def:ident) => {
+                ids.push(($id, stringify!($def)));
+            };
+        }
+        logged_tables!(collect);
+        let mut seen = std::collections::BTreeMap::new();
+        for (id, name) in &ids {
+            assert!(*id != 0, "{name}: id 0 is not a table");
+            if let Some(other) = seen.insert(*id, *name) {
+                panic!("log id {id} is used by both {other} and {name}");
+            }
+        }
+        assert_eq!(
+            wal_id::ORDERS,
+            1,
+            "ids are part of the log format and never change"
+        );
+        assert_eq!(wal_id::TELEGRAM_LINKS, 25);
+    }
 
     #[test]
     fn replay_applies_its_format_and_refuses_others() {

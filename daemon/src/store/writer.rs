@@ -27,9 +27,9 @@ use orderd_protocol::{Event, EventKind, FORMAT_VERSION};
 use redb::{Durability, WriteTransaction};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::logged::{Logged, OpLog};
+use super::logged::{Logged, OpLog, open_logged};
 use super::wal::Wal;
-use super::{Store, StoreError, codec, tables};
+use super::{Store, StoreError, codec};
 use crate::clock::Clock;
 use crate::domain::menu::Menu;
 use crate::domain::outbox::StaffAlerts;
@@ -100,55 +100,55 @@ impl Shared {
 
 /// Every table, opened once per batch, plus the batch's pending events and hooks.
 pub struct Tx<'t> {
-    /// See [`tables::ORDERS`].
+    /// See [`super::tables::ORDERS`].
     pub orders: Logged<'t, u128, &'static [u8]>,
-    /// See [`tables::IDX_ACTIVE`].
+    /// See [`super::tables::IDX_ACTIVE`].
     pub idx_active: Logged<'t, (u8, u128), ()>,
-    /// See [`tables::IDX_DAY`].
+    /// See [`super::tables::IDX_DAY`].
     pub idx_day: Logged<'t, (u32, u32), u128>,
-    /// See [`tables::IDX_PHONE`].
+    /// See [`super::tables::IDX_PHONE`].
     pub idx_phone: Logged<'t, (&'static str, u128), ()>,
-    /// See [`tables::IDX_FINISHED`].
+    /// See [`super::tables::IDX_FINISHED`].
     pub idx_finished: Logged<'t, (u64, u128), ()>,
-    /// See [`tables::MENU`].
+    /// See [`super::tables::MENU`].
     pub menu_table: Logged<'t, &'static str, &'static [u8]>,
-    /// See [`tables::STOCK`].
+    /// See [`super::tables::STOCK`].
     pub stock: Logged<'t, &'static str, u32>,
-    /// See [`tables::TABLES`].
+    /// See [`super::tables::TABLES`].
     pub tables: Logged<'t, &'static str, &'static [u8]>,
-    /// See [`tables::USERS`].
+    /// See [`super::tables::USERS`].
     pub users: Logged<'t, &'static str, &'static [u8]>,
-    /// See [`tables::SESSIONS`].
+    /// See [`super::tables::SESSIONS`].
     pub sessions: Logged<'t, [u8; 32], &'static [u8]>,
-    /// See [`tables::IDEMPOTENCY`].
+    /// See [`super::tables::IDEMPOTENCY`].
     pub idempotency: Logged<'t, &'static str, &'static [u8]>,
-    /// See [`tables::COUNTERS`].
+    /// See [`super::tables::COUNTERS`].
     pub counters: Logged<'t, &'static str, u64>,
-    /// See [`tables::EVENTS`].
+    /// See [`super::tables::EVENTS`].
     pub events: Logged<'t, u64, &'static [u8]>,
-    /// See [`tables::CURSORS`].
+    /// See [`super::tables::CURSORS`].
     pub cursors: Logged<'t, &'static str, u64>,
-    /// See [`tables::DAILY_SUMMARIES`].
+    /// See [`super::tables::DAILY_SUMMARIES`].
     pub daily_summaries: Logged<'t, u32, &'static [u8]>,
-    /// See [`tables::DEVICES`].
+    /// See [`super::tables::DEVICES`].
     pub devices: Logged<'t, &'static str, &'static [u8]>,
-    /// See [`tables::PRINT_JOBS`].
+    /// See [`super::tables::PRINT_JOBS`].
     pub print_jobs: Logged<'t, &'static str, &'static [u8]>,
-    /// See [`tables::PRINT_OPEN`].
+    /// See [`super::tables::PRINT_OPEN`].
     pub print_open: Logged<'t, &'static str, ()>,
-    /// See [`tables::OTP`].
+    /// See [`super::tables::OTP`].
     pub otp: Logged<'t, &'static str, &'static [u8]>,
-    /// See [`tables::CUSTOMER_TOKENS`].
+    /// See [`super::tables::CUSTOMER_TOKENS`].
     pub customer_tokens: Logged<'t, [u8; 32], &'static [u8]>,
-    /// See [`tables::OUTBOX`].
+    /// See [`super::tables::OUTBOX`].
     pub outbox: Logged<'t, u64, &'static [u8]>,
-    /// See [`tables::OUTBOX_OPEN`].
+    /// See [`super::tables::OUTBOX_OPEN`].
     pub outbox_open: Logged<'t, u64, ()>,
-    /// See [`tables::ORDER_CONTACTS`].
+    /// See [`super::tables::ORDER_CONTACTS`].
     pub order_contacts: Logged<'t, u128, &'static [u8]>,
-    /// See [`tables::TELEGRAM_CHATS`].
+    /// See [`super::tables::TELEGRAM_CHATS`].
     pub telegram_chats: Logged<'t, &'static str, i64>,
-    /// See [`tables::TELEGRAM_LINKS`].
+    /// See [`super::tables::TELEGRAM_LINKS`].
     pub telegram_links: Logged<'t, &'static str, &'static str>,
     staff_alerts: Option<Arc<StaffAlerts>>,
     outbox_wake: Option<Arc<tokio::sync::Notify>>,
@@ -170,33 +170,33 @@ impl<'t> Tx<'t> {
         outbox_wake: Arc<tokio::sync::Notify>,
         log: &OpLog,
     ) -> TxResult<Self> {
-        // Ids are part of the write-ahead log format; see `logged::logged_tables!`.
+        // Each table with its own log id (`logged::wal_id`, from `logged::logged_tables!`).
         Ok(Self {
-            orders: Logged::open(wtx, tables::ORDERS, 1, log)?,
-            idx_active: Logged::open(wtx, tables::IDX_ACTIVE, 2, log)?,
-            idx_day: Logged::open(wtx, tables::IDX_DAY, 3, log)?,
-            idx_phone: Logged::open(wtx, tables::IDX_PHONE, 4, log)?,
-            idx_finished: Logged::open(wtx, tables::IDX_FINISHED, 5, log)?,
-            menu_table: Logged::open(wtx, tables::MENU, 6, log)?,
-            stock: Logged::open(wtx, tables::STOCK, 7, log)?,
-            tables: Logged::open(wtx, tables::TABLES, 8, log)?,
-            users: Logged::open(wtx, tables::USERS, 9, log)?,
-            sessions: Logged::open(wtx, tables::SESSIONS, 10, log)?,
-            idempotency: Logged::open(wtx, tables::IDEMPOTENCY, 11, log)?,
-            counters: Logged::open(wtx, tables::COUNTERS, 12, log)?,
-            events: Logged::open(wtx, tables::EVENTS, 13, log)?,
-            cursors: Logged::open(wtx, tables::CURSORS, 14, log)?,
-            daily_summaries: Logged::open(wtx, tables::DAILY_SUMMARIES, 15, log)?,
-            devices: Logged::open(wtx, tables::DEVICES, 16, log)?,
-            print_jobs: Logged::open(wtx, tables::PRINT_JOBS, 17, log)?,
-            print_open: Logged::open(wtx, tables::PRINT_OPEN, 18, log)?,
-            otp: Logged::open(wtx, tables::OTP, 19, log)?,
-            customer_tokens: Logged::open(wtx, tables::CUSTOMER_TOKENS, 20, log)?,
-            outbox: Logged::open(wtx, tables::OUTBOX, 21, log)?,
-            outbox_open: Logged::open(wtx, tables::OUTBOX_OPEN, 22, log)?,
-            order_contacts: Logged::open(wtx, tables::ORDER_CONTACTS, 23, log)?,
-            telegram_chats: Logged::open(wtx, tables::TELEGRAM_CHATS, 24, log)?,
-            telegram_links: Logged::open(wtx, tables::TELEGRAM_LINKS, 25, log)?,
+            orders: open_logged!(wtx, ORDERS, log)?,
+            idx_active: open_logged!(wtx, IDX_ACTIVE, log)?,
+            idx_day: open_logged!(wtx, IDX_DAY, log)?,
+            idx_phone: open_logged!(wtx, IDX_PHONE, log)?,
+            idx_finished: open_logged!(wtx, IDX_FINISHED, log)?,
+            menu_table: open_logged!(wtx, MENU, log)?,
+            stock: open_logged!(wtx, STOCK, log)?,
+            tables: open_logged!(wtx, TABLES, log)?,
+            users: open_logged!(wtx, USERS, log)?,
+            sessions: open_logged!(wtx, SESSIONS, log)?,
+            idempotency: open_logged!(wtx, IDEMPOTENCY, log)?,
+            counters: open_logged!(wtx, COUNTERS, log)?,
+            events: open_logged!(wtx, EVENTS, log)?,
+            cursors: open_logged!(wtx, CURSORS, log)?,
+            daily_summaries: open_logged!(wtx, DAILY_SUMMARIES, log)?,
+            devices: open_logged!(wtx, DEVICES, log)?,
+            print_jobs: open_logged!(wtx, PRINT_JOBS, log)?,
+            print_open: open_logged!(wtx, PRINT_OPEN, log)?,
+            otp: open_logged!(wtx, OTP, log)?,
+            customer_tokens: open_logged!(wtx, CUSTOMER_TOKENS, log)?,
+            outbox: open_logged!(wtx, OUTBOX, log)?,
+            outbox_open: open_logged!(wtx, OUTBOX_OPEN, log)?,
+            order_contacts: open_logged!(wtx, ORDER_CONTACTS, log)?,
+            telegram_chats: open_logged!(wtx, TELEGRAM_CHATS, log)?,
+            telegram_links: open_logged!(wtx, TELEGRAM_LINKS, log)?,
             staff_alerts,
             outbox_wake: Some(outbox_wake),
             now_ms,
@@ -757,6 +757,7 @@ mod tests {
 
     use super::*;
     use crate::error::ErrorKind;
+    use crate::store::tables;
 
     /// A clock that ticks on every reading, so each batch (one reading) has its own time.
     struct Ticking(AtomicU64);
