@@ -329,6 +329,7 @@ fn restore(arg: &ConfigArg, file: &Path) -> anyhow::Result<()> {
     std::fs::rename(staging.join(Store::FILE), data_dir.join(Store::FILE))?;
     let _ = std::fs::remove_file(data_dir.join(Store::WAL_FILE));
     let _ = std::fs::remove_dir_all(&staging);
+    crate::files::sync_dir(&data_dir)?;
     println!(
         "restored {} into {} (event log at seq {events})",
         file.display(),

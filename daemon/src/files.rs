@@ -33,15 +33,29 @@ pub fn open_rw(path: &Path) -> io::Result<File> {
 /// Creates `dir` (and its parents) with mode 0700; an existing `dir` that others could read is
 /// narrowed to 0700.
 pub fn private_dir(dir: &Path) -> io::Result<()> {
+    let existed = dir.is_dir();
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)?;
+    if !existed && let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        // A new directory's name is durable only once its parent is synced.
+        sync_dir(parent)?;
+    }
     let meta = std::fs::metadata(dir)?;
     if meta.permissions().mode() & 0o077 != 0 {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
     Ok(())
+}
+
+/// Makes the names in `dir` durable: files created, renamed or removed in it survive a power
+/// cut only once the directory itself is synced.
+///
+/// # Errors
+/// Opening or syncing the directory failed.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 fn narrow(file: &File, mode: u32) -> io::Result<()> {

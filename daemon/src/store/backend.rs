@@ -63,9 +63,12 @@ impl Reserve {
         }
     }
 
-    /// Whether the reserve file is there, whole.
+    /// Whether the reserve file is there, whole: its length, and its blocks on the disk (a file
+    /// cut by a power cut can have its full length and holes instead of blocks).
     pub fn in_place(&self) -> bool {
-        std::fs::metadata(&self.path).is_ok_and(|m| m.len() == self.bytes)
+        use std::os::unix::fs::MetadataExt as _;
+        std::fs::metadata(&self.path)
+            .is_ok_and(|m| m.len() == self.bytes && m.blocks().saturating_mul(512) >= self.bytes)
     }
 
     /// Its size.
@@ -94,9 +97,14 @@ impl Reserve {
                 f.write_all(&zeros[..n])?;
                 left -= n as u64;
             }
-            // No fsync: the blocks are allocated now, which is all the reserve is for; a
-            // file cut short by a power cut is recreated at the next start.
-            std::fs::rename(&tmp, &self.path)
+            // No fsync of the data: the blocks are allocated now, which is all the reserve is
+            // for; a file cut short or left with holes by a power cut is made again at the
+            // next start (`in_place` checks its blocks).
+            std::fs::rename(&tmp, &self.path)?;
+            match self.path.parent() {
+                Some(dir) => crate::files::sync_dir(dir),
+                None => Ok(()),
+            }
         })();
         match written {
             Ok(()) => Ok(true),
@@ -260,6 +268,26 @@ mod tests {
     use std::os::unix::fs::MetadataExt as _;
 
     use super::*;
+
+    /// After a power cut the reserve can have its whole length and holes instead of blocks:
+    /// it is not taken for whole, and the next start writes it again.
+    #[test]
+    fn a_reserve_with_holes_is_made_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = 4 * 1024 * 1024;
+        let reserve = Reserve::new(dir.path().join(Reserve::FILE), bytes);
+        assert!(!reserve.in_place());
+        // Full length, no blocks: what a cut before the data reached the disk can leave.
+        File::create(dir.path().join(Reserve::FILE))
+            .unwrap()
+            .set_len(bytes)
+            .unwrap();
+        assert!(!reserve.in_place(), "a sparse file is no reserve");
+        assert!(reserve.ensure().unwrap());
+        assert!(reserve.in_place());
+        let meta = std::fs::metadata(dir.path().join(Reserve::FILE)).unwrap();
+        assert!(meta.blocks() * 512 >= bytes);
+    }
 
     #[test]
     fn growth_allocates_the_new_range_and_reads_back_zeros() {

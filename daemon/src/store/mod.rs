@@ -142,6 +142,9 @@ impl Store {
                 other => StoreError::Redb(other.into()),
             })?;
         let wal = Self::recover(&db, &data_dir.join(Self::WAL_FILE))?;
+        // The store and its log may have just been created: their names must survive a power
+        // cut too, or the first orders would go with them.
+        crate::files::sync_dir(data_dir).map_err(|e| StoreError::Redb(e.into()))?;
         let store = Self {
             db: Arc::new(db),
             path,
