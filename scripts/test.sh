@@ -92,7 +92,7 @@ ORDERD_BIN="$PWD/target/debug/orderd" scripts/schemathesis.sh
 
 # The full-disk tests mount a small tmpfs, which needs root (as the package installs above do);
 # plain `cargo test` lists them as ignored.
-cargo test -p orderd --locked -q --test disk_full -- --ignored
+cargo test -p orderd --locked -q --test it -- --ignored disk_full::
 
 # Last, so its summary closes the output.
 cargo test --workspace --locked

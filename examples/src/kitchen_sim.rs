@@ -117,6 +117,11 @@ async fn main() -> anyhow::Result<()> {
         match ev {
             Event::Incoming(Packet::ConnAck(_)) => {
                 println!("[{id}] connected");
+                // Subscribe first, then say it is online: the hub sends a display that comes
+                // back what it missed, and a printer its open jobs, once it is online.
+                for t in &subscribe {
+                    client.subscribe(t, QoS::AtLeastOnce).await?;
+                }
                 client
                     .publish(&avail, QoS::AtLeastOnce, true, "online")
                     .await?;
@@ -128,9 +133,6 @@ async fn main() -> anyhow::Result<()> {
                         "ready",
                     )
                     .await?;
-                for t in &subscribe {
-                    client.subscribe(t, QoS::AtLeastOnce).await?;
-                }
             }
             Event::Incoming(Packet::Publish(p)) => {
                 let topic = p.topic.clone();

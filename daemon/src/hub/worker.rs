@@ -192,6 +192,33 @@ struct Hub {
     counted: JobCounters,
     /// Bump-bar presses for [`write_bumps`].
     bumps: tokio::sync::mpsc::Sender<(String, Bump)>,
+    /// Displays that may have missed tickets, with the last event seq whose tickets they had
+    /// the chance to get: every display from the cursor at start (what the broker, restarted
+    /// with the box, held is gone), and any display from when it went offline.
+    missed_since: HashMap<String, u64>,
+    /// Displays back online whose missed tickets go out at the next tick (by then the display
+    /// has subscribed, whatever order it did that in).
+    resend_due: std::collections::BTreeSet<String>,
+    /// Missed tickets waiting to go out again (topic, payload), [`RESEND_PER_TICK`] a tick.
+    resend_queue: std::collections::VecDeque<(String, Vec<u8>)>,
+}
+
+/// A display back online gets the tickets of at most this many of the latest events it
+/// missed; beyond that its board is the truth.
+const RESEND_MAX_EVENTS: usize = 5_000;
+
+/// Missed tickets sent again per tick (100 ms): the embedded broker keeps about 64 KiB of each
+/// topic for a connection that has not read it yet, so a backlog sent at once would push its own
+/// start out before the display read it.
+const RESEND_PER_TICK: usize = 50;
+
+/// Every display, as missing what came after `cursor` (the hub's start).
+fn devices_missing_from(devices: &BTreeMap<String, Device>, cursor: u64) -> HashMap<String, u64> {
+    devices
+        .values()
+        .filter(|d| d.kind == DeviceKind::Display)
+        .map(|d| (d.id.clone(), cursor))
+        .collect()
 }
 
 /// Runs the hub until shutdown.
@@ -335,6 +362,7 @@ impl Hub {
             })
             .collect();
         drop(rtx);
+        let missed_since = devices_missing_from(&devices, cursor);
         let mqtt = &settings.raw.mqtt;
         Ok(Self {
             kitchen,
@@ -361,6 +389,9 @@ impl Hub {
             flushing: None,
             counted: JobCounters::new(&state.metrics),
             bumps,
+            missed_since,
+            resend_due: std::collections::BTreeSet::new(),
+            resend_queue: std::collections::VecDeque::new(),
             state,
         })
     }
@@ -398,6 +429,8 @@ impl Hub {
     /// and timeouts), rows, alerts or a cursor not yet stored.
     fn needs_tick(&self) -> bool {
         !self.dirty_boards.is_empty()
+            || !self.resend_due.is_empty()
+            || !self.resend_queue.is_empty()
             || !self.closed.is_empty()
             || !self.alerts.is_empty()
             || !self.marks.is_empty()
@@ -1006,6 +1039,22 @@ impl Hub {
     }
 
     async fn on_availability(&mut self, dev: &str, online: bool, now: u64) {
+        if self
+            .devices
+            .get(dev)
+            .is_some_and(|d| d.kind == DeviceKind::Display)
+        {
+            if online {
+                if self.missed_since.contains_key(dev) {
+                    self.resend_due.insert(dev.to_owned());
+                }
+            } else {
+                self.missed_since
+                    .entry(dev.to_owned())
+                    .or_insert(self.handled);
+                self.resend_due.remove(dev);
+            }
+        }
         let changed = self.kitchen.update_health(dev, now, |h| {
             let changed = h.online != online;
             h.online = online;
@@ -1195,7 +1244,71 @@ impl Hub {
 
     // ----- timers and durability -----
 
+    /// Queues for a display that is back the tickets it may have missed since event `from`: those
+    /// of the events after it that the hub has published, at its stations, for orders still
+    /// open (a display drops a repeat by its seq), then its boards again. Tickets cannot be lost
+    /// between a restart of the box, or a display's reconnect, and its subscription.
+    fn resend_missed(&mut self, dev: &str, from: u64) {
+        let Some(stations) = self.devices.get(dev).map(|d| d.stations.clone()) else {
+            return;
+        };
+        let first = (from + 1).max((self.handled + 1).saturating_sub(RESEND_MAX_EVENTS as u64));
+        let events = match self.state.events.read(first, RESEND_MAX_EVENTS) {
+            Ok(evs) => evs,
+            Err(e) => {
+                tracing::warn!(device = dev, error = %e, "could not read the missed tickets");
+                return;
+            }
+        };
+        let mut sent = 0usize;
+        let mut open: HashMap<String, bool> = HashMap::new();
+        let handled = self.handled;
+        for ev in events.iter().filter(|e| e.seq <= handled) {
+            let order = match &ev.kind {
+                EventKind::OrderPlaced(o) => Some((**o).clone()),
+                EventKind::LinesChanged { order_id, .. }
+                | EventKind::LinesEdited { order_id, .. } => self.order(order_id),
+                _ => None,
+            };
+            for t in super::tickets::ticket_events(ev, order.as_ref()) {
+                if !stations.contains(&t.station) {
+                    continue;
+                }
+                let still_open = *open.entry(t.ticket.clone()).or_insert_with(|| {
+                    self.boards.holds(&t.ticket)
+                        || self.order(&t.ticket).is_some_and(|o| !o.status.is_final())
+                });
+                if !still_open {
+                    continue;
+                }
+                if let Ok(bytes) = serde_json::to_vec(&t) {
+                    self.resend_queue
+                        .push_back((topics::station_ticket(&self.site, &t.station), bytes));
+                    sent += 1;
+                }
+            }
+        }
+        tracing::info!(
+            device = dev,
+            from,
+            tickets = sent,
+            "display back: missed tickets to send again"
+        );
+        self.dirty_boards.extend(stations);
+    }
+
     async fn on_tick(&mut self) {
+        for dev in std::mem::take(&mut self.resend_due) {
+            if let Some(from) = self.missed_since.remove(&dev) {
+                self.resend_missed(&dev, from);
+            }
+        }
+        for _ in 0..RESEND_PER_TICK {
+            let Some((topic, bytes)) = self.resend_queue.pop_front() else {
+                break;
+            };
+            self.publish(topic, QoS::AtLeastOnce, false, bytes).await;
+        }
         let now = Instant::now();
         let resend = Duration::from_secs(self.cfg.resend_secs);
         let timeout = Duration::from_secs(self.cfg.job_timeout_secs);

@@ -1,7 +1,7 @@
 //! Store-and-forward upload, end to end: the real daemon, the real `orderd-collector` binary
 //! and a real PostgreSQL (a throwaway cluster per test), with a loopback fault proxy between
 //! box and collector where a test needs the link to misbehave.
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

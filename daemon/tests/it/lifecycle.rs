@@ -1,6 +1,6 @@
 //! Order lifecycle: every allowed transition works, every other is a 409 listing the allowed
 //! ones, final statuses are final, recall works inside the window and not after.
-mod common;
+use crate::common;
 
 use common::{TestServer, error_code};
 use orderd_protocol::{OrderStatus, OrderType};

@@ -56,6 +56,44 @@ pub async fn spawn_prefixed(
     std::net::SocketAddr,
     Arc<std::sync::Mutex<String>>,
 ) {
+    spawn_listening(prefix, dir, config, envs, ("127.0.0.1:0", "127.0.0.1:0")).await
+}
+
+/// Like [`spawn_full`], on fixed HTTP and MQTT addresses (a restart that devices reconnect to).
+pub async fn spawn_on(
+    dir: &Path,
+    http: &str,
+    mqtt: &str,
+) -> (
+    Child,
+    String,
+    std::net::SocketAddr,
+    Arc<std::sync::Mutex<String>>,
+) {
+    spawn_listening(&[], dir, None, &[], (http, mqtt)).await
+}
+
+/// A free port on 127.0.0.1 (bound, then let go), for [`spawn_on`].
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn spawn_listening(
+    prefix: &[&str],
+    dir: &Path,
+    config: Option<&Path>,
+    envs: &[(&str, &str)],
+    (http, mqtt): (&str, &str),
+) -> (
+    Child,
+    String,
+    std::net::SocketAddr,
+    Arc<std::sync::Mutex<String>>,
+) {
     let mut cmd = match prefix.split_first() {
         Some((first, rest)) => {
             let mut c = Command::new(first);
@@ -71,12 +109,7 @@ pub async fn spawn_prefixed(
     let mut child = cmd
         .arg("--data-dir")
         .arg(dir)
-        .args([
-            "--http-listen",
-            "127.0.0.1:0",
-            "--mqtt-listen",
-            "127.0.0.1:0",
-        ])
+        .args(["--http-listen", http, "--mqtt-listen", mqtt])
         .env("RUST_LOG", "warn")
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())

@@ -1,6 +1,6 @@
 //! The watchdog is fed by a health check through the writer: when the writer is wedged, the
 //! pings stop (and the status says why); when it recovers, they resume.
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

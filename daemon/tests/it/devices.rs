@@ -1,6 +1,6 @@
 //! The device registry API: admins add (password shown once), list (no secrets) and remove
 //! kitchen devices; bad requests get JSON errors.
-mod common;
+use crate::common;
 
 use common::{TestServer, error_code};
 use reqwest::StatusCode;

@@ -1,6 +1,6 @@
 //! Staff auth: every endpoint refuses a missing, forged or expired token and the wrong role;
 //! the first-run admin password file is 0600 and works; logins are throttled; logout works.
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt as _;
 

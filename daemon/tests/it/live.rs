@@ -1,7 +1,7 @@
 //! Live streams (SSE) against the real daemon: resume with `Last-Event-ID` misses nothing, a
 //! customer follows only an order whose key it holds, sold-out reaches the ordering page, a slow
 //! client is cut off without holding back the others, heartbeats, shutdown, and the limit.
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 //! orders and bodies, invalid UTF-8 — and the store is unchanged afterwards. A body outside the
 //! documented limits is 422; one that names what the menu or the tables do not hold now
 //! (an unknown item or modifier choice) is 409, and an unknown table 404.
-mod common;
+use crate::common;
 
 use common::{TestServer, error_code};
 use reqwest::StatusCode;

@@ -1,7 +1,7 @@
 //! Customer verification and the message outbox, end to end: the real daemon, a real redb
 //! file, and a scripted fake WhatsApp Cloud API on loopback that succeeds, fails, throttles
 //! and stalls.
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

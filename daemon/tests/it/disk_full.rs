@@ -5,7 +5,7 @@
 //! Mounting needs root, so this test is `#[ignore]`d for `cargo test` and run by
 //! `scripts/test.sh` (which runs as root) with `--ignored`.
 
-mod common;
+use crate::common;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! The event log: every committed change appends a typed event in the same transaction;
 //! subscribers replay from any seq and then follow live; cursors are durable; retention
 //! prunes only what every registered consumer has passed, and keeps daily summaries.
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

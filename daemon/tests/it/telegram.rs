@@ -2,7 +2,7 @@
 //! included). A customer proves a phone by opening the bot through the code's deep link and
 //! sharing that phone as their own contact; only then does the code go out. Staff alerts go to
 //! the staff chat and honour Telegram's `retry_after`; a box with Telegram unreachable starts.
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

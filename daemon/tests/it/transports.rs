@@ -2,7 +2,7 @@
 //! ACL and boards as plain TCP, with a real rustls client, a real WebSocket client and
 //! Mosquitto's own client over TLS.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! Kitchen hardware over MQTT, end to end: the real daemon with its embedded broker on port 0,
 //! a real redb file, and real MQTT device clients (rumqttc).
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,5 +1,5 @@
 //! End-to-end tests of the real `orderd` binary: the CLI, and a crash (SIGKILL) under load.
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -1351,6 +1351,208 @@ async fn changing_the_admin_password_removes_the_first_run_file() {
         .map(|a| a.trim().trim_end_matches("/api/v1/").to_owned())
         .unwrap();
     login(&client, &base, "admin", "the-owners-own-pass").await;
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+}
+
+/// Tickets reach a subscribed display across a restart of the box (issue #24). The box is
+/// SIGKILLed under load; its embedded broker, with the display's session, goes with it. The
+/// display reconnects 0.5 s after the box is back, as real displays take seconds, while orders
+/// go on. Every acknowledged order's ticket must still reach it as a ticket, not only on the
+/// board: the hub sends a display that comes back what it may have missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tickets_reach_a_display_across_a_restart_of_the_box() {
+    use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
+    use std::collections::HashSet;
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = data.to_str().unwrap();
+    let out = run_cli(
+        &[
+            "device",
+            "add",
+            "d1",
+            "--kind",
+            "display",
+            "--station",
+            "grill",
+            "--data-dir",
+            d,
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let added = String::from_utf8_lossy(&out.stdout).into_owned();
+    let password = added.rsplit("password: ").next().unwrap().trim().to_owned();
+    let http = format!("127.0.0.1:{}", common::bin::free_port());
+    let mqtt = format!("127.0.0.1:{}", common::bin::free_port());
+    let (mut child, base, mqtt_addr, _logs) = common::bin::spawn_on(&data, &http, &mqtt).await;
+
+    // The display: subscribes, then says it is online, on every (re)connect; 0.5 s between tries.
+    let seen: Arc<std::sync::Mutex<HashSet<String>>> = Arc::default();
+    let display = {
+        let seen = seen.clone();
+        let mut opts = MqttOptions::new("d1", mqtt_addr.ip().to_string(), mqtt_addr.port());
+        let avail = orderd_protocol::topics::device_availability("demo", "d1");
+        opts.set_credentials("d1", password)
+            .set_keep_alive(Duration::from_secs(5))
+            .set_max_packet_size(1024 * 1024, 64 * 1024)
+            .set_last_will(LastWill::new(&avail, "offline", QoS::AtLeastOnce, true));
+        let (client, mut el) = AsyncClient::new(opts, 64);
+        tokio::spawn(async move {
+            let tickets = orderd_protocol::topics::station_ticket("demo", "grill");
+            loop {
+                match el.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        client.try_subscribe(&tickets, QoS::AtLeastOnce).unwrap();
+                        client
+                            .try_publish(&avail, QoS::AtLeastOnce, true, "online")
+                            .unwrap();
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) if p.topic == tickets => {
+                        let t: orderd_protocol::TicketEvent =
+                            serde_json::from_slice(&p.payload).unwrap();
+                        seen.lock().unwrap().insert(t.ticket);
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+                }
+            }
+        })
+    };
+
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let pw = std::fs::read_to_string(data.join("initial-admin-password")).unwrap();
+    let token = login(&client, &base, "admin", pw.trim()).await;
+    // Places one order, retrying with the same key until the box answers; its id.
+    let place = move |n: usize| {
+        let (client, base, token) = (client.clone(), base.clone(), token.clone());
+        async move {
+            let body = json!({"type": "takeaway", "items": [
+                {"item_id": "burger", "quantity": 1, "modifiers": ["medium"]}]});
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "order {n} never answered"
+                );
+                let resp = client
+                    .post(format!("{base}/api/v1/orders"))
+                    .bearer_auth(&token)
+                    .header("Idempotency-Key", format!("restart-{n}"))
+                    .json(&body)
+                    .send()
+                    .await;
+                if let Ok(r) = resp
+                    && r.status().is_success()
+                {
+                    let v: Value = r.json().await.unwrap();
+                    return v["id"].as_str().unwrap().to_owned();
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    // The display is subscribed once a first ticket reaches it.
+    let first = place(0).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !seen.lock().unwrap().contains(&first) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the display never got a ticket"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Orders go on from two clients while the box is killed and started again.
+    let acked: Arc<std::sync::Mutex<Vec<String>>> = Arc::new(std::sync::Mutex::new(vec![first]));
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(1));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut load = Vec::new();
+    for _ in 0..2 {
+        let (acked, next, stop, place) = (acked.clone(), next.clone(), stop.clone(), place.clone());
+        load.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                let id = place(n).await;
+                acked.lock().unwrap().push(id);
+            }
+        }));
+    }
+    let wait_acked = |count: usize| {
+        let acked = acked.clone();
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while acked.lock().unwrap().len() < count {
+                assert!(std::time::Instant::now() < deadline, "the load stalled");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    wait_acked(150).await;
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    let (mut child, _, _, _logs) = common::bin::spawn_on(&data, &http, &mqtt).await;
+    let after = acked.lock().unwrap().len();
+    wait_acked(after + 300).await;
+    // Then until the display is back and gets tickets live again, and 50 more on top.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let last = acked.lock().unwrap().last().cloned().unwrap();
+        if seen.lock().unwrap().contains(&last) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the display never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let back = acked.lock().unwrap().len();
+    wait_acked(back + 50).await;
+    stop.store(true, Ordering::Relaxed);
+    for l in load {
+        l.await.unwrap();
+    }
+
+    let acked = acked.lock().unwrap().clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let missing: Vec<String> = {
+            let seen = seen.lock().unwrap();
+            acked
+                .iter()
+                .filter(|id| !seen.contains(*id))
+                .cloned()
+                .collect()
+        };
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {} acknowledged orders never reached the display as a ticket across the restart (positions {:?}; restart after {after}, display back after {back})",
+            missing.len(),
+            acked.len(),
+            acked
+                .iter()
+                .enumerate()
+                .filter(|(_, id)| missing.contains(*id))
+                .map(|(i, _)| i)
+                .take(12)
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    display.abort();
     child.start_kill().unwrap();
     child.wait().await.unwrap();
 }

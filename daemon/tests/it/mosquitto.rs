@@ -3,7 +3,7 @@
 //! own topics, and refuse wrong passwords; orderd's hub works through that Mosquitto
 //! (external-broker mode); Mosquitto's own clients work against the embedded broker.
 
-mod common;
+use crate::common;
 
 use std::net::TcpListener;
 use std::path::Path;

@@ -1,5 +1,5 @@
 //! The OpenAPI document served at /api/v1/openapi.json lists exactly the router's routes.
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

@@ -1,5 +1,5 @@
 //! Concurrency through the group-commit writer: idempotency, stock, order numbers.
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 
