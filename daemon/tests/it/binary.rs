@@ -967,7 +967,7 @@ async fn sigkill_mid_send_never_resends_a_code() {
     .expect("the first code reached the provider");
     // A second message queues behind the stalled call (one call at a time).
     ask("+355690000002").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    common::quiet(Duration::from_millis(300)).await;
     assert_eq!(fake.seen().len(), 1);
     child.start_kill().unwrap(); // SIGKILL mid-call
     child.wait().await.unwrap();
@@ -1007,7 +1007,7 @@ async fn sigkill_mid_send_never_resends_a_code() {
     assert_eq!(sent.len(), 1);
     assert_ne!(sent[0]["id"], dead[0]["id"]);
     // Give a resend every chance to happen, then count provider calls per phone.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    common::quiet(Duration::from_millis(1500)).await;
     let calls = |to: &str| fake.seen().iter().filter(|s| s.body["to"] == to).count();
     assert_eq!(
         calls("355690000001"),

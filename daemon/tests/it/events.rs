@@ -77,8 +77,8 @@ async fn subscribe_replays_then_follows_live() {
         "{e4:?}"
     );
     // Then live.
+    // `sub` was subscribed when it was made: an event committed from now on reaches it.
     let waiter = tokio::spawn(async move { next(&mut sub).await });
-    tokio::time::sleep(Duration::from_millis(50)).await;
     s.order(&staff, json!([{"item_id": "tave_kosi", "quantity": 4}]))
         .await;
     let e5 = waiter.await.unwrap();

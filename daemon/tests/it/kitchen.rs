@@ -119,7 +119,7 @@ async fn a_reconnecting_display_gets_the_current_board() {
     s.set_status(&s.admin, &first, "accepted").await;
     s.set_status(&s.admin, &first, "preparing").await;
     s.set_status(&s.admin, &first, "ready").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.wait_hub().await;
     let mut d = s.connect_device("disp", &pw).await;
     d.sub("orderd/demo/station/grill/board").await;
     let (bytes, retained) = d.next_on("/board", WAIT).await.expect("retained board");
@@ -134,7 +134,7 @@ async fn a_reconnecting_display_gets_the_current_board() {
     d.disconnect().await;
     // Reconnect after a change: the new board, no refresh needed.
     let third = place(&s, grill_and_bar()).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.wait_hub().await;
     let mut d = s.connect_device("disp", &pw).await;
     d.sub("orderd/demo/station/grill/board").await;
     let board: Board = serde_json::from_slice(&d.next_on("/board", WAIT).await.unwrap().0).unwrap();
@@ -250,7 +250,6 @@ async fn an_offline_printer_gets_the_same_job_again_and_prints_it_once() {
     let first = job_of(&p.next_on("/job", WAIT).await.unwrap().0);
     // Drops off mid-job without reporting (socket gone; the will says offline).
     drop(p);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
     let j = job_state(&s, &first.job_id, "waiting").await;
     assert_eq!(j["report"], "offline");
     let mut p = s.connect_device("p1", &pw).await;
@@ -580,33 +579,47 @@ async fn device_health_follows_availability_and_state() {
     let (p, _) = s.device_online("p1", "printer", &["grill"], false).await;
     p.publish("orderd/demo/device/p1/state", "paper_out", true)
         .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let (_, v) = s.send("GET", "/api/v1/devices", Some(&s.admin), None).await;
+    let v = s
+        .wait_get("/api/v1/devices", &s.admin, |v| {
+            v["data"][0]["state"] == "paper_out"
+        })
+        .await;
     assert_eq!(v["data"][0]["online"], true);
     assert_eq!(v["data"][0]["state"], "paper_out");
     assert!(v["data"][0]["last_seen"].is_string());
     drop(p); // the will: offline
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let (_, v) = s.send("GET", "/api/v1/devices", Some(&s.admin), None).await;
+    let v = s
+        .wait_get("/api/v1/devices", &s.admin, |v| {
+            v["data"][0]["online"] == false
+        })
+        .await;
     assert_eq!(v["data"][0]["online"], false);
     let metrics = s.metrics().await;
     assert!(
         metrics.contains("orderd_device_online{device=\"p1\"} 0"),
         "{metrics}"
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let events = s.state().events.read(1, 1000).unwrap();
-    let statuses: Vec<(bool, String)> = events
-        .iter()
-        .filter_map(|e| match &e.kind {
-            orderd_protocol::EventKind::DeviceStatus {
-                device,
-                online,
-                state,
-            } if device == "p1" => Some((*online, state.clone())),
-            _ => None,
-        })
-        .collect();
+    // The hub writes its alerts at its next flush.
+    let statuses: Vec<(bool, String)> = common::eventually(
+        "three device-status events",
+        Duration::from_secs(10),
+        || async {
+            let events = s.state().events.read(1, 1000).unwrap();
+            let statuses: Vec<(bool, String)> = events
+                .iter()
+                .filter_map(|e| match &e.kind {
+                    orderd_protocol::EventKind::DeviceStatus {
+                        device,
+                        online,
+                        state,
+                    } if device == "p1" => Some((*online, state.clone())),
+                    _ => None,
+                })
+                .collect();
+            (statuses.len() >= 3).then_some(statuses)
+        },
+    )
+    .await;
     assert_eq!(
         statuses,
         [

@@ -147,7 +147,7 @@ async fn whatsapp_code_then_order_then_status_messages() {
         .collect();
     assert_eq!(texts, ["pranuar", "gati për t'u marrë"]);
     // `preparing` sends nothing.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    common::quiet(Duration::from_millis(500)).await;
     assert_eq!(fake.seen().len(), 3);
 
     // The token reads its own order; another customer's token does not.
@@ -251,7 +251,7 @@ async fn provider_failures_are_retried_throttled_and_dead_lettered() {
     let (st, _) = request_code(&s, PHONE).await;
     assert_eq!(st, StatusCode::ACCEPTED);
     let seen = wait_seen(&fake, 3, Duration::from_secs(10)).await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    common::quiet(Duration::from_millis(800)).await;
     assert_eq!(fake.seen().len(), 3, "no request after the success");
     assert_eq!(fake.delivered().len(), 1, "delivered exactly once");
     assert!(seen[2].at > seen[1].at);
@@ -299,7 +299,7 @@ async fn provider_failures_are_retried_throttled_and_dead_lettered() {
             .contains("undeliverable"),
         "{dead}"
     );
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    common::quiet(Duration::from_millis(600)).await;
     assert_eq!(fake.seen().len(), 8, "a rejected message is not retried");
     // A dead code is never resent by hand either (the customer asks for a new one).
     let id = dead["data"][0]["id"].as_u64().unwrap();
@@ -346,7 +346,7 @@ async fn an_order_accepted_while_the_provider_is_down_gets_its_message_when_it_r
     assert_eq!(st, StatusCode::OK);
     // The breaker opens after 2 failures and pauses; the provider comes back.
     wait_seen(&fake, 3, Duration::from_secs(5)).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    common::quiet(Duration::from_millis(300)).await;
     let during = fake.seen().len();
     assert!(during <= 3, "paused by the breaker, not hammered: {during}");
     fake.set_default(Reply::Ok);
@@ -359,7 +359,7 @@ async fn an_order_accepted_while_the_provider_is_down_gets_its_message_when_it_r
         2,
         "the code and, once back, the status message"
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    common::quiet(Duration::from_millis(500)).await;
     assert_eq!(fake.delivered().len(), 2, "exactly once");
 
     // A status message rejected for good can be resent by staff, once.

@@ -457,7 +457,8 @@ async fn mosquitto_clients_work_against_the_embedded_broker() {
         )
         .await;
     assert_eq!(st, reqwest::StatusCode::CREATED);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Once the hub has handled the order, its board is published.
+    s.wait_hub().await;
     // The retained board, read by Debian's mosquitto_sub.
     let out = tokio::task::spawn_blocking(move || {
         client(

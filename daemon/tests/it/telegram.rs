@@ -86,7 +86,7 @@ async fn telegram_code_needs_the_customers_own_phone_then_status_follows() {
     assert!(text(&expired[0]).contains("no longer valid"));
 
     // Nothing reaches the customer before they open the bot.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    common::quiet(Duration::from_millis(400)).await;
     assert!(sent_to(&fake, CHAT).is_empty());
 
     fake.push_text(CHAT, &format!("/start {payload}"));
@@ -117,7 +117,7 @@ async fn telegram_code_needs_the_customers_own_phone_then_status_follows() {
         "{}",
         text(&got[2])
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    common::quiet(Duration::from_millis(300)).await;
     assert_eq!(sent_to(&fake, CHAT).len(), 3, "no code for a wrong contact");
 
     // The customer's own contact (Telegram gives it without `+`): linked, and the code follows.

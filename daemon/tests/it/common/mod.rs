@@ -305,6 +305,32 @@ impl TestServer {
 }
 
 /// Asserts the JSON error shape and returns the code.
+/// Polls `check` every 20 ms until it gives `Some`, failing the test with `what` once
+/// `within` has passed: how a test waits for something to happen (never a fixed sleep).
+pub async fn eventually<T, F, Fut>(what: &str, within: std::time::Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {within:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A negative check's window: the caller then asserts that nothing happened in it (a message
+/// not sent again, an order not moved). Not a way to wait for something: use [`eventually`].
+pub async fn quiet(window: std::time::Duration) {
+    tokio::time::sleep(window).await;
+}
+
 pub fn error_code(v: &Value) -> &str {
     let e = &v["error"];
     assert!(e["message"].is_string(), "not an error body: {v}");
