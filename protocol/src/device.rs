@@ -54,6 +54,25 @@ pub struct Bump {
     pub action: BumpAction,
 }
 
+/// `station/{station}/bump/result` — the box's answer to each bump, for the bump bars of the
+/// station to show: done, or refused with a code (`not_found`, `not_at_station`,
+/// `bad_payload`, `conflict`, …) and a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BumpResult {
+    /// Format version.
+    pub version: u16,
+    /// The ticket the bump named (empty when its payload could not be read).
+    pub ticket: String,
+    /// What was asked (none when the payload could not be read).
+    pub action: Option<BumpAction>,
+    /// Whether it was done.
+    pub ok: bool,
+    /// Why not, as a stable code (empty when done).
+    pub code: String,
+    /// Why not, for a person.
+    pub message: String,
+}
+
 /// `device/{device}/availability` and `hub/status` (retained, last will).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Availability {

@@ -25,7 +25,7 @@ pub mod ticket;
 pub mod topics;
 pub mod upload;
 
-pub use device::{Availability, Bump, BumpAction, BuzzPattern, BuzzerSet, DeviceState};
+pub use device::{Availability, Bump, BumpAction, BumpResult, BuzzPattern, BuzzerSet, DeviceState};
 pub use encoding::{CodecError, Encoding, decode, encode};
 pub use event::{Event, EventKind};
 pub use order::{

@@ -43,6 +43,11 @@ pub fn station_bump(site: &str, station: &str) -> String {
     format!("{ROOT}/{site}/station/{station}/bump")
 }
 
+/// `orderd/{site}/station/{station}/bump/result` — the box's answer to each bump.
+pub fn station_bump_result(site: &str, station: &str) -> String {
+    format!("{ROOT}/{site}/station/{station}/bump/result")
+}
+
 /// `orderd/{site}/printer/{device}/job` — print jobs, QoS 1, never retained.
 pub fn printer_job(site: &str, device: &str) -> String {
     format!("{ROOT}/{site}/printer/{device}/job")
@@ -79,6 +84,8 @@ pub enum Topic<'a> {
     StationBoard(&'a str),
     /// `station/{station}/bump`.
     StationBump(&'a str),
+    /// `station/{station}/bump/result`.
+    StationBumpResult(&'a str),
     /// `printer/{device}/job`.
     PrinterJob(&'a str),
     /// `printer/{device}/job/status`.
@@ -110,6 +117,7 @@ impl<'a> Topic<'a> {
             ("station", Some("ticket"), None, None) => Self::StationTicket(id),
             ("station", Some("board"), None, None) => Self::StationBoard(id),
             ("station", Some("bump"), None, None) => Self::StationBump(id),
+            ("station", Some("bump"), Some("result"), None) => Self::StationBumpResult(id),
             ("printer", Some("job"), None, None) => Self::PrinterJob(id),
             ("printer", Some("job"), Some("status"), None) => Self::PrinterJobStatus(id),
             ("buzzer", Some("set"), None, None) => Self::BuzzerSet(id),
@@ -127,6 +135,7 @@ impl<'a> Topic<'a> {
             Self::StationTicket(s) => station_ticket(site, s),
             Self::StationBoard(s) => station_board(site, s),
             Self::StationBump(s) => station_bump(site, s),
+            Self::StationBumpResult(s) => station_bump_result(site, s),
             Self::PrinterJob(d) => printer_job(site, d),
             Self::PrinterJobStatus(d) => printer_job_status(site, d),
             Self::BuzzerSet(d) => buzzer_set(site, d),
@@ -142,6 +151,7 @@ impl<'a> Topic<'a> {
             Self::HubStatus
                 | Self::StationTicket(_)
                 | Self::StationBoard(_)
+                | Self::StationBumpResult(_)
                 | Self::PrinterJob(_)
                 | Self::BuzzerSet(_)
         )
@@ -205,6 +215,7 @@ mod tests {
             Topic::HubStatus,
             Topic::StationTicket("grill"),
             Topic::StationBoard("grill"),
+            Topic::StationBumpResult("grill"),
             Topic::StationBump("bar"),
             Topic::PrinterJob("p-1"),
             Topic::PrinterJobStatus("p-1"),

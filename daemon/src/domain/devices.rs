@@ -254,7 +254,10 @@ impl Device {
                 }
             }
             DeviceKind::BumpBar => {
-                out.extend(self.stations.iter().map(|s| topics::station_board(site, s)));
+                for s in &self.stations {
+                    out.push(topics::station_board(site, s));
+                    out.push(topics::station_bump_result(site, s));
+                }
             }
             DeviceKind::HomeAssistant => {
                 out.push(format!("{discovery_prefix}/#"));

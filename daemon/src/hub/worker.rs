@@ -34,9 +34,9 @@ use orderd_plugins::escpos::PaperWidth;
 use orderd_protocol::encoding::{self, Encoding};
 use orderd_protocol::topics::{self, Topic};
 use orderd_protocol::{
-    Availability, Bump, BumpAction, BuzzPattern, BuzzerSet, DeviceState, Event, EventKind,
-    FORMAT_VERSION, JobState as Reported, JobStatus, Order, OrderStatus, PrintCopy, PrintFormat,
-    PrintJob, TicketChange, TicketEvent, TicketLine,
+    Availability, Bump, BumpAction, BumpResult, BuzzPattern, BuzzerSet, DeviceState, Event,
+    EventKind, FORMAT_VERSION, JobState as Reported, JobStatus, Order, OrderStatus, PrintCopy,
+    PrintFormat, PrintJob, TicketChange, TicketEvent, TicketLine,
 };
 use rumqttc::QoS;
 
@@ -192,6 +192,8 @@ struct Hub {
     counted: JobCounters,
     /// Bump-bar presses for [`write_bumps`].
     bumps: tokio::sync::mpsc::Sender<(String, Bump)>,
+    /// [`write_bumps`]'s answers, and the hub's own for unreadable payloads, to publish.
+    bump_answers: tokio::sync::mpsc::UnboundedSender<(String, BumpResult)>,
     /// Displays that may have missed tickets, with the last event seq whose tickets they had
     /// the chance to get: every display from the cursor at start (what the broker, restarted
     /// with the box, held is gone), and any display from when it went offline.
@@ -221,6 +223,11 @@ fn devices_missing_from(devices: &BTreeMap<String, Device>, cursor: u64) -> Hash
         .collect()
 }
 
+/// Where bump-bar presses go to be written ([`write_bumps`]).
+type BumpSender = tokio::sync::mpsc::Sender<(String, Bump)>;
+/// Where answers to bumps go to be published, by station.
+type AnswerSender = tokio::sync::mpsc::UnboundedSender<(String, BumpResult)>;
+
 /// Runs the hub until shutdown.
 pub async fn run(state: AppStateRef, kitchen: Arc<Kitchen>, link: Started, shutdown: Shutdown) {
     if let Err(e) = run_inner(state, kitchen, link, shutdown).await {
@@ -241,8 +248,19 @@ async fn run_inner(
         task: client_task,
     } = link;
     let (bumps, bump_rx) = tokio::sync::mpsc::channel(MAX_BUMPS_WAITING);
-    let bump_writer = tokio::spawn(write_bumps(Arc::clone(&state), bump_rx));
-    let mut hub = Hub::load(Arc::clone(&state), kitchen, client, cursor, bumps)?;
+    let (bump_answers, mut answers) = tokio::sync::mpsc::unbounded_channel();
+    let bump_writer = tokio::spawn(write_bumps(
+        Arc::clone(&state),
+        bump_rx,
+        bump_answers.clone(),
+    ));
+    let mut hub = Hub::load(
+        Arc::clone(&state),
+        kitchen,
+        client,
+        cursor,
+        (bumps, bump_answers),
+    )?;
     let mut sub = state.events.subscribe(cursor + 1);
     let mut connected = false;
     let mut tick = tokio::time::interval(FLUSH_EVERY);
@@ -290,6 +308,9 @@ async fn run_inner(
                 None => break,
             },
             () = hub.kitchen.wake.notified() => hub.load_queued().await,
+            Some((station, answer)) = answers.recv(), if connected => {
+                hub.answer_bump(&station, &answer).await;
+            }
             done = async { flushing.as_mut().expect("guarded").await }, if flushing.is_some() => {
                 flushing = None;
                 hub.flush_done(done);
@@ -332,7 +353,7 @@ impl Hub {
         kitchen: Arc<Kitchen>,
         client: HubClient,
         cursor: u64,
-        bumps: tokio::sync::mpsc::Sender<(String, Bump)>,
+        (bumps, bump_answers): (BumpSender, AnswerSender),
     ) -> anyhow::Result<Self> {
         let settings = Arc::clone(&state.settings);
         let rtx = state.store.read()?;
@@ -389,6 +410,7 @@ impl Hub {
             flushing: None,
             counted: JobCounters::new(&state.metrics),
             bumps,
+            bump_answers,
             missed_since,
             resend_due: std::collections::BTreeSet::new(),
             resend_queue: std::collections::VecDeque::new(),
@@ -966,9 +988,21 @@ impl Hub {
                     );
                     return;
                 };
-                match decode::<Bump>(payload, enc) {
-                    Some(bump) => self.on_bump(station, bump),
-                    None => self.malformed(station, topic),
+                if let Some(bump) = decode::<Bump>(payload, enc) {
+                    self.on_bump(station, bump);
+                } else {
+                    self.malformed(station, topic);
+                    let _ = self.bump_answers.send((
+                        station.to_owned(),
+                        BumpResult {
+                            version: FORMAT_VERSION,
+                            ticket: String::new(),
+                            action: None,
+                            ok: false,
+                            code: "bad_payload".into(),
+                            message: "the bump could not be read: send {\"version\":1,\"ticket\":…,\"action\":\"bump\" or \"recall\"}".into(),
+                        },
+                    ));
                 }
             }
             Topic::DeviceAvailability(dev) => match Availability::parse(payload) {
@@ -1030,11 +1064,41 @@ impl Hub {
     /// topic), handed to [`write_bumps`]: the hub's loop keeps publishing tickets meanwhile,
     /// and the change comes back through the event log like any other.
     fn on_bump(&self, station: &str, bump: Bump) {
-        if self.bumps.try_send((station.to_owned(), bump)).is_err() {
+        if let Err(e) = self.bumps.try_send((station.to_owned(), bump)) {
             tracing::warn!(
                 station,
                 "bump dropped: too many bumps waiting to be written"
             );
+            let (_, bump) = e.into_inner();
+            let _ = self.bump_answers.send((
+                station.to_owned(),
+                BumpResult {
+                    version: FORMAT_VERSION,
+                    ticket: bump.ticket,
+                    action: Some(bump.action),
+                    ok: false,
+                    code: "busy".into(),
+                    message: "too many bumps at once; press again".into(),
+                },
+            ));
+        }
+    }
+
+    /// Publishes the answer to a bump to the station's bump bars, in their encoding.
+    async fn answer_bump(&mut self, station: &str, answer: &BumpResult) {
+        let enc = self
+            .devices
+            .values()
+            .find(|d| d.kind == DeviceKind::BumpBar && d.stations.iter().any(|s| s == station))
+            .map_or(Encoding::Json, |d| d.encoding);
+        if let Ok(bytes) = encoding::encode(answer, enc) {
+            self.publish(
+                topics::station_bump_result(&self.site, station),
+                QoS::AtLeastOnce,
+                false,
+                bytes,
+            )
+            .await;
         }
     }
 
@@ -1555,7 +1619,11 @@ impl Hub {
 /// fsync instead of one each). Each is read, checked and applied in that transaction
 /// ([`orders::bump`]), in the order pressed; a refused one is logged and skips only itself.
 /// Ends when the hub drops its sender.
-async fn write_bumps(state: AppStateRef, mut rx: tokio::sync::mpsc::Receiver<(String, Bump)>) {
+async fn write_bumps(
+    state: AppStateRef,
+    mut rx: tokio::sync::mpsc::Receiver<(String, Bump)>,
+    answers: tokio::sync::mpsc::UnboundedSender<(String, BumpResult)>,
+) {
     while let Some(first) = rx.recv().await {
         tokio::time::sleep(BUMP_WINDOW).await;
         let mut batch = vec![first];
@@ -1569,30 +1637,44 @@ async fn write_bumps(state: AppStateRef, mut rx: tokio::sync::mpsc::Receiver<(St
         let result = state
             .writer
             .run(move |tx| {
-                let mut refused = Vec::new();
+                let mut done = Vec::new();
                 for (station, bump) in batch {
                     let recall = matches!(bump.action, BumpAction::Recall);
                     let actor = format!("bump-bar@{station}");
                     match orders::bump(tx, &rules, &bump.ticket, &station, recall, &actor) {
-                        Ok(_) => {}
+                        Ok(_) => done.push((station, bump, None)),
                         // Refused before anything was written: the others go on.
                         Err(crate::store::writer::TxError::App(e)) => {
-                            refused.push((station, bump, e));
+                            done.push((station, bump, Some(e)));
                         }
                         Err(e) => return Err(e),
                     }
                 }
-                Ok(refused)
+                Ok(done)
             })
             .await;
         match result {
-            Ok(refused) => {
-                for (station, bump, e) in refused {
-                    if e.code == "not_at_station" || e.code == "not_found" {
-                        tracing::warn!(station, ticket = %bump.ticket, error = %e.message, "bump refused");
-                    } else {
-                        tracing::info!(station, ticket = %bump.ticket, error = %e.message, "bump refused");
+            Ok(done) => {
+                for (station, bump, refused) in done {
+                    if let Some(e) = &refused {
+                        if e.code == "not_at_station" || e.code == "not_found" {
+                            tracing::warn!(station, ticket = %bump.ticket, error = %e.message, "bump refused");
+                        } else {
+                            tracing::info!(station, ticket = %bump.ticket, error = %e.message, "bump refused");
+                        }
                     }
+                    let answer = BumpResult {
+                        version: FORMAT_VERSION,
+                        ok: refused.is_none(),
+                        code: refused
+                            .as_ref()
+                            .map(|e| e.code.to_string())
+                            .unwrap_or_default(),
+                        message: refused.map(|e| e.message).unwrap_or_default(),
+                        ticket: bump.ticket,
+                        action: Some(bump.action),
+                    };
+                    let _ = answers.send((station, answer));
                 }
             }
             Err(e) => tracing::error!(error = %e.message, "kitchen hub: writing bumps failed"),

@@ -518,6 +518,76 @@ async fn bump_bars_move_orders_only_for_their_station() {
     s.stop().await;
 }
 
+/// The next answer to a bump a bump bar gets.
+async fn bump_answer(d: &mut common::mqtt::Dev) -> orderd_protocol::BumpResult {
+    let (bytes, _) = d.next_on("/bump/result", WAIT).await.expect("an answer");
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// Every bump gets an answer on `station/{s}/bump/result` that the bump bar can show: done,
+/// or refused with a code (unknown ticket, not at this station, unreadable payload).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_bump_gets_an_answer_the_bump_bar_can_show() {
+    let s = TestServer::start().await;
+    let (mut grill_bar, _) = s
+        .device_online("bb-grill", "bump_bar", &["grill"], false)
+        .await;
+    let (mut cold_bar, _) = s
+        .device_online("bb-cold", "bump_bar", &["cold"], false)
+        .await;
+    grill_bar.sub("orderd/demo/station/grill/bump/result").await;
+    cold_bar.sub("orderd/demo/station/cold/bump/result").await;
+    let order = place(&s, grill_and_bar()).await;
+    let bump = |ticket: &str| {
+        serde_json::to_vec(&json!({"version": 1, "ticket": ticket, "action": "bump"})).unwrap()
+    };
+    grill_bar
+        .publish("orderd/demo/station/grill/bump", bump(&order), false)
+        .await;
+    let a = bump_answer(&mut grill_bar).await;
+    assert!(a.ok && a.ticket == order && a.code.is_empty(), "{a:?}");
+    assert_eq!(a.action, Some(orderd_protocol::BumpAction::Bump));
+
+    grill_bar
+        .publish(
+            "orderd/demo/station/grill/bump",
+            bump("no-such-order"),
+            false,
+        )
+        .await;
+    let a = bump_answer(&mut grill_bar).await;
+    assert!(
+        !a.ok && a.code == "not_found" && !a.message.is_empty(),
+        "{a:?}"
+    );
+
+    grill_bar
+        .publish(
+            "orderd/demo/station/grill/bump",
+            b"{not json".to_vec(),
+            false,
+        )
+        .await;
+    let a = bump_answer(&mut grill_bar).await;
+    assert!(
+        !a.ok && a.code == "bad_payload" && a.action.is_none(),
+        "{a:?}"
+    );
+
+    // The order has nothing for the cold station: that bump bar is told so.
+    cold_bar
+        .publish("orderd/demo/station/cold/bump", bump(&order), false)
+        .await;
+    let a = bump_answer(&mut cold_bar).await;
+    assert!(!a.ok && a.code == "not_at_station", "{a:?}");
+    assert_eq!(
+        status(&s, &order).await,
+        "accepted",
+        "only the grill's bump moved it"
+    );
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_inbound_payloads_leave_the_hub_running() {
     let s = TestServer::start().await;
