@@ -180,6 +180,24 @@ fn small_messages_golden() {
         [1, 2, b'o', b'1', 1]
     );
     round_trip(&bump);
+
+    let answer = BumpResult {
+        version: 1,
+        ticket: "o1".into(),
+        action: Some(BumpAction::Bump),
+        ok: false,
+        code: "not_found".into(),
+        message: "no".into(),
+    };
+    assert_eq!(
+        String::from_utf8(encode(&answer, Encoding::Json).unwrap()).unwrap(),
+        r#"{"version":1,"ticket":"o1","action":"bump","ok":false,"code":"not_found","message":"no"}"#
+    );
+    let mut golden = vec![1, 2, b'o', b'1', 1, 0, 0, 9];
+    golden.extend_from_slice(b"not_found");
+    golden.extend_from_slice(&[2, b'n', b'o']);
+    assert_eq!(encode(&answer, Encoding::Postcard).unwrap(), golden);
+    round_trip(&answer);
 }
 
 #[test]
