@@ -530,7 +530,6 @@ fn base_urls(scheme: &str, addr: std::net::SocketAddr, lan: &[std::net::IpAddr])
     lan.iter().copied().map(url).collect()
 }
 
-#[allow(clippy::too_many_arguments)]
 fn print_welcome(
     config: Option<&Path>,
     addr: std::net::SocketAddr,

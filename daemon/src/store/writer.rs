@@ -526,22 +526,18 @@ fn run(
     // Background jobs waiting for a batch of requests or a quiet moment.
     let mut held: Vec<TxJob> = Vec::new();
     let mut last_request = std::time::Instant::now();
+    // Commits one batch of work (requests, background work or both).
+    let commit = |work: Vec<TxJob>, durable: &mut Durable, next_seq: &mut u64| {
+        metrics.commit_batch_size.observe(work.len() as f64);
+        *next_seq = run_batch(store, shared, clock, durable, work.into_iter(), *next_seq);
+    };
     loop {
         let first = if held.is_empty() {
             rx.blocking_recv()
         } else {
             let Some(job) = recv_until(&mut rx, last_request + QUIET) else {
                 // A quiet moment: the background work goes now, in a batch of its own.
-                let work = std::mem::take(&mut held);
-                metrics.commit_batch_size.observe(work.len() as f64);
-                next_seq = run_batch(
-                    store,
-                    shared,
-                    clock,
-                    &mut durable,
-                    work.into_iter(),
-                    next_seq,
-                );
+                commit(std::mem::take(&mut held), &mut durable, &mut next_seq);
                 continue;
             };
             job
@@ -568,31 +564,14 @@ fn run(
         if !work.is_empty() {
             // Requests: whatever background work waits rides along, for no extra sync.
             work.append(&mut held);
-            metrics.commit_batch_size.observe(work.len() as f64);
-            next_seq = run_batch(
-                store,
-                shared,
-                clock,
-                &mut durable,
-                work.into_iter(),
-                next_seq,
-            );
+            commit(work, &mut durable, &mut next_seq);
             shared
                 .last_batch_at
                 .store(clock.now_ms(), Ordering::Release);
             last_request = std::time::Instant::now();
         } else if held.len() >= max_batch {
             // A flood of background work does not wait for company.
-            let work = std::mem::take(&mut held);
-            metrics.commit_batch_size.observe(work.len() as f64);
-            next_seq = run_batch(
-                store,
-                shared,
-                clock,
-                &mut durable,
-                work.into_iter(),
-                next_seq,
-            );
+            commit(std::mem::take(&mut held), &mut durable, &mut next_seq);
         }
         if !pings.is_empty() {
             let health = store
@@ -610,16 +589,8 @@ fn run(
     }
     // Every handle is gone: what background work is left commits before the last checkpoint.
     if !held.is_empty() {
-        next_seq = run_batch(
-            store,
-            shared,
-            clock,
-            &mut durable,
-            held.into_iter(),
-            next_seq,
-        );
+        commit(held, &mut durable, &mut next_seq);
     }
-    let _ = next_seq;
     match checkpoint(store) {
         Ok(()) => {
             durable.checkpointed();
