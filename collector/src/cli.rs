@@ -141,24 +141,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 cfg,
                 reports_token,
             });
+            // systemd stops the service with SIGTERM; a terminal with ctrl-c. Both handlers are
+            // installed before the address is announced, so a signal sent as soon as the
+            // collector says it listens stops it gracefully instead of killing it.
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            let mut ctrl_c =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
             let listener = tokio::net::TcpListener::bind(&listen).await?;
             let addr = listener.local_addr()?;
             println!("collector listening on http://{addr}");
             tracing::info!(%addr, "collector listening");
-            // systemd stops the service with SIGTERM; a terminal with ctrl-c.
-            crate::http::run(listener, app, async {
-                let term = async {
-                    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    {
-                        Ok(mut s) => {
-                            s.recv().await;
-                        }
-                        Err(_) => std::future::pending::<()>().await,
-                    }
-                };
+            crate::http::run(listener, app, async move {
                 tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    () = term => {}
+                    _ = ctrl_c.recv() => {}
+                    _ = term.recv() => {}
                 }
                 tracing::info!("collector stopping");
             })

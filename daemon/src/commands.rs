@@ -456,6 +456,9 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
     tracing::info!(version = env!("CARGO_PKG_VERSION"), site = %settings.raw.site.id, "orderd starting");
     raise_fd_limit();
     runtime()?.block_on(async move {
+        // Installed before anything is announced, so a stop sent as soon as the banner or
+        // systemd's READY appears is handled gracefully rather than killing the process.
+        let stop = StopSignals::install()?;
         let listener = tokio::net::TcpListener::bind(settings.http_listen)
             .await
             .with_context(|| format!("binding HTTP on {}", settings.http_listen))?;
@@ -482,7 +485,7 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
             sd_notify::NotifyState::Ready,
             sd_notify::NotifyState::Status(&status),
         ]);
-        shutdown_signal().await;
+        stop.wait().await;
         running.stop().await
     })
 }
@@ -602,24 +605,28 @@ fn print_welcome(
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
+/// SIGINT (a terminal's ctrl-c) and SIGTERM (systemd's stop), registered when created.
+struct StopSignals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+        })
     }
-    tracing::info!("stop signal received");
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
+        tracing::info!("stop signal received");
+    }
 }
 
 fn read_password(from_stdin: bool) -> anyhow::Result<(String, bool)> {
