@@ -195,6 +195,38 @@ pub fn check_credentials(username: &str, password: &str) -> Result<(), AppError>
     Ok(())
 }
 
+/// Checks a manager PIN: 4 to 8 digits.
+pub fn check_pin(pin: &str) -> Result<(), AppError> {
+    if !(4..=8).contains(&pin.len()) || !pin.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(AppError::invalid("pin", "4 to 8 digits"));
+    }
+    Ok(())
+}
+
+/// Stores an admin's approval PIN (its argon2id hash, made by the caller off the writer).
+pub fn set_pin(tx: &mut Tx<'_>, username: &str, hash: &str) -> TxResult<()> {
+    let user: User = match tx.users.get(username)? {
+        Some(v) => codec::decode(v.value())?,
+        None => return Err(AppError::not_found("user").into()),
+    };
+    if user.role != Role::Admin {
+        return Err(AppError::new(
+            ErrorKind::Conflict,
+            "not_a_manager",
+            "only an admin approves discounts, voids and refunds; give the PIN to an admin",
+        )
+        .into());
+    }
+    tx.pins.insert(username, hash)?;
+    Ok(())
+}
+
+/// An admin's approval PIN hash, if one is set.
+pub fn get_pin(rtx: &ReadTransaction, username: &str) -> Result<Option<String>, StoreError> {
+    let t = rtx.open_table(t::PINS)?;
+    Ok(t.get(username)?.map(|v| v.value().to_owned()))
+}
+
 /// Adds a user (409 if the name is taken).
 pub fn add_user(
     tx: &mut Tx<'_>,

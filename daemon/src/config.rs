@@ -48,6 +48,54 @@ pub struct RawConfig {
     pub telegram: TelegramConfig,
     /// Store-and-forward upload to the chain's collector.
     pub upload: UploadConfig,
+    /// Guest checks: payment methods, reasons, cash rounding, VAT rates, the printed bill.
+    pub billing: BillingConfig,
+}
+
+/// `[billing]`: settling the bill (docs/billing.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BillingConfig {
+    /// Digits after the decimal point of the currency's minor unit (EUR 2; ALL is used with 0).
+    pub minor_digits: u8,
+    /// Cash payments that settle a check are rounded to this step, minor units (0: none).
+    pub cash_rounding: u32,
+    /// Payment methods staff may record (`cash` and `card` have their own fields).
+    pub payment_methods: Vec<String>,
+    /// Reasons offered for discounts, comps, voids and refunds (a typed one is also accepted).
+    pub reasons: Vec<String>,
+    /// The restaurant's address, printed on the bill.
+    pub address: String,
+    /// The restaurant's tax id (NIPT, VAT number), printed on the bill.
+    pub tax_id: String,
+    /// The station whose printers print guest checks.
+    pub bill_station: String,
+    /// VAT rate per menu category, basis points (items not listed: `site.tax_rate_bp`).
+    pub category_tax_rates: std::collections::BTreeMap<String, u32>,
+    /// VAT rate per menu item, basis points (wins over its category's).
+    pub item_tax_rates: std::collections::BTreeMap<String, u32>,
+}
+
+impl Default for BillingConfig {
+    fn default() -> Self {
+        Self {
+            minor_digits: 2,
+            cash_rounding: 0,
+            payment_methods: vec!["cash".into(), "card".into()],
+            reasons: vec![
+                "Guest complaint".into(),
+                "Wrong order".into(),
+                "Staff meal".into(),
+                "Regular guest".into(),
+                "Manager's decision".into(),
+            ],
+            address: String::new(),
+            tax_id: String::new(),
+            bill_station: "pass".into(),
+            category_tax_rates: std::collections::BTreeMap::new(),
+            item_tax_rates: std::collections::BTreeMap::new(),
+        }
+    }
 }
 
 /// `[otp] required`: whether customer orders need a verified phone.
@@ -1504,6 +1552,68 @@ impl RawConfig {
                     bad(
                         &format!("kitchen.stations.{station}.{name}"),
                         format!("{v:?} must be single, double, triple, long or alarm"),
+                    );
+                }
+            }
+        }
+        let b = &self.billing;
+        if b.minor_digits > 3 {
+            bad(
+                "billing.minor_digits",
+                format!("{} must be 0-3", b.minor_digits),
+            );
+        }
+        if b.cash_rounding > 100_000 {
+            bad(
+                "billing.cash_rounding",
+                format!("{} must be 0-100000 minor units", b.cash_rounding),
+            );
+        }
+        if b.payment_methods.is_empty() || b.payment_methods.len() > 16 {
+            bad(
+                "billing.payment_methods",
+                "list 1-16 methods, such as [\"cash\", \"card\"]".into(),
+            );
+        }
+        for (i, m) in b.payment_methods.iter().enumerate() {
+            if !is_slug(m, 32) || b.payment_methods[..i].contains(m) {
+                bad(
+                    "billing.payment_methods",
+                    format!("{m:?} must be 1-32 characters of a-z, 0-9, _ or -, listed once"),
+                );
+            }
+        }
+        if b.reasons.len() > 32
+            || b.reasons
+                .iter()
+                .any(|r| r.trim().is_empty() || r.chars().count() > 100)
+        {
+            bad(
+                "billing.reasons",
+                "at most 32 reasons of 1-100 characters".into(),
+            );
+        }
+        if b.address.chars().count() > 200 {
+            bad("billing.address", "at most 200 characters".into());
+        }
+        if b.tax_id.chars().count() > 50 {
+            bad("billing.tax_id", "at most 50 characters".into());
+        }
+        if !is_slug(&b.bill_station, 32) {
+            bad(
+                "billing.bill_station",
+                format!("{:?} must be a station id", b.bill_station),
+            );
+        }
+        for (key, map) in [
+            ("billing.category_tax_rates", &b.category_tax_rates),
+            ("billing.item_tax_rates", &b.item_tax_rates),
+        ] {
+            for (id, rate) in map {
+                if *rate > 10_000 {
+                    bad(
+                        &format!("{key}.{id}"),
+                        format!("{rate} must be 0-10000 basis points"),
                     );
                 }
             }

@@ -174,6 +174,7 @@ pub async fn start(
     let rules = Arc::new(Rules::from_settings(&settings));
     let events = EventLog::new(store.clone(), Arc::clone(&shared), writer.clone());
     let throttle = crate::throttle::Throttle::new(settings.raw.auth.limits());
+    let pin_throttle = crate::throttle::Throttle::new(settings.raw.auth.limits());
     let otp_key = crate::messaging::load_or_create_key(&data_dir)?;
     let otp_clients = Throttle::new(
         settings.raw.otp.max_requests_per_client,
@@ -211,6 +212,7 @@ pub async fn start(
         shared,
         events,
         sessions,
+        pin_throttle,
         throttle,
         metrics,
         clock,

@@ -6,6 +6,9 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
+use crate::check::{
+    AdjustmentFact, BillPrint, CashFact, CheckClosed, CheckRef, PaymentFact, RefundFact, ZReport,
+};
 use crate::order::{Order, OrderLine, OrderStatus};
 use crate::ticket::StationDelta;
 
@@ -134,6 +137,52 @@ pub enum EventKind {
         /// Who did it.
         actor: String,
     },
+    /// A payment was recorded on a check (variants from here on: issue #25, appended).
+    PaymentRecorded {
+        /// The check.
+        check: CheckRef,
+        /// The payment.
+        payment: PaymentFact,
+    },
+    /// A discount, comp or void was given on an open check.
+    CheckAdjusted {
+        /// The check.
+        check: CheckRef,
+        /// What was given, with both people and the reason.
+        adjustment: AdjustmentFact,
+    },
+    /// A check was settled (balance zero) or voided whole: its every figure.
+    CheckClosed(Box<CheckClosed>),
+    /// Money went back on a closed check.
+    CheckRefunded(RefundFact),
+    /// Lines or a whole check moved to another check or table (transfer, merge, split).
+    CheckMoved {
+        /// Where they came from.
+        from: CheckRef,
+        /// Where they went.
+        to: CheckRef,
+        /// The target's table.
+        to_table: Option<String>,
+        /// The lines moved (check line ids of `from`); empty when the whole check moved.
+        lines: Vec<u32>,
+        /// Who did it.
+        actor: String,
+    },
+    /// Cash was put in or taken out of the drawer, or counted.
+    CashMoved(CashFact),
+    /// A guest check was sent to the bill printer.
+    BillPrinted(Box<BillPrint>),
+    /// A guest asked for the bill from the table's page.
+    BillRequested {
+        /// The check.
+        check: CheckRef,
+        /// Table id.
+        table_id: String,
+        /// Table label.
+        table_label: String,
+    },
+    /// The business day was closed by a Z report.
+    DayClosed(Box<ZReport>),
 }
 
 impl EventKind {
@@ -163,6 +212,15 @@ impl EventKind {
             Self::PrintFailover { .. } => "print_failover",
             Self::LinesChanged { .. } => "lines_changed",
             Self::LinesEdited { .. } => "lines_edited",
+            Self::PaymentRecorded { .. } => "payment_recorded",
+            Self::CheckAdjusted { .. } => "check_adjusted",
+            Self::CheckClosed(_) => "check_closed",
+            Self::CheckRefunded(_) => "check_refunded",
+            Self::CheckMoved { .. } => "check_moved",
+            Self::CashMoved(_) => "cash_moved",
+            Self::BillPrinted(_) => "bill_printed",
+            Self::BillRequested { .. } => "bill_requested",
+            Self::DayClosed(_) => "day_closed",
         }
     }
 }

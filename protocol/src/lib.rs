@@ -16,6 +16,7 @@
 
 extern crate alloc;
 
+pub mod check;
 pub mod device;
 pub mod encoding;
 pub mod event;
@@ -25,6 +26,10 @@ pub mod ticket;
 pub mod topics;
 pub mod upload;
 
+pub use check::{
+    AdjustmentFact, AdjustmentKind, BillPrint, BilledLine, CashFact, CashKind, CashUp, CheckClosed,
+    CheckRef, DayFigures, MethodFigures, OpenCheck, PaymentFact, RefundFact, VatLine, ZReport,
+};
 pub use device::{Availability, Bump, BumpAction, BumpResult, BuzzPattern, BuzzerSet, DeviceState};
 pub use encoding::{CodecError, Encoding, decode, encode};
 pub use event::{Event, EventKind};

@@ -7,6 +7,7 @@
 
 pub mod analytics;
 pub mod auth;
+pub mod checks;
 pub mod customers;
 pub mod devices;
 pub mod extract;
@@ -69,6 +70,8 @@ pub struct AppState {
     pub sessions: Arc<Sessions>,
     /// Staff sign-in limits (reserved before the hash; `crate::throttle`).
     pub throttle: crate::throttle::Throttle,
+    /// Manager-PIN limits, the same as sign-in's, counted apart.
+    pub pin_throttle: crate::throttle::Throttle,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Time.
@@ -202,6 +205,47 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppStateRef>)> 
         ("GET", "/api/v1/devices", get(devices::list)),
         ("POST", "/api/v1/devices", post(devices::create)),
         ("DELETE", "/api/v1/devices/{id}", delete(devices::remove)),
+        ("GET", "/api/v1/tables/status", get(checks::table_status)),
+        ("GET", "/api/v1/billing", get(checks::settings)),
+        ("GET", "/api/v1/checks", get(checks::list)),
+        ("GET", "/api/v1/checks/{id}", get(checks::get_one)),
+        ("POST", "/api/v1/orders/{id}/check", post(checks::of_order)),
+        ("GET", "/api/v1/orders/{id}/bill", get(checks::guest_bill)),
+        (
+            "POST",
+            "/api/v1/orders/{id}/bill-request",
+            post(checks::request_bill),
+        ),
+        (
+            "POST",
+            "/api/v1/checks/{id}/covers",
+            post(checks::set_covers),
+        ),
+        ("POST", "/api/v1/checks/{id}/payments", post(checks::pay)),
+        (
+            "POST",
+            "/api/v1/checks/{id}/discounts",
+            post(checks::discount),
+        ),
+        ("POST", "/api/v1/checks/{id}/voids", post(checks::void_line)),
+        ("POST", "/api/v1/checks/{id}/void", post(checks::void_check)),
+        ("POST", "/api/v1/checks/{id}/refunds", post(checks::refund)),
+        (
+            "POST",
+            "/api/v1/checks/{id}/transfer",
+            post(checks::transfer),
+        ),
+        ("POST", "/api/v1/checks/{id}/merge", post(checks::merge)),
+        ("POST", "/api/v1/checks/{id}/split", post(checks::split)),
+        ("GET", "/api/v1/checks/{id}/split", get(checks::even_split)),
+        ("POST", "/api/v1/checks/{id}/print", post(checks::print)),
+        ("POST", "/api/v1/checks/{id}/close", post(checks::close)),
+        ("GET", "/api/v1/reports/x", get(checks::x_report)),
+        ("GET", "/api/v1/reports/z", get(checks::z_list)),
+        ("POST", "/api/v1/reports/z", post(checks::close_day)),
+        ("GET", "/api/v1/reports/z/{id}", get(checks::z_one)),
+        ("POST", "/api/v1/cash", post(checks::cash)),
+        ("PUT", "/api/v1/users/{id}/pin", put(checks::set_pin)),
         ("GET", "/api/v1/", get(ops::index)),
         ("GET", "/api/v1/openapi.json", get(ops::openapi)),
         ("GET", "/healthz", get(ops::healthz)),

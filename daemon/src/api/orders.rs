@@ -244,9 +244,10 @@ pub async fn set_status(
         return Err(AppError::invalid("note", "too long"));
     }
     let actor = session.username;
+    let rules = Arc::clone(&state.rules);
     let order = state
         .writer
-        .run(move |tx| dom::transition(tx, &id, to, req.note, &actor))
+        .run(move |tx| dom::transition(tx, &rules, &id, to, req.note, &actor))
         .await?;
     state
         .metrics

@@ -1,10 +1,12 @@
-//! The restaurant's rules: menu, tables, orders and their lifecycle, analytics and retention.
+//! The restaurant's rules: menu, tables, orders and their lifecycle, guest checks and the
+//! day's reports, analytics and retention.
 //!
 //! Domain operations that write take a [`crate::store::writer::Tx`] and follow one rule:
 //! **check everything, then write**. A check that fails returns an [`crate::error::AppError`]
 //! before the first write, so the other requests committed in the same batch are unaffected.
 
 pub mod analytics;
+pub mod checks;
 pub mod devices;
 pub mod export;
 pub mod menu;
@@ -12,6 +14,7 @@ pub mod orders;
 pub mod otp;
 pub mod outbox;
 pub mod print_jobs;
+pub mod reports;
 pub mod retention;
 pub mod tables;
 
@@ -54,6 +57,8 @@ pub struct Rules {
     pub idempotency_ttl_ms: u64,
     /// Retention in days.
     pub retention_days: u32,
+    /// Checks and payments.
+    pub billing: checks::Billing,
 }
 
 impl Rules {
@@ -75,6 +80,7 @@ impl Rules {
             recall_window_ms: r.orders.recall_window_secs * 1000,
             idempotency_ttl_ms: r.orders.idempotency_ttl_secs * 1000,
             retention_days: r.orders.retention_days,
+            billing: checks::Billing::from_settings(s),
         }
     }
 

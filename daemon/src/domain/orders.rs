@@ -588,6 +588,7 @@ pub fn place(
     if let Some((contact, _)) = &actor.verified {
         super::outbox::set_contact(tx, id, contact)?;
     }
+    super::checks::join_placed(tx, rules, &stored.order, id)?;
     if let (Some(key), Some(body_hash)) = (idem_key, body_hash) {
         let rec = IdemRecord {
             body_hash,
@@ -672,18 +673,20 @@ fn stamp(order: &mut Order, status: OrderStatus, at: Option<u64>) {
 /// Moves an order to `to`, if the lifecycle allows it (409 listing the allowed ones otherwise).
 pub fn transition(
     tx: &mut Tx<'_>,
+    rules: &Rules,
     id: &str,
     to: OrderStatus,
     note: Option<String>,
     actor: &str,
 ) -> TxResult<Order> {
     let loaded = load(tx, id)?;
-    transition_loaded(tx, loaded, to, note, actor)
+    transition_loaded(tx, rules, loaded, to, note, actor)
 }
 
 /// [`transition`] of an order already read in this transaction.
 fn transition_loaded(
     tx: &mut Tx<'_>,
+    rules: &Rules,
     (key, mut stored): (u128, StoredOrder),
     to: OrderStatus,
     note: Option<String>,
@@ -712,6 +715,9 @@ fn transition_loaded(
     }
     if to == OrderStatus::Cancelled && note.as_ref().is_none_or(|n| n.trim().is_empty()) {
         return Err(AppError::invalid("note", "cancelling needs a reason in `note`").into());
+    }
+    if to == OrderStatus::Cancelled {
+        super::checks::check_order_change(tx, rules, key, None)?;
     }
     // --- write ---
     let order = &mut stored.order;
@@ -745,6 +751,9 @@ fn transition_loaded(
         tx.idx_active.insert((to.code(), key), ())?;
     }
     write_order(tx, key, &stored)?;
+    if to == OrderStatus::Cancelled {
+        super::checks::order_cancelled(tx, key)?;
+    }
     let short = short_number(&stored.order);
     super::outbox::status_changed(tx, key, &stored.order.id, &short, to)?;
     Ok(stored.order)
@@ -814,6 +823,20 @@ fn delta_name(line: &OrderLine) -> String {
 /// preparing): quantities, removals and additions, with stock, totals and one
 /// `lines_edited` event carrying the per-station deltas and every line after the change.
 pub fn edit_lines(
+    tx: &mut Tx<'_>,
+    rules: &Rules,
+    id: &str,
+    req: &EditLines,
+    actor: &str,
+) -> TxResult<Order> {
+    if let Some(key) = parse_id(id) {
+        super::checks::check_editable(tx, key)?;
+    }
+    edit_lines_unchecked(tx, rules, id, req, actor)
+}
+
+/// [`edit_lines`] without asking the order's check (a void on the check uses it).
+pub fn edit_lines_unchecked(
     tx: &mut Tx<'_>,
     rules: &Rules,
     id: &str,
@@ -934,6 +957,7 @@ pub fn edit_lines(
         .try_fold(0i64, |acc, l| acc.checked_add(l.line_total))
         .ok_or_else(|| AppError::invalid("items", "order total out of range"))?;
     let (tax, total) = tax_and_total(subtotal, rules);
+    super::checks::check_order_change(tx, rules, key, Some(&items))?;
     // --- write ---
     let order = &mut stored.order;
     order.items = items;
@@ -956,6 +980,7 @@ pub fn edit_lines(
         stock_events(tx, &item_id, before, after)?;
     }
     write_order(tx, key, &stored)?;
+    super::checks::order_edited(tx, rules, &stored.order, key)?;
     Ok(stored.order)
 }
 
@@ -1016,7 +1041,7 @@ pub fn bump(
         )
         .into());
     };
-    transition_loaded(tx, loaded, to, None, actor)
+    transition_loaded(tx, rules, loaded, to, None, actor)
 }
 
 /// Undoes the last transition, within the recall window. A cancellation cannot be recalled.

@@ -157,6 +157,14 @@ macro_rules! logged_tables {
         $m!(23, ORDER_CONTACTS);
         $m!(24, TELEGRAM_CHATS);
         $m!(25, TELEGRAM_LINKS);
+        $m!(26, CHECKS);
+        $m!(27, CHECKS_OPEN);
+        $m!(28, TABLE_CHECKS);
+        $m!(29, ORDER_CHECKS);
+        $m!(30, PAY_KEYS);
+        $m!(31, LEDGER);
+        $m!(32, Z_REPORTS);
+        $m!(33, PINS);
     };
 }
 pub(crate) use logged_tables;

@@ -64,6 +64,24 @@ pub const TELEGRAM_CHATS: TableDefinition<&str, i64> = TableDefinition::new("tel
 /// deep-link payload → phone: the `t.me/<bot>?start=…` link of a pending Telegram code.
 pub const TELEGRAM_LINKS: TableDefinition<&str, &str> = TableDefinition::new("telegram_links");
 
+/// check id → `StoredCheck`: a guest check, its lines, adjustments and payments.
+pub const CHECKS: TableDefinition<u64, &[u8]> = TableDefinition::new("checks");
+/// check id → () for checks still open.
+pub const CHECKS_OPEN: TableDefinition<u64, ()> = TableDefinition::new("checks_open");
+/// table id → the open check new orders at that table join.
+pub const TABLE_CHECKS: TableDefinition<&str, u64> = TableDefinition::new("table_checks");
+/// order id → the check its lines were put on.
+pub const ORDER_CHECKS: TableDefinition<u128, u64> = TableDefinition::new("order_checks");
+/// `{check id}:{scope}:{Idempotency-Key}` → `PayKey`: the payment a key recorded.
+pub const PAY_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("pay_keys");
+/// (business day, event seq) → `LedgerEntry`: the day's money facts (closed checks,
+/// refunds, cash movements), what X and Z reports sum.
+pub const LEDGER: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("ledger");
+/// Z number → `ZReport`.
+pub const Z_REPORTS: TableDefinition<u32, &[u8]> = TableDefinition::new("z_reports");
+/// username → argon2id hash of the manager PIN that approves discounts, voids and refunds.
+pub const PINS: TableDefinition<&str, &str> = TableDefinition::new("pins");
+
 /// Key of the schema version in [`COUNTERS`].
 pub const SCHEMA_KEY: &str = "schema_version";
 
@@ -94,5 +112,13 @@ pub fn create_all(wtx: &WriteTransaction) -> Result<(), StoreError> {
     wtx.open_table(ORDER_CONTACTS)?;
     wtx.open_table(TELEGRAM_CHATS)?;
     wtx.open_table(TELEGRAM_LINKS)?;
+    wtx.open_table(CHECKS)?;
+    wtx.open_table(CHECKS_OPEN)?;
+    wtx.open_table(TABLE_CHECKS)?;
+    wtx.open_table(ORDER_CHECKS)?;
+    wtx.open_table(PAY_KEYS)?;
+    wtx.open_table(LEDGER)?;
+    wtx.open_table(Z_REPORTS)?;
+    wtx.open_table(PINS)?;
     Ok(())
 }

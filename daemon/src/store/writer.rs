@@ -150,6 +150,22 @@ pub struct Tx<'t> {
     pub telegram_chats: Logged<'t, &'static str, i64>,
     /// See [`super::tables::TELEGRAM_LINKS`].
     pub telegram_links: Logged<'t, &'static str, &'static str>,
+    /// See [`super::tables::CHECKS`].
+    pub checks: Logged<'t, u64, &'static [u8]>,
+    /// See [`super::tables::CHECKS_OPEN`].
+    pub checks_open: Logged<'t, u64, ()>,
+    /// See [`super::tables::TABLE_CHECKS`].
+    pub table_checks: Logged<'t, &'static str, u64>,
+    /// See [`super::tables::ORDER_CHECKS`].
+    pub order_checks: Logged<'t, u128, u64>,
+    /// See [`super::tables::PAY_KEYS`].
+    pub pay_keys: Logged<'t, &'static str, &'static [u8]>,
+    /// See [`super::tables::LEDGER`].
+    pub ledger: Logged<'t, (u32, u64), &'static [u8]>,
+    /// See [`super::tables::Z_REPORTS`].
+    pub z_reports: Logged<'t, u32, &'static [u8]>,
+    /// See [`super::tables::PINS`].
+    pub pins: Logged<'t, &'static str, &'static str>,
     staff_alerts: Option<Arc<StaffAlerts>>,
     outbox_wake: Option<Arc<tokio::sync::Notify>>,
     now_ms: u64,
@@ -197,6 +213,14 @@ impl<'t> Tx<'t> {
             order_contacts: open_logged!(wtx, ORDER_CONTACTS, log)?,
             telegram_chats: open_logged!(wtx, TELEGRAM_CHATS, log)?,
             telegram_links: open_logged!(wtx, TELEGRAM_LINKS, log)?,
+            checks: open_logged!(wtx, CHECKS, log)?,
+            checks_open: open_logged!(wtx, CHECKS_OPEN, log)?,
+            table_checks: open_logged!(wtx, TABLE_CHECKS, log)?,
+            order_checks: open_logged!(wtx, ORDER_CHECKS, log)?,
+            pay_keys: open_logged!(wtx, PAY_KEYS, log)?,
+            ledger: open_logged!(wtx, LEDGER, log)?,
+            z_reports: open_logged!(wtx, Z_REPORTS, log)?,
+            pins: open_logged!(wtx, PINS, log)?,
             staff_alerts,
             outbox_wake: Some(outbox_wake),
             now_ms,

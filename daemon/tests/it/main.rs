@@ -7,6 +7,7 @@ mod common;
 mod auth;
 mod bad_input;
 mod binary;
+mod checks;
 mod concurrency;
 mod devices;
 mod disk_full;
