@@ -182,18 +182,16 @@ pub async fn list(
     _staff: Staff,
     Q(p): Q<ListParams>,
 ) -> Result<Json<Value>, AppError> {
+    let day = match &p.day {
+        Some(d) => crate::domain::parse_date(d)
+            .map(crate::domain::day_number)
+            .ok_or_else(|| AppError::invalid("day", "YYYY-MM-DD"))?,
+        None => state.rules.business_day(state.now_ms()),
+    };
     let rtx = state.store.read()?;
     let checks = match p.state.as_deref() {
         None | Some("open") => dom::open_checks(&rtx)?,
-        Some("all") => {
-            let day = match &p.day {
-                Some(d) => crate::domain::parse_date(d)
-                    .map(crate::domain::day_number)
-                    .ok_or_else(|| AppError::invalid("day", "YYYY-MM-DD"))?,
-                None => state.rules.business_day(state.now_ms()),
-            };
-            dom::of_day(&rtx, day, 1000)?
-        }
+        Some("all") => dom::of_day(&rtx, day, 1000)?,
         Some(_) => return Err(AppError::invalid("state", "open or all")),
     };
     let data: Vec<Value> = checks.iter().map(|c| check_view(c, &state.rules)).collect();

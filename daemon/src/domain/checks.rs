@@ -1072,10 +1072,12 @@ pub fn pay(
     let received = amount + rounding + req.tip;
     let change = match req.tendered {
         Some(t) if t < received => {
-            return Err(AppError::invalid(
-                "tendered",
-                format!("{t} is less than the {received} due with the tip"),
+            return Err(AppError::new(
+                ErrorKind::Conflict,
+                "tendered_short",
+                format!("{t} tendered is less than the {received} due with the tip and rounding"),
             )
+            .with_details(json!({ "due": received }))
             .into());
         }
         Some(t) => Some(t - received),
@@ -1324,11 +1326,7 @@ pub fn discount(
                 req.amount.unwrap_or(0)
             };
             if value > left {
-                return Err(AppError::invalid(
-                    "amount",
-                    format!("the line has {left} left to discount"),
-                )
-                .into());
+                return Err(over_discount("the line", left).into());
             }
             (Some(l.name.clone()), value)
         }
@@ -1345,11 +1343,7 @@ pub fn discount(
                 None => req.amount.unwrap_or(0),
             };
             if value > left {
-                return Err(AppError::invalid(
-                    "amount",
-                    format!("the check has {left} left to discount"),
-                )
-                .into());
+                return Err(over_discount("the check", left).into());
             }
             (None, value)
         }
@@ -1381,6 +1375,16 @@ pub fn discount(
     adjust(tx, &mut c, fact, req.amount)?;
     write(tx, &c)?;
     Ok(c)
+}
+
+/// 409: more off than is left to discount on the line or check.
+fn over_discount(what: &str, left: i64) -> AppError {
+    AppError::new(
+        ErrorKind::Conflict,
+        "over_discount",
+        format!("{what} has {left} left to discount"),
+    )
+    .with_details(json!({ "left": left }))
 }
 
 fn adjust(
@@ -1440,8 +1444,17 @@ pub fn void_line(
         })?;
     let billed = line.quantity - line.voided;
     let qty = req.quantity.unwrap_or(billed);
-    if qty == 0 || qty > billed {
-        return Err(AppError::invalid("quantity", format!("1 to {billed}")).into());
+    if qty == 0 {
+        return Err(AppError::invalid("quantity", "at least 1").into());
+    }
+    if qty > billed {
+        return Err(AppError::new(
+            ErrorKind::Conflict,
+            "over_void",
+            format!("line {} has {billed} units left to void", line.id),
+        )
+        .with_details(json!({ "billed": billed }))
+        .into());
     }
     let value = line.unit_price * i64::from(qty);
     let bl = b.lines.iter().find(|l| l.id == line.id);
@@ -1873,7 +1886,12 @@ pub fn merge(
     actor: &str,
 ) -> TxResult<StoredCheck> {
     if into == other {
-        return Err(AppError::invalid("check_id", "a check cannot merge with itself").into());
+        return Err(AppError::new(
+            ErrorKind::Conflict,
+            "same_check",
+            "a check cannot merge with itself",
+        )
+        .into());
     }
     let mut a = load_open(tx, into)?;
     let mut b = load_open(tx, other)?;

@@ -1013,12 +1013,7 @@ async fn the_day_closes_with_a_z_that_balances_and_is_numbered() {
     assert_eq!(z2["figures"]["net"], 300);
     assert_ne!(z2["figures"]["business_day"], fig["business_day"]);
     let (st, csv) = s
-        .send(
-            "GET",
-            "/api/v1/reports/z/1?format=csv",
-            Some(&admin),
-            None,
-        )
+        .send("GET", "/api/v1/reports/z/1?format=csv", Some(&admin), None)
         .await;
     assert_eq!(st, StatusCode::OK);
     let csv = csv.as_str().unwrap().to_owned();
