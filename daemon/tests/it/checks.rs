@@ -671,8 +671,8 @@ async fn bad_payments_and_discounts_get_clear_errors() {
         ),
         (
             json!({"method": "cash", "amount": 100, "tip": 10, "tendered": 50}),
-            422,
-            "validation_failed",
+            409,
+            "tendered_short",
         ),
         (
             json!({"method": "card", "amount": 5, "extra": 1}),
@@ -708,8 +708,8 @@ async fn bad_payments_and_discounts_get_clear_errors() {
         ),
         (
             json!({"amount": 301, "reason": "x"}),
-            422,
-            "validation_failed",
+            409,
+            "over_discount",
         ),
         (
             json!({"line": other_line, "comp": true, "reason": "x"}),
