@@ -134,6 +134,8 @@ pub struct CheckLine {
     pub item_id: String,
     /// Name with modifiers.
     pub name: String,
+    /// The chosen modifiers (group id, option id), to name them in the guest's language.
+    pub modifiers: Vec<(String, String)>,
     /// Units ordered.
     pub quantity: u32,
     /// Price of one unit with its modifiers.
@@ -490,6 +492,46 @@ fn line_name(l: &orderd_protocol::OrderLine) -> String {
     format!("{} ({})", l.name, mods.join(", "))
 }
 
+fn modifier_ids(l: &orderd_protocol::OrderLine) -> Vec<(String, String)> {
+    l.modifiers
+        .iter()
+        .map(|m| (m.group_id.clone(), m.option_id.clone()))
+        .collect()
+}
+
+/// A check line's name in `lang`, from the menu (the stored name when the item is gone).
+pub fn name_in(menu: &Menu, line: &CheckLine, lang: &str) -> String {
+    let Some(item) = menu.item(&line.item_id) else {
+        return line.name.clone();
+    };
+    let pick = |l: &super::menu::Localized| {
+        l.get(lang)
+            .or_else(|| l.values().next())
+            .cloned()
+            .unwrap_or_default()
+    };
+    let mut name = pick(&item.name);
+    if name.is_empty() {
+        return line.name.clone();
+    }
+    let mods: Vec<String> = line
+        .modifiers
+        .iter()
+        .filter_map(|(g, o)| {
+            let group = item.modifier_groups.iter().find(|x| &x.id == g)?;
+            group
+                .options
+                .iter()
+                .find(|x| &x.id == o)
+                .map(|x| pick(&x.name))
+        })
+        .collect();
+    if !mods.is_empty() {
+        name = format!("{name} ({})", mods.join(", "));
+    }
+    name
+}
+
 fn get_check(tx: &Tx<'_>, id: u64) -> TxResult<Option<StoredCheck>> {
     Ok(match tx.checks.get(id)? {
         Some(v) => Some(codec::decode(v.value())?),
@@ -569,6 +611,7 @@ fn lines_of(
                 order_line: i as u32,
                 item_id: l.item_id.clone(),
                 name: line_name(l),
+                modifiers: modifier_ids(l),
                 quantity: l.quantity,
                 unit_price: l.unit_price,
                 station: l.station.clone(),
@@ -794,6 +837,7 @@ pub fn check_order_change(
                             order_line: 0,
                             item_id: l.item_id.clone(),
                             name: String::new(),
+                            modifiers: Vec::new(),
                             quantity: l.quantity,
                             unit_price: l.unit_price,
                             station: String::new(),
@@ -857,6 +901,7 @@ pub fn order_edited(tx: &mut Tx<'_>, rules: &Rules, order: &Order, key: u128) ->
                 order_line: i as u32,
                 item_id: l.item_id.clone(),
                 name: line_name(l),
+                modifiers: modifier_ids(l),
                 quantity: l.quantity,
                 unit_price: l.unit_price,
                 station: l.station.clone(),
@@ -1972,6 +2017,12 @@ pub fn print_bill(
         .map(str::to_owned)
         .or_else(|| c.lang.clone())
         .unwrap_or_else(|| rules.default_language.clone());
+    let menu = std::sync::Arc::clone(tx.menu());
+    let names: BTreeMap<u32, String> = c
+        .lines
+        .iter()
+        .map(|l| (l.id, name_in(&menu, l, &lang)))
+        .collect();
     let print = BillPrint {
         check: c.check.clone(),
         station: rules.billing.bill_station.clone(),
@@ -1985,7 +2036,7 @@ pub fn print_bill(
             .iter()
             .map(|l| BilledLine {
                 item_id: l.item_id.clone(),
-                name: l.name.clone(),
+                name: names.get(&l.id).cloned().unwrap_or_else(|| l.name.clone()),
                 quantity: l.quantity,
                 voided: l.voided,
                 gross: l.gross,

@@ -1,4 +1,5 @@
-//! Which printers print a station's tickets, and the bytes they print: shared by the hub (new
+//! Which printers print a station's tickets (and the bill station's guest checks), and the
+//! bytes they print: shared by the hub (new
 //! and cancelled tickets) and the reprint endpoint, so both choose and render alike. No I/O.
 
 use jiff::tz::TimeZone;
@@ -89,6 +90,41 @@ pub fn render(
     };
     orderd_plugins::escpos::render(
         &doc,
+        &EscPosConfig {
+            width: paper,
+            cut: true,
+        },
+    )
+}
+
+/// A guest check as ESC/POS bytes, for the bill station's printers.
+pub fn render_bill(
+    bill: &orderd_protocol::BillPrint,
+    settings: &crate::config::Settings,
+    paper: PaperWidth,
+    at_ms: u64,
+) -> Vec<u8> {
+    let tz = &settings.time_zone;
+    let time = jiff::Timestamp::from_millisecond(i64::try_from(at_ms).unwrap_or(0))
+        .map(|ts| {
+            ts.to_zoned(tz.clone())
+                .strftime("%Y-%m-%d %H:%M")
+                .to_string()
+        })
+        .unwrap_or_default();
+    let b = &settings.raw.billing;
+    let head = orderd_plugins::escpos::BillHeader {
+        site_name: &settings.raw.site.name,
+        address: &b.address,
+        tax_id: &b.tax_id,
+        time: &time,
+        currency: &settings.raw.site.currency,
+        minor_digits: b.minor_digits,
+        fiscal_code: None,
+    };
+    orderd_plugins::escpos::render_bill(
+        bill,
+        &head,
         &EscPosConfig {
             width: paper,
             cut: true,

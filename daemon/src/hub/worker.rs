@@ -595,6 +595,9 @@ impl Hub {
                 self.create_jobs(t, order, ev.seq);
             }
         }
+        if let EventKind::BillPrinted(bill) = &ev.kind {
+            self.create_bill_jobs(bill, ev.seq, ev.at);
+        }
         self.roll_day(ev.seq);
         // Boards are coalesced: at most one publish per station per flush (100 ms), so a
         // replay after a restart does not push the whole board once per event.
@@ -777,6 +780,57 @@ impl Hub {
                 station: t.station.clone(),
                 printer,
                 copy: PrintCopy::Original,
+                format: PrintFormat::EscPos,
+                data: data.clone(),
+                state: JobState::Sent,
+                report: None,
+                replaced_by: None,
+                replaces: None,
+                created_at: now,
+                updated_at: now,
+            };
+            self.jobs.insert(
+                job_id.clone(),
+                Open {
+                    row,
+                    sent_at: None,
+                    first_sent: None,
+                    dirty: true,
+                },
+            );
+            self.deferred.push_back(Deferred::Job(job_id));
+        }
+    }
+
+    /// One job per printer of the bill station (its backups only if it has none), through the
+    /// same exactly-once path as tickets: deterministic ids, stored, resent until printed,
+    /// failover to a backup.
+    fn create_bill_jobs(&mut self, bill: &orderd_protocol::BillPrint, seq: u64, at: u64) {
+        let printers = printing::ticket_printers(self.devices.values(), &bill.station);
+        if printers.is_empty() {
+            tracing::warn!(station = %bill.station, check = bill.check.id, "no printer for guest checks at this station");
+            return;
+        }
+        let data = printing::render_bill(bill, &self.state.settings, self.paper, at);
+        let now = self.state.now_ms();
+        let copy = if bill.copy {
+            PrintCopy::Reprint
+        } else {
+            PrintCopy::Original
+        };
+        for printer in printers {
+            let job_id = format!("{seq}-{}-{printer}", bill.station);
+            if self.jobs.contains_key(&job_id) {
+                continue;
+            }
+            self.created_since_flush += 1;
+            let row = PrintJobRow {
+                job_id: job_id.clone(),
+                order_id: format!("check-{}", bill.check.id),
+                order_number: format!("{}-{}", bill.check.day, bill.check.number),
+                station: bill.station.clone(),
+                printer,
+                copy,
                 format: PrintFormat::EscPos,
                 data: data.clone(),
                 state: JobState::Sent,

@@ -706,11 +706,7 @@ async fn bad_payments_and_discounts_get_clear_errors() {
             422,
             "validation_failed",
         ),
-        (
-            json!({"amount": 301, "reason": "x"}),
-            409,
-            "over_discount",
-        ),
+        (json!({"amount": 301, "reason": "x"}), 409, "over_discount"),
         (
             json!({"line": other_line, "comp": true, "reason": "x"}),
             409,
@@ -1397,4 +1393,150 @@ fn line_id_of(state: &orderd::api::AppStateRef, check: u64, nth: usize) -> Optio
         .map(|l| l.id)
         .collect();
     live.get(nth % live.len().max(1)).copied()
+}
+
+/// Text of ESC/POS bytes: the commands the renderer uses are skipped, PC858 decoded.
+fn escpos_text(bytes: &[u8]) -> String {
+    let mut high = std::collections::HashMap::new();
+    for c in ('\u{a0}'..='\u{ff}').chain(['ë', 'Ë', 'ç', 'Ç']) {
+        if let [b] = orderd_plugins::escpos::encode_text(&c.to_string())[..]
+            && b >= 0x80
+        {
+            high.entry(b).or_insert(c);
+        }
+    }
+    let mut out = String::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            0x1b if bytes.get(i + 1) == Some(&b'@') => i += 2,
+            0x1b | 0x1d if bytes.get(i + 1) == Some(&b'V') => i += 4,
+            0x1b | 0x1d => i += 3,
+            b if b >= 0x80 => {
+                out.push(*high.get(&b).unwrap_or(&'?'));
+                i += 1;
+            }
+            b => {
+                out.push(b as char);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guest_check_prints_on_the_bill_printer_in_both_languages_and_a_reprint_says_copy() {
+    let s = TestServer::start_with(|c| {
+        c.billing.tax_id = "L12345678A".into();
+        c.billing.address = "Rruga e Durrësit 1".into();
+        c.billing.category_tax_rates.insert("drinks".into(), 1000);
+    })
+    .await;
+    let (mut printer, _) = s.device_online("bill1", "printer", &["pass"], false).await;
+    printer.sub("orderd/demo/printer/bill1/job").await;
+    let waiter = s.user("ana", "staff").await;
+    let ord = table_order(
+        &s,
+        &waiter,
+        "t4",
+        json!([{"item_id": "tave_kosi", "quantity": 2}, {"item_id": "lemonade", "quantity": 1}]),
+    )
+    .await;
+    let id = check_of(&s, &waiter, ord["id"].as_str().unwrap()).await["id"]
+        .as_u64()
+        .unwrap();
+    let (st, _) = s
+        .send(
+            "POST",
+            &format!("/api/v1/checks/{id}/covers"),
+            Some(&waiter),
+            Some(json!({"covers": 2})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, v) = s
+        .send(
+            "POST",
+            &format!("/api/v1/checks/{id}/print"),
+            Some(&waiter),
+            Some(json!({"lang": "sq"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    let job: orderd_protocol::PrintJob = serde_json::from_slice(
+        &printer
+            .next_on("/job", std::time::Duration::from_secs(5))
+            .await
+            .expect("a bill job")
+            .0,
+    )
+    .unwrap();
+    assert_eq!(job.copy, orderd_protocol::PrintCopy::Original);
+    let text = escpos_text(&job.data);
+    for want in [
+        "Demo Restaurant",
+        "Rruga e Durrësit 1",
+        "NIPT L12345678A",
+        "Tavolina T4",
+        "Klientë 2",
+        "Kamarieri: ana",
+        "2x Tavë kosi",
+        "22.00",
+        "1x Limonadë",
+        "3.00",
+        "TOTALI EUR",
+        "25.00",
+        // 2200 at 20 % holds 367; 300 at 10 % holds 27.
+        "TVSH 10% (3.00)",
+        "0.27",
+        "TVSH 20% (22.00)",
+        "3.67",
+        "Për të paguar",
+        "NUK ËSHTË KUPON FISKAL",
+    ] {
+        assert!(text.contains(want), "{want:?} missing in\n{text}");
+    }
+    // Paid, then printed again in English: a COPY with the payment and the change.
+    let (st, _) = pay(
+        &s,
+        &waiter,
+        id,
+        json!({"method": "cash", "amount": 2500, "tendered": 3000}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (st, _) = s
+        .send(
+            "POST",
+            &format!("/api/v1/checks/{id}/print"),
+            Some(&waiter),
+            Some(json!({"lang": "en"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED);
+    let again: orderd_protocol::PrintJob = serde_json::from_slice(
+        &printer
+            .next_on("/job", std::time::Duration::from_secs(5))
+            .await
+            .expect("a second bill job")
+            .0,
+    )
+    .unwrap();
+    assert_ne!(again.job_id, job.job_id);
+    assert_eq!(again.copy, orderd_protocol::PrintCopy::Reprint);
+    let text = escpos_text(&again.data);
+    for want in [
+        "*** COPY ***",
+        "Table T4",
+        "TOTAL EUR",
+        "Paid cash",
+        "Change",
+        "5.00",
+        "NOT A FISCAL RECEIPT",
+    ] {
+        assert!(text.contains(want), "{want:?} missing in\n{text}");
+    }
+    assert!(!text.contains("To pay"), "{text}");
+    s.stop().await;
 }

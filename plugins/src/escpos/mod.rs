@@ -1,14 +1,16 @@
-//! ESC/POS rendering of kitchen tickets: a big short number, table, order type and time; the
+//! ESC/POS rendering of kitchen tickets and guest checks (`bill`). Tickets: a big short number, table, order type and time; the
 //! station's lines with modifiers and notes; a REPRINT banner on copies; 58 mm and 80 mm paper;
 //! text in code page PC850, so Albanian `ë` and `ç` print as themselves.
 //!
 //! Rendering is a pure function from a [`TicketDoc`] to bytes: no I/O, so the daemon's printer
 //! jobs carry the bytes and tests compare them exactly.
 
+mod bill;
 mod config;
 mod render;
 #[cfg(test)]
 mod tests;
 
+pub use bill::{BillHeader, bill_text, money, render_bill};
 pub use config::{EscPosConfig, PaperWidth};
 pub use render::{TicketDoc, encode_text, mark_reprint, render, render_text};
