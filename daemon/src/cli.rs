@@ -216,6 +216,16 @@ pub enum UserAction {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Set an admin's approval PIN (4-8 digits), which a manager enters on a waiter's device
+    /// to approve discounts, comps, voids and refunds. Read from standard input with
+    /// --pin-stdin, or generated and printed once.
+    Pin {
+        /// Login name (an admin).
+        username: String,
+        /// Read the PIN from the first line of standard input.
+        #[arg(long)]
+        pin_stdin: bool,
+    },
     /// List users.
     List,
 }

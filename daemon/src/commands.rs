@@ -734,6 +734,31 @@ fn user(config: &ConfigArg, action: UserAction) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        UserAction::Pin {
+            username,
+            pin_stdin,
+        } => {
+            let (pin, generated) = if pin_stdin {
+                let (line, _) = read_password(true)?;
+                (line, false)
+            } else {
+                use rand::Rng as _;
+                (
+                    format!("{:06}", rand::rngs::OsRng.gen_range(0..1_000_000u32)),
+                    true,
+                )
+            };
+            auth::check_pin(&pin)?;
+            let hash = auth::hash_password(&pin)?;
+            let name = username.clone();
+            rt.block_on(writer.run(move |tx| auth::set_pin(tx, &name, &hash)))?;
+            if generated {
+                println!("approval PIN for {username}: {pin}");
+            } else {
+                println!("approval PIN for {username} set");
+            }
+            Ok(())
+        }
         UserAction::List => Ok(()),
     })
 }

@@ -6,7 +6,8 @@
 //! types and the trait it implements, so it can be tested against scripted fakes and reused by
 //! other tools. What every plugin must do is written in `docs/plugin-spec.md`.
 //!
-//! Plugins so far: `escpos` (ticket rendering, feature `escpos`, on by default), `whatsapp`
+//! Plugins so far: `fiscal` (the seam a country's fiscal device would fill; the default
+//! registers nothing), `escpos` (ticket and guest-check rendering, feature `escpos`, on by default), `whatsapp`
 //! (Cloud API client, feature `whatsapp`), `telegram` (Bot API through teloxide,
 //! feature `telegram`), `collector`
 //! (the chain collector's upload client, feature `collector`) and `fake` (scripted fakes of remote services for
@@ -14,6 +15,7 @@
 
 pub use orderd_protocol as protocol;
 
+pub mod fiscal;
 pub mod messaging;
 
 #[cfg(feature = "whatsapp")]

@@ -226,6 +226,9 @@ pub fn alert_for(kind: &EventKind, menu: &Menu, lang: &str) -> Option<Message> {
             "alert_no_report",
             vec![("device", from.clone()), ("station", station.clone())],
         ),
+        EventKind::BillRequested { table_label, .. } => {
+            ("alert_bill_requested", vec![("table", table_label.clone())])
+        }
         _ => return None,
     };
     Some(Message::Alert {

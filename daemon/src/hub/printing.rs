@@ -103,7 +103,14 @@ pub fn render_bill(
     settings: &crate::config::Settings,
     paper: PaperWidth,
     at_ms: u64,
+    fiscal: &dyn orderd_plugins::fiscal::Fiscal,
 ) -> Vec<u8> {
+    use orderd_plugins::fiscal::Registration;
+    let fiscal_code = match fiscal.register(bill) {
+        Registration::NotFiscal => None,
+        Registration::Registered { code, .. } => Some(code),
+        Registration::Deferred { note } => Some(note),
+    };
     let tz = &settings.time_zone;
     let time = jiff::Timestamp::from_millisecond(i64::try_from(at_ms).unwrap_or(0))
         .map(|ts| {
@@ -120,7 +127,7 @@ pub fn render_bill(
         time: &time,
         currency: &settings.raw.site.currency,
         minor_digits: b.minor_digits,
-        fiscal_code: None,
+        fiscal_code: fiscal_code.as_deref(),
     };
     orderd_plugins::escpos::render_bill(
         bill,

@@ -811,7 +811,13 @@ impl Hub {
             tracing::warn!(station = %bill.station, check = bill.check.id, "no printer for guest checks at this station");
             return;
         }
-        let data = printing::render_bill(bill, &self.state.settings, self.paper, at);
+        let data = printing::render_bill(
+            bill,
+            &self.state.settings,
+            self.paper,
+            at,
+            &orderd_plugins::fiscal::NotFiscal,
+        );
         let now = self.state.now_ms();
         let copy = if bill.copy {
             PrintCopy::Reprint
@@ -944,6 +950,12 @@ impl Hub {
     /// Rings the buzzers of the stations whose board the event changed: a new order's, or
     /// an order's that became ready (not by a recall).
     async fn ring_for(&mut self, ev: &Event, stations: &[String]) {
+        if matches!(ev.kind, EventKind::BillRequested { .. }) {
+            // A guest asks for the bill: the buzzer at the bill station calls the waiter.
+            let station = self.state.rules.billing.bill_station.clone();
+            self.buzz(&station, BuzzPattern::Triple).await;
+            return;
+        }
         let which = match &ev.kind {
             EventKind::OrderPlaced(_) => Some(true),
             EventKind::StatusChanged {

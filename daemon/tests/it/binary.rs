@@ -473,12 +473,69 @@ async fn user_commands_manage_accounts_offline() {
         "{list}"
     );
 
+    // An approval PIN is an admin's, and only digits.
+    let out = run_cli(
+        &["user", "pin", "bora", "--pin-stdin", "--data-dir", d],
+        Some("4821\n"),
+    );
+    assert!(!out.status.success(), "a staff user gets no PIN");
+    let out = run_cli(
+        &["user", "pin", "mira", "--pin-stdin", "--data-dir", d],
+        Some("48x1\n"),
+    );
+    assert!(!out.status.success(), "letters refused");
+    let out = run_cli(
+        &["user", "pin", "mira", "--pin-stdin", "--data-dir", d],
+        Some("4821\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // The daemon accepts them; with users present it creates no admin and no password file.
     let (mut child, base) = spawn(dir.path()).await;
     assert!(!dir.path().join("initial-admin-password").exists());
     let client = reqwest::Client::new();
     login(&client, &base, "mira", "s3cret-pass").await;
-    login(&client, &base, "bora", "new-password-1").await;
+    let bora = login(&client, &base, "bora", "new-password-1").await;
+    // The PIN set offline approves bora's comp of a check line.
+    let order: serde_json::Value = client
+        .post(format!("{base}/api/v1/orders"))
+        .bearer_auth(&bora)
+        .json(&serde_json::json!({"type": "dine_in", "table_id": "t1",
+            "items": [{"item_id": "espresso", "quantity": 1}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let check: serde_json::Value = client
+        .post(format!(
+            "{base}/api/v1/orders/{}/check",
+            order["id"].as_str().unwrap()
+        ))
+        .bearer_auth(&bora)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let line = check["lines"][0]["id"].clone();
+    let resp = client
+        .post(format!("{base}/api/v1/checks/{}/discounts", check["id"]))
+        .bearer_auth(&bora)
+        .json(
+            &serde_json::json!({"line": line, "comp": true, "reason": "Wrong order",
+            "approval": {"manager": "mira", "pin": "4821"}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), reqwest::StatusCode::OK);
     // While it runs, the CLI says why it cannot open the store.
     let out = run_cli(&["user", "list", "--data-dir", d], None);
     assert!(!out.status.success());
