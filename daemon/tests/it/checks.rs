@@ -1540,3 +1540,174 @@ async fn the_guest_check_prints_on_the_bill_printer_in_both_languages_and_a_repr
     assert!(!text.contains("To pay"), "{text}");
     s.stop().await;
 }
+
+/// The real binary SIGKILLed while 16 waiters record payments (checkpoints off, so every
+/// acknowledged payment comes back only through the write-ahead log): after the restart every
+/// acknowledged payment is on its check as it was answered, and sending each again with its
+/// key records nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_while_paying_loses_no_acknowledged_payment_and_records_none_twice() {
+    use crate::common::bin::{login, spawn_with};
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("orderd.toml");
+    std::fs::write(
+        &config,
+        "[store]\ncheckpoint_interval_ms = 600000\ncheckpoint_batches = 1000000\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let (mut child, base, logs) = spawn_with(&data, Some(&config)).await;
+    let client = reqwest::Client::new();
+    let pw = std::fs::read_to_string(data.join("initial-admin-password")).unwrap();
+    let token = login(&client, &base, "admin", pw.trim()).await;
+    // One check per waiter, each worth far more than the payments made on it.
+    let mut checks = Vec::new();
+    for _ in 0..16 {
+        let order: Value = client
+            .post(format!("{base}/api/v1/orders"))
+            .bearer_auth(&token)
+            .json(&json!({"type": "takeaway", "items": [
+                {"item_id": "lemonade", "quantity": 99},
+                {"item_id": "lemonade", "quantity": 99, "note": "no ice"}]}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let check: Value = client
+            .post(format!(
+                "{base}/api/v1/orders/{}/check",
+                order["id"].as_str().unwrap()
+            ))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        checks.push(check["id"].as_u64().unwrap());
+    }
+    type Acked = BTreeMap<(u64, String), Value>;
+    let acked: Arc<std::sync::Mutex<Acked>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for (w, &check) in checks.iter().enumerate() {
+        let (client, base, token, acked, stop) = (
+            client.clone(),
+            base.clone(),
+            token.clone(),
+            acked.clone(),
+            stop.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) && n < 190 {
+                n += 1;
+                let key = format!("w{w}-{n}");
+                let resp = client
+                    .post(format!("{base}/api/v1/checks/{check}/payments"))
+                    .bearer_auth(&token)
+                    .header("Idempotency-Key", &key)
+                    .json(&json!({"method": if n % 2 == 0 { "cash" } else { "card" }, "amount": 100 + n}))
+                    .send()
+                    .await;
+                let Ok(resp) = resp else { break };
+                if resp.status() == 201
+                    && let Ok(v) = resp.json::<Value>().await
+                {
+                    acked.lock().unwrap().insert((check, key), v["payment"].clone());
+                }
+            }
+        }));
+    }
+    let enough = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while acked.lock().unwrap().len() < 400 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(enough.is_ok(), "{}", logs.lock().unwrap());
+    child.start_kill().unwrap(); // SIGKILL, requests in flight
+    child.wait().await.unwrap();
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+
+    let (mut child, base, logs) = spawn_with(&data, Some(&config)).await;
+    assert!(
+        logs.lock()
+            .unwrap()
+            .contains("replayed the write-ahead log"),
+        "{}",
+        logs.lock().unwrap()
+    );
+    let token = login(&client, &base, "admin", pw.trim()).await;
+    let mut before = BTreeMap::new();
+    for &check in &checks {
+        let c: Value = client
+            .get(format!("{base}/api/v1/checks/{check}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let payments = c["payments"].as_array().unwrap().clone();
+        let paid: i64 = payments.iter().map(|p| p["amount"].as_i64().unwrap()).sum();
+        assert_eq!(c["paid"].as_i64().unwrap(), paid);
+        assert_eq!(
+            c["balance"].as_i64().unwrap(),
+            c["total"].as_i64().unwrap() - paid
+        );
+        before.insert(check, payments);
+    }
+    for ((check, key), sent) in &acked {
+        let stored = before[check]
+            .iter()
+            .find(|p| p["id"] == sent["id"])
+            .unwrap_or_else(|| panic!("payment {sent} of check {check} lost"));
+        for k in ["method", "amount", "tip", "actor"] {
+            assert_eq!(stored[k], sent[k], "{k} of {sent}");
+        }
+        // The same request again, with its key: the same payment, not a second one.
+        let n: i64 = key.rsplit('-').next().unwrap().parse().unwrap();
+        let resp = client
+            .post(format!("{base}/api/v1/checks/{check}/payments"))
+            .bearer_auth(&token)
+            .header("Idempotency-Key", key)
+            .json(&json!({"method": if n % 2 == 0 { "cash" } else { "card" }, "amount": 100 + n}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+        assert_eq!(resp.headers()["idempotent-replayed"], "true");
+        let again: Value = resp.json().await.unwrap();
+        assert_eq!(&again["payment"], sent);
+    }
+    for &check in &checks {
+        let c: Value = client
+            .get(format!("{base}/api/v1/checks/{check}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            c["payments"],
+            Value::Array(before[&check].clone()),
+            "nothing recorded twice"
+        );
+    }
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+}
