@@ -1592,8 +1592,7 @@ async fn sigkill_while_paying_loses_no_acknowledged_payment_and_records_none_twi
             .unwrap();
         checks.push(check["id"].as_u64().unwrap());
     }
-    type Acked = BTreeMap<(u64, String), Value>;
-    let acked: Arc<std::sync::Mutex<Acked>> = Arc::default();
+    let acked: Arc<std::sync::Mutex<BTreeMap<(u64, String), Value>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
     for (w, &check) in checks.iter().enumerate() {
