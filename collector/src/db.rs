@@ -8,6 +8,7 @@ use tokio_postgres::NoTls;
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../migrations/0001_init.sql")),
     (2, include_str!("../migrations/0002_projections.sql")),
+    (3, include_str!("../migrations/0003_money.sql")),
 ];
 
 /// A pool of `size` connections to `url`.

@@ -1,6 +1,7 @@
 //! The projector: folds each site's stored events into `orders`, `order_lines` and
-//! `order_index` (monthly partitions, created on first use), after the batches are
-//! acknowledged.
+//! `order_index` (monthly partitions, created on first use), and the money — closed checks,
+//! their payments, refunds and Z reports — into `check_closings`, `payments`, `refunds` and
+//! `z_reports`, after the batches are acknowledged.
 //!
 //! Storing a batch ([`crate::ingest`]) writes only its events, so a box's backlog drains at the
 //! speed PostgreSQL takes rows, not at the speed of the reports' tables. The projector keeps a
@@ -16,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
-use orderd_protocol::{EventKind, Order, OrderLine, OrderStatus};
+use orderd_protocol::{CheckClosed, EventKind, Order, OrderLine, OrderStatus, RefundFact, ZReport};
 use tokio::sync::Notify;
 
 /// About the most events one step reads, over all its sites (at least 20 per site).
@@ -288,7 +289,7 @@ impl Projector {
             let at: i64 = r.get(2);
             let body: &str = r.get(3);
             match serde_json::from_str::<EventKind>(body) {
-                Ok(kind) => fold.apply(&site, at, kind),
+                Ok(kind) => fold.apply(&site, seq, at, kind),
                 // A kind this collector does not know (a newer box): it stays in `events`.
                 Err(e) => tracing::warn!(site, seq, error = %e, "event not folded into orders"),
             }
@@ -330,11 +331,27 @@ pub struct Step {
 struct Fold {
     placed: BTreeMap<Key, Placed>,
     updates: BTreeMap<Key, Update>,
+    closed: Vec<(String, CheckClosed)>,
+    refunds: Vec<(String, i64, RefundFact)>,
+    zs: Vec<(String, ZReport)>,
+}
+
+/// `YYYYMMDD` as the text PostgreSQL reads as a date.
+fn day_text(day: u32) -> String {
+    format!(
+        "{:04}-{:02}-{:02}",
+        day / 10_000,
+        day / 100 % 100,
+        day % 100
+    )
 }
 
 impl Fold {
-    fn apply(&mut self, site: &str, at: i64, kind: EventKind) {
+    fn apply(&mut self, site: &str, seq: i64, at: i64, kind: EventKind) {
         match kind {
+            EventKind::CheckClosed(c) => self.closed.push((site.to_owned(), *c)),
+            EventKind::CheckRefunded(r) => self.refunds.push((site.to_owned(), seq, r)),
+            EventKind::DayClosed(z) => self.zs.push((site.to_owned(), *z)),
             EventKind::OrderPlaced(o) => {
                 self.placed.insert(
                     (site.to_owned(), o.id.clone()),
@@ -434,7 +451,110 @@ impl Fold {
         if !self.updates.is_empty() {
             update_orders(tx, &self.updates).await?;
         }
+        self.write_money(tx).await?;
         Ok(created)
+    }
+
+    /// Closed checks with their payments, refunds and Z reports: one row each, written again
+    /// as the same row if a step is folded twice.
+    async fn write_money(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+    ) -> Result<(), tokio_postgres::Error> {
+        if !self.closed.is_empty() {
+            let check = tx
+                .prepare(
+                    "INSERT INTO check_closings (site_id, check_id, ledger_day, voided, covers,
+                         sales, discounts, comps, voids, total)
+                     VALUES ($1, $2, $3::text::date, $4, $5, $6, $7, $8, $9, $10)
+                     ON CONFLICT DO NOTHING",
+                )
+                .await?;
+            let pay = tx
+                .prepare(
+                    "INSERT INTO payments (site_id, check_id, payment_id, ledger_day, method,
+                         amount, tip, rounding)
+                     VALUES ($1, $2, $3, $4::text::date, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+                )
+                .await?;
+            for (site, c) in &self.closed {
+                let id = i64::try_from(c.check.id).unwrap_or(i64::MAX);
+                let day = day_text(c.ledger_day);
+                tx.execute(
+                    &check,
+                    &[
+                        site,
+                        &id,
+                        &day,
+                        &c.voided,
+                        &i32::try_from(c.covers).unwrap_or(i32::MAX),
+                        &c.sales,
+                        &c.discounts,
+                        &c.comps,
+                        &c.voids,
+                        &c.total,
+                    ],
+                )
+                .await?;
+                for p in &c.payments {
+                    tx.execute(
+                        &pay,
+                        &[
+                            site,
+                            &id,
+                            &i32::try_from(p.id).unwrap_or(i32::MAX),
+                            &day,
+                            &p.method,
+                            &p.amount,
+                            &p.tip,
+                            &p.rounding,
+                        ],
+                    )
+                    .await?;
+                }
+            }
+        }
+        for (site, seq, r) in &self.refunds {
+            tx.execute(
+                "INSERT INTO refunds (site_id, seq, check_id, ledger_day, method, amount, reason,
+                     actor, approved_by)
+                 VALUES ($1, $2, $3, $4::text::date, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+                &[
+                    site,
+                    seq,
+                    &i64::try_from(r.check.id).unwrap_or(i64::MAX),
+                    &day_text(r.ledger_day),
+                    &r.method,
+                    &r.amount,
+                    &r.reason,
+                    &r.actor,
+                    &r.approved_by,
+                ],
+            )
+            .await?;
+        }
+        for (site, z) in &self.zs {
+            let figures = serde_json::to_string(&z.figures).unwrap_or_default();
+            tx.execute(
+                "INSERT INTO z_reports (site_id, number, business_day, closed_at, net, tips,
+                     refunds, figures)
+                 VALUES ($1, $2, $3::text::date, to_timestamp($4::bigint / 1000.0), $5, $6, $7,
+                     $8::text::jsonb)
+                 ON CONFLICT DO NOTHING",
+                &[
+                    site,
+                    &i32::try_from(z.number).unwrap_or(i32::MAX),
+                    &day_text(z.figures.business_day),
+                    &i64::try_from(z.closed_at).unwrap_or(i64::MAX),
+                    &z.figures.net,
+                    &z.figures.tips,
+                    &z.figures.refunds,
+                    &figures,
+                ],
+            )
+            .await?;
+        }
+        Ok(())
     }
 }
 

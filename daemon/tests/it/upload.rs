@@ -821,3 +821,196 @@ async fn the_collector_stops_on_sigterm() {
         .unwrap();
     assert!(exit.success(), "{exit:?}");
 }
+
+/// A day of checks (split tender, tips, a discount, a comp, a void, a refund, cash rounding)
+/// closed by a Z on the box: the collector's money for that day — per method, tips, discounts,
+/// voids, refunds and the Z itself — equals the box's Z to the minor unit, also when its
+/// tables are folded again from the stored events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_collectors_money_for_a_day_equals_the_boxs_z() {
+    let pg = Pg::start();
+    let collector = Collector::start(&pg, 8 * 1024 * 1024).await;
+    let token = collector.add_site("demo");
+    let s = box_with(format!("{}/v1/batches", collector.url()), token).await;
+    let admin = s.admin.clone();
+    let send = |m: &'static str, p: String, b: Value| {
+        let s = &s;
+        let admin = admin.clone();
+        async move {
+            let (st, v) = s.send(m, &p, Some(&admin), Some(b)).await;
+            assert!(st.is_success(), "{m} {p}: {st} {v}");
+            v
+        }
+    };
+    let mut checks = Vec::new();
+    for (table, items) in [
+        (
+            "t1",
+            json!([{"item_id": "burger", "quantity": 2, "modifiers": ["medium"]}, {"item_id": "lemonade", "quantity": 3}]),
+        ),
+        (
+            "t2",
+            json!([{"item_id": "greek_salad", "quantity": 1}, {"item_id": "espresso", "quantity": 4}]),
+        ),
+        (
+            "t3",
+            json!([{"item_id": "tave_kosi", "quantity": 1}, {"item_id": "lemonade", "quantity": 1}]),
+        ),
+    ] {
+        let o = send(
+            "POST",
+            "/api/v1/orders".into(),
+            json!({"type": "dine_in", "table_id": table, "items": items}),
+        )
+        .await;
+        let c = send(
+            "POST",
+            format!("/api/v1/orders/{}/check", o["id"].as_str().unwrap()),
+            Value::Null,
+        )
+        .await;
+        checks.push(c);
+    }
+    let id = |i: usize| checks[i]["id"].as_u64().unwrap();
+    let line = |i: usize, item: &str| {
+        checks[i]["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["item_id"] == item)
+            .unwrap()["id"]
+            .clone()
+    };
+    send(
+        "POST",
+        "/api/v1/cash".into(),
+        json!({"kind": "float", "amount": 5000}),
+    )
+    .await;
+    // Check 1: 10 % off, split tender with a card tip.
+    send(
+        "POST",
+        format!("/api/v1/checks/{}/discounts", id(0)),
+        json!({"percent_bp": 1000, "reason": "Regular guest"}),
+    )
+    .await;
+    let c = send(
+        "POST",
+        format!("/api/v1/checks/{}/payments", id(0)),
+        json!({"method": "cash", "amount": 1000, "tendered": 2000}),
+    )
+    .await;
+    let rest = c["check"]["balance"].as_i64().unwrap();
+    send(
+        "POST",
+        format!("/api/v1/checks/{}/payments", id(0)),
+        json!({"method": "card", "amount": rest, "tip": 250}),
+    )
+    .await;
+    // Check 2: the salad comped, one espresso voided, paid by card; then 100 refunded.
+    send(
+        "POST",
+        format!("/api/v1/checks/{}/discounts", id(1)),
+        json!({"line": line(1, "greek_salad"), "comp": true, "reason": "Wrong order"}),
+    )
+    .await;
+    let c = send(
+        "POST",
+        format!("/api/v1/checks/{}/voids", id(1)),
+        json!({"line": line(1, "espresso"), "quantity": 1, "reason": "Not ordered"}),
+    )
+    .await;
+    let due = c["balance"].as_i64().unwrap();
+    send(
+        "POST",
+        format!("/api/v1/checks/{}/payments", id(1)),
+        json!({"method": "card", "amount": due}),
+    )
+    .await;
+    send(
+        "POST",
+        format!("/api/v1/checks/{}/refunds", id(1)),
+        json!({"amount": 100, "method": "card", "reason": "Cold coffee"}),
+    )
+    .await;
+    // Check 3: all cash, with a tip.
+    let c = send("GET", format!("/api/v1/checks/{}", id(2)), Value::Null).await;
+    let due = c["balance"].as_i64().unwrap();
+    send(
+        "POST",
+        format!("/api/v1/checks/{}/payments", id(2)),
+        json!({"method": "cash", "amount": due, "tip": 100}),
+    )
+    .await;
+    let z = send("POST", "/api/v1/reports/z".into(), json!({})).await;
+    let f = &z["figures"];
+    assert_eq!(f["checks"], 3);
+    caught_up(&s, &pg).await;
+    projected(&pg).await;
+    let day = f["business_day"].as_u64().unwrap();
+    let date = format!("{}-{:02}-{:02}", day / 10_000, day / 100 % 100, day % 100);
+    let http = reqwest::Client::new();
+    let compare = |summary: &Value| {
+        let money = summary["money_per_site_day"].as_array().unwrap();
+        assert_eq!(money.len(), 1, "{summary}");
+        let m = &money[0];
+        for k in [
+            "checks",
+            "covers",
+            "sales",
+            "discounts",
+            "comps",
+            "voids",
+            "net",
+            "tips",
+            "refunds",
+        ] {
+            assert_eq!(m[k], f[k], "{k}: collector {m} box {f}");
+        }
+        for theirs in summary["payments_per_site_day"].as_array().unwrap() {
+            let mine = f["methods"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| x["method"] == theirs["method"])
+                .unwrap();
+            for (a, b) in [
+                ("amount", "amount"),
+                ("tips", "tips"),
+                ("rounding", "rounding"),
+                ("refunds", "refunds"),
+                ("payments", "count"),
+            ] {
+                assert_eq!(theirs[a], mine[b], "{a} of {}", theirs["method"]);
+            }
+        }
+        let zs = summary["z_reports"].as_array().unwrap();
+        assert_eq!(zs.len(), 1);
+        assert_eq!(zs[0]["number"], z["number"]);
+        assert_eq!(zs[0]["net"], f["net"]);
+        assert_eq!(zs[0]["tips"], f["tips"]);
+        assert_eq!(zs[0]["refunds"], f["refunds"]);
+    };
+    let get = || async {
+        http.get(format!(
+            "{}/v1/summary?from={date}&to={date}",
+            collector.url()
+        ))
+        .bearer_auth(REPORTS)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()
+    };
+    compare(&get().await);
+    // The money tables are derived too: folded again from the events, the same figures.
+    pg.query(
+        "BEGIN; DELETE FROM payments; DELETE FROM check_closings; DELETE FROM refunds;
+         DELETE FROM z_reports; DELETE FROM order_lines; DELETE FROM orders;
+         DELETE FROM order_index; UPDATE projections SET projected_seq = 0; COMMIT",
+    );
+    compare(&get().await);
+    s.stop().await;
+}
