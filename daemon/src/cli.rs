@@ -64,7 +64,7 @@ pub enum Command {
         /// Where to write the snapshot.
         file: PathBuf,
     },
-    /// Export the orders of a range of business days as CSV (from the running daemon, or from
+    /// Export the orders (or the Z reports) of a range of business days as CSV (from the running daemon, or from
     /// the store when it is stopped).
     Export {
         /// The configuration and data directory.
@@ -79,6 +79,9 @@ pub enum Command {
         /// Output format (csv).
         #[arg(long, default_value = "csv")]
         format: String,
+        /// What to export: `orders`, or the days' `z-reports`.
+        #[arg(long, default_value = "orders")]
+        what: String,
         /// Write here instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,

@@ -57,8 +57,9 @@ pub fn main(cli: Cli) -> ExitCode {
             from,
             to,
             format,
+            what,
             out,
-        }) => export(&config, &from, &to, &format, out.as_deref()),
+        }) => export(&config, &from, &to, (&format, &what), out.as_deref()),
         Some(Command::Device { config, action }) => device(&config, action),
     };
     // Run as root on an installed box: what the command wrote goes back to the service's user.
@@ -233,11 +234,15 @@ fn export(
     arg: &ConfigArg,
     from: &str,
     to: &str,
-    format: &str,
+    (format, what): (&str, &str),
     out: Option<&Path>,
 ) -> anyhow::Result<()> {
     use crate::domain::{day_number, parse_date};
     anyhow::ensure!(format == "csv", "--format must be csv");
+    anyhow::ensure!(
+        matches!(what, "orders" | "z-reports"),
+        "--what must be orders or z-reports"
+    );
     let from = parse_date(from)
         .map(day_number)
         .context("--from must be YYYY-MM-DD")?;
@@ -265,7 +270,7 @@ fn export(
         // The daemon runs: ask it.
         let bytes = runtime()?.block_on(async {
             use tokio::io::AsyncReadExt as _;
-            let req = serde_json::json!({"cmd": "export", "from": from, "to": to});
+            let req = serde_json::json!({"cmd": "export", "from": from, "to": to, "what": what});
             let (answer, mut reader) =
                 crate::control::request_with(settings.data_dir(), req).await?;
             let n = answer["bytes"].as_u64().context("no size in the answer")?;
@@ -281,7 +286,11 @@ fn export(
             inner: &mut sink,
             progress: &mut progress,
         };
-        crate::domain::export::write_csv(&store.read()?, from, to, &mut counted)?;
+        if what == "z-reports" {
+            crate::domain::export::write_z_csv(&store.read()?, from, to, &mut counted)?;
+        } else {
+            crate::domain::export::write_csv(&store.read()?, from, to, &mut counted)?;
+        }
     }
     sink.flush()?;
     progress.finish();

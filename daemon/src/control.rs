@@ -3,7 +3,7 @@
 //! the same people who may read the store itself — so it needs no password.
 //!
 //! Protocol: one JSON request line (`{"cmd":"status"}`, `{"cmd":"backup"}`,
-//! `{"cmd":"export","from":YYYYMMDD,"to":YYYYMMDD}`), one JSON answer line; a backup or export
+//! `{"cmd":"export","from":YYYYMMDD,"to":YYYYMMDD,"what":"orders"|"z-reports"}`), one JSON answer line; a backup or export
 //! answer (`{"ok":true,"bytes":N,…}`) is followed by the N bytes of the file.
 
 use std::os::unix::fs::PermissionsExt as _;
@@ -111,16 +111,18 @@ async fn handle(stream: UnixStream, state: &AppStateRef) -> std::io::Result<()> 
                 .join(format!("export-{}.tmp", crate::domain::random_hex(4)));
             let store = state.store.clone();
             let dest = tmp.clone();
+            let z = req["what"].as_str() == Some("z-reports");
             let made =
                 tokio::task::spawn_blocking(move || -> Result<u64, crate::store::StoreError> {
                     let file = crate::files::create(&dest)
                         .map_err(|e| crate::store::StoreError::Redb(e.into()))?;
-                    crate::domain::export::write_csv(
-                        &store.read()?,
-                        from as u32,
-                        to as u32,
-                        std::io::BufWriter::new(file),
-                    )
+                    let out = std::io::BufWriter::new(file);
+                    let rtx = store.read()?;
+                    if z {
+                        crate::domain::export::write_z_csv(&rtx, from as u32, to as u32, out)
+                    } else {
+                        crate::domain::export::write_csv(&rtx, from as u32, to as u32, out)
+                    }
                 })
                 .await;
             let result = match made {

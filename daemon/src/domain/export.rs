@@ -1,4 +1,5 @@
-//! CSV export of orders over a range of business days, for the owner's accountant.
+//! CSV export of orders, or of Z reports, over a range of business days, for the owner's
+//! accountant.
 
 use std::io::Write;
 
@@ -80,4 +81,89 @@ pub fn write_csv(
         detail: e.to_string(),
     })?;
     Ok(count)
+}
+
+/// The header row of the Z-report export.
+pub const Z_HEADER: [&str; 20] = [
+    "number",
+    "business_day",
+    "closed_at",
+    "closed_by",
+    "forced",
+    "checks",
+    "covers",
+    "sales",
+    "discounts",
+    "comps",
+    "voids",
+    "net",
+    "tips",
+    "rounding",
+    "refunds",
+    "vat",
+    "payments",
+    "cash_expected",
+    "cash_counted",
+    "cash_variance",
+];
+
+/// Writes the Z reports of business days `from..=to` as CSV, one row each (VAT as
+/// `rate_bp:gross:vat` and payments as `method:amount:tips:refunds`, `;`-separated); returns
+/// how many.
+pub fn write_z_csv(
+    rtx: &ReadTransaction,
+    from: u32,
+    to: u32,
+    out: impl Write,
+) -> Result<u64, StoreError> {
+    let io = |e: csv::Error| StoreError::Codec {
+        what: "CSV export",
+        detail: e.to_string(),
+    };
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(Z_HEADER).map_err(io)?;
+    let mut n = 0;
+    for z in super::reports::z_reports_between(rtx, from, to)? {
+        let f = &z.figures;
+        let vat: Vec<String> = f
+            .vat
+            .iter()
+            .map(|v| format!("{}:{}:{}", v.rate_bp, v.gross, v.vat))
+            .collect();
+        let pays: Vec<String> = f
+            .methods
+            .iter()
+            .map(|m| format!("{}:{}:{}:{}", m.method, m.amount, m.tips, m.refunds))
+            .collect();
+        let opt = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
+        w.write_record([
+            z.number.to_string(),
+            f.business_day.to_string(),
+            rfc3339(z.closed_at),
+            z.actor.clone(),
+            z.forced.clone().unwrap_or_default(),
+            f.checks.to_string(),
+            f.covers.to_string(),
+            f.sales.to_string(),
+            f.discounts.to_string(),
+            f.comps.to_string(),
+            f.voids.to_string(),
+            f.net.to_string(),
+            f.tips.to_string(),
+            f.rounding.to_string(),
+            f.refunds.to_string(),
+            vat.join(";"),
+            pays.join(";"),
+            f.cash.expected.to_string(),
+            opt(f.cash.counted),
+            opt(f.cash.variance),
+        ])
+        .map_err(io)?;
+        n += 1;
+    }
+    w.flush().map_err(|e| StoreError::Codec {
+        what: "CSV export",
+        detail: e.to_string(),
+    })?;
+    Ok(n)
 }

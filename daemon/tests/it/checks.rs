@@ -1707,6 +1707,51 @@ async fn sigkill_while_paying_loses_no_acknowledged_payment_and_records_none_twi
             "nothing recorded twice"
         );
     }
+    // The day closes with the checks still open (forced), and `orderd export --what
+    // z-reports` asks the running daemon for it.
+    let z: Value = client
+        .post(format!("{base}/api/v1/reports/z"))
+        .bearer_auth(&token)
+        .json(&json!({"force_reason": "test day"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        z["figures"]["open_checks"].as_array().unwrap().len(),
+        16,
+        "{z}"
+    );
+    let out = std::process::Command::new(crate::common::bin::BIN)
+        .args([
+            "export",
+            "--what",
+            "z-reports",
+            "--from",
+            "2000-01-01",
+            "--to",
+            "2099-12-31",
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows.len(), 2, "{csv}");
+    assert!(
+        rows[0].starts_with("number,business_day,closed_at,closed_by,forced"),
+        "{csv}"
+    );
+    assert!(rows[1].starts_with("1,"), "{csv}");
+    assert!(rows[1].contains("test day"), "{csv}");
     child.start_kill().unwrap();
     child.wait().await.unwrap();
 }

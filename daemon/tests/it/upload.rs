@@ -833,12 +833,12 @@ async fn the_collectors_money_for_a_day_equals_the_boxs_z() {
     let token = collector.add_site("demo");
     let s = box_with(format!("{}/v1/batches", collector.url()), token).await;
     let admin = s.admin.clone();
-    let send = |m: &'static str, p: String, b: Value| {
+    let send = |row: &'static str, p: String, b: Value| {
         let s = &s;
         let admin = admin.clone();
         async move {
-            let (st, v) = s.send(m, &p, Some(&admin), Some(b)).await;
-            assert!(st.is_success(), "{m} {p}: {st} {v}");
+            let (st, v) = s.send(row, &p, Some(&admin), Some(b)).await;
+            assert!(st.is_success(), "{row} {p}: {st} {v}");
             v
         }
     };
@@ -857,19 +857,19 @@ async fn the_collectors_money_for_a_day_equals_the_boxs_z() {
             json!([{"item_id": "tave_kosi", "quantity": 1}, {"item_id": "lemonade", "quantity": 1}]),
         ),
     ] {
-        let o = send(
+        let ord = send(
             "POST",
             "/api/v1/orders".into(),
             json!({"type": "dine_in", "table_id": table, "items": items}),
         )
         .await;
-        let c = send(
+        let chk = send(
             "POST",
-            format!("/api/v1/orders/{}/check", o["id"].as_str().unwrap()),
+            format!("/api/v1/orders/{}/check", ord["id"].as_str().unwrap()),
             Value::Null,
         )
         .await;
-        checks.push(c);
+        checks.push(chk);
     }
     let id = |i: usize| checks[i]["id"].as_u64().unwrap();
     let line = |i: usize, item: &str| {
@@ -894,13 +894,13 @@ async fn the_collectors_money_for_a_day_equals_the_boxs_z() {
         json!({"percent_bp": 1000, "reason": "Regular guest"}),
     )
     .await;
-    let c = send(
+    let chk = send(
         "POST",
         format!("/api/v1/checks/{}/payments", id(0)),
         json!({"method": "cash", "amount": 1000, "tendered": 2000}),
     )
     .await;
-    let rest = c["check"]["balance"].as_i64().unwrap();
+    let rest = chk["check"]["balance"].as_i64().unwrap();
     send(
         "POST",
         format!("/api/v1/checks/{}/payments", id(0)),
@@ -914,13 +914,13 @@ async fn the_collectors_money_for_a_day_equals_the_boxs_z() {
         json!({"line": line(1, "greek_salad"), "comp": true, "reason": "Wrong order"}),
     )
     .await;
-    let c = send(
+    let chk = send(
         "POST",
         format!("/api/v1/checks/{}/voids", id(1)),
         json!({"line": line(1, "espresso"), "quantity": 1, "reason": "Not ordered"}),
     )
     .await;
-    let due = c["balance"].as_i64().unwrap();
+    let due = chk["balance"].as_i64().unwrap();
     send(
         "POST",
         format!("/api/v1/checks/{}/payments", id(1)),
@@ -934,26 +934,26 @@ async fn the_collectors_money_for_a_day_equals_the_boxs_z() {
     )
     .await;
     // Check 3: all cash, with a tip.
-    let c = send("GET", format!("/api/v1/checks/{}", id(2)), Value::Null).await;
-    let due = c["balance"].as_i64().unwrap();
+    let chk = send("GET", format!("/api/v1/checks/{}", id(2)), Value::Null).await;
+    let due = chk["balance"].as_i64().unwrap();
     send(
         "POST",
         format!("/api/v1/checks/{}/payments", id(2)),
         json!({"method": "cash", "amount": due, "tip": 100}),
     )
     .await;
-    let z = send("POST", "/api/v1/reports/z".into(), json!({})).await;
-    let f = &z["figures"];
-    assert_eq!(f["checks"], 3);
+    let zrep = send("POST", "/api/v1/reports/z".into(), json!({})).await;
+    let fig = &zrep["figures"];
+    assert_eq!(fig["checks"], 3);
     caught_up(&s, &pg).await;
     projected(&pg).await;
-    let day = f["business_day"].as_u64().unwrap();
+    let day = fig["business_day"].as_u64().unwrap();
     let date = format!("{}-{:02}-{:02}", day / 10_000, day / 100 % 100, day % 100);
     let http = reqwest::Client::new();
     let compare = |summary: &Value| {
         let money = summary["money_per_site_day"].as_array().unwrap();
         assert_eq!(money.len(), 1, "{summary}");
-        let m = &money[0];
+        let row = &money[0];
         for k in [
             "checks",
             "covers",
@@ -965,10 +965,10 @@ async fn the_collectors_money_for_a_day_equals_the_boxs_z() {
             "tips",
             "refunds",
         ] {
-            assert_eq!(m[k], f[k], "{k}: collector {m} box {f}");
+            assert_eq!(row[k], fig[k], "{k}: collector {row} box {fig}");
         }
         for theirs in summary["payments_per_site_day"].as_array().unwrap() {
-            let mine = f["methods"]
+            let mine = fig["methods"]
                 .as_array()
                 .unwrap()
                 .iter()
@@ -986,10 +986,10 @@ async fn the_collectors_money_for_a_day_equals_the_boxs_z() {
         }
         let zs = summary["z_reports"].as_array().unwrap();
         assert_eq!(zs.len(), 1);
-        assert_eq!(zs[0]["number"], z["number"]);
-        assert_eq!(zs[0]["net"], f["net"]);
-        assert_eq!(zs[0]["tips"], f["tips"]);
-        assert_eq!(zs[0]["refunds"], f["refunds"]);
+        assert_eq!(zs[0]["number"], zrep["number"]);
+        assert_eq!(zs[0]["net"], fig["net"]);
+        assert_eq!(zs[0]["tips"], fig["tips"]);
+        assert_eq!(zs[0]["refunds"], fig["refunds"]);
     };
     let get = || async {
         http.get(format!(
