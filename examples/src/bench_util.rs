@@ -102,6 +102,32 @@ impl Http {
         Ok((status, resp.into_body().collect().await?.to_bytes()))
     }
 
+    /// A POST with an `Idempotency-Key`; the status and the JSON body.
+    pub async fn post_idem(
+        &self,
+        path: &str,
+        key: &str,
+        body: &Value,
+    ) -> anyhow::Result<(u16, Value)> {
+        use http_body_util::BodyExt as _;
+        let req = hyper::Request::builder()
+            .method("POST")
+            .uri(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {}", self.token))
+            .header("idempotency-key", key)
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                body.to_string(),
+            )))?;
+        let resp = self.client.request(req).await?;
+        let status = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        Ok((
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        ))
+    }
+
     /// One call with another bearer token.
     pub async fn call_as(
         &self,
