@@ -152,19 +152,19 @@ async fn main() -> anyhow::Result<()> {
         made.elapsed().as_secs_f64()
     );
     let mut xs = Vec::new();
-    let mut last = Value::Null;
+    let mut report = Value::Null;
     for _ in 0..20 {
         let t = Instant::now();
         let (st, v) = http.call("GET", "/api/v1/reports/x", &Value::Null).await?;
         xs.push(t.elapsed().as_secs_f64() * 1000.0);
         anyhow::ensure!(st == 200, "X: {st} {v}");
-        last = v;
+        report = v;
     }
     xs.sort_by(f64::total_cmp);
     println!(
         "X report over {} closed checks and {} open: p50 {:.1} ms, max {:.1} ms",
-        last["checks"],
-        last["open_checks"].as_array().map_or(0, Vec::len),
+        report["checks"],
+        report["open_checks"].as_array().map_or(0, Vec::len),
         pct(&xs, 0.5),
         pct(&xs, 1.0)
     );
