@@ -138,6 +138,7 @@ fn common_boot(state: &AppStateRef, page: &str) -> Value {
         "page": page,
         "site": raw.site.id,
         "currency": state.rules.currency,
+        "minor_digits": state.rules.billing.minor_digits,
         "default_lang": state.rules.default_language,
         "heartbeat_secs": raw.http.sse_heartbeat_secs,
     })

@@ -1,6 +1,8 @@
 // orderd admin page (/admin): menu (availability, prices, stock, translations), tables and
-// their printable QR sheet, users, devices, print jobs, the notification queue, upload status,
-// and analytics drawn as SVG (orders and revenue by hour, top items, prep time).
+// their printable QR sheet, users and their approval PINs, devices, print jobs, the
+// notification queue, upload status, analytics drawn as SVG (orders and revenue by hour, top
+// items, prep time), and the day's money: the X report, the cash drawer, closing the day with
+// a Z report, and past Z reports.
 'use strict';
 (async () => {
   const { el, api, money } = O;
@@ -8,7 +10,7 @@
   await O.signIn(app, 'Admin');
   const msg = el('div', { 'aria-live': 'polite' });
   const body = el('section', {});
-  const tabs = ['Menu', 'Tables', 'Users', 'Devices', 'Print jobs', 'Notifications', 'Left open', 'Upload', 'Analytics'];
+  const tabs = ['Menu', 'Tables', 'Users', 'Devices', 'Print jobs', 'Notifications', 'Left open', 'Upload', 'Analytics', 'Day'];
   let current = location.hash.slice(1) || 'Menu';
   const tabBar = el('nav', { 'aria-label': 'Sections', class: 'row' });
   app.replaceChildren(O.nav(), el('h1', {}, 'Admin'), tabBar, msg, body);
@@ -80,7 +82,14 @@
       const u = el('input', { id: 'u-name', required: true, autocomplete: 'off' });
       const p = el('input', { id: 'u-pass', type: 'password', required: true, minlength: 8, autocomplete: 'new-password' });
       const role = el('select', { id: 'u-role' }, el('option', { value: 'staff' }, 'staff'), el('option', { value: 'admin' }, 'admin'));
-      body.replaceChildren(table(['User', 'Role', 'Since'], r.data.data.map((x) => el('tr', {}, el('td', {}, x.username), el('td', {}, x.role), el('td', {}, x.created_at)))),
+      const pinRow = (x) => {
+        if (x.role !== 'admin') return el('td', {});
+        const pin = el('input', { type: 'password', inputmode: 'numeric', maxlength: 8, size: 8, 'aria-label': 'Approval PIN of ' + x.username, 'data-pin': x.username });
+        return el('td', {}, el('form', { class: 'row', onsubmit: async (e) => { e.preventDefault(); const a = await api('PUT', '/api/v1/users/' + encodeURIComponent(x.username) + '/pin', { pin: pin.value.trim() }); a.status === 204 ? ok('Approval PIN set for ' + x.username) : fail(a); pin.value = ''; } },
+          pin, el('button', { type: 'submit', class: 'secondary' }, 'Set PIN')));
+      };
+      body.replaceChildren(el('p', { class: 'muted' }, "An admin's approval PIN (4-8 digits) lets a waiter's discounts, comps, voids and refunds go through on the waiter's own device."),
+        table(['User', 'Role', 'Since', 'Approval PIN'], r.data.data.map((x) => el('tr', {}, el('td', {}, x.username), el('td', {}, x.role), el('td', {}, x.created_at), pinRow(x)))),
         el('form', { onsubmit: async (e) => { e.preventDefault(); const a = await api('POST', '/api/v1/users', { username: u.value.trim(), password: p.value, role: role.value }); a.status === 201 ? (ok('Added ' + u.value), views.Users()) : fail(a); } },
           el('h2', {}, 'Add a user'), el('label', { for: 'u-name' }, 'Username'), u, el('label', { for: 'u-pass' }, 'Password (8+ characters)'), p,
           el('label', { for: 'u-role' }, 'Role'), role, el('p', {}, el('button', { type: 'submit' }, 'Add user'))));
@@ -154,6 +163,39 @@
           el('td', {}, o.number), el('td', {}, new Date(o.created_at).toLocaleString()), el('td', {}, o.status), el('td', {}, o.type), el('td', {}, money(o.total, o.currency))))),
         r.data.total > r.data.data.length ? el('p', {}, r.data.total + ' in all; the oldest ' + r.data.data.length + ' are shown.') : '');
     },
+    async Day() {
+      const [x, zs] = await Promise.all([api('GET', '/api/v1/reports/x'), api('GET', '/api/v1/reports/z')]);
+      if (x.status !== 200) return fail(x);
+      const kind = el('select', { id: 'cash-kind' }, [['float', 'Opening float'], ['paid_in', 'Paid in'], ['paid_out', 'Paid out'], ['count', 'Counted cash']].map(([v, t]) => el('option', { value: v }, t)));
+      const amount = el('input', { id: 'cash-amount', inputmode: 'decimal', size: 8, required: true });
+      const reason = el('input', { id: 'cash-reason', maxlength: 200 });
+      const force = el('input', { id: 'z-force', maxlength: 200, placeholder: 'only if checks are still open' });
+      const d = String(x.data.business_day);
+      body.replaceChildren(
+        el('h2', {}, 'X report — business day ' + d.slice(0, 4) + '-' + d.slice(4, 6) + '-' + d.slice(6)), figures(x.data),
+        el('form', { class: 'row', onsubmit: async (e) => {
+          e.preventDefault();
+          const a = await api('POST', '/api/v1/cash', { kind: kind.value, amount: O.toMinor(amount.value), reason: reason.value.trim() || null });
+          a.status === 201 ? (ok('Recorded'), views.Day()) : fail(a);
+        } }, el('h3', {}, 'Cash'), el('label', { for: 'cash-kind', class: 'inline' }, 'What'), kind, el('label', { for: 'cash-amount', class: 'inline' }, 'Amount'), amount,
+          el('label', { for: 'cash-reason', class: 'inline' }, 'Reason'), reason, el('button', { type: 'submit' }, 'Record')),
+        el('form', { class: 'row', onsubmit: async (e) => {
+          e.preventDefault();
+          if (!confirm('Close the business day with a Z report? This cannot be undone.')) return;
+          const a = await api('POST', '/api/v1/reports/z', force.value.trim() ? { force_reason: force.value.trim() } : {});
+          a.status === 201 ? (ok('Day closed: Z report ' + a.data.number), views.Day()) : fail(a);
+        } }, el('h3', {}, 'Close the day'), el('label', { for: 'z-force', class: 'inline' }, 'Reason to close with open checks'), force, el('button', { type: 'submit', id: 'close-day' }, 'Close the day (Z report)')),
+        el('h2', {}, 'Z reports'),
+        zs.status === 200 && zs.data.data.length ? table(['Z', 'Business day', 'Closed', 'By', 'Net sales', 'Tips', ''], zs.data.data.map((z) => el('tr', { 'data-z': z.number },
+          el('td', {}, String(z.number)), el('td', {}, String(z.figures.business_day)), el('td', {}, new Date(z.closed_at).toLocaleString()), el('td', {}, z.actor + (z.forced ? ' (forced: ' + z.forced + ')' : '')),
+          el('td', {}, money(z.figures.net)), el('td', {}, money(z.figures.tips)),
+          el('td', {}, el('button', { class: 'secondary', onclick: async () => {
+            const resp = await fetch('/api/v1/reports/z/' + z.number + '?format=csv', { headers: { authorization: 'Bearer ' + O.staffToken() } });
+            const url = URL.createObjectURL(await resp.blob());
+            const a = el('a', { href: url, download: 'z-' + z.number + '.csv' });
+            document.body.append(a); a.click(); a.remove();
+          } }, 'CSV'))))) : el('p', { class: 'muted' }, 'No Z report yet.'));
+    },
     async Analytics() {
       const today = new Date().toISOString().slice(0, 10);
       const from = el('input', { id: 'a-from', type: 'date', value: today });
@@ -176,6 +218,31 @@
       load();
     },
   };
+
+  /** A day's figures (an X report, or a Z report's body) as tables. */
+  function figures(f) {
+    const row = (k, v) => el('tr', {}, el('th', { scope: 'row' }, k), el('td', {}, v));
+    const open = f.open_checks || [];
+    return el('div', { class: 'grid2', 'data-figures': f.business_day },
+      el('div', { class: 'table-wrap' }, el('table', { class: 'figures' }, el('tbody', {},
+        row('Checks', String(f.checks)), row('Guests', String(f.covers)), row('Sales', money(f.sales)),
+        row('Discounts', money(f.discounts)), row('Comps', money(f.comps)), row('Voids', money(f.voids)),
+        el('tr', {}, el('th', { scope: 'row' }, 'Net sales'), el('td', { 'data-net': '' }, money(f.net))),
+        row('Tips', money(f.tips)), row('Cash rounding', money(f.rounding)), row('Refunds', money(f.refunds)),
+        row('Average check', money(f.average_check)),
+        ...f.vat.map((v) => row('VAT ' + v.rate_bp / 100 + '% (of ' + money(v.gross) + ')', money(v.vat)))))),
+      el('div', {},
+        table(['Method', 'Payments', 'Amount', 'Tips', 'Refunds'], f.methods.map((m) => el('tr', { 'data-method': m.method }, el('td', {}, m.method), el('td', {}, String(m.count)), el('td', {}, money(m.amount)), el('td', {}, money(m.tips)), el('td', {}, money(m.refunds))))),
+        el('h3', {}, 'Cash drawer'),
+        table(['', ''], [['Float', f.cash.float], ['Cash received', f.cash.received], ['Cash refunded', f.cash.refunded], ['Paid in', f.cash.paid_in], ['Paid out', f.cash.paid_out], ['Expected', f.cash.expected], ['Counted', f.cash.counted], ['Variance', f.cash.variance]]
+          .map(([k, v]) => el('tr', {}, el('th', { scope: 'row' }, k), el('td', {}, v === null || v === undefined ? '—' : money(v)))))),
+      el('div', {}, el('h3', {}, 'Discounts, comps, voids and refunds'),
+        table(['What', 'Amount', 'Reason', 'By', 'Approved by'], [
+          ...f.adjustments.map((a) => el('tr', {}, el('td', {}, a.kind + (a.name ? ': ' + a.name : '')), el('td', {}, money(a.amount)), el('td', {}, a.reason), el('td', {}, a.actor), el('td', {}, a.approved_by))),
+          ...f.refund_list.map((r) => el('tr', {}, el('td', {}, 'refund (' + r.method + ', check ' + r.check.number + ')'), el('td', {}, money(r.amount)), el('td', {}, r.reason), el('td', {}, r.actor), el('td', {}, r.approved_by)))]),
+        el('h3', {}, 'Open checks'),
+        open.length ? table(['Check', 'Table', 'Total', 'Paid'], open.map((o) => el('tr', {}, el('td', {}, String(o.check.number)), el('td', {}, o.table_id || '—'), el('td', {}, money(o.total)), el('td', {}, money(o.paid))))) : el('p', { class: 'muted' }, 'None.')));
+  }
 
   /** A bar chart as inline SVG: vertical bars, or horizontal with labels for `horizontal`. */
   function bars(data, horizontal) {

@@ -21,8 +21,17 @@ const O = (() => {
     return e;
   }
 
+  /** Minor units as text with the currency's decimal places (`[billing] minor_digits`). */
   function money(minor, currency) {
-    return (minor / 100).toFixed(2) + ' ' + (currency || boot.currency);
+    const d = boot.minor_digits ?? 2;
+    return (minor / 10 ** d).toFixed(d) + ' ' + (currency || boot.currency);
+  }
+
+  /** Text typed as an amount (`12.50`) in minor units, or NaN. */
+  function toMinor(text) {
+    const d = boot.minor_digits ?? 2;
+    const v = Number(String(text).replace(',', '.'));
+    return Number.isFinite(v) ? Math.round(v * 10 ** d) : NaN;
   }
 
   function uuid() {
@@ -274,5 +283,5 @@ const O = (() => {
     return { data: out, seq: seq === Infinity ? 0 : seq };
   }
 
-  return { optionsDialog, unlockSound, soundOn, beep, all, boot, el, money, uuid, api, errorText, live, signIn, staffToken, staffRole, signOut, banner, nav };
+  return { optionsDialog, unlockSound, soundOn, beep, all, boot, el, money, toMinor, uuid, api, errorText, live, signIn, staffToken, staffRole, signOut, banner, nav };
 })();

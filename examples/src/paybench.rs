@@ -43,7 +43,11 @@ const PER_CHECK: usize = 4;
 /// Places a takeaway order and opens its check; the check id.
 async fn new_check(http: &Http, items: &Value) -> anyhow::Result<u64> {
     let (st, o) = http
-        .call("POST", "/api/v1/orders", &json!({"type": "takeaway", "items": items}))
+        .call(
+            "POST",
+            "/api/v1/orders",
+            &json!({"type": "takeaway", "items": items}),
+        )
         .await?;
     anyhow::ensure!(st == 201, "order: {st} {o}");
     let id = o["id"].as_str().context("order id")?;
@@ -170,7 +174,11 @@ async fn main() -> anyhow::Result<()> {
     );
     let t = Instant::now();
     let (st, z) = http
-        .call("POST", "/api/v1/reports/z", &json!({"force_reason": "benchmark"}))
+        .call(
+            "POST",
+            "/api/v1/reports/z",
+            &json!({"force_reason": "benchmark"}),
+        )
         .await?;
     let z_ms = t.elapsed().as_secs_f64() * 1000.0;
     anyhow::ensure!(st == 201, "Z: {st} {z}");

@@ -316,3 +316,117 @@ test('the kitchen page reconnects by itself and misses nothing', async () => {
   await kitchen.waitForSelector(`.ticket[data-order="${r.data.id}"]`, { timeout: 30000 });
   await kitchen.context().close();
 });
+
+test("a waiter's whole bill: order, printed bill, split evenly, cash with change and card with a tip, table free", async () => {
+  const t6 = (await tables()).find((t) => t.id === 't6');
+  const waiter = await signedIn('/staff', 'kim', 'kitchen-pass-1', PHONE);
+  await waiter.waitForSelector('[data-add=espresso]');
+  await waiter.click(`[data-table-status="${t6.id}"]`);
+  await waiter.click('[data-add=espresso]');
+  await waiter.fill('#dlg-qty', '2');
+  await waiter.click('#dlg-add');
+  await waiter.click('[data-add=lemonade]');
+  await waiter.click('#dlg-add');
+  await waiter.click('#send');
+  await waiter.waitForSelector('text=/Sent: /');
+  // The table's check appears with its total; the table shows as occupied.
+  const check = await waiter.waitForSelector('[data-check]', { timeout: 5000 });
+  const id = await check.getAttribute('data-check');
+  await waiter.waitForSelector(`[data-total="${id}"]:has-text("6.00")`);
+  await waiter.waitForSelector(`[data-table-status="${t6.id}"][data-status=occupied]`);
+  await waiter.click(`[data-print="${id}"]`);
+  await waiter.waitForSelector('text=Bill sent to the printer');
+  await waiter.waitForSelector(`[data-table-status="${t6.id}"][data-status=bill_printed]`);
+  // Split in two: 3.00 each. The first part in cash, 5.00 tendered: 2.00 change.
+  await waiter.click(`[data-split-button="${id}"]`);
+  await waiter.waitForSelector(`[data-split="${id}"]:has-text("3.00 EUR + 3.00 EUR")`);
+  const form = `[data-pay="${id}"]`;
+  await waiter.selectOption(`${form} select[name=method]`, 'cash');
+  await waiter.fill(`${form} input[name=amount]`, '3.00');
+  await waiter.fill(`${form} input[name=tendered]`, '5.00');
+  await waiter.click(`[data-pay-button="${id}"]`);
+  await waiter.waitForSelector(`[data-paid="${id}"]:has-text("change 2.00")`);
+  await waiter.waitForSelector(`[data-balance="${id}"]:has-text("3.00")`);
+  // The rest by card, with a 0.50 tip: settled, the table is paid and then free for new guests.
+  await waiter.selectOption(`${form} select[name=method]`, 'card');
+  await waiter.fill(`${form} input[name=amount]`, '3.00');
+  await waiter.fill(`${form} input[name=tip]`, '0.50');
+  await waiter.click(`[data-pay-button="${id}"]`);
+  await waiter.waitForSelector(`[data-paid="${id}"]:has-text("settled")`);
+  await waiter.waitForSelector(`[data-table-status="${t6.id}"][data-status=paid]`);
+  const c = (await api('GET', '/api/v1/checks/' + id, undefined, admin)).data;
+  assert.equal(c.state, 'closed');
+  assert.equal(c.total, 600);
+  assert.equal(c.tips, 50);
+  assert.deepEqual(c.payments.map((p) => [p.method, p.amount, p.change]), [['cash', 300, 200], ['card', 300, null]]);
+  await waiter.screenshot({ path: path.join(ARTIFACTS, 'staff-bill-phone.png'), fullPage: true });
+  await waiter.context().close();
+});
+
+test("the manager sets a PIN, approves a waiter's comp on the waiter's device, and closes the day with a Z", async () => {
+  const pw = fs.readFileSync(path.join(dir, 'admin-pass'), 'utf8');
+  const manager = await signedIn('/admin#Users', 'admin', pw);
+  await manager.fill('[data-pin=admin]', '2468');
+  await manager.click('[data-pin=admin] + button');
+  await manager.waitForSelector('text=Approval PIN set for admin');
+  // The waiter comps a lemonade with the manager's PIN.
+  const staff = (await api('POST', '/api/v1/auth/login', { username: 'kim', password: 'kitchen-pass-1' })).data.token;
+  const o = await api('POST', '/api/v1/orders', { type: 'dine_in', table_id: 't5', items: [{ item_id: 'lemonade', quantity: 2 }] }, staff);
+  assert.equal(o.status, 201);
+  const waiter = await signedIn('/staff', 'kim', 'kitchen-pass-1', TABLET);
+  await waiter.waitForSelector('[data-table-status=t5]');
+  await waiter.click('[data-table-status=t5]');
+  const check = await waiter.waitForSelector('[data-check]');
+  const id = await check.getAttribute('data-check');
+  const line = await waiter.getAttribute(`[data-check="${id}"] [data-line]:has-text("2× Lemonade")`, 'data-line');
+  await waiter.click(`[data-comp-line="${line}"]`);
+  await waiter.fill('dialog input[name=reason]', 'Wrong order');
+  await waiter.fill('dialog input[name=manager]', 'admin');
+  await waiter.fill('dialog input[name=pin]', '0000');
+  await waiter.click('dialog button[type=submit]');
+  await waiter.waitForSelector('dialog >> text=wrong manager or PIN');
+  // After a wrong PIN the next try waits a second (the sign-in throttle): the dialog says so,
+  // and the waiter tries again until it goes through.
+  await waiter.fill('dialog input[name=pin]', '2468');
+  const deadline = Date.now() + 15000;
+  for (;;) {
+    const [resp] = await Promise.all([
+      waiter.waitForResponse((r) => r.url().endsWith('/discounts') && r.request().method() === 'POST'),
+      waiter.click('dialog button[type=submit]'),
+    ]);
+    if (resp.status() === 200) break;
+    assert.equal(resp.status(), 429, 'only the throttle may refuse the right PIN');
+    await waiter.waitForSelector('dialog >> text=/try again in \\d+ s/');
+    assert.ok(Date.now() < deadline, 'the right PIN went through within 15 s');
+  }
+  // The comped line now costs nothing, and says what came off.
+  await waiter.waitForSelector(`[data-line="${line}"] td.price:has-text("0.00 EUR (−")`);
+  const c = (await api('GET', '/api/v1/checks/' + id, undefined, admin)).data;
+  const comp = c.adjustments.find((a) => a.kind === 'comp');
+  assert.equal(comp.amount, 600);
+  assert.equal(comp.actor, 'kim');
+  assert.equal(comp.approved_by, 'admin');
+  await waiter.context().close();
+  // The manager's close of day: the X report lists the comp, the float is recorded, the Z is
+  // refused while checks are open and taken with a reason, and listed with its CSV.
+  await manager.click('nav button:has-text("Day")');
+  await manager.waitForSelector('[data-figures]');
+  await manager.waitForSelector('td:has-text("comp: Lemonade")');
+  await manager.selectOption('#cash-kind', 'float');
+  await manager.fill('#cash-amount', '100.00');
+  await manager.click('form:has(#cash-kind) button[type=submit]');
+  await manager.waitForSelector('text=Recorded');
+  manager.on('dialog', (d) => d.accept());
+  await manager.click('#close-day');
+  await manager.waitForSelector('text=/checks are still open/');
+  await manager.fill('#z-force', 'Tables left open at closing');
+  await manager.click('#close-day');
+  await manager.waitForSelector('text=/Day closed: Z report \\d+/');
+  await manager.waitForSelector('[data-z] button:has-text("CSV")');
+  const zs = (await api('GET', '/api/v1/reports/z', undefined, admin)).data.data;
+  assert.equal(zs[0].forced, 'Tables left open at closing');
+  assert.equal(zs[0].figures.cash.float, 10000);
+  assert.ok(zs[0].figures.adjustments.some((a) => a.kind === 'comp' && a.approved_by === 'admin'));
+  await manager.screenshot({ path: path.join(ARTIFACTS, 'admin-day-tablet.png'), fullPage: true });
+  await manager.context().close();
+});

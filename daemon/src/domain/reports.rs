@@ -142,13 +142,10 @@ pub fn figures(
             total: b.total,
             paid: b.paid,
         });
-        // Voids and discounts given on open checks are listed too: they happened today.
-        f.adjustments.extend(
-            c.adjustments
-                .iter()
-                .filter(|a| a.fact.kind == AdjustmentKind::Void)
-                .map(|a| a.fact.clone()),
-        );
+        // What was given on checks still open is listed too (a manager sees every approval of
+        // the day); its amounts count in the totals of the day the check closes.
+        f.adjustments
+            .extend(c.adjustments.iter().map(|a| a.fact.clone()));
     }
     f
 }
