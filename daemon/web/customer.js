@@ -1,6 +1,7 @@
 // orderd customer page (/t/{token}): the menu in the guest's language with allergens, live
 // sold-out items, modifiers, a cart, phone verification when the box requires it, one order per
-// tap (idempotency key), and live status of this phone's own orders only.
+// tap (idempotency key), live status of this phone's own orders only, and the table's running
+// bill with a button that asks the waiter for it.
 'use strict';
 (() => {
   const { boot, el, money, api, live } = O;
@@ -19,6 +20,8 @@
       status_placed: 'Received', status_accepted: 'Accepted', status_preparing: 'Being prepared', status_ready: 'Ready',
       status_served: 'Served', status_picked_up: 'Picked up', status_delivered: 'Delivered', status_cancelled: 'Cancelled', status_out_for_delivery: 'On its way', live: 'Live updates paused — reconnecting…',
       increase: 'One more', decrease: 'One less',
+      bill: 'Your bill', bill_total: 'Total', bill_paid: 'Paid', bill_due: 'To pay', vat: 'VAT included',
+      ask_bill: 'Ask for the bill', bill_asked: 'The waiter is on the way with your bill.', refresh: 'Refresh',
     },
     sq: {
       lang: 'Gjuha', table: 'Tavolina', menu: 'Menuja', add: 'Shto', soldout: 'Mbaroi', contains: 'Përmban',
@@ -33,6 +36,8 @@
       status_placed: 'U mor', status_accepted: 'U pranua', status_preparing: 'Po përgatitet', status_ready: 'Gati',
       status_served: 'U shërbye', status_picked_up: 'U mor', status_delivered: 'U dorëzua', status_cancelled: 'U anulua', status_out_for_delivery: 'Në rrugë', live: 'Përditësimet janë ndalur — po rilidhet…',
       increase: 'Një më shumë', decrease: 'Një më pak',
+      bill: 'Llogaria juaj', bill_total: 'Totali', bill_paid: 'Paguar', bill_due: 'Për të paguar', vat: 'TVSH e përfshirë',
+      ask_bill: 'Kërko llogarinë', bill_asked: 'Kamarieri po vjen me llogarinë.', refresh: 'Rifresko',
     },
   };
   let lang = localStorage.getItem('orderd.lang') || boot.default_lang || 'en';
@@ -62,8 +67,32 @@
   const cartBox = el('section', { class: 'cart', 'aria-labelledby': 'cart-h' });
   const verifyBox = el('section', {});
   const mineBox = el('section', { 'aria-labelledby': 'mine-h' });
+  const billBox = el('section', { id: 'bill', 'aria-labelledby': 'bill-h', 'aria-live': 'polite' });
   const dialog = el('dialog', { 'aria-labelledby': 'dlg-h' });
-  app.replaceChildren(head, msg, menuBox, cartBox, verifyBox, mineBox, dialog);
+  app.replaceChildren(head, msg, menuBox, cartBox, verifyBox, mineBox, billBox, dialog);
+
+  /** The table's running bill, read with the key of this phone's latest order. */
+  async function loadBill() {
+    const m = mine.find((x) => x.key && x.status !== 'cancelled');
+    if (!m) { billBox.replaceChildren(); return; }
+    const headers = { 'x-order-key': m.key, authorization: customer ? 'Bearer ' + customer : '' };
+    const r = await api('GET', '/api/v1/orders/' + encodeURIComponent(m.id) + '/bill', undefined, headers);
+    if (r.status !== 200 || r.data.state !== 'open') { billBox.replaceChildren(); return; }
+    const b = r.data;
+    const asked = el('p', { class: 'notice', hidden: !b.bill_requested, 'data-bill-asked': '' }, t('bill_asked'));
+    billBox.replaceChildren(el('h2', { id: 'bill-h' }, t('bill')),
+      ...b.lines.filter((l) => l.quantity > 0).map((l) => el('div', { class: 'item' }, el('span', {}, l.quantity + ' × ' + l.name), el('span', { class: 'price' }, money(l.net)))),
+      el('p', {}, el('strong', { 'data-bill-total': '' }, t('bill_total') + ' ' + money(b.total)),
+        b.paid ? ' · ' + t('bill_paid') + ' ' + money(b.paid) + ' · ' + t('bill_due') + ' ' + money(b.balance) : ''),
+      el('p', { class: 'muted' }, b.vat.map((v) => t('vat') + ' ' + v.rate_bp / 100 + '%: ' + money(v.vat)).join(' · ')),
+      el('p', { class: 'row' },
+        el('button', { id: 'ask-bill', disabled: b.bill_requested, onclick: async () => {
+          const a = await api('POST', '/api/v1/orders/' + encodeURIComponent(m.id) + '/bill-request', { lang }, headers);
+          if (a.status === 202) { asked.hidden = false; say(t('bill_asked')); loadBill(); } else say(O.errorText(a), 'error');
+        } }, t('ask_bill')),
+        el('button', { class: 'secondary', onclick: loadBill }, t('refresh'))),
+      asked);
+  }
 
   function say(text, kind) {
     msg.replaceChildren(text ? el('p', { class: kind || 'notice', role: kind === 'error' ? 'alert' : 'status' }, text) : '');
@@ -236,6 +265,7 @@
         m.status = r.data.status; m.total = r.data.total;
         localStorage.setItem(store, JSON.stringify(mine));
         renderMine();
+        loadBill();
         return r.seq;
       },
       onEvent: (type, data) => {
@@ -243,6 +273,7 @@
         if (data.total !== undefined) m.total = data.total;
         localStorage.setItem(store, JSON.stringify(mine));
         renderMine();
+        loadBill();
         if (FINAL.includes(m.status)) { streams.get(m.id).stop(); streams.delete(m.id); }
       },
       onState: (s) => O.banner(s === 'down' ? t('live') : ''),
@@ -268,6 +299,7 @@
   function renderAll() { renderHead(); renderCart(); renderMine(); }
 
   renderAll();
+  loadBill();
   menuStream = live('/api/v1/menu/events', {
     headers: { authorization: '' },
     snapshot: loadMenu,

@@ -430,3 +430,24 @@ test("the manager sets a PIN, approves a waiter's comp on the waiter's device, a
   await manager.screenshot({ path: path.join(ARTIFACTS, 'admin-day-tablet.png'), fullPage: true });
   await manager.context().close();
 });
+
+test("a guest sees the table's running bill and asks for it; the waiter's page shows it", async () => {
+  const t4 = (await tables()).find((t) => t.id === 't4');
+  const guest = await phone();
+  await guest.goto(base + '/t/' + t4.qr_token);
+  await guest.waitForSelector('[data-add=lemonade]');
+  await guest.click('[data-add=lemonade]');
+  await guest.click('#dlg-add');
+  await guest.click('#place');
+  await guest.waitForSelector('[data-order]');
+  const total = await guest.waitForSelector('[data-bill-total]', { timeout: 5000 });
+  assert.match(await total.textContent(), /Total \d+\.\d{2} EUR/);
+  await guest.click('#ask-bill');
+  await guest.waitForSelector('[data-bill-asked]:not([hidden])');
+  assert.ok(await guest.evaluate(() => document.documentElement.scrollWidth <= 360), 'fits 360 px');
+  await guest.screenshot({ path: path.join(ARTIFACTS, 'customer-bill-phone.png'), fullPage: true });
+  const waiter = await signedIn('/staff', 'kim', 'kitchen-pass-1', PHONE);
+  await waiter.waitForSelector(`[data-table-status="${t4.id}"]:has-text("asks for the bill")`, { timeout: 5000 });
+  await waiter.context().close();
+  await guest.context().close();
+});
