@@ -171,8 +171,12 @@
       const reason = el('input', { id: 'cash-reason', maxlength: 200 });
       const force = el('input', { id: 'z-force', maxlength: 200, placeholder: 'only if checks are still open' });
       const d = String(x.data.business_day);
+      const bs = await api('GET', '/api/v1/billing');
+      const settings = bs.status === 200 ? el('p', { class: 'muted', 'data-billing': '' }, 'Payment methods: ' + bs.data.payment_methods.join(', ') +
+        ' · reasons offered: ' + (bs.data.reasons.join('; ') || 'none') + ' · cash rounding: ' + (bs.data.cash_rounding > 1 ? money(bs.data.cash_rounding) : 'none') +
+        ' (set in [billing] of the configuration)') : '';
       body.replaceChildren(
-        el('h2', {}, 'X report — business day ' + d.slice(0, 4) + '-' + d.slice(4, 6) + '-' + d.slice(6)), figures(x.data),
+        el('h2', {}, 'X report — business day ' + d.slice(0, 4) + '-' + d.slice(4, 6) + '-' + d.slice(6)), settings, figures(x.data),
         el('form', { class: 'row', onsubmit: async (e) => {
           e.preventDefault();
           const a = await api('POST', '/api/v1/cash', { kind: kind.value, amount: O.toMinor(amount.value), reason: reason.value.trim() || null });

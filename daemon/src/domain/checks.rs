@@ -1247,6 +1247,28 @@ fn close(
         codec::encode(&LedgerEntry::Closed(fact))?.as_slice(),
     )?;
     tx.checks_open.remove(c.check.id)?;
+    if !voided {
+        let digits = rules.billing.minor_digits;
+        let m = |a: i64| {
+            format!(
+                "{} {}",
+                orderd_plugins::escpos::money(a, digits),
+                rules.currency
+            )
+        };
+        let paid: Vec<String> = c
+            .payments
+            .iter()
+            .map(|p| format!("{} {}", p.fact.method, m(p.fact.amount + p.fact.rounding)))
+            .collect();
+        super::outbox::receipt(
+            tx,
+            &c.orders,
+            c.check.number,
+            m(fact_total(c, rules)),
+            paid.join(", "),
+        )?;
+    }
     if let Some(table) = &c.table_id
         && tx.table_checks.get(table.as_str())?.map(|v| v.value()) == Some(c.check.id)
     {
@@ -1267,6 +1289,10 @@ fn close(
         }
     }
     Ok(())
+}
+
+fn fact_total(c: &StoredCheck, rules: &Rules) -> i64 {
+    bill(c, rules).total
 }
 
 /// Closes a check whose balance is zero (all comped, say).

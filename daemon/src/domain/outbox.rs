@@ -77,6 +77,16 @@ pub enum Message {
         /// `{name}` values.
         vars: Vec<(String, String)>,
     },
+    /// The e-receipt of a settled check, to a guest who verified a phone (appended last:
+    /// stored rows keep their tags).
+    Receipt {
+        /// The check's number.
+        number: u32,
+        /// What it cost, as text with the currency ("25.00 EUR").
+        total: String,
+        /// The payments, as text ("card 20.00 EUR, cash 5.00 EUR").
+        paid: String,
+    },
 }
 
 /// Where a row is.
@@ -387,6 +397,42 @@ pub fn status_changed(
     Ok(())
 }
 
+/// After a check is settled: its e-receipt to every verified guest phone among its orders,
+/// once per phone, in that guest's language and channel.
+pub fn receipt(
+    tx: &mut Tx<'_>,
+    orders: &[u128],
+    number: u32,
+    total: String,
+    paid: String,
+) -> TxResult<()> {
+    let mut sent: Vec<String> = Vec::new();
+    for key in orders {
+        let Some(contact) = (match tx.order_contacts.get(*key)? {
+            Some(v) => Some(codec::decode::<Contact>(v.value())?),
+            None => None,
+        }) else {
+            continue;
+        };
+        if sent.contains(&contact.phone) {
+            continue;
+        }
+        enqueue(
+            tx,
+            contact.channel,
+            &contact.phone,
+            &contact.lang,
+            Message::Receipt {
+                number,
+                total: total.clone(),
+                paid: paid.clone(),
+            },
+        )?;
+        sent.push(contact.phone);
+    }
+    Ok(())
+}
+
 /// One row.
 pub fn get_tx(tx: &Tx<'_>, id: u64) -> TxResult<Option<OutboxRow>> {
     Ok(match tx.outbox.get(id)? {
@@ -478,6 +524,14 @@ pub fn view(r: &OutboxRow) -> Value {
         } => (
             "status",
             json!({"order_id": order_id, "short": short, "status": status.as_str()}),
+        ),
+        Message::Receipt {
+            number,
+            total,
+            paid,
+        } => (
+            "receipt",
+            json!({"check_number": number, "total": total, "paid": paid}),
         ),
         Message::Alert { key, vars } => (
             "alert",

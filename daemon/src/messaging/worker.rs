@@ -608,6 +608,20 @@ fn text_of(texts: &Texts, restaurant: &str, row: &OutboxRow) -> String {
                 ],
             )
         }
+        Message::Receipt {
+            number,
+            total,
+            paid,
+        } => texts.render(
+            lang,
+            "receipt_message",
+            &[
+                ("restaurant", restaurant),
+                ("number", &number.to_string()),
+                ("total", total),
+                ("paid", paid),
+            ],
+        ),
         Message::Alert { key, vars } => {
             let mut all: Vec<(&str, &str)> = vec![("restaurant", restaurant)];
             all.extend(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())));
@@ -634,11 +648,19 @@ async fn call(
     let to = chat.map_or_else(|| row.to.clone(), |c| c.to_string());
     let text = text_of(texts, restaurant, row);
     let status_text;
+    let receipt_number;
     let kind = match &row.message {
         Message::Code { code, .. } => Kind::Code(code),
         Message::Status { short, status, .. } => {
             status_text = texts.render(&row.lang, &format!("status_{}", status.as_str()), &[]);
             Kind::Status([restaurant, short, &status_text])
+        }
+        // A template channel sends the receipt through the status template: "your order N is
+        // paid: 25.00 EUR".
+        Message::Receipt { number, total, .. } => {
+            receipt_number = number.to_string();
+            status_text = texts.render(&row.lang, "status_paid", &[("total", total)]);
+            Kind::Status([restaurant, &receipt_number, &status_text])
         }
         Message::Alert { .. } => Kind::Alert,
     };

@@ -847,3 +847,73 @@ async fn a_code_pump_from_many_addresses_stops_at_the_budget() {
     );
     s.stop().await;
 }
+
+/// A guest who verified a phone gets the e-receipt of the settled check through the outbox,
+/// in their language (WhatsApp sends it through the status template), once per phone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verified_guest_gets_the_e_receipt_when_the_check_is_settled() {
+    let fake = Fake::start(Flavor::WhatsApp).await.unwrap();
+    let s = server(&fake, |_| {}).await;
+    let table = s.table_token().await;
+    let token = verify(&s, &fake, PHONE).await;
+    let mut orders = Vec::new();
+    for item in ["espresso", "lemonade"] {
+        let (st, placed) = s
+            .send(
+                "POST",
+                "/api/v1/orders",
+                Some(&token),
+                Some(json!({"type": "dine_in", "table_token": table, "items": [{"item_id": item, "quantity": 1}]})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{placed}");
+        orders.push(placed["id"].as_str().unwrap().to_owned());
+    }
+    let (st, check) = s
+        .send(
+            "POST",
+            &format!("/api/v1/orders/{}/check", orders[0]),
+            Some(&s.admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{check}");
+    assert_eq!(check["total"], 450);
+    let before = fake.seen().len();
+    let (st, v) = s
+        .send(
+            "POST",
+            &format!("/api/v1/checks/{}/payments", check["id"]),
+            Some(&s.admin),
+            Some(json!({"method": "card", "amount": 450})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let seen = wait_seen(&fake, before + 1, Duration::from_secs(5)).await;
+    let receipt = &seen[before];
+    assert_eq!(receipt.body["to"], "355691234567");
+    assert_eq!(receipt.body["template"]["language"]["code"], "sq");
+    let params = &receipt.body["template"]["components"][0]["parameters"];
+    assert_eq!(params[1]["text"], check["number"].to_string());
+    assert_eq!(params[2]["text"], "paguar: 4.50 EUR");
+    // Two orders from the same phone: one receipt.
+    common::quiet(Duration::from_millis(500)).await;
+    assert_eq!(fake.seen().len(), before + 1);
+    let list = s
+        .wait_get("/api/v1/notifications?state=sent", &s.admin, |v| {
+            v["data"]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|n| n["kind"] == "receipt"))
+        })
+        .await;
+    let row = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["kind"] == "receipt")
+        .unwrap()
+        .clone();
+    assert_eq!(row["detail"]["total"], "4.50 EUR", "{row}");
+    assert_eq!(row["detail"]["paid"], "card 4.50 EUR", "{row}");
+    s.stop().await;
+}
