@@ -1265,8 +1265,8 @@ fn close(
             tx,
             &c.orders,
             c.check.number,
-            m(fact_total(c, rules)),
-            paid.join(", "),
+            &m(fact_total(c, rules)),
+            &paid.join(", "),
         )?;
     }
     if let Some(table) = &c.table_id

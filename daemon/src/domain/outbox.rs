@@ -403,8 +403,8 @@ pub fn receipt(
     tx: &mut Tx<'_>,
     orders: &[u128],
     number: u32,
-    total: String,
-    paid: String,
+    total: &str,
+    paid: &str,
 ) -> TxResult<()> {
     let mut sent: Vec<String> = Vec::new();
     for key in orders {
@@ -424,8 +424,8 @@ pub fn receipt(
             &contact.lang,
             Message::Receipt {
                 number,
-                total: total.clone(),
-                paid: paid.clone(),
+                total: total.to_owned(),
+                paid: paid.to_owned(),
             },
         )?;
         sent.push(contact.phone);
