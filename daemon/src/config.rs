@@ -68,8 +68,11 @@ pub struct BillingConfig {
     pub address: String,
     /// The restaurant's tax id (NIPT, VAT number), printed on the bill.
     pub tax_id: String,
-    /// The station whose printers print guest checks.
+    /// The station whose printers print guest checks (and Z reports).
     pub bill_station: String,
+    /// A bill station per table zone (`{ terrace = "terrace-pass" }`); other zones use
+    /// `bill_station`.
+    pub zone_bill_stations: std::collections::BTreeMap<String, String>,
     /// VAT rate per menu category, basis points (items not listed: `site.tax_rate_bp`).
     pub category_tax_rates: std::collections::BTreeMap<String, u32>,
     /// VAT rate per menu item, basis points (wins over its category's).
@@ -92,6 +95,7 @@ impl Default for BillingConfig {
             address: String::new(),
             tax_id: String::new(),
             bill_station: "pass".into(),
+            zone_bill_stations: std::collections::BTreeMap::new(),
             category_tax_rates: std::collections::BTreeMap::new(),
             item_tax_rates: std::collections::BTreeMap::new(),
         }
@@ -1604,6 +1608,14 @@ impl RawConfig {
                 "billing.bill_station",
                 format!("{:?} must be a station id", b.bill_station),
             );
+        }
+        for (zone, station) in &b.zone_bill_stations {
+            if !is_slug(station, 32) {
+                bad(
+                    &format!("billing.zone_bill_stations.{zone}"),
+                    format!("{station:?} must be a station id"),
+                );
+            }
         }
         for (key, map) in [
             ("billing.category_tax_rates", &b.category_tax_rates),

@@ -49,6 +49,8 @@ pub struct Billing {
     pub reasons: Vec<String>,
     /// The bill printer's station.
     pub bill_station: String,
+    /// A bill station per table zone.
+    pub zone_stations: BTreeMap<String, String>,
     /// Printed on the bill.
     pub address: String,
     /// Printed on the bill.
@@ -69,6 +71,7 @@ impl Billing {
             methods: b.payment_methods.clone(),
             reasons: b.reasons.clone(),
             bill_station: b.bill_station.clone(),
+            zone_stations: b.zone_bill_stations.clone(),
             address: b.address.clone(),
             tax_id: b.tax_id.clone(),
             category_rates: b.category_tax_rates.clone(),
@@ -2043,6 +2046,19 @@ pub fn print_bill(
         .map(str::to_owned)
         .or_else(|| c.lang.clone())
         .unwrap_or_else(|| rules.default_language.clone());
+    // The bill printer of the table's zone, else the site's.
+    let zone = match &c.table_id {
+        Some(t) => tx
+            .tables
+            .get(t.as_str())?
+            .map(|v| codec::decode::<super::tables::Table>(v.value()))
+            .transpose()?
+            .map(|t| t.zone),
+        None => None,
+    };
+    let station = zone
+        .and_then(|z| rules.billing.zone_stations.get(&z).cloned())
+        .unwrap_or_else(|| rules.billing.bill_station.clone());
     let menu = std::sync::Arc::clone(tx.menu());
     let names: BTreeMap<u32, String> = c
         .lines
@@ -2051,7 +2067,7 @@ pub fn print_bill(
         .collect();
     let print = BillPrint {
         check: c.check.clone(),
-        station: rules.billing.bill_station.clone(),
+        station,
         table_label: c.table_label.clone(),
         waiter: c.opened_by.clone(),
         covers: c.covers,

@@ -138,3 +138,38 @@ pub fn render_bill(
         },
     )
 }
+
+/// A Z report's slip as ESC/POS bytes, in the site's language.
+pub fn render_z(
+    z: &orderd_protocol::ZReport,
+    settings: &crate::config::Settings,
+    paper: PaperWidth,
+) -> Vec<u8> {
+    let tz = &settings.time_zone;
+    let time = jiff::Timestamp::from_millisecond(i64::try_from(z.closed_at).unwrap_or(0))
+        .map(|ts| {
+            ts.to_zoned(tz.clone())
+                .strftime("%Y-%m-%d %H:%M")
+                .to_string()
+        })
+        .unwrap_or_default();
+    let b = &settings.raw.billing;
+    let head = orderd_plugins::escpos::BillHeader {
+        site_name: &settings.raw.site.name,
+        address: &b.address,
+        tax_id: &b.tax_id,
+        time: &time,
+        currency: &settings.raw.site.currency,
+        minor_digits: b.minor_digits,
+        fiscal_code: None,
+    };
+    orderd_plugins::escpos::render_z(
+        z,
+        &head,
+        &settings.raw.site.default_language,
+        &EscPosConfig {
+            width: paper,
+            cut: true,
+        },
+    )
+}

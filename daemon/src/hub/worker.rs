@@ -596,7 +596,30 @@ impl Hub {
             }
         }
         if let EventKind::BillPrinted(bill) = &ev.kind {
-            self.create_bill_jobs(bill, ev.seq, ev.at);
+            let data = printing::render_bill(
+                bill,
+                &self.state.settings,
+                self.paper,
+                ev.at,
+                &orderd_plugins::fiscal::NotFiscal,
+            );
+            let copy = if bill.copy {
+                PrintCopy::Reprint
+            } else {
+                PrintCopy::Original
+            };
+            let (id, number) = (
+                format!("check-{}", bill.check.id),
+                format!("{}-{}", bill.check.day, bill.check.number),
+            );
+            self.create_office_jobs(&bill.station, data, copy, (id, number), ev.seq);
+        }
+        if let EventKind::DayClosed(z) = &ev.kind {
+            // The Z report is printed at the bill station, like the guest checks.
+            let data = printing::render_z(z, &self.state.settings, self.paper);
+            let station = self.state.rules.billing.bill_station.clone();
+            let id = (format!("z-{}", z.number), format!("Z {}", z.number));
+            self.create_office_jobs(&station, data, PrintCopy::Original, id, ev.seq);
         }
         self.roll_day(ev.seq);
         // Boards are coalesced: at most one publish per station per flush (100 ms), so a
@@ -802,39 +825,34 @@ impl Hub {
         }
     }
 
-    /// One job per printer of the bill station (its backups only if it has none), through the
-    /// same exactly-once path as tickets: deterministic ids, stored, resent until printed,
-    /// failover to a backup.
-    fn create_bill_jobs(&mut self, bill: &orderd_protocol::BillPrint, seq: u64, at: u64) {
-        let printers = printing::ticket_printers(self.devices.values(), &bill.station);
+    /// One job per printer of a station (its backups only if it has none) for a slip that is
+    /// not a kitchen ticket — a guest check or a Z report — through the same exactly-once path
+    /// as tickets: deterministic ids, stored, resent until printed, failover to a backup.
+    fn create_office_jobs(
+        &mut self,
+        station: &str,
+        data: Vec<u8>,
+        copy: PrintCopy,
+        (what, number): (String, String),
+        seq: u64,
+    ) {
+        let printers = printing::ticket_printers(self.devices.values(), station);
         if printers.is_empty() {
-            tracing::warn!(station = %bill.station, check = bill.check.id, "no printer for guest checks at this station");
+            tracing::warn!(station, what, "no printer at this station for the slip");
             return;
         }
-        let data = printing::render_bill(
-            bill,
-            &self.state.settings,
-            self.paper,
-            at,
-            &orderd_plugins::fiscal::NotFiscal,
-        );
         let now = self.state.now_ms();
-        let copy = if bill.copy {
-            PrintCopy::Reprint
-        } else {
-            PrintCopy::Original
-        };
         for printer in printers {
-            let job_id = format!("{seq}-{}-{printer}", bill.station);
+            let job_id = format!("{seq}-{station}-{printer}");
             if self.jobs.contains_key(&job_id) {
                 continue;
             }
             self.created_since_flush += 1;
             let row = PrintJobRow {
                 job_id: job_id.clone(),
-                order_id: format!("check-{}", bill.check.id),
-                order_number: format!("{}-{}", bill.check.day, bill.check.number),
-                station: bill.station.clone(),
+                order_id: what.clone(),
+                order_number: number.clone(),
+                station: station.to_owned(),
                 printer,
                 copy,
                 format: PrintFormat::EscPos,

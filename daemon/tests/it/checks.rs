@@ -409,6 +409,24 @@ async fn discounts_comps_voids_and_refunds_need_a_managers_pin_and_name_both_peo
         (st, error_code(&v)),
         (StatusCode::FORBIDDEN, "approval_required")
     );
+    for (path, body) in [
+        (
+            disc.clone(),
+            json!({"line": line_of("espresso"), "comp": true, "reason": "x"}),
+        ),
+        (
+            format!("/api/v1/checks/{id}/voids"),
+            json!({"line": line_of("espresso"), "reason": "x"}),
+        ),
+        (format!("/api/v1/checks/{id}/void"), json!({"reason": "x"})),
+    ] {
+        let (st, v) = s.send("POST", &path, Some(&waiter), Some(body)).await;
+        assert_eq!(
+            (st, error_code(&v)),
+            (StatusCode::FORBIDDEN, "approval_required"),
+            "{path}"
+        );
+    }
     let (st, v) = s
         .send(
             "POST",
@@ -1538,6 +1556,92 @@ async fn the_guest_check_prints_on_the_bill_printer_in_both_languages_and_a_repr
         assert!(text.contains(want), "{want:?} missing in\n{text}");
     }
     assert!(!text.contains("To pay"), "{text}");
+    // Closing the day prints the Z report at the same printer.
+    let (st, z) = s
+        .send("POST", "/api/v1/reports/z", Some(&s.admin), Some(json!({})))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{z}");
+    let zjob: orderd_protocol::PrintJob = serde_json::from_slice(
+        &printer
+            .next_on("/job", std::time::Duration::from_secs(5))
+            .await
+            .expect("a Z job")
+            .0,
+    )
+    .unwrap();
+    let text = escpos_text(&zjob.data);
+    for want in [
+        "Z 1",
+        "Checks",
+        "NET",
+        "25.00",
+        "card (0)",
+        "cash (1)",
+        "Cash expected",
+    ] {
+        assert!(text.contains(want), "{want:?} missing in\n{text}");
+    }
+    // A table in a zone with a bill station of its own prints there.
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zone_with_its_own_bill_station_prints_its_tables_checks_there() {
+    let s = TestServer::start_with(|c| {
+        c.billing
+            .zone_bill_stations
+            .insert("terrace".into(), "terrace-pass".into());
+    })
+    .await;
+    let (mut pass, _) = s.device_online("bill1", "printer", &["pass"], false).await;
+    pass.sub("orderd/demo/printer/bill1/job").await;
+    let (mut terrace, _) = s
+        .device_online("bill2", "printer", &["terrace-pass"], false)
+        .await;
+    terrace.sub("orderd/demo/printer/bill2/job").await;
+    let admin = s.admin.clone();
+    for (table, printer) in [("t5", &mut terrace), ("t1", &mut pass)] {
+        let ord = table_order(
+            &s,
+            &admin,
+            table,
+            json!([{"item_id": "espresso", "quantity": 1}]),
+        )
+        .await;
+        let id = check_of(&s, &admin, ord["id"].as_str().unwrap()).await["id"]
+            .as_u64()
+            .unwrap();
+        let (st, _) = s
+            .send(
+                "POST",
+                &format!("/api/v1/checks/{id}/print"),
+                Some(&admin),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::ACCEPTED);
+        let job: orderd_protocol::PrintJob = serde_json::from_slice(
+            &printer
+                .next_on("/job", std::time::Duration::from_secs(5))
+                .await
+                .unwrap_or_else(|| panic!("{table}'s bill at its zone's printer"))
+                .0,
+        )
+        .unwrap();
+        assert!(escpos_text(&job.data).contains(&format!("Table T{}", &table[1..])));
+    }
+    // And neither printer got the other's.
+    assert!(
+        pass.drain_on("/job", std::time::Duration::from_millis(300))
+            .await
+            .is_empty()
+    );
+    assert!(
+        terrace
+            .drain_on("/job", std::time::Duration::from_millis(300))
+            .await
+            .is_empty()
+    );
     s.stop().await;
 }
 

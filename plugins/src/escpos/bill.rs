@@ -1,9 +1,9 @@
-//! The guest check (the printed bill) and its ESC/POS bytes: the restaurant's name, address
+//! The guest check (the printed bill), the Z report's slip, and their ESC/POS bytes. The bill: the restaurant's name, address
 //! and tax id, table, check number, waiter, guests, each line with its price and discount,
 //! subtotal, discounts, VAT per rate, total, payments and change, and "not a fiscal receipt"
 //! unless a fiscal code is given, in English or Albanian.
 
-use orderd_protocol::{BillPrint, VatLine};
+use orderd_protocol::{BillPrint, VatLine, ZReport};
 
 use super::config::{CP858_SELECT, EscPosConfig};
 use super::render::encode_text;
@@ -271,6 +271,142 @@ pub fn render_bill(bill: &BillPrint, head: &BillHeader<'_>, cfg: &EscPosConfig) 
             b.extend([GS, b'!', 0x00, ESC, b'E', 0]);
         } else {
             b.extend(encode_text(line));
+            b.push(b'\n');
+        }
+    }
+    if cfg.cut {
+        b.extend([b'\n', b'\n', b'\n', GS, b'V', 66, 0]);
+    }
+    b
+}
+
+/// The Z report as plain text lines: number, day, who closed it (and why, when forced), the
+/// day's figures, VAT, payments per method, the cash drawer and the checks left open. Always
+/// in `lang` (`en` or `sq`) for the headings, amounts with the currency's decimals.
+pub fn z_text(z: &ZReport, head: &BillHeader<'_>, lang: &str, width: usize) -> Vec<String> {
+    let sq = lang == "sq";
+    let m = |a: i64| money(a, head.minor_digits);
+    let f = &z.figures;
+    let d = f.business_day;
+    let mut out = vec![
+        center(head.site_name, width),
+        center(&format!("Z {}", z.number), width),
+        center(
+            &format!("{:04}-{:02}-{:02}", d / 10_000, d / 100 % 100, d % 100),
+            width,
+        ),
+        format!("{}: {}", if sq { "Mbyllur" } else { "Closed" }, head.time),
+        format!("{}: {}", if sq { "Nga" } else { "By" }, z.actor),
+    ];
+    if let Some(r) = &z.forced {
+        out.push(format!(
+            "{}: {r}",
+            if sq {
+                "Me fatura të hapura"
+            } else {
+                "Open checks left"
+            }
+        ));
+    }
+    out.push("-".repeat(width));
+    let rows: [(&str, &str, i64); 9] = [
+        ("Checks", "Fatura", i64::from(f.checks)),
+        ("Guests", "Klientë", i64::from(f.covers)),
+        ("Sales", "Shitje", f.sales),
+        ("Discounts", "Zbritje", f.discounts),
+        ("Comps", "Falas", f.comps),
+        ("Voids", "Anulime", f.voids),
+        ("NET", "NETO", f.net),
+        ("Tips", "Bakshish", f.tips),
+        ("Refunds", "Rimbursime", f.refunds),
+    ];
+    for (i, (en, al, v)) in rows.iter().enumerate() {
+        let value = if i < 2 { v.to_string() } else { m(*v) };
+        out.push(columns(if sq { al } else { en }, &value, width));
+    }
+    for v in &f.vat {
+        out.push(columns(
+            &format!(
+                "{} {} ({})",
+                if sq { "TVSH" } else { "VAT" },
+                rate(v),
+                m(v.gross)
+            ),
+            &m(v.vat),
+            width,
+        ));
+    }
+    out.push("-".repeat(width));
+    for p in &f.methods {
+        out.push(columns(
+            &format!("{} ({})", p.method, p.count),
+            &m(p.amount),
+            width,
+        ));
+        if p.tips != 0 || p.refunds != 0 {
+            out.push(format!(
+                "   {} {} / {} {}",
+                if sq { "bakshish" } else { "tips" },
+                m(p.tips),
+                if sq { "rimbursime" } else { "refunds" },
+                m(p.refunds)
+            ));
+        }
+    }
+    out.push("-".repeat(width));
+    let c = &f.cash;
+    out.push(columns(
+        if sq { "Fondi" } else { "Float" },
+        &m(c.float),
+        width,
+    ));
+    out.push(columns(
+        if sq {
+            "Pritet në arkë"
+        } else {
+            "Cash expected"
+        },
+        &m(c.expected),
+        width,
+    ));
+    if let (Some(n), Some(v)) = (c.counted, c.variance) {
+        out.push(columns(
+            if sq { "Numëruar" } else { "Counted" },
+            &m(n),
+            width,
+        ));
+        out.push(columns(
+            if sq { "Diferenca" } else { "Variance" },
+            &m(v),
+            width,
+        ));
+    }
+    if !f.open_checks.is_empty() {
+        out.push(format!(
+            "{}: {}",
+            if sq {
+                "Fatura të hapura"
+            } else {
+                "Open checks"
+            },
+            f.open_checks.len()
+        ));
+    }
+    out
+}
+
+/// The Z report as ESC/POS bytes (plain text, the number large, a cut).
+pub fn render_z(z: &ZReport, head: &BillHeader<'_>, lang: &str, cfg: &EscPosConfig) -> Vec<u8> {
+    let mut b = vec![ESC, b'@', ESC, b't', CP858_SELECT];
+    let title = format!("Z {}", z.number);
+    for line in z_text(z, head, lang, cfg.width.columns()) {
+        if line.trim() == title {
+            b.extend([ESC, b'a', 1, ESC, b'E', 1, GS, b'!', 0x11]);
+            b.extend(encode_text(line.trim()));
+            b.push(b'\n');
+            b.extend([GS, b'!', 0x00, ESC, b'E', 0, ESC, b'a', 0]);
+        } else {
+            b.extend(encode_text(&line));
             b.push(b'\n');
         }
     }

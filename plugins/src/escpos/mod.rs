@@ -11,6 +11,6 @@ mod render;
 #[cfg(test)]
 mod tests;
 
-pub use bill::{BillHeader, bill_text, money, render_bill};
+pub use bill::{BillHeader, bill_text, money, render_bill, render_z, z_text};
 pub use config::{EscPosConfig, PaperWidth};
 pub use render::{TicketDoc, encode_text, mark_reprint, render, render_text};
