@@ -612,14 +612,14 @@ impl Hub {
                 format!("check-{}", bill.check.id),
                 format!("{}-{}", bill.check.day, bill.check.number),
             );
-            self.create_office_jobs(&bill.station, data, copy, (id, number), ev.seq);
+            self.create_office_jobs(&bill.station, &data, copy, (id, number), ev.seq);
         }
         if let EventKind::DayClosed(z) = &ev.kind {
             // The Z report is printed at the bill station, like the guest checks.
             let data = printing::render_z(z, &self.state.settings, self.paper);
             let station = self.state.rules.billing.bill_station.clone();
             let id = (format!("z-{}", z.number), format!("Z {}", z.number));
-            self.create_office_jobs(&station, data, PrintCopy::Original, id, ev.seq);
+            self.create_office_jobs(&station, &data, PrintCopy::Original, id, ev.seq);
         }
         self.roll_day(ev.seq);
         // Boards are coalesced: at most one publish per station per flush (100 ms), so a
@@ -831,7 +831,7 @@ impl Hub {
     fn create_office_jobs(
         &mut self,
         station: &str,
-        data: Vec<u8>,
+        data: &[u8],
         copy: PrintCopy,
         (what, number): (String, String),
         seq: u64,
@@ -856,7 +856,7 @@ impl Hub {
                 printer,
                 copy,
                 format: PrintFormat::EscPos,
-                data: data.clone(),
+                data: data.to_vec(),
                 state: JobState::Sent,
                 report: None,
                 replaced_by: None,

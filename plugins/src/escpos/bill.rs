@@ -286,13 +286,18 @@ pub fn render_bill(bill: &BillPrint, head: &BillHeader<'_>, cfg: &EscPosConfig) 
 pub fn z_text(z: &ZReport, head: &BillHeader<'_>, lang: &str, width: usize) -> Vec<String> {
     let sq = lang == "sq";
     let m = |a: i64| money(a, head.minor_digits);
-    let f = &z.figures;
-    let d = f.business_day;
+    let fig = &z.figures;
+    let day = fig.business_day;
     let mut out = vec![
         center(head.site_name, width),
         center(&format!("Z {}", z.number), width),
         center(
-            &format!("{:04}-{:02}-{:02}", d / 10_000, d / 100 % 100, d % 100),
+            &format!(
+                "{:04}-{:02}-{:02}",
+                day / 10_000,
+                day / 100 % 100,
+                day % 100
+            ),
             width,
         ),
         format!("{}: {}", if sq { "Mbyllur" } else { "Closed" }, head.time),
@@ -310,21 +315,21 @@ pub fn z_text(z: &ZReport, head: &BillHeader<'_>, lang: &str, width: usize) -> V
     }
     out.push("-".repeat(width));
     let rows: [(&str, &str, i64); 9] = [
-        ("Checks", "Fatura", i64::from(f.checks)),
-        ("Guests", "Klientë", i64::from(f.covers)),
-        ("Sales", "Shitje", f.sales),
-        ("Discounts", "Zbritje", f.discounts),
-        ("Comps", "Falas", f.comps),
-        ("Voids", "Anulime", f.voids),
-        ("NET", "NETO", f.net),
-        ("Tips", "Bakshish", f.tips),
-        ("Refunds", "Rimbursime", f.refunds),
+        ("Checks", "Fatura", i64::from(fig.checks)),
+        ("Guests", "Klientë", i64::from(fig.covers)),
+        ("Sales", "Shitje", fig.sales),
+        ("Discounts", "Zbritje", fig.discounts),
+        ("Comps", "Falas", fig.comps),
+        ("Voids", "Anulime", fig.voids),
+        ("NET", "NETO", fig.net),
+        ("Tips", "Bakshish", fig.tips),
+        ("Refunds", "Rimbursime", fig.refunds),
     ];
     for (i, (en, al, v)) in rows.iter().enumerate() {
         let value = if i < 2 { v.to_string() } else { m(*v) };
         out.push(columns(if sq { al } else { en }, &value, width));
     }
-    for v in &f.vat {
+    for v in &fig.vat {
         out.push(columns(
             &format!(
                 "{} {} ({})",
@@ -337,27 +342,27 @@ pub fn z_text(z: &ZReport, head: &BillHeader<'_>, lang: &str, width: usize) -> V
         ));
     }
     out.push("-".repeat(width));
-    for p in &f.methods {
+    for pm in &fig.methods {
         out.push(columns(
-            &format!("{} ({})", p.method, p.count),
-            &m(p.amount),
+            &format!("{} ({})", pm.method, pm.count),
+            &m(pm.amount),
             width,
         ));
-        if p.tips != 0 || p.refunds != 0 {
+        if pm.tips != 0 || pm.refunds != 0 {
             out.push(format!(
                 "   {} {} / {} {}",
                 if sq { "bakshish" } else { "tips" },
-                m(p.tips),
+                m(pm.tips),
                 if sq { "rimbursime" } else { "refunds" },
-                m(p.refunds)
+                m(pm.refunds)
             ));
         }
     }
     out.push("-".repeat(width));
-    let c = &f.cash;
+    let cash = &fig.cash;
     out.push(columns(
         if sq { "Fondi" } else { "Float" },
-        &m(c.float),
+        &m(cash.float),
         width,
     ));
     out.push(columns(
@@ -366,10 +371,10 @@ pub fn z_text(z: &ZReport, head: &BillHeader<'_>, lang: &str, width: usize) -> V
         } else {
             "Cash expected"
         },
-        &m(c.expected),
+        &m(cash.expected),
         width,
     ));
-    if let (Some(n), Some(v)) = (c.counted, c.variance) {
+    if let (Some(n), Some(v)) = (cash.counted, cash.variance) {
         out.push(columns(
             if sq { "Numëruar" } else { "Counted" },
             &m(n),
@@ -381,7 +386,7 @@ pub fn z_text(z: &ZReport, head: &BillHeader<'_>, lang: &str, width: usize) -> V
             width,
         ));
     }
-    if !f.open_checks.is_empty() {
+    if !fig.open_checks.is_empty() {
         out.push(format!(
             "{}: {}",
             if sq {
@@ -389,7 +394,7 @@ pub fn z_text(z: &ZReport, head: &BillHeader<'_>, lang: &str, width: usize) -> V
             } else {
                 "Open checks"
             },
-            f.open_checks.len()
+            fig.open_checks.len()
         ));
     }
     out
