@@ -96,6 +96,8 @@ pub fn sweep(tx: &mut Tx<'_>, rules: &Rules) -> TxResult<Swept> {
         }
         for (key, o) in &orders {
             tx.orders.remove(*key)?;
+            // Its check keeps a copy of its lines; only the way from the order to it goes.
+            tx.order_checks.remove(*key)?;
             if let Some(phone) = &o.order.customer_phone {
                 tx.idx_phone.remove((phone.as_str(), *key))?;
             }
