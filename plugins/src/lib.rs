@@ -10,8 +10,8 @@
 //! registers nothing), `escpos` (ticket and guest-check rendering, feature `escpos`, on by default), `whatsapp`
 //! (Cloud API client, feature `whatsapp`), `telegram` (Bot API through teloxide,
 //! feature `telegram`), `collector`
-//! (the chain collector's upload client, feature `collector`) and `fake` (scripted fakes of remote services for
-//! tests, feature `fake`).
+//! (the chain collector's upload client, feature `collector`), `fake` (scripted fakes of remote services for
+//! tests, feature `fake`) and `printer_emu` (an ESC/POS printer on TCP, features `fake` and `escpos`).
 
 pub use orderd_protocol as protocol;
 
@@ -29,6 +29,9 @@ pub mod collector;
 
 #[cfg(feature = "fake")]
 pub mod fake;
+
+#[cfg(all(feature = "fake", feature = "escpos"))]
+pub mod printer_emu;
 
 #[cfg(feature = "escpos")]
 pub mod escpos;

@@ -8,6 +8,7 @@
 mod bill;
 mod config;
 mod render;
+pub mod status;
 #[cfg(test)]
 mod tests;
 
