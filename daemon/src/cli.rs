@@ -172,6 +172,10 @@ pub enum DeviceAction {
         /// json or postcard.
         #[arg(long, default_value = "json")]
         encoding: String,
+        /// A printer on the LAN the box drives itself (raw ESC/POS): `IP` or `IP:PORT` (9100 by
+        /// default). Needs the embedded broker.
+        #[arg(long)]
+        tcp: Option<String>,
     },
     /// List devices.
     List,

@@ -862,8 +862,10 @@ fn device(config: &ConfigArg, action: DeviceAction) -> anyhow::Result<()> {
             stations,
             backup,
             encoding,
+            tcp,
         } => {
             let req = NewDevice {
+                tcp,
                 id,
                 kind: DeviceKind::parse(&kind).context(
                     "--kind must be printer, buzzer, display, bump_bar or home_assistant",
@@ -883,12 +885,19 @@ fn device(config: &ConfigArg, action: DeviceAction) -> anyhow::Result<()> {
             with_writer(store, |writer, rt| {
                 let d =
                     rt.block_on(writer.run(move |tx| devices::add(tx, &req, argon, mosquitto)))?;
-                println!(
-                    "added {} ({}); MQTT username {}, password: {password}",
-                    d.id,
-                    d.kind.as_str(),
-                    d.id
-                );
+                match &d.tcp {
+                    Some(addr) => println!(
+                        "added {} ({}) at {addr}; the box prints to it over the network",
+                        d.id,
+                        d.kind.as_str()
+                    ),
+                    None => println!(
+                        "added {} ({}); MQTT username {}, password: {password}",
+                        d.id,
+                        d.kind.as_str(),
+                        d.id
+                    ),
+                }
                 Ok(())
             })
         }

@@ -451,6 +451,17 @@ async fn start_mqtt(
     let started = crate::mqtt::client::start_local(link, status_topic, shutdown.clone())
         .await
         .map_err(|e| anyhow::anyhow!("the hub's link to the embedded broker: {e}"))?;
+    // Printers on the LAN, driven by the box through their own links into the broker.
+    workers.push(spawn_task(
+        "network printers",
+        crate::hub::netprint::run(
+            state.store.clone(),
+            state.settings.raw.site.id.clone(),
+            Arc::clone(&broker),
+            Arc::clone(&state.kitchen),
+            shutdown.clone(),
+        ),
+    ));
     let _ = state.kitchen.broker.set(broker);
     Ok((started, Some(addr)))
 }

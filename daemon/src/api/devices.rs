@@ -49,8 +49,11 @@ pub async fn create(
         .writer
         .run(move |tx| dom::add(tx, &req, argon, mosquitto))
         .await?;
+    state.kitchen.devices_changed.notify_one();
     let mut v = dom::view(&device);
-    v["password"] = Value::String(password);
+    if device.tcp.is_none() {
+        v["password"] = Value::String(password);
+    }
     Ok((StatusCode::CREATED, Json(v)))
 }
 

@@ -80,10 +80,65 @@ pub struct Device {
     pub mosquitto_hash: String,
     /// Created, ms.
     pub created_at: u64,
+    /// A printer on the LAN the box drives itself (raw ESC/POS, `ip:port`), instead of a
+    /// device that speaks MQTT (version 2).
+    pub tcp: Option<String>,
+}
+
+/// A device as version 1 stored it (before printers on the LAN).
+#[derive(Deserialize)]
+struct DeviceV1 {
+    id: String,
+    kind: DeviceKind,
+    stations: Vec<String>,
+    backup: bool,
+    encoding: Encoding,
+    password_hash: String,
+    mosquitto_hash: String,
+    created_at: u64,
 }
 
 impl Stored for Device {
     const WHAT: &'static str = "device";
+    const VERSION: u8 = 2;
+
+    fn migrate(version: u8, body: &[u8]) -> Result<Self, StoreError> {
+        if version != 1 {
+            return Err(StoreError::UnknownVersion {
+                what: Self::WHAT,
+                version,
+            });
+        }
+        let v1: DeviceV1 = postcard::from_bytes(body).map_err(|e| StoreError::Codec {
+            what: Self::WHAT,
+            detail: e.to_string(),
+        })?;
+        Ok(Self {
+            id: v1.id,
+            kind: v1.kind,
+            stations: v1.stations,
+            backup: v1.backup,
+            encoding: v1.encoding,
+            password_hash: v1.password_hash,
+            mosquitto_hash: v1.mosquitto_hash,
+            created_at: v1.created_at,
+            tcp: None,
+        })
+    }
+}
+
+/// The default port of a raw ESC/POS printer.
+pub const RAW_PORT: u16 = 9100;
+
+/// A printer's LAN address as `ip:port` (IPv4; the port defaults to 9100), or `None` if it is
+/// not one. No names: printers are added by address, and nothing is looked up.
+pub fn printer_address(s: &str) -> Option<String> {
+    let s = s.trim();
+    if let Ok(a) = s.parse::<std::net::SocketAddrV4>() {
+        return (a.port() != 0).then(|| a.to_string());
+    }
+    let ip: std::net::Ipv4Addr = s.parse().ok()?;
+    Some(std::net::SocketAddrV4::new(ip, RAW_PORT).to_string())
 }
 
 /// The body of `POST /devices` and the arguments of `orderd device add`.
@@ -103,6 +158,10 @@ pub struct NewDevice {
     /// Encoding (default JSON).
     #[serde(default)]
     pub encoding: Encoding,
+    /// A printer on the LAN that the box drives itself: `ip` or `ip:port` (raw ESC/POS, port
+    /// 9100 by default).
+    #[serde(default)]
+    pub tcp: Option<String>,
 }
 
 impl NewDevice {
@@ -138,6 +197,20 @@ impl NewDevice {
         }
         if self.backup && self.kind != DeviceKind::Printer {
             return Err(AppError::invalid("backup", "only printers can be backups"));
+        }
+        if let Some(addr) = &self.tcp {
+            if self.kind != DeviceKind::Printer {
+                return Err(AppError::invalid(
+                    "tcp",
+                    "only printers are reached by address",
+                ));
+            }
+            if printer_address(addr).is_none() {
+                return Err(AppError::invalid(
+                    "tcp",
+                    "an IPv4 address, optionally with a port (192.168.1.50 or 192.168.1.50:9100)",
+                ));
+            }
         }
         Ok(())
     }
@@ -190,6 +263,7 @@ pub fn add(
         password_hash,
         mosquitto_hash,
         created_at: tx.now_ms(),
+        tcp: req.tcp.as_deref().and_then(printer_address),
     };
     tx.devices
         .insert(device.id.as_str(), codec::encode(&device)?.as_slice())?;
@@ -306,6 +380,7 @@ pub fn view(d: &Device) -> serde_json::Value {
         "stations": d.stations,
         "backup": d.backup,
         "encoding": d.encoding,
+        "tcp": d.tcp,
         "created_at": super::rfc3339(d.created_at),
     })
 }
@@ -334,7 +409,45 @@ mod tests {
             password_hash: String::new(),
             mosquitto_hash: "$7$x".into(),
             created_at: 0,
+            tcp: None,
         }
+    }
+
+    #[test]
+    fn a_device_stored_by_version_1_reads_as_one_without_an_address() {
+        // Version 1 had every field but `tcp`, in the same order.
+        let mut v1 = vec![1u8];
+        v1.extend(
+            postcard::to_allocvec(&(
+                "p1",
+                DeviceKind::Printer,
+                vec!["grill"],
+                true,
+                Encoding::Json,
+                "h",
+                "$7$m",
+                5u64,
+            ))
+            .unwrap(),
+        );
+        let d: Device = codec::decode(&v1).unwrap();
+        assert_eq!(d.id, "p1");
+        assert!(d.backup);
+        assert_eq!(d.created_at, 5);
+        assert_eq!(d.tcp, None);
+        let again: Device = codec::decode(&codec::encode(&d).unwrap()).unwrap();
+        assert_eq!(again, d);
+        assert_eq!(
+            printer_address("10.0.0.5").as_deref(),
+            Some("10.0.0.5:9100")
+        );
+        assert_eq!(
+            printer_address(" 10.0.0.5:9101 ").as_deref(),
+            Some("10.0.0.5:9101")
+        );
+        assert_eq!(printer_address("printer.local"), None);
+        assert_eq!(printer_address("10.0.0.5:0"), None);
+        assert_eq!(printer_address("::1"), None);
     }
 
     #[test]

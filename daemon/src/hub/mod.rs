@@ -9,6 +9,7 @@
 //!
 //! [`Kitchen`] is what the rest of the daemon (the API) shares with the worker.
 
+pub mod netprint;
 pub mod printing;
 pub mod tickets;
 pub mod worker;
@@ -41,6 +42,8 @@ pub struct Kitchen {
     pub health: Mutex<BTreeMap<String, DeviceHealth>>,
     /// The embedded broker, when there is one.
     pub broker: OnceLock<Arc<Broker>>,
+    /// Woken when devices were added or removed (the network printers' drivers follow).
+    pub devices_changed: Notify,
 }
 
 impl Kitchen {
@@ -76,5 +79,6 @@ impl Kitchen {
         if let Some(b) = self.broker.get() {
             b.kick(id);
         }
+        self.devices_changed.notify_one();
     }
 }

@@ -900,7 +900,7 @@ impl Hub {
                     let down = if !h.online && h.last_seen.is_some() {
                         Some("offline".to_owned())
                     } else {
-                        h.state.filter(|s| s != "ready")
+                        h.state.filter(|s| s != "ready" && s != "paper_low")
                     };
                     match down {
                         None => self.send_job(&id).await,

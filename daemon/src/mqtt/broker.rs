@@ -152,6 +152,13 @@ impl Broker {
         Ok((tx, rx))
     }
 
+    /// An in-process link as device `id` (a printer on the LAN, driven by the box itself): no
+    /// login, since nothing outside the box holds it.
+    pub fn device_link(&self, id: &str) -> Result<(LinkTx, LinkRx), Box<LinkError>> {
+        let (tx, rx, _connack) = (self.connect)(id.to_owned(), true)?;
+        Ok((tx, rx))
+    }
+
     /// Waits, at shutdown, until every device's connection has passed on the hub's goodbye and
     /// closed, or `deadline` has passed.
     pub async fn connections_closed(&self, deadline: Duration) {

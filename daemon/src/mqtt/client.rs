@@ -194,16 +194,26 @@ pub async fn start_local(
     tx.send(RouterPacket::Publish(online, None))
         .await
         .map_err(|e| e.to_string())?;
+    Ok(start_quiet((tx, rx), status_topic, shutdown))
+}
+
+/// Like [`start_local`] without announcing `online`: for a network printer's driver, which says
+/// `online` only once its printer answers ([`HubClient::close`] still says `offline`).
+pub fn start_quiet(
+    (tx, rx): (LinkTx, LinkRx),
+    status_topic: String,
+    shutdown: Shutdown,
+) -> Started {
     let (inbound_tx, inbound) = mpsc::channel(4096);
     let task = tokio::spawn(drive_local(rx, inbound_tx, shutdown));
-    Ok(Started {
+    Started {
         client: HubClient {
             link: Link::Local { tx, status_topic },
             issued: 0,
         },
         inbound,
         task,
-    })
+    }
 }
 
 async fn drive_local(mut rx: LinkRx, tx: mpsc::Sender<Inbound>, mut shutdown: Shutdown) {

@@ -17,6 +17,7 @@ mod lifecycle;
 mod live;
 mod messaging;
 mod mosquitto;
+mod netprint;
 mod openapi;
 mod telegram;
 mod transports;

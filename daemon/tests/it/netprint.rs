@@ -1,0 +1,222 @@
+//! Printers on the LAN, driven by the box over raw TCP, against the ESC/POS printer emulator
+//! (`orderd_plugins::printer_emu`): a job printed once, paper out failing over to the backup
+//! marked REPRINT with the device's state reported, a connection cut mid-job printed again
+//! marked REPRINT, a stalled printer holding up nobody else, and registration checks.
+
+use std::time::Duration;
+
+use orderd_plugins::escpos::status::PrinterState;
+use orderd_plugins::printer_emu::Emulator;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::common::{TestServer, error_code, eventually};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn add_printer(s: &TestServer, id: &str, station: &str, emu: &Emulator, backup: bool) {
+    let (st, v) = s
+        .send(
+            "POST",
+            "/api/v1/devices",
+            Some(&s.admin),
+            Some(json!({"id": id, "kind": "printer", "stations": [station],
+                        "backup": backup, "tcp": emu.addr().to_string()})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert_eq!(v["tcp"], emu.addr().to_string());
+    assert!(
+        v.get("password").is_none(),
+        "a network printer has no MQTT password"
+    );
+    online(s, id).await;
+}
+
+/// Waits until the device shows online in the API.
+async fn online(s: &TestServer, id: &str) -> Value {
+    eventually(&format!("{id} online"), WAIT, || async {
+        let (_, v) = s.send("GET", "/api/v1/devices", Some(&s.admin), None).await;
+        v["data"]
+            .as_array()?
+            .iter()
+            .find(|d| d["id"] == id && d["online"] == true)
+            .cloned()
+    })
+    .await
+}
+
+async fn place(s: &TestServer, items: Value) -> Value {
+    let (st, v) = s.order(&s.admin, items).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    v
+}
+
+async fn printed(emu: &Emulator, n: usize) -> Vec<String> {
+    eventually(&format!("{n} jobs printed"), WAIT, || async {
+        let p = emu.printed();
+        (p.len() >= n).then_some(p)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_printer_prints_each_job_once_and_its_state_reaches_the_box() {
+    let s = TestServer::start_with(|c| c.kitchen.resend_secs = 1).await;
+    let emu = Emulator::start().await.unwrap();
+    add_printer(&s, "lan1", "grill", &emu, false).await;
+    let order = place(&s, json!([{"item_id": "tave_kosi", "quantity": 2}])).await;
+    let jobs = printed(&emu, 1).await;
+    let short = format!("{:03}", order["daily_seq"].as_u64().unwrap());
+    assert!(jobs[0].contains(&short), "{}", jobs[0]);
+    assert!(jobs[0].contains("2x Baked lamb"), "{}", jobs[0]);
+    assert!(!jobs[0].contains("REPRINT"));
+    // Reported printed: no resend prints it again.
+    eventually("the job printed", WAIT, || async {
+        let (_, v) = s
+            .send(
+                "GET",
+                "/api/v1/print-jobs?state=printed",
+                Some(&s.admin),
+                None,
+            )
+            .await;
+        (v["data"].as_array()?.len() == 1).then_some(())
+    })
+    .await;
+    crate::common::quiet(Duration::from_millis(2500)).await;
+    assert_eq!(emu.printed().len(), 1);
+    // Out of paper, found by the idle poll: the box shows the device's state.
+    emu.set_state(PrinterState::PaperOut);
+    eventually("paper_out shown", WAIT, || async {
+        let (_, v) = s.send("GET", "/api/v1/devices", Some(&s.admin), None).await;
+        v["data"]
+            .as_array()?
+            .iter()
+            .any(|d| d["id"] == "lan1" && d["state"] == "paper_out")
+            .then_some(())
+    })
+    .await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paper_out_fails_over_to_the_backup_marked_reprint() {
+    let s = TestServer::start().await;
+    let main = Emulator::start().await.unwrap();
+    let backup = Emulator::start().await.unwrap();
+    add_printer(&s, "main", "grill", &main, false).await;
+    add_printer(&s, "back", "grill", &backup, true).await;
+    // The paper runs out as the first job ends: the box cannot tell it printed whole, so the
+    // backup prints it again, marked REPRINT (printed twice, never lost). The next job goes
+    // straight to the backup.
+    main.paper_out_after(1);
+    place(&s, json!([{"item_id": "tave_kosi", "quantity": 1}])).await;
+    printed(&main, 1).await;
+    place(
+        &s,
+        json!([{"item_id": "greek_salad", "quantity": 1}, {"item_id": "tave_kosi", "quantity": 3}]),
+    )
+    .await;
+    let jobs = printed(&backup, 2).await;
+    assert!(jobs.iter().all(|j| j.contains("REPRINT")), "{jobs:?}");
+    assert!(jobs.iter().any(|j| j.contains("1x Baked lamb")), "{jobs:?}");
+    assert!(jobs.iter().any(|j| j.contains("3x Baked lamb")), "{jobs:?}");
+    assert_eq!(main.printed().len(), 1, "nothing printed without paper");
+    // The failover is in the event log, with its reason.
+    eventually("the failover recorded", WAIT, || async {
+        let events = s.state().events.read(1, 10_000).ok()?;
+        events
+            .iter()
+            .any(|e| {
+                matches!(&e.kind,
+                    orderd_protocol::EventKind::PrintFailover { from, to: Some(to), reason, .. }
+                        if from == "main" && to == "back" && reason == "paper_out")
+            })
+            .then_some(())
+    })
+    .await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_cut_mid_job_is_printed_again_marked_reprint() {
+    let s = TestServer::start_with(|c| c.kitchen.resend_secs = 1).await;
+    let emu = Emulator::start().await.unwrap();
+    add_printer(&s, "lan1", "grill", &emu, false).await;
+    emu.drop_next_job_midway();
+    place(&s, json!([{"item_id": "tave_kosi", "quantity": 1}])).await;
+    let jobs = printed(&emu, 1).await;
+    assert_eq!(emu.partial(), 1, "the first try was cut short");
+    assert!(jobs[0].contains("REPRINT"), "{}", jobs[0]);
+    assert!(emu.connections() >= 2, "the box connected again");
+    crate::common::quiet(Duration::from_millis(2500)).await;
+    assert_eq!(emu.printed().len(), 1, "printed once the whole way");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_printer_holds_up_no_other_printer() {
+    let s = TestServer::start().await;
+    let grill = Emulator::start().await.unwrap();
+    let bar = Emulator::start().await.unwrap();
+    add_printer(&s, "grill1", "grill", &grill, false).await;
+    add_printer(&s, "bar1", "bar", &bar, false).await;
+    grill.stall(true);
+    let started = std::time::Instant::now();
+    place(
+        &s,
+        json!([{"item_id": "tave_kosi", "quantity": 1}, {"item_id": "espresso", "quantity": 2}]),
+    )
+    .await;
+    let jobs = printed(&bar, 1).await;
+    assert!(jobs[0].contains("2x Espresso"), "{}", jobs[0]);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(grill.printed().is_empty());
+    // Back from its stall, the grill printer gets its ticket.
+    grill.stall(false);
+    let jobs = printed(&grill, 1).await;
+    assert!(jobs[0].contains("Baked lamb"), "{}", jobs[0]);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_printers_are_added_by_address_and_only_by_ip() {
+    let s = TestServer::start().await;
+    for (body, field) in [
+        (
+            json!({"id": "bz", "kind": "buzzer", "tcp": "10.0.0.5"}),
+            "tcp",
+        ),
+        (
+            json!({"id": "p9", "kind": "printer", "stations": ["grill"], "tcp": "printer.local"}),
+            "tcp",
+        ),
+        (
+            json!({"id": "p9", "kind": "printer", "stations": ["grill"], "tcp": "10.0.0.5:0"}),
+            "tcp",
+        ),
+    ] {
+        let (st, v) = s
+            .send("POST", "/api/v1/devices", Some(&s.admin), Some(body))
+            .await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+        assert_eq!(error_code(&v), "validation_failed");
+        assert_eq!(v["error"]["details"]["field"], field);
+    }
+    let (st, v) = s
+        .send(
+            "POST",
+            "/api/v1/devices",
+            Some(&s.admin),
+            Some(json!({"id": "p9", "kind": "printer", "stations": ["grill"], "tcp": "10.0.0.5"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert_eq!(v["tcp"], "10.0.0.5:9100", "the raw port by default");
+    s.stop().await;
+}
