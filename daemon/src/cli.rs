@@ -177,6 +177,12 @@ pub enum DeviceAction {
         #[arg(long)]
         tcp: Option<String>,
     },
+    /// Print a test slip on a printer (the box's address, its settings, ë ç €): asks the
+    /// running daemon.
+    TestPrint {
+        /// Printer id.
+        id: String,
+    },
     /// List devices.
     List,
     /// Remove a device (its credentials stop working).

@@ -499,49 +499,6 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
     })
 }
 
-/// The box's own IPv4 addresses on its networks (not loopback or link-local), for the banner.
-fn lan_addresses() -> Vec<std::net::IpAddr> {
-    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
-        return Vec::new();
-    };
-    let mut out: Vec<std::net::IpAddr> = addrs
-        .filter_map(|a| {
-            a.address?
-                .as_sockaddr_in()
-                .map(nix::sys::socket::SockaddrIn::ip)
-        })
-        .filter(|ip| !ip.is_loopback() && !ip.is_link_local() && !ip.is_unspecified())
-        .map(std::net::IpAddr::V4)
-        .collect();
-    out.dedup();
-    out
-}
-
-/// `http://HOST[:PORT]` for each address a guest or the staff can use: the LAN addresses when
-/// the daemon listens on all of them (the first is the one to print on QR codes), else the
-/// listen address; 127.0.0.1 when the box has no network. Port 80 is left out of the URL.
-fn base_urls(scheme: &str, addr: std::net::SocketAddr, lan: &[std::net::IpAddr]) -> Vec<String> {
-    let default_port = if scheme == "https" { 443 } else { 80 };
-    let url = |ip: std::net::IpAddr| {
-        let host = match ip {
-            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
-            std::net::IpAddr::V4(v4) => v4.to_string(),
-        };
-        if addr.port() == default_port {
-            format!("{scheme}://{host}")
-        } else {
-            format!("{scheme}://{host}:{}", addr.port())
-        }
-    };
-    if !addr.ip().is_unspecified() {
-        return vec![url(addr.ip())];
-    }
-    if lan.is_empty() {
-        return vec![url(std::net::Ipv4Addr::LOCALHOST.into())];
-    }
-    lan.iter().copied().map(url).collect()
-}
-
 fn print_welcome(
     config: Option<&Path>,
     addr: std::net::SocketAddr,
@@ -551,8 +508,8 @@ fn print_welcome(
     https: Option<&crate::api::Https>,
     otp_why: &str,
 ) {
-    let lan = lan_addresses();
-    let urls = base_urls("http", addr, &lan);
+    let lan = crate::lan::lan_addresses();
+    let urls = crate::lan::base_urls("http", addr, &lan);
     let base = &urls[0];
     println!("orderd is running");
     println!(
@@ -573,7 +530,7 @@ fn print_welcome(
     if let Some(h) = https {
         println!(
             "  HTTPS:    {}/  certificate SHA-256 {}",
-            base_urls("https", h.addr, &lan)[0],
+            crate::lan::base_urls("https", h.addr, &lan)[0],
             h.fingerprint
         );
     }
@@ -772,8 +729,29 @@ fn user(config: &ConfigArg, action: UserAction) -> anyhow::Result<()> {
     })
 }
 
+/// `orderd device test-print ID`: the running daemon prints it (over the control socket).
+fn test_print(config: &ConfigArg, id: &str) -> anyhow::Result<()> {
+    let settings = load_settings(config, None)?;
+    let answer = runtime()?.block_on(async {
+        let req = serde_json::json!({"cmd": "test_print", "device": id});
+        crate::control::request_with(settings.data_dir(), req)
+            .await
+            .map(|(a, _)| a)
+    })?;
+    anyhow::ensure!(
+        answer["ok"] == true,
+        "{}",
+        answer["error"].as_str().unwrap_or("the daemon refused")
+    );
+    println!("test slip queued for {id} (job {})", answer["job_id"]);
+    Ok(())
+}
+
 fn device(config: &ConfigArg, action: DeviceAction) -> anyhow::Result<()> {
     use crate::domain::devices::{self, DeviceKind, NewDevice};
+    if let DeviceAction::TestPrint { id } = &action {
+        return test_print(config, id);
+    }
     let (settings, store) = offline_store(config)?;
     let site = settings.raw.site.id.clone();
     match action {
@@ -901,6 +879,7 @@ fn device(config: &ConfigArg, action: DeviceAction) -> anyhow::Result<()> {
                 Ok(())
             })
         }
+        DeviceAction::TestPrint { id } => test_print(config, &id),
         DeviceAction::Remove { id } => with_writer(store, |writer, rt| {
             let name = id.clone();
             rt.block_on(writer.run(move |tx| devices::remove(tx, &name)))?;
@@ -920,7 +899,7 @@ fn group_id(name: &str) -> Option<u32> {
 
 #[cfg(test)]
 mod tests {
-    use super::base_urls;
+    use crate::lan::base_urls;
     use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
     #[test]

@@ -76,6 +76,22 @@ async fn handle(stream: UnixStream, state: &AppStateRef) -> std::io::Result<()> 
             answer["ok"] = json!(true);
             write.write_all(format!("{answer}\n").as_bytes()).await?;
         }
+        Some("test_print") => {
+            let id = req["device"].as_str().unwrap_or_default().to_owned();
+            let answer = match crate::hub::test_print(
+                &state.store,
+                &state.writer,
+                &state.kitchen,
+                &state.settings,
+                &id,
+            )
+            .await
+            {
+                Ok(job) => json!({"ok": true, "job_id": job.job_id}),
+                Err(e) => json!({"ok": false, "error": e.message}),
+            };
+            write.write_all(format!("{answer}\n").as_bytes()).await?;
+        }
         Some("backup") => {
             let tmp = state
                 .settings
@@ -140,8 +156,7 @@ async fn handle(stream: UnixStream, state: &AppStateRef) -> std::io::Result<()> 
             result?;
         }
         _ => {
-            let answer =
-                json!({"ok": false, "error": "unknown command; use status, backup or export"});
+            let answer = json!({"ok": false, "error": "unknown command; use status, backup, export or test_print"});
             write.write_all(format!("{answer}\n").as_bytes()).await?;
         }
     }

@@ -19,6 +19,7 @@ pub mod error;
 pub mod events;
 pub mod files;
 pub mod hub;
+pub mod lan;
 pub mod messaging;
 pub mod metrics;
 pub mod mqtt;

@@ -110,7 +110,9 @@
       kind.addEventListener('change', showBackup);
       body.replaceChildren(table(['Device', 'Kind', 'Stations', 'Online', 'State', ''], r.data.data.map((d) => el('tr', {},
           el('td', {}, d.id), el('td', {}, d.kind + (d.backup ? ' (backup)' : '') + (d.tcp ? ' at ' + d.tcp : '')), el('td', {}, (d.stations || []).join(', ')), el('td', {}, d.online ? 'yes' : 'no'), el('td', {}, d.state || ''),
-          el('td', {}, el('button', { class: 'secondary', onclick: async () => { if (!confirm('Remove ' + d.id + '?')) return; const x = await api('DELETE', '/api/v1/devices/' + encodeURIComponent(d.id)); x.status === 204 ? views.Devices() : fail(x); } }, 'Remove'))))),
+          el('td', {}, el('div', { class: 'row' },
+            d.kind === 'printer' ? el('button', { class: 'secondary', 'data-test-print': d.id, onclick: async () => { const x = await api('POST', '/api/v1/devices/' + encodeURIComponent(d.id) + '/test-print'); x.status === 202 ? ok('Test slip sent to ' + d.id) : fail(x); } }, 'Test print') : null,
+            el('button', { class: 'secondary', onclick: async () => { if (!confirm('Remove ' + d.id + '?')) return; const x = await api('DELETE', '/api/v1/devices/' + encodeURIComponent(d.id)); x.status === 204 ? views.Devices() : fail(x); } }, 'Remove')))))),
         el('form', { onsubmit: async (e) => {
           e.preventDefault();
           const a = await api('POST', '/api/v1/devices', { id: id.value.trim(), kind: kind.value, stations: st.value.split(',').map((s) => s.trim()).filter(Boolean), backup: backup.checked, tcp: tcp.value.trim() || null });

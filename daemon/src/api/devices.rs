@@ -69,3 +69,24 @@ pub async fn remove(
     state.kitchen.kick(&gone);
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// `POST /devices/{id}/test-print` (admin) → 202: a test slip (the box's address, the
+/// printer's settings, ë ç €) queued for the printer.
+pub async fn test_print(
+    State(state): State<AppStateRef>,
+    _admin: Admin,
+    PathParam(id): PathParam,
+) -> Result<(StatusCode, Json<Value>), AppError> {
+    let job = crate::hub::test_print(
+        &state.store,
+        &state.writer,
+        &state.kitchen,
+        &state.settings,
+        &id,
+    )
+    .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(crate::domain::print_jobs::view(&job)),
+    ))
+}

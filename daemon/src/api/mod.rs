@@ -205,6 +205,11 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppStateRef>)> 
         ("GET", "/api/v1/devices", get(devices::list)),
         ("POST", "/api/v1/devices", post(devices::create)),
         ("DELETE", "/api/v1/devices/{id}", delete(devices::remove)),
+        (
+            "POST",
+            "/api/v1/devices/{id}/test-print",
+            post(devices::test_print),
+        ),
         ("GET", "/api/v1/tables/status", get(checks::table_status)),
         ("GET", "/api/v1/billing", get(checks::settings)),
         ("GET", "/api/v1/checks", get(checks::list)),

@@ -82,3 +82,60 @@ impl Kitchen {
         self.devices_changed.notify_one();
     }
 }
+
+/// Queues a printer's test slip as a print job (sent by the hub like a reprint); the job.
+pub async fn test_print(
+    store: &crate::store::Store,
+    writer: &crate::store::writer::Writer,
+    kitchen: &Kitchen,
+    settings: &crate::config::Settings,
+    id: &str,
+) -> Result<crate::domain::print_jobs::PrintJobRow, crate::error::AppError> {
+    use crate::domain::print_jobs::{self, JobState, PrintJobRow};
+    let device = crate::domain::devices::list(&store.read()?)?
+        .into_iter()
+        .find(|d| d.id == id)
+        .ok_or_else(|| crate::error::AppError::not_found("device"))?;
+    if device.kind != crate::domain::devices::DeviceKind::Printer {
+        return Err(crate::error::AppError::new(
+            crate::error::ErrorKind::Conflict,
+            "not_a_printer",
+            format!("{id} is a {}, not a printer", device.kind.as_str()),
+        ));
+    }
+    let raw = &settings.raw;
+    let url = if raw.http.public_base_url.is_empty() {
+        crate::lan::base_urls("http", settings.http_listen, &crate::lan::lan_addresses())
+            .into_iter()
+            .next()
+            .unwrap_or_default()
+    } else {
+        raw.http.public_base_url.clone()
+    };
+    let paper = printing::paper(&raw.kitchen);
+    let data = printing::render_test(&device, &url, &raw.site.name, paper);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0));
+    let station = device.stations.first().cloned().unwrap_or_default();
+    let job = PrintJobRow {
+        job_id: format!("test-{}-{}", crate::domain::random_hex(6), device.id),
+        order_id: "test".into(),
+        order_number: "TEST".into(),
+        station,
+        printer: device.id.clone(),
+        copy: orderd_protocol::PrintCopy::Original,
+        format: orderd_protocol::PrintFormat::EscPos,
+        data,
+        state: JobState::Queued,
+        report: Some("test print".into()),
+        replaced_by: None,
+        replaces: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let row = job.clone();
+    writer.run(move |tx| print_jobs::put(tx, &row)).await?;
+    kitchen.wake.notify_one();
+    Ok(job)
+}

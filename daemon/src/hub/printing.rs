@@ -173,3 +173,39 @@ pub fn render_z(
         },
     )
 }
+
+/// A printer's test slip: the box's address, the printer's id, stations and address, the paper
+/// and code page, and the characters that must print right (ë ç Ë Ç €).
+pub fn render_test(
+    device: &crate::domain::devices::Device,
+    box_url: &str,
+    site_name: &str,
+    paper: PaperWidth,
+) -> Vec<u8> {
+    use orderd_plugins::escpos::encode_text;
+    let mut b = vec![0x1b, b'@', 0x1b, b't', 19];
+    let mut line = |t: &str| {
+        b.extend(encode_text(t));
+        b.push(b'\n');
+    };
+    line("*** orderd test print ***");
+    line(site_name);
+    line(&format!("Box: {box_url}"));
+    line(&format!("Printer: {}", device.id));
+    line(&format!("Stations: {}", device.stations.join(", ")));
+    line(&format!(
+        "Connection: {}",
+        device
+            .tcp
+            .as_deref()
+            .map_or_else(|| "MQTT".to_owned(), |a| format!("network {a}"))
+    ));
+    line(&format!(
+        "Paper: {} mm, {} columns; code page PC858",
+        if paper == PaperWidth::Mm58 { 58 } else { 80 },
+        paper.columns()
+    ));
+    line("Albanian: ë ç Ë Ç  euro: €");
+    b.extend([b'\n', b'\n', b'\n', 0x1d, b'V', 66, 0]);
+    b
+}

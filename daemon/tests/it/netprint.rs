@@ -220,3 +220,67 @@ async fn only_printers_are_added_by_address_and_only_by_ip() {
     assert_eq!(v["tcp"], "10.0.0.5:9100", "the raw port by default");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_test_print_from_the_api_and_the_command_line_shows_the_box_and_the_printer() {
+    use crate::common::bin::{login, spawn_with};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut child, base, _logs) = spawn_with(&data, None).await;
+    let client = reqwest::Client::new();
+    let pw = std::fs::read_to_string(data.join("initial-admin-password")).unwrap();
+    let token = login(&client, &base, "admin", pw.trim()).await;
+    let emu = Emulator::start().await.unwrap();
+    let r = client
+        .post(format!("{base}/api/v1/devices"))
+        .bearer_auth(&token)
+        .json(&json!({"id": "lan1", "kind": "printer", "stations": ["grill"], "tcp": emu.addr().to_string()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = client
+        .post(format!("{base}/api/v1/devices/lan1/test-print"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let jobs = printed(&emu, 1).await;
+    for want in [
+        "orderd test print",
+        "Printer: lan1",
+        "Stations: grill",
+        "Box: http://",
+        "ë ç Ë Ç",
+        "€",
+    ] {
+        assert!(jobs[0].contains(want), "{want:?} missing in\n{}", jobs[0]);
+    }
+    assert!(
+        jobs[0].contains(&format!("network {}", emu.addr())),
+        "{}",
+        jobs[0]
+    );
+    // The command line asks the running daemon.
+    let out = std::process::Command::new(crate::common::bin::BIN)
+        .args(["device", "test-print", "lan1", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(printed(&emu, 2).await.len(), 2);
+    let out = std::process::Command::new(crate::common::bin::BIN)
+        .args(["device", "test-print", "nope", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such device"));
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+}
