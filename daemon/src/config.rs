@@ -723,6 +723,38 @@ pub struct KitchenConfig {
     pub age_late_secs: u64,
     /// Per-station overrides, e.g. `[kitchen.stations.bar] buzz_new_order = "single"`.
     pub stations: std::collections::BTreeMap<String, StationConfig>,
+    /// The keys of a USB bump bar (a keyboard) on the kitchen page.
+    pub bump_keys: BumpKeys,
+}
+
+/// `[kitchen.bump_keys]`: what each key of a bump bar does on the kitchen page. Keys are
+/// named as browsers name them (`KeyboardEvent.key`: `ArrowRight`, `Enter`, `" "`, `r`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BumpKeys {
+    /// Select the next ticket.
+    pub next: Vec<String>,
+    /// Select the previous ticket.
+    pub previous: Vec<String>,
+    /// Bump the selected ticket (its next status).
+    pub bump: Vec<String>,
+    /// Recall the last ticket bumped from this page (else the oldest ready one).
+    pub recall: Vec<String>,
+    /// Digits 1-9 select the n-th ticket.
+    pub numbers: bool,
+}
+
+impl Default for BumpKeys {
+    fn default() -> Self {
+        let v = |k: &[&str]| k.iter().map(|s| (*s).to_owned()).collect();
+        Self {
+            next: v(&["ArrowRight", "ArrowDown"]),
+            previous: v(&["ArrowLeft", "ArrowUp"]),
+            bump: v(&["Enter", " "]),
+            recall: v(&["Backspace", "r"]),
+            numbers: true,
+        }
+    }
 }
 
 impl Default for KitchenConfig {
@@ -737,6 +769,7 @@ impl Default for KitchenConfig {
             age_warn_secs: 300,
             age_late_secs: 480,
             stations: std::collections::BTreeMap::new(),
+            bump_keys: BumpKeys::default(),
         }
     }
 }
@@ -1558,6 +1591,20 @@ impl RawConfig {
                         format!("{v:?} must be single, double, triple, long or alarm"),
                     );
                 }
+            }
+        }
+        let k = &self.kitchen.bump_keys;
+        for (name, keys) in [
+            ("next", &k.next),
+            ("previous", &k.previous),
+            ("bump", &k.bump),
+            ("recall", &k.recall),
+        ] {
+            if keys.len() > 8 || keys.iter().any(|x| x.is_empty() || x.chars().count() > 20) {
+                bad(
+                    &format!("kitchen.bump_keys.{name}"),
+                    "at most 8 key names of 1-20 characters, such as \"Enter\"".into(),
+                );
             }
         }
         let b = &self.billing;

@@ -182,6 +182,7 @@ async fn kitchen(State(state): State<AppStateRef>) -> Response {
     let k = &state.settings.raw.kitchen;
     boot["age_warn_secs"] = json!(k.age_warn_secs);
     boot["age_late_secs"] = json!(k.age_late_secs);
+    boot["bump_keys"] = json!(k.bump_keys);
     page(StatusCode::OK, "Kitchen", "kitchen.js", &boot)
 }
 

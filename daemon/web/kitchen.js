@@ -1,6 +1,8 @@
 // orderd kitchen display (/kitchen?station=): live tickets per station with age colours,
 // modifiers and notes up front, bump and recall, sold-out toggles, device and clock banners,
-// and an audible alert — all from the staff live stream, reconnecting by itself.
+// and an audible alert — all from the staff live stream, reconnecting by itself. A USB bump bar
+// (a keyboard) works it: select the next or previous ticket, bump, recall, digits for the n-th
+// ticket (`[kitchen.bump_keys]`).
 'use strict';
 (async () => {
   const { boot, el, api, live } = O;
@@ -48,12 +50,21 @@
 
   function age(o) { return (Date.now() - Date.parse(o.created_at)) / 1000; }
 
+  // The bump bar's selection: the selected ticket's order id (the first one when none).
+  let selected = null;
+  let lastBumped = null;
+  function openTickets() {
+    return [...orders.values()].filter((o) => OPEN.includes(o.status) && linesFor(o).length)
+      .sort((a, b) => a.created_at.localeCompare(b.created_at));
+  }
+
   function ticket(o) {
     const secs = age(o);
     const cls = secs >= boot.age_late_secs ? 'late' : secs >= boot.age_warn_secs ? 'warn' : '';
     const next = NEXT[o.status];
     const mins = Math.max(0, Math.floor(secs / 60));
-    return el('article', { class: 'ticket ' + cls, 'data-order': o.id, 'data-status': o.status, 'aria-label': 'Order ' + o.number },
+    const sel = o.id === selected;
+    return el('article', { class: 'ticket ' + cls + (sel ? ' selected' : ''), 'data-order': o.id, 'data-status': o.status, 'aria-label': 'Order ' + o.number, 'aria-current': sel ? 'true' : null },
       el('div', { class: 'head' }, el('span', {}, '#' + String(o.daily_seq).padStart(3, '0')), el('span', {}, o.table_label || o.type), el('span', { class: 'age' }, mins + ' min')),
       el('div', { class: 'muted' }, o.number + ' · ' + o.status),
       o.note ? el('div', { class: 'note' }, 'NOTE: ' + o.note) : null,
@@ -64,8 +75,8 @@
   }
 
   function render() {
-    const open = [...orders.values()].filter((o) => OPEN.includes(o.status) && linesFor(o).length)
-      .sort((a, b) => a.created_at.localeCompare(b.created_at));
+    const open = openTickets();
+    if (!open.some((o) => o.id === selected)) selected = open.length ? open[0].id : null;
     ticketsBox.replaceChildren(open.length ? el('div', { class: 'tickets' }, open.map(ticket)) : el('p', { class: 'muted' }, 'No open tickets.'));
     const ready = [...orders.values()].filter((o) => o.status === 'ready' && linesFor(o).length);
     readyBox.replaceChildren(el('h2', {}, 'Ready'), ready.length ? el('div', { class: 'row' }, ready.map((o) => el('span', { class: 'row', 'data-ready': o.id },
@@ -103,8 +114,29 @@
   async function move(o, to) {
     const r = await api('POST', '/api/v1/orders/' + encodeURIComponent(o.id) + '/status', { status: to });
     if (r.status !== 200) msg.replaceChildren(el('p', { class: 'error' }, O.errorText(r)));
-    else msg.replaceChildren();
+    else { msg.replaceChildren(); lastBumped = o.id; }
   }
+
+  // The bump bar: keys as `[kitchen.bump_keys]` names them; never while typing in a field.
+  const keys = boot.bump_keys || { next: ['ArrowRight', 'ArrowDown'], previous: ['ArrowLeft', 'ArrowUp'], bump: ['Enter', ' '], recall: ['Backspace', 'r'], numbers: true };
+  document.addEventListener('keydown', (e) => {
+    if (e.target.closest && e.target.closest('input, select, textarea, dialog')) return;
+    if (e.ctrlKey || e.altKey || e.metaKey) return;
+    const open = openTickets();
+    const at = Math.max(0, open.findIndex((o) => o.id === selected));
+    let handled = true;
+    if (keys.next.includes(e.key)) selected = open.length ? open[Math.min(at + 1, open.length - 1)].id : null;
+    else if (keys.previous.includes(e.key)) selected = open.length ? open[Math.max(at - 1, 0)].id : null;
+    else if (keys.numbers && /^[1-9]$/.test(e.key)) { const o = open[Number(e.key) - 1]; if (o) selected = o.id; }
+    else if (keys.bump.includes(e.key)) {
+      const o = open.find((x) => x.id === selected) || open[0];
+      if (o && NEXT[o.status]) move(o, NEXT[o.status][0]);
+    } else if (keys.recall.includes(e.key)) {
+      const o = (lastBumped && orders.get(lastBumped)) || [...orders.values()].find((x) => x.status === 'ready' && linesFor(x).length);
+      if (o) recall(o);
+    } else handled = false;
+    if (handled) { e.preventDefault(); render(); }
+  });
 
   async function recall(o) {
     const r = await api('POST', '/api/v1/orders/' + encodeURIComponent(o.id) + '/recall');

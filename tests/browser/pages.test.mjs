@@ -451,3 +451,34 @@ test("a guest sees the table's running bill and asks for it; the waiter's page s
   await waiter.context().close();
   await guest.context().close();
 });
+
+test('a USB bump bar works the kitchen page: select, bump, digits and recall', async () => {
+  const staff = (await api('POST', '/api/v1/auth/login', { username: 'kim', password: 'kitchen-pass-1' })).data.token;
+  const kitchen = await signedIn('/kitchen?station=cold', 'kim', 'kitchen-pass-1');
+  await kitchen.waitForSelector('#tk-h');
+  const a = (await api('POST', '/api/v1/orders', { type: 'takeaway', items: [{ item_id: 'greek_salad', quantity: 1 }] }, staff)).data;
+  const b = (await api('POST', '/api/v1/orders', { type: 'takeaway', items: [{ item_id: 'greek_salad', quantity: 2 }] }, staff)).data;
+  await kitchen.waitForSelector(`.ticket[data-order="${b.id}"]`);
+  const status = async (o) => (await api('GET', '/api/v1/orders/' + o.id, undefined, staff)).data.status;
+  const until = async (o, s) => { await kitchen.waitForSelector(`.ticket[data-order="${o.id}"][data-status=${s}], [data-ready="${o.id}"]`, { timeout: 5000 }); assert.equal(await status(o), s); };
+  // The oldest open ticket of the station is selected first; the arrow moves to the next one.
+  const tickets = await kitchen.$$eval('.ticket', (ts) => ts.map((t) => t.dataset.order));
+  const ia = tickets.indexOf(a.id);
+  const ib = tickets.indexOf(b.id);
+  assert.ok(ia >= 0 && ib === ia + 1, 'the two new tickets are next to each other, oldest first');
+  await kitchen.keyboard.press(String(ia + 1));
+  await kitchen.waitForSelector(`.ticket.selected[data-order="${a.id}"]`);
+  await kitchen.keyboard.press('ArrowRight');
+  await kitchen.waitForSelector(`.ticket.selected[data-order="${b.id}"]`);
+  await kitchen.keyboard.press('Enter');
+  await until(b, 'accepted');
+  // A digit picks the n-th ticket; the space bar bumps it.
+  await kitchen.keyboard.press(String(ia + 1));
+  await kitchen.waitForSelector(`.ticket.selected[data-order="${a.id}"]`);
+  await kitchen.keyboard.press(' ');
+  await until(a, 'accepted');
+  // The recall key undoes the last bump made on this screen.
+  await kitchen.keyboard.press('r');
+  await until(a, 'placed');
+  await kitchen.context().close();
+});
