@@ -1593,12 +1593,12 @@ impl RawConfig {
                 }
             }
         }
-        let k = &self.kitchen.bump_keys;
+        let bump_keys = &self.kitchen.bump_keys;
         for (name, keys) in [
-            ("next", &k.next),
-            ("previous", &k.previous),
-            ("bump", &k.bump),
-            ("recall", &k.recall),
+            ("next", &bump_keys.next),
+            ("previous", &bump_keys.previous),
+            ("bump", &bump_keys.bump),
+            ("recall", &bump_keys.recall),
         ] {
             if keys.len() > 8 || keys.iter().any(|x| x.is_empty() || x.chars().count() > 20) {
                 bad(
