@@ -495,8 +495,11 @@ pub async fn transfer(
     Body(req): Body<TransferReq>,
 ) -> Result<Json<Value>, AppError> {
     let id = check_id(&id)?;
-    if req.lines.len() > dom::MAX_LINES || req.table_id.len() > 64 {
+    if req.lines.len() > dom::MAX_LINES {
         return Err(AppError::invalid("lines", "too many lines"));
+    }
+    if req.table_id.is_empty() || req.table_id.chars().count() > 64 {
+        return Err(AppError::invalid("table_id", "1-64 characters"));
     }
     let rules = Arc::clone(&state.rules);
     let actor = session.username;
