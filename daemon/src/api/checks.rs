@@ -12,7 +12,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::extract::{Admin, Body, MaybeCustomer, MaybeStaff, PathParam, Q, Staff};
+use super::extract::{
+    Admin, Body, MaybeCustomer, MaybeStaff, PathParam, Q, Staff, idempotency_key,
+};
 use super::{AppStateRef, live};
 use crate::auth::{Role, Session};
 use crate::domain::checks::{
@@ -248,24 +250,6 @@ pub async fn set_covers(
     Ok(Json(check_view(&c, &state.rules)))
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, AppError> {
-    let Some(v) = headers.get("idempotency-key") else {
-        return Ok(None);
-    };
-    let key = v
-        .to_str()
-        .ok()
-        .filter(|k| !k.is_empty() && k.len() <= 128 && k.bytes().all(|b| b.is_ascii_graphic()))
-        .ok_or_else(|| {
-            AppError::new(
-                ErrorKind::BadRequest,
-                "invalid_idempotency_key",
-                "Idempotency-Key must be 1-128 printable ASCII characters",
-            )
-        })?;
-    Ok(Some(key.to_owned()))
-}
-
 /// `POST /checks/{id}/payments`: one payment per `Idempotency-Key`; never past the balance.
 pub async fn pay(
     State(state): State<AppStateRef>,
@@ -382,9 +366,7 @@ pub async fn void_line(
     Body(req): Body<VoidReq>,
 ) -> Result<Json<Value>, AppError> {
     let id = check_id(&id)?;
-    if req.reason.trim().is_empty() || req.reason.chars().count() > dom::MAX_REASON {
-        return Err(AppError::invalid("reason", "1-200 characters"));
-    }
+    dom::check_reason(&req.reason)?;
     let who = approve(&state, &session, req.approval, peer.ip()).await?;
     let v = NewVoid {
         line: req.line,
@@ -419,9 +401,7 @@ pub async fn void_check(
     Body(req): Body<VoidCheckReq>,
 ) -> Result<Json<Value>, AppError> {
     let id = check_id(&id)?;
-    if req.reason.trim().is_empty() || req.reason.chars().count() > dom::MAX_REASON {
-        return Err(AppError::invalid("reason", "1-200 characters"));
-    }
+    dom::check_reason(&req.reason)?;
     let who = approve(&state, &session, req.approval, peer.ip()).await?;
     let rules = Arc::clone(&state.rules);
     let reason = req.reason;
@@ -456,9 +436,7 @@ pub async fn refund(
     Body(req): Body<RefundReq>,
 ) -> Result<(StatusCode, Json<Value>), AppError> {
     let id = check_id(&id)?;
-    if req.reason.trim().is_empty() || req.reason.chars().count() > dom::MAX_REASON {
-        return Err(AppError::invalid("reason", "1-200 characters"));
-    }
+    dom::check_reason(&req.reason)?;
     if req.amount <= 0 || req.amount > dom::MAX_AMOUNT {
         return Err(AppError::invalid("amount", "1 to 10^12 minor units"));
     }

@@ -283,3 +283,23 @@ pub fn paginated(data: Vec<Value>, page: u32, limit: u32, total: u64) -> Value {
         }
     })
 }
+
+/// The `Idempotency-Key` header, if sent: 1-128 printable ASCII characters (400 otherwise).
+/// Orders and payments both take one.
+pub fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, AppError> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = v
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= 128 && k.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| {
+            AppError::new(
+                ErrorKind::BadRequest,
+                "invalid_idempotency_key",
+                "Idempotency-Key must be 1-128 printable ASCII characters",
+            )
+        })?;
+    Ok(Some(key.to_owned()))
+}

@@ -10,7 +10,9 @@ use orderd_protocol::{Order, OrderSource, OrderStatus};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::extract::{Body, MaybeCustomer, MaybeStaff, PageParams, PathParam, Q, Staff, paginated};
+use super::extract::{
+    Body, MaybeCustomer, MaybeStaff, PageParams, PathParam, Q, Staff, idempotency_key, paginated,
+};
 use super::{AppStateRef, live};
 use crate::domain::orders::{self as dom, Actor, EditLines, NewOrder};
 use crate::domain::{parse_date, rfc3339};
@@ -39,24 +41,6 @@ pub fn order_view(o: &Order) -> Value {
         }
     }
     v
-}
-
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, AppError> {
-    let Some(v) = headers.get("idempotency-key") else {
-        return Ok(None);
-    };
-    let key = v
-        .to_str()
-        .ok()
-        .filter(|k| !k.is_empty() && k.len() <= 128 && k.bytes().all(|b| b.is_ascii_graphic()))
-        .ok_or_else(|| {
-            AppError::new(
-                ErrorKind::BadRequest,
-                "invalid_idempotency_key",
-                "Idempotency-Key must be 1-128 printable ASCII characters",
-            )
-        })?;
-    Ok(Some(key.to_owned()))
 }
 
 /// `POST /orders`: by staff, or by a customer presenting a table token.

@@ -593,6 +593,30 @@ fn next_ref(tx: &Tx<'_>, rules: &Rules, now: u64) -> TxResult<CheckRef> {
     })
 }
 
+/// A check line from line `index` of an order.
+fn check_line(
+    id: u32,
+    key: u128,
+    index: usize,
+    l: &orderd_protocol::OrderLine,
+    rate_bp: u32,
+) -> CheckLine {
+    CheckLine {
+        id,
+        order_id: key,
+        order_line: index as u32,
+        item_id: l.item_id.clone(),
+        name: line_name(l),
+        modifiers: modifier_ids(l),
+        quantity: l.quantity,
+        unit_price: l.unit_price,
+        station: l.station.clone(),
+        rate_bp,
+        voided: 0,
+        cancelled: false,
+    }
+}
+
 fn lines_of(
     order: &Order,
     next_line: &mut u32,
@@ -608,20 +632,15 @@ fn lines_of(
         .map(|(i, l)| {
             let id = *next_line;
             *next_line += 1;
-            CheckLine {
+            let mut line = check_line(
                 id,
-                order_id: key,
-                order_line: i as u32,
-                item_id: l.item_id.clone(),
-                name: line_name(l),
-                modifiers: modifier_ids(l),
-                quantity: l.quantity,
-                unit_price: l.unit_price,
-                station: l.station.clone(),
-                rate_bp: billing.rate_of(menu, &l.item_id, rules.tax_rate_bp),
-                voided: 0,
-                cancelled: order.status == OrderStatus::Cancelled,
-            }
+                key,
+                i,
+                l,
+                billing.rate_of(menu, &l.item_id, rules.tax_rate_bp),
+            );
+            line.cancelled = order.status == OrderStatus::Cancelled;
+            line
         })
         .collect()
 }
@@ -897,21 +916,10 @@ pub fn order_edited(tx: &mut Tx<'_>, rules: &Rules, order: &Order, key: u128) ->
                 c.next_line += 1;
                 id
             };
-            let voided = found.map_or(0, |j| old[j].voided.min(l.quantity));
-            fresh.push(CheckLine {
-                id,
-                order_id: key,
-                order_line: i as u32,
-                item_id: l.item_id.clone(),
-                name: line_name(l),
-                modifiers: modifier_ids(l),
-                quantity: l.quantity,
-                unit_price: l.unit_price,
-                station: l.station.clone(),
-                rate_bp: rules.billing.rate_of(&menu, &l.item_id, rules.tax_rate_bp),
-                voided,
-                cancelled: false,
-            });
+            let rate = rules.billing.rate_of(&menu, &l.item_id, rules.tax_rate_bp);
+            let mut line = check_line(id, key, i, l, rate);
+            line.voided = found.map_or(0, |j| old[j].voided.min(l.quantity));
+            fresh.push(line);
         }
         c.lines.retain(|l| l.order_id != key);
         c.lines.extend(fresh);
@@ -942,7 +950,8 @@ pub struct Approval {
     pub approved_by: String,
 }
 
-fn check_reason(reason: &str) -> Result<String, AppError> {
+/// A reason as given: trimmed, 1 to [`MAX_REASON`] characters (422 otherwise).
+pub fn check_reason(reason: &str) -> Result<String, AppError> {
     let r = reason.trim();
     if r.is_empty() {
         return Err(AppError::invalid("reason", "a reason is required"));
@@ -1028,15 +1037,7 @@ impl NewPayment {
 
     /// A hash of the body, for its `Idempotency-Key`.
     pub fn body_hash(&self, scope: &str) -> [u8; 16] {
-        use sha2::{Digest, Sha256};
-        let mut h = Sha256::new();
-        h.update(scope.as_bytes());
-        h.update([0]);
-        h.update(serde_json::to_vec(self).unwrap_or_default());
-        let d = h.finalize();
-        let mut out = [0u8; 16];
-        out.copy_from_slice(&d[..16]);
-        out
+        super::body_hash(scope, self)
     }
 }
 
@@ -1244,6 +1245,7 @@ fn close(
     c.closed_by = Some(actor.to_owned());
     let day = ledger_day(tx, rules)?;
     let fact = closing_fact(c, rules, day, actor);
+    let total = fact.total;
     let seq = tx.emit(EventKind::CheckClosed(Box::new(fact.clone())))?;
     tx.ledger.insert(
         (day, seq),
@@ -1264,13 +1266,7 @@ fn close(
             .iter()
             .map(|p| format!("{} {}", p.fact.method, m(p.fact.amount + p.fact.rounding)))
             .collect();
-        super::outbox::receipt(
-            tx,
-            &c.orders,
-            c.check.number,
-            &m(fact_total(c, rules)),
-            &paid.join(", "),
-        )?;
+        super::outbox::receipt(tx, &c.orders, c.check.number, &m(total), &paid.join(", "))?;
     }
     if let Some(table) = &c.table_id
         && tx.table_checks.get(table.as_str())?.map(|v| v.value()) == Some(c.check.id)
@@ -1292,10 +1288,6 @@ fn close(
         }
     }
     Ok(())
-}
-
-fn fact_total(c: &StoredCheck, rules: &Rules) -> i64 {
-    bill(c, rules).total
 }
 
 /// Closes a check whose balance is zero (all comped, say).

@@ -177,6 +177,23 @@ pub fn random_hex(n: usize) -> String {
     s
 }
 
+/// What an `Idempotency-Key` remembers of a request: the first 16 bytes of the SHA-256 of the
+/// caller's scope and the request's canonical JSON (orders and payments alike).
+pub fn body_hash(scope: &str, body: &impl serde::Serialize) -> [u8; 16] {
+    use sha2::{Digest, Sha256};
+    // Serializing our own request types cannot fail.
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let full: [u8; 32] = Sha256::new()
+        .chain_update(scope.as_bytes())
+        .chain_update([0u8])
+        .chain_update(bytes)
+        .finalize()
+        .into();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&full[..16]);
+    out
+}
+
 /// RFC 3339 text of a ms timestamp.
 pub fn rfc3339(ms: u64) -> String {
     Timestamp::from_millisecond(ms as i64)

@@ -11,7 +11,6 @@ use orderd_protocol::{
 use redb::{ReadTransaction, ReadableTable};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use super::menu::Item;
 use super::tables::Table;
@@ -266,17 +265,7 @@ impl NewOrder {
     /// The hash an `Idempotency-Key` remembers: of the caller's scope (staff user, verified
     /// phone or table) and the canonical body, so a key replayed by someone else never matches.
     pub fn body_hash(&self, scope: &str) -> [u8; 16] {
-        // Serializing our own struct cannot fail.
-        let bytes = serde_json::to_vec(self).unwrap_or_default();
-        let full: [u8; 32] = Sha256::new()
-            .chain_update(scope.as_bytes())
-            .chain_update([0u8])
-            .chain_update(bytes)
-            .finalize()
-            .into();
-        let mut out = [0u8; 16];
-        out.copy_from_slice(&full[..16]);
-        out
+        super::body_hash(scope, self)
     }
 }
 

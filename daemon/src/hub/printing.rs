@@ -97,6 +97,35 @@ pub fn render(
     )
 }
 
+/// `YYYY-MM-DD HH:MM` local time of a ms timestamp (bills and Z slips).
+fn local_date_time(tz: &TimeZone, ms: u64) -> String {
+    jiff::Timestamp::from_millisecond(i64::try_from(ms).unwrap_or(0))
+        .map(|ts| {
+            ts.to_zoned(tz.clone())
+                .strftime("%Y-%m-%d %H:%M")
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+/// The restaurant's part of a bill or Z slip, from the settings.
+fn office_header<'a>(
+    settings: &'a crate::config::Settings,
+    time: &'a str,
+    fiscal_code: Option<&'a str>,
+) -> orderd_plugins::escpos::BillHeader<'a> {
+    let b = &settings.raw.billing;
+    orderd_plugins::escpos::BillHeader {
+        site_name: &settings.raw.site.name,
+        address: &b.address,
+        tax_id: &b.tax_id,
+        time,
+        currency: &settings.raw.site.currency,
+        minor_digits: b.minor_digits,
+        fiscal_code,
+    }
+}
+
 /// A guest check as ESC/POS bytes, for the bill station's printers.
 pub fn render_bill(
     bill: &orderd_protocol::BillPrint,
@@ -111,24 +140,8 @@ pub fn render_bill(
         Registration::Registered { code, .. } => Some(code),
         Registration::Deferred { note } => Some(note),
     };
-    let tz = &settings.time_zone;
-    let time = jiff::Timestamp::from_millisecond(i64::try_from(at_ms).unwrap_or(0))
-        .map(|ts| {
-            ts.to_zoned(tz.clone())
-                .strftime("%Y-%m-%d %H:%M")
-                .to_string()
-        })
-        .unwrap_or_default();
-    let b = &settings.raw.billing;
-    let head = orderd_plugins::escpos::BillHeader {
-        site_name: &settings.raw.site.name,
-        address: &b.address,
-        tax_id: &b.tax_id,
-        time: &time,
-        currency: &settings.raw.site.currency,
-        minor_digits: b.minor_digits,
-        fiscal_code: fiscal_code.as_deref(),
-    };
+    let time = local_date_time(&settings.time_zone, at_ms);
+    let head = office_header(settings, &time, fiscal_code.as_deref());
     orderd_plugins::escpos::render_bill(
         bill,
         &head,
@@ -145,24 +158,8 @@ pub fn render_z(
     settings: &crate::config::Settings,
     paper: PaperWidth,
 ) -> Vec<u8> {
-    let tz = &settings.time_zone;
-    let time = jiff::Timestamp::from_millisecond(i64::try_from(z.closed_at).unwrap_or(0))
-        .map(|ts| {
-            ts.to_zoned(tz.clone())
-                .strftime("%Y-%m-%d %H:%M")
-                .to_string()
-        })
-        .unwrap_or_default();
-    let b = &settings.raw.billing;
-    let head = orderd_plugins::escpos::BillHeader {
-        site_name: &settings.raw.site.name,
-        address: &b.address,
-        tax_id: &b.tax_id,
-        time: &time,
-        currency: &settings.raw.site.currency,
-        minor_digits: b.minor_digits,
-        fiscal_code: None,
-    };
+    let time = local_date_time(&settings.time_zone, z.closed_at);
+    let head = office_header(settings, &time, None);
     orderd_plugins::escpos::render_z(
         z,
         &head,

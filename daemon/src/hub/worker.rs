@@ -788,59 +788,41 @@ impl Hub {
             return;
         }
         let data = self.render(t, order, PrintCopy::Original);
-        let now = self.state.now_ms();
-        for printer in printers {
-            // Deterministic: handling the same event again recreates the same id.
-            let job_id = format!("{seq}-{}-{printer}", t.station);
-            if self.jobs.contains_key(&job_id) {
-                continue;
-            }
-            self.created_since_flush += 1;
-            let row = PrintJobRow {
-                job_id: job_id.clone(),
-                order_id: t.ticket.clone(),
-                order_number: t.number.clone(),
-                station: t.station.clone(),
-                printer,
-                copy: PrintCopy::Original,
-                format: PrintFormat::EscPos,
-                data: data.clone(),
-                state: JobState::Sent,
-                report: None,
-                replaced_by: None,
-                replaces: None,
-                created_at: now,
-                updated_at: now,
-            };
-            self.jobs.insert(
-                job_id.clone(),
-                Open {
-                    row,
-                    sent_at: None,
-                    first_sent: None,
-                    dirty: true,
-                },
-            );
-            self.deferred.push_back(Deferred::Job(job_id));
-        }
+        let ids = (t.ticket.clone(), t.number.clone());
+        self.queue_jobs(printers, &t.station, &data, PrintCopy::Original, ids, seq);
     }
 
     /// One job per printer of a station (its backups only if it has none) for a slip that is
     /// not a kitchen ticket — a guest check or a Z report — through the same exactly-once path
-    /// as tickets: deterministic ids, stored, resent until printed, failover to a backup.
+    /// as tickets.
     fn create_office_jobs(
         &mut self,
         station: &str,
         data: &[u8],
         copy: PrintCopy,
-        (what, number): (String, String),
+        ids: (String, String),
         seq: u64,
     ) {
         let printers = printing::ticket_printers(self.devices.values(), station);
         if printers.is_empty() {
-            tracing::warn!(station, what, "no printer at this station for the slip");
+            tracing::warn!(station, what = %ids.0, "no printer at this station for the slip");
             return;
         }
+        self.queue_jobs(printers, station, data, copy, ids, seq);
+    }
+
+    /// Creates a job of `data` for each printer, with a deterministic id (handling the same
+    /// event again recreates the same id, so nothing prints twice); the jobs are handed to the
+    /// broker later ([`Hub::run_deferred`]), after the tickets of every event that is ready.
+    fn queue_jobs(
+        &mut self,
+        printers: Vec<String>,
+        station: &str,
+        data: &[u8],
+        copy: PrintCopy,
+        (order_id, order_number): (String, String),
+        seq: u64,
+    ) {
         let now = self.state.now_ms();
         for printer in printers {
             let job_id = format!("{seq}-{station}-{printer}");
@@ -850,8 +832,8 @@ impl Hub {
             self.created_since_flush += 1;
             let row = PrintJobRow {
                 job_id: job_id.clone(),
-                order_id: what.clone(),
-                order_number: number.clone(),
+                order_id: order_id.clone(),
+                order_number: order_number.clone(),
                 station: station.to_owned(),
                 printer,
                 copy,
