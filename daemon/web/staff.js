@@ -117,13 +117,22 @@
     loadBill();
   }
 
+  // Live events and the waiter's own actions both reload the bill. Only the newest load draws, and
+  // it redraws only when a check changed, so a payment being typed is not wiped by an echo.
+  let billLoads = 0;
+  let billDrawn = '';
   async function loadBill() {
+    const mine = ++billLoads;
     await loadTables();
     let ids = [];
     if (shown) ids = [shown];
     else { const tb = statuses.find((x) => x.id === target); if (tb) ids = tb.checks; }
     const checks = [];
     for (const id of ids) { const r = await api('GET', '/api/v1/checks/' + id); if (r.status === 200) checks.push(r.data); }
+    if (mine !== billLoads) return;
+    const drawn = JSON.stringify([target, shown, checks, statuses.map((x) => [x.id, x.label])]);
+    if (drawn === billDrawn) return;
+    billDrawn = drawn;
     billBox.replaceChildren(...(checks.length ? [el('h2', {}, 'Bill')] : []), ...checks.map((c) => renderCheck(c, checks)));
   }
 
