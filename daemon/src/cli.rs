@@ -176,6 +176,11 @@ pub enum DeviceAction {
         /// default). Needs the embedded broker.
         #[arg(long)]
         tcp: Option<String>,
+        /// A buzzer's or light's dialect: orderd (its own topics), or a stock relay: tasmota,
+        /// shelly_gen2 (Plus/Pro, RPC) or shelly_gen1. Set the relay's MQTT client id, user and
+        /// topic to the device id.
+        #[arg(long, default_value = "orderd")]
+        flavour: String,
     },
     /// Print a test slip on a printer (the box's address, its settings, ë ç €): asks the
     /// running daemon.

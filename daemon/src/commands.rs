@@ -841,9 +841,12 @@ fn device(config: &ConfigArg, action: DeviceAction) -> anyhow::Result<()> {
             backup,
             encoding,
             tcp,
+            flavour,
         } => {
             let req = NewDevice {
                 tcp,
+                flavour: orderd_protocol::Flavour::parse(&flavour)
+                    .context("--flavour must be orderd, tasmota, shelly_gen2 or shelly_gen1")?,
                 id,
                 kind: DeviceKind::parse(&kind).context(
                     "--kind must be printer, buzzer, display, bump_bar or home_assistant",
@@ -868,6 +871,12 @@ fn device(config: &ConfigArg, action: DeviceAction) -> anyhow::Result<()> {
                         "added {} ({}) at {addr}; the box prints to it over the network",
                         d.id,
                         d.kind.as_str()
+                    ),
+                    None if d.flavour.is_relay() => println!(
+                        "added {} ({} relay); set its MQTT client, user and topic to {}, password: {password}",
+                        d.id,
+                        d.flavour.as_str(),
+                        d.id
                     ),
                     None => println!(
                         "added {} ({}); MQTT username {}, password: {password}",

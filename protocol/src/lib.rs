@@ -22,6 +22,7 @@ pub mod encoding;
 pub mod event;
 pub mod order;
 pub mod printer;
+pub mod relay;
 pub mod ticket;
 pub mod topics;
 pub mod upload;
@@ -37,6 +38,7 @@ pub use order::{
     Order, OrderLine, OrderSource, OrderStatus, OrderType, SelectedModifier, StatusChange,
 };
 pub use printer::{JobState, JobStatus, PrintCopy, PrintFormat, PrintJob};
+pub use relay::Flavour;
 pub use ticket::{
     Board, BoardTicket, LineDelta, StationDelta, TicketChange, TicketEvent, TicketLine,
 };

@@ -9,7 +9,7 @@
 
 use std::fmt::Write as _;
 
-use orderd_protocol::{Encoding, topics};
+use orderd_protocol::{Encoding, Flavour, relay, topics};
 use redb::{ReadTransaction, ReadableTable};
 use serde::{Deserialize, Serialize};
 
@@ -83,6 +83,23 @@ pub struct Device {
     /// A printer on the LAN the box drives itself (raw ESC/POS, `ip:port`), instead of a
     /// device that speaks MQTT (version 2).
     pub tcp: Option<String>,
+    /// The dialect of a buzzer or light: orderd's own, or a stock Tasmota or Shelly relay
+    /// (version 3).
+    pub flavour: Flavour,
+}
+
+/// A device as version 2 stored it (before stock relays).
+#[derive(Deserialize)]
+struct DeviceV2 {
+    id: String,
+    kind: DeviceKind,
+    stations: Vec<String>,
+    backup: bool,
+    encoding: Encoding,
+    password_hash: String,
+    mosquitto_hash: String,
+    created_at: u64,
+    tcp: Option<String>,
 }
 
 /// A device as version 1 stored it (before printers on the LAN).
@@ -100,29 +117,47 @@ struct DeviceV1 {
 
 impl Stored for Device {
     const WHAT: &'static str = "device";
-    const VERSION: u8 = 2;
+    const VERSION: u8 = 3;
 
     fn migrate(version: u8, body: &[u8]) -> Result<Self, StoreError> {
-        if version != 1 {
-            return Err(StoreError::UnknownVersion {
-                what: Self::WHAT,
-                version,
-            });
-        }
-        let v1: DeviceV1 = postcard::from_bytes(body).map_err(|e| StoreError::Codec {
+        let codec_error = |e: postcard::Error| StoreError::Codec {
             what: Self::WHAT,
             detail: e.to_string(),
-        })?;
+        };
+        let v2 = match version {
+            1 => {
+                let v1: DeviceV1 = postcard::from_bytes(body).map_err(codec_error)?;
+                DeviceV2 {
+                    id: v1.id,
+                    kind: v1.kind,
+                    stations: v1.stations,
+                    backup: v1.backup,
+                    encoding: v1.encoding,
+                    password_hash: v1.password_hash,
+                    mosquitto_hash: v1.mosquitto_hash,
+                    created_at: v1.created_at,
+                    tcp: None,
+                }
+            }
+            2 => postcard::from_bytes(body).map_err(codec_error)?,
+            _ => {
+                return Err(StoreError::UnknownVersion {
+                    what: Self::WHAT,
+                    version,
+                });
+            }
+        };
         Ok(Self {
-            id: v1.id,
-            kind: v1.kind,
-            stations: v1.stations,
-            backup: v1.backup,
-            encoding: v1.encoding,
-            password_hash: v1.password_hash,
-            mosquitto_hash: v1.mosquitto_hash,
-            created_at: v1.created_at,
-            tcp: None,
+            id: v2.id,
+            kind: v2.kind,
+            stations: v2.stations,
+            backup: v2.backup,
+            encoding: v2.encoding,
+            password_hash: v2.password_hash,
+            mosquitto_hash: v2.mosquitto_hash,
+            created_at: v2.created_at,
+            tcp: v2.tcp,
+            flavour: Flavour::Orderd,
         })
     }
 }
@@ -162,6 +197,9 @@ pub struct NewDevice {
     /// 9100 by default).
     #[serde(default)]
     pub tcp: Option<String>,
+    /// A buzzer's dialect: `orderd` (default), `tasmota`, `shelly_gen2` or `shelly_gen1`.
+    #[serde(default)]
+    pub flavour: Flavour,
 }
 
 impl NewDevice {
@@ -197,6 +235,12 @@ impl NewDevice {
         }
         if self.backup && self.kind != DeviceKind::Printer {
             return Err(AppError::invalid("backup", "only printers can be backups"));
+        }
+        if self.flavour.is_relay() && self.kind != DeviceKind::Buzzer {
+            return Err(AppError::invalid(
+                "flavour",
+                "only buzzers and lights can be Tasmota or Shelly relays",
+            ));
         }
         if let Some(addr) = &self.tcp {
             if self.kind != DeviceKind::Printer {
@@ -264,6 +308,7 @@ pub fn add(
         mosquitto_hash,
         created_at: tx.now_ms(),
         tcp: req.tcp.as_deref().and_then(printer_address),
+        flavour: req.flavour,
     };
     tx.devices
         .insert(device.id.as_str(), codec::encode(&device)?.as_slice())?;
@@ -300,6 +345,9 @@ pub fn list(rtx: &ReadTransaction) -> Result<Vec<Device>, StoreError> {
 impl Device {
     /// Topics this device may publish to.
     pub fn may_publish(&self, site: &str) -> Vec<String> {
+        if self.flavour.is_relay() {
+            return relay::device_publishes(self.flavour, &self.id);
+        }
         let mut out = vec![
             topics::device_availability(site, &self.id),
             topics::device_state(site, &self.id),
@@ -317,6 +365,9 @@ impl Device {
     /// Topic filters this device may subscribe to (a requested filter must lie within one,
     /// see [`topics::filter_within`]). `discovery_prefix` is Home Assistant's.
     pub fn may_subscribe(&self, site: &str, discovery_prefix: &str) -> Vec<String> {
+        if self.flavour.is_relay() {
+            return relay::device_subscribes(self.flavour, &self.id);
+        }
         let mut out = vec![topics::hub_status(site)];
         match self.kind {
             DeviceKind::Printer => out.push(topics::printer_job(site, &self.id)),
@@ -359,6 +410,15 @@ pub fn mosquitto_files(
          topic readwrite {discovery_prefix}/#\n",
         topics::site_prefix(site)
     );
+    // The hub rings stock relays in their own dialects and reads their availability.
+    for filter in relay::availability_filters() {
+        let _ = writeln!(acl, "topic read {filter}");
+    }
+    for f in [Flavour::Tasmota, Flavour::ShellyGen2, Flavour::ShellyGen1] {
+        for topic in relay::hub_topics(f, "+").0 {
+            let _ = writeln!(acl, "topic write {topic}");
+        }
+    }
     for d in devices {
         let _ = writeln!(passwd, "{}:{}", d.id, d.mosquitto_hash);
         let _ = write!(acl, "\nuser {}\n", d.id);
@@ -381,6 +441,7 @@ pub fn view(d: &Device) -> serde_json::Value {
         "backup": d.backup,
         "encoding": d.encoding,
         "tcp": d.tcp,
+        "flavour": d.flavour,
         "created_at": super::rfc3339(d.created_at),
     })
 }
@@ -410,6 +471,7 @@ mod tests {
             mosquitto_hash: "$7$x".into(),
             created_at: 0,
             tcp: None,
+            flavour: Flavour::Orderd,
         }
     }
 
@@ -496,5 +558,66 @@ mod tests {
         assert!(acl.contains("user orderd\ntopic readwrite orderd/demo/#\n"));
         assert!(acl.contains("user d1\ntopic write orderd/demo/device/d1/availability\n"));
         assert!(acl.contains("topic read orderd/demo/buzzer/d1/set\n"));
+
+        let mut relay = device(DeviceKind::Buzzer, &[]);
+        relay.id = "bz1".into();
+        relay.flavour = Flavour::Tasmota;
+        let (_, acl) = mosquitto_files(&[relay], "demo", "homeassistant", "orderd", "$7$h");
+        assert!(
+            acl.contains("user bz1\ntopic write tele/bz1/LWT\n"),
+            "{acl}"
+        );
+        assert!(acl.contains("topic read cmnd/bz1/#\n"));
+        assert!(
+            !acl.contains("orderd/demo/buzzer/bz1"),
+            "a relay has no orderd topics"
+        );
+        assert!(acl.contains("user orderd\ntopic readwrite orderd/demo/#\ntopic readwrite homeassistant/#\ntopic read tele/+/LWT\n"));
+        assert!(acl.contains("topic write cmnd/+/Backlog\ntopic write +/rpc\ntopic write shellies/+/relay/0/command\n"));
+    }
+
+    #[test]
+    fn a_device_stored_by_version_2_reads_as_one_in_orderds_dialect() {
+        let mut v2 = vec![2u8];
+        v2.extend(
+            postcard::to_allocvec(&(
+                "p1",
+                DeviceKind::Printer,
+                vec!["grill"],
+                false,
+                Encoding::Json,
+                "h",
+                "$7$m",
+                5u64,
+                Some("10.0.0.5:9100"),
+            ))
+            .unwrap(),
+        );
+        let d: Device = codec::decode(&v2).unwrap();
+        assert_eq!(d.tcp.as_deref(), Some("10.0.0.5:9100"));
+        assert_eq!(d.flavour, Flavour::Orderd);
+        // Version 3 appends the flavour: its golden bytes.
+        let mut relay = d.clone();
+        relay.flavour = Flavour::ShellyGen1;
+        let bytes = codec::encode(&relay).unwrap();
+        assert_eq!(bytes[0], 3);
+        assert_eq!(&bytes[1..], &[&v2[1..], &[3u8][..]].concat()[..]);
+        assert_eq!(codec::decode::<Device>(&bytes).unwrap(), relay);
+    }
+
+    #[test]
+    fn only_a_buzzer_can_be_a_relay() {
+        let req = |kind| NewDevice {
+            id: "x".into(),
+            kind,
+            stations: vec!["grill".into()],
+            backup: false,
+            encoding: Encoding::Json,
+            tcp: None,
+            flavour: Flavour::Tasmota,
+        };
+        assert!(req(DeviceKind::Buzzer).check().is_ok());
+        assert!(req(DeviceKind::Printer).check().is_err());
+        assert!(req(DeviceKind::Display).check().is_err());
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod netprint;
 pub mod printing;
+pub mod relays;
 pub mod tickets;
 pub mod worker;
 

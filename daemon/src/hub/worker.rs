@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use orderd_plugins::escpos::PaperWidth;
 use orderd_protocol::encoding::{self, Encoding};
+use orderd_protocol::relay::{self, Flavour};
 use orderd_protocol::topics::{self, Topic};
 use orderd_protocol::{
     Availability, Bump, BumpAction, BumpResult, BuzzPattern, BuzzerSet, DeviceState, Event,
@@ -41,6 +42,7 @@ use orderd_protocol::{
 use rumqttc::QoS;
 
 use super::printing;
+use super::relays::Relays;
 use super::tickets::{Boards, station_lines};
 use super::{DeviceHealth, Kitchen};
 use crate::api::AppStateRef;
@@ -189,6 +191,8 @@ struct Hub {
     /// Buzzer id → pattern → until when that ring sounds: a pattern is not sent to a buzzer
     /// again within its duration (a rush of orders is one ring, not hundreds).
     sounding: HashMap<String, HashMap<BuzzPattern, Instant>>,
+    /// Stock Tasmota and Shelly relays rung as buzzers.
+    relays: Relays,
     counted: JobCounters,
     /// Bump-bar presses for [`write_bumps`].
     bumps: tokio::sync::mpsc::Sender<(String, Bump)>,
@@ -407,6 +411,7 @@ impl Hub {
             home_assistant: mqtt.home_assistant.then(|| mqtt.discovery_prefix.clone()),
             announced: std::collections::HashSet::new(),
             sounding: HashMap::new(),
+            relays: Relays::default(),
             flushing: None,
             counted: JobCounters::new(&state.metrics),
             bumps,
@@ -451,6 +456,7 @@ impl Hub {
     /// and timeouts), rows, alerts or a cursor not yet stored.
     fn needs_tick(&self) -> bool {
         !self.dirty_boards.is_empty()
+            || self.relays.pending()
             || !self.resend_due.is_empty()
             || !self.resend_queue.is_empty()
             || !self.closed.is_empty()
@@ -489,7 +495,10 @@ impl Hub {
             format!("{prefix}/printer/+/job/status"),
             format!("{prefix}/device/+/availability"),
             format!("{prefix}/device/+/state"),
-        ] {
+        ]
+        .into_iter()
+        .chain(relay::availability_filters().map(str::to_owned))
+        {
             if let Err(e) = self.client.subscribe(filter).await {
                 tracing::warn!(error = %e, "kitchen hub: subscribe failed");
             }
@@ -995,7 +1004,7 @@ impl Hub {
         };
         let now = Instant::now();
         let until = now + Duration::from_millis(u64::from(duration_ms));
-        let buzzers: Vec<(String, Encoding)> = self
+        let buzzers: Vec<(String, Encoding, Flavour)> = self
             .devices
             .values()
             .filter(|d| {
@@ -1007,10 +1016,20 @@ impl Hub {
                         .and_then(|rings| rings.get(&pattern))
                         .is_none_or(|end| now >= *end)
             })
-            .map(|d| (d.id.clone(), d.encoding))
+            .map(|d| (d.id.clone(), d.encoding, d.flavour))
             .collect();
-        for (id, enc) in buzzers {
-            if let Ok(bytes) = encoding::encode(&set, enc) {
+        for (id, enc, flavour) in buzzers {
+            if flavour.is_relay() {
+                let (msgs, sounds) = self.relays.ring(flavour, &id, pattern, &self.site, now);
+                for m in msgs {
+                    self.publish(m.topic, QoS::AtMostOnce, false, m.payload.into_bytes())
+                        .await;
+                }
+                self.sounding
+                    .entry(id)
+                    .or_default()
+                    .insert(pattern, now + sounds);
+            } else if let Ok(bytes) = encoding::encode(&set, enc) {
                 self.publish(
                     topics::buzzer_set(&self.site, &id),
                     QoS::AtMostOnce,
@@ -1027,6 +1046,9 @@ impl Hub {
 
     async fn on_message(&mut self, topic: &str, payload: &Bytes) {
         let Some(parsed) = Topic::parse(&self.site, topic) else {
+            if let Some((dev, flavour, online)) = relay::availability(topic, payload) {
+                self.on_relay_availability(dev, flavour, online).await;
+            }
             return;
         };
         let now = self.state.now_ms();
@@ -1166,6 +1188,23 @@ impl Hub {
             )
             .await;
         }
+    }
+
+    /// A relay's own availability message, taken only from a registered relay of that flavour.
+    async fn on_relay_availability(&mut self, dev: &str, flavour: Flavour, online: bool) {
+        let registered = |devices: &BTreeMap<String, Device>| {
+            devices
+                .get(dev)
+                .is_some_and(|d| d.kind == DeviceKind::Buzzer && d.flavour == flavour)
+        };
+        if !registered(&self.devices) {
+            self.reload_devices();
+            if !registered(&self.devices) {
+                return;
+            }
+        }
+        let now = self.state.now_ms();
+        self.on_availability(dev, online, now).await;
     }
 
     async fn on_availability(&mut self, dev: &str, online: bool, now: u64) {
@@ -1428,6 +1467,10 @@ impl Hub {
     }
 
     async fn on_tick(&mut self) {
+        for off in self.relays.due(Instant::now()) {
+            self.publish(off.topic, QoS::AtLeastOnce, false, off.payload.into_bytes())
+                .await;
+        }
         for dev in std::mem::take(&mut self.resend_due) {
             if let Some(from) = self.missed_since.remove(&dev) {
                 self.resend_missed(&dev, from);

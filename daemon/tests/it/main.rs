@@ -19,6 +19,7 @@ mod messaging;
 mod mosquitto;
 mod netprint;
 mod openapi;
+mod relays;
 mod telegram;
 mod transports;
 mod upload;

@@ -316,6 +316,21 @@ async fn the_hub_works_through_an_external_mosquitto() {
         ],
         &data,
     ));
+    // A stock Tasmota relay as the grill's buzzer, in its own dialect.
+    let relay = password_of(&orderd(
+        &[
+            "device",
+            "add",
+            "bz-t",
+            "--kind",
+            "buzzer",
+            "--station",
+            "grill",
+            "--flavour",
+            "tasmota",
+        ],
+        &data,
+    ));
     let acl_dir = dir.path().join("acl");
     orderd(
         &["device", "export-acl", "--dir", acl_dir.to_str().unwrap()],
@@ -375,6 +390,29 @@ async fn the_hub_works_through_an_external_mosquitto() {
             "1",
         ],
     );
+    let ring = spawn_client(
+        "mosquitto_sub",
+        port,
+        "bz-t",
+        &relay,
+        &["-t", "cmnd/bz-t/Backlog", "-C", "1", "-W", "15"],
+    );
+    let out = client(
+        "mosquitto_pub",
+        port,
+        "bz-t",
+        &relay,
+        &["-q", "1", "-r", "-t", "tele/bz-t/LWT", "-m", "Online"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    s.wait_get("/api/v1/devices", &s.admin, |v| {
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["id"] == "bz-t" && d["online"] == true)
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (st, order) = s
         .order(
@@ -397,6 +435,13 @@ async fn the_hub_works_through_an_external_mosquitto() {
     let ticket: orderd_protocol::TicketEvent =
         serde_json::from_slice(&ticket.stdout).expect("a ticket");
     assert_eq!(ticket.ticket, order["id"].as_str().unwrap());
+    let ring = tokio::task::spawn_blocking(move || ring.join().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&ring.stdout).starts_with("Power1 ON; Delay 3; Power1 OFF"),
+        "the relay rung through Mosquitto: {ring:?}"
+    );
     // The printer's report through Mosquitto closes the job.
     let report = format!(
         "{{\"version\":1,\"job_id\":\"{}\",\"status\":\"printed\"}}",

@@ -38,13 +38,35 @@ pub async fn connect(
     password: &str,
     will: Option<&str>,
 ) -> Result<Dev, String> {
+    connect_with_will(addr, id, password, will.map(|topic| (topic, "offline"))).await
+}
+
+/// Connects with a last will of `(topic, payload)`, retained (a stock relay's own dialect).
+pub async fn connect_with_will(
+    addr: std::net::SocketAddr,
+    id: &str,
+    password: &str,
+    will: Option<(&str, &str)>,
+) -> Result<Dev, String> {
+    let (client, el) = connected(addr, id, password, will).await?;
+    Ok(Dev::polling(client, el))
+}
+
+/// Connects and returns the client and its event loop, not yet polled: a caller that stops
+/// polling it has a device whose socket nobody reads (a stalled device).
+pub async fn connected(
+    addr: std::net::SocketAddr,
+    id: &str,
+    password: &str,
+    will: Option<(&str, &str)>,
+) -> Result<(AsyncClient, rumqttc::EventLoop), String> {
     let mut opts = MqttOptions::new(id, addr.ip().to_string(), addr.port());
     opts.set_credentials(id, password)
         .set_keep_alive(Duration::from_secs(5))
         .set_max_packet_size(1024 * 1024, 64 * 1024)
         .set_clean_session(true);
-    if let Some(topic) = will {
-        opts.set_last_will(LastWill::new(topic, "offline", QoS::AtLeastOnce, true));
+    if let Some((topic, payload)) = will {
+        opts.set_last_will(LastWill::new(topic, payload, QoS::AtLeastOnce, true));
     }
     let (client, mut el) = AsyncClient::new(opts, 256);
     let mut net = NetworkOptions::new();
@@ -58,29 +80,36 @@ pub async fn connect(
             Err(_) => return Err("timeout".into()),
         }
     }
-    let (tx, rx) = mpsc::unbounded_channel();
-    let task = tokio::spawn(async move {
-        while let Ok(ev) = el.poll().await {
-            let msg = match ev {
-                Event::Incoming(Packet::Publish(p)) => Msg::Publish {
-                    topic: p.topic.clone(),
-                    payload: p.payload.to_vec(),
-                    retain: p.retain,
-                },
-                Event::Incoming(Packet::SubAck(s)) => Msg::SubAck(s.return_codes),
-                _ => continue,
-            };
-            if tx.send(msg).is_err() {
-                break;
+    Ok((client, el))
+}
+
+impl Dev {
+    /// A device whose event loop runs in a task, handing what arrives to `rx`.
+    fn polling(client: AsyncClient, mut el: rumqttc::EventLoop) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            while let Ok(ev) = el.poll().await {
+                let msg = match ev {
+                    Event::Incoming(Packet::Publish(p)) => Msg::Publish {
+                        topic: p.topic.clone(),
+                        payload: p.payload.to_vec(),
+                        retain: p.retain,
+                    },
+                    Event::Incoming(Packet::SubAck(s)) => Msg::SubAck(s.return_codes),
+                    _ => continue,
+                };
+                if tx.send(msg).is_err() {
+                    break;
+                }
             }
+        });
+        Self {
+            client,
+            rx,
+            pending: std::collections::VecDeque::new(),
+            task,
         }
-    });
-    Ok(Dev {
-        client,
-        rx,
-        pending: std::collections::VecDeque::new(),
-        task,
-    })
+    }
 }
 
 impl Dev {
