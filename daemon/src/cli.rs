@@ -181,6 +181,10 @@ pub enum DeviceAction {
         /// topic to the device id.
         #[arg(long, default_value = "orderd")]
         flavour: String,
+        /// A printer on USB the box drives itself (raw ESC/POS): its device, e.g. /dev/usb/lp0.
+        /// The installed service needs the device allowed (docs/printers.md).
+        #[arg(long)]
+        usb: Option<String>,
     },
     /// Print a test slip on a printer (the box's address, its settings, ë ç €): asks the
     /// running daemon.

@@ -842,9 +842,11 @@ fn device(config: &ConfigArg, action: DeviceAction) -> anyhow::Result<()> {
             encoding,
             tcp,
             flavour,
+            usb,
         } => {
             let req = NewDevice {
                 tcp,
+                usb,
                 flavour: orderd_protocol::Flavour::parse(&flavour)
                     .context("--flavour must be orderd, tasmota, shelly_gen2 or shelly_gen1")?,
                 id,
@@ -866,9 +868,9 @@ fn device(config: &ConfigArg, action: DeviceAction) -> anyhow::Result<()> {
             with_writer(store, |writer, rt| {
                 let d =
                     rt.block_on(writer.run(move |tx| devices::add(tx, &req, argon, mosquitto)))?;
-                match &d.tcp {
+                match d.tcp.as_ref().or(d.usb.as_ref()) {
                     Some(addr) => println!(
-                        "added {} ({}) at {addr}; the box prints to it over the network",
+                        "added {} ({}) at {addr}; the box prints to it itself",
                         d.id,
                         d.kind.as_str()
                     ),

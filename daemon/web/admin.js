@@ -106,28 +106,31 @@
       // A printer on the LAN is reached by its address; the box drives it (no MQTT password).
       const tcp = el('input', { id: 'd-tcp', placeholder: '192.168.1.50 (port 9100 by default)', inputmode: 'decimal' });
       const tcpRow = el('div', {}, el('label', { for: 'd-tcp' }, 'Network printer address (leave empty for an MQTT device)'), tcp);
+      // A printer on USB is reached by its device path on the box.
+      const usb = el('input', { id: 'd-usb', placeholder: '/dev/usb/lp0' });
+      const usbRow = el('div', {}, el('label', { for: 'd-usb' }, 'Or a USB printer on the box: its device'), usb);
       // A buzzer or light may be a stock Tasmota or Shelly relay, which speaks its own topics.
       const flavour = el('select', { id: 'd-flavour' }, [['orderd', "orderd's own topics"], ['tasmota', 'Tasmota relay'], ['shelly_gen2', 'Shelly Plus/Pro (Gen2)'], ['shelly_gen1', 'Shelly Gen1']].map(([v, t]) => el('option', { value: v }, t)));
       const flavourRow = el('div', {}, el('label', { for: 'd-flavour' }, 'Speaks (set the relay\'s MQTT client, user and topic to the id)'), flavour);
       const showBackup = () => {
-        backupRow.hidden = kind.value !== 'printer'; tcpRow.hidden = backupRow.hidden; if (backupRow.hidden) { backup.checked = false; tcp.value = ''; }
+        backupRow.hidden = kind.value !== 'printer'; tcpRow.hidden = backupRow.hidden; usbRow.hidden = backupRow.hidden; if (backupRow.hidden) { backup.checked = false; tcp.value = ''; usb.value = ''; }
         flavourRow.hidden = kind.value !== 'buzzer'; if (flavourRow.hidden) flavour.value = 'orderd';
       };
       kind.addEventListener('change', showBackup);
       body.replaceChildren(table(['Device', 'Kind', 'Stations', 'Online', 'State', ''], r.data.data.map((d) => el('tr', {},
-          el('td', {}, d.id), el('td', {}, d.kind + (d.backup ? ' (backup)' : '') + (d.tcp ? ' at ' + d.tcp : '') + (d.flavour && d.flavour !== 'orderd' ? ' (' + d.flavour + ')' : '')), el('td', {}, (d.stations || []).join(', ')), el('td', {}, d.online ? 'yes' : 'no'), el('td', {}, d.state || ''),
+          el('td', {}, d.id), el('td', {}, d.kind + (d.backup ? ' (backup)' : '') + (d.tcp ? ' at ' + d.tcp : '') + (d.usb ? ' on ' + d.usb : '') + (d.flavour && d.flavour !== 'orderd' ? ' (' + d.flavour + ')' : '')), el('td', {}, (d.stations || []).join(', ')), el('td', {}, d.online ? 'yes' : 'no'), el('td', {}, d.state || ''),
           el('td', {}, el('div', { class: 'row' },
             d.kind === 'printer' ? el('button', { class: 'secondary', 'data-test-print': d.id, onclick: async () => { const x = await api('POST', '/api/v1/devices/' + encodeURIComponent(d.id) + '/test-print'); x.status === 202 ? ok('Test slip sent to ' + d.id) : fail(x); } }, 'Test print') : null,
             el('button', { class: 'secondary', onclick: async () => { if (!confirm('Remove ' + d.id + '?')) return; const x = await api('DELETE', '/api/v1/devices/' + encodeURIComponent(d.id)); x.status === 204 ? views.Devices() : fail(x); } }, 'Remove')))))),
         el('form', { onsubmit: async (e) => {
           e.preventDefault();
-          const a = await api('POST', '/api/v1/devices', { id: id.value.trim(), kind: kind.value, stations: st.value.split(',').map((s) => s.trim()).filter(Boolean), backup: backup.checked, tcp: tcp.value.trim() || null, flavour: flavour.value });
+          const a = await api('POST', '/api/v1/devices', { id: id.value.trim(), kind: kind.value, stations: st.value.split(',').map((s) => s.trim()).filter(Boolean), backup: backup.checked, tcp: tcp.value.trim() || null, usb: usb.value.trim() || null, flavour: flavour.value });
           if (a.status !== 201) return fail(a);
           await views.Devices();
-          msg.replaceChildren(a.data.tcp ? el('p', { class: 'notice' }, 'Added ' + a.data.id + ' at ' + a.data.tcp + '; the box prints to it over the network.')
+          msg.replaceChildren(a.data.tcp || a.data.usb ? el('p', { class: 'notice' }, 'Added ' + a.data.id + ' at ' + (a.data.tcp || a.data.usb) + '; the box prints to it itself.')
             : el('p', { class: 'notice' }, 'Added ' + a.data.id + '. Its MQTT password (shown once): ', el('code', {}, a.data.password)));
         } }, el('h2', {}, 'Add a device'), el('label', { for: 'd-id' }, 'Id'), id, el('label', { for: 'd-kind' }, 'Kind'), kind,
-        el('label', { for: 'd-st' }, 'Stations (comma-separated)'), st, backupRow, tcpRow, flavourRow, el('p', {}, el('button', { type: 'submit' }, 'Add device'))));
+        el('label', { for: 'd-st' }, 'Stations (comma-separated)'), st, backupRow, tcpRow, usbRow, flavourRow, el('p', {}, el('button', { type: 'submit' }, 'Add device'))));
       showBackup();
     },
     async 'Print jobs'() {

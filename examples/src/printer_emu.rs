@@ -1,10 +1,11 @@
-//! An ESC/POS network printer to try orderd with at home and in tests: it listens on a TCP port
-//! (9100 by default, as a real one), answers `DLE EOT` status queries and prints each job it
-//! receives as readable text on standard output. Type a command and Enter to change its state:
+//! An ESC/POS printer to try orderd with at home and in tests: it listens on a TCP port (9100 by
+//! default, as a real one), or with `--device` stands behind a device path as a USB printer
+//! does, answers `DLE EOT` status queries and prints each job it receives as readable text on
+//! standard output. Type a command and Enter to change its state:
 //! `paper` (out of paper), `cover` (cover open), `ready`, `drop` (drop the connection in the
 //! middle of the next job), `stall` / `go`.
 //!
-//!   printer-emu [--listen 127.0.0.1:9100]
+//!   printer-emu [--listen 127.0.0.1:9100 | --device]
 
 use std::time::Duration;
 
@@ -17,16 +18,29 @@ struct Args {
     /// Where to listen.
     #[arg(long, default_value = "127.0.0.1:9100")]
     listen: String,
+    /// Behind a device path instead (a pseudo-terminal, printed at start), as a USB printer.
+    #[arg(long)]
+    device: bool,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let emu = Emulator::start_on(&args.listen).await?;
-    println!(
-        "printer-emu listening on {} (paper, cover, ready, drop, stall, go)",
-        emu.addr()
-    );
+    let emu = if args.device {
+        Emulator::start_device()?
+    } else {
+        Emulator::start_on(&args.listen).await?
+    };
+    match emu.path() {
+        Some(path) => println!(
+            "printer-emu at {} (paper, cover, ready, stall, go)",
+            path.display()
+        ),
+        None => println!(
+            "printer-emu listening on {} (paper, cover, ready, drop, stall, go)",
+            emu.addr()
+        ),
+    }
     let shown = emu.clone();
     tokio::spawn(async move {
         let mut n = 0;

@@ -1,13 +1,14 @@
-//! An ESC/POS printer on a TCP port, for tests and for a try at home (`examples/printer-emu`):
-//! it answers `DLE EOT` status queries, turns each job (up to its cut) into readable text, and
-//! can be told to run out of paper after N jobs, open its cover, drop the connection in the
-//! middle of the next job, or stall (stop reading). Loopback only.
+//! An ESC/POS printer on a TCP port, or behind a device path as a USB printer is (a
+//! pseudo-terminal in raw mode), for tests and for a try at home (`examples/printer-emu`): it
+//! answers `DLE EOT` status queries, turns each job (up to its cut) into readable text, and can
+//! be told to run out of paper after N jobs, open its cover, drop the connection in the middle
+//! of the next job, or stall (stop reading). Loopback only.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 
 use crate::escpos::status::{PrinterState, decode_text, replies};
@@ -27,7 +28,11 @@ struct State {
 #[derive(Clone)]
 pub struct Emulator {
     addr: SocketAddr,
+    path: Option<std::path::PathBuf>,
     state: Arc<Mutex<State>>,
+    /// The device side of a pseudo-terminal, held open so the printer side never sees the
+    /// line hang up between two users.
+    _device: Option<Arc<std::os::fd::OwnedFd>>,
 }
 
 impl Emulator {
@@ -36,20 +41,63 @@ impl Emulator {
         Self::start_on("127.0.0.1:0").await
     }
 
+    fn fresh_state() -> Arc<Mutex<State>> {
+        Arc::new(Mutex::new(State {
+            printer: PrinterState::Ready,
+            printed: Vec::new(),
+            partial: 0,
+            paper_out_after: None,
+            drop_next: false,
+            stalled: false,
+            connections: 0,
+        }))
+    }
+
+    /// A printer behind a device path, as a USB printer is (`/dev/usb/lp0`): a pseudo-terminal
+    /// in raw mode whose device side ([`Emulator::path`]) the box opens. Dropping the
+    /// connection midway is not possible on a device; the other faults are.
+    pub fn start_device() -> std::io::Result<Self> {
+        use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
+        let pty = nix::pty::openpty(None, None).map_err(std::io::Error::from)?;
+        let mut t = tcgetattr(&pty.slave).map_err(std::io::Error::from)?;
+        cfmakeraw(&mut t);
+        tcsetattr(&pty.slave, SetArg::TCSANOW, &t).map_err(std::io::Error::from)?;
+        let path = nix::unistd::ttyname(&pty.slave).map_err(std::io::Error::from)?;
+        let master = std::fs::File::from(pty.master);
+        let flags = nix::fcntl::fcntl(&master, nix::fcntl::FcntlArg::F_GETFL)
+            .map_err(std::io::Error::from)?;
+        let flags = nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK;
+        nix::fcntl::fcntl(&master, nix::fcntl::FcntlArg::F_SETFL(flags))
+            .map_err(std::io::Error::from)?;
+        let reader = master.try_clone()?;
+        let stream = tokio::io::join(
+            tokio::net::unix::pipe::Receiver::from_file_unchecked(reader)?,
+            tokio::net::unix::pipe::Sender::from_file_unchecked(master)?,
+        );
+        let emu = Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            path: Some(path),
+            state: Self::fresh_state(),
+            _device: Some(Arc::new(pty.slave)),
+        };
+        let e = emu.clone();
+        tokio::spawn(async move { e.serve(stream).await });
+        Ok(emu)
+    }
+
+    /// The device path of a printer started with [`Emulator::start_device`].
+    pub fn path(&self) -> Option<&std::path::Path> {
+        self.path.as_deref()
+    }
+
     /// Listens on `addr`.
     pub async fn start_on(addr: &str) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let emu = Self {
             addr: listener.local_addr()?,
-            state: Arc::new(Mutex::new(State {
-                printer: PrinterState::Ready,
-                printed: Vec::new(),
-                partial: 0,
-                paper_out_after: None,
-                drop_next: false,
-                stalled: false,
-                connections: 0,
-            })),
+            path: None,
+            state: Self::fresh_state(),
+            _device: None,
         };
         let e = emu.clone();
         tokio::spawn(async move {
@@ -106,7 +154,7 @@ impl Emulator {
         self.lock().connections
     }
 
-    async fn serve(&self, mut sock: tokio::net::TcpStream) {
+    async fn serve(&self, mut sock: impl AsyncRead + AsyncWrite + Unpin) {
         self.lock().connections += 1;
         let mut job: Vec<u8> = Vec::new();
         let mut buf = [0u8; 4096];

@@ -51,7 +51,7 @@ pub async fn create(
         .await?;
     state.kitchen.devices_changed.notify_one();
     let mut v = dom::view(&device);
-    if device.tcp.is_none() {
+    if device.tcp.is_none() && device.usb.is_none() {
         v["password"] = Value::String(password);
     }
     Ok((StatusCode::CREATED, Json(v)))

@@ -86,6 +86,9 @@ pub struct Device {
     /// The dialect of a buzzer or light: orderd's own, or a stock Tasmota or Shelly relay
     /// (version 3).
     pub flavour: Flavour,
+    /// A printer on USB the box drives itself: its character device, e.g. `/dev/usb/lp0`
+    /// (version 3).
+    pub usb: Option<String>,
 }
 
 /// A device as version 2 stored it (before stock relays).
@@ -158,6 +161,7 @@ impl Stored for Device {
             created_at: v2.created_at,
             tcp: v2.tcp,
             flavour: Flavour::Orderd,
+            usb: None,
         })
     }
 }
@@ -200,6 +204,26 @@ pub struct NewDevice {
     /// A buzzer's dialect: `orderd` (default), `tasmota`, `shelly_gen2` or `shelly_gen1`.
     #[serde(default)]
     pub flavour: Flavour,
+    /// A printer on USB that the box drives itself: its device path under `/dev/`.
+    #[serde(default)]
+    pub usb: Option<String>,
+}
+
+/// Whether `p` may name a USB printer: a path under `/dev/` of plain name characters, never
+/// `..` (the driver also refuses anything but a character device when it opens it).
+pub fn usb_path(p: &str) -> bool {
+    p.len() <= 64
+        && p.strip_prefix("/dev/").is_some_and(|rest| {
+            !rest.is_empty()
+                && rest.split('/').all(|part| {
+                    !part.is_empty()
+                        && part != "."
+                        && part != ".."
+                        && part
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+                })
+        })
 }
 
 impl NewDevice {
@@ -235,6 +259,23 @@ impl NewDevice {
         }
         if self.backup && self.kind != DeviceKind::Printer {
             return Err(AppError::invalid("backup", "only printers can be backups"));
+        }
+        if let Some(path) = &self.usb {
+            if self.kind != DeviceKind::Printer {
+                return Err(AppError::invalid("usb", "only printers are on USB"));
+            }
+            if self.tcp.is_some() {
+                return Err(AppError::invalid(
+                    "usb",
+                    "a printer is on the network or on USB, not both",
+                ));
+            }
+            if !usb_path(path) {
+                return Err(AppError::invalid(
+                    "usb",
+                    "the printer's device path, e.g. /dev/usb/lp0",
+                ));
+            }
         }
         if self.flavour.is_relay() && self.kind != DeviceKind::Buzzer {
             return Err(AppError::invalid(
@@ -309,6 +350,7 @@ pub fn add(
         created_at: tx.now_ms(),
         tcp: req.tcp.as_deref().and_then(printer_address),
         flavour: req.flavour,
+        usb: req.usb.clone(),
     };
     tx.devices
         .insert(device.id.as_str(), codec::encode(&device)?.as_slice())?;
@@ -442,6 +484,7 @@ pub fn view(d: &Device) -> serde_json::Value {
         "encoding": d.encoding,
         "tcp": d.tcp,
         "flavour": d.flavour,
+        "usb": d.usb,
         "created_at": super::rfc3339(d.created_at),
     })
 }
@@ -472,6 +515,7 @@ mod tests {
             created_at: 0,
             tcp: None,
             flavour: Flavour::Orderd,
+            usb: None,
         }
     }
 
@@ -596,13 +640,31 @@ mod tests {
         let d: Device = codec::decode(&v2).unwrap();
         assert_eq!(d.tcp.as_deref(), Some("10.0.0.5:9100"));
         assert_eq!(d.flavour, Flavour::Orderd);
-        // Version 3 appends the flavour: its golden bytes.
+        assert_eq!(d.usb, None);
+        // Version 3 appends the flavour and the USB path: its golden bytes.
         let mut relay = d.clone();
         relay.flavour = Flavour::ShellyGen1;
         let bytes = codec::encode(&relay).unwrap();
         assert_eq!(bytes[0], 3);
-        assert_eq!(&bytes[1..], &[&v2[1..], &[3u8][..]].concat()[..]);
+        assert_eq!(&bytes[1..], &[&v2[1..], &[3u8, 0][..]].concat()[..]);
         assert_eq!(codec::decode::<Device>(&bytes).unwrap(), relay);
+        let mut usb = d;
+        usb.tcp = None;
+        usb.usb = Some("/dev/usb/lp0".into());
+        let bytes = codec::encode(&usb).unwrap();
+        assert!(bytes.ends_with(b"\x00\x01\x0c/dev/usb/lp0"), "{bytes:?}");
+        assert_eq!(codec::decode::<Device>(&bytes).unwrap(), usb);
+        assert!(usb_path("/dev/usb/lp0") && usb_path("/dev/pts/3"));
+        for bad in [
+            "/dev/",
+            "/dev/../var/lib/orderd/orderd.redb",
+            "/var/lib/x",
+            "/dev/usb//lp0",
+            "/dev/lp 0",
+            "dev/usb/lp0",
+        ] {
+            assert!(!usb_path(bad), "{bad}");
+        }
     }
 
     #[test]
@@ -615,6 +677,7 @@ mod tests {
             encoding: Encoding::Json,
             tcp: None,
             flavour: Flavour::Tasmota,
+            usb: None,
         };
         assert!(req(DeviceKind::Buzzer).check().is_ok());
         assert!(req(DeviceKind::Printer).check().is_err());

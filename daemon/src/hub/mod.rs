@@ -10,6 +10,7 @@
 //! [`Kitchen`] is what the rest of the daemon (the API) shares with the worker.
 
 pub mod netprint;
+pub mod printer_link;
 pub mod printing;
 pub mod relays;
 pub mod tickets;

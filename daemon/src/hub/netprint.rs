@@ -1,5 +1,5 @@
-//! Printers on the LAN (raw ESC/POS over TCP, port 9100): the box drives each printer
-//! registered with `tcp` itself. Its driver joins the embedded broker as that printer, over an
+//! Printers the box drives itself, on the LAN (raw ESC/POS over TCP, port 9100) or on USB (a
+//! character device such as `/dev/usb/lp0`): each printer registered with `tcp` or `usb`. Its driver joins the embedded broker as that printer, over an
 //! in-process link, and so looks to the hub like any MQTT printer: it takes the printer's jobs,
 //! reports them printed, and says `online`, `offline` and its state. The hub's delivery rules —
 //! resend by job id, failover to the station's backup marked REPRINT, alerts — apply unchanged.
@@ -22,9 +22,9 @@ use orderd_plugins::escpos::status::{
 use orderd_protocol::{Encoding, JobState, JobStatus, PrintJob, topics};
 use rumqttc::QoS;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
+use super::printer_link::{self, Link, Target};
 use crate::domain::devices::{self, DeviceKind};
 use crate::mqtt::broker::Broker;
 use crate::mqtt::client::{HubClient, Inbound};
@@ -42,7 +42,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// Job ids remembered as printed (a resend of one is answered `printed` again, not printed).
 const REMEMBER: usize = 2_000;
 
-/// Runs a driver for every printer registered with `tcp`, starting and stopping them as devices
+/// Runs a driver for every printer registered with `tcp` or `usb`, starting and stopping them as devices
 /// are added and removed, until shutdown.
 pub async fn run(
     store: Store,
@@ -51,16 +51,23 @@ pub async fn run(
     kitchen: Arc<super::Kitchen>,
     mut shutdown: Shutdown,
 ) {
-    let mut running: BTreeMap<String, (String, watch::Sender<bool>)> = BTreeMap::new();
+    let mut running: BTreeMap<String, (Target, watch::Sender<bool>)> = BTreeMap::new();
     loop {
-        let wanted: BTreeMap<String, (String, Encoding)> = store
+        let wanted: BTreeMap<String, (Target, Encoding)> = store
             .read()
             .ok()
             .and_then(|rtx| devices::list(&rtx).ok())
             .unwrap_or_default()
             .into_iter()
             .filter(|d| d.kind == DeviceKind::Printer)
-            .filter_map(|d| d.tcp.clone().map(|a| (d.id, (a, d.encoding))))
+            .filter_map(|d| {
+                let target = match (&d.tcp, &d.usb) {
+                    (Some(a), _) => Target::Tcp(a.clone()),
+                    (None, Some(p)) => Target::Usb(p.clone()),
+                    (None, None) => return None,
+                };
+                Some((d.id, (target, d.encoding)))
+            })
             .collect();
         running.retain(|id, (addr, stop)| {
             let keep = wanted.get(id).is_some_and(|(a, _)| a == addr);
@@ -97,7 +104,7 @@ pub async fn run(
 
 struct Driver {
     id: String,
-    addr: String,
+    addr: Target,
     encoding: Encoding,
     site: String,
 }
@@ -136,12 +143,11 @@ impl Driver {
         let mut backoff = Duration::from_millis(500);
         let mut said_offline = false;
         loop {
-            let conn = tokio::time::timeout(CONNECT, TcpStream::connect(&self.addr)).await;
+            let conn = printer_link::open(&self.addr, CONNECT).await;
             match conn {
-                Ok(Ok(sock)) => {
-                    let _ = sock.set_nodelay(true);
+                Ok(sock) => {
                     backoff = Duration::from_millis(500);
-                    tracing::info!(printer = %self.id, addr = %self.addr, "network printer connected");
+                    tracing::info!(printer = %self.id, addr = %self.addr, "driven printer connected");
                     let ended = self
                         .connected(
                             sock,
@@ -155,15 +161,15 @@ impl Driver {
                     match ended {
                         Ended::Stop => break,
                         Ended::Lost(why) => {
-                            tracing::warn!(printer = %self.id, addr = %self.addr, reason = %why, "network printer lost");
+                            tracing::warn!(printer = %self.id, addr = %self.addr, reason = %why, "driven printer lost");
                         }
                     }
                     self.say_availability(&mut client, false).await;
                     said_offline = true;
                 }
-                _ => {
+                Err(e) => {
                     if !said_offline {
-                        tracing::warn!(printer = %self.id, addr = %self.addr, "network printer unreachable");
+                        tracing::warn!(printer = %self.id, addr = %self.addr, error = %e, "driven printer unreachable");
                         self.say_availability(&mut client, false).await;
                         said_offline = true;
                     }
@@ -221,7 +227,7 @@ impl Driver {
     #[allow(clippy::too_many_lines)]
     async fn connected(
         &self,
-        mut sock: TcpStream,
+        mut sock: Link,
         client: &mut HubClient,
         inbound: &mut mpsc::Receiver<Inbound>,
         memory: &mut Memory,
@@ -319,7 +325,7 @@ fn job_state(s: PrinterState) -> JobState {
 }
 
 /// Asks the printer its state (`DLE EOT 1`, `2`, `4`), each answer within [`ANSWER`].
-async fn query(sock: &mut TcpStream) -> Result<PrinterState, String> {
+async fn query(sock: &mut Link) -> Result<PrinterState, String> {
     let mut answers = [0u8; 3];
     for (i, q) in [QUERY_PRINTER, QUERY_OFFLINE, QUERY_PAPER]
         .iter()

@@ -192,10 +192,11 @@ pub fn render_test(
     line(&format!("Stations: {}", device.stations.join(", ")));
     line(&format!(
         "Connection: {}",
-        device
-            .tcp
-            .as_deref()
-            .map_or_else(|| "MQTT".to_owned(), |a| format!("network {a}"))
+        match (&device.tcp, &device.usb) {
+            (Some(a), _) => format!("network {a}"),
+            (None, Some(p)) => format!("USB {p}"),
+            (None, None) => "MQTT".to_owned(),
+        }
     ));
     line(&format!(
         "Paper: {} mm, {} columns; code page PC858",

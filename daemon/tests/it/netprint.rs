@@ -1,7 +1,8 @@
 //! Printers on the LAN, driven by the box over raw TCP, against the ESC/POS printer emulator
 //! (`orderd_plugins::printer_emu`): a job printed once, paper out failing over to the backup
 //! marked REPRINT with the device's state reported, a connection cut mid-job printed again
-//! marked REPRINT, a stalled printer holding up nobody else, and registration checks.
+//! marked REPRINT, a stalled printer holding up nobody else, and registration checks; and
+//! printers on USB, driven through a device path (the emulator behind a pseudo-terminal).
 
 use std::time::Duration;
 
@@ -283,4 +284,132 @@ async fn a_test_print_from_the_api_and_the_command_line_shows_the_box_and_the_pr
     assert!(String::from_utf8_lossy(&out.stderr).contains("no such device"));
     child.start_kill().unwrap();
     child.wait().await.unwrap();
+}
+
+/// Registers a printer on USB at the emulator's device path.
+async fn add_usb_printer(s: &TestServer, id: &str, station: &str, emu: &Emulator, backup: bool) {
+    let path = emu.path().unwrap().display().to_string();
+    let (st, v) = s
+        .send(
+            "POST",
+            "/api/v1/devices",
+            Some(&s.admin),
+            Some(json!({"id": id, "kind": "printer", "stations": [station],
+                        "backup": backup, "usb": path})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert_eq!(v["usb"], path.as_str());
+    assert!(
+        v.get("password").is_none(),
+        "a USB printer has no MQTT password"
+    );
+    online(s, id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_usb_printer_prints_each_job_once_and_paper_out_fails_over() {
+    let s = TestServer::start_with(|c| c.kitchen.resend_secs = 1).await;
+    let usb = Emulator::start_device().unwrap();
+    let backup = Emulator::start().await.unwrap();
+    add_usb_printer(&s, "usb1", "grill", &usb, false).await;
+    add_printer(&s, "back", "grill", &backup, true).await;
+    let order = place(&s, json!([{"item_id": "tave_kosi", "quantity": 2}])).await;
+    let jobs = printed(&usb, 1).await;
+    let short = format!("{:03}", order["daily_seq"].as_u64().unwrap());
+    assert!(
+        jobs[0].contains(&short) && jobs[0].contains("2x Baked lamb"),
+        "{}",
+        jobs[0]
+    );
+    crate::common::quiet(Duration::from_millis(2500)).await;
+    assert_eq!(
+        usb.printed().len(),
+        1,
+        "printed once, not again on a resend"
+    );
+    // Out of paper: the device says so on DLE EOT, the box shows it and the backup prints.
+    usb.set_state(PrinterState::PaperOut);
+    eventually("paper out shown", WAIT, || async {
+        let (_, v) = s.send("GET", "/api/v1/devices", Some(&s.admin), None).await;
+        v["data"]
+            .as_array()?
+            .iter()
+            .any(|d| d["id"] == "usb1" && d["state"] == "paper_out")
+            .then_some(())
+    })
+    .await;
+    place(&s, json!([{"item_id": "tave_kosi", "quantity": 5}])).await;
+    let jobs = printed(&backup, 1).await;
+    assert!(jobs[0].contains("5x Baked lamb"), "{}", jobs[0]);
+    assert_eq!(usb.printed().len(), 1);
+    // Paper back in: its own jobs come back to it.
+    usb.set_state(PrinterState::Ready);
+    eventually("ready shown", WAIT, || async {
+        let (_, v) = s.send("GET", "/api/v1/devices", Some(&s.admin), None).await;
+        v["data"]
+            .as_array()?
+            .iter()
+            .any(|d| d["id"] == "usb1" && d["state"] == "ready")
+            .then_some(())
+    })
+    .await;
+    place(&s, json!([{"item_id": "tave_kosi", "quantity": 7}])).await;
+    let jobs = printed(&usb, 2).await;
+    assert!(jobs[1].contains("7x Baked lamb"), "{}", jobs[1]);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_usb_printer_is_a_device_path_and_a_missing_one_is_offline() {
+    let s = TestServer::start().await;
+    for (body, field) in [
+        (
+            json!({"id": "p9", "kind": "printer", "stations": ["grill"], "usb": "/var/lib/orderd/orderd.redb"}),
+            "usb",
+        ),
+        (
+            json!({"id": "p9", "kind": "printer", "stations": ["grill"], "usb": "/dev/../etc/passwd"}),
+            "usb",
+        ),
+        (
+            json!({"id": "p9", "kind": "printer", "stations": ["grill"], "usb": "/dev/usb/lp0", "tcp": "10.0.0.5"}),
+            "usb",
+        ),
+        (
+            json!({"id": "bz", "kind": "buzzer", "usb": "/dev/usb/lp0"}),
+            "usb",
+        ),
+    ] {
+        let (st, v) = s
+            .send("POST", "/api/v1/devices", Some(&s.admin), Some(body))
+            .await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+        assert_eq!(v["error"]["details"]["field"], field, "{v}");
+    }
+    // A printer not plugged in: registered, shown offline, and its station's jobs fail over.
+    let backup = Emulator::start().await.unwrap();
+    add_printer(&s, "back", "grill", &backup, true).await;
+    let (st, v) = s
+        .send(
+            "POST",
+            "/api/v1/devices",
+            Some(&s.admin),
+            Some(json!({"id": "usb9", "kind": "printer", "stations": ["grill"], "usb": "/dev/usb/lp-not-plugged"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    eventually("usb9 offline", WAIT, || async {
+        let (_, v) = s.send("GET", "/api/v1/devices", Some(&s.admin), None).await;
+        v["data"]
+            .as_array()?
+            .iter()
+            .any(|d| d["id"] == "usb9" && d["online"] == false)
+            .then_some(())
+    })
+    .await;
+    place(&s, json!([{"item_id": "tave_kosi", "quantity": 4}])).await;
+    let jobs = printed(&backup, 1).await;
+    assert!(jobs[0].contains("4x Baked lamb"), "{}", jobs[0]);
+    s.stop().await;
 }
