@@ -725,6 +725,9 @@ pub struct KitchenConfig {
     pub stations: std::collections::BTreeMap<String, StationConfig>,
     /// The keys of a USB bump bar (a keyboard) on the kitchen page.
     pub bump_keys: BumpKeys,
+    /// At start, print a slip with the box's address on the first printer that comes online
+    /// within a minute (as a point-of-sale box without a screen does).
+    pub print_address_at_boot: bool,
 }
 
 /// `[kitchen.bump_keys]`: what each key of a bump bar does on the kitchen page. Keys are
@@ -770,6 +773,7 @@ impl Default for KitchenConfig {
             age_late_secs: 480,
             stations: std::collections::BTreeMap::new(),
             bump_keys: BumpKeys::default(),
+            print_address_at_boot: false,
         }
     }
 }

@@ -289,6 +289,18 @@ pub async fn start(
         "upload",
         crate::upload::run(Arc::clone(&state), shutdown.clone()),
     ));
+    if state.settings.raw.kitchen.print_address_at_boot {
+        workers.push(spawn_task(
+            "address slip",
+            crate::hub::print_address_at_boot(
+                state.store.clone(),
+                state.writer.clone(),
+                Arc::clone(&state.kitchen),
+                Arc::clone(&state.settings),
+                shutdown.clone(),
+            ),
+        ));
+    }
     workers.push(spawn_task(
         "messaging",
         crate::messaging::worker::run(Arc::clone(&state), providers, texts, shutdown.clone()),

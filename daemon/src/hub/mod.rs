@@ -141,3 +141,43 @@ pub async fn test_print(
     kitchen.wake.notify_one();
     Ok(job)
 }
+
+/// How long after start the box waits for a printer to print its address on.
+const ADDRESS_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// `[kitchen] print_address_at_boot`: prints the test slip (the box's address and the printer's
+/// settings) on the first printer, by id, that is online within [`ADDRESS_WAIT`] of start.
+pub async fn print_address_at_boot(
+    store: crate::store::Store,
+    writer: crate::store::writer::Writer,
+    kitchen: std::sync::Arc<Kitchen>,
+    settings: std::sync::Arc<crate::config::Settings>,
+    mut shutdown: crate::shutdown::Shutdown,
+) {
+    let until = tokio::time::Instant::now() + ADDRESS_WAIT;
+    while tokio::time::Instant::now() < until {
+        let printers = store
+            .read()
+            .ok()
+            .and_then(|rtx| crate::domain::devices::list(&rtx).ok())
+            .unwrap_or_default();
+        let first = printers
+            .iter()
+            .filter(|d| d.kind == crate::domain::devices::DeviceKind::Printer)
+            .find(|d| kitchen.health_of(&d.id).online);
+        if let Some(p) = first {
+            match test_print(&store, &writer, &kitchen, &settings, &p.id).await {
+                Ok(_) => tracing::info!(printer = %p.id, "the box's address sent to the printer"),
+                Err(e) => {
+                    tracing::warn!(printer = %p.id, error = %e, "could not print the box's address")
+                }
+            }
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+            () = shutdown.wait() => return,
+        }
+    }
+    tracing::info!("no printer came online within a minute: the box's address was not printed");
+}

@@ -413,3 +413,21 @@ async fn a_usb_printer_is_a_device_path_and_a_missing_one_is_offline() {
     assert!(jobs[0].contains("4x Baked lamb"), "{}", jobs[0]);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_box_prints_its_address_on_the_first_printer_that_comes_online() {
+    let s = TestServer::start_with(|c| c.kitchen.print_address_at_boot = true).await;
+    let emu = Emulator::start().await.unwrap();
+    add_printer(&s, "lan1", "grill", &emu, false).await;
+    let slips = printed(&emu, 1).await;
+    assert!(slips[0].contains("orderd test print"), "{}", slips[0]);
+    assert!(slips[0].contains("Box: http://"), "{}", slips[0]);
+    assert!(slips[0].contains("Printer: lan1"), "{}", slips[0]);
+    // Once, on one printer: a second printer and more time bring no second slip.
+    let other = Emulator::start().await.unwrap();
+    add_printer(&s, "lan2", "bar", &other, false).await;
+    crate::common::quiet(Duration::from_millis(1500)).await;
+    assert_eq!(emu.printed().len(), 1);
+    assert!(other.printed().is_empty());
+    s.stop().await;
+}
