@@ -169,7 +169,7 @@ pub async fn print_address_at_boot(
             match test_print(&store, &writer, &kitchen, &settings, &p.id).await {
                 Ok(_) => tracing::info!(printer = %p.id, "the box's address sent to the printer"),
                 Err(e) => {
-                    tracing::warn!(printer = %p.id, error = %e, "could not print the box's address")
+                    tracing::warn!(printer = %p.id, error = %e, "could not print the box's address");
                 }
             }
             return;
