@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 STARTS="${1:-20}"
 IDLE="${2:-60}"
-cargo build --release -q --locked -p orderd -p orderd-examples --bin orderd --bin appliancebench
+cargo build --release -q --locked -p orderd -p orderd-collector -p orderd-examples
 size() { printf '%-42s %6.2f MiB (%s bytes)\n' "$1" "$(echo "$(stat -c %s "$1") / 1048576" | bc -l)" "$(stat -c %s "$1")"; }
 echo "stripped release binaries ($(rustc --version)):"
 size target/release/orderd

@@ -3,15 +3,16 @@
 # the embedded broker, then the same through Debian's Mosquitto (external-broker mode), then the
 # broker's idle cost and 500 idle devices. Loopback only; every run stops by itself.
 #   scripts/bench-mqtt.sh [SECONDS] [PART...]   (default 600 s, the issue's 10 minutes)
-# PARTs: emb (load, embedded broker), idle (the broker's idle cost), ext (load through
-# Mosquitto), idle500 (500 idle devices); all of them by default.
+# PARTs: emb (load, embedded broker), net (the same load with 20 network printers the box
+# drives, emulated on loopback, instead of MQTT printers), idle (the broker's idle cost), ext
+# (load through Mosquitto), idle500 (500 idle devices); all but net by default.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS="${1:-600}"
 PARTS="${*:2}"
 PARTS="${PARTS:-emb idle ext idle500}"
 want() { [[ " $PARTS " == *" $1 "* ]]; }
-cargo build --release -q -p orderd -p orderd-examples
+cargo build --release -q -p orderd -p orderd-collector -p orderd-examples
 BIN=target/release/orderd
 BENCH=target/release/mqttbench
 WORK=$(mktemp -d)
@@ -35,6 +36,16 @@ start "$WORK/emb" --mqtt-listen "127.0.0.1:$MQTT"
 (cd "$WORK" && "$OLDPWD/$BENCH" --base "http://127.0.0.1:$HTTP" --mqtt-port "$MQTT" \
   --admin-password-file "$WORK/emb/initial-admin-password" --secs "$SECS" --pid "$PID" --prefix emb \
   --commit-log "$WORK/emb.out")
+kill "$PID"; wait "$PID" || true
+fi
+
+if want net; then
+echo "== embedded broker: ${SECS}s at 200 orders/s, 20 network printers (emulated), 10 displays, 20 buzzers"
+MQTT=$(free_port)
+start "$WORK/net" --mqtt-listen "127.0.0.1:$MQTT"
+(cd "$WORK" && "$OLDPWD/$BENCH" --base "http://127.0.0.1:$HTTP" --mqtt-port "$MQTT" \
+  --admin-password-file "$WORK/net/initial-admin-password" --secs "$SECS" --pid "$PID" --prefix net \
+  --printers 0 --net-printers 20 --commit-log "$WORK/net.out")
 kill "$PID"; wait "$PID" || true
 fi
 

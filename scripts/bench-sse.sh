@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CLIENTS="${1:-500}"
 ROUNDS="${2:-100}"
-cargo build --release -q -p orderd -p orderd-examples --bin orderd --bin ssebench
+cargo build --release -q -p orderd -p orderd-collector -p orderd-examples
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 ulimit -n 8192

@@ -61,6 +61,10 @@ struct Args {
     /// for the time each event became durable, to time tickets from their commit exactly.
     #[arg(long)]
     commit_log: Option<std::path::PathBuf>,
+    /// Printers on the LAN the box drives itself: this many ESC/POS printer emulators on
+    /// loopback, registered by address, on a thread of their own.
+    #[arg(long, default_value_t = 0)]
+    net_printers: usize,
 }
 
 #[path = "bench_util.rs"]
@@ -188,6 +192,7 @@ async fn main() -> anyhow::Result<()> {
     let printed = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut tasks = Vec::new();
     let mut per_station = HashMap::new();
+    let mut net_per_station: HashMap<&str, u64> = HashMap::new();
     // Displays run on a thread of their own: on a kitchen each is a device with its own CPU,
     // and here they must not wait for a thread of the benchmark's runtime behind the printer
     // simulators' work (that wait would be counted as ticket latency).
@@ -254,6 +259,20 @@ async fn main() -> anyhow::Result<()> {
             }
         }));
     }
+    let emulators = net_printer_thread(args.net_printers)?;
+    for (i, emu) in emulators.iter().enumerate() {
+        let station = STATIONS[i % STATIONS.len()];
+        *net_per_station.entry(station).or_insert(0u64) += 1;
+        let id = format!("{}-np{i}", args.prefix);
+        let (st, v) = http
+            .call(
+                "POST",
+                "/api/v1/devices",
+                &json!({"id": id, "kind": "printer", "stations": [station], "tcp": emu.addr().to_string()}),
+            )
+            .await?;
+        anyhow::ensure!(st == 201 || st == 409, "registering {id}: {st} {v}");
+    }
     let rings = Arc::new(std::sync::atomic::AtomicU64::new(0));
     for i in 0..args.buzzers {
         let station = STATIONS[i % STATIONS.len()];
@@ -311,8 +330,8 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(&pw_file, serde_json::to_vec(&store)?)?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     println!(
-        "devices connected: {} printers, {} displays, {} buzzers",
-        args.printers, args.displays, args.buzzers
+        "devices connected: {} printers, {} network printers, {} displays, {} buzzers",
+        args.printers, args.net_printers, args.displays, args.buzzers
     );
 
     // Load.
@@ -518,10 +537,112 @@ async fn main() -> anyhow::Result<()> {
             .collect();
         println!("daemon peak RSS per minute (MB): {}", list.join(" "));
     }
+    if !emulators.is_empty() {
+        // Each ticket carries its order's `b{n}` note: the order it prints. The last byte's
+        // time against the request (an upper bound of commit -> last byte) and against the
+        // response (a lower bound: the commit came before the response).
+        let mut upper = Vec::new();
+        let mut lower = Vec::new();
+        let mut unique = std::collections::HashSet::new();
+        for (p, emu) in emulators.iter().enumerate() {
+            for (text, at_us) in emu.printed_with_times() {
+                let Some(n) = text
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix('b').and_then(|d| d.parse::<u64>().ok()))
+                else {
+                    continue;
+                };
+                if !unique.insert((p, n)) {
+                    continue;
+                }
+                let Some((placed, responded)) = sent.get(&n) else {
+                    continue;
+                };
+                let at = wall_to_instant(at_us);
+                upper.push(signed_ms(at, *placed));
+                if let Some(r) = responded {
+                    lower.push(signed_ms(at, *r));
+                }
+            }
+        }
+        upper.sort_by(f64::total_cmp);
+        lower.sort_by(f64::total_cmp);
+        let expected: u64 = total * net_per_station.values().sum::<u64>();
+        println!(
+            "network printers: jobs expected {expected}, printed {} unique, lost {}",
+            unique.len(),
+            expected.saturating_sub(unique.len() as u64)
+        );
+        println!(
+            "order sent -> last byte at a network printer (>= commit -> last byte): p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms",
+            pct(&upper, 0.5),
+            pct(&upper, 0.99),
+            pct(&upper, 0.999),
+            upper.last().copied().unwrap_or(f64::NAN)
+        );
+        println!(
+            "response -> last byte at a network printer (<= commit -> last byte): p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms",
+            pct(&lower, 0.5),
+            pct(&lower, 0.99),
+            pct(&lower, 0.999),
+            lower.last().copied().unwrap_or(f64::NAN)
+        );
+    }
     for t in tasks {
         t.abort();
     }
     Ok(())
+}
+
+/// Milliseconds from `from` to `to`, negative when `to` came first.
+fn signed_ms(to: Instant, from: Instant) -> f64 {
+    if to >= from {
+        (to - from).as_secs_f64() * 1000.0
+    } else {
+        -(from - to).as_secs_f64() * 1000.0
+    }
+}
+
+/// The monotonic instant of a wall-clock time (µs since the epoch), by the offset now.
+fn wall_to_instant(at_us: u64) -> Instant {
+    let now_us = wall_us();
+    let now = Instant::now();
+    if at_us <= now_us {
+        now.checked_sub(Duration::from_micros(now_us - at_us))
+            .unwrap_or(now)
+    } else {
+        now + Duration::from_micros(at_us - now_us)
+    }
+}
+
+/// Starts `n` printer emulators on loopback, served by a runtime on a thread of their own (a
+/// printer has its own CPU; here they must not wait behind the benchmark's other work).
+fn net_printer_thread(n: usize) -> anyhow::Result<Vec<orderd_plugins::printer_emu::Emulator>> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("the printers' runtime starts");
+        rt.block_on(async move {
+            let mut emus = Vec::new();
+            for _ in 0..n {
+                match orderd_plugins::printer_emu::Emulator::start().await {
+                    Ok(e) => emus.push(e),
+                    Err(e) => {
+                        let _ = tx.send(Err(anyhow::anyhow!("printer emulator: {e}")));
+                        return;
+                    }
+                }
+            }
+            let _ = tx.send(Ok(emus));
+            std::future::pending::<()>().await;
+        });
+    });
+    rx.recv()?
 }
 
 /// A display simulator to start: id, password, station, and where to say it has subscribed.

@@ -17,6 +17,8 @@ use crate::escpos::status::{PrinterState, decode_text, replies};
 struct State {
     printer: PrinterState,
     printed: Vec<String>,
+    /// When each job of `printed` was complete (its cut arrived), µs since the Unix epoch.
+    printed_at: Vec<u64>,
     partial: usize,
     paper_out_after: Option<usize>,
     drop_next: bool,
@@ -45,6 +47,7 @@ impl Emulator {
         Arc::new(Mutex::new(State {
             printer: PrinterState::Ready,
             printed: Vec::new(),
+            printed_at: Vec::new(),
             partial: 0,
             paper_out_after: None,
             drop_next: false,
@@ -144,6 +147,17 @@ impl Emulator {
         self.lock().printed.clone()
     }
 
+    /// Every job printed whole with when its last byte arrived (µs since the Unix epoch), in
+    /// order: for benchmarks.
+    pub fn printed_with_times(&self) -> Vec<(String, u64)> {
+        let st = self.lock();
+        st.printed
+            .iter()
+            .cloned()
+            .zip(st.printed_at.iter().copied())
+            .collect()
+    }
+
     /// Jobs cut short by a dropped connection.
     pub fn partial(&self) -> usize {
         self.lock().partial
@@ -195,6 +209,10 @@ impl Emulator {
                     let mut st = self.lock();
                     if st.printer.prints() {
                         st.printed.push(decode_text(&job));
+                        let at = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+                        st.printed_at.push(at);
                         if st.paper_out_after.is_some_and(|n| st.printed.len() >= n) {
                             st.printer = PrinterState::PaperOut;
                             st.paper_out_after = None;
