@@ -325,6 +325,9 @@ fn job_state(s: PrinterState) -> JobState {
 }
 
 /// Asks the printer its state (`DLE EOT 1`, `2`, `4`), each answer within [`ANSWER`].
+/// One query at a time: sent together, the printer's three one-byte answers met Nagle's
+/// algorithm on its side and the box's delayed ACK, 40 ms per state (the benchmark's printers
+/// fell a minute behind), so each answer is read before the next query goes out.
 async fn query(sock: &mut Link) -> Result<PrinterState, String> {
     let mut answers = [0u8; 3];
     for (i, q) in [QUERY_PRINTER, QUERY_OFFLINE, QUERY_PAPER]
