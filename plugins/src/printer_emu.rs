@@ -181,6 +181,10 @@ impl Emulator {
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             };
+            // Stalled while it waited: what came in waits too, unanswered and unprinted.
+            while self.lock().stalled {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
             pending.extend_from_slice(&buf[..n]);
             let mut i = 0;
             while i < pending.len() {

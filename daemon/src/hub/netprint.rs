@@ -4,8 +4,9 @@
 //! reports them printed, and says `online`, `offline` and its state. The hub's delivery rules —
 //! resend by job id, failover to the station's backup marked REPRINT, alerts — apply unchanged.
 //!
-//! A raw printer acknowledges nothing, so the driver asks its state with `DLE EOT` before and
-//! after each job and every few seconds while idle. A job counts as printed when all its bytes
+//! A raw printer acknowledges nothing, so the driver asks its state with `DLE EOT` after each
+//! job, before one unless the printer answered in the last half second, and every few seconds
+//! while idle. A job counts as printed when all its bytes
 //! were written and the state afterwards lets it print. A job cut short (the connection dropped
 //! or the printer stopped answering) is not reported: the hub sends it again once the printer is
 //! back (or fails it over), and the driver prints it marked REPRINT. It may print twice; it is
@@ -35,6 +36,9 @@ use crate::store::Store;
 const CONNECT: Duration = Duration::from_secs(2);
 const ANSWER: Duration = Duration::from_secs(2);
 const WRITE: Duration = Duration::from_secs(10);
+/// A state read this recently, and saying the printer prints, stands for the question before
+/// the next job (in a rush, the last job's answer afterwards is that question).
+const FRESH: Duration = Duration::from_millis(500);
 /// How often an idle printer is asked its state.
 const POLL: Duration = Duration::from_secs(5);
 /// The longest wait between two connection attempts.
@@ -238,6 +242,9 @@ impl Driver {
             Ok(s) => s,
             Err(e) => return Ended::Lost(e),
         };
+        // When the printer last answered: a job that follows an answer this fresh (the last
+        // job's "after") needs no question of its own.
+        let mut answered = tokio::time::Instant::now();
         self.say_state(client, last).await;
         self.say_availability(client, true).await;
         let jobs = topics::printer_job(&self.site, &self.id);
@@ -259,9 +266,16 @@ impl Driver {
                         self.report(client, &job.job_id, JobState::Printed).await;
                         continue;
                     }
-                    let before = match query(&mut sock).await {
-                        Ok(s) => s,
-                        Err(e) => return Ended::Lost(e),
+                    let before = if last.prints() && answered.elapsed() < FRESH {
+                        last
+                    } else {
+                        match query(&mut sock).await {
+                            Ok(s) => {
+                                answered = tokio::time::Instant::now();
+                                s
+                            }
+                            Err(e) => return Ended::Lost(e),
+                        }
                     };
                     if before != last {
                         self.say_state(client, before).await;
@@ -284,7 +298,10 @@ impl Driver {
                         Err(_) => return Ended::Lost("the printer took no more data".into()),
                     }
                     let after = match query(&mut sock).await {
-                        Ok(s) => s,
+                        Ok(s) => {
+                            answered = tokio::time::Instant::now();
+                            s
+                        }
                         Err(e) => return Ended::Lost(e),
                     };
                     if after != last {
@@ -299,7 +316,11 @@ impl Driver {
                     }
                 }
                 _ = poll.tick() => {
-                    match query(&mut sock).await {
+                    let asked = query(&mut sock).await;
+                    if asked.is_ok() {
+                        answered = tokio::time::Instant::now();
+                    }
+                    match asked {
                         Ok(s) if s != last => {
                             self.say_state(client, s).await;
                             last = s;
