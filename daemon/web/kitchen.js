@@ -1,6 +1,8 @@
 // orderd kitchen display (/kitchen?station=): live tickets per station with age colours,
 // modifiers and notes up front, bump and recall, sold-out toggles, device and clock banners,
-// and an audible alert — all from the staff live stream, reconnecting by itself. A USB bump bar
+// and an audible alert — all from the staff live stream, reconnecting by itself. A station's
+// page bumps its own part of an order (the order is ready when every station's part is); the
+// page with no station is the expo: every ticket, which stations are done, and the status. A USB bump bar
 // (a keyboard) works it: select the next or previous ticket, bump, recall, digits for the n-th
 // ticket (`[kitchen.bump_keys]`).
 'use strict';
@@ -48,13 +50,23 @@
     return station ? o.items.filter((l) => l.station === station) : o.items;
   }
 
+  /** Whether this page's station has bumped its part of the order. */
+  function doneHere(o) {
+    return !!station && (o.stations_done || []).includes(station);
+  }
+
+  /** The stations an order has lines at, each with whether it is done (for the expo). */
+  function stationsOf(o) {
+    return [...new Set(o.items.map((l) => l.station))].sort().map((s) => [s, (o.stations_done || []).includes(s)]);
+  }
+
   function age(o) { return (Date.now() - Date.parse(o.created_at)) / 1000; }
 
   // The bump bar's selection: the selected ticket's order id (the first one when none).
   let selected = null;
   let lastBumped = null;
   function openTickets() {
-    return [...orders.values()].filter((o) => OPEN.includes(o.status) && linesFor(o).length)
+    return [...orders.values()].filter((o) => OPEN.includes(o.status) && linesFor(o).length && !doneHere(o))
       .sort((a, b) => a.created_at.localeCompare(b.created_at));
   }
 
@@ -71,17 +83,36 @@
       el('ul', {}, linesFor(o).map((l) => el('li', {}, el('strong', {}, l.quantity + ' × ' + l.name),
         l.modifiers.length ? el('div', { class: 'mods' }, l.modifiers.map((m) => m.name).join(', ')) : null,
         l.note ? el('div', { class: 'note' }, l.note) : null))),
-      next ? el('button', { 'data-bump': o.id, onclick: () => move(o, next[0]) }, next[1]) : null);
+      station ? null : el('div', { class: 'row' }, stationsOf(o).map(([s, done]) => el('span', { class: 'status ' + (done ? 'ready' : ''), 'data-station-done': s, 'data-done': done ? '1' : '0' }, s + (done ? ': done' : ': cooking')))),
+      station ? el('button', { 'data-bump': o.id, onclick: () => stationBump(o, 'bump') }, 'Done')
+        : next ? el('button', { 'data-bump': o.id, onclick: () => move(o, next[0]) }, next[1]) : null);
+  }
+
+  /** A bump of this station's part (or, with `recall`, taking it back). */
+  async function stationBump(o, action) {
+    const r = await api('POST', '/api/v1/orders/' + encodeURIComponent(o.id) + '/bump', { station, action });
+    if (r.status !== 200) return msg.replaceChildren(el('p', { class: 'error' }, O.errorText(r)));
+    msg.replaceChildren();
+    orders.set(o.id, r.data);
+    if (action === 'bump') lastBumped = o.id;
+    render();
+  }
+
+  /** What this page can take back: the station's own bumps (a station), or ready orders (the expo). */
+  function recallable() {
+    return station
+      ? [...orders.values()].filter((o) => doneHere(o) && (OPEN.includes(o.status) || o.status === 'ready'))
+      : [...orders.values()].filter((o) => o.status === 'ready' && linesFor(o).length);
   }
 
   function render() {
     const open = openTickets();
     if (!open.some((o) => o.id === selected)) selected = open.length ? open[0].id : null;
     ticketsBox.replaceChildren(open.length ? el('div', { class: 'tickets' }, open.map(ticket)) : el('p', { class: 'muted' }, 'No open tickets.'));
-    const ready = [...orders.values()].filter((o) => o.status === 'ready' && linesFor(o).length);
-    readyBox.replaceChildren(el('h2', {}, 'Ready'), ready.length ? el('div', { class: 'row' }, ready.map((o) => el('span', { class: 'row', 'data-ready': o.id },
+    const ready = recallable();
+    readyBox.replaceChildren(el('h2', {}, station ? 'Done here' : 'Ready'), ready.length ? el('div', { class: 'row' }, ready.map((o) => el('span', { class: 'row', 'data-ready': o.id },
       el('span', { class: 'status ready' }, '#' + String(o.daily_seq).padStart(3, '0')),
-      el('button', { class: 'secondary', 'data-recall': o.id, onclick: () => recall(o) }, 'Recall')))) : el('p', { class: 'muted' }, '—'));
+      el('button', { class: 'secondary', 'data-recall': o.id, onclick: () => (station ? stationBump(o, 'recall') : recall(o)) }, 'Recall')))) : el('p', { class: 'muted' }, '—'));
     renderBanner();
   }
 
@@ -130,10 +161,12 @@
     else if (keys.numbers && /^[1-9]$/.test(e.key)) { const o = open[Number(e.key) - 1]; if (o) selected = o.id; }
     else if (keys.bump.includes(e.key)) {
       const o = open.find((x) => x.id === selected) || open[0];
-      if (o && NEXT[o.status]) move(o, NEXT[o.status][0]);
+      if (o && station) stationBump(o, 'bump');
+      else if (o && NEXT[o.status]) move(o, NEXT[o.status][0]);
     } else if (keys.recall.includes(e.key)) {
-      const o = (lastBumped && orders.get(lastBumped)) || [...orders.values()].find((x) => x.status === 'ready' && linesFor(x).length);
-      if (o) recall(o);
+      const o = (lastBumped && orders.get(lastBumped)) || recallable()[0];
+      if (o && station) stationBump(o, 'recall');
+      else if (o) recall(o);
     } else handled = false;
     if (handled) { e.preventDefault(); render(); }
   });
@@ -182,9 +215,17 @@
       } else if (OPEN.includes(d.to) || d.to === 'ready') {
         refreshOrder(d.order_id);
       }
-    } else if (type === 'lines_changed') {
+    } else if (type === 'lines_changed' || type === 'lines_edited') {
       refreshOrder(d.order_id);
       O.beep();
+    } else if (type === 'station_done') {
+      const o = orders.get(d.order_id);
+      if (!o) refreshOrder(d.order_id);
+      else {
+        const done = new Set(o.stations_done || []);
+        if (d.done) done.add(d.station); else done.delete(d.station);
+        o.stations_done = [...done].sort();
+      }
     } else if (type === 'availability_changed' || type === 'sold_out') {
       for (const c of (menu ? menu.categories : [])) for (const i of c.items) if (i.id === d.item_id) i.available = type === 'availability_changed' ? d.available : false;
       renderSoldOut();

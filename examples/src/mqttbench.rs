@@ -53,8 +53,8 @@ struct Args {
     /// Device id prefix (devices are registered once and reused).
     #[arg(long, default_value = "bench")]
     prefix: String,
-    /// A grill bump bar bumps each order to ready this many seconds after it was placed
-    /// (three bumps, 100 ms apart), so boards hold what a busy kitchen has open; 0 = never.
+    /// A bump bar per station bumps its part of each order this many seconds after it was
+    /// placed (the order is then ready), so boards hold what a busy kitchen has open; 0 = never.
     #[arg(long, default_value_t = 10)]
     ready_after: u64,
     /// The daemon's log, run with `RUST_LOG=orderd::store::writer=trace`: read after the load
@@ -291,39 +291,38 @@ async fn main() -> anyhow::Result<()> {
             }
         }));
     }
-    // The kitchen: a bump bar that moves each order to ready after `ready_after` seconds.
+    // The kitchen: a bump bar per station that bumps its part of each order `ready_after`
+    // seconds after it was placed; with every station's part done the order is ready.
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, String)>();
     if args.ready_after > 0 {
-        let id = format!("{}-bb", args.prefix);
-        let pw = device(&http, &mut store, &id, "bump_bar", Some("grill")).await?;
-        let (c, mut el) = connect(args.mqtt_port, &id, &pw).await?;
-        c.publish(
-            format!("orderd/demo/device/{id}/availability"),
-            QoS::AtLeastOnce,
-            true,
-            "online",
-        )
-        .await?;
-        tasks.push(tokio::spawn(
-            async move { while el.poll().await.is_ok() {} },
-        ));
+        let mut bars = Vec::new();
+        for station in STATIONS {
+            let id = format!("{}-bb-{station}", args.prefix);
+            let pw = device(&http, &mut store, &id, "bump_bar", Some(station)).await?;
+            let (c, mut el) = connect(args.mqtt_port, &id, &pw).await?;
+            c.publish(
+                format!("orderd/demo/device/{id}/availability"),
+                QoS::AtLeastOnce,
+                true,
+                "online",
+            )
+            .await?;
+            tasks.push(tokio::spawn(
+                async move { while el.poll().await.is_ok() {} },
+            ));
+            bars.push((c, format!("orderd/demo/station/{station}/bump")));
+        }
         let after = Duration::from_secs(args.ready_after);
-        let topic = "orderd/demo/station/grill/bump".to_owned();
         tasks.push(tokio::spawn(async move {
             while let Some((placed, order)) = done_rx.recv().await {
                 tokio::time::sleep_until((placed + after).into()).await;
-                let c = c.clone();
-                let topic = topic.clone();
-                tokio::spawn(async move {
-                    for _ in 0..3 {
-                        let bump =
-                            json!({"version": FORMAT_VERSION, "ticket": order, "action": "bump"});
-                        let _ = c
-                            .publish(&topic, QoS::AtLeastOnce, false, bump.to_string())
-                            .await;
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                });
+                for (c, topic) in &bars {
+                    let bump =
+                        json!({"version": FORMAT_VERSION, "ticket": order, "action": "bump"});
+                    let _ = c
+                        .publish(topic, QoS::AtLeastOnce, false, bump.to_string())
+                        .await;
+                }
             }
         }));
     }

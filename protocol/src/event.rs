@@ -183,6 +183,20 @@ pub enum EventKind {
     },
     /// The business day was closed by a Z report.
     DayClosed(Box<ZReport>),
+    /// A station finished its part of an order (its bump), or took it back (a recall). When
+    /// every station is done the order moves to `ready` by its own `StatusChanged` events.
+    StationDone {
+        /// The order's id.
+        order_id: String,
+        /// The order's number.
+        number: String,
+        /// The station.
+        station: String,
+        /// Done, or taken back.
+        done: bool,
+        /// Who: a bump bar (`bump-bar@grill`) or a staff user.
+        actor: String,
+    },
 }
 
 impl EventKind {
@@ -221,6 +235,7 @@ impl EventKind {
             Self::BillPrinted(_) => "bill_printed",
             Self::BillRequested { .. } => "bill_requested",
             Self::DayClosed(_) => "day_closed",
+            Self::StationDone { .. } => "station_done",
         }
     }
 }

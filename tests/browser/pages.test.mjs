@@ -139,10 +139,9 @@ test('a customer orders on a phone, the kitchen sees it live, bumps it, and the 
   await kitchen.setViewportSize(PHONE);
   await kitchen.screenshot({ path: path.join(ARTIFACTS, 'kitchen-phone.png'), fullPage: true });
   await kitchen.setViewportSize(TABLET);
-  for (const status of ['accepted', 'preparing', 'ready']) {
-    await kitchen.click(`[data-bump="${id}"]`);
-    await customer.waitForSelector(`[data-order="${id}"] [data-status=${status}]`, { timeout: 5000 });
-  }
+  // The grill is the order's only station: its bump makes the order ready.
+  await kitchen.click(`[data-bump="${id}"]`);
+  await customer.waitForSelector(`[data-order="${id}"] [data-status=ready]`, { timeout: 5000 });
   assert.equal(await customer.textContent(`[data-order="${id}"] .status`), 'Ready');
   await kitchen.waitForSelector(`[data-ready="${id}"]`);
   await customer.screenshot({ path: path.join(ARTIFACTS, 'customer-phone.png'), fullPage: true });
@@ -290,6 +289,8 @@ test('a waiter places an order from /staff and the kitchen page shows it', async
   const ticket = await kitchen.waitForSelector(`.ticket:has-text("${number}")`, { timeout: 5000 });
   assert.match(await ticket.textContent(), /dressing on the side/);
   const order = (await api('GET', '/api/v1/orders/search?q=' + encodeURIComponent(number), undefined, admin)).data.data[0];
+  // The page with no station is the expo: it shows which stations are done with the order.
+  await kitchen.waitForSelector(`.ticket[data-order="${order.id}"] [data-station-done=cold][data-done="0"]`);
   assert.equal(order.source, 'staff');
   assert.equal(order.table_id, t1.id);
   // The waiter sees the table's open orders live.
@@ -469,15 +470,41 @@ test('a USB bump bar works the kitchen page: select, bump, digits and recall', a
   assert.equal(await selected(), tickets[0]);
   for (let i = 0; i < tickets.indexOf(b.id); i++) await kitchen.keyboard.press('ArrowRight');
   assert.equal(await selected(), b.id);
+  // Each bump is the cold station's part, the orders' only one: the order is ready.
   await kitchen.keyboard.press('Enter');
-  await until(b, 'accepted');
+  await until(b, 'ready');
   for (let i = 0; i < tickets.length; i++) await kitchen.keyboard.press('ArrowLeft');
   for (let i = 0; i < tickets.indexOf(a.id); i++) await kitchen.keyboard.press('ArrowRight');
   assert.equal(await selected(), a.id);
   await kitchen.keyboard.press(' ');
-  await until(a, 'accepted');
-  // The recall key undoes the last bump made on this screen.
+  await until(a, 'ready');
+  // The recall key takes back the last bump made on this screen: the ticket is back.
   await kitchen.keyboard.press('r');
-  await until(a, 'placed');
+  await kitchen.waitForSelector(`.ticket[data-order="${a.id}"][data-status=preparing]`, { timeout: 5000 });
+  assert.equal(await status(a), 'preparing');
   await kitchen.context().close();
+});
+
+test('each station bumps its own part; the expo shows which are done and the order is ready when all are', async () => {
+  const staff = (await api('POST', '/api/v1/auth/login', { username: 'kim', password: 'kitchen-pass-1' })).data.token;
+  const grill = await signedIn('/kitchen?station=grill', 'kim', 'kitchen-pass-1');
+  const expo = await signedIn('/kitchen', 'kim', 'kitchen-pass-1');
+  await grill.waitForSelector('#tk-h');
+  await expo.waitForSelector('#tk-h');
+  const o = (await api('POST', '/api/v1/orders', { type: 'takeaway', items: [{ item_id: 'tave_kosi', quantity: 1 }, { item_id: 'espresso', quantity: 1 }] }, staff)).data;
+  await grill.click(`.ticket[data-order="${o.id}"] [data-bump]`);
+  // Gone from the grill's tickets, listed under "Done here"; the expo sees the grill done and
+  // the bar still cooking.
+  await grill.waitForSelector(`.ticket[data-order="${o.id}"]`, { state: 'detached', timeout: 5000 });
+  await grill.waitForSelector(`[data-ready="${o.id}"]`);
+  await expo.waitForSelector(`.ticket[data-order="${o.id}"] [data-station-done=grill][data-done="1"]`, { timeout: 5000 });
+  await expo.waitForSelector(`.ticket[data-order="${o.id}"] [data-station-done=bar][data-done="0"]`);
+  assert.equal((await api('GET', '/api/v1/orders/' + o.id, undefined, staff)).data.status, 'preparing');
+  // The bar's part, from the bar's own page: the order is ready.
+  const bar = await signedIn('/kitchen?station=bar', 'kim', 'kitchen-pass-1');
+  await bar.click(`.ticket[data-order="${o.id}"] [data-bump]`);
+  await expo.waitForSelector(`[data-ready="${o.id}"]`, { timeout: 5000 });
+  assert.equal((await api('GET', '/api/v1/orders/' + o.id, undefined, staff)).data.status, 'ready');
+  await expo.screenshot({ path: path.join(ARTIFACTS, 'kitchen-expo.png'), fullPage: true });
+  for (const p of [grill, expo, bar]) await p.context().close();
 });

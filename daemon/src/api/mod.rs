@@ -179,6 +179,7 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppStateRef>)> 
             post(orders::set_status),
         ),
         ("POST", "/api/v1/orders/{id}/recall", post(orders::recall)),
+        ("POST", "/api/v1/orders/{id}/bump", post(orders::bump)),
         (
             "PATCH",
             "/api/v1/orders/{id}/items",

@@ -43,6 +43,19 @@ pub fn order_view(o: &Order) -> Value {
     v
 }
 
+/// An order as stored, in the API's shape, with `stations_done`: the stations that bumped
+/// their part (the expo view shows them).
+pub fn stored_view(s: &dom::StoredOrder) -> Value {
+    let mut v = order_view(&s.order);
+    if let Some(m) = v.as_object_mut() {
+        m.insert(
+            "stations_done".into(),
+            s.stations_done.iter().map(|d| d.station.clone()).collect(),
+        );
+    }
+    v
+}
+
 /// `POST /orders`: by staff, or by a customer presenting a table token.
 pub async fn create(
     State(state): State<AppStateRef>,
@@ -169,7 +182,7 @@ pub async fn get_one(
     if !live::may_read(&state, staff.is_some(), phone, &headers, &stored.order) {
         return Err(AppError::not_found("order"));
     }
-    Ok(live::with_seq(seq, Json(order_view(&stored.order))))
+    Ok(live::with_seq(seq, Json(stored_view(&stored))))
 }
 
 /// `GET /orders/{id}/history`.
@@ -263,6 +276,46 @@ pub async fn edit_items(
     Ok(Json(order_view(&order)))
 }
 
+/// Body of `POST /orders/{id}/bump`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BumpReq {
+    /// The station whose part is done (or taken back).
+    pub station: String,
+    /// `bump` (default) or `recall`.
+    #[serde(default)]
+    pub action: Option<String>,
+}
+
+/// `POST /orders/{id}/bump` (staff): a station's bump from the kitchen page, as a bump bar's:
+/// the station's part is done; the order is ready when every station's is. `recall` takes the
+/// station's bump back within the recall window.
+pub async fn bump(
+    State(state): State<AppStateRef>,
+    Staff(session, _): Staff,
+    PathParam(id): PathParam,
+    Body(req): Body<BumpReq>,
+) -> Result<Json<Value>, AppError> {
+    if !orderd_protocol::topics::is_valid_id(&req.station) {
+        return Err(AppError::invalid("station", "a station id like \"grill\""));
+    }
+    let recall = match req.action.as_deref() {
+        None | Some("bump") => false,
+        Some("recall") => true,
+        Some(_) => return Err(AppError::invalid("action", "bump or recall")),
+    };
+    let rules = Arc::clone(&state.rules);
+    let actor = session.username;
+    let station = req.station;
+    let order = state
+        .writer
+        .run(move |tx| dom::bump(tx, &rules, &id, &station, recall, &actor))
+        .await?;
+    let rtx = state.store.read()?;
+    let stored = dom::get(&rtx, &order.id)?.ok_or_else(|| AppError::not_found("order"))?;
+    Ok(Json(stored_view(&stored)))
+}
+
 /// `POST /orders/{id}/recall`: undo the last status change within the recall window.
 pub async fn recall(
     State(state): State<AppStateRef>,
@@ -305,13 +358,13 @@ pub async fn left_open(
     let today = state.rules.business_day(state.now_ms());
     let rtx = state.store.read()?;
     let active = dom::active(&rtx, 1, u32::MAX)?;
-    let old: Vec<&Order> = active
+    let old: Vec<&dom::StoredOrder> = active
         .data
         .iter()
-        .filter(|o| o.business_day < today)
+        .filter(|o| o.order.business_day < today)
         .collect();
     Ok(Json(json!({
-        "data": old.iter().take(200).map(|o| order_view(o)).collect::<Vec<_>>(),
+        "data": old.iter().take(200).map(|o| stored_view(o)).collect::<Vec<_>>(),
         "total": old.len(),
     })))
 }
@@ -325,9 +378,15 @@ pub async fn active(
     let (p, limit) = params.resolve(state.settings.raw.limits.max_page_size)?;
     let seq = state.events.last_seq();
     let rtx = state.store.read()?;
+    let page = dom::active(&rtx, p, limit)?;
     Ok(live::with_seq(
         seq,
-        page_json(dom::active(&rtx, p, limit)?, p, limit),
+        Json(paginated(
+            page.data.iter().map(stored_view).collect(),
+            p,
+            limit,
+            page.total,
+        )),
     ))
 }
 

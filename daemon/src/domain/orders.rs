@@ -76,10 +76,60 @@ pub struct StoredOrder {
     /// The Idempotency-Key it was placed with, so the key can be forgotten when it expires
     /// without scanning every key.
     pub idem_key: Option<String>,
+    /// The stations that finished their part (bumped it), with when and who (version 2).
+    pub stations_done: Vec<StationMark>,
+}
+
+/// A station's bump of its part of an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StationMark {
+    /// The station.
+    pub station: String,
+    /// When, ms.
+    pub at: u64,
+    /// Who.
+    pub by: String,
+}
+
+/// An order as version 1 stored it (before per-station bumps).
+#[derive(Deserialize)]
+struct StoredOrderV1 {
+    order: Order,
+    history: Vec<StatusChange>,
+    last_event_seq: u64,
+    idem_key: Option<String>,
 }
 
 impl Stored for StoredOrder {
     const WHAT: &'static str = "order";
+    const VERSION: u8 = 2;
+
+    fn migrate(version: u8, body: &[u8]) -> Result<Self, StoreError> {
+        if version != 1 {
+            return Err(StoreError::UnknownVersion {
+                what: Self::WHAT,
+                version,
+            });
+        }
+        let v1: StoredOrderV1 = postcard::from_bytes(body).map_err(|e| StoreError::Codec {
+            what: Self::WHAT,
+            detail: e.to_string(),
+        })?;
+        Ok(Self {
+            order: v1.order,
+            history: v1.history,
+            last_event_seq: v1.last_event_seq,
+            idem_key: v1.idem_key,
+            stations_done: Vec::new(),
+        })
+    }
+}
+
+impl StoredOrder {
+    /// Whether `station` has bumped its part.
+    pub fn done_at(&self, station: &str) -> bool {
+        self.stations_done.iter().any(|m| m.station == station)
+    }
 }
 
 /// What an `Idempotency-Key` remembers.
@@ -567,6 +617,7 @@ pub fn place(
         }],
         last_event_seq: seq,
         idem_key: idem_key.map(str::to_owned),
+        stations_done: Vec::new(),
     };
     write_order(tx, id, &stored)?;
     tx.idx_active.insert((OrderStatus::Placed.code(), id), ())?;
@@ -948,6 +999,10 @@ pub fn edit_lines_unchecked(
     let (tax, total) = tax_and_total(subtotal, rules);
     super::checks::check_order_change(tx, rules, key, Some(&items))?;
     // --- write ---
+    // A station whose lines changed has new work: its bump no longer stands.
+    stored
+        .stations_done
+        .retain(|m| !changes.iter().any(|c| c.station == m.station));
     let order = &mut stored.order;
     order.items = items;
     order.subtotal = subtotal;
@@ -987,10 +1042,14 @@ pub fn in_kitchen(status: OrderStatus) -> bool {
     )
 }
 
-/// A bump bar's press at `station`: moves the order on to its next status (never to
-/// cancelled) while it is in the kitchen, or with `recall` undoes its last change. Read and
-/// decided in the same transaction as the change, so two quick presses move it twice and
-/// never skip or repeat a step. Refused when the order has nothing for the station.
+/// A station's bump: the station's part of the order is done (a `StationDone` event), so its
+/// board drops the ticket while other stations keep theirs. When every station with lines on
+/// the order is done, the order moves on to `ready`; before that, a first bump moves a placed
+/// or accepted order to `preparing`. With `recall`, the station takes its bump back, within
+/// the recall window, and an order that became ready with it goes back to `preparing`. Read and
+/// decided in the same transaction as the change, so two quick presses never bump twice.
+/// Refused when the order has nothing for the station, has left the kitchen, or the station
+/// already bumped it.
 pub fn bump(
     tx: &mut Tx<'_>,
     rules: &Rules,
@@ -999,9 +1058,14 @@ pub fn bump(
     recall: bool,
     actor: &str,
 ) -> TxResult<Order> {
-    let loaded = load(tx, id)?;
-    let order = &loaded.1.order;
-    if !order.items.iter().any(|l| l.station == station) {
+    let (key, mut stored) = load(tx, id)?;
+    let stations: std::collections::BTreeSet<String> = stored
+        .order
+        .items
+        .iter()
+        .map(|l| l.station.clone())
+        .collect();
+    if !stations.contains(station) {
         return Err(AppError::new(
             ErrorKind::Forbidden,
             "not_at_station",
@@ -1009,28 +1073,104 @@ pub fn bump(
         )
         .into());
     }
+    let status = stored.order.status;
+    let now = tx.now_ms();
     if recall {
-        return recall_loaded(tx, rules, loaded, actor);
+        let Some(pos) = stored
+            .stations_done
+            .iter()
+            .position(|m| m.station == station)
+            .filter(|_| in_kitchen(status) || status == OrderStatus::Ready)
+        else {
+            return Err(AppError::new(
+                ErrorKind::Conflict,
+                "nothing_to_recall",
+                format!("the {station} station has no bump of this order to take back"),
+            )
+            .into());
+        };
+        if now.saturating_sub(stored.stations_done[pos].at) > rules.recall_window_ms {
+            return Err(AppError::new(
+                ErrorKind::Conflict,
+                "recall_window_passed",
+                format!(
+                    "the bump is older than the {} s recall window",
+                    rules.recall_window_ms / 1000
+                ),
+            )
+            .into());
+        }
+        stored.stations_done.remove(pos);
+        mark_station(tx, key, &mut stored, station, false, actor)?;
+        if status == OrderStatus::Ready {
+            let loaded = load(tx, id)?;
+            return recall_loaded(tx, rules, loaded, actor);
+        }
+        return Ok(stored.order);
     }
-    let next = in_kitchen(order.status)
-        .then(|| {
-            order
-                .status
-                .allowed_next(order.order_type)
-                .iter()
-                .copied()
-                .find(|s| *s != OrderStatus::Cancelled)
-        })
-        .flatten();
-    let Some(to) = next else {
+    if !in_kitchen(status) {
         return Err(AppError::new(
             ErrorKind::Conflict,
             "left_kitchen",
             "the order has left the kitchen",
         )
         .into());
+    }
+    if stored.done_at(station) {
+        return Err(AppError::new(
+            ErrorKind::Conflict,
+            "already_done",
+            format!("the {station} station has already bumped this order"),
+        )
+        .into());
+    }
+    stored.stations_done.push(StationMark {
+        station: station.to_owned(),
+        at: now,
+        by: actor.to_owned(),
+    });
+    let all_done = stations.iter().all(|s| stored.done_at(s));
+    mark_station(tx, key, &mut stored, station, true, actor)?;
+    let target = if all_done {
+        OrderStatus::Ready
+    } else {
+        OrderStatus::Preparing
     };
-    transition_loaded(tx, rules, loaded, to, None, actor)
+    let mut order = stored.order;
+    while in_kitchen(order.status) && order.status != target {
+        let Some(next) = order
+            .status
+            .allowed_next(order.order_type)
+            .iter()
+            .copied()
+            .find(|s| *s != OrderStatus::Cancelled)
+        else {
+            break;
+        };
+        let loaded = load(tx, id)?;
+        order = transition_loaded(tx, rules, loaded, next, None, actor)?;
+    }
+    Ok(order)
+}
+
+/// Records a station's bump (or its recall) as an event and writes the order.
+fn mark_station(
+    tx: &mut Tx<'_>,
+    key: u128,
+    stored: &mut StoredOrder,
+    station: &str,
+    done: bool,
+    actor: &str,
+) -> TxResult<()> {
+    stored.last_event_seq = tx.emit(EventKind::StationDone {
+        order_id: stored.order.id.clone(),
+        number: stored.order.number.clone(),
+        station: station.to_owned(),
+        done,
+        actor: actor.to_owned(),
+    })?;
+    write_order(tx, key, stored)?;
+    Ok(())
 }
 
 /// Undoes the last transition, within the recall window. A cancellation cannot be recalled.
@@ -1158,11 +1298,18 @@ pub struct Page<T> {
 }
 
 fn load_keys(rtx: &ReadTransaction, keys: &[u128]) -> Result<Vec<Order>, StoreError> {
+    Ok(load_stored(rtx, keys)?
+        .into_iter()
+        .map(|s| s.order)
+        .collect())
+}
+
+fn load_stored(rtx: &ReadTransaction, keys: &[u128]) -> Result<Vec<StoredOrder>, StoreError> {
     let t = rtx.open_table(t::ORDERS)?;
     let mut out = Vec::with_capacity(keys.len());
     for &k in keys {
         if let Some(v) = t.get(k)? {
-            out.push(codec::decode::<StoredOrder>(v.value())?.order);
+            out.push(codec::decode::<StoredOrder>(v.value())?);
         }
     }
     Ok(out)
@@ -1177,15 +1324,19 @@ fn page_of(keys: &[u128], page: u32, limit: u32) -> &[u128] {
     &keys[start..end]
 }
 
-/// Orders not finished yet, oldest first.
-pub fn active(rtx: &ReadTransaction, page: u32, limit: u32) -> Result<Page<Order>, StoreError> {
+/// Orders not finished yet, oldest first, with the stations that bumped their part.
+pub fn active(
+    rtx: &ReadTransaction,
+    page: u32,
+    limit: u32,
+) -> Result<Page<StoredOrder>, StoreError> {
     let idx = rtx.open_table(t::IDX_ACTIVE)?;
     let mut keys = Vec::new();
     for row in idx.iter()? {
         keys.push(row?.0.value().1);
     }
     keys.sort_unstable();
-    let data = load_keys(rtx, page_of(&keys, page, limit))?;
+    let data = load_stored(rtx, page_of(&keys, page, limit))?;
     Ok(Page {
         data,
         total: keys.len() as u64,
@@ -1193,13 +1344,14 @@ pub fn active(rtx: &ReadTransaction, page: u32, limit: u32) -> Result<Page<Order
 }
 
 /// Orders the kitchen still works on (placed, accepted, preparing) whose key is past `after`,
-/// oldest first, handed to `f` one at a time until it returns false. A merge of the active
+/// oldest first, handed to `f` one at a time, with the stations that bumped their part, until
+/// it returns false. A merge of the active
 /// index's three status ranges: the kitchen's boards load only what they show, however many
 /// orders stay open.
 pub fn kitchen_after(
     rtx: &ReadTransaction,
     after: Option<u128>,
-    mut f: impl FnMut(Order) -> bool,
+    mut f: impl FnMut(Order, Vec<String>) -> bool,
 ) -> Result<(), StoreError> {
     let idx = rtx.open_table(t::IDX_ACTIVE)?;
     let orders = rtx.open_table(t::ORDERS)?;
@@ -1233,7 +1385,12 @@ pub fn kitchen_after(
         ranges[i].next();
         if let Some(v) = orders.get(key)? {
             let stored: StoredOrder = codec::decode(v.value())?;
-            if !f(stored.order) {
+            let done = stored
+                .stations_done
+                .into_iter()
+                .map(|m| m.station)
+                .collect();
+            if !f(stored.order, done) {
                 return Ok(());
             }
         }
@@ -1425,14 +1582,28 @@ mod tests {
             history: vec![],
             last_event_seq: 3,
             idem_key: None,
+            stations_done: vec![],
         };
-        let bytes = codec::encode(&stored).unwrap();
         let golden: &[u8] = &[
             1, 1, b'i', 1, b'N', 130, 210, 212, 9, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10, 2, 10, 3,
             b'E', b'U', b'R', 1, 1, 0, 0, 0, 0, 0, 0, 0, 3, 0,
         ];
-        assert_eq!(bytes, golden);
         let back: StoredOrder = codec::decode(golden).unwrap();
         assert_eq!(back.order, stored.order);
+        assert!(back.stations_done.is_empty());
+        // Version 2 appends the stations that bumped their part.
+        let mut v2 = stored.clone();
+        v2.stations_done.push(StationMark {
+            station: "bar".into(),
+            at: 5,
+            by: "k".into(),
+        });
+        let bytes = codec::encode(&v2).unwrap();
+        let mut want = vec![2u8];
+        want.extend_from_slice(&golden[1..]);
+        want.extend_from_slice(&[1, 3, b'b', b'a', b'r', 5, 1, b'k']);
+        assert_eq!(bytes, want);
+        let back: StoredOrder = codec::decode(&bytes).unwrap();
+        assert_eq!(back.stations_done, v2.stations_done);
     }
 }

@@ -199,6 +199,9 @@ pub struct Boards {
     /// Orders of business days before this one are not shown (they are listed for the
     /// manager instead, `GET /orders/left-open`); 0: every day.
     min_day: u32,
+    /// Order id → the stations that bumped their part of it: their boards do not show it.
+    /// Only orders still in the kitchen with some but not every station done are here.
+    done: HashMap<String, BTreeSet<String>>,
 }
 
 impl Default for Boards {
@@ -220,6 +223,7 @@ impl Boards {
             cap: cap.max(1),
             refill: BTreeSet::new(),
             min_day: 0,
+            done: HashMap::new(),
         }
     }
 
@@ -245,17 +249,38 @@ impl Boards {
     pub fn rebuild<'a>(orders: impl IntoIterator<Item = &'a Order>, seq: u64) -> Self {
         let mut b = Self::default();
         for order in orders {
-            b.add_initial(order, seq);
+            b.add_initial(order, &[], seq);
         }
         b
     }
 
-    /// Adds one active order while loading the boards (oldest first).
-    pub fn add_initial(&mut self, order: &Order, seq: u64) {
+    /// Records the stations that bumped their part of an order, as the store has them (when
+    /// the hub reads an order): their boards will not show it.
+    pub fn set_done(&mut self, order: &Order, done: &[String]) {
+        if done.is_empty() || !in_kitchen(order.status) {
+            self.done.remove(&order.id);
+        } else {
+            self.done
+                .insert(order.id.clone(), done.iter().cloned().collect());
+        }
+    }
+
+    /// Whether `station` bumped its part of the order.
+    fn is_done(&self, order_id: &str, station: &str) -> bool {
+        self.done.get(order_id).is_some_and(|d| d.contains(station))
+    }
+
+    /// Adds one active order while loading the boards (oldest first), with the stations that
+    /// bumped their part of it.
+    pub fn add_initial(&mut self, order: &Order, done: &[String], seq: u64) {
         if !self.shown(order) {
             return;
         }
+        self.set_done(order, done);
         for (station, lines) in station_lines(order) {
+            if self.is_done(&order.id, &station) {
+                continue;
+            }
             let board = self.stations.entry(station).or_default();
             board.seq = seq;
             if let Put::Shown(Some(out)) =
@@ -284,8 +309,8 @@ impl Boards {
     /// Refills a station's board with `order` (the next open order past the held ones, in
     /// placement order). Returns whether the board has room for more; once the store has none
     /// left, [`Boards::filled`] says so.
-    pub fn fill(&mut self, station: &str, order: &Order, seq: u64) -> bool {
-        if !self.shown(order) {
+    pub fn fill(&mut self, station: &str, order: &Order, done: &[String], seq: u64) -> bool {
+        if !self.shown(order) || done.iter().any(|d| d == station) {
             return true;
         }
         let Some(lines) = station_lines(order).remove(station) else {
@@ -338,9 +363,13 @@ impl Boards {
         let mut changed = Vec::new();
         let mut pushed_off = Vec::new();
         let on = self.shown(order);
+        if !on {
+            self.done.remove(&order.id);
+        }
         for (station, lines) in station_lines(order) {
+            let here = on && !self.is_done(&order.id, &station);
             let board = self.stations.entry(station.clone()).or_default();
-            if on {
+            if here {
                 match board.put(key(order), Entry::new(board_ticket(order, lines)), self.cap) {
                     Put::Not => continue,
                     Put::Shown(out) => pushed_off.extend(out),
@@ -364,6 +393,9 @@ impl Boards {
     /// status is still work for the kitchen, taken off otherwise. Only an order on the boards
     /// can be moved so (one coming back on, as by a recall, needs its lines).
     fn move_on_boards(&mut self, order_id: &str, to: OrderStatus, seq: u64) -> Vec<String> {
+        if !in_kitchen(to) {
+            self.done.remove(order_id);
+        }
         let Some(&placed_at) = self.placed_at.get(order_id) else {
             return Vec::new();
         };
@@ -389,6 +421,28 @@ impl Boards {
         changed
     }
 
+    /// A station bumped its part of an order: its board drops the ticket, the others keep it.
+    fn station_done(&mut self, order_id: &str, station: &str, seq: u64) -> Vec<String> {
+        self.done
+            .entry(order_id.to_owned())
+            .or_default()
+            .insert(station.to_owned());
+        let Some(&placed_at) = self.placed_at.get(order_id) else {
+            return Vec::new();
+        };
+        let k = (placed_at, order_id.to_owned());
+        let board = self.board_mut(station);
+        if board.tickets.remove(&k).is_none() {
+            return Vec::new();
+        }
+        board.seq = seq;
+        if board.more {
+            self.refill.insert(station.to_owned());
+        }
+        self.reindex(order_id, placed_at);
+        vec![station.to_owned()]
+    }
+
     /// Applies an event; `order` is the order it is about, as it is now (a status change of
     /// an order the boards hold needs none, see [`Boards::holds`]). Returns the stations whose
     /// board changed (to republish).
@@ -403,6 +457,32 @@ impl Boards {
             }
             (EventKind::StatusChanged { order_id, to, .. }, None) => {
                 self.move_on_boards(order_id, *to, event.seq)
+            }
+            (
+                EventKind::StationDone {
+                    order_id,
+                    station,
+                    done: true,
+                    ..
+                },
+                _,
+            ) => self.station_done(order_id, station, event.seq),
+            (
+                EventKind::StationDone {
+                    station,
+                    done: false,
+                    ..
+                },
+                Some(order),
+            ) => {
+                // Taken back: the station's board shows it again.
+                if let Some(d) = self.done.get_mut(&order.id) {
+                    d.remove(station);
+                    if d.is_empty() {
+                        self.done.remove(&order.id);
+                    }
+                }
+                self.upsert(order, event.seq)
             }
             (
                 EventKind::LinesChanged { changes, .. } | EventKind::LinesEdited { changes, .. },
@@ -586,6 +666,74 @@ mod tests {
         }
     }
 
+    fn held(b: &Boards, s: &str) -> Vec<String> {
+        b.board(s)
+            .tickets
+            .iter()
+            .map(|t| t.ticket.clone())
+            .collect()
+    }
+
+    fn station_done(o: &Order, station: &str, done: bool, seq: u64) -> Event {
+        Event {
+            version: 1,
+            seq,
+            at: 0,
+            kind: EventKind::StationDone {
+                order_id: o.id.clone(),
+                number: o.number.clone(),
+                station: station.into(),
+                done,
+                actor: "bump-bar@grill".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_station_bump_takes_the_ticket_off_that_station_only() {
+        let mut boards = Boards::default();
+        let mut o = order("o1", 7);
+        boards.apply(&placed(&o, 1), None);
+        assert_eq!(
+            boards.apply(&station_done(&o, "grill", true, 2), None),
+            ["grill"]
+        );
+        assert!(held(&boards, "grill").is_empty());
+        assert_eq!(held(&boards, "bar"), ["o1"], "the bar keeps its drinks");
+        // A later status change, a line edit or a reload does not bring it back to the grill.
+        o.status = OrderStatus::Preparing;
+        boards.apply(
+            &moved(&o, OrderStatus::Placed, OrderStatus::Preparing, 3),
+            None,
+        );
+        assert!(held(&boards, "grill").is_empty());
+        boards.apply(
+            &moved(&o, OrderStatus::Placed, OrderStatus::Preparing, 4),
+            Some(&o),
+        );
+        assert!(held(&boards, "grill").is_empty());
+        let mut fresh = Boards::default();
+        fresh.add_initial(&o, &["grill".into()], 4);
+        assert!(held(&fresh, "grill").is_empty());
+        assert_eq!(held(&fresh, "bar"), ["o1"]);
+        // Taken back: the grill shows it again.
+        assert!(
+            boards
+                .apply(&station_done(&o, "grill", false, 5), Some(&o))
+                .contains(&"grill".to_owned())
+        );
+        assert_eq!(held(&boards, "grill"), ["o1"]);
+        // Ready: off every board, and nothing is remembered for it.
+        boards.apply(&station_done(&o, "grill", true, 6), None);
+        boards.apply(&station_done(&o, "bar", true, 7), None);
+        boards.apply(
+            &moved(&o, OrderStatus::Preparing, OrderStatus::Ready, 8),
+            None,
+        );
+        assert!(held(&boards, "bar").is_empty() && held(&boards, "grill").is_empty());
+        assert!(boards.done.is_empty());
+    }
+
     #[test]
     fn an_order_becomes_one_ticket_per_station() {
         let o = order("o1", 7);
@@ -723,13 +871,6 @@ mod tests {
         for (i, o) in orders.iter().enumerate() {
             boards.apply(&placed(o, i as u64 + 1), None);
         }
-        let held = |b: &Boards, s: &str| -> Vec<String> {
-            b.board(s)
-                .tickets
-                .iter()
-                .map(|t| t.ticket.clone())
-                .collect()
-        };
         assert_eq!(held(&boards, "grill"), ["o1", "o2"], "the oldest two");
         assert!(!boards.holds("o3"), "the rest stay in the store");
         assert!(boards.take_refills().is_empty());
@@ -741,7 +882,7 @@ mod tests {
         assert_eq!(boards.take_refills(), ["bar", "grill"]);
         assert_eq!(boards.newest_held("grill").as_deref(), Some("o2"));
         // ... which the store's active index answers, oldest first, until the board is full.
-        assert!(!boards.fill("grill", &orders[2], 6), "full again");
+        assert!(!boards.fill("grill", &orders[2], &[], 6), "full again");
         assert_eq!(held(&boards, "grill"), ["o2", "o3"]);
         // An order placed earlier than a held one (a clock set back) still goes on, pushing off
         // the newest; a newer one stays in the store.
@@ -761,7 +902,7 @@ mod tests {
         );
         assert_eq!(boards.take_refills(), ["bar", "grill"]);
         for o in &orders[2..] {
-            if !boards.fill("grill", o, 9) {
+            if !boards.fill("grill", o, &[], 9) {
                 break;
             }
         }

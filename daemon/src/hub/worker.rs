@@ -368,8 +368,8 @@ impl Hub {
         // Streamed oldest first: only what the boards hold stays in memory. Orders left open
         // from earlier business days are not shown (see `roll_day`).
         let mut boards = Boards::default().with_min_day(state.rules.business_day(state.now_ms()));
-        orders::kitchen_after(&rtx, None, |o| {
-            boards.add_initial(&o, cursor);
+        orders::kitchen_after(&rtx, None, |o, done| {
+            boards.add_initial(&o, &done, cursor);
             true
         })?;
         let jobs = print_jobs::open(&rtx)?
@@ -576,7 +576,12 @@ impl Hub {
                     ..
                 }
                 | EventKind::LinesChanged { order_id, .. }
-                | EventKind::LinesEdited { order_id, .. } => self.order(order_id),
+                | EventKind::LinesEdited { order_id, .. }
+                | EventKind::StationDone {
+                    order_id,
+                    done: false,
+                    ..
+                } => self.order_for_boards(order_id),
                 _ => None,
             };
             let tickets = super::tickets::ticket_events(&ev, order.as_ref());
@@ -671,8 +676,8 @@ impl Hub {
             return;
         };
         let mut boards = Boards::default().with_min_day(today);
-        let loaded = orders::kitchen_after(&rtx, None, |o| {
-            boards.add_initial(&o, seq);
+        let loaded = orders::kitchen_after(&rtx, None, |o, done| {
+            boards.add_initial(&o, &done, seq);
             true
         });
         if loaded.is_err() {
@@ -712,8 +717,8 @@ impl Hub {
                 .and_then(|id| crate::domain::parse_id(&id));
             let mut room = true;
             let boards = &mut self.boards;
-            let read = orders::kitchen_after(&rtx, after, |o| {
-                room = boards.fill(&station, &o, seq);
+            let read = orders::kitchen_after(&rtx, after, |o, done| {
+                room = boards.fill(&station, &o, &done, seq);
                 room
             });
             if read.is_ok() && room {
@@ -726,6 +731,20 @@ impl Hub {
     fn order(&self, id: &str) -> Option<Order> {
         let rtx = self.state.store.read().ok()?;
         orders::get(&rtx, id).ok().flatten().map(|s| s.order)
+    }
+
+    /// The order an event is about, for the boards: with the stations that bumped their part
+    /// of it recorded, so that a board of such a station does not show it again.
+    fn order_for_boards(&mut self, id: &str) -> Option<Order> {
+        let rtx = self.state.store.read().ok()?;
+        let stored = orders::get(&rtx, id).ok().flatten()?;
+        let done: Vec<String> = stored
+            .stations_done
+            .into_iter()
+            .map(|m| m.station)
+            .collect();
+        self.boards.set_done(&stored.order, &done);
+        Some(stored.order)
     }
 
     /// The ticket's bytes: its lines; for a cancellation the order's lines at the station under
@@ -906,7 +925,7 @@ impl Hub {
                         && order.is_none()
                         && !self.boards.holds(order_id)
                     {
-                        order = self.order(order_id);
+                        order = self.order_for_boards(order_id);
                     }
                     self.after_tickets(&ev, order.as_ref(), &tickets).await;
                 }

@@ -474,47 +474,171 @@ async fn status(s: &TestServer, order: &str) -> String {
     v["status"].as_str().unwrap().to_owned()
 }
 
+/// The tickets on a station's latest retained board, waiting until `done` says it is right.
+async fn board_until(
+    dev: &mut mqtt::Dev,
+    station: &str,
+    done: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
+    let suffix = format!("/station/{station}/board");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut last = Vec::new();
+    while let Some((p, _)) = dev
+        .next_on(
+            &suffix,
+            deadline.saturating_duration_since(tokio::time::Instant::now()),
+        )
+        .await
+    {
+        let board: orderd_protocol::Board = serde_json::from_slice(&p).unwrap();
+        last = board.tickets.into_iter().map(|t| t.ticket).collect();
+        if done(&last) {
+            return last;
+        }
+    }
+    panic!("the {station} board never came right: {last:?}");
+}
+
+async fn stations_done(s: &TestServer, order: &str) -> Value {
+    let (_, v) = s
+        .send(
+            "GET",
+            &format!("/api/v1/orders/{order}"),
+            Some(&s.admin),
+            None,
+        )
+        .await;
+    v["stations_done"].clone()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bump_bars_move_orders_only_for_their_station() {
+async fn each_station_bumps_its_own_part_and_the_order_is_ready_when_all_are() {
     let s = TestServer::start().await;
-    let (grill_bar, _) = s
+    let (grill_bb, _) = s
         .device_online("bb-grill", "bump_bar", &["grill"], false)
         .await;
-    let (cold_bar, _) = s
+    let (bar_bb, _) = s.device_online("bb-bar", "bump_bar", &["bar"], false).await;
+    let (cold_bb, _) = s
         .device_online("bb-cold", "bump_bar", &["cold"], false)
         .await;
+    let (mut grill_d, _) = s
+        .device_online("d-grill", "display", &["grill"], false)
+        .await;
+    let (mut bar_d, _) = s.device_online("d-bar", "display", &["bar"], false).await;
+    grill_d.sub("orderd/demo/station/grill/board").await;
+    bar_d.sub("orderd/demo/station/bar/board").await;
     let order = place(&s, grill_and_bar()).await;
+    board_until(&mut grill_d, "grill", |t| t.contains(&order)).await;
+    board_until(&mut bar_d, "bar", |t| t.contains(&order)).await;
     let bump = |action: &str| {
         serde_json::to_vec(&json!({"version": 1, "ticket": order, "action": action})).unwrap()
     };
-    grill_bar
+    // The grill bumps: its board drops the ticket, the bar keeps its drinks, and the order is
+    // being prepared.
+    grill_bb
         .publish("orderd/demo/station/grill/bump", bump("bump"), false)
         .await;
-    assert_eq!(wait_status(&s, &order, "accepted").await, "accepted");
+    board_until(&mut grill_d, "grill", |t| !t.contains(&order)).await;
+    assert_eq!(wait_status(&s, &order, "preparing").await, "preparing");
+    assert_eq!(stations_done(&s, &order).await, json!(["grill"]));
+    assert!(
+        board_until(&mut bar_d, "bar", |_| true)
+            .await
+            .contains(&order)
+    );
     // A bump bar of another station: refused by the broker (not its topic) and by the hub
     // (the order has nothing for the cold station).
-    cold_bar
+    cold_bb
         .publish("orderd/demo/station/grill/bump", bump("bump"), false)
         .await;
-    cold_bar
+    cold_bb
         .publish("orderd/demo/station/cold/bump", bump("bump"), false)
         .await;
-    tokio::time::sleep(QUIET).await;
-    assert_eq!(status(&s, &order).await, "accepted");
-    // Recall undoes it.
-    grill_bar
-        .publish("orderd/demo/station/grill/bump", bump("recall"), false)
+    // Two quick presses at the grill: the second is refused (already done).
+    grill_bb
+        .publish("orderd/demo/station/grill/bump", bump("bump"), false)
         .await;
-    assert_eq!(wait_status(&s, &order, "placed").await, "placed");
-    // Two quick presses (written together) move it two steps, in order.
-    for _ in 0..2 {
-        grill_bar
-            .publish("orderd/demo/station/grill/bump", bump("bump"), false)
-            .await;
-    }
-    assert_eq!(wait_status(&s, &order, "preparing").await, "preparing");
     tokio::time::sleep(QUIET).await;
     assert_eq!(status(&s, &order).await, "preparing");
+    assert_eq!(stations_done(&s, &order).await, json!(["grill"]));
+    // The grill takes its bump back: the ticket is on its board again.
+    grill_bb
+        .publish("orderd/demo/station/grill/bump", bump("recall"), false)
+        .await;
+    board_until(&mut grill_d, "grill", |t| t.contains(&order)).await;
+    assert_eq!(stations_done(&s, &order).await, json!([]));
+    // Both bump: the order is ready, off every board.
+    grill_bb
+        .publish("orderd/demo/station/grill/bump", bump("bump"), false)
+        .await;
+    bar_bb
+        .publish("orderd/demo/station/bar/bump", bump("bump"), false)
+        .await;
+    assert_eq!(wait_status(&s, &order, "ready").await, "ready");
+    board_until(&mut bar_d, "bar", |t| !t.contains(&order)).await;
+    board_until(&mut grill_d, "grill", |t| !t.contains(&order)).await;
+    // The bar takes its bump back: the order is being prepared again, back on the bar's board.
+    bar_bb
+        .publish("orderd/demo/station/bar/bump", bump("recall"), false)
+        .await;
+    assert_eq!(wait_status(&s, &order, "preparing").await, "preparing");
+    board_until(&mut bar_d, "bar", |t| t.contains(&order)).await;
+    assert_eq!(stations_done(&s, &order).await, json!(["grill"]));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kitchen_page_bumps_a_station_over_http_and_the_expo_sees_which_are_done() {
+    let s = TestServer::start().await;
+    let order = place(&s, grill_and_bar()).await;
+    let bump = |station: &str, action: &str| {
+        let s = &s;
+        let order = order.clone();
+        let body = json!({"station": station, "action": action});
+        async move {
+            s.send(
+                "POST",
+                &format!("/api/v1/orders/{order}/bump"),
+                Some(&s.admin),
+                Some(body),
+            )
+            .await
+        }
+    };
+    let (st, v) = bump("bar", "bump").await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["stations_done"], json!(["bar"]));
+    assert_eq!(v["status"], "preparing");
+    // The active list (the expo's snapshot) says which stations are done.
+    let (_, active) = s
+        .send("GET", "/api/v1/orders/active", Some(&s.admin), None)
+        .await;
+    let listed = active["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["id"] == order.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(listed["stations_done"], json!(["bar"]));
+    for (station, action, code) in [
+        ("bar", "bump", "already_done"),
+        ("cold", "bump", "not_at_station"),
+        ("grill", "recall", "nothing_to_recall"),
+    ] {
+        let (_, v) = bump(station, action).await;
+        assert_eq!(v["error"]["code"], code, "{station} {action}: {v}");
+    }
+    let (st, v) = bump("grill", "sideways").await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let (st, v) = bump("grill", "bump").await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "ready");
+    // The station bump is in the event log with who did it.
+    let events = s.state().events.read(1, 10_000).unwrap();
+    assert!(events.iter().any(|e| matches!(&e.kind,
+        orderd_protocol::EventKind::StationDone { order_id, station, done: true, actor, .. }
+            if *order_id == order && station == "grill" && actor == "admin")));
     s.stop().await;
 }
 
@@ -582,9 +706,15 @@ async fn every_bump_gets_an_answer_the_bump_bar_can_show() {
     assert!(!a.ok && a.code == "not_at_station", "{a:?}");
     assert_eq!(
         status(&s, &order).await,
-        "accepted",
+        "preparing",
         "only the grill's bump moved it"
     );
+    // A second bump of the same part is refused, with a reason to show.
+    grill_bar
+        .publish("orderd/demo/station/grill/bump", bump(&order), false)
+        .await;
+    let a = bump_answer(&mut grill_bar).await;
+    assert!(!a.ok && a.code == "already_done", "{a:?}");
     s.stop().await;
 }
 
