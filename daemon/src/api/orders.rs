@@ -142,7 +142,16 @@ pub async fn create(
         state.metrics.orders_created.inc();
         tracing::debug!(order_id = %placed.order.id, number = %placed.order.number, total = placed.order.total, "order placed");
     }
-    let mut view = order_view(&placed.order);
+    // A new order has no station done; a replayed one is shown as it is now.
+    let mut view = if placed.replayed {
+        let rtx = state.store.read()?;
+        dom::get(&rtx, &placed.order.id)?
+            .map_or_else(|| order_view(&placed.order), |s| stored_view(&s))
+    } else {
+        let mut v = order_view(&placed.order);
+        v["stations_done"] = json!([]);
+        v
+    };
     if session.is_none() {
         // The customer's key to follow this order (GET /orders/{id}, its live stream).
         view["order_key"] = json!(crate::domain::otp::order_key(

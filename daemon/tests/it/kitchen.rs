@@ -558,7 +558,7 @@ async fn each_station_bumps_its_own_part_and_the_order_is_ready_when_all_are() {
     grill_bb
         .publish("orderd/demo/station/grill/bump", bump("bump"), false)
         .await;
-    tokio::time::sleep(QUIET).await;
+    common::quiet(QUIET).await;
     assert_eq!(status(&s, &order).await, "preparing");
     assert_eq!(stations_done(&s, &order).await, json!(["grill"]));
     // The grill takes its bump back: the ticket is on its board again.
@@ -751,7 +751,7 @@ async fn malformed_inbound_payloads_leave_the_hub_running() {
         false,
     )
     .await;
-    tokio::time::sleep(QUIET).await;
+    common::quiet(QUIET).await;
     // Still routing tickets.
     let id = place(&s, grill_and_bar()).await;
     let t: TicketEvent =
@@ -765,7 +765,7 @@ async fn malformed_inbound_payloads_leave_the_hub_running() {
     // A packet larger than a device may send closes only that device's connection.
     p.publish("orderd/demo/device/p1/state", vec![b'x'; 64 * 1024], true)
         .await;
-    tokio::time::sleep(QUIET).await;
+    common::quiet(QUIET).await;
     let id2 = place(&s, grill_and_bar()).await;
     let t: TicketEvent =
         serde_json::from_slice(&disp.next_on("/ticket", WAIT).await.unwrap().0).unwrap();

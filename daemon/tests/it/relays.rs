@@ -176,7 +176,7 @@ async fn a_relay_touches_only_its_own_topics() {
         .publish("orderd/demo/device/sh-2/availability", "offline", true)
         .await;
     let devices = s.wait_get("/api/v1/devices", &s.admin, |_| true).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    crate::common::quiet(Duration::from_millis(500)).await;
     let devices_after = s.wait_get("/api/v1/devices", &s.admin, |_| true).await;
     for v in [devices, devices_after] {
         let sh2 = v["data"]
@@ -229,15 +229,19 @@ async fn a_stalled_relay_holds_up_no_other_buzzer_or_display() {
         .publish("sh-stall/online", rumqttc::QoS::AtLeastOnce, true, "true")
         .await
         .unwrap();
-    // Read up to its SUBACK, then never again.
+    // Read up to its SUBACK and the PUBACK of its `online`, then never again.
     tokio::time::timeout(WAIT, async {
-        while !matches!(
-            el.poll().await,
-            Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_)))
-        ) {}
+        let (mut subscribed, mut announced) = (false, false);
+        while !(subscribed && announced) {
+            match el.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) => subscribed = true,
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => announced = true,
+                _ => {}
+            }
+        }
     })
     .await
-    .expect("the stalled relay's SUBACK");
+    .expect("the stalled relay's SUBACK and PUBACK");
     online(&s, "sh-stall", true).await;
     let pw = relay(&s, "bz-t", "tasmota").await;
     let mut tasmota = relay_online(
