@@ -306,6 +306,31 @@ mod tests {
     }
 
     #[test]
+    fn a_station_bump_is_the_last_kind_with_its_golden_bytes() {
+        let ev = Event {
+            version: crate::FORMAT_VERSION,
+            seq: 10,
+            at: 1_700_000_000_000,
+            kind: EventKind::StationDone {
+                order_id: "o1".to_string(),
+                number: "N".to_string(),
+                station: "bar".to_string(),
+                done: true,
+                actor: "k".to_string(),
+            },
+        };
+        let json = serde_json::to_string(&ev).unwrap();
+        assert!(json.contains("\"station_done\""), "{json}");
+        assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), ev);
+        let bytes = postcard::to_allocvec(&ev).unwrap();
+        // Tag 19, after the nineteen earlier kinds; then its fields in order.
+        let mut golden = vec![1u8, 10, 128, 208, 149, 255, 188, 49, 19, 2, b'o', b'1', 1, b'N'];
+        golden.extend_from_slice(&[3, b'b', b'a', b'r', 1, 1, b'k']);
+        assert_eq!(bytes, golden);
+        assert_eq!(postcard::from_bytes::<Event>(&bytes).unwrap(), ev);
+    }
+
+    #[test]
     fn line_edits_carry_every_line_and_keep_their_tag() {
         let line = crate::OrderLine {
             item_id: "espresso".to_string(),
