@@ -324,7 +324,9 @@ mod tests {
         assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), ev);
         let bytes = postcard::to_allocvec(&ev).unwrap();
         // Tag 19, after the nineteen earlier kinds; then its fields in order.
-        let mut golden = vec![1u8, 10, 128, 208, 149, 255, 188, 49, 19, 2, b'o', b'1', 1, b'N'];
+        let mut golden = vec![
+            1u8, 10, 128, 208, 149, 255, 188, 49, 19, 2, b'o', b'1', 1, b'N',
+        ];
         golden.extend_from_slice(&[3, b'b', b'a', b'r', 1, 1, b'k']);
         assert_eq!(bytes, golden);
         assert_eq!(postcard::from_bytes::<Event>(&bytes).unwrap(), ev);

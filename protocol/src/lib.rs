@@ -40,7 +40,8 @@ pub use order::{
 pub use printer::{JobState, JobStatus, PrintCopy, PrintFormat, PrintJob};
 pub use relay::Flavour;
 pub use ticket::{
-    Board, BoardTicket, LineDelta, StationDelta, TicketChange, TicketEvent, TicketLine,
+    Board, BoardTicket, COMPACT_TICKETS, CompactBoard, CompactTicket, LineDelta, StationDelta,
+    TicketChange, TicketEvent, TicketLine,
 };
 
 /// The format version carried by every versioned payload of this crate.

@@ -110,7 +110,8 @@ pub struct BoardTicket {
     pub lines: Vec<TicketLine>,
 }
 
-/// `station/{station}/board` (retained): every open ticket of the station, oldest first.
+/// `station/{station}/board` (retained): the station's open tickets, oldest first, at most
+/// 200 (about 49 KB of JSON when full; `board/compact` is the small form).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Board {
     /// Format version.
@@ -119,6 +120,50 @@ pub struct Board {
     pub station: String,
     /// Event-log seq this board reflects.
     pub seq: u64,
-    /// Open tickets.
+    /// Open tickets, the oldest ones.
     pub tickets: Vec<BoardTicket>,
+    /// How many tickets are open at the station: `tickets.len()` unless `truncated`. While the
+    /// board is truncated the box counts them in its store at most every 10 s, so the figure
+    /// may be that old.
+    pub total: u64,
+    /// More tickets are open than the board carries (the newest wait in the box).
+    pub truncated: bool,
 }
+
+/// One ticket of a compact board: who, what state, how many items; no lines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompactTicket {
+    /// Ticket id (the order id).
+    pub ticket: String,
+    /// The kitchen's short number.
+    pub short: String,
+    /// The order's status.
+    pub status: OrderStatus,
+    /// Table label, for dine-in.
+    pub table: Option<String>,
+    /// When the order was placed, ms since the Unix epoch.
+    pub placed_at: u64,
+    /// Items at the station (the sum of the lines' quantities).
+    pub items: u32,
+}
+
+/// `station/{station}/board/compact` (retained): the board for small displays: the oldest
+/// [`COMPACT_TICKETS`] open tickets without their lines, about 4 KB of JSON at most.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompactBoard {
+    /// Format version.
+    pub version: u16,
+    /// The station.
+    pub station: String,
+    /// Event-log seq this board reflects.
+    pub seq: u64,
+    /// Open tickets, the oldest ones.
+    pub tickets: Vec<CompactTicket>,
+    /// How many tickets are open at the station (as on the full board).
+    pub total: u64,
+    /// More tickets are open than this board carries.
+    pub truncated: bool,
+}
+
+/// How many tickets a compact board carries.
+pub const COMPACT_TICKETS: usize = 40;

@@ -38,6 +38,12 @@ pub fn station_board(site: &str, station: &str) -> String {
     format!("{ROOT}/{site}/station/{station}/board")
 }
 
+/// `orderd/{site}/station/{station}/board/compact` — the board without lines, for small
+/// displays (retained).
+pub fn station_board_compact(site: &str, station: &str) -> String {
+    format!("{ROOT}/{site}/station/{station}/board/compact")
+}
+
 /// `orderd/{site}/station/{station}/bump` — bump and recall from a bump bar.
 pub fn station_bump(site: &str, station: &str) -> String {
     format!("{ROOT}/{site}/station/{station}/bump")
@@ -82,6 +88,8 @@ pub enum Topic<'a> {
     StationTicket(&'a str),
     /// `station/{station}/board`.
     StationBoard(&'a str),
+    /// `station/{station}/board/compact`.
+    StationBoardCompact(&'a str),
     /// `station/{station}/bump`.
     StationBump(&'a str),
     /// `station/{station}/bump/result`.
@@ -116,6 +124,7 @@ impl<'a> Topic<'a> {
         let parsed = match (kind, parts.next(), parts.next(), parts.next()) {
             ("station", Some("ticket"), None, None) => Self::StationTicket(id),
             ("station", Some("board"), None, None) => Self::StationBoard(id),
+            ("station", Some("board"), Some("compact"), None) => Self::StationBoardCompact(id),
             ("station", Some("bump"), None, None) => Self::StationBump(id),
             ("station", Some("bump"), Some("result"), None) => Self::StationBumpResult(id),
             ("printer", Some("job"), None, None) => Self::PrinterJob(id),
@@ -134,6 +143,7 @@ impl<'a> Topic<'a> {
             Self::HubStatus => hub_status(site),
             Self::StationTicket(s) => station_ticket(site, s),
             Self::StationBoard(s) => station_board(site, s),
+            Self::StationBoardCompact(s) => station_board_compact(site, s),
             Self::StationBump(s) => station_bump(site, s),
             Self::StationBumpResult(s) => station_bump_result(site, s),
             Self::PrinterJob(d) => printer_job(site, d),
@@ -151,6 +161,7 @@ impl<'a> Topic<'a> {
             Self::HubStatus
                 | Self::StationTicket(_)
                 | Self::StationBoard(_)
+                | Self::StationBoardCompact(_)
                 | Self::StationBumpResult(_)
                 | Self::PrinterJob(_)
                 | Self::BuzzerSet(_)
@@ -215,6 +226,7 @@ mod tests {
             Topic::HubStatus,
             Topic::StationTicket("grill"),
             Topic::StationBoard("grill"),
+            Topic::StationBoardCompact("grill"),
             Topic::StationBumpResult("grill"),
             Topic::StationBump("bar"),
             Topic::PrinterJob("p-1"),

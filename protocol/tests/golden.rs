@@ -101,16 +101,39 @@ fn board_golden() {
             placed_at: 5,
             lines: vec![],
         }],
+        total: 1,
+        truncated: false,
     };
     assert_eq!(
         String::from_utf8(encode(&b, Encoding::Json).unwrap()).unwrap(),
-        r#"{"version":1,"station":"bar","seq":9,"tickets":[{"ticket":"o1","short":"007","status":"preparing","order_type":"takeaway","table":null,"placed_at":5,"lines":[]}]}"#
+        r#"{"version":1,"station":"bar","seq":9,"tickets":[{"ticket":"o1","short":"007","status":"preparing","order_type":"takeaway","table":null,"placed_at":5,"lines":[]}],"total":1,"truncated":false}"#
     );
+    // The total and the truncation flag were appended: a board's first bytes are as before.
     let mut golden = vec![1, 3, b'b', b'a', b'r', 9, 1, 2, b'o', b'1', 3];
     golden.extend_from_slice(b"007");
-    golden.extend_from_slice(&[2, 1, 0, 5, 0]);
+    golden.extend_from_slice(&[2, 1, 0, 5, 0, 1, 0]);
     assert_eq!(encode(&b, Encoding::Postcard).unwrap(), golden);
     round_trip(&b);
+    let c = CompactBoard {
+        version: 1,
+        station: "bar".into(),
+        seq: 9,
+        tickets: vec![CompactTicket {
+            ticket: "o1".into(),
+            short: "007".into(),
+            status: OrderStatus::Preparing,
+            table: Some("T4".into()),
+            placed_at: 5,
+            items: 3,
+        }],
+        total: 250,
+        truncated: true,
+    };
+    assert_eq!(
+        String::from_utf8(encode(&c, Encoding::Json).unwrap()).unwrap(),
+        r#"{"version":1,"station":"bar","seq":9,"tickets":[{"ticket":"o1","short":"007","status":"preparing","table":"T4","placed_at":5,"items":3}],"total":250,"truncated":true}"#
+    );
+    round_trip(&c);
 }
 
 #[test]

@@ -417,12 +417,14 @@ impl Device {
             DeviceKind::Display => {
                 for s in &self.stations {
                     out.push(topics::station_board(site, s));
+                    out.push(topics::station_board_compact(site, s));
                     out.push(topics::station_ticket(site, s));
                 }
             }
             DeviceKind::BumpBar => {
                 for s in &self.stations {
                     out.push(topics::station_board(site, s));
+                    out.push(topics::station_board_compact(site, s));
                     out.push(topics::station_bump_result(site, s));
                 }
             }

@@ -3,7 +3,8 @@
 //! An order becomes one ticket per kitchen station that has lines in it (the station of each
 //! line comes from the menu item, snapshotted on the line). A station's board holds the tickets
 //! the kitchen still has to work on: orders `placed`, `accepted` or `preparing`. A ticket leaves
-//! the board when its order is ready or finished, and comes back if the change is recalled.
+//! the board when its order is ready or finished, or its station bumped its part, and comes back
+//! if that is recalled. A board carries the oldest 200 open tickets with the station's total.
 //! Boards can always be rebuilt from the active orders, so the hub never depends on broker
 //! state: it republishes them whenever it (or the broker) starts.
 
@@ -11,8 +12,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::domain::orders::in_kitchen;
 use orderd_protocol::{
-    Board, BoardTicket, Event, EventKind, FORMAT_VERSION, LineDelta, Order, OrderStatus,
-    TicketChange, TicketEvent, TicketLine,
+    Board, BoardTicket, COMPACT_TICKETS, CompactBoard, CompactTicket, Event, EventKind,
+    FORMAT_VERSION, LineDelta, Order, OrderStatus, TicketChange, TicketEvent, TicketLine,
 };
 
 /// Most tickets a published board carries (about 50 KB of JSON).
@@ -129,6 +130,20 @@ struct StationBoard {
     tickets: BTreeMap<(u64, String), Entry>,
     /// Open tickets past the held ones may be in the store.
     more: bool,
+    /// While `more`: how many tickets were open at the station when last counted in the store.
+    counted: Option<u64>,
+}
+
+impl StationBoard {
+    /// How many tickets are open at the station.
+    fn total(&self) -> u64 {
+        let held = self.tickets.len() as u64;
+        if self.more {
+            self.counted.unwrap_or(held).max(held)
+        } else {
+            held
+        }
+    }
 }
 
 /// What [`StationBoard::put`] did.
@@ -334,7 +349,27 @@ impl Boards {
     pub fn filled(&mut self, station: &str) {
         if let Some(b) = self.stations.get_mut(station) {
             b.more = false;
+            b.counted = None;
         }
+    }
+
+    /// Whether a board may carry fewer tickets than its station has open (then the hub counts
+    /// them in the store, [`Boards::set_counts`]).
+    pub fn any_truncated(&self) -> bool {
+        self.stations.values().any(|b| b.more)
+    }
+
+    /// The open tickets per station as counted in the store (the hub's `count_open`); returns the
+    /// truncated boards, whose `total` this sets.
+    pub fn set_counts(&mut self, counts: &BTreeMap<String, u64>) -> Vec<String> {
+        let mut changed = Vec::new();
+        for (station, b) in &mut self.stations {
+            if b.more {
+                b.counted = Some(counts.get(station).copied().unwrap_or(0));
+                changed.push(station.clone());
+            }
+        }
+        changed
     }
 
     /// Keeps `placed_at` true for one order after its tickets changed.
@@ -529,6 +564,45 @@ impl Boards {
                         .collect()
                 })
                 .unwrap_or_default(),
+            total: b.map_or(0, StationBoard::total),
+            truncated: b.is_some_and(|b| b.total() > b.tickets.len() as u64),
+        }
+    }
+
+    /// The compact board of a station: its oldest [`COMPACT_TICKETS`] tickets, no lines.
+    pub fn compact_board(&self, station: &str) -> CompactBoard {
+        let b = self.stations.get(station);
+        let total = b.map_or(0, StationBoard::total);
+        let tickets: Vec<CompactTicket> = b
+            .map(|b| {
+                b.tickets
+                    .values()
+                    .take(COMPACT_TICKETS)
+                    .map(|e| {
+                        let t = &e.ticket;
+                        CompactTicket {
+                            ticket: t.ticket.clone(),
+                            short: t.short.clone(),
+                            status: t.status,
+                            table: t.table.clone(),
+                            placed_at: t.placed_at,
+                            items: t
+                                .lines
+                                .iter()
+                                .map(|l| l.quantity)
+                                .sum(),
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        CompactBoard {
+            version: FORMAT_VERSION,
+            station: station.to_owned(),
+            seq: b.map_or(0, |b| b.seq),
+            truncated: total > tickets.len() as u64,
+            total,
+            tickets,
         }
     }
 
@@ -557,7 +631,11 @@ impl Boards {
             }
             out.extend_from_slice(e.json.as_deref().unwrap_or_default());
         }
-        out.extend_from_slice(b"]}");
+        let total = b.total();
+        let truncated = total > b.tickets.len() as u64;
+        out.extend_from_slice(
+            format!("],\"total\":{total},\"truncated\":{truncated}}}").as_bytes(),
+        );
         Ok(out)
     }
 

@@ -193,6 +193,10 @@ struct Hub {
     sounding: HashMap<String, HashMap<BuzzPattern, Instant>>,
     /// Stock Tasmota and Shelly relays rung as buzzers.
     relays: Relays,
+    /// The store's count of open tickets per station, while one runs (for truncated boards).
+    counting: Option<tokio::sync::oneshot::Receiver<BTreeMap<String, u64>>>,
+    /// When the last count started.
+    counted_at: Option<Instant>,
     counted: JobCounters,
     /// Bump-bar presses for [`write_bumps`].
     bumps: tokio::sync::mpsc::Sender<(String, Bump)>,
@@ -412,6 +416,8 @@ impl Hub {
             announced: std::collections::HashSet::new(),
             sounding: HashMap::new(),
             relays: Relays::default(),
+            counting: None,
+            counted_at: None,
             flushing: None,
             counted: JobCounters::new(&state.metrics),
             bumps,
@@ -457,6 +463,8 @@ impl Hub {
     fn needs_tick(&self) -> bool {
         !self.dirty_boards.is_empty()
             || self.relays.pending()
+            || self.counting.is_some()
+            || (self.boards.any_truncated() && self.count_due())
             || !self.resend_due.is_empty()
             || !self.resend_queue.is_empty()
             || !self.closed.is_empty()
@@ -554,6 +562,15 @@ impl Hub {
                 .await;
             }
             Err(e) => tracing::error!(error = %e, "board not encodable"),
+        }
+        if let Ok(bytes) = serde_json::to_vec(&self.boards.compact_board(station)) {
+            self.publish(
+                topics::station_board_compact(&self.site, station),
+                QoS::AtLeastOnce,
+                true,
+                bytes,
+            )
+            .await;
         }
     }
 
@@ -1485,7 +1502,47 @@ impl Hub {
         self.dirty_boards.extend(stations);
     }
 
+    /// Whether a truncated board's total should be counted again.
+    fn count_due(&self) -> bool {
+        self.counted_at.is_none_or(|t| t.elapsed() >= RECOUNT_EVERY)
+    }
+
+    /// Starts a count of the open tickets per station in the store, off the hub's loop, or
+    /// takes its result: the truncated boards get their `total`.
+    fn follow_counts(&mut self) {
+        if let Some(rx) = &mut self.counting {
+            match rx.try_recv() {
+                Ok(counts) => {
+                    self.counting = None;
+                    let changed = self.boards.set_counts(&counts);
+                    self.dirty_boards.extend(changed);
+                }
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {}
+                Err(tokio::sync::oneshot::error::TryRecvError::Closed) => self.counting = None,
+            }
+            return;
+        }
+        if !self.boards.any_truncated() || !self.count_due() {
+            return;
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let store = self.state.store.clone();
+        let min_day = self.boards.min_day();
+        tokio::task::spawn_blocking(move || {
+            if let Ok(counts) = store
+                .read()
+                .map_err(|e| e.to_string())
+                .and_then(|rtx| count_open(&rtx, min_day).map_err(|e| e.to_string()))
+            {
+                let _ = tx.send(counts);
+            }
+        });
+        self.counting = Some(rx);
+        self.counted_at = Some(Instant::now());
+    }
+
     async fn on_tick(&mut self) {
+        self.follow_counts();
         for off in self.relays.due(Instant::now()) {
             self.publish(off.topic, QoS::AtLeastOnce, false, off.payload.into_bytes())
                 .await;
@@ -1820,4 +1877,28 @@ fn decode<T: serde::de::DeserializeOwned>(payload: &[u8], enc: Encoding) -> Opti
 /// The same ticket with the renderer's REPRINT banner.
 fn reprint_bytes(original: &[u8]) -> Vec<u8> {
     orderd_plugins::escpos::mark_reprint(original)
+}
+
+/// How often a truncated board's total is counted again in the store.
+const RECOUNT_EVERY: Duration = Duration::from_secs(10);
+
+/// How many tickets are open at each station: orders the kitchen still works on, of business
+/// day `min_day` or later, with lines at the station and the station's part not done. Reads
+/// every such order: the hub runs it off its loop, and only while a board is truncated.
+pub fn count_open(
+    rtx: &redb::ReadTransaction,
+    min_day: u32,
+) -> Result<BTreeMap<String, u64>, crate::store::StoreError> {
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    orders::kitchen_after(rtx, None, |o, done| {
+        if o.business_day >= min_day {
+            for station in station_lines(&o).into_keys() {
+                if !done.contains(&station) {
+                    *counts.entry(station).or_default() += 1;
+                }
+            }
+        }
+        true
+    })?;
+    Ok(counts)
 }

@@ -491,6 +491,9 @@ async fn board_until(
         .await
     {
         let board: orderd_protocol::Board = serde_json::from_slice(&p).unwrap();
+        // A board with room carries every open ticket and says so.
+        assert_eq!(board.total, board.tickets.len() as u64);
+        assert!(!board.truncated);
         last = board.tickets.into_iter().map(|t| t.ticket).collect();
         if done(&last) {
             return last;
@@ -856,6 +859,25 @@ async fn a_busy_board_still_reaches_a_display() {
     assert_eq!(board.tickets.len(), 200, "{} bytes", bytes.len());
     assert_eq!(board.tickets[0].ticket, ids[0]);
     assert!(bytes.len() < 64 * 1024, "{} bytes", bytes.len());
+    // It says so: truncated, and the station's total, counted in the store (within 10 s).
+    assert!(board.truncated);
+    let mut total = board.total;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while total != 210 && tokio::time::Instant::now() < deadline {
+        if let Some((bytes, _)) = d.next_on("/grill/board", Duration::from_secs(1)).await {
+            total = serde_json::from_slice::<Board>(&bytes).unwrap().total;
+        }
+    }
+    assert_eq!(total, 210);
+    // The compact board for small displays: the oldest 40, no lines, the same total.
+    d.sub("orderd/demo/station/grill/board/compact").await;
+    let (bytes, _) = d.next_on("/board/compact", WAIT).await.expect("compact board");
+    let compact: orderd_protocol::CompactBoard = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(compact.tickets.len(), orderd_protocol::COMPACT_TICKETS);
+    assert_eq!(compact.tickets[0].ticket, ids[0]);
+    assert_eq!(compact.tickets[0].items, 1);
+    assert!(compact.truncated);
+    assert!(bytes.len() < 8 * 1024, "{} bytes", bytes.len());
     s.stop().await;
 }
 
