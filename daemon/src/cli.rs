@@ -185,6 +185,12 @@ pub enum DeviceAction {
         /// The installed service needs the device allowed (docs/printers.md).
         #[arg(long)]
         usb: Option<String>,
+        /// A printer's code page: pc437, pc850, pc858 (the default) or wpc1252.
+        #[arg(long)]
+        codepage: Option<String>,
+        /// A printer's characters per line: 32, 42 or 48 (default: the paper width's).
+        #[arg(long)]
+        columns: Option<u8>,
     },
     /// Print a test slip on a printer (the box's address, its settings, ë ç €): asks the
     /// running daemon.

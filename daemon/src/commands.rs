@@ -843,10 +843,14 @@ fn device(config: &ConfigArg, action: DeviceAction) -> anyhow::Result<()> {
             tcp,
             flavour,
             usb,
+            codepage,
+            columns,
         } => {
             let req = NewDevice {
                 tcp,
                 usb,
+                codepage,
+                columns,
                 flavour: orderd_protocol::Flavour::parse(&flavour)
                     .context("--flavour must be orderd, tasmota, shelly_gen2 or shelly_gen1")?,
                 id,

@@ -109,11 +109,15 @@
       // A printer on USB is reached by its device path on the box.
       const usb = el('input', { id: 'd-usb', placeholder: '/dev/usb/lp0' });
       const usbRow = el('div', {}, el('label', { for: 'd-usb' }, 'Or a USB printer on the box: its device'), usb);
+      // A printer's code page and characters per line, when they differ from the defaults.
+      const codepage = el('select', { id: 'd-codepage' }, [['', 'PC858 (default)'], ['pc437', 'PC437'], ['pc850', 'PC850'], ['wpc1252', 'WPC1252']].map(([v, t]) => el('option', { value: v }, t)));
+      const columns = el('select', { id: 'd-columns' }, [['', 'as the paper'], ['32', '32'], ['42', '42'], ['48', '48']].map(([v, t]) => el('option', { value: v }, t)));
+      const printRow = el('div', { class: 'row' }, el('label', { for: 'd-codepage' }, 'Code page', codepage), el('label', { for: 'd-columns' }, 'Columns', columns));
       // A buzzer or light may be a stock Tasmota or Shelly relay, which speaks its own topics.
       const flavour = el('select', { id: 'd-flavour' }, [['orderd', "orderd's own topics"], ['tasmota', 'Tasmota relay'], ['shelly_gen2', 'Shelly Plus/Pro (Gen2)'], ['shelly_gen1', 'Shelly Gen1']].map(([v, t]) => el('option', { value: v }, t)));
       const flavourRow = el('div', {}, el('label', { for: 'd-flavour' }, 'Speaks (set the relay\'s MQTT client, user and topic to the id)'), flavour);
       const showBackup = () => {
-        backupRow.hidden = kind.value !== 'printer'; tcpRow.hidden = backupRow.hidden; usbRow.hidden = backupRow.hidden; if (backupRow.hidden) { backup.checked = false; tcp.value = ''; usb.value = ''; }
+        backupRow.hidden = kind.value !== 'printer'; tcpRow.hidden = backupRow.hidden; usbRow.hidden = backupRow.hidden; printRow.hidden = backupRow.hidden; if (backupRow.hidden) { backup.checked = false; tcp.value = ''; usb.value = ''; codepage.value = ''; columns.value = ''; }
         flavourRow.hidden = kind.value !== 'buzzer'; if (flavourRow.hidden) flavour.value = 'orderd';
       };
       kind.addEventListener('change', showBackup);
@@ -124,13 +128,13 @@
             el('button', { class: 'secondary', onclick: async () => { if (!confirm('Remove ' + d.id + '?')) return; const x = await api('DELETE', '/api/v1/devices/' + encodeURIComponent(d.id)); x.status === 204 ? views.Devices() : fail(x); } }, 'Remove')))))),
         el('form', { onsubmit: async (e) => {
           e.preventDefault();
-          const a = await api('POST', '/api/v1/devices', { id: id.value.trim(), kind: kind.value, stations: st.value.split(',').map((s) => s.trim()).filter(Boolean), backup: backup.checked, tcp: tcp.value.trim() || null, usb: usb.value.trim() || null, flavour: flavour.value });
+          const a = await api('POST', '/api/v1/devices', { id: id.value.trim(), kind: kind.value, stations: st.value.split(',').map((s) => s.trim()).filter(Boolean), backup: backup.checked, tcp: tcp.value.trim() || null, usb: usb.value.trim() || null, codepage: codepage.value || null, columns: columns.value ? Number(columns.value) : null, flavour: flavour.value });
           if (a.status !== 201) return fail(a);
           await views.Devices();
           msg.replaceChildren(a.data.tcp || a.data.usb ? el('p', { class: 'notice' }, 'Added ' + a.data.id + ' at ' + (a.data.tcp || a.data.usb) + '; the box prints to it itself.')
             : el('p', { class: 'notice' }, 'Added ' + a.data.id + '. Its MQTT password (shown once): ', el('code', {}, a.data.password)));
         } }, el('h2', {}, 'Add a device'), el('label', { for: 'd-id' }, 'Id'), id, el('label', { for: 'd-kind' }, 'Kind'), kind,
-        el('label', { for: 'd-st' }, 'Stations (comma-separated)'), st, backupRow, tcpRow, usbRow, flavourRow, el('p', {}, el('button', { type: 'submit' }, 'Add device'))));
+        el('label', { for: 'd-st' }, 'Stations (comma-separated)'), st, backupRow, tcpRow, usbRow, printRow, flavourRow, el('p', {}, el('button', { type: 'submit' }, 'Add device'))));
       showBackup();
     },
     async 'Print jobs'() {

@@ -63,40 +63,44 @@ pub async fn reprint(
     let all = devices::list(&rtx)?;
     drop(rtx);
     let order = stored.order;
-    let paper = printing::paper(&state.settings.raw.kitchen);
     let now = state.now_ms();
     let mut jobs = Vec::new();
+    let by_id: std::collections::BTreeMap<String, devices::Device> =
+        all.iter().map(|d| (d.id.clone(), d.clone())).collect();
+    let kitchen = &state.settings.raw.kitchen;
     for (station, lines) in station_lines(&order) {
         let printers = printing::ticket_printers(&all, &station);
-        let data = printing::render(
-            &order,
-            &station,
-            &lines,
-            printing::Slip {
-                note: order.note.as_deref(),
-                copy: PrintCopy::Reprint,
-                banner: None,
-            },
-            paper,
-            &state.settings.time_zone,
-        );
-        for printer in printers {
-            jobs.push(PrintJobRow {
-                job_id: format!("rp{}-{station}-{printer}", random_hex(6)),
-                order_id: order.id.clone(),
-                order_number: order.number.clone(),
-                station: station.clone(),
-                printer,
-                copy: PrintCopy::Reprint,
-                format: orderd_protocol::PrintFormat::EscPos,
-                data: data.clone(),
-                state: JobState::Queued,
-                report: Some(format!("reprint requested by {}", session.username)),
-                replaced_by: None,
-                replaces: None,
-                created_at: now,
-                updated_at: now,
-            });
+        for (cfg, printers) in printing::by_config(kitchen, &by_id, printers) {
+            let data = printing::render(
+                &order,
+                &station,
+                &lines,
+                printing::Slip {
+                    note: order.note.as_deref(),
+                    copy: PrintCopy::Reprint,
+                    banner: None,
+                },
+                &cfg,
+                &state.settings.time_zone,
+            );
+            for printer in printers {
+                jobs.push(PrintJobRow {
+                    job_id: format!("rp{}-{station}-{printer}", random_hex(6)),
+                    order_id: order.id.clone(),
+                    order_number: order.number.clone(),
+                    station: station.clone(),
+                    printer,
+                    copy: PrintCopy::Reprint,
+                    format: orderd_protocol::PrintFormat::EscPos,
+                    data: data.clone(),
+                    state: JobState::Queued,
+                    report: Some(format!("reprint requested by {}", session.username)),
+                    replaced_by: None,
+                    replaces: None,
+                    created_at: now,
+                    updated_at: now,
+                });
+            }
         }
     }
     if jobs.is_empty() {

@@ -89,6 +89,10 @@ pub struct Device {
     /// A printer on USB the box drives itself: its character device, e.g. `/dev/usb/lp0`
     /// (version 3).
     pub usb: Option<String>,
+    /// A printer's code page (`pc437`, `pc850`, `pc858`, `wpc1252`); none: PC858 (version 3).
+    pub codepage: Option<String>,
+    /// A printer's characters per line (32, 42 or 48); none: the paper width's (version 3).
+    pub columns: Option<u8>,
 }
 
 /// A device as version 2 stored it (before stock relays).
@@ -162,6 +166,8 @@ impl Stored for Device {
             tcp: v2.tcp,
             flavour: Flavour::Orderd,
             usb: None,
+            codepage: None,
+            columns: None,
         })
     }
 }
@@ -207,6 +213,12 @@ pub struct NewDevice {
     /// A printer on USB that the box drives itself: its device path under `/dev/`.
     #[serde(default)]
     pub usb: Option<String>,
+    /// A printer's code page: `pc437`, `pc850`, `pc858` (the default) or `wpc1252`.
+    #[serde(default)]
+    pub codepage: Option<String>,
+    /// A printer's characters per line: 32, 42 or 48 (default: the paper width's).
+    #[serde(default)]
+    pub columns: Option<u8>,
 }
 
 /// Whether `p` may name a USB printer: a path under `/dev/` of plain name characters, never
@@ -276,6 +288,29 @@ impl NewDevice {
                     "the printer's device path, e.g. /dev/usb/lp0",
                 ));
             }
+        }
+        if (self.codepage.is_some() || self.columns.is_some()) && self.kind != DeviceKind::Printer {
+            return Err(AppError::invalid(
+                if self.codepage.is_some() {
+                    "codepage"
+                } else {
+                    "columns"
+                },
+                "only printers have a code page and columns",
+            ));
+        }
+        if self
+            .codepage
+            .as_deref()
+            .is_some_and(|c| orderd_plugins::escpos::CodePage::parse(c).is_none())
+        {
+            return Err(AppError::invalid(
+                "codepage",
+                "pc437, pc850, pc858 or wpc1252",
+            ));
+        }
+        if self.columns.is_some_and(|c| ![32, 42, 48].contains(&c)) {
+            return Err(AppError::invalid("columns", "32, 42 or 48"));
         }
         if self.flavour.is_relay() && self.kind != DeviceKind::Buzzer {
             return Err(AppError::invalid(
@@ -351,6 +386,8 @@ pub fn add(
         tcp: req.tcp.as_deref().and_then(printer_address),
         flavour: req.flavour,
         usb: req.usb.clone(),
+        codepage: req.codepage.clone(),
+        columns: req.columns,
     };
     tx.devices
         .insert(device.id.as_str(), codec::encode(&device)?.as_slice())?;
@@ -487,6 +524,8 @@ pub fn view(d: &Device) -> serde_json::Value {
         "tcp": d.tcp,
         "flavour": d.flavour,
         "usb": d.usb,
+        "codepage": d.codepage,
+        "columns": d.columns,
         "created_at": super::rfc3339(d.created_at),
     })
 }
@@ -518,6 +557,8 @@ mod tests {
             tcp: None,
             flavour: Flavour::Orderd,
             usb: None,
+            codepage: None,
+            columns: None,
         }
     }
 
@@ -648,13 +689,25 @@ mod tests {
         relay.flavour = Flavour::ShellyGen1;
         let bytes = codec::encode(&relay).unwrap();
         assert_eq!(bytes[0], 3);
-        assert_eq!(&bytes[1..], &[&v2[1..], &[3u8, 0][..]].concat()[..]);
+        assert_eq!(&bytes[1..], &[&v2[1..], &[3u8, 0, 0, 0][..]].concat()[..]);
         assert_eq!(codec::decode::<Device>(&bytes).unwrap(), relay);
         let mut usb = d;
         usb.tcp = None;
         usb.usb = Some("/dev/usb/lp0".into());
         let bytes = codec::encode(&usb).unwrap();
-        assert!(bytes.ends_with(b"\x00\x01\x0c/dev/usb/lp0"), "{bytes:?}");
+        assert!(
+            bytes.ends_with(b"\x00\x01\x0c/dev/usb/lp0\x00\x00"),
+            "{bytes:?}"
+        );
+        let mut set = usb.clone();
+        set.codepage = Some("wpc1252".into());
+        set.columns = Some(42);
+        let bytes = codec::encode(&set).unwrap();
+        assert!(
+            bytes.ends_with(b"/dev/usb/lp0\x01\x07wpc1252\x01\x2a"),
+            "{bytes:?}"
+        );
+        assert_eq!(codec::decode::<Device>(&bytes).unwrap(), set);
         assert_eq!(codec::decode::<Device>(&bytes).unwrap(), usb);
         assert!(usb_path("/dev/usb/lp0") && usb_path("/dev/pts/3"));
         for bad in [
@@ -680,6 +733,8 @@ mod tests {
             tcp: None,
             flavour: Flavour::Tasmota,
             usb: None,
+            codepage: None,
+            columns: None,
         };
         assert!(req(DeviceKind::Buzzer).check().is_ok());
         assert!(req(DeviceKind::Printer).check().is_err());

@@ -114,8 +114,8 @@ pub async fn test_print(
     } else {
         raw.http.public_base_url.clone()
     };
-    let paper = printing::paper(&raw.kitchen);
-    let data = printing::render_test(&device, &url, &raw.site.name, paper);
+    let cfg = printing::printer_config(&raw.kitchen, Some(&device));
+    let data = printing::render_test(&device, &url, &raw.site.name, &cfg);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0));

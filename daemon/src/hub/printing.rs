@@ -46,6 +46,37 @@ pub fn paper(cfg: &KitchenConfig) -> PaperWidth {
     }
 }
 
+/// How to render for a printer: the kitchen's paper width, and the printer's own code page and
+/// columns when it has them (`None`: the defaults, PC858 and the paper's columns).
+pub fn printer_config(cfg: &KitchenConfig, device: Option<&Device>) -> EscPosConfig {
+    EscPosConfig {
+        width: paper(cfg),
+        cut: true,
+        codepage: device
+            .and_then(|d| d.codepage.as_deref())
+            .and_then(orderd_plugins::escpos::CodePage::parse)
+            .unwrap_or_default(),
+        columns: device.and_then(|d| d.columns).map(usize::from),
+    }
+}
+
+/// Printers grouped by how they render (printers alike get the same bytes, rendered once).
+pub fn by_config(
+    cfg: &KitchenConfig,
+    devices: &std::collections::BTreeMap<String, Device>,
+    printers: Vec<String>,
+) -> Vec<(EscPosConfig, Vec<String>)> {
+    let mut groups: Vec<(EscPosConfig, Vec<String>)> = Vec::new();
+    for p in printers {
+        let c = printer_config(cfg, devices.get(&p));
+        match groups.iter_mut().find(|(g, _)| *g == c) {
+            Some((_, ps)) => ps.push(p),
+            None => groups.push((c, vec![p])),
+        }
+    }
+    groups
+}
+
 /// `HH:MM` local time of a ms timestamp.
 pub fn local_time(tz: &TimeZone, ms: u64) -> String {
     jiff::Timestamp::from_millisecond(i64::try_from(ms).unwrap_or(0))
@@ -70,7 +101,7 @@ pub fn render(
     station: &str,
     lines: &[TicketLine],
     slip: Slip<'_>,
-    paper: PaperWidth,
+    cfg: &EscPosConfig,
     tz: &TimeZone,
 ) -> Vec<u8> {
     let Slip { note, copy, banner } = slip;
@@ -88,13 +119,7 @@ pub fn render(
         copy,
         banner,
     };
-    orderd_plugins::escpos::render(
-        &doc,
-        &EscPosConfig {
-            width: paper,
-            cut: true,
-        },
-    )
+    orderd_plugins::escpos::render(&doc, cfg)
 }
 
 /// `YYYY-MM-DD HH:MM` local time of a ms timestamp (bills and Z slips).
@@ -130,7 +155,7 @@ fn office_header<'a>(
 pub fn render_bill(
     bill: &orderd_protocol::BillPrint,
     settings: &crate::config::Settings,
-    paper: PaperWidth,
+    cfg: &EscPosConfig,
     at_ms: u64,
     fiscal: &dyn orderd_plugins::fiscal::Fiscal,
 ) -> Vec<u8> {
@@ -142,33 +167,18 @@ pub fn render_bill(
     };
     let time = local_date_time(&settings.time_zone, at_ms);
     let head = office_header(settings, &time, fiscal_code.as_deref());
-    orderd_plugins::escpos::render_bill(
-        bill,
-        &head,
-        &EscPosConfig {
-            width: paper,
-            cut: true,
-        },
-    )
+    orderd_plugins::escpos::render_bill(bill, &head, cfg)
 }
 
 /// A Z report's slip as ESC/POS bytes, in the site's language.
 pub fn render_z(
     z: &orderd_protocol::ZReport,
     settings: &crate::config::Settings,
-    paper: PaperWidth,
+    cfg: &EscPosConfig,
 ) -> Vec<u8> {
     let time = local_date_time(&settings.time_zone, z.closed_at);
     let head = office_header(settings, &time, None);
-    orderd_plugins::escpos::render_z(
-        z,
-        &head,
-        &settings.raw.site.default_language,
-        &EscPosConfig {
-            width: paper,
-            cut: true,
-        },
-    )
+    orderd_plugins::escpos::render_z(z, &head, &settings.raw.site.default_language, cfg)
 }
 
 /// A printer's test slip: the box's address, the printer's id, stations and address, the paper
@@ -177,12 +187,12 @@ pub fn render_test(
     device: &crate::domain::devices::Device,
     box_url: &str,
     site_name: &str,
-    paper: PaperWidth,
+    cfg: &EscPosConfig,
 ) -> Vec<u8> {
-    use orderd_plugins::escpos::encode_text;
-    let mut b = vec![0x1b, b'@', 0x1b, b't', 19];
+    use orderd_plugins::escpos::encode_text_in;
+    let mut b = vec![0x1b, b'@', 0x1b, b't', cfg.codepage.select()];
     let mut line = |t: &str| {
-        b.extend(encode_text(t));
+        b.extend(encode_text_in(cfg.codepage, t));
         b.push(b'\n');
     };
     line("*** orderd test print ***");
@@ -199,9 +209,14 @@ pub fn render_test(
         }
     ));
     line(&format!(
-        "Paper: {} mm, {} columns; code page PC858",
-        if paper == PaperWidth::Mm58 { 58 } else { 80 },
-        paper.columns()
+        "Paper: {} mm, {} columns; code page {}",
+        if cfg.width == PaperWidth::Mm58 {
+            58
+        } else {
+            80
+        },
+        cfg.columns(),
+        cfg.codepage.as_str().to_uppercase()
     ));
     line("Albanian: ë ç Ë Ç  euro: €");
     b.extend([b'\n', b'\n', b'\n', 0x1d, b'V', 66, 0]);

@@ -586,11 +586,7 @@ impl Boards {
                             status: t.status,
                             table: t.table.clone(),
                             placed_at: t.placed_at,
-                            items: t
-                                .lines
-                                .iter()
-                                .map(|l| l.quantity)
-                                .sum(),
+                            items: t.lines.iter().map(|l| l.quantity).sum(),
                         }
                     })
                     .collect()

@@ -30,7 +30,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use orderd_plugins::escpos::PaperWidth;
 use orderd_protocol::encoding::{self, Encoding};
 use orderd_protocol::relay::{self, Flavour};
 use orderd_protocol::topics::{self, Topic};
@@ -157,7 +156,6 @@ struct Hub {
     client: HubClient,
     site: String,
     cfg: KitchenConfig,
-    paper: PaperWidth,
     devices: BTreeMap<String, Device>,
     boards: Boards,
     jobs: HashMap<String, Open>,
@@ -398,7 +396,6 @@ impl Hub {
             client,
             site: settings.raw.site.id.clone(),
             cfg: settings.raw.kitchen.clone(),
-            paper: printing::paper(&settings.raw.kitchen),
             devices,
             boards,
             jobs,
@@ -627,10 +624,13 @@ impl Hub {
             }
         }
         if let EventKind::BillPrinted(bill) = &ev.kind {
+            // Rendered (and registered with a fiscal device) once, in the settings of the bill
+            // station's first printer.
+            let cfg = self.office_config(&bill.station);
             let data = printing::render_bill(
                 bill,
                 &self.state.settings,
-                self.paper,
+                &cfg,
                 ev.at,
                 &orderd_plugins::fiscal::NotFiscal,
             );
@@ -647,8 +647,9 @@ impl Hub {
         }
         if let EventKind::DayClosed(z) = &ev.kind {
             // The Z report is printed at the bill station, like the guest checks.
-            let data = printing::render_z(z, &self.state.settings, self.paper);
             let station = self.state.rules.billing.bill_station.clone();
+            let cfg = self.office_config(&station);
+            let data = printing::render_z(z, &self.state.settings, &cfg);
             let id = (format!("z-{}", z.number), format!("Z {}", z.number));
             self.create_office_jobs(&station, &data, PrintCopy::Original, id, ev.seq);
         }
@@ -766,7 +767,13 @@ impl Hub {
 
     /// The ticket's bytes: its lines; for a cancellation the order's lines at the station under
     /// a CANCELLED banner; for a change the changed lines under a CHANGED banner.
-    fn render(&self, t: &TicketEvent, order: &Order, copy: PrintCopy) -> Vec<u8> {
+    fn render(
+        &self,
+        t: &TicketEvent,
+        order: &Order,
+        copy: PrintCopy,
+        cfg: &orderd_plugins::escpos::EscPosConfig,
+    ) -> Vec<u8> {
         let (lines, note, banner) = match &t.change {
             TicketChange::New { lines } => (lines.clone(), order.note.clone(), None),
             TicketChange::Cancelled { reason } => (
@@ -819,7 +826,7 @@ impl Hub {
                 copy,
                 banner,
             },
-            self.paper,
+            cfg,
             &self.state.settings.time_zone,
         )
     }
@@ -832,9 +839,21 @@ impl Hub {
         if printers.is_empty() {
             return;
         }
-        let data = self.render(t, order, PrintCopy::Original);
-        let ids = (t.ticket.clone(), t.number.clone());
-        self.queue_jobs(printers, &t.station, &data, PrintCopy::Original, ids, seq);
+        // Each printer in its own code page and width; printers alike share one rendering.
+        for (cfg, printers) in printing::by_config(&self.cfg, &self.devices, printers) {
+            let data = self.render(t, order, PrintCopy::Original, &cfg);
+            let ids = (t.ticket.clone(), t.number.clone());
+            self.queue_jobs(printers, &t.station, &data, PrintCopy::Original, ids, seq);
+        }
+    }
+
+    /// How a station's slips that are rendered once (guest checks, Z reports) are rendered:
+    /// in the settings of its first printer.
+    fn office_config(&self, station: &str) -> orderd_plugins::escpos::EscPosConfig {
+        let first = printing::ticket_printers(self.devices.values(), station)
+            .into_iter()
+            .next();
+        printing::printer_config(&self.cfg, first.and_then(|p| self.devices.get(&p)))
     }
 
     /// One job per printer of a station (its backups only if it has none) for a slip that is

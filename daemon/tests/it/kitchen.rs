@@ -871,7 +871,10 @@ async fn a_busy_board_still_reaches_a_display() {
     assert_eq!(total, 210);
     // The compact board for small displays: the oldest 40, no lines, the same total.
     d.sub("orderd/demo/station/grill/board/compact").await;
-    let (bytes, _) = d.next_on("/board/compact", WAIT).await.expect("compact board");
+    let (bytes, _) = d
+        .next_on("/board/compact", WAIT)
+        .await
+        .expect("compact board");
     let compact: orderd_protocol::CompactBoard = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(compact.tickets.len(), orderd_protocol::COMPACT_TICKETS);
     assert_eq!(compact.tickets[0].ticket, ids[0]);

@@ -431,3 +431,68 @@ async fn the_box_prints_its_address_on_the_first_printer_that_comes_online() {
     assert!(other.printed().is_empty());
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_printer_prints_in_its_own_code_page_and_width() {
+    let s = TestServer::start().await;
+    let narrow = Emulator::start().await.unwrap();
+    let (st, v) = s
+        .send(
+            "POST",
+            "/api/v1/devices",
+            Some(&s.admin),
+            Some(
+                json!({"id": "win", "kind": "printer", "stations": ["grill"],
+                        "tcp": narrow.addr().to_string(), "codepage": "wpc1252", "columns": 32}),
+            ),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert_eq!(
+        (v["codepage"].as_str(), v["columns"].as_u64()),
+        (Some("wpc1252"), Some(32))
+    );
+    online(&s, "win").await;
+    let (st, v) = s
+        .send(
+            "POST",
+            "/api/v1/devices/win/test-print",
+            Some(&s.admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    let slip = printed(&narrow, 1).await.remove(0);
+    // Read back in the page the slip selected (ESC t 16): the letters and the euro sign.
+    assert!(slip.contains("ë ç Ë Ç  euro: €"), "{slip}");
+    assert!(slip.contains("32 columns; code page WPC1252"), "{slip}");
+    place(&s, json!([{"item_id": "tave_kosi", "quantity": 1}])).await;
+    let ticket = printed(&narrow, 2).await.remove(1);
+    assert!(
+        ticket.contains(&format!("{}\n", "-".repeat(32))),
+        "{ticket}"
+    );
+    assert!(!ticket.contains(&"-".repeat(33)), "{ticket}");
+    // Settings a printer cannot have are refused.
+    for (body, field) in [
+        (
+            json!({"id": "x1", "kind": "printer", "stations": ["grill"], "codepage": "utf8"}),
+            "codepage",
+        ),
+        (
+            json!({"id": "x2", "kind": "printer", "stations": ["grill"], "columns": 40}),
+            "columns",
+        ),
+        (
+            json!({"id": "x3", "kind": "display", "stations": ["grill"], "codepage": "pc858"}),
+            "codepage",
+        ),
+    ] {
+        let (st, v) = s
+            .send("POST", "/api/v1/devices", Some(&s.admin), Some(body))
+            .await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+        assert_eq!(v["error"]["details"]["field"], field, "{v}");
+    }
+    s.stop().await;
+}

@@ -5,8 +5,8 @@
 
 use orderd_protocol::{BillPrint, VatLine, ZReport};
 
-use super::config::{CP858_SELECT, EscPosConfig};
-use super::render::encode_text;
+use super::config::EscPosConfig;
+use super::render::encode_text_in;
 
 const ESC: u8 = 0x1b;
 const GS: u8 = 0x1d;
@@ -246,31 +246,31 @@ pub fn bill_text(bill: &BillPrint, head: &BillHeader<'_>, width: usize) -> Vec<S
 /// The guest check as ESC/POS bytes: the restaurant's name large, the total bold and double
 /// height, the COPY banner white on black on a reprint, and a cut.
 pub fn render_bill(bill: &BillPrint, head: &BillHeader<'_>, cfg: &EscPosConfig) -> Vec<u8> {
-    let width = cfg.width.columns();
+    let width = cfg.columns();
     let lines = bill_text(bill, head, width);
     let w = words(&bill.lang);
-    let mut b = vec![ESC, b'@', ESC, b't', CP858_SELECT];
+    let mut b = vec![ESC, b'@', ESC, b't', cfg.codepage.select()];
     let total_prefix = format!("{} {}", w.total, head.currency);
     let copy = format!("*** {} ***", w.copy);
     for (i, line) in lines.iter().enumerate() {
         let trimmed = line.trim();
         if bill.copy && i == 0 && trimmed == copy {
             b.extend([ESC, b'a', 1, ESC, b'E', 1, GS, b'B', 1]);
-            b.extend(encode_text(trimmed));
+            b.extend(encode_text_in(cfg.codepage, trimmed));
             b.push(b'\n');
             b.extend([GS, b'B', 0, ESC, b'E', 0, ESC, b'a', 0]);
         } else if trimmed == head.site_name {
             b.extend([ESC, b'a', 1, ESC, b'E', 1, GS, b'!', 0x11]);
-            b.extend(encode_text(trimmed));
+            b.extend(encode_text_in(cfg.codepage, trimmed));
             b.push(b'\n');
             b.extend([GS, b'!', 0x00, ESC, b'E', 0, ESC, b'a', 0]);
         } else if line.starts_with(&total_prefix) {
             b.extend([ESC, b'E', 1, GS, b'!', 0x01]);
-            b.extend(encode_text(line));
+            b.extend(encode_text_in(cfg.codepage, line));
             b.push(b'\n');
             b.extend([GS, b'!', 0x00, ESC, b'E', 0]);
         } else {
-            b.extend(encode_text(line));
+            b.extend(encode_text_in(cfg.codepage, line));
             b.push(b'\n');
         }
     }
@@ -402,16 +402,16 @@ pub fn z_text(z: &ZReport, head: &BillHeader<'_>, lang: &str, width: usize) -> V
 
 /// The Z report as ESC/POS bytes (plain text, the number large, a cut).
 pub fn render_z(z: &ZReport, head: &BillHeader<'_>, lang: &str, cfg: &EscPosConfig) -> Vec<u8> {
-    let mut b = vec![ESC, b'@', ESC, b't', CP858_SELECT];
+    let mut b = vec![ESC, b'@', ESC, b't', cfg.codepage.select()];
     let title = format!("Z {}", z.number);
-    for line in z_text(z, head, lang, cfg.width.columns()) {
+    for line in z_text(z, head, lang, cfg.columns()) {
         if line.trim() == title {
             b.extend([ESC, b'a', 1, ESC, b'E', 1, GS, b'!', 0x11]);
-            b.extend(encode_text(line.trim()));
+            b.extend(encode_text_in(cfg.codepage, line.trim()));
             b.push(b'\n');
             b.extend([GS, b'!', 0x00, ESC, b'E', 0, ESC, b'a', 0]);
         } else {
-            b.extend(encode_text(&line));
+            b.extend(encode_text_in(cfg.codepage, &line));
             b.push(b'\n');
         }
     }
@@ -542,6 +542,7 @@ mod tests {
             &EscPosConfig {
                 width: super::super::PaperWidth::Mm58,
                 cut: true,
+                ..EscPosConfig::default()
             },
         );
         // ë is 0x89 in PC858, never raw UTF-8.

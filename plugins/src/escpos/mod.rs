@@ -13,5 +13,5 @@ pub mod status;
 mod tests;
 
 pub use bill::{BillHeader, bill_text, money, render_bill, render_z, z_text};
-pub use config::{EscPosConfig, PaperWidth};
-pub use render::{TicketDoc, encode_text, mark_reprint, render, render_text};
+pub use config::{CodePage, EscPosConfig, PaperWidth};
+pub use render::{TicketDoc, encode_text, encode_text_in, mark_reprint, render, render_text};

@@ -2,7 +2,7 @@
 
 use orderd_protocol::{OrderType, PrintCopy, TicketLine};
 
-use super::config::{CP858_HIGH, CP858_SELECT, EscPosConfig};
+use super::config::{CodePage, EscPosConfig};
 
 const ESC: u8 = 0x1b;
 const GS: u8 = 0x1d;
@@ -45,13 +45,20 @@ fn type_label(t: OrderType) -> &'static str {
 /// lacks by its nearest ASCII (dashes, curly quotes, ellipsis), a letter with an accent the page
 /// lacks by the letter, `?` for the rest. Never raw UTF-8 bytes.
 pub fn encode_text(s: &str) -> Vec<u8> {
+    encode_text_in(CodePage::Pc858, s)
+}
+
+/// [`encode_text`] in a given code page.
+pub fn encode_text_in(page: CodePage, s: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(s.len());
     for c in s.chars() {
         if c.is_ascii() && !c.is_ascii_control() {
             out.push(c as u8);
             continue;
         }
-        if let Some(i) = CP858_HIGH.chars().position(|h| h == c) {
+        if c != '\u{fffd}'
+            && let Some(i) = page.high().chars().position(|h| h == c)
+        {
             out.push(0x80 + i as u8);
             continue;
         }
@@ -61,23 +68,35 @@ pub fn encode_text(s: &str) -> Vec<u8> {
             '\u{201c}' | '\u{201d}' | '\u{201e}' => out.push(b'"'),
             '\u{2026}' => out.extend_from_slice(b"..."),
             '\u{2022}' => out.push(b'*'),
+            '\u{20ac}' => out.extend_from_slice(b"EUR"),
             _ => out.push(base_letter(c).unwrap_or(b'?')),
         }
     }
     out
 }
 
-/// The ASCII letter under a few accented letters PC858 lacks (Central European names).
+/// The ASCII letter under an accented letter the code page lacks (Latin-1 letters for PC437,
+/// Central European names for the others).
 fn base_letter(c: char) -> Option<u8> {
     let map: &[(&str, u8)] = &[
-        ("ăąā", b'a'),
-        ("ĂĄĀ", b'A'),
-        ("ćčĉ", b'c'),
-        ("ĆČĈ", b'C'),
+        ("ăąāàáâãäå", b'a'),
+        ("ĂĄĀÀÁÂÃÄÅ", b'A'),
+        ("ćčĉç", b'c'),
+        ("ĆČĈÇ", b'C'),
         ("ďđ", b'd'),
         ("ĎĐ", b'D'),
-        ("ęěē", b'e'),
-        ("ĘĚĒ", b'E'),
+        ("ęěēèéêë", b'e'),
+        ("ĘĚĒÈÉÊË", b'E'),
+        ("ìíîï", b'i'),
+        ("ÌÍÎÏ", b'I'),
+        ("ñ", b'n'),
+        ("Ñ", b'N'),
+        ("òóôõöø", b'o'),
+        ("ÒÓÔÕÖØ", b'O'),
+        ("ùúûü", b'u'),
+        ("ÙÚÛÜ", b'U'),
+        ("ýÿ", b'y'),
+        ("Ý", b'Y'),
         ("ğ", b'g'),
         ("Ğ", b'G'),
         ("ł", b'l'),
@@ -182,7 +201,7 @@ fn center(s: &str, width: usize) -> String {
 /// The REPRINT banner: centered, bold, white on black.
 fn reprint_banner() -> Vec<u8> {
     let mut b = vec![ESC, b'a', 1, ESC, b'E', 1, GS, b'B', 1];
-    b.extend(encode_text("*** REPRINT ***"));
+    b.extend_from_slice(b"*** REPRINT ***");
     b.push(b'\n');
     b.extend([GS, b'B', 0, ESC, b'E', 0]);
     b
@@ -192,12 +211,14 @@ fn reprint_banner() -> Vec<u8> {
 /// [`render`] would print it with [`PrintCopy::Reprint`]. Bytes that are already a reprint, or
 /// not a ticket of [`render`], are returned unchanged.
 pub fn mark_reprint(original: &[u8]) -> Vec<u8> {
-    const HEAD: [u8; 5] = [ESC, b'@', ESC, b't', CP858_SELECT];
     let banner = reprint_banner();
-    match original.strip_prefix(&HEAD) {
-        Some(rest) if !rest.starts_with(&banner) => {
+    let head = original.get(..5).filter(|h| {
+        h[..4] == [ESC, b'@', ESC, b't'] && CodePage::ALL.iter().any(|c| c.select() == h[4])
+    });
+    match head.map(|h| (h, &original[5..])) {
+        Some((head, rest)) if !rest.starts_with(&banner) => {
             let mut out = Vec::with_capacity(original.len() + banner.len());
-            out.extend(HEAD);
+            out.extend(head);
             out.extend(banner);
             out.extend(rest);
             out
@@ -208,10 +229,10 @@ pub fn mark_reprint(original: &[u8]) -> Vec<u8> {
 
 /// The ticket as ESC/POS bytes.
 pub fn render(doc: &TicketDoc<'_>, cfg: &EscPosConfig) -> Vec<u8> {
-    let width = cfg.width.columns();
-    let mut b = vec![ESC, b'@', ESC, b't', CP858_SELECT];
+    let width = cfg.columns();
+    let mut b = vec![ESC, b'@', ESC, b't', cfg.codepage.select()];
     let text = |b: &mut Vec<u8>, s: &str| {
-        b.extend(encode_text(s));
+        b.extend(encode_text_in(cfg.codepage, s));
         b.push(b'\n');
     };
     if doc.copy == PrintCopy::Reprint {

@@ -1,7 +1,7 @@
 //! A network or USB printer's state from its real-time status replies (`DLE EOT n`), and the
 //! text of ESC/POS bytes (for the emulator, tests and a test print). No I/O.
 
-use super::config::CP858_HIGH;
+use super::config::CodePage;
 
 /// `DLE EOT 1`: printer status.
 pub const QUERY_PRINTER: [u8; 3] = [0x10, 0x04, 1];
@@ -76,10 +76,21 @@ pub const fn replies(state: PrinterState) -> [u8; 3] {
 /// as a line of `✂`), PC858 is decoded, a `DLE EOT` query is dropped.
 pub fn decode_text(bytes: &[u8]) -> String {
     let mut out = String::new();
+    let mut page = CodePage::Pc858;
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
             0x1b if bytes.get(i + 1) == Some(&b'@') => i += 2,
+            // ESC t n: the code page the text after it is in.
+            0x1b if bytes.get(i + 1) == Some(&b't') => {
+                if let Some(p) = bytes
+                    .get(i + 2)
+                    .and_then(|n| CodePage::ALL.into_iter().find(|c| c.select() == *n))
+                {
+                    page = p;
+                }
+                i += 3;
+            }
             0x1d if bytes.get(i + 1) == Some(&b'V') => {
                 out.push_str("✂✂✂\n");
                 i += 4;
@@ -87,7 +98,12 @@ pub fn decode_text(bytes: &[u8]) -> String {
             0x10 if bytes.get(i + 1) == Some(&0x04) => i += 3,
             0x1b | 0x1d => i += 3,
             b if b >= 0x80 => {
-                out.push(CP858_HIGH.chars().nth(usize::from(b - 0x80)).unwrap_or('?'));
+                out.push(
+                    page.high()
+                        .chars()
+                        .nth(usize::from(b - 0x80))
+                        .unwrap_or('?'),
+                );
                 i += 1;
             }
             b => {

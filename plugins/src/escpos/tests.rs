@@ -2,6 +2,7 @@
 
 use orderd_protocol::{OrderType, PrintCopy, TicketLine};
 
+use super::status::decode_text;
 use super::*;
 
 fn lines() -> Vec<TicketLine> {
@@ -81,6 +82,49 @@ fn albanian_letters_and_the_euro_use_pc858() {
 }
 
 #[test]
+fn each_code_page_has_its_own_bytes_and_select_command() {
+    // PC437: ç and ë, no Ë (its letter instead) and no euro sign (spelled out).
+    assert_eq!(
+        encode_text_in(CodePage::Pc437, "ë ç Ë"),
+        [0x89, b' ', 0x87, b' ', b'E']
+    );
+    assert_eq!(encode_text_in(CodePage::Pc437, "€5"), b"EUR5");
+    // PC850: every Albanian letter, no euro sign.
+    assert_eq!(
+        encode_text_in(CodePage::Pc850, "Ë€"),
+        [0xd3, b'E', b'U', b'R']
+    );
+    // WPC1252: Latin-1 positions and the euro at 0x80.
+    assert_eq!(
+        encode_text_in(CodePage::Wpc1252, "ë ç Ë Ç €"),
+        [0xeb, b' ', 0xe7, b' ', 0xcb, b' ', 0xc7, b' ', 0x80]
+    );
+    let l = lines();
+    for page in CodePage::ALL {
+        let cfg = EscPosConfig {
+            codepage: page,
+            columns: Some(42),
+            ..EscPosConfig::default()
+        };
+        let bytes = render(&doc(&l, PrintCopy::Original), &cfg);
+        assert_eq!(&bytes[..5], &[0x1b, b'@', 0x1b, b't', page.select()]);
+        // The emulator reads it back in the page the ticket selected.
+        assert!(decode_text(&bytes).contains("Tavë kosi"), "{page:?}");
+        assert!(
+            decode_text(&bytes).contains(&"-".repeat(42)),
+            "{page:?}: 42 columns"
+        );
+        assert!(
+            mark_reprint(&bytes)
+                .windows(15)
+                .any(|w| w == b"*** REPRINT ***"),
+            "{page:?}"
+        );
+        assert_eq!(Some(page), CodePage::parse(page.as_str()));
+    }
+}
+
+#[test]
 fn golden_ticket_bytes() {
     let l = lines();
     let bytes = render(
@@ -88,6 +132,7 @@ fn golden_ticket_bytes() {
         &EscPosConfig {
             width: PaperWidth::Mm58,
             cut: true,
+            ..EscPosConfig::default()
         },
     );
     let mut g: Vec<u8> = vec![0x1b, b'@', 0x1b, b't', 19];
@@ -155,6 +200,7 @@ fn lines_fit_the_paper() {
         &EscPosConfig {
             width: PaperWidth::Mm80,
             cut: false,
+            ..EscPosConfig::default()
         },
     );
     assert!(!bytes.windows(2).any(|w| w == [0x1d, b'V']));
