@@ -50,6 +50,12 @@
     return station ? o.items.filter((l) => l.station === station) : o.items;
   }
 
+  /** An item's allergens, from the menu. */
+  function allergensOf(itemId) {
+    for (const c of (menu ? menu.categories : [])) for (const i of c.items) if (i.id === itemId) return i.allergens || [];
+    return [];
+  }
+
   /** Whether this page's station has bumped its part of the order. */
   function doneHere(o) {
     return !!station && (o.stations_done || []).includes(station);
@@ -82,7 +88,8 @@
       o.note ? el('div', { class: 'note' }, 'NOTE: ' + o.note) : null,
       el('ul', {}, linesFor(o).map((l) => el('li', {}, el('strong', {}, l.quantity + ' × ' + l.name),
         l.modifiers.length ? el('div', { class: 'mods' }, l.modifiers.map((m) => m.name).join(', ')) : null,
-        l.note ? el('div', { class: 'note' }, l.note) : null))),
+        l.note ? el('div', { class: 'note' }, l.note) : null,
+        allergensOf(l.item_id).length ? el('div', { class: 'allergens', 'data-allergens': l.item_id }, 'Allergens: ' + allergensOf(l.item_id).join(', ')) : null))),
       station ? null : el('div', { class: 'row' }, stationsOf(o).map(([s, done]) => el('span', { class: 'status ' + (done ? 'ready' : ''), 'data-station-done': s, 'data-done': done ? '1' : '0' }, s + (done ? ': done' : ': cooking')))),
       station ? el('button', { 'data-bump': o.id, onclick: () => stationBump(o, 'bump') }, 'Done')
         : next ? el('button', { 'data-bump': o.id, onclick: () => move(o, next[0]) }, next[1]) : null);

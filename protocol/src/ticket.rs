@@ -20,6 +20,9 @@ pub struct TicketLine {
     pub modifiers: Vec<String>,
     /// Note for the kitchen.
     pub note: Option<String>,
+    /// The item's allergens (codes such as `gluten`, `milk`), from the menu when the ticket
+    /// was made.
+    pub allergens: Vec<String>,
 }
 
 /// A quantity change on a line of an order already sent.

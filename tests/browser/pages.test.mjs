@@ -135,6 +135,8 @@ test('a customer orders on a phone, the kitchen sees it live, bumps it, and the 
   const text = await ticket.textContent();
   assert.match(text, /Medium/i);
   assert.match(text, /no pickles/);
+  // The burger's allergens, from the menu, stand out on the ticket.
+  assert.match(await kitchen.textContent(`.ticket[data-order="${id}"] [data-allergens=burger]`), /gluten, milk, mustard/);
   await kitchen.screenshot({ path: path.join(ARTIFACTS, 'kitchen-tablet.png'), fullPage: true });
   await kitchen.setViewportSize(PHONE);
   await kitchen.screenshot({ path: path.join(ARTIFACTS, 'kitchen-phone.png'), fullPage: true });

@@ -68,7 +68,9 @@ pub async fn reprint(
     let by_id: std::collections::BTreeMap<String, devices::Device> =
         all.iter().map(|d| (d.id.clone(), d.clone())).collect();
     let kitchen = &state.settings.raw.kitchen;
-    for (station, lines) in station_lines(&order) {
+    let menu = state.shared.menu();
+    for (station, mut lines) in station_lines(&order) {
+        crate::hub::tickets::add_allergens(&mut lines, &menu);
         let printers = printing::ticket_printers(&all, &station);
         for (cfg, printers) in printing::by_config(kitchen, &by_id, printers) {
             let data = printing::render(

@@ -625,7 +625,8 @@ mod tests {
                 .contains(&"orderd/s/station/grill/bump".to_owned())
         );
         let d = device(DeviceKind::Display, &["grill", "cold"]);
-        assert_eq!(d.may_subscribe("s", "homeassistant").len(), 5);
+        // hub/status, and a board, a compact board and tickets for each of its two stations.
+        assert_eq!(d.may_subscribe("s", "homeassistant").len(), 7);
         assert_eq!(d.may_publish("s").len(), 2);
         for dev in [p, b, d] {
             assert!(dev.may_publish("s").iter().all(|t| !t.contains("/hub/")));
@@ -699,16 +700,16 @@ mod tests {
             bytes.ends_with(b"\x00\x01\x0c/dev/usb/lp0\x00\x00"),
             "{bytes:?}"
         );
+        assert_eq!(codec::decode::<Device>(&bytes).unwrap(), usb);
         let mut set = usb.clone();
         set.codepage = Some("wpc1252".into());
         set.columns = Some(42);
-        let bytes = codec::encode(&set).unwrap();
+        let set_bytes = codec::encode(&set).unwrap();
         assert!(
-            bytes.ends_with(b"/dev/usb/lp0\x01\x07wpc1252\x01\x2a"),
-            "{bytes:?}"
+            set_bytes.ends_with(b"/dev/usb/lp0\x01\x07wpc1252\x01\x2a"),
+            "{set_bytes:?}"
         );
-        assert_eq!(codec::decode::<Device>(&bytes).unwrap(), set);
-        assert_eq!(codec::decode::<Device>(&bytes).unwrap(), usb);
+        assert_eq!(codec::decode::<Device>(&set_bytes).unwrap(), set);
         assert!(usb_path("/dev/usb/lp0") && usb_path("/dev/pts/3"));
         for bad in [
             "/dev/",

@@ -133,7 +133,14 @@ impl Menu {
             .find(|i| i.id == id)
     }
 
-    /// All items.
+    /// An item's allergens (none for an item not on the menu any more).
+    pub fn allergens_of(&self, item_id: &str) -> &[String] {
+        self.items()
+            .find(|i| i.id == item_id)
+            .map_or(&[], |i| i.allergens.as_slice())
+    }
+
+    /// Every item, in menu order.
     pub fn items(&self) -> impl Iterator<Item = &Item> {
         self.categories.iter().flat_map(|c| c.items.iter())
     }

@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use crate::domain::menu::Menu;
 use crate::domain::orders::in_kitchen;
 use orderd_protocol::{
     Board, BoardTicket, COMPACT_TICKETS, CompactBoard, CompactTicket, Event, EventKind,
@@ -31,9 +32,17 @@ pub fn station_lines(order: &Order) -> BTreeMap<String, Vec<TicketLine>> {
                 quantity: line.quantity,
                 modifiers: line.modifiers.iter().map(|m| m.name.clone()).collect(),
                 note: line.note.clone(),
+                allergens: Vec::new(),
             });
     }
     out
+}
+
+/// Fills in each line's allergens from the menu (the order's lines do not carry them).
+pub fn add_allergens(lines: &mut [TicketLine], menu: &Menu) {
+    for l in lines {
+        l.allergens = menu.allergens_of(&l.item_id).to_vec();
+    }
 }
 
 fn ticket(order: &Order, station: &str, seq: u64, change: TicketChange) -> TicketEvent {
@@ -201,7 +210,7 @@ impl Entry {
 }
 
 /// Every station's board.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Boards {
     stations: BTreeMap<String, StationBoard>,
     /// Order id → when it was placed, for every order on at least one board: a status change
@@ -217,6 +226,20 @@ pub struct Boards {
     /// Order id → the stations that bumped their part of it: their boards do not show it.
     /// Only orders still in the kitchen with some but not every station done are here.
     done: HashMap<String, BTreeSet<String>>,
+    /// The menu, for the lines' allergens (the hub hands it the current one).
+    menu: Option<std::sync::Arc<Menu>>,
+}
+
+/// Boards are equal when they show the same (the menu they read allergens from aside).
+impl PartialEq for Boards {
+    fn eq(&self, other: &Self) -> bool {
+        self.stations == other.stations
+            && self.placed_at == other.placed_at
+            && self.cap == other.cap
+            && self.refill == other.refill
+            && self.min_day == other.min_day
+            && self.done == other.done
+    }
 }
 
 impl Default for Boards {
@@ -239,7 +262,21 @@ impl Boards {
             refill: BTreeSet::new(),
             min_day: 0,
             done: HashMap::new(),
+            menu: None,
         }
+    }
+
+    /// The menu the boards' lines take their allergens from.
+    pub fn set_menu(&mut self, menu: std::sync::Arc<Menu>) {
+        self.menu = Some(menu);
+    }
+
+    /// A ticket on a board, its lines with their allergens.
+    fn board_ticket(&self, order: &Order, mut lines: Vec<TicketLine>) -> BoardTicket {
+        if let Some(menu) = &self.menu {
+            add_allergens(&mut lines, menu);
+        }
+        board_ticket(order, lines)
     }
 
     /// Boards that show only orders of business day `day` and later.
@@ -296,11 +333,10 @@ impl Boards {
             if self.is_done(&order.id, &station) {
                 continue;
             }
+            let entry = Entry::new(self.board_ticket(order, lines));
             let board = self.stations.entry(station).or_default();
             board.seq = seq;
-            if let Put::Shown(Some(out)) =
-                board.put(key(order), Entry::new(board_ticket(order, lines)), self.cap)
-            {
+            if let Put::Shown(Some(out)) = board.put(key(order), entry, self.cap) {
                 self.placed_at.remove(&out.1);
             }
         }
@@ -332,13 +368,12 @@ impl Boards {
             return true;
         };
         let cap = self.cap;
+        let entry = Entry::new(self.board_ticket(order, lines));
         let board = self.stations.entry(station.to_owned()).or_default();
         if board.tickets.len() >= cap {
             return false;
         }
-        board
-            .tickets
-            .insert(key(order), Entry::new(board_ticket(order, lines)));
+        board.tickets.insert(key(order), entry);
         board.seq = seq;
         let room = board.tickets.len() < cap;
         self.reindex(&order.id, order.created_at);
@@ -403,9 +438,10 @@ impl Boards {
         }
         for (station, lines) in station_lines(order) {
             let here = on && !self.is_done(&order.id, &station);
+            let entry = here.then(|| Entry::new(self.board_ticket(order, lines)));
             let board = self.stations.entry(station.clone()).or_default();
-            if here {
-                match board.put(key(order), Entry::new(board_ticket(order, lines)), self.cap) {
+            if let Some(entry) = entry {
+                match board.put(key(order), entry, self.cap) {
                     Put::Not => continue,
                     Put::Shown(out) => pushed_off.extend(out),
                 }

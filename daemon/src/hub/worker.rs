@@ -370,6 +370,7 @@ impl Hub {
         // Streamed oldest first: only what the boards hold stays in memory. Orders left open
         // from earlier business days are not shown (see `roll_day`).
         let mut boards = Boards::default().with_min_day(state.rules.business_day(state.now_ms()));
+        boards.set_menu(state.shared.menu());
         orders::kitchen_after(&rtx, None, |o, done| {
             boards.add_initial(&o, &done, cursor);
             true
@@ -598,7 +599,15 @@ impl Hub {
                 } => self.order_for_boards(order_id),
                 _ => None,
             };
-            let tickets = super::tickets::ticket_events(&ev, order.as_ref());
+            let mut tickets = super::tickets::ticket_events(&ev, order.as_ref());
+            if !tickets.is_empty() {
+                let menu = self.state.shared.menu();
+                for t in &mut tickets {
+                    if let TicketChange::New { lines } = &mut t.change {
+                        super::tickets::add_allergens(lines, &menu);
+                    }
+                }
+            }
             for t in &tickets {
                 if let Ok(bytes) = serde_json::to_vec(t) {
                     self.publish(
@@ -656,6 +665,7 @@ impl Hub {
         self.roll_day(ev.seq);
         // Boards are coalesced: at most one publish per station per flush (100 ms), so a
         // replay after a restart does not push the whole board once per event.
+        self.boards.set_menu(self.state.shared.menu());
         let changed = self.boards.apply(ev, order);
         self.ring_for(ev, &changed).await;
         self.dirty_boards.extend(changed);
@@ -694,6 +704,7 @@ impl Hub {
             return;
         };
         let mut boards = Boards::default().with_min_day(today);
+        boards.set_menu(self.state.shared.menu());
         let loaded = orders::kitchen_after(&rtx, None, |o, done| {
             boards.add_initial(&o, &done, seq);
             true
@@ -810,6 +821,7 @@ impl Hub {
                                 Some(n) => format!("{was}; {n}"),
                                 None => was,
                             }),
+                            allergens: Vec::new(),
                         }
                     })
                     .collect(),
@@ -817,6 +829,8 @@ impl Hub {
                 Some("CHANGED"),
             ),
         };
+        let mut lines = lines;
+        super::tickets::add_allergens(&mut lines, &self.state.shared.menu());
         printing::render(
             order,
             &t.station,

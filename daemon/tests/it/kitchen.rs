@@ -1172,3 +1172,45 @@ async fn orders_left_open_from_yesterday_leave_the_boards_and_are_listed() {
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lines_allergens_reach_the_ticket_the_board_and_the_printed_slip() {
+    let s = TestServer::start().await;
+    let (mut disp, _) = s.device_online("disp", "display", &["grill"], false).await;
+    let (mut p, _) = s.device_online("p1", "printer", &["grill"], false).await;
+    disp.sub("orderd/demo/station/grill/ticket").await;
+    p.sub("orderd/demo/printer/p1/job").await;
+    place(
+        &s,
+        json!([{"item_id": "burger", "quantity": 1, "modifiers": ["medium"]}]),
+    )
+    .await;
+    let t: TicketEvent =
+        serde_json::from_slice(&disp.next_on("/ticket", WAIT).await.unwrap().0).unwrap();
+    let TicketChange::New { lines } = t.change else {
+        panic!("a new ticket")
+    };
+    assert_eq!(lines[0].allergens, ["gluten", "milk", "mustard"]);
+    disp.sub("orderd/demo/station/grill/board").await;
+    let board: Board = loop {
+        let (bytes, _) = disp
+            .next_on("/grill/board", WAIT)
+            .await
+            .expect("a board with the ticket");
+        let b: Board = serde_json::from_slice(&bytes).unwrap();
+        if !b.tickets.is_empty() {
+            break b;
+        }
+    };
+    assert_eq!(
+        board.tickets[0].lines[0].allergens,
+        ["gluten", "milk", "mustard"]
+    );
+    let job: PrintJob = serde_json::from_slice(&p.next_on("/job", WAIT).await.unwrap().0).unwrap();
+    let text = orderd_plugins::escpos::status::decode_text(&job.data);
+    assert!(
+        text.contains("ALLERGENS/ALERGJENE: gluten, milk, mustard"),
+        "{text}"
+    );
+    s.stop().await;
+}

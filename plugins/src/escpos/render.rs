@@ -278,6 +278,15 @@ pub fn render(doc: &TicketDoc<'_>, cfg: &EscPosConfig) -> Vec<u8> {
                 text(&mut b, &format!("   {l}"));
             }
         }
+        // Allergens stand out: bold, white on black, in English and Albanian.
+        if !line.allergens.is_empty() {
+            b.extend([ESC, b'E', 1, GS, b'B', 1]);
+            let all = line.allergens.join(", ");
+            for l in wrap(&format!("ALLERGENS/ALERGJENE: {all}"), width - 3) {
+                text(&mut b, &format!("   {l}"));
+            }
+            b.extend([GS, b'B', 0, ESC, b'E', 0]);
+        }
     }
     if let Some(n) = doc.note {
         text(&mut b, &"-".repeat(width));

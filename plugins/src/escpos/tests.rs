@@ -13,6 +13,7 @@ fn lines() -> Vec<TicketLine> {
             quantity: 2,
             modifiers: vec!["Pa qepë".into()],
             note: Some("Shumë e nxehtë".into()),
+            allergens: vec![],
         },
         TicketLine {
             item_id: "burger".into(),
@@ -20,6 +21,7 @@ fn lines() -> Vec<TicketLine> {
             quantity: 1,
             modifiers: vec![],
             note: None,
+            allergens: vec![],
         },
     ]
 }
@@ -125,6 +127,24 @@ fn each_code_page_has_its_own_bytes_and_select_command() {
 }
 
 #[test]
+fn a_lines_allergens_print_emphasised_under_it() {
+    let mut l = lines();
+    l[1].allergens = vec!["gluten".into(), "milk".into(), "mustard".into()];
+    let bytes = render(&doc(&l, PrintCopy::Original), &EscPosConfig::default());
+    let text = decode_text(&bytes);
+    let burger = text.find("1x Burger").expect("the line");
+    let allergens = text
+        .find("ALLERGENS/ALERGJENE: gluten, milk, mustard")
+        .expect("its allergens");
+    assert!(allergens > burger, "{text}");
+    // Bold and white on black just before them.
+    let at = bytes.windows(10).position(|w| w == b"ALLERGENS/").unwrap();
+    assert_eq!(&bytes[at - 9..at - 3], &[0x1b, b'E', 1, 0x1d, b'B', 1]);
+    // A line without allergens prints none.
+    assert_eq!(text.matches("ALLERGENS").count(), 1);
+}
+
+#[test]
 fn golden_ticket_bytes() {
     let l = lines();
     let bytes = render(
@@ -180,6 +200,7 @@ fn lines_fit_the_paper() {
         quantity: 12,
         modifiers: vec!["Extra cheese with a long explanation of how much cheese exactly".into()],
         note: Some("Supercalifragilisticexpialidocious-without-spaces-at-all-here".into()),
+        allergens: vec!["gluten".into(), "milk".into()],
     }];
     for width in [PaperWidth::Mm58, PaperWidth::Mm80] {
         let mut d = doc(&long, PrintCopy::Original);
