@@ -572,19 +572,22 @@ async fn main() -> anyhow::Result<()> {
             unique.len(),
             expected.saturating_sub(unique.len() as u64)
         );
+        let spread = |v: &[f64]| {
+            format!(
+                "p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms",
+                pct(v, 0.5),
+                pct(v, 0.99),
+                pct(v, 0.999),
+                v.last().copied().unwrap_or(f64::NAN)
+            )
+        };
         println!(
-            "order sent -> last byte at a network printer (>= commit -> last byte): p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms",
-            pct(&upper, 0.5),
-            pct(&upper, 0.99),
-            pct(&upper, 0.999),
-            upper.last().copied().unwrap_or(f64::NAN)
+            "order sent -> last byte at a network printer (>= commit -> last byte): {}",
+            spread(&upper)
         );
         println!(
-            "response -> last byte at a network printer (<= commit -> last byte): p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms",
-            pct(&lower, 0.5),
-            pct(&lower, 0.99),
-            pct(&lower, 0.999),
-            lower.last().copied().unwrap_or(f64::NAN)
+            "response -> last byte at a network printer (<= commit -> last byte): {}",
+            spread(&lower)
         );
     }
     for t in tasks {

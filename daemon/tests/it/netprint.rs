@@ -36,15 +36,7 @@ async fn add_printer(s: &TestServer, id: &str, station: &str, emu: &Emulator, ba
 
 /// Waits until the device shows online in the API.
 async fn online(s: &TestServer, id: &str) -> Value {
-    eventually(&format!("{id} online"), WAIT, || async {
-        let (_, v) = s.send("GET", "/api/v1/devices", Some(&s.admin), None).await;
-        v["data"]
-            .as_array()?
-            .iter()
-            .find(|d| d["id"] == id && d["online"] == true)
-            .cloned()
-    })
-    .await
+    s.wait_device(id, "online", json!(true)).await
 }
 
 async fn place(s: &TestServer, items: Value) -> Value {
@@ -330,30 +322,14 @@ async fn a_usb_printer_prints_each_job_once_and_paper_out_fails_over() {
     );
     // Out of paper: the device says so on DLE EOT, the box shows it and the backup prints.
     usb.set_state(PrinterState::PaperOut);
-    eventually("paper out shown", WAIT, || async {
-        let (_, v) = s.send("GET", "/api/v1/devices", Some(&s.admin), None).await;
-        v["data"]
-            .as_array()?
-            .iter()
-            .any(|d| d["id"] == "usb1" && d["state"] == "paper_out")
-            .then_some(())
-    })
-    .await;
+    s.wait_device("usb1", "state", json!("paper_out")).await;
     place(&s, json!([{"item_id": "tave_kosi", "quantity": 5}])).await;
     let jobs = printed(&backup, 1).await;
     assert!(jobs[0].contains("5x Baked lamb"), "{}", jobs[0]);
     assert_eq!(usb.printed().len(), 1);
     // Paper back in: its own jobs come back to it.
     usb.set_state(PrinterState::Ready);
-    eventually("ready shown", WAIT, || async {
-        let (_, v) = s.send("GET", "/api/v1/devices", Some(&s.admin), None).await;
-        v["data"]
-            .as_array()?
-            .iter()
-            .any(|d| d["id"] == "usb1" && d["state"] == "ready")
-            .then_some(())
-    })
-    .await;
+    s.wait_device("usb1", "state", json!("ready")).await;
     place(&s, json!([{"item_id": "tave_kosi", "quantity": 7}])).await;
     let jobs = printed(&usb, 2).await;
     assert!(jobs[1].contains("7x Baked lamb"), "{}", jobs[1]);
@@ -399,15 +375,7 @@ async fn a_usb_printer_is_a_device_path_and_a_missing_one_is_offline() {
         )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
-    eventually("usb9 offline", WAIT, || async {
-        let (_, v) = s.send("GET", "/api/v1/devices", Some(&s.admin), None).await;
-        v["data"]
-            .as_array()?
-            .iter()
-            .any(|d| d["id"] == "usb9" && d["online"] == false)
-            .then_some(())
-    })
-    .await;
+    s.wait_device("usb9", "online", json!(false)).await;
     place(&s, json!([{"item_id": "tave_kosi", "quantity": 4}])).await;
     let jobs = printed(&backup, 1).await;
     assert!(jobs[0].contains("4x Baked lamb"), "{}", jobs[0]);

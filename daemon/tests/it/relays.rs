@@ -46,14 +46,7 @@ async fn relay_online(
 }
 
 async fn online(s: &TestServer, id: &str, want: bool) {
-    s.wait_get("/api/v1/devices", &s.admin, |v| {
-        v["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|d| d["id"] == id && d["online"] == want)
-    })
-    .await;
+    s.wait_device(id, "online", json!(want)).await;
 }
 
 async fn place_grill_order(s: &TestServer) {

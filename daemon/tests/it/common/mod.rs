@@ -347,6 +347,23 @@ impl TestServer {
             .expect("embedded broker")
     }
 
+    /// Waits (up to 10 s) until `GET /devices` shows device `id` with `field` equal to `want`
+    /// (`online`, `state`, …); returns the device.
+    pub async fn wait_device(&self, id: &str, field: &str, want: Value) -> Value {
+        let v = self
+            .wait_get("/api/v1/devices", &self.admin, |v| {
+                v["data"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|d| d["id"] == id && d[field] == want))
+            })
+            .await;
+        let device = v["data"]
+            .as_array()
+            .and_then(|a| a.iter().find(|d| d["id"] == id && d[field] == want))
+            .cloned();
+        device.unwrap_or_else(|| panic!("device {id} never had {field} = {want}: {v}"))
+    }
+
     /// Registers a device through the API; returns its generated password.
     pub async fn device(&self, id: &str, kind: &str, stations: &[&str], backup: bool) -> String {
         let (st, v) = self
