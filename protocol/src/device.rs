@@ -41,6 +41,8 @@ pub enum BumpAction {
     Bump,
     /// Undo the last bump.
     Recall,
+    /// Acknowledge the ticket's allergy note (needed before its first bump).
+    AckAllergy,
 }
 
 /// `station/{station}/bump`.

@@ -197,6 +197,30 @@ pub enum EventKind {
         /// Who: a bump bar (`bump-bar@grill`) or a staff user.
         actor: String,
     },
+    /// An order's allergy note, written by the guest or a waiter: in the same transaction as
+    /// the `OrderPlaced` it belongs to, right after it. Every station with lines on the order
+    /// must acknowledge it before its first bump.
+    AllergyNoted {
+        /// The order's id.
+        order_id: String,
+        /// The order's number.
+        number: String,
+        /// The note, as written.
+        note: String,
+        /// Who wrote it: `customer` or a staff user.
+        actor: String,
+    },
+    /// A station acknowledged an order's allergy note (its cook has read it).
+    AllergyAcked {
+        /// The order's id.
+        order_id: String,
+        /// The order's number.
+        number: String,
+        /// The station.
+        station: String,
+        /// Who: a bump bar (`bump-bar@grill`) or a staff user.
+        actor: String,
+    },
 }
 
 impl EventKind {
@@ -236,6 +260,8 @@ impl EventKind {
             Self::BillRequested { .. } => "bill_requested",
             Self::DayClosed(_) => "day_closed",
             Self::StationDone { .. } => "station_done",
+            Self::AllergyNoted { .. } => "allergy_noted",
+            Self::AllergyAcked { .. } => "allergy_acked",
         }
     }
 }
@@ -306,7 +332,46 @@ mod tests {
     }
 
     #[test]
-    fn a_station_bump_is_the_last_kind_with_its_golden_bytes() {
+    fn allergy_kinds_keep_their_tags_and_golden_bytes() {
+        let noted = Event {
+            version: crate::FORMAT_VERSION,
+            seq: 10,
+            at: 1_700_000_000_000,
+            kind: EventKind::AllergyNoted {
+                order_id: "o1".to_string(),
+                number: "N".to_string(),
+                note: "nuts".to_string(),
+                actor: "k".to_string(),
+            },
+        };
+        let acked = Event {
+            kind: EventKind::AllergyAcked {
+                order_id: "o1".to_string(),
+                number: "N".to_string(),
+                station: "bar".to_string(),
+                actor: "k".to_string(),
+            },
+            ..noted.clone()
+        };
+        let head = [1u8, 10, 128, 208, 149, 255, 188, 49];
+        // Tag 20 and 21, after the twenty earlier kinds; then their fields in order.
+        let mut golden = head.to_vec();
+        golden.extend_from_slice(&[
+            20, 2, b'o', b'1', 1, b'N', 4, b'n', b'u', b't', b's', 1, b'k',
+        ]);
+        assert_eq!(postcard::to_allocvec(&noted).unwrap(), golden);
+        let mut golden = head.to_vec();
+        golden.extend_from_slice(&[21, 2, b'o', b'1', 1, b'N', 3, b'b', b'a', b'r', 1, b'k']);
+        assert_eq!(postcard::to_allocvec(&acked).unwrap(), golden);
+        for ev in [noted, acked] {
+            let json = serde_json::to_string(&ev).unwrap();
+            assert!(json.contains(ev.kind.name()), "{json}");
+            assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), ev);
+        }
+    }
+
+    #[test]
+    fn a_station_bump_keeps_its_tag_and_golden_bytes() {
         let ev = Event {
             version: crate::FORMAT_VERSION,
             seq: 10,

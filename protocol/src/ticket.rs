@@ -92,6 +92,9 @@ pub struct TicketEvent {
     pub seq: u64,
     /// What happened.
     pub change: TicketChange,
+    /// The order's allergy note, on a new ticket (the cook must acknowledge it before the
+    /// first bump).
+    pub allergy: Option<String>,
 }
 
 /// One open ticket on a board.
@@ -111,6 +114,10 @@ pub struct BoardTicket {
     pub placed_at: u64,
     /// The station's lines.
     pub lines: Vec<TicketLine>,
+    /// The order's allergy note.
+    pub allergy: Option<String>,
+    /// Whether this station acknowledged the allergy note (a bump waits for it).
+    pub allergy_acked: bool,
 }
 
 /// `station/{station}/board` (retained): the station's open tickets, oldest first, at most
@@ -148,6 +155,8 @@ pub struct CompactTicket {
     pub placed_at: u64,
     /// Items at the station (the sum of the lines' quantities).
     pub items: u32,
+    /// The order has an allergy note this station has not acknowledged yet.
+    pub allergy: bool,
 }
 
 /// `station/{station}/board/compact` (retained): the board for small displays: the oldest

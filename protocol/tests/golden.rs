@@ -35,6 +35,7 @@ fn ticket() -> TicketEvent {
                 allergens: vec!["gluten".into()],
             }],
         },
+        allergy: Some("nuts".into()),
     }
 }
 
@@ -44,7 +45,7 @@ fn ticket_event_golden() {
     let json = String::from_utf8(encode(&t, Encoding::Json).unwrap()).unwrap();
     assert_eq!(
         json,
-        r#"{"version":1,"ticket":"o1","number":"ORD-20261122-007","short":"007","station":"grill","order_type":"dine_in","table":"T4","placed_at":1000,"seq":42,"change":{"new":{"lines":[{"item_id":"burger","name":"Burger","quantity":2,"modifiers":["Medium"],"note":null,"allergens":["gluten"]}]}}}"#
+        r#"{"version":1,"ticket":"o1","number":"ORD-20261122-007","short":"007","station":"grill","order_type":"dine_in","table":"T4","placed_at":1000,"seq":42,"change":{"new":{"lines":[{"item_id":"burger","name":"Burger","quantity":2,"modifiers":["Medium"],"note":null,"allergens":["gluten"]}]}},"allergy":"nuts"}"#
     );
     let mut golden = vec![1, 2, b'o', b'1', 16];
     golden.extend_from_slice(b"ORD-20261122-007");
@@ -63,6 +64,9 @@ fn ticket_event_golden() {
     // are shared by several devices), where a reader ignores a field it does not know.
     golden.extend_from_slice(&[1, 6]);
     golden.extend_from_slice(b"gluten");
+    // The order's allergy note, appended to the ticket.
+    golden.extend_from_slice(&[1, 4]);
+    golden.extend_from_slice(b"nuts");
     assert_eq!(encode(&t, Encoding::Postcard).unwrap(), golden);
     round_trip(&t);
     let changed = TicketEvent {
@@ -81,12 +85,13 @@ fn ticket_event_golden() {
         change: TicketChange::Cancelled {
             reason: Some("customer left".into()),
         },
+        allergy: None,
         ..ticket()
     };
     assert!(
         String::from_utf8(encode(&cancelled, Encoding::Json).unwrap())
             .unwrap()
-            .ends_with(r#""change":{"cancelled":{"reason":"customer left"}}}"#)
+            .ends_with(r#""change":{"cancelled":{"reason":"customer left"}},"allergy":null}"#)
     );
     round_trip(&cancelled);
 }
@@ -105,18 +110,23 @@ fn board_golden() {
             table: None,
             placed_at: 5,
             lines: vec![],
+            allergy: Some("milk".into()),
+            allergy_acked: true,
         }],
         total: 1,
         truncated: false,
     };
     assert_eq!(
         String::from_utf8(encode(&b, Encoding::Json).unwrap()).unwrap(),
-        r#"{"version":1,"station":"bar","seq":9,"tickets":[{"ticket":"o1","short":"007","status":"preparing","order_type":"takeaway","table":null,"placed_at":5,"lines":[]}],"total":1,"truncated":false}"#
+        r#"{"version":1,"station":"bar","seq":9,"tickets":[{"ticket":"o1","short":"007","status":"preparing","order_type":"takeaway","table":null,"placed_at":5,"lines":[],"allergy":"milk","allergy_acked":true}],"total":1,"truncated":false}"#
     );
     // The total and the truncation flag were appended: a board's first bytes are as before.
     let mut golden = vec![1, 3, b'b', b'a', b'r', 9, 1, 2, b'o', b'1', 3];
     golden.extend_from_slice(b"007");
-    golden.extend_from_slice(&[2, 1, 0, 5, 0, 1, 0]);
+    // The allergy note and its acknowledgement, appended to a board ticket.
+    golden.extend_from_slice(&[2, 1, 0, 5, 0, 1, 4]);
+    golden.extend_from_slice(b"milk");
+    golden.extend_from_slice(&[1, 1, 0]);
     assert_eq!(encode(&b, Encoding::Postcard).unwrap(), golden);
     round_trip(&b);
     let c = CompactBoard {
@@ -130,13 +140,14 @@ fn board_golden() {
             table: Some("T4".into()),
             placed_at: 5,
             items: 3,
+            allergy: true,
         }],
         total: 250,
         truncated: true,
     };
     assert_eq!(
         String::from_utf8(encode(&c, Encoding::Json).unwrap()).unwrap(),
-        r#"{"version":1,"station":"bar","seq":9,"tickets":[{"ticket":"o1","short":"007","status":"preparing","table":"T4","placed_at":5,"items":3}],"total":250,"truncated":true}"#
+        r#"{"version":1,"station":"bar","seq":9,"tickets":[{"ticket":"o1","short":"007","status":"preparing","table":"T4","placed_at":5,"items":3,"allergy":true}],"total":250,"truncated":true}"#
     );
     round_trip(&c);
 }

@@ -62,6 +62,7 @@ pub async fn reprint(
     let stored = orders::get(&rtx, &id)?.ok_or_else(|| AppError::not_found("order"))?;
     let all = devices::list(&rtx)?;
     drop(rtx);
+    let allergy = stored.allergy.map(|a| a.note);
     let order = stored.order;
     let now = state.now_ms();
     let mut jobs = Vec::new();
@@ -79,6 +80,7 @@ pub async fn reprint(
                 &lines,
                 printing::Slip {
                     note: order.note.as_deref(),
+                    allergy: allergy.as_deref(),
                     copy: PrintCopy::Reprint,
                     banner: None,
                 },

@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use orderd_protocol::{Order, OrderSource, OrderStatus};
+use orderd_protocol::{BumpAction, Order, OrderSource, OrderStatus};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -44,7 +44,8 @@ pub fn order_view(o: &Order) -> Value {
 }
 
 /// An order as stored, in the API's shape, with `stations_done`: the stations that bumped
-/// their part (the expo view shows them).
+/// their part (the expo view shows them), and `allergy`: its allergy note with the stations
+/// that acknowledged it.
 pub fn stored_view(s: &dom::StoredOrder) -> Value {
     let mut v = order_view(&s.order);
     if let Some(m) = v.as_object_mut() {
@@ -52,8 +53,19 @@ pub fn stored_view(s: &dom::StoredOrder) -> Value {
             "stations_done".into(),
             s.stations_done.iter().map(|d| d.station.clone()).collect(),
         );
+        m.insert("allergy".into(), allergy_view(s.allergy.as_ref()));
     }
     v
+}
+
+/// An allergy note in the API's shape: `{note, acked: [station]}`, or null.
+fn allergy_view(a: Option<&dom::Allergy>) -> Value {
+    a.map_or(Value::Null, |a| {
+        json!({
+            "note": a.note,
+            "acked": a.acked.iter().map(|m| m.station.as_str()).collect::<Vec<_>>(),
+        })
+    })
 }
 
 /// `POST /orders`: by staff, or by a customer presenting a table token.
@@ -150,6 +162,7 @@ pub async fn create(
     } else {
         let mut v = order_view(&placed.order);
         v["stations_done"] = json!([]);
+        v["allergy"] = allergy_view(placed.allergy.as_ref());
         v
     };
     if session.is_none() {
@@ -291,14 +304,15 @@ pub async fn edit_items(
 pub struct BumpReq {
     /// The station whose part is done (or taken back).
     pub station: String,
-    /// `bump` (default) or `recall`.
+    /// `bump` (default), `recall` or `ack_allergy`.
     #[serde(default)]
     pub action: Option<String>,
 }
 
 /// `POST /orders/{id}/bump` (staff): a station's bump from the kitchen page, as a bump bar's:
 /// the station's part is done; the order is ready when every station's is. `recall` takes the
-/// station's bump back within the recall window.
+/// station's bump back within the recall window; `ack_allergy` acknowledges the order's
+/// allergy note, which a bump waits for.
 pub async fn bump(
     State(state): State<AppStateRef>,
     Staff(session, _): Staff,
@@ -308,17 +322,18 @@ pub async fn bump(
     if !orderd_protocol::topics::is_valid_id(&req.station) {
         return Err(AppError::invalid("station", "a station id like \"grill\""));
     }
-    let recall = match req.action.as_deref() {
-        None | Some("bump") => false,
-        Some("recall") => true,
-        Some(_) => return Err(AppError::invalid("action", "bump or recall")),
+    let action = match req.action.as_deref() {
+        None | Some("bump") => BumpAction::Bump,
+        Some("recall") => BumpAction::Recall,
+        Some("ack_allergy") => BumpAction::AckAllergy,
+        Some(_) => return Err(AppError::invalid("action", "bump, recall or ack_allergy")),
     };
     let rules = Arc::clone(&state.rules);
     let actor = session.username;
     let station = req.station;
     let order = state
         .writer
-        .run(move |tx| dom::bump(tx, &rules, &id, &station, recall, &actor))
+        .run(move |tx| dom::station_act(tx, &rules, &id, &station, action, &actor))
         .await?;
     let rtx = state.store.read()?;
     let stored = dom::get(&rtx, &order.id)?.ok_or_else(|| AppError::not_found("order"))?;

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use orderd_protocol::{
-    EventKind, LineDelta, Order, OrderLine, OrderSource, OrderStatus, OrderType, SelectedModifier,
-    StationDelta, StatusChange,
+    BumpAction, EventKind, LineDelta, Order, OrderLine, OrderSource, OrderStatus, OrderType,
+    SelectedModifier, StationDelta, StatusChange,
 };
 use redb::{ReadTransaction, ReadableTable};
 use serde::{Deserialize, Serialize};
@@ -44,6 +44,10 @@ pub struct NewOrder {
     /// Note for the whole order.
     #[serde(default)]
     pub note: Option<String>,
+    /// The guest's allergies, for the kitchen (every station must acknowledge it before its
+    /// first bump). Blank is none.
+    #[serde(default)]
+    pub allergy: Option<String>,
     /// The lines.
     pub items: Vec<NewLine>,
 }
@@ -78,6 +82,27 @@ pub struct StoredOrder {
     pub idem_key: Option<String>,
     /// The stations that finished their part (bumped it), with when and who (version 2).
     pub stations_done: Vec<StationMark>,
+    /// The order's allergy note and the stations that acknowledged it (version 3).
+    pub allergy: Option<Allergy>,
+}
+
+/// An order's allergy note, as the guest or a waiter wrote it, and who in the kitchen has
+/// read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Allergy {
+    /// The note.
+    pub note: String,
+    /// Who wrote it.
+    pub by: String,
+    /// The stations that acknowledged it, with when and who.
+    pub acked: Vec<StationMark>,
+}
+
+impl Allergy {
+    /// Whether `station` acknowledged the note.
+    pub fn acked_at(&self, station: &str) -> bool {
+        self.acked.iter().any(|m| m.station == station)
+    }
 }
 
 /// A station's bump of its part of an order.
@@ -100,27 +125,51 @@ struct StoredOrderV1 {
     idem_key: Option<String>,
 }
 
+/// An order as version 2 stored it (before allergy notes).
+#[derive(Deserialize)]
+struct StoredOrderV2 {
+    order: Order,
+    history: Vec<StatusChange>,
+    last_event_seq: u64,
+    idem_key: Option<String>,
+    stations_done: Vec<StationMark>,
+}
+
 impl Stored for StoredOrder {
     const WHAT: &'static str = "order";
-    const VERSION: u8 = 2;
+    const VERSION: u8 = 3;
 
     fn migrate(version: u8, body: &[u8]) -> Result<Self, StoreError> {
-        if version != 1 {
-            return Err(StoreError::UnknownVersion {
-                what: Self::WHAT,
-                version,
-            });
-        }
-        let v1: StoredOrderV1 = postcard::from_bytes(body).map_err(|e| StoreError::Codec {
+        let codec_error = |e: postcard::Error| StoreError::Codec {
             what: Self::WHAT,
             detail: e.to_string(),
-        })?;
+        };
+        let v2 = match version {
+            1 => {
+                let v1: StoredOrderV1 = postcard::from_bytes(body).map_err(codec_error)?;
+                StoredOrderV2 {
+                    order: v1.order,
+                    history: v1.history,
+                    last_event_seq: v1.last_event_seq,
+                    idem_key: v1.idem_key,
+                    stations_done: Vec::new(),
+                }
+            }
+            2 => postcard::from_bytes(body).map_err(codec_error)?,
+            _ => {
+                return Err(StoreError::UnknownVersion {
+                    what: Self::WHAT,
+                    version,
+                });
+            }
+        };
         Ok(Self {
-            order: v1.order,
-            history: v1.history,
-            last_event_seq: v1.last_event_seq,
-            idem_key: v1.idem_key,
-            stations_done: Vec::new(),
+            order: v2.order,
+            history: v2.history,
+            last_event_seq: v2.last_event_seq,
+            idem_key: v2.idem_key,
+            stations_done: v2.stations_done,
+            allergy: None,
         })
     }
 }
@@ -130,6 +179,33 @@ impl StoredOrder {
     pub fn done_at(&self, station: &str) -> bool {
         self.stations_done.iter().any(|m| m.station == station)
     }
+
+    /// What the kitchen's boards keep of the order besides the order itself.
+    pub fn kitchen_marks(&self) -> KitchenMarks {
+        KitchenMarks {
+            done: self
+                .stations_done
+                .iter()
+                .map(|m| m.station.clone())
+                .collect(),
+            allergy: self.allergy.as_ref().map(|a| {
+                (
+                    a.note.clone(),
+                    a.acked.iter().map(|m| m.station.clone()).collect(),
+                )
+            }),
+        }
+    }
+}
+
+/// What the kitchen's boards keep of an order besides the order: the stations that bumped
+/// their part, and its allergy note with the stations that acknowledged it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KitchenMarks {
+    /// Stations that bumped their part.
+    pub done: Vec<String>,
+    /// The allergy note and the stations that acknowledged it.
+    pub allergy: Option<(String, Vec<String>)>,
 }
 
 /// What an `Idempotency-Key` remembers.
@@ -154,6 +230,8 @@ pub struct Placed {
     pub order: Order,
     /// Whether it was created earlier under the same Idempotency-Key.
     pub replayed: bool,
+    /// Its allergy note (of a new order; a replayed one is read back whole).
+    pub allergy: Option<Allergy>,
 }
 
 /// Who places or changes an order.
@@ -231,6 +309,7 @@ impl NewOrder {
         check_lines(&self.items, rules, "items")?;
         for (field, value) in [
             ("note", &self.note),
+            ("allergy", &self.allergy),
             ("customer_name", &self.customer_name),
             ("address", &self.address),
         ] {
@@ -486,6 +565,7 @@ pub fn place(
                     return Ok(Placed {
                         order: stored.order,
                         replayed: true,
+                        allergy: stored.allergy,
                     });
                 }
             }
@@ -600,7 +680,26 @@ pub fn place(
         out_for_delivery_at: None,
         cancel_reason: None,
     };
-    let seq = tx.emit(EventKind::OrderPlaced(Box::new(order.clone())))?;
+    let mut seq = tx.emit(EventKind::OrderPlaced(Box::new(order.clone())))?;
+    // Right after its order, in the same transaction: the kitchen hub reads both in one burst.
+    let allergy = req
+        .allergy
+        .as_deref()
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(|note| Allergy {
+            note: note.to_owned(),
+            by: actor.name.clone(),
+            acked: Vec::new(),
+        });
+    if let Some(a) = &allergy {
+        seq = tx.emit(EventKind::AllergyNoted {
+            order_id: order.id.clone(),
+            number: order.number.clone(),
+            note: a.note.clone(),
+            actor: actor.name.clone(),
+        })?;
+    }
     for (item_id, before, after) in stock_after {
         tx.stock.insert(item_id.as_str(), after)?;
         stock_events(tx, &item_id, before, after)?;
@@ -618,6 +717,7 @@ pub fn place(
         last_event_seq: seq,
         idem_key: idem_key.map(str::to_owned),
         stations_done: Vec::new(),
+        allergy,
     };
     write_order(tx, id, &stored)?;
     tx.idx_active.insert((OrderStatus::Placed.code(), id), ())?;
@@ -641,6 +741,7 @@ pub fn place(
     Ok(Placed {
         order: stored.order,
         replayed: false,
+        allergy: stored.allergy,
     })
 }
 
@@ -1124,6 +1225,18 @@ pub fn bump(
         )
         .into());
     }
+    if stored
+        .allergy
+        .as_ref()
+        .is_some_and(|a| !a.acked_at(station))
+    {
+        return Err(AppError::new(
+            ErrorKind::Conflict,
+            "allergy_unacknowledged",
+            "the order has an allergy note: acknowledge it before the first bump",
+        )
+        .into());
+    }
     stored.stations_done.push(StationMark {
         station: station.to_owned(),
         at: now,
@@ -1151,6 +1264,76 @@ pub fn bump(
         order = transition_loaded(tx, rules, loaded, next, None, actor)?;
     }
     Ok(order)
+}
+
+/// What a station asks of its ticket: a bump, a recall of its bump, or an acknowledgement
+/// of the order's allergy note (a bump bar's payload and the kitchen page's buttons alike).
+pub fn station_act(
+    tx: &mut Tx<'_>,
+    rules: &Rules,
+    id: &str,
+    station: &str,
+    action: BumpAction,
+    actor: &str,
+) -> TxResult<Order> {
+    match action {
+        BumpAction::Bump => bump(tx, rules, id, station, false, actor),
+        BumpAction::Recall => bump(tx, rules, id, station, true, actor),
+        BumpAction::AckAllergy => ack_allergy(tx, id, station, actor),
+    }
+}
+
+/// A station acknowledges the order's allergy note: its cook has read it, and may bump.
+/// Refused when the order has no note, nothing for the station, has left the kitchen, or the
+/// station already acknowledged it.
+pub fn ack_allergy(tx: &mut Tx<'_>, id: &str, station: &str, actor: &str) -> TxResult<Order> {
+    let (key, mut stored) = load(tx, id)?;
+    if !stored.order.items.iter().any(|l| l.station == station) {
+        return Err(AppError::new(
+            ErrorKind::Forbidden,
+            "not_at_station",
+            format!("the order has nothing for the {station} station"),
+        )
+        .into());
+    }
+    if !in_kitchen(stored.order.status) {
+        return Err(AppError::new(
+            ErrorKind::Conflict,
+            "left_kitchen",
+            "the order has left the kitchen",
+        )
+        .into());
+    }
+    let now = tx.now_ms();
+    let Some(allergy) = stored.allergy.as_mut() else {
+        return Err(AppError::new(
+            ErrorKind::Conflict,
+            "no_allergy",
+            "the order has no allergy note",
+        )
+        .into());
+    };
+    if allergy.acked_at(station) {
+        return Err(AppError::new(
+            ErrorKind::Conflict,
+            "already_acknowledged",
+            format!("the {station} station has already acknowledged the allergy note"),
+        )
+        .into());
+    }
+    allergy.acked.push(StationMark {
+        station: station.to_owned(),
+        at: now,
+        by: actor.to_owned(),
+    });
+    stored.last_event_seq = tx.emit(EventKind::AllergyAcked {
+        order_id: stored.order.id.clone(),
+        number: stored.order.number.clone(),
+        station: station.to_owned(),
+        actor: actor.to_owned(),
+    })?;
+    write_order(tx, key, &stored)?;
+    Ok(stored.order)
 }
 
 /// Records a station's bump (or its recall) as an event and writes the order.
@@ -1344,14 +1527,14 @@ pub fn active(
 }
 
 /// Orders the kitchen still works on (placed, accepted, preparing) whose key is past `after`,
-/// oldest first, handed to `f` one at a time, with the stations that bumped their part, until
+/// oldest first, handed to `f` one at a time, with their kitchen marks (bumps, allergy), until
 /// it returns false. A merge of the active
 /// index's three status ranges: the kitchen's boards load only what they show, however many
 /// orders stay open.
 pub fn kitchen_after(
     rtx: &ReadTransaction,
     after: Option<u128>,
-    mut f: impl FnMut(Order, Vec<String>) -> bool,
+    mut f: impl FnMut(Order, KitchenMarks) -> bool,
 ) -> Result<(), StoreError> {
     let idx = rtx.open_table(t::IDX_ACTIVE)?;
     let orders = rtx.open_table(t::ORDERS)?;
@@ -1385,12 +1568,8 @@ pub fn kitchen_after(
         ranges[i].next();
         if let Some(v) = orders.get(key)? {
             let stored: StoredOrder = codec::decode(v.value())?;
-            let done = stored
-                .stations_done
-                .into_iter()
-                .map(|m| m.station)
-                .collect();
-            if !f(stored.order, done) {
+            let marks = stored.kitchen_marks();
+            if !f(stored.order, marks) {
                 return Ok(());
             }
         }
@@ -1583,6 +1762,7 @@ mod tests {
             last_event_seq: 3,
             idem_key: None,
             stations_done: vec![],
+            allergy: None,
         };
         let golden: &[u8] = &[
             1, 1, b'i', 1, b'N', 130, 210, 212, 9, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10, 2, 10, 3,
@@ -1591,19 +1771,34 @@ mod tests {
         let back: StoredOrder = codec::decode(golden).unwrap();
         assert_eq!(back.order, stored.order);
         assert!(back.stations_done.is_empty());
-        // Version 2 appends the stations that bumped their part.
-        let mut v2 = stored.clone();
-        v2.stations_done.push(StationMark {
+        // Version 2 appended the stations that bumped their part; its bytes, as it wrote them.
+        let mut v2_bytes = vec![2u8];
+        v2_bytes.extend_from_slice(&golden[1..]);
+        v2_bytes.extend_from_slice(&[1, 3, b'b', b'a', b'r', 5, 1, b'k']);
+        let bar = StationMark {
             station: "bar".into(),
             at: 5,
             by: "k".into(),
+        };
+        let back: StoredOrder = codec::decode(&v2_bytes).unwrap();
+        assert_eq!(back.order, stored.order);
+        assert_eq!(back.stations_done, vec![bar.clone()]);
+        assert!(back.allergy.is_none());
+        // Version 3 appends the allergy note with its acknowledgements.
+        let mut v3 = back.clone();
+        v3.allergy = Some(Allergy {
+            note: "nuts".into(),
+            by: "k".into(),
+            acked: vec![bar],
         });
-        let bytes = codec::encode(&v2).unwrap();
-        let mut want = vec![2u8];
-        want.extend_from_slice(&golden[1..]);
+        let bytes = codec::encode(&v3).unwrap();
+        let mut want = vec![3u8];
+        want.extend_from_slice(&v2_bytes[1..]);
+        want.extend_from_slice(&[1, 4, b'n', b'u', b't', b's', 1, b'k']);
         want.extend_from_slice(&[1, 3, b'b', b'a', b'r', 5, 1, b'k']);
         assert_eq!(bytes, want);
         let back: StoredOrder = codec::decode(&bytes).unwrap();
-        assert_eq!(back.stations_done, v2.stations_done);
+        assert_eq!(back.allergy, v3.allergy);
+        assert_eq!(back.stations_done, v3.stations_done);
     }
 }

@@ -89,6 +89,8 @@ pub fn local_time(tz: &TimeZone, ms: u64) -> String {
 pub struct Slip<'a> {
     /// The note under the lines.
     pub note: Option<&'a str>,
+    /// The order's allergy note, above the lines.
+    pub allergy: Option<&'a str>,
     /// Original or reprint.
     pub copy: PrintCopy,
     /// `CANCELLED` or `CHANGED` for those slips.
@@ -104,7 +106,12 @@ pub fn render(
     cfg: &EscPosConfig,
     tz: &TimeZone,
 ) -> Vec<u8> {
-    let Slip { note, copy, banner } = slip;
+    let Slip {
+        note,
+        allergy,
+        copy,
+        banner,
+    } = slip;
     let short = crate::domain::orders::short_number(order);
     let time = local_time(tz, order.created_at);
     let doc = TicketDoc {
@@ -116,6 +123,7 @@ pub fn render(
         time: &time,
         lines,
         note,
+        allergy,
         copy,
         banner,
     };

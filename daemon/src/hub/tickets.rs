@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::domain::menu::Menu;
-use crate::domain::orders::in_kitchen;
+use crate::domain::orders::{KitchenMarks, in_kitchen};
 use orderd_protocol::{
     Board, BoardTicket, COMPACT_TICKETS, CompactBoard, CompactTicket, Event, EventKind,
     FORMAT_VERSION, LineDelta, Order, OrderStatus, TicketChange, TicketEvent, TicketLine,
@@ -57,6 +57,7 @@ fn ticket(order: &Order, station: &str, seq: u64, change: TicketChange) -> Ticke
         placed_at: order.created_at,
         seq,
         change,
+        allergy: None,
     }
 }
 
@@ -122,6 +123,8 @@ fn board_ticket(order: &Order, lines: Vec<TicketLine>) -> BoardTicket {
         table: order.table_label.clone(),
         placed_at: order.created_at,
         lines,
+        allergy: None,
+        allergy_acked: false,
     }
 }
 
@@ -226,6 +229,9 @@ pub struct Boards {
     /// Order id → the stations that bumped their part of it: their boards do not show it.
     /// Only orders still in the kitchen with some but not every station done are here.
     done: HashMap<String, BTreeSet<String>>,
+    /// Order id → its allergy note and the stations that acknowledged it, for the orders in
+    /// the kitchen that have one.
+    allergy: HashMap<String, (String, BTreeSet<String>)>,
     /// The menu, for the lines' allergens (the hub hands it the current one).
     menu: Option<std::sync::Arc<Menu>>,
 }
@@ -239,6 +245,7 @@ impl PartialEq for Boards {
             && self.refill == other.refill
             && self.min_day == other.min_day
             && self.done == other.done
+            && self.allergy == other.allergy
     }
 }
 
@@ -262,6 +269,7 @@ impl Boards {
             refill: BTreeSet::new(),
             min_day: 0,
             done: HashMap::new(),
+            allergy: HashMap::new(),
             menu: None,
         }
     }
@@ -271,12 +279,23 @@ impl Boards {
         self.menu = Some(menu);
     }
 
-    /// A ticket on a board, its lines with their allergens.
-    fn board_ticket(&self, order: &Order, mut lines: Vec<TicketLine>) -> BoardTicket {
+    /// A station's ticket on its board, its lines with their allergens, with the order's
+    /// allergy note and whether the station acknowledged it.
+    fn board_ticket(
+        &self,
+        order: &Order,
+        station: &str,
+        mut lines: Vec<TicketLine>,
+    ) -> BoardTicket {
         if let Some(menu) = &self.menu {
             add_allergens(&mut lines, menu);
         }
-        board_ticket(order, lines)
+        let mut t = board_ticket(order, lines);
+        if let Some((note, acked)) = self.allergy.get(&order.id) {
+            t.allergy = Some(note.clone());
+            t.allergy_acked = acked.contains(station);
+        }
+        t
     }
 
     /// Boards that show only orders of business day `day` and later.
@@ -301,20 +320,38 @@ impl Boards {
     pub fn rebuild<'a>(orders: impl IntoIterator<Item = &'a Order>, seq: u64) -> Self {
         let mut b = Self::default();
         for order in orders {
-            b.add_initial(order, &[], seq);
+            b.add_initial(order, &KitchenMarks::default(), seq);
         }
         b
     }
 
-    /// Records the stations that bumped their part of an order, as the store has them (when
-    /// the hub reads an order): their boards will not show it.
-    pub fn set_done(&mut self, order: &Order, done: &[String]) {
-        if done.is_empty() || !in_kitchen(order.status) {
+    /// Records an order's kitchen marks as the store has them (when the hub reads an order):
+    /// the boards of the stations that bumped their part will not show it, and its tickets
+    /// carry its allergy note.
+    pub fn set_marks(&mut self, order: &Order, marks: &KitchenMarks) {
+        if marks.done.is_empty() || !in_kitchen(order.status) {
             self.done.remove(&order.id);
         } else {
             self.done
-                .insert(order.id.clone(), done.iter().cloned().collect());
+                .insert(order.id.clone(), marks.done.iter().cloned().collect());
         }
+        match &marks.allergy {
+            Some((note, acked)) if in_kitchen(order.status) => {
+                self.allergy.insert(
+                    order.id.clone(),
+                    (note.clone(), acked.iter().cloned().collect()),
+                );
+            }
+            _ => {
+                self.allergy.remove(&order.id);
+            }
+        }
+    }
+
+    /// Forgets the marks of an order that left the kitchen.
+    fn forget_marks(&mut self, order_id: &str) {
+        self.done.remove(order_id);
+        self.allergy.remove(order_id);
     }
 
     /// Whether `station` bumped its part of the order.
@@ -322,18 +359,17 @@ impl Boards {
         self.done.get(order_id).is_some_and(|d| d.contains(station))
     }
 
-    /// Adds one active order while loading the boards (oldest first), with the stations that
-    /// bumped their part of it.
-    pub fn add_initial(&mut self, order: &Order, done: &[String], seq: u64) {
+    /// Adds one active order while loading the boards (oldest first), with its kitchen marks.
+    pub fn add_initial(&mut self, order: &Order, marks: &KitchenMarks, seq: u64) {
         if !self.shown(order) {
             return;
         }
-        self.set_done(order, done);
+        self.set_marks(order, marks);
         for (station, lines) in station_lines(order) {
             if self.is_done(&order.id, &station) {
                 continue;
             }
-            let entry = Entry::new(self.board_ticket(order, lines));
+            let entry = Entry::new(self.board_ticket(order, &station, lines));
             let board = self.stations.entry(station).or_default();
             board.seq = seq;
             if let Put::Shown(Some(out)) = board.put(key(order), entry, self.cap) {
@@ -360,15 +396,26 @@ impl Boards {
     /// Refills a station's board with `order` (the next open order past the held ones, in
     /// placement order). Returns whether the board has room for more; once the store has none
     /// left, [`Boards::filled`] says so.
-    pub fn fill(&mut self, station: &str, order: &Order, done: &[String], seq: u64) -> bool {
-        if !self.shown(order) || done.iter().any(|d| d == station) {
+    pub fn fill(&mut self, station: &str, order: &Order, marks: &KitchenMarks, seq: u64) -> bool {
+        if !self.shown(order) || marks.done.iter().any(|d| d == station) {
             return true;
         }
         let Some(lines) = station_lines(order).remove(station) else {
             return true;
         };
+        if marks.allergy.is_some() {
+            // Its allergy note, for the ticket (other marks of a held order stay as they are).
+            let done = self.done.get(&order.id).cloned().unwrap_or_default();
+            self.set_marks(
+                order,
+                &KitchenMarks {
+                    done: done.into_iter().collect(),
+                    allergy: marks.allergy.clone(),
+                },
+            );
+        }
         let cap = self.cap;
-        let entry = Entry::new(self.board_ticket(order, lines));
+        let entry = Entry::new(self.board_ticket(order, station, lines));
         let board = self.stations.entry(station.to_owned()).or_default();
         if board.tickets.len() >= cap {
             return false;
@@ -434,11 +481,11 @@ impl Boards {
         let mut pushed_off = Vec::new();
         let on = self.shown(order);
         if !on {
-            self.done.remove(&order.id);
+            self.forget_marks(&order.id);
         }
         for (station, lines) in station_lines(order) {
             let here = on && !self.is_done(&order.id, &station);
-            let entry = here.then(|| Entry::new(self.board_ticket(order, lines)));
+            let entry = here.then(|| Entry::new(self.board_ticket(order, &station, lines)));
             let board = self.stations.entry(station.clone()).or_default();
             if let Some(entry) = entry {
                 match board.put(key(order), entry, self.cap) {
@@ -465,7 +512,7 @@ impl Boards {
     /// can be moved so (one coming back on, as by a recall, needs its lines).
     fn move_on_boards(&mut self, order_id: &str, to: OrderStatus, seq: u64) -> Vec<String> {
         if !in_kitchen(to) {
-            self.done.remove(order_id);
+            self.forget_marks(order_id);
         }
         let Some(&placed_at) = self.placed_at.get(order_id) else {
             return Vec::new();
@@ -514,6 +561,53 @@ impl Boards {
         vec![station.to_owned()]
     }
 
+    /// An order's allergy note (`station` none) or a station's acknowledgement of it: the
+    /// order's tickets (or the station's) are redrawn with it.
+    fn allergy_mark(
+        &mut self,
+        order_id: &str,
+        note: Option<&str>,
+        station: Option<&str>,
+        seq: u64,
+    ) -> Vec<String> {
+        // Kept only for an order on the boards; one past them reads its marks when it comes on.
+        let Some(&placed_at) = self.placed_at.get(order_id) else {
+            return Vec::new();
+        };
+        let entry = self.allergy.entry(order_id.to_owned());
+        let (note_now, acked) = match (entry, note) {
+            (std::collections::hash_map::Entry::Occupied(e), _) => e.into_mut(),
+            (std::collections::hash_map::Entry::Vacant(e), Some(n)) => {
+                e.insert((n.to_owned(), BTreeSet::new()))
+            }
+            (std::collections::hash_map::Entry::Vacant(_), None) => return Vec::new(),
+        };
+        if let Some(n) = note {
+            n.clone_into(note_now);
+        }
+        if let Some(s) = station {
+            acked.insert(s.to_owned());
+        }
+        let (note_now, acked) = (note_now.clone(), acked.clone());
+        let k = (placed_at, order_id.to_owned());
+        let mut changed = Vec::new();
+        for (name, board) in &mut self.stations {
+            if station.is_some_and(|s| s != name) {
+                continue;
+            }
+            let Some(entry) = board.tickets.get_mut(&k) else {
+                continue;
+            };
+            let mut ticket = entry.ticket.clone();
+            ticket.allergy = Some(note_now.clone());
+            ticket.allergy_acked = acked.contains(name);
+            *entry = Entry::new(ticket);
+            board.seq = seq;
+            changed.push(name.clone());
+        }
+        changed
+    }
+
     /// Applies an event; `order` is the order it is about, as it is now (a status change of
     /// an order the boards hold needs none, see [`Boards::holds`]). Returns the stations whose
     /// board changed (to republish).
@@ -555,6 +649,15 @@ impl Boards {
                 }
                 self.upsert(order, event.seq)
             }
+            (EventKind::AllergyNoted { order_id, note, .. }, _) => {
+                self.allergy_mark(order_id, Some(note), None, event.seq)
+            }
+            (
+                EventKind::AllergyAcked {
+                    order_id, station, ..
+                },
+                _,
+            ) => self.allergy_mark(order_id, None, Some(station), event.seq),
             (
                 EventKind::LinesChanged { changes, .. } | EventKind::LinesEdited { changes, .. },
                 Some(order),
@@ -623,6 +726,7 @@ impl Boards {
                             table: t.table.clone(),
                             placed_at: t.placed_at,
                             items: t.lines.iter().map(|l| l.quantity).sum(),
+                            allergy: t.allergy.is_some() && !t.allergy_acked,
                         }
                     })
                     .collect()
@@ -823,7 +927,14 @@ mod tests {
         );
         assert!(held(&boards, "grill").is_empty());
         let mut fresh = Boards::default();
-        fresh.add_initial(&o, &["grill".into()], 4);
+        fresh.add_initial(
+            &o,
+            &KitchenMarks {
+                done: vec!["grill".into()],
+                allergy: None,
+            },
+            4,
+        );
         assert!(held(&fresh, "grill").is_empty());
         assert_eq!(held(&fresh, "bar"), ["o1"]);
         // Taken back: the grill shows it again.
@@ -842,6 +953,76 @@ mod tests {
         );
         assert!(held(&boards, "bar").is_empty() && held(&boards, "grill").is_empty());
         assert!(boards.done.is_empty());
+    }
+
+    fn allergy(o: &Order, station: Option<&str>, seq: u64) -> Event {
+        let kind = match station {
+            None => EventKind::AllergyNoted {
+                order_id: o.id.clone(),
+                number: o.number.clone(),
+                note: "peanuts".into(),
+                actor: "customer".into(),
+            },
+            Some(s) => EventKind::AllergyAcked {
+                order_id: o.id.clone(),
+                number: o.number.clone(),
+                station: s.into(),
+                actor: "bump-bar@grill".into(),
+            },
+        };
+        Event {
+            version: 1,
+            seq,
+            at: 0,
+            kind,
+        }
+    }
+
+    #[test]
+    fn an_allergy_note_marks_every_stations_ticket_until_that_station_acknowledges_it() {
+        let mut boards = Boards::default();
+        let o = order("o1", 7);
+        boards.apply(&placed(&o, 1), None);
+        let mut changed = boards.apply(&allergy(&o, None, 2), None);
+        changed.sort();
+        assert_eq!(changed, ["bar", "grill"]);
+        for station in ["bar", "grill"] {
+            let t = &boards.board(station).tickets[0];
+            assert_eq!(t.allergy.as_deref(), Some("peanuts"));
+            assert!(!t.allergy_acked);
+            assert!(boards.compact_board(station).tickets[0].allergy);
+        }
+        assert_eq!(
+            boards.apply(&allergy(&o, Some("grill"), 3), None),
+            ["grill"]
+        );
+        assert!(boards.board("grill").tickets[0].allergy_acked);
+        assert!(!boards.compact_board("grill").tickets[0].allergy);
+        assert!(!boards.board("bar").tickets[0].allergy_acked);
+        // The board's JSON, assembled from each ticket's, says so too.
+        let json: Board = serde_json::from_slice(&boards.board_json("bar").unwrap()).unwrap();
+        assert_eq!(json, boards.board("bar"));
+        // Loaded from the store with the same marks, the boards are the same.
+        let mut fresh = Boards::default();
+        fresh.add_initial(
+            &o,
+            &KitchenMarks {
+                done: vec![],
+                allergy: Some(("peanuts".into(), vec!["grill".into()])),
+            },
+            3,
+        );
+        assert_eq!(fresh.board("grill").tickets, boards.board("grill").tickets);
+        assert_eq!(fresh.board("bar").tickets, boards.board("bar").tickets);
+        // Out of the kitchen: nothing is remembered for it.
+        boards.apply(
+            &moved(&o, OrderStatus::Placed, OrderStatus::Cancelled, 4),
+            None,
+        );
+        assert!(boards.allergy.is_empty());
+        // A note for an order not on the boards is not kept (it is read when it comes on).
+        boards.apply(&allergy(&order("o2", 8), None, 5), None);
+        assert!(boards.allergy.is_empty());
     }
 
     #[test]
@@ -992,7 +1173,10 @@ mod tests {
         assert_eq!(boards.take_refills(), ["bar", "grill"]);
         assert_eq!(boards.newest_held("grill").as_deref(), Some("o2"));
         // ... which the store's active index answers, oldest first, until the board is full.
-        assert!(!boards.fill("grill", &orders[2], &[], 6), "full again");
+        assert!(
+            !boards.fill("grill", &orders[2], &KitchenMarks::default(), 6),
+            "full again"
+        );
         assert_eq!(held(&boards, "grill"), ["o2", "o3"]);
         // An order placed earlier than a held one (a clock set back) still goes on, pushing off
         // the newest; a newer one stays in the store.
@@ -1012,7 +1196,7 @@ mod tests {
         );
         assert_eq!(boards.take_refills(), ["bar", "grill"]);
         for o in &orders[2..] {
-            if !boards.fill("grill", o, &[], 9) {
+            if !boards.fill("grill", o, &KitchenMarks::default(), 9) {
                 break;
             }
         }

@@ -34,9 +34,9 @@ use orderd_protocol::encoding::{self, Encoding};
 use orderd_protocol::relay::{self, Flavour};
 use orderd_protocol::topics::{self, Topic};
 use orderd_protocol::{
-    Availability, Bump, BumpAction, BumpResult, BuzzPattern, BuzzerSet, DeviceState, Event,
-    EventKind, FORMAT_VERSION, JobState as Reported, JobStatus, Order, OrderStatus, PrintCopy,
-    PrintFormat, PrintJob, TicketChange, TicketEvent, TicketLine,
+    Availability, Bump, BumpResult, BuzzPattern, BuzzerSet, DeviceState, Event, EventKind,
+    FORMAT_VERSION, JobState as Reported, JobStatus, Order, OrderStatus, PrintCopy, PrintFormat,
+    PrintJob, TicketChange, TicketEvent, TicketLine,
 };
 use rumqttc::QoS;
 
@@ -285,7 +285,10 @@ async fn run_inner(
                 Ok(ev) => {
                     // With every other event committed by now (a burst after a slow fsync).
                     let mut burst = vec![ev];
-                    while burst.len() < MAX_BURST {
+                    // Never split a placement from the allergy note that follows it.
+                    while burst.len() < MAX_BURST
+                        || matches!(burst.last().map(|e| &e.kind), Some(EventKind::OrderPlaced(_)))
+                    {
                         match sub.try_next() {
                             Ok(Some(ev)) => burst.push(ev),
                             // A store error comes back from the next `next()`.
@@ -371,8 +374,8 @@ impl Hub {
         // from earlier business days are not shown (see `roll_day`).
         let mut boards = Boards::default().with_min_day(state.rules.business_day(state.now_ms()));
         boards.set_menu(state.shared.menu());
-        orders::kitchen_after(&rtx, None, |o, done| {
-            boards.add_initial(&o, &done, cursor);
+        orders::kitchen_after(&rtx, None, |o, marks| {
+            boards.add_initial(&o, &marks, cursor);
             true
         })?;
         let jobs = print_jobs::open(&rtx)?
@@ -457,12 +460,14 @@ impl Hub {
     }
 
     /// Whether the periodic tick has work: boards to publish, jobs out for printing (resends
-    /// and timeouts), rows, alerts or a cursor not yet stored.
+    /// and timeouts), rows, alerts or a cursor not yet stored, or a truncated board whose
+    /// total is counted again every [`RECOUNT_EVERY`]. Read when the loop waits, so a count
+    /// that falls due later must keep the tick running: nothing else would wake the loop.
     fn needs_tick(&self) -> bool {
         !self.dirty_boards.is_empty()
             || self.relays.pending()
             || self.counting.is_some()
-            || (self.boards.any_truncated() && self.count_due())
+            || self.boards.any_truncated()
             || !self.resend_due.is_empty()
             || !self.resend_queue.is_empty()
             || !self.closed.is_empty()
@@ -580,6 +585,17 @@ impl Hub {
     /// last ticket of a burst, as after a slow fsync, goes out before the first of its hundreds
     /// of print jobs, and a new event's tickets never wait behind an old event's jobs.
     async fn on_events(&mut self, evs: Vec<Event>) {
+        // An order's allergy note follows its placement in the same transaction, so in the
+        // same burst: its new tickets carry it.
+        let allergies: HashMap<String, String> = evs
+            .iter()
+            .filter_map(|ev| match &ev.kind {
+                EventKind::AllergyNoted { order_id, note, .. } => {
+                    Some((order_id.clone(), note.clone()))
+                }
+                _ => None,
+            })
+            .collect();
         for ev in evs {
             // Only a cancellation and a change of lines need the order for their tickets; any
             // other status change is read later, and only if the boards do not hold it.
@@ -605,6 +621,7 @@ impl Hub {
                 for t in &mut tickets {
                     if let TicketChange::New { lines } = &mut t.change {
                         super::tickets::add_allergens(lines, &menu);
+                        t.allergy = allergies.get(&t.ticket).cloned();
                     }
                 }
             }
@@ -705,8 +722,8 @@ impl Hub {
         };
         let mut boards = Boards::default().with_min_day(today);
         boards.set_menu(self.state.shared.menu());
-        let loaded = orders::kitchen_after(&rtx, None, |o, done| {
-            boards.add_initial(&o, &done, seq);
+        let loaded = orders::kitchen_after(&rtx, None, |o, marks| {
+            boards.add_initial(&o, &marks, seq);
             true
         });
         if loaded.is_err() {
@@ -746,8 +763,8 @@ impl Hub {
                 .and_then(|id| crate::domain::parse_id(&id));
             let mut room = true;
             let boards = &mut self.boards;
-            let read = orders::kitchen_after(&rtx, after, |o, done| {
-                room = boards.fill(&station, &o, &done, seq);
+            let read = orders::kitchen_after(&rtx, after, |o, marks| {
+                room = boards.fill(&station, &o, &marks, seq);
                 room
             });
             if read.is_ok() && room {
@@ -762,17 +779,14 @@ impl Hub {
         orders::get(&rtx, id).ok().flatten().map(|s| s.order)
     }
 
-    /// The order an event is about, for the boards: with the stations that bumped their part
-    /// of it recorded, so that a board of such a station does not show it again.
+    /// The order an event is about, for the boards: with its kitchen marks recorded (so that
+    /// a board of a station that bumped it does not show it again, and its tickets carry its
+    /// allergy note).
     fn order_for_boards(&mut self, id: &str) -> Option<Order> {
         let rtx = self.state.store.read().ok()?;
         let stored = orders::get(&rtx, id).ok().flatten()?;
-        let done: Vec<String> = stored
-            .stations_done
-            .into_iter()
-            .map(|m| m.station)
-            .collect();
-        self.boards.set_done(&stored.order, &done);
+        self.boards
+            .set_marks(&stored.order, &stored.kitchen_marks());
         Some(stored.order)
     }
 
@@ -837,6 +851,8 @@ impl Hub {
             &lines,
             printing::Slip {
                 note: note.as_deref(),
+                // A new ticket carries it; a cancel or change slip needs none.
+                allergy: t.allergy.as_deref(),
                 copy,
                 banner,
             },
@@ -1857,9 +1873,15 @@ async fn write_bumps(
             .run(move |tx| {
                 let mut done = Vec::new();
                 for (station, bump) in batch {
-                    let recall = matches!(bump.action, BumpAction::Recall);
                     let actor = format!("bump-bar@{station}");
-                    match orders::bump(tx, &rules, &bump.ticket, &station, recall, &actor) {
+                    match orders::station_act(
+                        tx,
+                        &rules,
+                        &bump.ticket,
+                        &station,
+                        bump.action,
+                        &actor,
+                    ) {
                         Ok(_) => done.push((station, bump, None)),
                         // Refused before anything was written: the others go on.
                         Err(crate::store::writer::TxError::App(e)) => {
@@ -1923,10 +1945,10 @@ pub fn count_open(
     min_day: u32,
 ) -> Result<BTreeMap<String, u64>, crate::store::StoreError> {
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-    orders::kitchen_after(rtx, None, |o, done| {
+    orders::kitchen_after(rtx, None, |o, marks| {
         if o.business_day >= min_day {
             for station in station_lines(&o).into_keys() {
-                if !done.contains(&station) {
+                if !marks.done.contains(&station) {
                     *counts.entry(station).or_default() += 1;
                 }
             }

@@ -840,14 +840,26 @@ async fn a_busy_board_still_reaches_a_display() {
     let s = TestServer::start().await;
     let pw = s.device("disp", "display", &["grill"], false).await;
     let mut ids = Vec::new();
-    for _ in 0..210 {
-        ids.push(
-            place(
-                &s,
-                json!([{"item_id": "burger", "quantity": 1, "modifiers": ["medium"]}]),
-            )
-            .await,
-        );
+    let burger = || json!([{"item_id": "burger", "quantity": 1, "modifiers": ["medium"]}]);
+    for _ in 0..201 {
+        ids.push(place(&s, burger()).await);
+    }
+    s.wait_hub().await;
+    let mut d = s.connect_device("disp", &pw).await;
+    d.sub("orderd/demo/station/grill/ticket").await;
+    d.sub("orderd/demo/station/grill/board").await;
+    // Counted once the board was truncated; the next nine come after that count, and the
+    // hub, idle between them, counts again by itself.
+    let mut counted = 0;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while counted < 201 && tokio::time::Instant::now() < deadline {
+        if let Some((bytes, _)) = d.next_on("/grill/board", Duration::from_secs(1)).await {
+            counted = serde_json::from_slice::<Board>(&bytes).unwrap().total;
+        }
+    }
+    assert_eq!(counted, 201);
+    for _ in 0..9 {
+        ids.push(place(&s, burger()).await);
     }
     s.wait_hub().await;
     let mut d = s.connect_device("disp", &pw).await;
@@ -1211,6 +1223,213 @@ async fn a_lines_allergens_reach_the_ticket_the_board_and_the_printed_slip() {
     assert!(
         text.contains("ALLERGENS/ALERGJENE: gluten, milk, mustard"),
         "{text}"
+    );
+    s.stop().await;
+}
+
+/// The first board of `station` whose ticket `order` satisfies `want`.
+async fn board_ticket_until(
+    d: &mut common::mqtt::Dev,
+    station: &str,
+    order: &str,
+    want: impl Fn(&orderd_protocol::BoardTicket) -> bool,
+) -> orderd_protocol::BoardTicket {
+    let mut last = None;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::time::Instant::now() < deadline {
+        let Some((bytes, _)) = d.next_on(&format!("/{station}/board"), WAIT).await else {
+            break;
+        };
+        let b: Board = serde_json::from_slice(&bytes).unwrap();
+        if let Some(t) = b.tickets.into_iter().find(|t| t.ticket == order) {
+            if want(&t) {
+                return t;
+            }
+            last = Some(t);
+        }
+    }
+    panic!("the {station} board never showed the ticket as wanted: {last:?}");
+}
+
+/// An order's allergy note, written when it is placed, reaches every station's ticket, board
+/// and printed slip; each station must acknowledge it before it can bump, from a bump bar or
+/// the kitchen page; the note and its acknowledgements are facts in the log and survive a
+/// restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allergy_note_reaches_every_station_and_must_be_acknowledged_before_the_first_bump() {
+    let s = TestServer::start().await;
+    let (mut disp, disp_pw) = s.device_online("disp", "display", &["grill"], false).await;
+    let (mut printer, _) = s.device_online("p1", "printer", &["grill"], false).await;
+    let (mut bb, _) = s.device_online("bb", "bump_bar", &["grill"], false).await;
+    disp.sub("orderd/demo/station/grill/ticket").await;
+    disp.sub("orderd/demo/station/grill/board").await;
+    printer.sub("orderd/demo/printer/p1/job").await;
+    bb.sub("orderd/demo/station/grill/bump/result").await;
+    // Too long a note is refused whole.
+    let (st, v) = s
+        .send(
+            "POST",
+            "/api/v1/orders",
+            Some(&s.admin),
+            Some(
+                json!({"type": "takeaway", "allergy": "x".repeat(2000), "items": grill_and_bar()}),
+            ),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error"]["details"]["field"], "allergy", "{v}");
+    let (st, v) = s
+        .send(
+            "POST",
+            "/api/v1/orders",
+            Some(&s.admin),
+            Some(json!({"type": "takeaway", "allergy": "  peanuts, sesame ", "items": grill_and_bar()})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert_eq!(
+        v["allergy"],
+        json!({"note": "peanuts, sesame", "acked": []})
+    );
+    let order = v["id"].as_str().unwrap().to_owned();
+    // The ticket, the board and the printed slip carry it.
+    let t: TicketEvent =
+        serde_json::from_slice(&disp.next_on("/ticket", WAIT).await.unwrap().0).unwrap();
+    assert_eq!(t.allergy.as_deref(), Some("peanuts, sesame"));
+    let shown = board_ticket_until(&mut disp, "grill", &order, |t| t.allergy.is_some()).await;
+    assert!(!shown.allergy_acked);
+    let job: PrintJob =
+        serde_json::from_slice(&printer.next_on("/job", WAIT).await.unwrap().0).unwrap();
+    let text = orderd_plugins::escpos::status::decode_text(&job.data);
+    assert!(text.contains("ALLERGY/ALERGJI: peanuts, sesame"), "{text}");
+    // The bump bar's first bump is refused until the grill acknowledges the note.
+    let press = |action: &str| {
+        serde_json::to_vec(&json!({"version": 1, "ticket": order, "action": action})).unwrap()
+    };
+    bb.publish("orderd/demo/station/grill/bump", press("bump"), false)
+        .await;
+    let answer = bump_answer(&mut bb).await;
+    assert!(
+        !answer.ok && answer.code == "allergy_unacknowledged",
+        "{answer:?}"
+    );
+    assert_eq!(status(&s, &order).await, "placed");
+    bb.publish(
+        "orderd/demo/station/grill/bump",
+        press("ack_allergy"),
+        false,
+    )
+    .await;
+    let answer = bump_answer(&mut bb).await;
+    assert!(answer.ok, "{answer:?}");
+    assert_eq!(answer.action, Some(orderd_protocol::BumpAction::AckAllergy));
+    board_ticket_until(&mut disp, "grill", &order, |t| t.allergy_acked).await;
+    bb.publish(
+        "orderd/demo/station/grill/bump",
+        press("ack_allergy"),
+        false,
+    )
+    .await;
+    assert_eq!(bump_answer(&mut bb).await.code, "already_acknowledged");
+    bb.publish("orderd/demo/station/grill/bump", press("bump"), false)
+        .await;
+    assert!(bump_answer(&mut bb).await.ok);
+    assert_eq!(wait_status(&s, &order, "preparing").await, "preparing");
+    // The kitchen page: the bar has not acknowledged, so its bump is refused; then it does.
+    let http = |action: &str| {
+        let s = &s;
+        let order = order.clone();
+        let body = json!({"station": "bar", "action": action});
+        async move {
+            s.send(
+                "POST",
+                &format!("/api/v1/orders/{order}/bump"),
+                Some(&s.admin),
+                Some(body),
+            )
+            .await
+        }
+    };
+    let (st, v) = http("bump").await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"]["code"], "allergy_unacknowledged");
+    let (st, v) = http("ack_allergy").await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["allergy"]["acked"], json!(["grill", "bar"]));
+    let (st, v) = http("bump").await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "ready");
+    // An order without a note has nothing to acknowledge.
+    let plain = place(&s, grill_and_bar()).await;
+    let (_, v) = s
+        .send(
+            "POST",
+            &format!("/api/v1/orders/{plain}/bump"),
+            Some(&s.admin),
+            Some(json!({"station": "bar", "action": "ack_allergy"})),
+        )
+        .await;
+    assert_eq!(v["error"]["code"], "no_allergy", "{v}");
+    // Facts in the log, in order: the note right after its placement, then each
+    // acknowledgement with who gave it.
+    let events = s.state().events.read(1, 10_000).unwrap();
+    let placed_at = events
+        .iter()
+        .position(
+            |e| matches!(&e.kind, orderd_protocol::EventKind::OrderPlaced(o) if o.id == order),
+        )
+        .unwrap();
+    assert!(matches!(&events[placed_at + 1].kind,
+        orderd_protocol::EventKind::AllergyNoted { order_id, note, actor, .. }
+            if *order_id == order && note == "peanuts, sesame" && actor == "admin"));
+    let acks: Vec<(String, String)> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            orderd_protocol::EventKind::AllergyAcked {
+                order_id,
+                station,
+                actor,
+                ..
+            } if *order_id == order => Some((station.clone(), actor.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        acks,
+        [
+            ("grill".to_owned(), "bump-bar@grill".to_owned()),
+            ("bar".to_owned(), "admin".to_owned())
+        ]
+    );
+    // A second order with a note, open across a restart: its board ticket still has it.
+    let (_, v) = s
+        .send(
+            "POST",
+            "/api/v1/orders",
+            Some(&s.admin),
+            Some(json!({"type": "takeaway", "allergy": "milk", "items": grill_and_bar()})),
+        )
+        .await;
+    let open = v["id"].as_str().unwrap().to_owned();
+    drop((disp, printer, bb));
+    let dir = s.stop().await;
+    let s = TestServer::start_in(dir, |_| {}).await;
+    let mut disp = s.connect_device("disp", &disp_pw).await;
+    disp.sub("orderd/demo/station/grill/board").await;
+    let t = board_ticket_until(&mut disp, "grill", &open, |t| t.allergy.is_some()).await;
+    assert_eq!(t.allergy.as_deref(), Some("milk"));
+    assert!(!t.allergy_acked);
+    let (_, v) = s
+        .send(
+            "GET",
+            &format!("/api/v1/orders/{order}"),
+            Some(&s.admin),
+            None,
+        )
+        .await;
+    assert_eq!(
+        v["allergy"],
+        json!({"note": "peanuts, sesame", "acked": ["grill", "bar"]})
     );
     s.stop().await;
 }

@@ -26,6 +26,9 @@ pub struct TicketDoc<'a> {
     pub lines: &'a [TicketLine],
     /// The order's note.
     pub note: Option<&'a str>,
+    /// The order's allergy note: printed above the lines, large, bold, white on black, in
+    /// English and Albanian.
+    pub allergy: Option<&'a str>,
     /// Original or reprint.
     pub copy: PrintCopy,
     /// What the slip does when it is not a new ticket (`CANCELLED`, `CHANGED`): printed first,
@@ -262,6 +265,15 @@ pub fn render(doc: &TicketDoc<'_>, cfg: &EscPosConfig) -> Vec<u8> {
         &format!("{}  {}", doc.time, doc.station.to_uppercase()),
     );
     text(&mut b, &"-".repeat(width));
+    if let Some(a) = doc.allergy {
+        // Double height, bold, white on black: the first thing under the header.
+        b.extend([ESC, b'E', 1, GS, b'B', 1, GS, b'!', 0x01]);
+        for l in wrap(&format!("ALLERGY/ALERGJI: {a}"), width) {
+            text(&mut b, &l);
+        }
+        b.extend([GS, b'!', 0x00, GS, b'B', 0, ESC, b'E', 0]);
+        text(&mut b, &"-".repeat(width));
+    }
     for line in doc.lines {
         b.extend([ESC, b'E', 1]);
         for l in wrap(&format!("{}x {}", line.quantity, line.name), width) {

@@ -36,6 +36,7 @@ fn doc(l: &[TicketLine], copy: PrintCopy) -> TicketDoc<'_> {
         time: "13:05",
         lines: l,
         note: None,
+        allergy: None,
         copy,
         banner: None,
     }
@@ -142,6 +143,37 @@ fn a_lines_allergens_print_emphasised_under_it() {
     assert_eq!(&bytes[at - 9..at - 3], &[0x1b, b'E', 1, 0x1d, b'B', 1]);
     // A line without allergens prints none.
     assert_eq!(text.matches("ALLERGENS").count(), 1);
+}
+
+#[test]
+fn an_allergy_note_prints_large_above_the_lines() {
+    let l = lines();
+    let mut d = doc(&l, PrintCopy::Original);
+    d.allergy = Some("peanuts, sesame; no nuts at all in this order please");
+    let bytes = render(&d, &EscPosConfig::default());
+    let text = decode_text(&bytes);
+    let allergy = text
+        .find("ALLERGY/ALERGJI: peanuts, sesame")
+        .expect("the note");
+    let first_line = text
+        .find("2x ")
+        .or_else(|| text.find("1x "))
+        .expect("a line");
+    assert!(allergy < first_line, "{text}");
+    // Bold, white on black, double height just before it.
+    let at = bytes.windows(8).position(|w| w == b"ALLERGY/").unwrap();
+    assert_eq!(
+        &bytes[at - 9..at],
+        &[0x1b, b'E', 1, 0x1d, b'B', 1, 0x1d, b'!', 0x01]
+    );
+    // Wrapped, nothing lost.
+    assert!(text.contains("please"), "{text}");
+    // No note, nothing printed.
+    let plain = decode_text(&render(
+        &doc(&l, PrintCopy::Original),
+        &EscPosConfig::default(),
+    ));
+    assert!(!plain.contains("ALLERGY/"), "{plain}");
 }
 
 #[test]
