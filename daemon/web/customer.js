@@ -10,7 +10,7 @@
     en: {
       lang: 'Language', table: 'Table', menu: 'Menu', add: 'Add', soldout: 'Sold out', contains: 'Contains',
       cart: 'Your order', empty: 'Nothing in your order yet.', place: 'Place order', placing: 'Sending…', total: 'Total',
-      remove: 'Remove', note: 'Note for the kitchen (optional)', qty: 'Quantity', cancel: 'Cancel', choose: 'Choose',
+      remove: 'Remove', note: 'Note for the kitchen (optional)', allergy: 'Allergies or intolerances (optional; the kitchen confirms it has read them)', qty: 'Quantity', cancel: 'Cancel', choose: 'Choose',
       min: 'Choose at least', max: 'Choose at most', mine: 'Your orders', placed_ok: 'Thank you! Your order was sent to the kitchen.',
       invalid_title: 'This QR code is no longer valid',
       invalid_body: 'The code was changed or this link is old. Please scan the code on your table again, or ask a member of staff.',
@@ -26,7 +26,7 @@
     sq: {
       lang: 'Gjuha', table: 'Tavolina', menu: 'Menuja', add: 'Shto', soldout: 'Mbaroi', contains: 'Përmban',
       cart: 'Porosia juaj', empty: 'Ende asgjë në porosi.', place: 'Dërgo porosinë', placing: 'Po dërgohet…', total: 'Totali',
-      remove: 'Hiq', note: 'Shënim për kuzhinën (opsionale)', qty: 'Sasia', cancel: 'Anulo', choose: 'Zgjidh',
+      remove: 'Hiq', note: 'Shënim për kuzhinën (opsionale)', allergy: 'Alergji ose intoleranca (opsionale; kuzhina konfirmon që i ka lexuar)', qty: 'Sasia', cancel: 'Anulo', choose: 'Zgjidh',
       min: 'Zgjidhni të paktën', max: 'Zgjidhni jo më shumë se', mine: 'Porositë tuaja', placed_ok: 'Faleminderit! Porosia juaj u dërgua në kuzhinë.',
       invalid_title: 'Ky kod QR nuk është më i vlefshëm',
       invalid_body: 'Kodi u ndryshua ose lidhja është e vjetër. Skanoni përsëri kodin në tavolinë ose pyesni stafin.',
@@ -65,6 +65,7 @@
   const msg = el('div', { 'aria-live': 'polite' });
   const menuBox = el('section', { 'aria-labelledby': 'menu-h' });
   const cartBox = el('section', { class: 'cart', 'aria-labelledby': 'cart-h' });
+  const allergyInput = el('input', { id: 'allergy', maxlength: boot.max_text, autocomplete: 'off', oninput: () => { idemKey = null; } });
   const verifyBox = el('section', {});
   const mineBox = el('section', { 'aria-labelledby': 'mine-h' });
   const billBox = el('section', { id: 'bill', 'aria-labelledby': 'bill-h', 'aria-live': 'polite' });
@@ -163,6 +164,8 @@
     });
     const unavailable = boot.otp_required && !boot.channels.length;
     if (cart.length) out.push(el('p', { class: 'price' }, t('total') + ': ' + money(total)));
+    // The same field each time (its text and focus survive a redraw of the cart).
+    if (cart.length) out.push(el('label', { for: 'allergy' }, t('allergy')), allergyInput);
     if (unavailable) out.push(el('p', { class: 'error' }, t('unavailable')));
     const blocked = cart.some((l) => { const i = items.get(l.item_id); return !i || !i.available; });
     out.push(el('button', { id: 'place', disabled: !cart.length || placing || blocked || unavailable, onclick: place }, placing ? t('placing') : t('place')));
@@ -182,6 +185,7 @@
     const body = {
       type: 'dine_in', table_token: boot.table.token,
       items: cart.map((l) => ({ item_id: l.item_id, quantity: l.quantity, modifiers: l.modifiers, note: l.note })),
+      allergy: allergyInput.value.trim() || null,
     };
     const r = await api('POST', '/api/v1/orders', body, { 'idempotency-key': idemKey, authorization: customer ? 'Bearer ' + customer : '' });
     placing = false;
@@ -193,6 +197,7 @@
       localStorage.setItem(store, JSON.stringify(mine));
       cart = [];
       idemKey = null;
+      allergyInput.value = '';
       verifyBox.replaceChildren();
       say(t('placed_ok'));
       renderCart();

@@ -4,7 +4,9 @@
 // page bumps its own part of an order (the order is ready when every station's part is); the
 // page with no station is the expo: every ticket, which stations are done, and the status. A USB bump bar
 // (a keyboard) works it: select the next or previous ticket, bump, recall, digits for the n-th
-// ticket (`[kitchen.bump_keys]`).
+// ticket (`[kitchen.bump_keys]`). An order's allergy note is shown large on its tickets; each
+// station acknowledges it before its first bump (the bump key's first press on such a ticket
+// acknowledges it; on the expo, it is acknowledged for every station of the order).
 'use strict';
 (async () => {
   const { boot, el, api, live } = O;
@@ -66,6 +68,27 @@
     return [...new Set(o.items.map((l) => l.station))].sort().map((s) => [s, (o.stations_done || []).includes(s)]);
   }
 
+  /** The stations that still have to acknowledge the order's allergy note (this page's, or all on the expo). */
+  function ackDue(o) {
+    if (!o.allergy) return [];
+    const acked = o.allergy.acked || [];
+    return (station ? [station] : stationsOf(o).map(([s]) => s)).filter((s) => !acked.includes(s));
+  }
+
+  /** Acknowledges the allergy note for each station that has not yet. */
+  async function ackAllergy(o) {
+    for (const s of ackDue(o)) {
+      const r = await api('POST', '/api/v1/orders/' + encodeURIComponent(o.id) + '/bump', { station: s, action: 'ack_allergy' });
+      if (r.status !== 200 && !(r.data && r.data.error && r.data.error.code === 'already_acknowledged')) {
+        msg.replaceChildren(el('p', { class: 'error' }, O.errorText(r)));
+        return;
+      }
+      if (r.status === 200) orders.set(o.id, r.data);
+    }
+    msg.replaceChildren();
+    render();
+  }
+
   function age(o) { return (Date.now() - Date.parse(o.created_at)) / 1000; }
 
   // The bump bar's selection: the selected ticket's order id (the first one when none).
@@ -82,17 +105,21 @@
     const next = NEXT[o.status];
     const mins = Math.max(0, Math.floor(secs / 60));
     const sel = o.id === selected;
-    return el('article', { class: 'ticket ' + cls + (sel ? ' selected' : ''), 'data-order': o.id, 'data-status': o.status, 'aria-label': 'Order ' + o.number, 'aria-current': sel ? 'true' : null },
+    const due = ackDue(o);
+    return el('article', { class: 'ticket ' + cls + (sel ? ' selected' : '') + (o.allergy ? ' allergy' : ''), 'data-order': o.id, 'data-status': o.status, 'aria-label': 'Order ' + o.number + (o.allergy ? ', allergy' : ''), 'aria-current': sel ? 'true' : null },
       el('div', { class: 'head' }, el('span', {}, '#' + String(o.daily_seq).padStart(3, '0')), el('span', {}, o.table_label || o.type), el('span', { class: 'age' }, mins + ' min')),
       el('div', { class: 'muted' }, o.number + ' · ' + o.status),
+      o.allergy ? el('div', { class: 'allergy-note' + (due.length ? '' : ' acked'), 'data-allergy': o.id, 'data-acked': due.length ? '0' : '1', role: 'alert' },
+        'ALLERGY: ' + o.allergy.note + (due.length ? '' : ' (read)')) : null,
       o.note ? el('div', { class: 'note' }, 'NOTE: ' + o.note) : null,
       el('ul', {}, linesFor(o).map((l) => el('li', {}, el('strong', {}, l.quantity + ' × ' + l.name),
         l.modifiers.length ? el('div', { class: 'mods' }, l.modifiers.map((m) => m.name).join(', ')) : null,
         l.note ? el('div', { class: 'note' }, l.note) : null,
         allergensOf(l.item_id).length ? el('div', { class: 'allergens', 'data-allergens': l.item_id }, 'Allergens: ' + allergensOf(l.item_id).join(', ')) : null))),
       station ? null : el('div', { class: 'row' }, stationsOf(o).map(([s, done]) => el('span', { class: 'status ' + (done ? 'ready' : ''), 'data-station-done': s, 'data-done': done ? '1' : '0' }, s + (done ? ': done' : ': cooking')))),
-      station ? el('button', { 'data-bump': o.id, onclick: () => stationBump(o, 'bump') }, 'Done')
-        : next ? el('button', { 'data-bump': o.id, onclick: () => move(o, next[0]) }, next[1]) : null);
+      due.length ? el('button', { class: 'ack', 'data-ack': o.id, onclick: () => ackAllergy(o) }, 'Allergy read')
+        : station ? el('button', { 'data-bump': o.id, onclick: () => stationBump(o, 'bump') }, 'Done')
+          : next ? el('button', { 'data-bump': o.id, onclick: () => move(o, next[0]) }, next[1]) : null);
   }
 
   /** A bump of this station's part (or, with `recall`, taking it back). */
@@ -168,7 +195,9 @@
     else if (keys.numbers && /^[1-9]$/.test(e.key)) { const o = open[Number(e.key) - 1]; if (o) selected = o.id; }
     else if (keys.bump.includes(e.key)) {
       const o = open.find((x) => x.id === selected) || open[0];
-      if (o && station) stationBump(o, 'bump');
+      // An allergy ticket: the first press acknowledges the note, the next one bumps.
+      if (o && ackDue(o).length) ackAllergy(o);
+      else if (o && station) stationBump(o, 'bump');
       else if (o && NEXT[o.status]) move(o, NEXT[o.status][0]);
     } else if (keys.recall.includes(e.key)) {
       const o = (lastBumped && orders.get(lastBumped)) || recallable()[0];
@@ -233,6 +262,11 @@
         if (d.done) done.add(d.station); else done.delete(d.station);
         o.stations_done = [...done].sort();
       }
+    } else if (type === 'allergy_noted' || type === 'allergy_acked') {
+      const o = orders.get(d.order_id);
+      if (!o) refreshOrder(d.order_id);
+      else if (type === 'allergy_noted') { o.allergy = { note: d.note, acked: [] }; O.beep(); }
+      else if (o.allergy && !o.allergy.acked.includes(d.station)) o.allergy.acked = [...o.allergy.acked, d.station].sort();
     } else if (type === 'availability_changed' || type === 'sold_out') {
       for (const c of (menu ? menu.categories : [])) for (const i of c.items) if (i.id === d.item_id) i.available = type === 'availability_changed' ? d.available : false;
       renderSoldOut();

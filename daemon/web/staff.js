@@ -20,6 +20,8 @@
   const msg = el('div', { 'aria-live': 'polite' });
   const pick = el('select', { id: 'target', onchange: (e) => { target = e.target.value; localStorage.setItem('orderd.staff.target', target); shown = null; renderOpen(); loadBill(); } });
   const name = el('input', { id: 'cust-name', maxlength: O.boot.max_text, autocomplete: 'off' });
+  // The guest's allergies: shown large to every station, which must acknowledge it.
+  const allergy = el('input', { id: 'allergy', maxlength: O.boot.max_text, autocomplete: 'off', oninput: () => { idemKey = null; } });
   const menuBox = el('section', {});
   const cartBox = el('section', { class: 'cart' });
   const openBox = el('section', { 'aria-live': 'polite' });
@@ -27,7 +29,8 @@
   const billBox = el('section', { id: 'bill', 'aria-live': 'polite' });
   app.replaceChildren(O.nav(), el('h1', {}, 'Take an order'), tablesBox,
     el('div', { class: 'row' }, el('div', {}, el('label', { for: 'target' }, 'Table'), pick),
-      el('div', {}, el('label', { for: 'cust-name' }, 'Name (takeaway, optional)'), name)),
+      el('div', {}, el('label', { for: 'cust-name' }, 'Name (takeaway, optional)'), name),
+      el('div', {}, el('label', { for: 'allergy' }, 'Allergies (for the kitchen)'), allergy)),
     msg, billBox, cartBox, openBox, menuBox, dialog);
 
   function renderPick() {
@@ -69,11 +72,13 @@
     const body = target === 'takeaway'
       ? { type: 'takeaway', customer_name: name.value.trim() || null, items: cart }
       : { type: 'dine_in', table_id: target, items: cart };
+    body.allergy = allergy.value.trim() || null;
     const r = await api('POST', '/api/v1/orders', body, { 'idempotency-key': idemKey });
     sending = false;
     if (r.status === 201) {
       cart = [];
       idemKey = null;
+      allergy.value = '';
       orders.set(r.data.id, r.data);
       msg.replaceChildren(el('p', { class: 'notice' }, 'Sent: ' + r.data.number));
       renderOpen();
@@ -87,7 +92,8 @@
   function renderOpen() {
     const mine = [...orders.values()].filter((o) => (target === 'takeaway' ? o.type === 'takeaway' : o.table_id === target));
     openBox.replaceChildren(el('h2', {}, 'Open orders here'), mine.length ? el('table', {}, el('tbody', {}, mine.map((o) => el('tr', { 'data-order': o.id },
-      el('td', {}, o.number), el('td', {}, o.items.map((l) => l.quantity + '× ' + l.name).join(', ')),
+      el('td', {}, o.number), el('td', {}, o.items.map((l) => l.quantity + '× ' + l.name).join(', '),
+        o.allergy ? el('div', { class: 'allergens', 'data-allergy': o.id }, 'Allergy: ' + o.allergy.note) : null),
       el('td', {}, el('span', { class: 'status ' + o.status, 'data-status': o.status }, o.status)),
       el('td', {}, o.status === 'ready' && SERVE[o.type] ? el('button', { onclick: () => serve(o) }, 'Mark ' + SERVE[o.type].replace('_', ' ')) : null,
         o.type !== 'dine_in' ? el('button', { class: 'secondary', 'data-bill-order': o.id, onclick: () => openOrderCheck(o.id) }, 'Bill') : null))))) : el('p', { class: 'muted' }, 'None.'));

@@ -65,7 +65,8 @@ enum Device {
         #[arg(long)]
         station: String,
     },
-    /// A bump bar: type a ticket (order) id to bump it, `r ID` to recall.
+    /// A bump bar: type a ticket (order) id to bump it, `r ID` to recall, `a ID` to acknowledge
+    /// its allergy note.
     BumpBar {
         /// Station.
         #[arg(long)]
@@ -229,14 +230,18 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-/// Reads ticket ids from stdin and publishes bumps (`r ID` recalls).
+/// Reads ticket ids from stdin and publishes bumps (`r ID` recalls, `a ID` acknowledges the
+/// order's allergy note).
 fn spawn_bump_input(client: AsyncClient, topic: String) {
     std::thread::spawn(move || {
         for line in std::io::stdin().lock().lines().map_while(Result::ok) {
             let line = line.trim();
-            let (action, ticket) = match line.strip_prefix("r ") {
-                Some(id) => (BumpAction::Recall, id.trim()),
-                None => (BumpAction::Bump, line),
+            let (action, ticket) = if let Some(id) = line.strip_prefix("r ") {
+                (BumpAction::Recall, id.trim())
+            } else if let Some(id) = line.strip_prefix("a ") {
+                (BumpAction::AckAllergy, id.trim())
+            } else {
+                (BumpAction::Bump, line)
             };
             if ticket.is_empty() {
                 continue;

@@ -510,3 +510,43 @@ test('each station bumps its own part; the expo shows which are done and the ord
   await expo.screenshot({ path: path.join(ARTIFACTS, 'kitchen-expo.png'), fullPage: true });
   for (const p of [grill, expo, bar]) await p.context().close();
 });
+
+test("a guest's allergy note is read at every station before the first bump", async () => {
+  const staff = (await api('POST', '/api/v1/auth/login', { username: 'kim', password: 'kitchen-pass-1' })).data.token;
+  const [, t2] = await tables();
+  const customer = await phone();
+  await customer.goto(base + '/t/' + t2.qr_token);
+  await customer.waitForSelector('[data-add=burger]');
+  const grill = await signedIn('/kitchen?station=grill', 'kim', 'kitchen-pass-1');
+  await grill.waitForSelector('#tk-h');
+  await addBurger(customer);
+  await customer.fill('#allergy', 'peanuts, severe');
+  await customer.click('#place');
+  const id = await (await customer.waitForSelector('[data-order]')).getAttribute('data-order');
+  // The grill's ticket shows the note large, and asks for it to be read instead of "Done".
+  const note = await grill.waitForSelector(`.ticket[data-order="${id}"] [data-allergy][data-acked="0"]`, { timeout: 5000 });
+  assert.match(await note.textContent(), /ALLERGY: peanuts, severe/);
+  assert.equal(await grill.$(`.ticket[data-order="${id}"] [data-bump]`), null);
+  await grill.screenshot({ path: path.join(ARTIFACTS, 'kitchen-allergy.png'), fullPage: true });
+  // The bump bar's first press acknowledges it; the order has not moved.
+  await grill.click('#tk-h');
+  const tickets = await grill.$$eval('.ticket', (ts) => ts.map((t) => t.dataset.order));
+  await grill.keyboard.press(String(tickets.indexOf(id) + 1));
+  await grill.keyboard.press('Enter');
+  await grill.waitForSelector(`.ticket[data-order="${id}"] [data-allergy][data-acked="1"]`, { timeout: 5000 });
+  let order = (await api('GET', '/api/v1/orders/' + id, undefined, staff)).data;
+  assert.deepEqual(order.allergy, { note: 'peanuts, severe', acked: ['grill'] });
+  assert.equal(order.status, 'placed');
+  // The next press bumps: the grill is the order's only station, so it is ready.
+  await grill.keyboard.press('Enter');
+  await customer.waitForSelector(`[data-order="${id}"] [data-status=ready]`, { timeout: 5000 });
+  // A waiter's order with a note: the expo reads it for every station of the order at once.
+  const expo = await signedIn('/kitchen', 'kim', 'kitchen-pass-1');
+  const o = (await api('POST', '/api/v1/orders', { type: 'takeaway', allergy: 'milk', items: [{ item_id: 'tave_kosi', quantity: 1 }, { item_id: 'espresso', quantity: 1 }] }, staff)).data;
+  await expo.click(`.ticket[data-order="${o.id}"] [data-ack]`);
+  await expo.waitForSelector(`.ticket[data-order="${o.id}"] [data-allergy][data-acked="1"]`, { timeout: 5000 });
+  await expo.waitForSelector(`.ticket[data-order="${o.id}"] [data-bump]`);
+  order = (await api('GET', '/api/v1/orders/' + o.id, undefined, staff)).data;
+  assert.deepEqual(order.allergy.acked, ['bar', 'grill']);
+  for (const p of [customer, grill, expo]) await p.context().close();
+});
