@@ -1378,13 +1378,17 @@ impl Hub {
         }
     }
 
-    /// Ids of the open jobs of one printer.
+    /// Ids of the open jobs of one printer, oldest first: a printer that comes back prints its
+    /// queue in the order the tickets were made.
     fn jobs_of(&self, dev: &str) -> Vec<String> {
-        self.jobs
+        let mut jobs: Vec<(u64, &str)> = self
+            .jobs
             .values()
             .filter(|j| j.row.printer == dev)
-            .map(|j| j.row.job_id.clone())
-            .collect()
+            .map(|j| (j.row.created_at, j.row.job_id.as_str()))
+            .collect();
+        jobs.sort_unstable();
+        jobs.into_iter().map(|(_, id)| id.to_owned()).collect()
     }
 
     async fn fail_all(&mut self, dev: &str, reason: &str) {

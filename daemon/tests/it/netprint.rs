@@ -1,6 +1,7 @@
 //! Printers on the LAN, driven by the box over raw TCP, against the ESC/POS printer emulator
 //! (`orderd_plugins::printer_emu`): a job printed once, paper out failing over to the backup
-//! marked REPRINT with the device's state reported, a connection cut mid-job printed again
+//! marked REPRINT with the device's state reported, a printer without a backup keeping its
+//! queue until it is back, a connection cut mid-job printed again
 //! marked REPRINT, a stalled printer holding up nobody else, and registration checks; and
 //! printers on USB, driven through a device path (the emulator behind a pseudo-terminal).
 
@@ -129,6 +130,44 @@ async fn paper_out_fails_over_to_the_backup_marked_reprint() {
             .then_some(())
     })
     .await;
+    s.stop().await;
+}
+
+/// A printer with no backup that runs out of paper: staff are alerted (the device's state is
+/// an event for staff messaging), its jobs wait for it, and when paper is back each prints
+/// once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_printer_without_a_backup_keeps_its_queue_until_it_is_back() {
+    let s = TestServer::start().await;
+    let emu = Emulator::start().await.unwrap();
+    add_printer(&s, "solo", "grill", &emu, false).await;
+    place(&s, json!([{"item_id": "tave_kosi", "quantity": 1}])).await;
+    printed(&emu, 1).await;
+    emu.set_state(PrinterState::PaperOut);
+    s.wait_device("solo", "state", json!("paper_out")).await;
+    for n in [2, 3] {
+        place(&s, json!([{"item_id": "tave_kosi", "quantity": n}])).await;
+    }
+    eventually("the paper-out alert", WAIT, || async {
+        let events = s.state().events.read(1, 10_000).ok()?;
+        events
+            .iter()
+            .any(|e| {
+                matches!(&e.kind,
+                    orderd_protocol::EventKind::DeviceStatus { device, state, .. }
+                        if device == "solo" && state == "paper_out")
+            })
+            .then_some(())
+    })
+    .await;
+    crate::common::quiet(Duration::from_millis(700)).await;
+    assert_eq!(emu.printed().len(), 1, "nothing printed without paper");
+    emu.set_state(PrinterState::Ready);
+    let jobs = printed(&emu, 3).await;
+    assert!(jobs[1].contains("2x Baked lamb"), "{jobs:?}");
+    assert!(jobs[2].contains("3x Baked lamb"), "{jobs:?}");
+    crate::common::quiet(Duration::from_millis(700)).await;
+    assert_eq!(emu.printed().len(), 3, "each job once");
     s.stop().await;
 }
 
