@@ -195,6 +195,8 @@ struct Hub {
     counting: Option<tokio::sync::oneshot::Receiver<BTreeMap<String, u64>>>,
     /// When the last count started.
     counted_at: Option<Instant>,
+    /// The last event handled when that count started: an idle kitchen is not counted again.
+    counted_seq: u64,
     counted: JobCounters,
     /// Bump-bar presses for [`write_bumps`].
     bumps: tokio::sync::mpsc::Sender<(String, Bump)>,
@@ -419,6 +421,7 @@ impl Hub {
             relays: Relays::default(),
             counting: None,
             counted_at: None,
+            counted_seq: 0,
             flushing: None,
             counted: JobCounters::new(&state.metrics),
             bumps,
@@ -461,13 +464,13 @@ impl Hub {
 
     /// Whether the periodic tick has work: boards to publish, jobs out for printing (resends
     /// and timeouts), rows, alerts or a cursor not yet stored, or a truncated board whose
-    /// total is counted again every [`RECOUNT_EVERY`]. Read when the loop waits, so a count
-    /// that falls due later must keep the tick running: nothing else would wake the loop.
+    /// total is to be counted again ([`Hub::recount_wanted`]). Read when the loop waits, so a
+    /// count that falls due later must keep the tick running: nothing else would wake the loop.
     fn needs_tick(&self) -> bool {
         !self.dirty_boards.is_empty()
             || self.relays.pending()
             || self.counting.is_some()
-            || self.boards.any_truncated()
+            || self.recount_wanted()
             || !self.resend_due.is_empty()
             || !self.resend_queue.is_empty()
             || !self.closed.is_empty()
@@ -1555,6 +1558,14 @@ impl Hub {
         self.dirty_boards.extend(stations);
     }
 
+    /// Whether a truncated board's total is to be counted again, now or when
+    /// [`RECOUNT_EVERY`] has passed: events came since the last count (an idle kitchen's
+    /// totals stand, and its store is not read every 10 s).
+    fn recount_wanted(&self) -> bool {
+        self.boards.any_truncated()
+            && (self.counted_at.is_none() || self.handled > self.counted_seq)
+    }
+
     /// Whether a truncated board's total should be counted again.
     fn count_due(&self) -> bool {
         self.counted_at.is_none_or(|t| t.elapsed() >= RECOUNT_EVERY)
@@ -1575,7 +1586,7 @@ impl Hub {
             }
             return;
         }
-        if !self.boards.any_truncated() || !self.count_due() {
+        if !self.recount_wanted() || !self.count_due() {
             return;
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -1592,6 +1603,7 @@ impl Hub {
         });
         self.counting = Some(rx);
         self.counted_at = Some(Instant::now());
+        self.counted_seq = self.handled;
     }
 
     async fn on_tick(&mut self) {
