@@ -6,11 +6,15 @@
 // (a keyboard) works it: select the next or previous ticket, bump, recall, digits for the n-th
 // ticket (`[kitchen.bump_keys]`). An order's allergy note is shown large on its tickets; each
 // station acknowledges it before its first bump (the bump key's first press on such a ticket
-// acknowledges it; on the expo, it is acknowledged for every station of the order).
+// acknowledges it; on the expo, it is acknowledged for every station of the order). Made for a
+// wall screen read from two metres: a dark theme, a grid of cards that fills the screen, each
+// card's header coloured by the ticket's age with a running timer, the all-day counts of what is
+// open, and pages of 20 tickets (PageDown / PageUp, or the buttons) when there are more.
 'use strict';
 (async () => {
   const { boot, el, api, live } = O;
   const app = document.getElementById('app');
+  document.body.classList.add('kds');
   await O.signIn(app, 'Kitchen');
   const station = new URLSearchParams(location.search).get('station') || '';
   const NEXT = { placed: ['accepted', 'Accept'], accepted: ['preparing', 'Start'], preparing: ['ready', 'Ready'] };
@@ -33,10 +37,15 @@
   }
   const soundCue = el('button', { id: 'sound', class: 'secondary', onclick: () => { O.unlockSound(); setTimeout(renderSound, 200); } });
   const ticketsBox = el('section', { 'aria-labelledby': 'tk-h' });
+  const allDayBox = el('div', { id: 'all-day', class: 'all-day', 'aria-label': 'All day' });
+  const pager = el('div', { id: 'pager', class: 'row pager' });
+  // Tickets per page: 20 fit a 1080p screen without scrolling.
+  const PAGE = 20;
+  let page = 0;
   const readyBox = el('section', {});
   const soldBox = el('details', {});
   app.replaceChildren(O.nav(), el('div', { class: 'bar' }, el('h1', { id: 'tk-h' }, 'Kitchen' + (station ? ' - ' + station : '')), soundCue),
-    el('nav', { 'aria-label': 'Stations', id: 'stations' }), msg, ticketsBox, readyBox, soldBox);
+    el('nav', { 'aria-label': 'Stations', id: 'stations' }), allDayBox, msg, pager, ticketsBox, readyBox, soldBox);
   // The first tap anywhere unlocks sound (browsers block audio until the user interacts).
   document.addEventListener('pointerdown', () => { O.unlockSound(); setTimeout(renderSound, 200); }, { once: true });
 
@@ -91,23 +100,38 @@
 
   function age(o) { return (Date.now() - Date.parse(o.created_at)) / 1000; }
 
+  /** A ticket's age class: fresh, warn or late (`[kitchen] age_warn_secs`, `age_late_secs`). */
+  function ageClass(secs) { return secs >= boot.age_late_secs ? 'late' : secs >= boot.age_warn_secs ? 'warn' : 'fresh'; }
+
+  /** A running timer, `m:ss`. */
+  function timer(secs) {
+    const s = Math.max(0, Math.floor(secs));
+    return Math.floor(s / 60) + ':' + String(s % 60).padStart(2, '0');
+  }
+
+  /** The all-day counts: how many of each item the open tickets still need, most first. */
+  function allDay(open) {
+    const n = new Map();
+    for (const o of open) for (const l of linesFor(o)) n.set(l.name, (n.get(l.name) || 0) + l.quantity);
+    return [...n].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
+  }
+
   // The bump bar's selection: the selected ticket's order id (the first one when none).
   let selected = null;
   let lastBumped = null;
   function openTickets() {
     return [...orders.values()].filter((o) => OPEN.includes(o.status) && linesFor(o).length && !doneHere(o))
-      .sort((a, b) => a.created_at.localeCompare(b.created_at));
+      .sort((a, b) => a.created_at.localeCompare(b.created_at) || a.daily_seq - b.daily_seq);
   }
 
   function ticket(o) {
     const secs = age(o);
-    const cls = secs >= boot.age_late_secs ? 'late' : secs >= boot.age_warn_secs ? 'warn' : '';
     const next = NEXT[o.status];
-    const mins = Math.max(0, Math.floor(secs / 60));
     const sel = o.id === selected;
     const due = ackDue(o);
-    return el('article', { class: 'ticket ' + cls + (sel ? ' selected' : '') + (o.allergy ? ' allergy' : ''), 'data-order': o.id, 'data-status': o.status, 'aria-label': 'Order ' + o.number + (o.allergy ? ', allergy' : ''), 'aria-current': sel ? 'true' : null },
-      el('div', { class: 'head' }, el('span', {}, '#' + String(o.daily_seq).padStart(3, '0')), el('span', {}, o.table_label || o.type), el('span', { class: 'age' }, mins + ' min')),
+    return el('article', { class: 'ticket ' + ageClass(secs) + (sel ? ' selected' : '') + (o.allergy ? ' allergy' : ''), 'data-order': o.id, 'data-status': o.status, 'data-since': o.created_at, 'aria-label': 'Order ' + o.number + (o.allergy ? ', allergy' : ''), 'aria-current': sel ? 'true' : null },
+      el('div', { class: 'head' }, el('span', { class: 'num' }, '#' + String(o.daily_seq).padStart(3, '0')), el('span', { class: 'where' }, o.table_label || o.type.replace('_', ' ')), el('span', { class: 'age', role: 'timer' }, timer(secs))),
+      el('div', { class: 'body' },
       el('div', { class: 'muted' }, o.number + ' · ' + o.status),
       o.allergy ? el('div', { class: 'allergy-note' + (due.length ? '' : ' acked'), 'data-allergy': o.id, 'data-acked': due.length ? '0' : '1', role: 'alert' },
         'ALLERGY: ' + o.allergy.note + (due.length ? '' : ' (read)')) : null,
@@ -119,8 +143,19 @@
       station ? null : el('div', { class: 'row' }, stationsOf(o).map(([s, done]) => el('span', { class: 'status ' + (done ? 'ready' : ''), 'data-station-done': s, 'data-done': done ? '1' : '0' }, s + (done ? ': done' : ': cooking')))),
       due.length ? el('button', { class: 'ack', 'data-ack': o.id, onclick: () => ackAllergy(o) }, 'Allergy read')
         : station ? el('button', { 'data-bump': o.id, onclick: () => stationBump(o, 'bump') }, 'Done')
-          : next ? el('button', { 'data-bump': o.id, onclick: () => move(o, next[0]) }, next[1]) : null);
+          : next ? el('button', { 'data-bump': o.id, onclick: () => move(o, next[0]) }, next[1]) : null));
   }
+
+  // The timers run every second, and a card's colour follows its age, without a redraw.
+  setInterval(() => {
+    for (const t of ticketsBox.querySelectorAll('.ticket[data-since]')) {
+      const secs = (Date.now() - Date.parse(t.dataset.since)) / 1000;
+      const a = t.querySelector('.age');
+      if (a) a.textContent = timer(secs);
+      const cls = ageClass(secs);
+      if (!t.classList.contains(cls)) { t.classList.remove('fresh', 'warn', 'late'); t.classList.add(cls); }
+    }
+  }, 1000);
 
   /** A bump of this station's part (or, with `recall`, taking it back). */
   async function stationBump(o, action) {
@@ -141,13 +176,34 @@
 
   function render() {
     const open = openTickets();
-    if (!open.some((o) => o.id === selected)) selected = open.length ? open[0].id : null;
-    ticketsBox.replaceChildren(open.length ? el('div', { class: 'tickets' }, open.map(ticket)) : el('p', { class: 'muted' }, 'No open tickets.'));
+    if (!open.some((o) => o.id === selected)) selected = open.length ? open[Math.min(page * PAGE, open.length - 1)].id : null;
+    // The page follows the bump bar's selection.
+    const pages = Math.max(1, Math.ceil(open.length / PAGE));
+    const at = open.findIndex((o) => o.id === selected);
+    if (at >= 0) page = Math.floor(at / PAGE);
+    page = Math.min(page, pages - 1);
+    const shown = open.slice(page * PAGE, page * PAGE + PAGE);
+    ticketsBox.replaceChildren(open.length ? el('div', { class: 'tickets' }, shown.map(ticket)) : el('p', { class: 'muted' }, 'No open tickets.'));
+    pager.replaceChildren(...(pages > 1 ? [
+      el('button', { class: 'secondary', 'data-page': 'previous', disabled: page === 0, onclick: () => turn(-1) }, 'Previous page'),
+      el('span', { 'data-pages': pages }, 'Page ' + (page + 1) + ' of ' + pages + ' (' + open.length + ' tickets)'),
+      el('button', { class: 'secondary', 'data-page': 'next', disabled: page >= pages - 1, onclick: () => turn(1) }, 'Next page')] : []));
+    const counts = allDay(open);
+    allDayBox.replaceChildren(...(counts.length ? [el('strong', {}, 'All day: '), ...counts.map(([name, n]) => el('span', { class: 'chip', 'data-all-day': name }, n + ' × ' + name))] : []));
     const ready = recallable();
     readyBox.replaceChildren(el('h2', {}, station ? 'Done here' : 'Ready'), ready.length ? el('div', { class: 'row' }, ready.map((o) => el('span', { class: 'row', 'data-ready': o.id },
       el('span', { class: 'status ready' }, '#' + String(o.daily_seq).padStart(3, '0')),
       el('button', { class: 'secondary', 'data-recall': o.id, onclick: () => (station ? stationBump(o, 'recall') : recall(o)) }, 'Recall')))) : el('p', { class: 'muted' }, '—'));
     renderBanner();
+  }
+
+  /** Turns the page (and the selection with it). */
+  function turn(by) {
+    const open = openTickets();
+    const pages = Math.max(1, Math.ceil(open.length / PAGE));
+    page = Math.min(Math.max(page + by, 0), pages - 1);
+    selected = open.length ? open[page * PAGE].id : null;
+    render();
   }
 
   function renderBanner() {
@@ -192,7 +248,8 @@
     let handled = true;
     if (keys.next.includes(e.key)) selected = open.length ? open[Math.min(at + 1, open.length - 1)].id : null;
     else if (keys.previous.includes(e.key)) selected = open.length ? open[Math.max(at - 1, 0)].id : null;
-    else if (keys.numbers && /^[1-9]$/.test(e.key)) { const o = open[Number(e.key) - 1]; if (o) selected = o.id; }
+    else if (keys.numbers && /^[1-9]$/.test(e.key)) { const o = open[page * PAGE + Number(e.key) - 1]; if (o) selected = o.id; }
+    else if (e.key === 'PageDown' || e.key === 'PageUp') { turn(e.key === 'PageDown' ? 1 : -1); e.preventDefault(); return; }
     else if (keys.bump.includes(e.key)) {
       const o = open.find((x) => x.id === selected) || open[0];
       // An allergy ticket: the first press acknowledges the note, the next one bumps.

@@ -550,3 +550,47 @@ test("a guest's allergy note is read at every station before the first bump", as
   assert.deepEqual(order.allergy.acked, ['bar', 'grill']);
   for (const p of [customer, grill, expo]) await p.context().close();
 });
+
+test('the kitchen display fills a 1080p wall screen: 20 tickets without scrolling, then pages; timers, all-day counts', async () => {
+  const staff = (await api('POST', '/api/v1/auth/login', { username: 'kim', password: 'kitchen-pass-1' })).data.token;
+  for (let i = 0; i < 25; i++) {
+    const r = await api('POST', '/api/v1/orders', { type: 'takeaway', items: [{ item_id: 'greek_salad', quantity: 1 }] }, staff);
+    assert.equal(r.status, 201);
+  }
+  const open = (await api('GET', '/api/v1/orders/active?limit=200', undefined, staff)).data.data
+    .filter((o) => o.items.some((l) => l.station === 'cold') && !(o.stations_done || []).includes('cold'));
+  const salads = open.reduce((n, o) => n + o.items.filter((l) => l.station === 'cold').reduce((m, l) => m + l.quantity, 0), 0);
+  const wall = await signedIn('/kitchen?station=cold', 'kim', 'kitchen-pass-1', { width: 1920, height: 1080 });
+  await wall.waitForSelector('.ticket');
+  // Twenty cards, every one of them whole on the screen.
+  assert.equal(await wall.$$eval('.ticket', (ts) => ts.length), 20);
+  const outside = await wall.$$eval('.ticket', (ts) => ts.filter((t) => { const r = t.getBoundingClientRect(); return r.bottom > 1080 || r.right > 1920; }).length);
+  assert.equal(outside, 0, 'tickets below the fold');
+  // Each header shows its number and its timer whole.
+  const clipped = await wall.$$eval('.ticket', (ts) => ts.filter((t) => {
+    const card = t.getBoundingClientRect();
+    return [...t.querySelectorAll('.head .num, .head .age')].some((e) => { const r = e.getBoundingClientRect(); return r.left < card.left || r.right > card.right; });
+  }).length);
+  assert.equal(clipped, 0, 'headers cut off');
+  assert.match(await wall.textContent('#pager'), new RegExp(`Page 1 of ${Math.ceil(open.length / 20)} \\(${open.length} tickets\\)`));
+  // The all-day count is the sum of what is open at the station.
+  assert.match(await wall.textContent('#all-day'), new RegExp(`${salads} × Greek salad`));
+  // A running timer in each header, and the dark theme.
+  const t1 = await wall.textContent('.ticket .age');
+  assert.match(t1, /^\d+:\d\d$/);
+  await wall.waitForFunction((t) => document.querySelector('.ticket .age').textContent !== t, t1, { timeout: 3000 });
+  assert.equal(await wall.evaluate(() => getComputedStyle(document.body).backgroundColor), 'rgb(18, 18, 18)');
+  await wall.screenshot({ path: path.join(ARTIFACTS, 'kitchen-1080p.png') });
+  // The next page holds the rest; the bump bar's selection turns the page with it.
+  await wall.keyboard.press('PageDown');
+  await wall.waitForSelector('#pager >> text=Page 2');
+  assert.equal(await wall.$$eval('.ticket', (ts) => ts.length), Math.min(20, open.length - 20));
+  await wall.keyboard.press('PageUp');
+  await wall.waitForSelector('#pager >> text=Page 1');
+  for (let i = 0; i < 20; i++) await wall.keyboard.press('ArrowRight');
+  await wall.waitForSelector('#pager >> text=Page 2');
+  // On a phone it still fits the width.
+  await wall.setViewportSize({ width: 390, height: 800 });
+  assert.ok(await wall.evaluate(() => document.documentElement.scrollWidth <= 390), 'fits 390 px');
+  await wall.context().close();
+});
