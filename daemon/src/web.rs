@@ -137,6 +137,7 @@ fn common_boot(state: &AppStateRef, page: &str) -> Value {
     json!({
         "page": page,
         "site": raw.site.id,
+        "restaurant": raw.site.name,
         "currency": state.rules.currency,
         "minor_digits": state.rules.billing.minor_digits,
         "default_lang": state.rules.default_language,

@@ -1,11 +1,14 @@
-// orderd customer page (/t/{token}): the menu in the guest's language with allergens, live
+// orderd customer page (/t/{token}): the restaurant's name, category tabs that stay in view, the
+// menu in the guest's language with allergens as marked labels and prices in the locale's
+// format, a cart bar with count and total that stays in view, live
 // sold-out items, modifiers, a cart, phone verification when the box requires it, one order per
 // tap (idempotency key), live status of this phone's own orders only, and the table's running
 // bill with a button that asks the waiter for it.
 'use strict';
 (() => {
-  const { boot, el, money, api, live } = O;
+  const { boot, el, api, live } = O;
   const app = document.getElementById('app');
+  document.body.classList.add('guest');
   const T = {
     en: {
       lang: 'Language', table: 'Table', menu: 'Menu', add: 'Add', soldout: 'Sold out', contains: 'Contains',
@@ -19,7 +22,7 @@
       open_telegram: 'Open Telegram to get your code', unavailable: 'Ordering from the table is not available right now. Please ask a member of staff.',
       status_placed: 'Received', status_accepted: 'Accepted', status_preparing: 'Being prepared', status_ready: 'Ready',
       status_served: 'Served', status_picked_up: 'Picked up', status_delivered: 'Delivered', status_cancelled: 'Cancelled', status_out_for_delivery: 'On its way', live: 'Live updates paused — reconnecting…',
-      increase: 'One more', decrease: 'One less',
+      increase: 'One more', decrease: 'One less', view_cart: 'View your order', categories: 'Categories',
       bill: 'Your bill', bill_total: 'Total', bill_paid: 'Paid', bill_due: 'To pay', vat: 'VAT included',
       ask_bill: 'Ask for the bill', bill_asked: 'The waiter is on the way with your bill.', refresh: 'Refresh',
     },
@@ -35,7 +38,7 @@
       open_telegram: 'Hapni Telegram për të marrë kodin', unavailable: 'Porositja nga tavolina nuk është e mundur tani. Ju lutemi pyesni stafin.',
       status_placed: 'U mor', status_accepted: 'U pranua', status_preparing: 'Po përgatitet', status_ready: 'Gati',
       status_served: 'U shërbye', status_picked_up: 'U mor', status_delivered: 'U dorëzua', status_cancelled: 'U anulua', status_out_for_delivery: 'Në rrugë', live: 'Përditësimet janë ndalur — po rilidhet…',
-      increase: 'Një më shumë', decrease: 'Një më pak',
+      increase: 'Një më shumë', decrease: 'Një më pak', view_cart: 'Shiko porosinë', categories: 'Kategoritë',
       bill: 'Llogaria juaj', bill_total: 'Totali', bill_paid: 'Paguar', bill_due: 'Për të paguar', vat: 'TVSH e përfshirë',
       ask_bill: 'Kërko llogarinë', bill_asked: 'Kamarieri po vjen me llogarinë.', refresh: 'Rifresko',
     },
@@ -59,6 +62,7 @@
   let placing = false;
   let customer = sessionStorage.getItem('orderd.customer');
   const streams = new Map();
+  let catObserver = null;
   let menuStream = null;
 
   const head = el('header', {});
@@ -70,7 +74,17 @@
   const mineBox = el('section', { 'aria-labelledby': 'mine-h' });
   const billBox = el('section', { id: 'bill', 'aria-labelledby': 'bill-h', 'aria-live': 'polite' });
   const dialog = el('dialog', { 'aria-labelledby': 'dlg-h' });
-  app.replaceChildren(head, msg, menuBox, cartBox, verifyBox, mineBox, billBox, dialog);
+  // The cart bar: how many items and their total, always in view; a tap goes to the order.
+  const cartBar = el('button', { id: 'cart-bar', class: 'cart-bar', hidden: true, onclick: () => cartBox.scrollIntoView({ behavior: 'smooth', block: 'start' }) });
+  app.replaceChildren(head, msg, menuBox, cartBox, verifyBox, mineBox, billBox, dialog, cartBar);
+
+  /** A price in the guest's locale (`1.234,50 €` in Albanian, `€1,234.50` in English). */
+  function price(minor, currency) {
+    const d = boot.minor_digits ?? 2;
+    try {
+      return new Intl.NumberFormat(lang === 'sq' ? 'sq-AL' : 'en-GB', { style: 'currency', currency: currency || boot.currency, minimumFractionDigits: d, maximumFractionDigits: d }).format(minor / 10 ** d);
+    } catch { return O.money(minor, currency); }
+  }
 
   /** The table's running bill, read with the key of this phone's latest order. */
   async function loadBill() {
@@ -82,10 +96,10 @@
     const b = r.data;
     const asked = el('p', { class: 'notice', hidden: !b.bill_requested, 'data-bill-asked': '' }, t('bill_asked'));
     billBox.replaceChildren(el('h2', { id: 'bill-h' }, t('bill')),
-      ...b.lines.filter((l) => l.quantity > 0).map((l) => el('div', { class: 'item' }, el('span', {}, l.quantity + ' × ' + l.name), el('span', { class: 'price' }, money(l.net)))),
-      el('p', {}, el('strong', { 'data-bill-total': '' }, t('bill_total') + ' ' + money(b.total)),
-        b.paid ? ' · ' + t('bill_paid') + ' ' + money(b.paid) + ' · ' + t('bill_due') + ' ' + money(b.balance) : ''),
-      el('p', { class: 'muted' }, b.vat.map((v) => t('vat') + ' ' + v.rate_bp / 100 + '%: ' + money(v.vat)).join(' · ')),
+      ...b.lines.filter((l) => l.quantity > 0).map((l) => el('div', { class: 'item' }, el('span', {}, l.quantity + ' × ' + l.name), el('span', { class: 'price' }, price(l.net)))),
+      el('p', {}, el('strong', { 'data-bill-total': '' }, t('bill_total') + ' ' + price(b.total)),
+        b.paid ? ' · ' + t('bill_paid') + ' ' + price(b.paid) + ' · ' + t('bill_due') + ' ' + price(b.balance) : ''),
+      el('p', { class: 'muted' }, b.vat.map((v) => t('vat') + ' ' + v.rate_bp / 100 + '%: ' + price(v.vat)).join(' · ')),
       el('p', { class: 'row' },
         el('button', { id: 'ask-bill', disabled: b.bill_requested, onclick: async () => {
           const a = await api('POST', '/api/v1/orders/' + encodeURIComponent(m.id) + '/bill-request', { lang }, headers);
@@ -105,25 +119,38 @@
       id: 'lang', onchange: (e) => { lang = e.target.value; localStorage.setItem('orderd.lang', lang); loadMenu(); renderAll(); },
     }, el('option', { value: 'en', selected: lang === 'en' }, 'English'), el('option', { value: 'sq', selected: lang === 'sq' }, 'Shqip'));
     head.replaceChildren(el('div', { class: 'bar' },
-      el('h1', {}, t('table') + ' ' + boot.table.label),
+      el('div', {}, boot.restaurant ? el('div', { class: 'restaurant', id: 'restaurant' }, boot.restaurant) : null, el('h1', {}, t('table') + ' ' + boot.table.label)),
       el('div', {}, el('label', { for: 'lang', class: 'inline' }, t('lang')), pick)));
   }
 
   function renderMenu() {
     if (!menu) return;
-    const out = [el('h2', { id: 'menu-h' }, t('menu'))];
-    for (const c of menu.categories) {
-      out.push(el('h3', {}, c.name));
+    // Category tabs that stay at the top while the guest scrolls.
+    const tabs = el('nav', { class: 'tabs', id: 'cat-tabs', 'aria-label': t('categories') },
+      menu.categories.map((c, n) => el('a', { href: '#cat-' + n, 'data-cat': n }, c.name)));
+    const out = [el('h2', { id: 'menu-h' }, t('menu')), tabs];
+    menu.categories.forEach((c, n) => {
+      out.push(el('h3', { id: 'cat-' + n, class: 'cat' }, c.name));
       for (const i of c.items) {
-        const allergens = i.allergens && i.allergens.length ? el('div', { class: 'allergens' }, t('contains') + ': ' + i.allergens.join(', ')) : null;
+        const allergens = i.allergens && i.allergens.length ? el('div', { class: 'allergens' }, t('contains') + ': ', ...i.allergens.map((a) => el('span', { class: 'tag' }, a))) : null;
         out.push(el('div', { class: 'item', 'data-item': i.id },
           el('div', {}, el('div', { class: 'name' }, i.name), i.description ? el('div', { class: 'muted' }, i.description) : null, allergens),
-          el('div', { class: 'row' }, el('span', { class: 'price' }, money(i.price, i.currency)),
+          el('div', { class: 'row' }, el('span', { class: 'price', 'data-price': i.id }, price(i.price, i.currency)),
             el('button', { 'data-add': i.id, disabled: !i.available, 'aria-label': t('add') + ' ' + i.name, onclick: () => choose(i) },
               i.available ? t('add') : t('soldout')))));
       }
-    }
+    });
     menuBox.replaceChildren(...out);
+    // The tab of the category in view is marked as the guest scrolls.
+    if (catObserver) catObserver.disconnect();
+    if ('IntersectionObserver' in window) {
+      const seen = catObserver = new IntersectionObserver((entries) => {
+        for (const e of entries) if (e.isIntersecting) {
+          for (const a of tabs.children) a.setAttribute('aria-current', a.getAttribute('href') === '#' + e.target.id ? 'true' : 'false');
+        }
+      }, { rootMargin: '-60px 0px -70% 0px' });
+      for (const h of menuBox.querySelectorAll('h3.cat')) seen.observe(h);
+    }
   }
 
   function setAvailable(id, available) {
@@ -163,13 +190,16 @@
           el('button', { class: 'secondary', onclick: () => { cart.splice(n, 1); changed(); } }, t('remove')))));
     });
     const unavailable = boot.otp_required && !boot.channels.length;
-    if (cart.length) out.push(el('p', { class: 'price' }, t('total') + ': ' + money(total)));
+    if (cart.length) out.push(el('p', { class: 'price' }, t('total') + ': ' + price(total)));
     // The same field each time (its text and focus survive a redraw of the cart).
     if (cart.length) out.push(el('label', { for: 'allergy' }, t('allergy')), allergyInput);
     if (unavailable) out.push(el('p', { class: 'error' }, t('unavailable')));
     const blocked = cart.some((l) => { const i = items.get(l.item_id); return !i || !i.available; });
     out.push(el('button', { id: 'place', disabled: !cart.length || placing || blocked || unavailable, onclick: place }, placing ? t('placing') : t('place')));
     cartBox.replaceChildren(...out);
+    const count = cart.reduce((n, l) => n + l.quantity, 0);
+    cartBar.hidden = !count;
+    cartBar.replaceChildren(el('span', { class: 'count' }, String(count)), el('span', {}, t('view_cart')), el('span', { class: 'price' }, price(total)));
   }
 
   function choose(item) {
@@ -253,7 +283,7 @@
     if (!mine.length) { mineBox.replaceChildren(); return; }
     mineBox.replaceChildren(el('h2', { id: 'mine-h' }, t('mine')),
       ...mine.map((m) => el('div', { class: 'item', 'data-order': m.id },
-        el('div', {}, el('div', { class: 'name' }, m.number), m.total !== undefined ? el('div', { class: 'muted' }, money(m.total)) : null),
+        el('div', {}, el('div', { class: 'name' }, m.number), m.total !== undefined ? el('div', { class: 'muted' }, price(m.total)) : null),
         el('span', { class: 'status ' + m.status, 'data-status': m.status }, t('status_' + m.status)))));
   }
 

@@ -122,9 +122,26 @@ test('a customer orders on a phone, the kitchen sees it live, bumps it, and the 
   await customer.selectOption('#lang', 'en');
   await customer.waitForSelector('text=Your order');
 
+  // The restaurant's name heads the page; prices are in the locale's format.
+  assert.ok((await customer.textContent('#restaurant')).trim().length > 0);
+  assert.match(await customer.textContent('[data-price=burger]'), /^€\d+\.\d\d$/);
+  // The category tabs stay at the top while the guest scrolls, and a tab goes to its category.
+  await customer.evaluate(() => window.scrollTo(0, document.body.scrollHeight));
+  const tabsTop = await customer.$eval('#cat-tabs', (n) => n.getBoundingClientRect().top);
+  assert.ok(tabsTop >= 0 && tabsTop < 5, 'tabs in view at ' + tabsTop);
+  await customer.click('#cat-tabs a[data-cat="0"]');
+  await customer.waitForFunction(() => Math.abs(document.getElementById('cat-0').getBoundingClientRect().top - 60) < 40, null, { timeout: 3000 });
+  assert.equal(await customer.isVisible('#cart-bar'), false, 'no cart bar with an empty cart');
+
   const kitchen = await signedIn('/kitchen?station=grill', 'kim', 'kitchen-pass-1');
   await kitchen.waitForSelector('text=No open tickets.');
   await addBurger(customer);
+  // The cart bar shows the count and the total, in view at the bottom of the screen.
+  const bar = await customer.waitForSelector('#cart-bar');
+  assert.match(await bar.textContent(), /^1View your order€\d+\.\d\d$/);
+  const barBox = await bar.boundingBox();
+  assert.ok(barBox.y + barBox.height <= PHONE.height && barBox.y > PHONE.height / 2, 'cart bar at the bottom');
+  assert.ok(await customer.evaluate(() => document.documentElement.scrollWidth <= 360), 'still fits 360 px');
   await customer.click('#place');
   const orderEl = await customer.waitForSelector('[data-order]');
   const id = await orderEl.getAttribute('data-order');
@@ -444,7 +461,7 @@ test("a guest sees the table's running bill and asks for it; the waiter's page s
   await guest.click('#place');
   await guest.waitForSelector('[data-order]');
   const total = await guest.waitForSelector('[data-bill-total]', { timeout: 5000 });
-  assert.match(await total.textContent(), /Total \d+\.\d{2} EUR/);
+  assert.match(await total.textContent(), /Total €\d+\.\d{2}/);
   await guest.click('#ask-bill');
   await guest.waitForSelector('[data-bill-asked]:not([hidden])');
   assert.ok(await guest.evaluate(() => document.documentElement.scrollWidth <= 360), 'fits 360 px');
