@@ -1,4 +1,5 @@
-// orderd admin page (/admin): menu (availability, prices, stock, translations), tables and
+// orderd admin page (/admin): menu (availability, prices, stock, translations; the whole menu
+// exported to and imported from a spreadsheet, CSV, with each problem named by row), tables and
 // their printable QR sheet, users and their approval PINs, devices, print jobs, the
 // notification queue, upload status, analytics drawn as SVG (orders and revenue by hour, top
 // items, prep time), and the day's money: the X report, the cash drawer, closing the day with
@@ -51,7 +52,37 @@
         } }, 'Save');
         return el('tr', {}, el('td', {}, c.name), el('td', {}, nEn), el('td', {}, nSq), el('td', {}, price), el('td', {}, stock), el('td', {}, avail), el('td', {}, save));
       }));
-      body.replaceChildren(table(['Category', 'Name (en)', 'Name (sq)', 'Price', 'Stock', 'Available', ''], rows));
+      // The whole menu as a spreadsheet: export, edit, import (nothing changes unless every row is right).
+      const file = el('input', { type: 'file', id: 'menu-csv', accept: '.csv,text/csv' });
+      const problems = el('div', { id: 'csv-problems', 'aria-live': 'polite' });
+      const exportCsv = async () => {
+        const r = await api('GET', '/api/v1/menu/csv');
+        if (r.status !== 200) return fail(r);
+        const a = el('a', { href: URL.createObjectURL(new Blob([r.data], { type: 'text/csv' })), download: 'menu.csv' });
+        document.body.append(a);
+        a.click();
+        a.remove();
+      };
+      const importCsv = async () => {
+        problems.replaceChildren();
+        if (!file.files.length) return msg.replaceChildren(el('p', { class: 'error', role: 'alert' }, 'Choose a CSV file first.'));
+        let resp;
+        try {
+          resp = await fetch('/api/v1/menu/csv', { method: 'PUT', headers: { authorization: 'Bearer ' + O.staffToken(), 'content-type': 'text/csv' }, body: await file.files[0].text() });
+        } catch { return msg.replaceChildren(el('p', { class: 'error', role: 'alert' }, 'The box cannot be reached.')); }
+        const data = await resp.json().catch(() => null);
+        if (resp.status === 200) { await views.Menu(); return ok('Imported ' + data.items + ' items.'); }
+        const list = (data && data.error && data.error.details && data.error.details.problems) || [];
+        fail({ status: resp.status, data });
+        problems.replaceChildren(el('ul', { class: 'error' }, list.map((p) => el('li', { 'data-problem': '' }, p))));
+      };
+      body.replaceChildren(
+        el('div', { class: 'row' },
+          el('button', { class: 'secondary', id: 'export-csv', onclick: exportCsv }, 'Export CSV'),
+          el('label', { for: 'menu-csv', class: 'inline' }, 'Import a CSV (replaces the whole menu)'), file,
+          el('button', { id: 'import-csv', onclick: importCsv }, 'Import')),
+        problems,
+        table(['Category', 'Name (en)', 'Name (sq)', 'Price', 'Stock', 'Available', ''], rows));
     },
     async Tables() {
       const r = await api('GET', '/api/v1/tables');

@@ -611,3 +611,37 @@ test('the kitchen display fills a 1080p wall screen: 20 tickets without scrollin
   assert.ok(await wall.evaluate(() => document.documentElement.scrollWidth <= 390), 'fits 390 px');
   await wall.context().close();
 });
+
+test("the owner exports the menu as a spreadsheet, adds to it, imports it, and a guest orders the new dish", async () => {
+  const pw = fs.readFileSync(path.join(dir, 'admin-pass'), 'utf8').trim();
+  const owner = await signedIn('/admin#Menu', 'admin', pw);
+  await owner.waitForSelector('#export-csv');
+  const [download] = await Promise.all([owner.waitForEvent('download'), owner.click('#export-csv')]);
+  assert.equal(download.suggestedFilename(), 'menu.csv');
+  const csv = fs.readFileSync(await download.path(), 'utf8');
+  const header = csv.replace(/^\uFEFF/, '').split(/\r?\n/)[0].split(',');
+  const row = (cells) => header.map((h) => cells[h] ?? '').join(',');
+  // A mistake first: the import names the row and column, and changes nothing.
+  const bad = csv.trimEnd() + '\n' + row({ category_id: 'desserts', 'category_name:en': 'Desserts', id: 'baklava', 'name:en': 'Baklava', price: '4.555', station: 'cold', available: 'yes' }) + '\n';
+  const sheet = path.join(dir, 'menu-edit.csv');
+  fs.writeFileSync(sheet, bad);
+  await owner.setInputFiles('#menu-csv', sheet);
+  await owner.click('#import-csv');
+  const problem = await owner.waitForSelector('[data-problem]');
+  assert.match(await problem.textContent(), /^row \d+, price/);
+  assert.equal((await api('GET', '/api/v1/menu?lang=en')).data.categories.some((c) => c.items.some((i) => i.id === 'baklava')), false);
+  // Fixed: imported, listed on the page, and on the guest's menu.
+  fs.writeFileSync(sheet, bad.replace('4.555', '4.50'));
+  await owner.setInputFiles('#menu-csv', sheet);
+  await owner.click('#import-csv');
+  await owner.waitForSelector('text=/Imported \\d+ items/');
+  await owner.waitForSelector('input[aria-label="English name of baklava"]');
+  const [t1] = await tables();
+  const guest = await phone();
+  await guest.goto(base + '/t/' + t1.qr_token);
+  await guest.click('[data-add=baklava]');
+  await guest.click('#dlg-add');
+  await guest.click('#place');
+  await guest.waitForSelector('[data-order] >> text=€4.50');
+  for (const p of [owner, guest]) await p.context().close();
+});

@@ -17,30 +17,56 @@ use crate::error::{AppError, ErrorKind};
 /// A JSON body, parsed strictly.
 pub struct Body<T>(pub T);
 
+/// A request body as bytes (a CSV upload), within the body limit, with the API's errors.
+pub struct RawBody(pub Bytes);
+
+async fn read_body(req: Request, state: &AppStateRef) -> Result<Bytes, AppError> {
+    Bytes::from_request(req, state)
+        .await
+        .map_err(|e: BytesRejection| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                AppError::new(
+                    ErrorKind::PayloadTooLarge,
+                    "body_too_large",
+                    format!(
+                        "the body is larger than {} bytes",
+                        state.settings.raw.limits.max_body_bytes
+                    ),
+                )
+            } else {
+                AppError::new(
+                    ErrorKind::BadRequest,
+                    "unreadable_body",
+                    "the body could not be read",
+                )
+            }
+        })
+}
+
+impl FromRequest<AppStateRef> for RawBody {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &AppStateRef) -> Result<Self, AppError> {
+        // A route that reads raw bodies sets its own limit; name none rather than a wrong one.
+        read_body(req, state).await.map(RawBody).map_err(|e| {
+            if e.code == "body_too_large" {
+                AppError::new(
+                    ErrorKind::PayloadTooLarge,
+                    "body_too_large",
+                    "the body is larger than this request takes (see docs/openapi.json)",
+                )
+            } else {
+                e
+            }
+        })
+    }
+}
+
 impl<T: DeserializeOwned> FromRequest<AppStateRef> for Body<T> {
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &AppStateRef) -> Result<Self, AppError> {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e: BytesRejection| {
-                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    AppError::new(
-                        ErrorKind::PayloadTooLarge,
-                        "body_too_large",
-                        format!(
-                            "the body is larger than {} bytes",
-                            state.settings.raw.limits.max_body_bytes
-                        ),
-                    )
-                } else {
-                    AppError::new(
-                        ErrorKind::BadRequest,
-                        "unreadable_body",
-                        "the body could not be read",
-                    )
-                }
-            })?;
+        let bytes = read_body(req, state).await?;
         // Every body is a JSON object; serde would also read a struct from an array.
         let object = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
         match serde_json::from_slice(&bytes) {

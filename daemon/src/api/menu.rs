@@ -14,6 +14,7 @@ use super::AppStateRef;
 use super::extract::{Body, PathParam, Q, Staff};
 use crate::auth::Role;
 use crate::domain::menu::{self, Localized, Menu, ModifierGroup, StockLevels};
+use crate::domain::menu_csv;
 use crate::domain::orders::stock_events;
 use crate::error::{AppError, ErrorKind};
 use crate::store::tables;
@@ -77,6 +78,85 @@ pub async fn put_menu(
     Body(new): Body<Menu>,
 ) -> Result<Json<Value>, AppError> {
     new.validate(state.rules.max_text)?;
+    let count = replace_menu(&state, new).await?;
+    Ok(Json(json!({ "items": count })))
+}
+
+/// `GET /menu/csv` (admin): the menu as a spreadsheet, one row per item
+/// (`domain::menu_csv`), to edit and import again.
+pub async fn get_menu_csv(
+    State(state): State<AppStateRef>,
+    super::extract::Admin(_): super::extract::Admin,
+) -> axum::response::Response {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    let body = menu_csv::to_csv(&state.shared.menu(), state.rules.billing.minor_digits);
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"menu.csv\"",
+            ),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Largest spreadsheet `PUT /menu/csv` takes (a menu's JSON is small; a spreadsheet of a few
+/// hundred items with their modifier groups is not).
+pub const MENU_CSV_MAX_BYTES: usize = 1 << 20;
+
+/// `PUT /menu/csv` (admin): replaces the whole menu from a spreadsheet, as `PUT /menu` does.
+/// Nothing changes unless every row is right; every problem is listed with its row and column.
+pub async fn put_menu_csv(
+    State(state): State<AppStateRef>,
+    super::extract::Admin(_): super::extract::Admin,
+    super::extract::RawBody(bytes): super::extract::RawBody,
+) -> Result<Json<Value>, AppError> {
+    let invalid = |problems: Vec<String>| {
+        AppError::new(
+            ErrorKind::Unprocessable,
+            "invalid_csv",
+            format!(
+                "the spreadsheet has {} problem(s); see details",
+                problems.len()
+            ),
+        )
+        .with_details(json!({ "problems": problems }))
+    };
+    let text = std::str::from_utf8(&bytes).map_err(|_| {
+        invalid(vec![
+            "the file is not UTF-8 text (save it as CSV UTF-8)".into(),
+        ])
+    })?;
+    let (new, rows) =
+        menu_csv::from_csv(text, state.rules.billing.minor_digits).map_err(invalid)?;
+    if let Err(e) = new.validate(state.rules.max_text) {
+        let problems: Vec<String> = e
+            .details
+            .as_ref()
+            .and_then(|d| d["problems"].as_array())
+            .map_or_else(
+                || vec![e.message.clone()],
+                |p| {
+                    p.iter()
+                        .filter_map(Value::as_str)
+                        .map(|p| menu_csv::row_of_path(p, &new, &rows))
+                        .collect()
+                },
+            );
+        return Err(invalid(problems));
+    }
+    let count = replace_menu(&state, new).await?;
+    Ok(Json(json!({ "items": count })))
+}
+
+/// Replaces the whole menu (checked): items with `stock` get that level; items without stop
+/// being tracked. Returns how many items it has.
+async fn replace_menu(state: &AppStateRef, new: Menu) -> Result<u32, AppError> {
     let count = new.items().count() as u32;
     state
         .writer
@@ -101,7 +181,7 @@ pub async fn put_menu(
             Ok(())
         })
         .await?;
-    Ok(Json(json!({ "items": count })))
+    Ok(count)
 }
 
 /// Body of `PATCH /menu/items/{id}`. Staff may send only `available`.

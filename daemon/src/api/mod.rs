@@ -145,6 +145,12 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppStateRef>)> 
         ("GET", "/api/v1/menu", get(menu::get_menu)),
         ("GET", "/api/v1/menu/events", get(live::menu_events)),
         ("PUT", "/api/v1/menu", put(menu::put_menu)),
+        ("GET", "/api/v1/menu/csv", get(menu::get_menu_csv)),
+        (
+            "PUT",
+            "/api/v1/menu/csv",
+            put(menu::put_menu_csv).layer(DefaultBodyLimit::max(menu::MENU_CSV_MAX_BYTES)),
+        ),
         ("PATCH", "/api/v1/menu/items/{id}", patch(menu::patch_item)),
         (
             "POST",

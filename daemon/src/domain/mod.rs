@@ -10,6 +10,7 @@ pub mod checks;
 pub mod devices;
 pub mod export;
 pub mod menu;
+pub mod menu_csv;
 pub mod orders;
 pub mod otp;
 pub mod outbox;

@@ -15,6 +15,7 @@ mod events;
 mod kitchen;
 mod lifecycle;
 mod live;
+mod menu_csv;
 mod messaging;
 mod mosquitto;
 mod netprint;
