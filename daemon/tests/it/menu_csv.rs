@@ -2,6 +2,8 @@
 //! same menu and exports the same bytes; a spreadsheet with mistakes changes nothing and names
 //! every problem by row and column; only an admin may do either.
 
+use std::fmt::Write as _;
+
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -222,11 +224,13 @@ async fn a_spreadsheet_with_mistakes_changes_nothing_and_names_each_row() {
     // A real menu's spreadsheet is larger than a JSON request may be, and is taken whole.
     let mut big =
         String::from("category_id,category_name:en,id,name:en,description:en,price,station\n");
+    let description = "slow-cooked ".repeat(20);
     for n in 0..400 {
-        big.push_str(&format!(
-            "mains,Mains,dish-{n},Dish {n},{},9.99,grill\n",
-            "slow-cooked ".repeat(20)
-        ));
+        writeln!(
+            big,
+            "mains,Mains,dish-{n},Dish {n},{description},9.99,grill"
+        )
+        .unwrap();
     }
     assert!(big.len() > 100_000);
     let (st, v) = import(&s, &big).await;
