@@ -7,6 +7,7 @@
 (async () => {
   const { el, api, live, money } = O;
   const app = document.getElementById('app');
+  document.body.classList.add('staff');
   await O.signIn(app, 'Take orders');
   const t = (k) => ({ choose: 'Choose', min: 'Choose at least', max: 'Choose at most', qty: 'Quantity', note: 'Note for the kitchen', add: 'Add', cancel: 'Cancel' })[k] || k;
   const orders = new Map();
@@ -26,12 +27,14 @@
   const cartBox = el('section', { class: 'cart' });
   const openBox = el('section', { 'aria-live': 'polite' });
   const tablesBox = el('section', { id: 'tables' });
+  // The send button within the thumb's reach while items wait in the new order.
+  const sendBar = el('button', { id: 'send-bar', class: 'send-bar', hidden: true, onclick: () => send() });
   const billBox = el('section', { id: 'bill', 'aria-live': 'polite' });
   app.replaceChildren(O.nav(), el('h1', {}, 'Take an order'), tablesBox,
     el('div', { class: 'row' }, el('div', {}, el('label', { for: 'target' }, 'Table'), pick),
       el('div', {}, el('label', { for: 'cust-name' }, 'Name (takeaway, optional)'), name),
       el('div', {}, el('label', { for: 'allergy' }, 'Allergies (for the kitchen)'), allergy)),
-    msg, billBox, cartBox, openBox, menuBox, dialog);
+    msg, billBox, cartBox, openBox, menuBox, dialog, sendBar);
 
   function renderPick() {
     pick.replaceChildren(el('option', { value: '' }, '— choose —'), el('option', { value: 'takeaway', selected: target === 'takeaway' }, 'Takeaway'),
@@ -60,6 +63,10 @@
         mods.length ? el('div', { class: 'muted' }, mods.join(', ')) : null, l.note ? el('div', { class: 'muted' }, l.note) : null),
       el('button', { class: 'secondary', onclick: () => { cart.splice(n, 1); idemKey = null; renderCart(); } }, 'Remove'));
     });
+    const count = cart.reduce((n, l) => n + l.quantity, 0);
+    sendBar.hidden = !count || !target;
+    sendBar.disabled = sending;
+    sendBar.textContent = sending ? 'Sending…' : 'Send ' + count + (count === 1 ? ' item' : ' items') + ' to the kitchen';
     cartBox.replaceChildren(el('h2', {}, 'New order'), ...(lines.length ? lines : [el('p', { class: 'muted' }, 'Add items from the menu below.')]),
       el('button', { id: 'send', disabled: !cart.length || !target || sending, onclick: send }, sending ? 'Sending…' : 'Send to kitchen'));
   }
@@ -110,10 +117,14 @@
     const r = await api('GET', '/api/v1/tables/status');
     if (r.status !== 200) return;
     statuses = r.data.data;
-    tablesBox.replaceChildren(el('h2', {}, 'Tables'), el('div', { class: 'row' }, statuses.map((tb) => el('button', {
-      class: 'table-chip ' + tb.status + (tb.id === target ? '' : ' secondary'), 'data-table-status': tb.id, 'data-status': tb.status,
-      onclick: () => { target = tb.id; localStorage.setItem('orderd.staff.target', target); shown = null; renderPick(); renderOpen(); loadBill(); } },
-      tb.label + ' · ' + STATUS[tb.status] + (tb.status === 'occupied' || tb.status === 'bill_printed' ? ' · ' + money(tb.balance) + ' · ' + tb.minutes_seated + ' min' : '') + (tb.bill_requested ? ' · asks for the bill' : '')))));
+    // Big tiles, coloured by status, easy to hit with a thumb.
+    tablesBox.replaceChildren(el('h2', {}, 'Tables'), el('div', { class: 'table-tiles' }, statuses.map((tb) => el('button', {
+      class: 'table-chip ' + tb.status + (tb.id === target ? ' chosen' : '') + (tb.bill_requested ? ' asks' : ''), 'data-table-status': tb.id, 'data-status': tb.status,
+      'aria-pressed': tb.id === target ? 'true' : 'false',
+      onclick: () => { target = tb.id; localStorage.setItem('orderd.staff.target', target); shown = null; renderPick(); renderOpen(); loadBill(); loadTables(); } },
+      el('span', { class: 'label' }, tb.label), el('span', { class: 'state' }, STATUS[tb.status]),
+      tb.status === 'occupied' || tb.status === 'bill_printed' ? el('span', { class: 'amount' }, money(tb.balance) + ' · ' + tb.minutes_seated + ' min') : null,
+      tb.bill_requested ? el('span', { class: 'asks' }, 'asks for the bill') : null))));
   }
 
   async function openOrderCheck(orderId) {

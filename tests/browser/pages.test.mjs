@@ -302,8 +302,19 @@ test('a waiter places an order from /staff and the kitchen page shows it', async
   await waiter.check('input[value=large]');
   await waiter.fill('#dlg-note', 'dressing on the side');
   await waiter.click('#dlg-add');
-  await waiter.click('#send');
+  // One-handed on a phone: tables are big tiles by status, and the send button waits at the
+  // bottom of the screen while items wait in the new order.
+  const tiles = await waiter.$$eval('.table-tiles [data-table-status]', (ts) => ts.map((t) => { const r = t.getBoundingClientRect(); return [r.width, r.height, t.dataset.status]; }));
+  assert.ok(tiles.length >= 2 && tiles.every(([w, h]) => w >= 96 && h >= 72), JSON.stringify(tiles));
+  assert.equal(await waiter.getAttribute(`[data-table-status="${t1.id}"]`, 'aria-pressed'), 'true');
+  const bar = await waiter.waitForSelector('#send-bar');
+  assert.equal(await bar.textContent(), 'Send 1 item to the kitchen');
+  const box = await bar.boundingBox();
+  assert.ok(box.y + box.height <= PHONE.height && box.y > PHONE.height / 2, 'send bar at the bottom');
+  assert.ok(await waiter.evaluate(() => document.documentElement.scrollWidth <= 360), 'fits 360 px');
+  await bar.click();
   const sent = await waiter.waitForSelector('text=/Sent: /');
+  await waiter.waitForSelector('#send-bar', { state: 'hidden' });
   const number = (await sent.textContent()).replace('Sent: ', '').trim();
   const ticket = await kitchen.waitForSelector(`.ticket:has-text("${number}")`, { timeout: 5000 });
   assert.match(await ticket.textContent(), /dressing on the side/);
