@@ -656,3 +656,27 @@ test("the owner exports the menu as a spreadsheet, adds to it, imports it, and a
   await guest.waitForSelector('[data-order] >> text=€4.50');
   for (const p of [owner, guest]) await p.context().close();
 });
+
+test('every page fits a 390 px phone, a 1,024 px tablet and a 1080p screen without sideways scrolling', async () => {
+  const pw = fs.readFileSync(path.join(dir, 'admin-pass'), 'utf8').trim();
+  const [t1] = await tables();
+  const pages = [
+    ['guest', '/t/' + t1.qr_token, null, '[data-add]'],
+    ['kitchen-station', '/kitchen?station=grill', 'kim', '#tk-h'],
+    ['kitchen-expo', '/kitchen', 'kim', '#tk-h'],
+    ['staff', '/staff', 'kim', '[data-add]'],
+    ['admin', '/admin#Menu', 'admin', '#export-csv'],
+  ];
+  for (const [name, url, user, ready] of pages) {
+    for (const size of [{ width: 390, height: 844 }, { width: 1024, height: 768 }, { width: 1920, height: 1080 }]) {
+      let page;
+      if (user) page = await signedIn(url, user, user === 'admin' ? pw : 'kitchen-pass-1', size);
+      else { page = await (await browser.newContext({ viewport: size })).newPage(); await page.goto(base + url); }
+      await page.waitForSelector(ready);
+      const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+      assert.ok(wide <= size.width, `${name} at ${size.width} px is ${wide} px wide`);
+      await page.screenshot({ path: path.join(ARTIFACTS, `${name}-${size.width}.png`) });
+      await page.context().close();
+    }
+  }
+});
