@@ -82,6 +82,9 @@ echo "systemd: orderd.service and orderd-collector.service verified"
   ORDERD_BIN="$PWD/../../target/debug/orderd" CHROMIUM=/usr/bin/chromium npm test
 )
 
+# The README's collector section, step by step, against a throwaway PostgreSQL (no systemd).
+scripts/readme-collector.sh
+
 # schemathesis (PyPI, 4.x) over docs/openapi.json against the test build: every check, without
 # and with a staff token, 90 s each (scripts/schemathesis.sh). Installed for this user if
 # missing; no browser or service involved.
