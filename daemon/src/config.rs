@@ -534,6 +534,8 @@ pub struct LimitsConfig {
     pub max_text_chars: u32,
     /// Largest page size of a list.
     pub max_page_size: u32,
+    /// Most bytes the menu's item photos may take in the data directory (`crate::photos`).
+    pub photos_budget_bytes: u64,
 }
 
 impl Default for LimitsConfig {
@@ -544,6 +546,7 @@ impl Default for LimitsConfig {
             max_quantity: 99,
             max_text_chars: 500,
             max_page_size: 200,
+            photos_budget_bytes: 32 * 1024 * 1024,
         }
     }
 }
@@ -1285,6 +1288,9 @@ impl RawConfig {
         }
         if !(1..=1000).contains(&l.max_page_size) {
             bad("limits.max_page_size", "must be 1-1000".into());
+        }
+        if l.photos_budget_bytes > 1024 * 1024 * 1024 {
+            bad("limits.photos_budget_bytes", "must be 0-1 GiB".into());
         }
         let o = &self.orders;
         if o.recall_window_secs > 3600 {

@@ -23,6 +23,7 @@ pub mod lan;
 pub mod messaging;
 pub mod metrics;
 pub mod mqtt;
+pub mod photos;
 pub mod progress;
 pub mod retry;
 pub mod server;

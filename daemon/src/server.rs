@@ -204,7 +204,12 @@ pub async fn start(
         otp_cfg.max_sends_per_prefix,
         otp_cfg.send_window_secs * 1000,
     );
+    let photos = Arc::new(
+        crate::photos::Photos::open(settings.data_dir(), settings.raw.limits.photos_budget_bytes)
+            .map_err(|e| anyhow::anyhow!("opening the photos folder: {e}"))?,
+    );
     let state = Arc::new(AppState {
+        photos,
         settings: Arc::new(settings),
         rules,
         store,

@@ -59,6 +59,32 @@ pub fn router() -> Router<AppStateRef> {
         .route("/staff", get(staff))
         .route("/admin", get(admin))
         .route("/assets/{name}", get(asset))
+        .route("/photos/{file}", get(photo))
+}
+
+/// `/photos/{item}.jpg`: an item's photo (`crate::photos`), cached for good: its URL carries
+/// its version, and a new upload has a new one.
+async fn photo(
+    State(state): State<AppStateRef>,
+    PathParam(file): PathParam,
+) -> Result<Response, AppError> {
+    let path = file
+        .strip_suffix(".jpg")
+        .filter(|id| crate::config::is_slug(id, 64))
+        .and_then(|id| state.photos.file(id))
+        .ok_or_else(|| AppError::not_found("photo"))?;
+    let bytes = tokio::fs::read(&path)
+        .await
+        .map_err(|_| AppError::not_found("photo"))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/jpeg"),
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 fn etag(body: &str) -> String {

@@ -41,6 +41,23 @@
         const nSq = el('input', { value: sqName.get(i.id) || '', 'aria-label': 'Albanian name of ' + i.id });
         const avail = el('input', { type: 'checkbox', checked: i.available, 'data-available': i.id, 'aria-label': 'Available: ' + i.name,
           onchange: async (e) => { const r = await api('PATCH', '/api/v1/menu/items/' + encodeURIComponent(i.id), { available: e.target.checked }); r.status === 200 ? ok('Saved ' + i.name) : fail(r); } });
+        // The item's photo: chosen here, shrunk by the box, shown on the guest page.
+        const photo = el('input', { type: 'file', accept: 'image/jpeg,image/png,image/webp', 'data-photo-input': i.id, 'aria-label': 'Photo of ' + i.name,
+          onchange: async (e) => {
+            const f = e.target.files[0];
+            if (!f) return;
+            let resp;
+            try {
+              resp = await fetch('/api/v1/menu/items/' + encodeURIComponent(i.id) + '/photo', { method: 'PUT', headers: { authorization: 'Bearer ' + O.staffToken(), 'content-type': f.type || 'application/octet-stream' }, body: f });
+            } catch { return msg.replaceChildren(el('p', { class: 'error', role: 'alert' }, 'The box cannot be reached.')); }
+            const data = await resp.json().catch(() => null);
+            if (resp.status !== 200) return fail({ status: resp.status, data });
+            ok('Photo saved for ' + i.name);
+            views.Menu();
+          } });
+        const photoCell = el('div', { class: 'row' },
+          i.photo ? el('img', { src: i.photo, alt: 'Photo of ' + i.name, width: 48, height: 36, 'data-photo': i.id, class: 'thumb' }) : null, photo,
+          i.photo ? el('button', { class: 'secondary', 'data-photo-remove': i.id, onclick: async () => { const r = await api('DELETE', '/api/v1/menu/items/' + encodeURIComponent(i.id) + '/photo'); r.status === 204 ? (ok('Photo removed'), views.Menu()) : fail(r); } }, 'Remove') : null);
         const save = el('button', { onclick: async () => {
           const r = await api('PATCH', '/api/v1/menu/items/' + encodeURIComponent(i.id), { price: Math.round(Number(price.value) * 100), name: { en: nEn.value.trim(), sq: nSq.value.trim() } });
           if (r.status !== 200) return fail(r);
@@ -50,7 +67,7 @@
           }
           ok('Saved ' + nEn.value);
         } }, 'Save');
-        return el('tr', {}, el('td', {}, c.name), el('td', {}, nEn), el('td', {}, nSq), el('td', {}, price), el('td', {}, stock), el('td', {}, avail), el('td', {}, save));
+        return el('tr', {}, el('td', {}, c.name), el('td', {}, nEn), el('td', {}, nSq), el('td', {}, price), el('td', {}, stock), el('td', {}, avail), el('td', {}, photoCell), el('td', {}, save));
       }));
       // The whole menu as a spreadsheet: export, edit, import (nothing changes unless every row is right).
       const file = el('input', { type: 'file', id: 'menu-csv', accept: '.csv,text/csv' });
@@ -82,7 +99,7 @@
           el('label', { for: 'menu-csv', class: 'inline' }, 'Import a CSV (replaces the whole menu)'), file,
           el('button', { id: 'import-csv', onclick: importCsv }, 'Import')),
         problems,
-        table(['Category', 'Name (en)', 'Name (sq)', 'Price', 'Stock', 'Available', ''], rows));
+        table(['Category', 'Name (en)', 'Name (sq)', 'Price', 'Stock', 'Available', 'Photo', ''], rows));
     },
     async Tables() {
       const r = await api('GET', '/api/v1/tables');

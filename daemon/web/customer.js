@@ -133,8 +133,10 @@
       out.push(el('h3', { id: 'cat-' + n, class: 'cat' }, c.name));
       for (const i of c.items) {
         const allergens = i.allergens && i.allergens.length ? el('div', { class: 'allergens' }, t('contains') + ': ', ...i.allergens.map((a) => el('span', { class: 'tag' }, a))) : null;
-        out.push(el('div', { class: 'item', 'data-item': i.id },
-          el('div', {}, el('div', { class: 'name' }, i.name), i.description ? el('div', { class: 'muted' }, i.description) : null, allergens),
+        out.push(el('div', { class: 'item' + (i.photo ? ' with-photo' : ''), 'data-item': i.id },
+          // Photos load only when scrolled near (the page without them stays small).
+          i.photo ? el('img', { class: 'photo', src: i.photo, loading: 'lazy', decoding: 'async', alt: '', width: 96, height: 72 }) : null,
+          el('div', { class: 'info' }, el('div', { class: 'name' }, i.name), i.description ? el('div', { class: 'muted' }, i.description) : null, allergens),
           el('div', { class: 'row' }, el('span', { class: 'price', 'data-price': i.id }, price(i.price, i.currency)),
             el('button', { 'data-add': i.id, disabled: !i.available, 'aria-label': t('add') + ' ' + i.name, onclick: () => choose(i) },
               i.available ? t('add') : t('soldout')))));

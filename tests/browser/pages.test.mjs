@@ -680,3 +680,29 @@ test('every page fits a 390 px phone, a 1,024 px tablet and a 1080p screen witho
     }
   }
 });
+
+test('the owner adds a photo to a dish; the box shrinks it and the guest page loads it lazily', async () => {
+  const pw = fs.readFileSync(path.join(dir, 'admin-pass'), 'utf8').trim();
+  const owner = await signedIn('/admin#Menu', 'admin', pw, { width: 1920, height: 1080 });
+  await owner.waitForSelector('[data-photo-input=burger]');
+  // A 1920×1080 PNG (a screenshot) as the phone's picture.
+  const picture = path.join(dir, 'dish.png');
+  fs.writeFileSync(picture, await owner.screenshot());
+  await owner.setInputFiles('[data-photo-input=burger]', picture);
+  await owner.waitForSelector('text=Photo saved for Beef burger');
+  await owner.waitForSelector('img[data-photo=burger]');
+  const url = (await api('GET', '/api/v1/menu?lang=en')).data.categories.flatMap((c) => c.items).find((i) => i.id === 'burger').photo;
+  assert.match(url, /^\/photos\/burger\.jpg\?v=/);
+  const [t1] = await tables();
+  const guest = await phone();
+  await guest.goto(base + '/t/' + t1.qr_token);
+  const img = await guest.waitForSelector('[data-item=burger] img.photo');
+  assert.equal(await img.getAttribute('loading'), 'lazy');
+  await img.scrollIntoViewIfNeeded();
+  await guest.waitForFunction(() => document.querySelector('[data-item=burger] img.photo').naturalWidth > 0, null, { timeout: 5000 });
+  // Shrunk by the box: 640 px on its longer side.
+  assert.equal(await img.evaluate((i) => i.naturalWidth), 640);
+  assert.ok(await guest.evaluate(() => document.documentElement.scrollWidth <= 360), 'fits 360 px');
+  await guest.screenshot({ path: path.join(ARTIFACTS, 'guest-photos-phone.png') });
+  for (const p of [owner, guest]) await p.context().close();
+});

@@ -2,6 +2,7 @@
 //! (staff: availability only) and stock.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
@@ -58,16 +59,20 @@ pub async fn get_menu(
     let seq = state.events.last_seq();
     let stock = stock_levels(&state)?;
     let m = state.shared.menu();
-    Ok(super::live::with_seq(
-        seq,
-        Json(menu::view(
-            &m,
-            &stock,
-            lang,
-            fallback,
-            &state.rules.currency,
-        )),
-    ))
+    let mut view = menu::view(&m, &stock, lang, fallback, &state.rules.currency);
+    // Each item's photo, if it has one (lazy-loaded by the guest page).
+    let photos = state.photos.urls();
+    if let Some(cats) = view["categories"].as_array_mut() {
+        for item in cats
+            .iter_mut()
+            .filter_map(|c| c["items"].as_array_mut())
+            .flatten()
+        {
+            let url = item["id"].as_str().and_then(|id| photos.get(id)).cloned();
+            item["photo"] = url.map_or(Value::Null, Value::String);
+        }
+    }
+    Ok(super::live::with_seq(seq, Json(view)))
 }
 
 /// `PUT /menu` (admin): replaces the whole menu. Items with `stock` get that level; items
@@ -380,4 +385,64 @@ pub async fn set_stock(
         })
         .await?;
     Ok(Json(out))
+}
+
+/// Largest picture `PUT /menu/items/{id}/photo` takes (a phone's photo, before the box
+/// shrinks it).
+pub const PHOTO_MAX_BYTES: usize = 8 << 20;
+
+/// `PUT /menu/items/{id}/photo` (admin): the item's photo, any JPEG, PNG or WebP as the body;
+/// the box shrinks it (`crate::photos`) and the guest page shows it.
+pub async fn put_photo(
+    State(state): State<AppStateRef>,
+    super::extract::Admin(_): super::extract::Admin,
+    PathParam(id): PathParam,
+    super::extract::RawBody(bytes): super::extract::RawBody,
+) -> Result<Json<Value>, AppError> {
+    use crate::photos::PhotoError;
+    if state.shared.menu().item(&id).is_none() {
+        return Err(AppError::not_found("menu item"));
+    }
+    let photos = Arc::clone(&state.photos);
+    let item = id.clone();
+    let stored = tokio::task::spawn_blocking(move || photos.store(&item, &bytes))
+        .await
+        .map_err(|_| AppError::unavailable())?;
+    match stored {
+        Ok((url, size)) => Ok(Json(json!({ "item_id": id, "photo": url, "bytes": size }))),
+        Err(e @ PhotoError::Unreadable(_)) => Err(AppError::new(
+            ErrorKind::Unprocessable,
+            "invalid_photo",
+            e.to_string(),
+        )),
+        Err(e @ PhotoError::OverBudget { .. }) => Err(AppError::new(
+            ErrorKind::Conflict,
+            "photos_budget_full",
+            e.to_string(),
+        )),
+        Err(e @ PhotoError::Io(_)) => {
+            tracing::error!(item = %id, error = %e, "storing a photo failed");
+            Err(AppError::new(
+                ErrorKind::InsufficientStorage,
+                "photo_not_stored",
+                e.to_string(),
+            ))
+        }
+    }
+}
+
+/// `DELETE /menu/items/{id}/photo` (admin): removes the item's photo.
+pub async fn delete_photo(
+    State(state): State<AppStateRef>,
+    super::extract::Admin(_): super::extract::Admin,
+    PathParam(id): PathParam,
+) -> Result<axum::http::StatusCode, AppError> {
+    match state.photos.remove(&id) {
+        Ok(true) => Ok(axum::http::StatusCode::NO_CONTENT),
+        Ok(false) => Err(AppError::not_found("photo")),
+        Err(e) => {
+            tracing::error!(item = %id, error = %e, "removing a photo failed");
+            Err(AppError::unavailable())
+        }
+    }
 }

@@ -105,6 +105,8 @@ pub struct AppState {
     pub live: live::Live,
     /// Resolves when shutdown begins (live streams end then).
     pub shutdown: crate::server::Shutdown,
+    /// The menu's item photos, in the data directory.
+    pub photos: Arc<crate::photos::Photos>,
 }
 
 /// Shared handle to the state.
@@ -152,6 +154,16 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppStateRef>)> 
             put(menu::put_menu_csv).layer(DefaultBodyLimit::max(menu::MENU_CSV_MAX_BYTES)),
         ),
         ("PATCH", "/api/v1/menu/items/{id}", patch(menu::patch_item)),
+        (
+            "PUT",
+            "/api/v1/menu/items/{id}/photo",
+            put(menu::put_photo).layer(DefaultBodyLimit::max(menu::PHOTO_MAX_BYTES)),
+        ),
+        (
+            "DELETE",
+            "/api/v1/menu/items/{id}/photo",
+            delete(menu::delete_photo),
+        ),
         (
             "POST",
             "/api/v1/menu/items/{id}/stock",

@@ -20,6 +20,7 @@ mod messaging;
 mod mosquitto;
 mod netprint;
 mod openapi;
+mod photos;
 mod relays;
 mod telegram;
 mod transports;
