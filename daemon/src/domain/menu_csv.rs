@@ -91,21 +91,10 @@ pub fn to_csv(menu: &Menu, minor_digits: u8) -> String {
     out
 }
 
-/// An amount in minor units as the currency writes it: `850` → `8.50` with 2 digits.
+/// An amount in minor units as the currency writes it: `850` → `8.50` with 2 digits (the
+/// printed bill's form).
 pub fn format_price(minor: i64, digits: u8) -> String {
-    if digits == 0 {
-        return minor.to_string();
-    }
-    let scale = 10i64.pow(u32::from(digits));
-    let sign = if minor < 0 { "-" } else { "" };
-    let m = minor.unsigned_abs();
-    let s = scale.unsigned_abs();
-    format!(
-        "{sign}{}.{:0width$}",
-        m / s,
-        m % s,
-        width = usize::from(digits)
-    )
+    orderd_plugins::escpos::money(minor, digits)
 }
 
 /// An amount as written (`8.50`, `8,5`, `8`) in minor units; `None` if it is not one, or has

@@ -590,24 +590,27 @@ async fn each_station_bumps_its_own_part_and_the_order_is_ready_when_all_are() {
     s.stop().await;
 }
 
+/// A station's bump, recall or acknowledgement from the kitchen page (HTTP, as staff).
+async fn page_bump(
+    s: &TestServer,
+    order: &str,
+    station: &str,
+    action: &str,
+) -> (StatusCode, Value) {
+    s.send(
+        "POST",
+        &format!("/api/v1/orders/{order}/bump"),
+        Some(&s.admin),
+        Some(json!({"station": station, "action": action})),
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kitchen_page_bumps_a_station_over_http_and_the_expo_sees_which_are_done() {
     let s = TestServer::start().await;
     let order = place(&s, grill_and_bar()).await;
-    let bump = |station: &str, action: &str| {
-        let s = &s;
-        let order = order.clone();
-        let body = json!({"station": station, "action": action});
-        async move {
-            s.send(
-                "POST",
-                &format!("/api/v1/orders/{order}/bump"),
-                Some(&s.admin),
-                Some(body),
-            )
-            .await
-        }
-    };
+    let bump = |station: &'static str, action: &'static str| page_bump(&s, &order, station, action);
     let (st, v) = bump("bar", "bump").await;
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["stations_done"], json!(["bar"]));
@@ -1227,6 +1230,17 @@ async fn a_lines_allergens_reach_the_ticket_the_board_and_the_printed_slip() {
     s.stop().await;
 }
 
+/// Places a grill-and-bar takeaway order with an allergy note.
+async fn place_with_allergy(s: &TestServer, note: &str) -> (StatusCode, Value) {
+    s.send(
+        "POST",
+        "/api/v1/orders",
+        Some(&s.admin),
+        Some(json!({"type": "takeaway", "allergy": note, "items": grill_and_bar()})),
+    )
+    .await
+}
+
 /// The first board of `station` whose ticket `order` satisfies `want`.
 async fn board_ticket_until(
     d: &mut common::mqtt::Dev,
@@ -1266,26 +1280,10 @@ async fn an_allergy_note_reaches_every_station_and_must_be_acknowledged_before_t
     printer.sub("orderd/demo/printer/p1/job").await;
     bb.sub("orderd/demo/station/grill/bump/result").await;
     // Too long a note is refused whole.
-    let (st, v) = s
-        .send(
-            "POST",
-            "/api/v1/orders",
-            Some(&s.admin),
-            Some(
-                json!({"type": "takeaway", "allergy": "x".repeat(2000), "items": grill_and_bar()}),
-            ),
-        )
-        .await;
+    let (st, v) = place_with_allergy(&s, &"x".repeat(2000)).await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     assert_eq!(v["error"]["details"]["field"], "allergy", "{v}");
-    let (st, v) = s
-        .send(
-            "POST",
-            "/api/v1/orders",
-            Some(&s.admin),
-            Some(json!({"type": "takeaway", "allergy": "  peanuts, sesame ", "items": grill_and_bar()})),
-        )
-        .await;
+    let (st, v) = place_with_allergy(&s, "  peanuts, sesame ").await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
     assert_eq!(
         v["allergy"],
@@ -1336,20 +1334,7 @@ async fn an_allergy_note_reaches_every_station_and_must_be_acknowledged_before_t
     assert!(bump_answer(&mut bb).await.ok);
     assert_eq!(wait_status(&s, &order, "preparing").await, "preparing");
     // The kitchen page: the bar has not acknowledged, so its bump is refused; then it does.
-    let http = |action: &str| {
-        let s = &s;
-        let order = order.clone();
-        let body = json!({"station": "bar", "action": action});
-        async move {
-            s.send(
-                "POST",
-                &format!("/api/v1/orders/{order}/bump"),
-                Some(&s.admin),
-                Some(body),
-            )
-            .await
-        }
-    };
+    let http = |action: &'static str| page_bump(&s, &order, "bar", action);
     let (st, v) = http("bump").await;
     assert_eq!(st, StatusCode::CONFLICT, "{v}");
     assert_eq!(v["error"]["code"], "allergy_unacknowledged");
@@ -1361,14 +1346,7 @@ async fn an_allergy_note_reaches_every_station_and_must_be_acknowledged_before_t
     assert_eq!(v["status"], "ready");
     // An order without a note has nothing to acknowledge.
     let plain = place(&s, grill_and_bar()).await;
-    let (_, v) = s
-        .send(
-            "POST",
-            &format!("/api/v1/orders/{plain}/bump"),
-            Some(&s.admin),
-            Some(json!({"station": "bar", "action": "ack_allergy"})),
-        )
-        .await;
+    let (_, v) = page_bump(&s, &plain, "bar", "ack_allergy").await;
     assert_eq!(v["error"]["code"], "no_allergy", "{v}");
     // Facts in the log, in order: the note right after its placement, then each
     // acknowledgement with who gave it.
@@ -1402,14 +1380,7 @@ async fn an_allergy_note_reaches_every_station_and_must_be_acknowledged_before_t
         ]
     );
     // A second order with a note, open across a restart: its board ticket still has it.
-    let (_, v) = s
-        .send(
-            "POST",
-            "/api/v1/orders",
-            Some(&s.admin),
-            Some(json!({"type": "takeaway", "allergy": "milk", "items": grill_and_bar()})),
-        )
-        .await;
+    let (_, v) = place_with_allergy(&s, "milk").await;
     let open = v["id"].as_str().unwrap().to_owned();
     drop((disp, printer, bb));
     let dir = s.stop().await;

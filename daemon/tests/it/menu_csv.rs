@@ -27,6 +27,16 @@ async fn import(s: &TestServer, csv: &str) -> (StatusCode, Value) {
     .await
 }
 
+/// The problems an import was refused with.
+fn problems_of(v: &Value) -> Vec<&str> {
+    v["error"]["details"]["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect()
+}
+
 async fn whole_menu(s: &TestServer) -> Value {
     // Every language's view of the menu.
     let mut out = Vec::new();
@@ -145,12 +155,7 @@ async fn a_spreadsheet_with_mistakes_changes_nothing_and_names_each_row() {
     let (st, v) = import(&s, sheet).await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     assert_eq!(error_code(&v), "invalid_csv");
-    let problems: Vec<&str> = v["error"]["details"]["problems"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p.as_str().unwrap())
-        .collect();
+    let problems = problems_of(&v);
     // The format's problems come first, each with its row; the menu's rules are checked once
     // the rows read.
     assert_eq!(problems.len(), 3, "{problems:?}");
@@ -166,12 +171,7 @@ async fn a_spreadsheet_with_mistakes_changes_nothing_and_names_each_row() {
         .replace("[oops", "");
     let (st, v) = import(&s, &fixed).await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
-    let problems: Vec<&str> = v["error"]["details"]["problems"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p.as_str().unwrap())
-        .collect();
+    let problems = problems_of(&v);
     assert_eq!(problems.len(), 2, "{problems:?}");
     assert!(problems[0].starts_with("row 4, id"), "{problems:?}");
     assert!(

@@ -79,26 +79,20 @@ async fn a_photo_is_shrunk_listed_and_served_cached_then_removed() {
     let (_, again) = upload(&s, "burger", Some(&s.admin), png(800, 800)).await;
     assert_ne!(again["photo"], url.as_str());
     // Removed: gone from the menu and the folder.
-    let (st, _) = s
-        .send(
+    let remove = || {
+        s.send(
             "DELETE",
             "/api/v1/menu/items/burger/photo",
             Some(&s.admin),
             None,
         )
-        .await;
+    };
+    let (st, _) = remove().await;
     assert_eq!(st, StatusCode::NO_CONTENT);
     assert_eq!(photo_in_menu(&s, "burger").await, Value::Null);
     let resp = reqwest::get(s.url("/photos/burger.jpg")).await.unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
-    let (st, v) = s
-        .send(
-            "DELETE",
-            "/api/v1/menu/items/burger/photo",
-            Some(&s.admin),
-            None,
-        )
-        .await;
+    let (st, v) = remove().await;
     assert_eq!(st, StatusCode::NOT_FOUND, "{v}");
     s.stop().await;
 }
