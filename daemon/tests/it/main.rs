@@ -12,6 +12,7 @@ mod concurrency;
 mod devices;
 mod disk_full;
 mod events;
+mod fixture;
 mod kitchen;
 mod lifecycle;
 mod live;

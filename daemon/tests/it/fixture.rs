@@ -1,0 +1,265 @@
+//! Backward compatibility: a store written by this release (`daemon/tests/fixtures/store/`,
+//! committed) is opened by the current code and every table is read and decoded, so a change
+//! of a stored format must come with a migration (`Stored::migrate`) or this test fails.
+//!
+//! The fixture is written by `fixture::write_store_fixture`, by hand and only when a release
+//! changes the format on purpose (the old fixture then becomes `store-<release>/` and stays):
+//! `cargo test -p orderd --test it -- --ignored fixture::write_store_fixture`.
+
+use std::path::{Path, PathBuf};
+
+use orderd::domain::{checks, devices, menu, orders, print_jobs, tables as dtables};
+use orderd::store::{Stored, codec, tables as t};
+use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::common::TestServer;
+
+fn fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store")
+}
+
+/// The files of a data directory that the fixture keeps: the store (checkpointed whole at a
+/// clean stop, so its log is not needed) and the first-run password the test signs in with.
+const KEPT: &[&str] = &["orderd.redb", "initial-admin-password"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "writes the committed fixture; run by hand when a release changes a stored format"]
+async fn write_store_fixture() {
+    let s = TestServer::start().await;
+    // Orders: one with an allergy note acknowledged and bumped at the grill, one cancelled,
+    // one paid and closed on its check.
+    let (st, v) = s
+        .send_with(
+            "POST",
+            "/api/v1/orders",
+            Some(&s.admin),
+            Some(json!({"type": "takeaway", "allergy": "peanuts", "note": "fixture",
+                        "items": [{"item_id": "tave_kosi", "quantity": 1}, {"item_id": "espresso", "quantity": 2}]})),
+            &[("idempotency-key", "fixture-order-1")],
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let first = v["id"].as_str().unwrap().to_owned();
+    for action in ["ack_allergy", "bump"] {
+        let (st, v) = s
+            .send(
+                "POST",
+                &format!("/api/v1/orders/{first}/bump"),
+                Some(&s.admin),
+                Some(json!({"station": "grill", "action": action})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+    }
+    let (_, second) = s
+        .order(&s.admin, json!([{"item_id": "espresso", "quantity": 1}]))
+        .await;
+    let second = second["id"].as_str().unwrap().to_owned();
+    let (st, v) = s
+        .send(
+            "POST",
+            &format!("/api/v1/orders/{second}/status"),
+            Some(&s.admin),
+            Some(json!({"status": "cancelled", "note": "fixture"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (_, third) = s
+        .order(&s.admin, json!([{"item_id": "lemonade", "quantity": 1}]))
+        .await;
+    let third = third["id"].as_str().unwrap().to_owned();
+    let (st, check) = s
+        .send(
+            "POST",
+            &format!("/api/v1/orders/{third}/check"),
+            Some(&s.admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{check}");
+    let (st, v) = s
+        .send_with(
+            "POST",
+            &format!("/api/v1/checks/{}/payments", check["id"]),
+            Some(&s.admin),
+            Some(json!({"method": "cash", "amount": check["balance"], "tendered": 1000})),
+            &[("idempotency-key", "fixture-payment-1")],
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    // A device with a print job, a PIN, and the day closed with a Z.
+    let (printer, _) = s.device_online("p1", "printer", &["grill"], false).await;
+    let (st, v) = s
+        .send(
+            "PUT",
+            "/api/v1/users/admin/pin",
+            Some(&s.admin),
+            Some(json!({"pin": "4321"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT, "{v}");
+    let (st, v) = s
+        .order(&s.admin, json!([{"item_id": "tave_kosi", "quantity": 2}]))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    s.wait_get("/api/v1/print-jobs", &s.admin, |v| {
+        v["data"].as_array().is_some_and(|d| !d.is_empty())
+    })
+    .await;
+    let (st, v) = s
+        .send(
+            "POST",
+            "/api/v1/reports/z",
+            Some(&s.admin),
+            Some(json!({"force_reason": "fixture"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    drop(printer);
+    let dir = s.stop().await;
+    let out = fixture_dir();
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
+    for name in KEPT {
+        let from = dir.path().join(name);
+        if from.exists() {
+            std::fs::copy(&from, out.join(name)).unwrap();
+        }
+    }
+}
+
+/// Reads every row of a table of encoded values, decoding each as `T`; returns how many.
+fn decode_all<K: redb::Key + 'static, T: Stored>(
+    rtx: &redb::ReadTransaction,
+    def: TableDefinition<K, &[u8]>,
+) -> u64 {
+    let table = rtx.open_table(def).unwrap();
+    let mut n = 0;
+    for row in table.iter().unwrap() {
+        let (_, v) = row.unwrap();
+        codec::decode::<T>(v.value())
+            .unwrap_or_else(|e| panic!("{}: {e}", std::any::type_name::<T>()));
+        n += 1;
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_written_by_this_release_opens_and_every_table_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixture_dir()).expect("the committed fixture") {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    let s = TestServer::start_in(dir, |_| {}).await;
+    {
+        let rtx = s.state().store.read().unwrap();
+        let counts = [
+            (
+                "orders",
+                decode_all::<u128, orders::StoredOrder>(&rtx, t::ORDERS),
+            ),
+            ("menu", decode_all::<&str, menu::Menu>(&rtx, t::MENU)),
+            (
+                "tables",
+                decode_all::<&str, dtables::Table>(&rtx, t::TABLES),
+            ),
+            (
+                "users",
+                decode_all::<&str, orderd::auth::User>(&rtx, t::USERS),
+            ),
+            (
+                "sessions",
+                decode_all::<[u8; 32], orderd::auth::Session>(&rtx, t::SESSIONS),
+            ),
+            (
+                "idempotency",
+                decode_all::<&str, orders::IdemRecord>(&rtx, t::IDEMPOTENCY),
+            ),
+            (
+                "events",
+                decode_all::<u64, orderd::store::event_row::EventRow>(&rtx, t::EVENTS),
+            ),
+            (
+                "devices",
+                decode_all::<&str, devices::Device>(&rtx, t::DEVICES),
+            ),
+            (
+                "print_jobs",
+                decode_all::<&str, print_jobs::PrintJobRow>(&rtx, t::PRINT_JOBS),
+            ),
+            (
+                "checks",
+                decode_all::<u64, checks::StoredCheck>(&rtx, t::CHECKS),
+            ),
+            (
+                "pay_keys",
+                decode_all::<&str, checks::PayKey>(&rtx, t::PAY_KEYS),
+            ),
+            (
+                "ledger",
+                decode_all::<(u32, u64), checks::LedgerEntry>(&rtx, t::LEDGER),
+            ),
+            (
+                "z_reports",
+                decode_all::<u32, orderd_protocol::ZReport>(&rtx, t::Z_REPORTS),
+            ),
+        ];
+        for (name, n) in counts {
+            assert!(n > 0, "the fixture's {name} table is empty");
+        }
+        // Tables of plain values: read whole.
+        for (name, n) in [
+            ("stock", rtx.open_table(t::STOCK).unwrap().len().unwrap()),
+            (
+                "counters",
+                rtx.open_table(t::COUNTERS).unwrap().len().unwrap(),
+            ),
+            ("pins", rtx.open_table(t::PINS).unwrap().len().unwrap()),
+            (
+                "idx_day",
+                rtx.open_table(t::IDX_DAY).unwrap().len().unwrap(),
+            ),
+            (
+                "order_checks",
+                rtx.open_table(t::ORDER_CHECKS).unwrap().len().unwrap(),
+            ),
+        ] {
+            assert!(n > 0, "the fixture's {name} table is empty");
+        }
+        // What a demo box has no rows in (messages, codes, summaries) still opens and decodes.
+        decode_all::<u32, orderd::domain::analytics::DailySummary>(&rtx, t::DAILY_SUMMARIES);
+        decode_all::<&str, orderd::domain::otp::OtpRow>(&rtx, t::OTP);
+        decode_all::<[u8; 32], orderd::domain::otp::CustomerToken>(&rtx, t::CUSTOMER_TOKENS);
+        decode_all::<u64, orderd::domain::outbox::OutboxRow>(&rtx, t::OUTBOX);
+        decode_all::<u128, orderd::domain::outbox::Contact>(&rtx, t::ORDER_CONTACTS);
+    }
+    // Through the API: the allergy note and its acknowledgement, a closed check, the Z.
+    let (st, v) = s
+        .send("GET", "/api/v1/orders/active", Some(&s.admin), None)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let allergic = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| !o["allergy"].is_null())
+        .expect("the order with an allergy note");
+    assert_eq!(
+        allergic["allergy"],
+        json!({"note": "peanuts", "acked": ["grill"]})
+    );
+    assert_eq!(allergic["stations_done"], json!(["grill"]));
+    let (st, v) = s
+        .send("GET", "/api/v1/reports/z", Some(&s.admin), None)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    // The box goes on: a new order on the old store.
+    let (st, v) = s
+        .order(&s.admin, json!([{"item_id": "espresso", "quantity": 1}]))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    s.stop().await;
+}
