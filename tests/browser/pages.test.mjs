@@ -706,3 +706,51 @@ test('the owner adds a photo to a dish; the box shrinks it and the guest page lo
   await guest.screenshot({ path: path.join(ARTIFACTS, 'guest-photos-phone.png') });
   for (const p of [owner, guest]) await p.context().close();
 });
+
+test("the README's first command: on embedded defaults a guest scans the demo table's code and orders, and the kitchen sees it", async () => {
+  // `cargo run --release` is the binary with no arguments: no config file, data in
+  // ./orderd-data of the directory it runs in, HTTP on 0.0.0.0:8080, MQTT on 0.0.0.0:1883.
+  const net = await import('node:net');
+  for (const port of [8080, 1883]) {
+    const free = await new Promise((resolve) => {
+      const srv = net.createServer().once('error', () => resolve(false)).once('listening', () => srv.close(() => resolve(true)));
+      srv.listen(port, '0.0.0.0');
+    });
+    assert.ok(free, `port ${port} is taken: the README's first command needs it (stop what uses it)`);
+  }
+  const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'orderd-defaults-'));
+  const box = spawn(BIN, [], { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: 'warn' } });
+  try {
+    await new Promise((resolve, reject) => {
+      let out = '';
+      const timer = setTimeout(() => reject(new Error('orderd did not start: ' + out)), 30000);
+      box.stdout.on('data', (d) => { out += d; if (out.includes('orderd is running') && out.includes('initial-admin-password')) { clearTimeout(timer); resolve(); } });
+      box.on('exit', (code) => reject(new Error('orderd exited ' + code + ': ' + out)));
+    });
+    const home = 'http://127.0.0.1:8080';
+    const pass = fs.readFileSync(path.join(cwd, 'orderd-data/initial-admin-password'), 'utf8').trim();
+    const login = await (await fetch(home + '/api/v1/auth/login', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password: pass }) })).json();
+    const demo = (await (await fetch(home + '/api/v1/tables', { headers: { authorization: 'Bearer ' + login.token } })).json()).data[0];
+    // The guest: the demo table's code, no phone verification on defaults.
+    const guest = await phone();
+    await guest.goto(home + '/t/' + demo.qr_token);
+    await guest.click('[data-add=espresso]');
+    await guest.click('#dlg-add');
+    await guest.click('#place');
+    const id = await (await guest.waitForSelector('[data-order]')).getAttribute('data-order');
+    // The kitchen, signed in with the first-run password.
+    const ctx = await browser.newContext({ viewport: TABLET });
+    const kitchen = await ctx.newPage();
+    await kitchen.goto(home + '/kitchen?station=bar');
+    await kitchen.fill('#login-user', 'admin');
+    await kitchen.fill('#login-pass', pass);
+    await kitchen.click('button[type=submit]');
+    await kitchen.waitForSelector(`.ticket[data-order="${id}"]`, { timeout: 5000 });
+    await guest.context().close();
+    await ctx.close();
+  } finally {
+    box.kill('SIGTERM');
+    await new Promise((r) => (box.exitCode !== null ? r() : box.once('exit', r)));
+    fs.rmSync(cwd, { recursive: true, force: true });
+  }
+});
