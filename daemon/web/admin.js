@@ -107,7 +107,7 @@
       const label = el('input', { id: 'new-table', required: true, maxlength: 32 });
       const sheet = el('div', {});
       body.replaceChildren(
-        el('form', { class: 'row', onsubmit: async (e) => { e.preventDefault(); const a = await api('POST', '/api/v1/tables', { label: label.value.trim() }); a.status === 201 ? views.Tables() : fail(a); } },
+        el('form', { class: 'row', onsubmit: async (e) => { e.preventDefault(); const a = await api('POST', '/api/v1/tables', { label: label.value.trim() }); if (a.status === 201) views.Tables(); else if (O.fieldError({ label }, a)) msg.replaceChildren(); else fail(a); } },
           el('label', { for: 'new-table', class: 'inline' }, 'New table'), label, el('button', { type: 'submit' }, 'Add')),
         table(['Table', 'Link', ''], r.data.data.map((tb) => el('tr', { 'data-table': tb.id }, el('td', {}, tb.label),
           el('td', {}, el('a', { href: '/t/' + tb.qr_token, target: '_blank', rel: 'noopener' }, '/t/' + tb.qr_token)),
@@ -138,7 +138,7 @@
       };
       body.replaceChildren(el('p', { class: 'muted' }, "An admin's approval PIN (4-8 digits) lets a waiter's discounts, comps, voids and refunds go through on the waiter's own device."),
         table(['User', 'Role', 'Since', 'Approval PIN'], r.data.data.map((x) => el('tr', {}, el('td', {}, x.username), el('td', {}, x.role), el('td', {}, x.created_at), pinRow(x)))),
-        el('form', { onsubmit: async (e) => { e.preventDefault(); const a = await api('POST', '/api/v1/users', { username: u.value.trim(), password: p.value, role: role.value }); a.status === 201 ? (ok('Added ' + u.value), views.Users()) : fail(a); } },
+        el('form', { onsubmit: async (e) => { e.preventDefault(); const a = await api('POST', '/api/v1/users', { username: u.value.trim(), password: p.value, role: role.value }); if (a.status === 201) { ok('Added ' + u.value); views.Users(); } else if (O.fieldError({ username: u, password: p, role }, a)) msg.replaceChildren(); else fail(a); } },
           el('h2', {}, 'Add a user'), el('label', { for: 'u-name' }, 'Username'), u, el('label', { for: 'u-pass' }, 'Password (8+ characters)'), p,
           el('label', { for: 'u-role' }, 'Role'), role, el('p', {}, el('button', { type: 'submit' }, 'Add user'))));
     },
@@ -177,7 +177,7 @@
         el('form', { onsubmit: async (e) => {
           e.preventDefault();
           const a = await api('POST', '/api/v1/devices', { id: id.value.trim(), kind: kind.value, stations: st.value.split(',').map((s) => s.trim()).filter(Boolean), backup: backup.checked, tcp: tcp.value.trim() || null, usb: usb.value.trim() || null, codepage: codepage.value || null, columns: columns.value ? Number(columns.value) : null, flavour: flavour.value });
-          if (a.status !== 201) return fail(a);
+          if (a.status !== 201) return O.fieldError({ id, kind, stations: st, backup, tcp, usb, codepage, columns, flavour }, a) ? msg.replaceChildren() : fail(a);
           await views.Devices();
           msg.replaceChildren(a.data.tcp || a.data.usb ? el('p', { class: 'notice' }, 'Added ' + a.data.id + ' at ' + (a.data.tcp || a.data.usb) + '; the box prints to it itself.')
             : el('p', { class: 'notice' }, 'Added ' + a.data.id + '. Its MQTT password (shown once): ', el('code', {}, a.data.password)));

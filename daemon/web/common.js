@@ -283,5 +283,28 @@ const O = (() => {
     return { data: out, seq: seq === Infinity ? 0 : seq };
   }
 
-  return { optionsDialog, unlockSound, soundOn, beep, all, boot, el, money, toMinor, uuid, api, errorText, live, signIn, staffToken, staffRole, signOut, banner, nav };
+  /**
+   * Shows a refused form's problem at its field: `fields` maps the API's field names to the
+   * inputs; the field the error names gets `aria-invalid`, a message under it, and the focus.
+   * Clears what an earlier submit showed. Returns whether a field was marked.
+   */
+  function fieldError(fields, r) {
+    for (const input of Object.values(fields)) {
+      input.removeAttribute('aria-invalid');
+      const old = input.id && document.getElementById(input.id + '-error');
+      if (old) old.remove();
+    }
+    const err = r && r.data && r.data.error;
+    const name = err && err.details && err.details.field;
+    const input = name && fields[String(name).split(/[.[]/)[0]];
+    if (!input) return false;
+    input.setAttribute('aria-invalid', 'true');
+    const note = el('p', { class: 'field-error', id: input.id + '-error', role: 'alert' }, err.message);
+    input.setAttribute('aria-describedby', note.id);
+    input.insertAdjacentElement('afterend', note);
+    input.focus();
+    return true;
+  }
+
+  return { fieldError, optionsDialog, unlockSound, soundOn, beep, all, boot, el, money, toMinor, uuid, api, errorText, live, signIn, staffToken, staffRole, signOut, banner, nav };
 })();

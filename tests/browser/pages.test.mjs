@@ -754,3 +754,32 @@ test("the README's first command: on embedded defaults a guest scans the demo ta
     fs.rmSync(cwd, { recursive: true, force: true });
   }
 });
+
+test("the admin's forms say what is wrong at the field", async () => {
+  const pw = fs.readFileSync(path.join(dir, 'admin-pass'), 'utf8').trim();
+  const owner = await signedIn('/admin#Devices', 'admin', pw);
+  await owner.waitForSelector('#d-id');
+  await owner.fill('#d-id', 'pfield');
+  await owner.selectOption('#d-kind', 'printer');
+  await owner.fill('#d-st', '');
+  await owner.click('text=Add device');
+  const note = await owner.waitForSelector('#d-st-error');
+  assert.match(await note.textContent(), /stations: printers, displays and bump bars serve at least one station/);
+  assert.equal(await owner.getAttribute('#d-st', 'aria-invalid'), 'true');
+  assert.equal(await owner.getAttribute('#d-st', 'aria-describedby'), 'd-st-error');
+  assert.equal(await owner.evaluate(() => document.activeElement.id), 'd-st');
+  // Fixed: the mark goes, the device is added.
+  await owner.fill('#d-st', 'grill');
+  await owner.click('text=Add device');
+  await owner.waitForSelector('text=/Added pfield/');
+  assert.equal(await owner.$('#d-st-error'), null);
+  // The tables form too.
+  await owner.click('nav[aria-label=Sections] button:has-text("Tables")');
+  await owner.waitForSelector('#new-table');
+  await owner.evaluate(() => document.getElementById('new-table').removeAttribute('maxlength'));
+  await owner.fill('#new-table', 'x'.repeat(33));
+  await owner.click('form button[type=submit]');
+  await owner.waitForSelector('#new-table-error');
+  assert.equal(await owner.getAttribute('#new-table', 'aria-invalid'), 'true');
+  await owner.context().close();
+});
