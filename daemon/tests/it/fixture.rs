@@ -149,6 +149,10 @@ fn decode_all<K: redb::Key + 'static, T: Stored>(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_written_by_this_release_opens_and_every_table_reads() {
     let dir = tempfile::tempdir().unwrap();
+    assert!(
+        fixture_dir().join("orderd.redb").is_file(),
+        "the committed fixture's store is missing"
+    );
     for entry in std::fs::read_dir(fixture_dir()).expect("the committed fixture") {
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();

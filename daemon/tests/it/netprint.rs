@@ -143,6 +143,12 @@ async fn a_printer_without_a_backup_keeps_its_queue_until_it_is_back() {
     add_printer(&s, "solo", "grill", &emu, false).await;
     place(&s, json!([{"item_id": "tave_kosi", "quantity": 1}])).await;
     printed(&emu, 1).await;
+    // Counted as printed only once the printer said it was fine afterwards; paper running out
+    // before that answer would (rightly) print it again, marked REPRINT.
+    s.wait_get("/api/v1/print-jobs?state=printed", &s.admin, |v| {
+        v["data"].as_array().is_some_and(|d| !d.is_empty())
+    })
+    .await;
     emu.set_state(PrinterState::PaperOut);
     s.wait_device("solo", "state", json!("paper_out")).await;
     for n in [2, 3] {
