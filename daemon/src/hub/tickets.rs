@@ -403,23 +403,23 @@ impl Boards {
         let Some(lines) = station_lines(order).remove(station) else {
             return true;
         };
-        if marks.allergy.is_some() {
-            // Its allergy note, for the ticket (other marks of a held order stay as they are).
-            let done = self.done.get(&order.id).cloned().unwrap_or_default();
-            self.set_marks(
-                order,
-                &KitchenMarks {
-                    done: done.into_iter().collect(),
-                    allergy: marks.allergy.clone(),
-                },
+        if self
+            .stations
+            .get(station)
+            .is_some_and(|b| b.tickets.len() >= self.cap)
+        {
+            return false;
+        }
+        // Its allergy note, for the ticket.
+        if let Some((note, acked)) = &marks.allergy {
+            self.allergy.insert(
+                order.id.clone(),
+                (note.clone(), acked.iter().cloned().collect()),
             );
         }
         let cap = self.cap;
         let entry = Entry::new(self.board_ticket(order, station, lines));
         let board = self.stations.entry(station.to_owned()).or_default();
-        if board.tickets.len() >= cap {
-            return false;
-        }
         board.tickets.insert(key(order), entry);
         board.seq = seq;
         let room = board.tickets.len() < cap;

@@ -43,14 +43,7 @@ async fn write_store_fixture() {
     assert_eq!(st, StatusCode::CREATED, "{v}");
     let first = v["id"].as_str().unwrap().to_owned();
     for action in ["ack_allergy", "bump"] {
-        let (st, v) = s
-            .send(
-                "POST",
-                &format!("/api/v1/orders/{first}/bump"),
-                Some(&s.admin),
-                Some(json!({"station": "grill", "action": action})),
-            )
-            .await;
+        let (st, v) = s.bump(&first, "grill", action).await;
         assert_eq!(st, StatusCode::OK, "{v}");
     }
     let (_, second) = s

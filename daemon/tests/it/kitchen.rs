@@ -590,27 +590,11 @@ async fn each_station_bumps_its_own_part_and_the_order_is_ready_when_all_are() {
     s.stop().await;
 }
 
-/// A station's bump, recall or acknowledgement from the kitchen page (HTTP, as staff).
-async fn page_bump(
-    s: &TestServer,
-    order: &str,
-    station: &str,
-    action: &str,
-) -> (StatusCode, Value) {
-    s.send(
-        "POST",
-        &format!("/api/v1/orders/{order}/bump"),
-        Some(&s.admin),
-        Some(json!({"station": station, "action": action})),
-    )
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kitchen_page_bumps_a_station_over_http_and_the_expo_sees_which_are_done() {
     let s = TestServer::start().await;
     let order = place(&s, grill_and_bar()).await;
-    let bump = |station: &'static str, action: &'static str| page_bump(&s, &order, station, action);
+    let bump = |station: &'static str, action: &'static str| s.bump(&order, station, action);
     let (st, v) = bump("bar", "bump").await;
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["stations_done"], json!(["bar"]));
@@ -1334,7 +1318,7 @@ async fn an_allergy_note_reaches_every_station_and_must_be_acknowledged_before_t
     assert!(bump_answer(&mut bb).await.ok);
     assert_eq!(wait_status(&s, &order, "preparing").await, "preparing");
     // The kitchen page: the bar has not acknowledged, so its bump is refused; then it does.
-    let http = |action: &'static str| page_bump(&s, &order, "bar", action);
+    let http = |action: &'static str| s.bump(&order, "bar", action);
     let (st, v) = http("bump").await;
     assert_eq!(st, StatusCode::CONFLICT, "{v}");
     assert_eq!(v["error"]["code"], "allergy_unacknowledged");
@@ -1346,7 +1330,7 @@ async fn an_allergy_note_reaches_every_station_and_must_be_acknowledged_before_t
     assert_eq!(v["status"], "ready");
     // An order without a note has nothing to acknowledge.
     let plain = place(&s, grill_and_bar()).await;
-    let (_, v) = page_bump(&s, &plain, "bar", "ack_allergy").await;
+    let (_, v) = s.bump(&plain, "bar", "ack_allergy").await;
     assert_eq!(v["error"]["code"], "no_allergy", "{v}");
     // Facts in the log, in order: the note right after its placement, then each
     // acknowledgement with who gave it.

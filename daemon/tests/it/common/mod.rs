@@ -215,6 +215,17 @@ impl TestServer {
         )
     }
 
+    /// A station's bump, recall or allergy acknowledgement, as the kitchen page sends it.
+    pub async fn bump(&self, order: &str, station: &str, action: &str) -> (StatusCode, Value) {
+        self.send(
+            "POST",
+            &format!("/api/v1/orders/{order}/bump"),
+            Some(&self.admin),
+            Some(json!({"station": station, "action": action})),
+        )
+        .await
+    }
+
     /// Places a simple takeaway order.
     pub async fn order(&self, token: &str, items: Value) -> (StatusCode, Value) {
         self.send(
