@@ -45,8 +45,10 @@ st_run() { # $1 = report name, rest = extra arguments
 }
 status=0
 st_run anonymous || status=1
-# Signing out would end the token the run uses.
-st_run staff -H "Authorization: Bearer $TOKEN" --exclude-path /api/v1/auth/logout || status=1
+# Signing out would end the token the run uses; a restart would move the box to a new port
+# (it listens on port 0), so both are left out of this run (each has its own tests).
+st_run staff -H "Authorization: Bearer $TOKEN" --exclude-path /api/v1/auth/logout \
+  --exclude-path /api/v1/restart || status=1
 for f in anonymous staff; do
   echo "schemathesis ($f): $(grep -E '^=+ .* in [0-9.]+s =+$' "$OUT/$f.txt" | tr -d '=' | xargs)"
 done

@@ -128,6 +128,16 @@ pub fn load_settings_with(
     if let Some(addr) = http_listen {
         addr.clone_into(&mut raw.http.listen);
     }
+    // What the owner set in the admin page wins over the file (docs/setup.md).
+    let site = match crate::site::read(&raw.store.data_dir) {
+        Ok(site) => site,
+        Err(p) => {
+            problems.push(p);
+            crate::site::SiteFile::default()
+        }
+    };
+    site.apply(&mut raw);
+    let site_path = crate::site::path(&raw.store.data_dir);
     match raw.validate() {
         Ok(settings) if problems.is_empty() => Ok(settings),
         Ok(_) => Err(crate::config::Problems(problems)),
@@ -137,7 +147,16 @@ pub fn load_settings_with(
                 if problems.iter().any(|q| q.key == p.key) {
                     continue;
                 }
-                p.line = p.line.or_else(|| crate::config::line_of(&text, &p.key));
+                if site.keys().contains(&p.key.as_str()) {
+                    // Its value is the one the admin page saved, not the file's.
+                    p.message = format!(
+                        "{} (set in the admin page, {})",
+                        p.message,
+                        site_path.display()
+                    );
+                } else {
+                    p.line = p.line.or_else(|| crate::config::line_of(&text, &p.key));
+                }
                 problems.push(p);
             }
             // In the order of the file; problems of keys not in it (defaults) last.
@@ -167,6 +186,15 @@ fn check_config(arg: &ConfigArg) -> ExitCode {
                 s.data_dir().display(),
                 s.http_listen
             );
+            if let Ok(site) = crate::site::read(s.data_dir())
+                && !site.keys().is_empty()
+            {
+                println!(
+                    "set in the admin page ({}), winning over the file: {}",
+                    crate::site::path(s.data_dir()).display(),
+                    site.keys().join(", ")
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(problems) => {
@@ -463,8 +491,13 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
     )?;
     init_logging(&settings.raw.log.level);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), site = %settings.raw.site.id, "orderd starting");
+    if let Ok(site) = crate::site::read(settings.data_dir())
+        && !site.keys().is_empty()
+    {
+        tracing::info!(file = %crate::site::path(settings.data_dir()).display(), keys = ?site.keys(), "restaurant settings from the admin page win over the configuration file");
+    }
     raise_fd_limit();
-    runtime()?.block_on(async move {
+    let restart = runtime()?.block_on(async move {
         // Installed before anything is announced, so a stop sent as soon as the banner or
         // systemd's READY appears is handled gracefully rather than killing the process.
         let stop = StopSignals::install()?;
@@ -494,9 +527,45 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
             sd_notify::NotifyState::Ready,
             sd_notify::NotifyState::Status(&status),
         ]);
-        stop.wait().await;
-        running.stop().await
-    })
+        let restart = running.state.restart.clone();
+        let again = tokio::select! {
+            () = stop.wait() => false,
+            () = restart.notified() => true,
+        };
+        if again {
+            tracing::info!("restarting to apply the restaurant's settings");
+            crate::systemd::notify(&[sd_notify::NotifyState::Status(
+                "restarting to apply the restaurant's settings",
+            )]);
+        }
+        running.stop().await?;
+        anyhow::Ok(again)
+    })?;
+    // The runtime, the store and every listener are closed: start again as the same process
+    // (the same PID under systemd), reading the configuration and site.toml afresh.
+    if restart {
+        return Err(reexec());
+    }
+    Ok(())
+}
+
+/// Replaces this process with a fresh start of the same binary and arguments; returns only
+/// when that failed.
+fn reexec() -> anyhow::Error {
+    use std::os::unix::process::CommandExt as _;
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => return anyhow::Error::new(e).context("finding the binary to restart"),
+    };
+    // After a package upgrade the running file is gone: start the one now at its path.
+    let exe = exe
+        .to_str()
+        .and_then(|s| s.strip_suffix(" (deleted)"))
+        .map_or(exe.clone(), std::path::PathBuf::from);
+    let e = std::process::Command::new(&exe)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    anyhow::Error::new(e).context(format!("restarting {}", exe.display()))
 }
 
 fn print_welcome(

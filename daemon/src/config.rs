@@ -347,7 +347,12 @@ pub struct SiteConfig {
     pub prices_include_tax: bool,
     /// Language used for ticket and order snapshots and when a requested one is missing.
     pub default_language: String,
+    /// Languages the guest page offers (of [`PAGE_LANGUAGES`]); the default is one of them.
+    pub languages: Vec<String>,
 }
+
+/// Languages the pages are translated into.
+pub const PAGE_LANGUAGES: [&str; 2] = ["en", "sq"];
 
 fn default_site_id() -> String {
     "demo".into()
@@ -386,6 +391,7 @@ impl Default for SiteConfig {
             tax_rate_bp: default_tax_rate_bp(),
             prices_include_tax: true,
             default_language: default_language(),
+            languages: PAGE_LANGUAGES.iter().map(|l| (*l).to_owned()).collect(),
         }
     }
 }
@@ -1151,6 +1157,28 @@ impl RawConfig {
                 format!(
                     "{:?} must be a language code such as en",
                     s.default_language
+                ),
+            );
+        }
+        if s.languages.is_empty()
+            || s.languages
+                .iter()
+                .enumerate()
+                .any(|(i, l)| !PAGE_LANGUAGES.contains(&l.as_str()) || s.languages[..i].contains(l))
+        {
+            bad(
+                "site.languages",
+                format!(
+                    "{:?} must list some of {PAGE_LANGUAGES:?}, each once",
+                    s.languages
+                ),
+            );
+        } else if is_slug(&s.default_language, 8) && !s.languages.contains(&s.default_language) {
+            bad(
+                "site.default_language",
+                format!(
+                    "{:?} must be one of site.languages {:?}",
+                    s.default_language, s.languages
                 ),
             );
         }

@@ -28,6 +28,7 @@ pub mod progress;
 pub mod retry;
 pub mod server;
 pub mod shutdown;
+pub mod site;
 pub mod storage;
 pub mod store;
 pub mod systemd;

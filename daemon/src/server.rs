@@ -235,6 +235,7 @@ pub async fn start(
         upload: Arc::new(crate::upload::UploadState::new(upload_budget)),
         live: crate::api::live::Live::default(),
         shutdown: shutdown.clone(),
+        restart: Arc::new(tokio::sync::Notify::new()),
     });
 
     // The control socket (status, backup) is a convenience: without it the daemon still runs.

@@ -167,6 +167,7 @@ fn common_boot(state: &AppStateRef, page: &str) -> Value {
         "currency": state.rules.currency,
         "minor_digits": state.rules.billing.minor_digits,
         "default_lang": state.rules.default_language,
+        "languages": raw.site.languages,
         "heartbeat_secs": raw.http.sse_heartbeat_secs,
     })
 }

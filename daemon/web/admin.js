@@ -1,9 +1,11 @@
-// orderd admin page (/admin): menu (availability, prices, stock, translations; the whole menu
-// exported to and imported from a spreadsheet, CSV, with each problem named by row), tables and
-// their printable QR sheet, users and their approval PINs, devices, print jobs, the
-// notification queue, upload status, analytics drawn as SVG (orders and revenue by hour, top
-// items, prep time), and the day's money: the X report, the cash drawer, closing the day with
-// a Z report, and past Z reports.
+// orderd admin page (/admin): the owner's guided set-up on first sign-in (the restaurant, then
+// the menu, tables, devices and users, each step skippable), the restaurant's settings (name,
+// address and tax id on the bill, currency, time zone, languages; saved by the box and applied by
+// a restart), the menu (availability, prices, stock, translations, photos; exported to and
+// imported from a spreadsheet, CSV, with each problem named by row), tables and their printable
+// QR sheet, users and their approval PINs, devices, print jobs, the notification queue, upload
+// status, analytics drawn as SVG, and the day's money: the X report, the cash drawer, closing the
+// day with a Z report, and past Z reports.
 'use strict';
 (async () => {
   const { el, api, money } = O;
@@ -11,10 +13,62 @@
   await O.signIn(app, 'Admin');
   const msg = el('div', { 'aria-live': 'polite' });
   const body = el('section', {});
-  const tabs = ['Menu', 'Tables', 'Users', 'Devices', 'Print jobs', 'Notifications', 'Left open', 'Upload', 'Analytics', 'Day'];
-  let current = location.hash.slice(1) || 'Menu';
+  const tabs = ['Restaurant', 'Menu', 'Tables', 'Users', 'Devices', 'Print jobs', 'Notifications', 'Left open', 'Upload', 'Analytics', 'Day'];
+  let current = decodeURIComponent(location.hash.slice(1)) || 'Menu';
   const tabBar = el('nav', { 'aria-label': 'Sections', class: 'row' });
-  app.replaceChildren(O.nav(), el('h1', {}, 'Admin'), tabBar, msg, body);
+  // The guided set-up: shown on sign-in until the owner finishes or skips it. Its step is kept
+  // for the tab, so the restart that applies the restaurant's settings comes back to it.
+  const steps = [
+    ['Restaurant', 'Who you are: the name guests see, and the address and tax id printed on the bill; the currency, time zone and languages.'],
+    ['Menu', 'Your menu: import it from a spreadsheet (Export gives one to start from), or edit prices and names here. Photos are shrunk by the box.'],
+    ['Tables', 'Your tables: add each one, then print the QR sheet and put each code on its table.'],
+    ['Devices', 'Kitchen printers, screens, bump bars and buzzers: add each with its stations, then send a test print. An MQTT password is shown once.'],
+    ['Users', 'Your staff: a sign-in for each waiter, and an approval PIN for managers. This can wait until the first shift.'],
+  ];
+  const setupBar = el('div', { id: 'setup', class: 'setup', hidden: true });
+  app.replaceChildren(O.nav(), el('h1', {}, 'Admin'), setupBar, tabBar, msg, body);
+  // Until it is finished, the set-up opens at its first step (or where the owner left it); a
+  // link to one section opens that section, inside the set-up when it is one of its steps.
+  let setupStep = -1;
+  const site = await api('GET', '/api/v1/site');
+  if (site.status === 200 && !site.data.setup.finished) {
+    const hashed = decodeURIComponent(location.hash.slice(1));
+    const kept = Number(sessionStorage.getItem('orderd.setup') || '0');
+    setupStep = hashed ? steps.findIndex(([n]) => n === hashed) : Math.min(Math.max(kept, 0), steps.length - 1);
+  }
+  if (setupStep >= 0) current = steps[setupStep][0];
+
+  async function endSetup() {
+    const r = await api('PUT', '/api/v1/site/setup', { finished: true });
+    if (r.status !== 200) return fail(r);
+    setupStep = -1;
+    sessionStorage.removeItem('orderd.setup');
+    ok('Set-up finished. Everything in it stays here to change later.');
+    renderSetup();
+  }
+  function goStep(i) {
+    if (i >= steps.length) return endSetup();
+    setupStep = Math.max(0, i);
+    sessionStorage.setItem('orderd.setup', String(setupStep));
+    current = steps[setupStep][0];
+    location.hash = current;
+    msg.replaceChildren();
+    show();
+  }
+  function renderSetup() {
+    setupBar.hidden = setupStep < 0;
+    if (setupStep < 0) return setupBar.replaceChildren();
+    const [name, text] = steps[setupStep];
+    const last = setupStep === steps.length - 1;
+    setupBar.replaceChildren(
+      el('p', { class: 'setup-step' }, el('strong', {}, 'Set-up, step ' + (setupStep + 1) + ' of ' + steps.length + ': ' + name)),
+      el('ol', { class: 'setup-steps' }, steps.map(([n], i) => el('li', { class: i === setupStep ? 'now' : i < setupStep ? 'done' : '', 'aria-current': i === setupStep ? 'step' : null }, n))),
+      el('p', { class: 'muted' }, text),
+      el('div', { class: 'row' },
+        setupStep > 0 ? el('button', { class: 'secondary', id: 'setup-back', onclick: () => goStep(setupStep - 1) }, 'Back') : null,
+        el('button', { id: 'setup-next', onclick: () => goStep(setupStep + 1) }, last ? 'Finish' : 'Next: ' + steps[setupStep + 1][0]),
+        el('button', { class: 'secondary', id: 'setup-skip', onclick: endSetup }, 'Skip the set-up (do it later)')));
+  }
 
   function ok(text) { msg.replaceChildren(el('p', { class: 'notice' }, text)); }
   function fail(r) { msg.replaceChildren(el('p', { class: 'error', role: 'alert' }, O.errorText(r))); }
@@ -26,16 +80,92 @@
 
   function renderTabs() {
     tabBar.replaceChildren(...tabs.map((n) => el('button', { class: n === current ? '' : 'secondary', 'aria-current': n === current ? 'page' : null,
-      onclick: () => { current = n; location.hash = n; msg.replaceChildren(); show(); } }, n)));
+      onclick: () => { current = n; location.hash = n; msg.replaceChildren(); const i = steps.findIndex(([x]) => x === n); if (setupStep >= 0 && i >= 0) { setupStep = i; sessionStorage.setItem('orderd.setup', String(i)); } show(); } }, n)));
+  }
+
+  /** Restarts the box and reloads the page once it has come back with the saved settings. */
+  async function restartAndReload() {
+    const r = await api('POST', '/api/v1/restart');
+    if (r.status !== 202) return fail(r);
+    msg.replaceChildren(el('p', { class: 'notice', id: 'restarting', role: 'status' }, 'Restarting the box to apply the settings…'));
+    const deadline = Date.now() + 60000;
+    while (Date.now() < deadline) {
+      await new Promise((done) => setTimeout(done, 500));
+      let back = null;
+      try { back = await api('GET', '/api/v1/site'); } catch { continue; }
+      if (back && back.status === 200 && !back.data.restart_needed) { location.reload(); return; }
+    }
+    msg.replaceChildren(el('p', { class: 'error', role: 'alert' }, 'The box has not come back within a minute. Check that it is powered and running (orderd status).'));
   }
 
   const views = {
+    async Restaurant() {
+      const r = await api('GET', '/api/v1/site');
+      if (r.status !== 200) return fail(r);
+      const v = r.data.settings;
+      const langName = { en: 'English', sq: 'Shqip (Albanian)' };
+      const f = {
+        name: el('input', { id: 's-name', required: true, maxlength: 100, value: v.name, autocomplete: 'organization' }),
+        address: el('textarea', { id: 's-address', rows: 3, maxlength: 200 }, v.address),
+        tax_id: el('input', { id: 's-tax', maxlength: 50, value: v.tax_id }),
+        currency: el('input', { id: 's-currency', required: true, maxlength: 3, size: 4, value: v.currency, list: 's-currencies', autocapitalize: 'characters' }),
+        minor_digits: el('select', { id: 's-digits' }, [0, 1, 2, 3].map((d) => el('option', { value: d, selected: d === v.minor_digits }, String(d)))),
+        time_zone: el('input', { id: 's-tz', required: true, value: v.time_zone, list: 's-zones' }),
+        default_language: el('select', { id: 's-lang' }, r.data.choices.languages.map((l) => el('option', { value: l, selected: l === v.default_language }, langName[l] || l))),
+        languages: el('fieldset', { id: 's-langs' }, el('legend', {}, 'Languages offered to guests'),
+          r.data.choices.languages.map((l) => el('label', { class: 'inline' }, el('input', { type: 'checkbox', value: l, checked: v.languages.includes(l), 'data-lang': l }), langName[l] || l))),
+      };
+      // The digits a currency is used with, filled in when the currency is picked.
+      const digits = { EUR: 2, USD: 2, GBP: 2, CHF: 2, ALL: 0, MKD: 0, RSD: 0, HUF: 0, JPY: 0, TRY: 2, BAM: 2, PLN: 2, CZK: 2, SEK: 2, NOK: 2, DKK: 2 };
+      f.currency.addEventListener('change', () => { const c = f.currency.value.trim().toUpperCase(); f.currency.value = c; if (c in digits) f.minor_digits.value = String(digits[c]); });
+      const save = async (e) => {
+        e.preventDefault();
+        const body = {
+          name: f.name.value, address: f.address.value, tax_id: f.tax_id.value, currency: f.currency.value.trim().toUpperCase(),
+          minor_digits: Number(f.minor_digits.value), time_zone: f.time_zone.value.trim(), default_language: f.default_language.value,
+          languages: [...f.languages.querySelectorAll('input:checked')].map((x) => x.value),
+        };
+        const a = await api('PUT', '/api/v1/site', body);
+        if (a.status !== 200) return O.fieldError(f, a) ? msg.replaceChildren() : fail(a);
+        O.fieldError(f, null);
+        // In the set-up, the page comes back from the restart at the next step.
+        if (setupStep === 0) { sessionStorage.setItem('orderd.setup', '1'); history.replaceState(null, '', '#' + steps[1][0]); }
+        if (a.data.restart_needed) return restartAndReload();
+        if (setupStep === 0) return goStep(1);
+        ok('Saved; nothing changed.');
+      };
+      const running = r.data.running;
+      body.replaceChildren(...[
+        r.data.restart_needed ? el('p', { class: 'notice' }, 'Saved settings wait for a restart. ', el('button', { class: 'secondary', onclick: restartAndReload }, 'Restart now')) : null,
+        el('form', { id: 'site-form', onsubmit: save },
+          el('label', { for: 's-name' }, "Restaurant's name (on the guest page, tickets and the bill)"), f.name,
+          el('label', { for: 's-address' }, 'Address (printed on the bill)'), f.address,
+          el('label', { for: 's-tax' }, 'Tax id, e.g. NIPT or VAT number (printed on the bill)'), f.tax_id,
+          el('div', { class: 'row' },
+            el('div', {}, el('label', { for: 's-currency' }, 'Currency (ISO code)'), f.currency),
+            el('div', {}, el('label', { for: 's-digits' }, 'Decimals'), f.minor_digits)),
+          el('datalist', { id: 's-currencies' }, Object.keys(digits).map((c) => el('option', { value: c }))),
+          el('p', { class: 'muted' }, 'Prices are kept as they are: changing the currency or its decimals does not convert them (' + money(1250) + ' now).'),
+          el('label', { for: 's-tz' }, 'Time zone (business days and reports)'), f.time_zone,
+          el('datalist', { id: 's-zones' }, r.data.choices.time_zones.map((z) => el('option', { value: z }))),
+          el('label', { for: 's-lang' }, 'Default language (tickets, and guests who choose none)'), f.default_language,
+          f.languages,
+          el('p', { class: 'muted' }, 'Saving restarts the box, which takes a few seconds: kitchen screens and printers reconnect by themselves, and nothing saved is lost.'),
+          el('p', {}, el('button', { type: 'submit', id: 's-save' }, 'Save and apply'))),
+        el('p', { class: 'muted' }, 'In force now: ' + running.name + ', ' + running.currency + ', ' + running.time_zone + '. Settings saved here win over /etc/orderd/orderd.toml.'),
+        setupStep < 0 ? el('p', {}, el('button', { class: 'secondary', id: 'setup-again', onclick: async () => {
+          const x = await api('PUT', '/api/v1/site/setup', { finished: false });
+          if (x.status !== 200) return fail(x);
+          goStep(0);
+        } }, 'Run the guided set-up again')) : null].filter(Boolean));
+    },
     async Menu() {
       const [en, sq] = await Promise.all([api('GET', '/api/v1/menu?lang=en'), api('GET', '/api/v1/menu?lang=sq')]);
       if (en.status !== 200) return fail(en);
       const sqName = new Map(sq.data.categories.flatMap((c) => c.items.map((i) => [i.id, i.name])));
       const rows = en.data.categories.flatMap((c) => c.items.map((i) => {
-        const price = el('input', { type: 'number', step: '0.01', min: 0, value: (i.price / 100).toFixed(2), 'aria-label': 'Price of ' + i.name, size: 6 });
+        const d = O.boot.minor_digits ?? 2;
+        const price = el('input', { type: 'number', step: String(1 / 10 ** d), min: 0, value: (i.price / 10 ** d).toFixed(d), 'aria-label': 'Price of ' + i.name, size: 6 });
         const stock = el('input', { type: 'number', min: 0, value: i.stock ?? '', placeholder: 'untracked', 'aria-label': 'Stock of ' + i.name, size: 5 });
         const nEn = el('input', { value: i.name, 'aria-label': 'English name of ' + i.id });
         const nSq = el('input', { value: sqName.get(i.id) || '', 'aria-label': 'Albanian name of ' + i.id });
@@ -59,7 +189,7 @@
           i.photo ? el('img', { src: i.photo, alt: 'Photo of ' + i.name, width: 48, height: 36, 'data-photo': i.id, class: 'thumb' }) : null, photo,
           i.photo ? el('button', { class: 'secondary', 'data-photo-remove': i.id, onclick: async () => { const r = await api('DELETE', '/api/v1/menu/items/' + encodeURIComponent(i.id) + '/photo'); r.status === 204 ? (ok('Photo removed'), views.Menu()) : fail(r); } }, 'Remove') : null);
         const save = el('button', { onclick: async () => {
-          const r = await api('PATCH', '/api/v1/menu/items/' + encodeURIComponent(i.id), { price: Math.round(Number(price.value) * 100), name: { en: nEn.value.trim(), sq: nSq.value.trim() } });
+          const r = await api('PATCH', '/api/v1/menu/items/' + encodeURIComponent(i.id), { price: O.toMinor(price.value), name: { en: nEn.value.trim(), sq: nSq.value.trim() } });
           if (r.status !== 200) return fail(r);
           if (stock.value !== '') {
             const s = await api('POST', '/api/v1/menu/items/' + encodeURIComponent(i.id) + '/stock', { set: Number(stock.value) });
@@ -93,11 +223,42 @@
         fail({ status: resp.status, data });
         problems.replaceChildren(el('ul', { class: 'error' }, list.map((p) => el('li', { 'data-problem': '' }, p))));
       };
+      // Photos of many dishes at once: each file is named after its dish's id (burger.jpg).
+      const ids = new Set(en.data.categories.flatMap((c) => c.items.map((i) => i.id)));
+      const photos = el('input', { type: 'file', id: 'menu-photos', multiple: true, accept: 'image/jpeg,image/png,image/webp' });
+      const uploadPhotos = async () => {
+        const files = [...photos.files];
+        if (!files.length) return msg.replaceChildren(el('p', { class: 'error', role: 'alert' }, 'Choose the photos first.'));
+        const unknown = files.filter((f) => !ids.has(f.name.replace(/\.[^.]*$/, '')));
+        if (unknown.length) return msg.replaceChildren(el('p', { class: 'error', role: 'alert' }, 'No dish has the id of ' + unknown.map((f) => f.name).join(', ') + '. Name each photo after its dish\'s id (the id column of the CSV).'));
+        const failed = [];
+        let done = 0;
+        const next = async () => {
+          for (let f = files.shift(); f; f = files.shift()) {
+            const id = f.name.replace(/\.[^.]*$/, '');
+            let resp = null;
+            try {
+              resp = await fetch('/api/v1/menu/items/' + encodeURIComponent(id) + '/photo', { method: 'PUT', headers: { authorization: 'Bearer ' + O.staffToken(), 'content-type': f.type || 'application/octet-stream' }, body: f });
+            } catch { /* counted below */ }
+            if (resp && resp.status === 200) done += 1;
+            else failed.push(f.name + (resp ? ': ' + O.errorText({ status: resp.status, data: await resp.json().catch(() => null) }) : ': the box cannot be reached'));
+            msg.replaceChildren(el('p', { class: 'notice', role: 'status' }, 'Photos saved: ' + done + '…'));
+          }
+        };
+        // Two at a time: the box shrinks each one, and it has two cores.
+        await Promise.all([next(), next()]);
+        await views.Menu();
+        if (failed.length) msg.replaceChildren(el('p', { class: 'error', role: 'alert' }, 'Photos saved: ' + done + '. Not saved: ' + failed.join('; ')));
+        else ok('Photos saved: ' + done + '.');
+      };
       body.replaceChildren(
         el('div', { class: 'row' },
           el('button', { class: 'secondary', id: 'export-csv', onclick: exportCsv }, 'Export CSV'),
           el('label', { for: 'menu-csv', class: 'inline' }, 'Import a CSV (replaces the whole menu)'), file,
           el('button', { id: 'import-csv', onclick: importCsv }, 'Import')),
+        el('div', { class: 'row' },
+          el('label', { for: 'menu-photos', class: 'inline' }, "Photos of many dishes (each file named after the dish's id, e.g. burger.jpg)"), photos,
+          el('button', { id: 'upload-photos', class: 'secondary', onclick: uploadPhotos }, 'Upload photos')),
         problems,
         table(['Category', 'Name (en)', 'Name (sq)', 'Price', 'Stock', 'Available', 'Photo', ''], rows));
     },
@@ -120,8 +281,9 @@
           const resp = await fetch('/api/v1/tables/qr-sheet.svg', { headers: { authorization: 'Bearer ' + O.staffToken() } });
           if (!resp.ok) return fail({ status: resp.status, data: null });
           const url = URL.createObjectURL(await resp.blob());
-          sheet.replaceChildren(el('p', {}, el('a', { href: url, download: 'tables-qr.svg' }, 'Download the QR sheet (SVG)')),
-            el('img', { src: url, alt: 'QR codes of every table', style: null, class: 'chart', id: 'qr-sheet' }));
+          sheet.replaceChildren(el('p', { class: 'row' }, el('a', { href: url, download: 'tables-qr.svg' }, 'Download the QR sheet (SVG)'),
+            el('button', { id: 'print-qr', onclick: () => window.print() }, 'Print the QR sheet')),
+            el('img', { src: url, alt: 'QR codes of every table', style: null, class: 'chart qr-sheet', id: 'qr-sheet' }));
         } }, 'Show QR sheet')), sheet);
     },
     async Users() {
@@ -340,6 +502,7 @@
   }
 
   function show() {
+    renderSetup();
     renderTabs();
     body.replaceChildren(el('p', {}, 'Loading…'));
     (views[current] || views.Menu)();

@@ -43,8 +43,10 @@
       ask_bill: 'Kërko llogarinë', bill_asked: 'Kamarieri po vjen me llogarinë.', refresh: 'Rifresko',
     },
   };
+  // The languages the restaurant offers (Admin → Restaurant); the guest's choice is kept.
+  const offered = (boot.languages || ['en']).filter((l) => T[l]);
   let lang = localStorage.getItem('orderd.lang') || boot.default_lang || 'en';
-  if (!T[lang]) lang = 'en';
+  if (!offered.includes(lang)) lang = offered.includes(boot.default_lang) ? boot.default_lang : offered[0] || 'en';
   const t = (k) => T[lang][k] || T.en[k] || k;
 
   function invalid() {
@@ -115,12 +117,14 @@
 
   function renderHead() {
     document.documentElement.lang = lang;
+    const names = { en: 'English', sq: 'Shqip' };
     const pick = el('select', {
       id: 'lang', onchange: (e) => { lang = e.target.value; localStorage.setItem('orderd.lang', lang); loadMenu(); renderAll(); },
-    }, el('option', { value: 'en', selected: lang === 'en' }, 'English'), el('option', { value: 'sq', selected: lang === 'sq' }, 'Shqip'));
+    }, offered.map((l) => el('option', { value: l, selected: lang === l }, names[l] || l)));
     head.replaceChildren(el('div', { class: 'bar' },
       el('div', {}, boot.restaurant ? el('div', { class: 'restaurant', id: 'restaurant' }, boot.restaurant) : null, el('h1', {}, t('table') + ' ' + boot.table.label)),
-      el('div', {}, el('label', { for: 'lang', class: 'inline' }, t('lang')), pick)));
+      // One language offered: no choice to make.
+      offered.length > 1 ? el('div', {}, el('label', { for: 'lang', class: 'inline' }, t('lang')), pick) : null));
   }
 
   function renderMenu() {

@@ -77,10 +77,10 @@ async function phone() {
   return ctx.newPage();
 }
 
-async function signedIn(url, user, pass, viewport = TABLET) {
+async function signedIn(url, user, pass, viewport = TABLET, home = base) {
   const ctx = await browser.newContext({ viewport });
   const page = await ctx.newPage();
-  await page.goto(base + url);
+  await page.goto(home + url);
   await page.fill('#login-user', user);
   await page.fill('#login-pass', pass);
   await page.click('button[type=submit]');
@@ -176,7 +176,7 @@ test('an admin marks an item sold out and an open customer page disables it live
   await customer.goto(base + '/t/' + t2.qr_token);
   const add = await customer.waitForSelector('[data-add=espresso]');
   assert.equal(await add.isDisabled(), false);
-  const adminPage = await signedIn('/admin', 'admin', fs.readFileSync(path.join(dir, 'admin-pass'), 'utf8'));
+  const adminPage = await signedIn('/admin#Menu', 'admin', fs.readFileSync(path.join(dir, 'admin-pass'), 'utf8'));
   await adminPage.waitForSelector('[data-available=espresso]');
   await adminPage.uncheck('[data-available=espresso]');
   await customer.waitForSelector('[data-add=espresso]:disabled', { timeout: 5000 });
@@ -186,7 +186,7 @@ test('an admin marks an item sold out and an open customer page disables it live
   // Every admin tab fits a 390 px phone and a 1,024 px tablet without sideways scrolling.
   for (const [name, vp] of [['phone', { width: 390, height: 800 }], ['tablet', TABLET]]) {
     await adminPage.setViewportSize(vp);
-    for (const tab of ['Menu', 'Tables', 'Users', 'Devices', 'Print jobs', 'Notifications', 'Left open', 'Upload', 'Analytics']) {
+    for (const tab of ['Restaurant', 'Menu', 'Tables', 'Users', 'Devices', 'Print jobs', 'Notifications', 'Left open', 'Upload', 'Analytics']) {
       await adminPage.click(`nav button:text-is("${tab}")`);
       await adminPage.waitForFunction((t) => document.querySelector(`nav button[aria-current=page]`)?.textContent === t, tab);
       await adminPage.waitForLoadState('networkidle');
@@ -782,4 +782,132 @@ test("the admin's forms say what is wrong at the field", async () => {
   await owner.waitForSelector('#new-table-error');
   assert.equal(await owner.getAttribute('#new-table', 'aria-invalid'), 'true');
   await owner.context().close();
+});
+
+test("the owner's first hour: the guided set-up names the restaurant, a 120-dish menu with photos comes from a spreadsheet, the QR sheet prints, and a guest orders", async () => {
+  // A box of its own, on a fixed port: saving the restaurant restarts it, and the page must
+  // find it again at the same address.
+  const net = await import('node:net');
+  const port = await new Promise((resolve) => { const srv = net.createServer().listen(0, '127.0.0.1', () => { const p = srv.address().port; srv.close(() => resolve(p)); }); });
+  const own = fs.mkdtempSync(path.join(os.tmpdir(), 'orderd-owner-'));
+  fs.writeFileSync(path.join(own, 'orderd.toml'), ['[store]', `data_dir = "${own}/data"`, '[http]', `listen = "127.0.0.1:${port}"`, '[mqtt]', 'listen = "127.0.0.1:0"', ''].join('\n'));
+  const box = spawn(BIN, ['run', '--config', path.join(own, 'orderd.toml')], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: 'info' } });
+  let log = '';
+  box.stdout.on('data', (d) => { log += d; });
+  box.stderr.on('data', (d) => { log += d; });
+  const home = `http://127.0.0.1:${port}`;
+  try {
+    await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('orderd did not start: ' + log)), 30000);
+      const check = () => { if (log.includes('orderd is running')) { clearTimeout(timer); resolve(); } else setTimeout(check, 50); };
+      check();
+      box.on('exit', (code) => reject(new Error('orderd exited ' + code + ': ' + log)));
+    });
+    const pass = fs.readFileSync(path.join(own, 'data/initial-admin-password'), 'utf8').trim();
+    const owner = await signedIn('/admin', 'admin', pass, TABLET, home);
+    // First sign-in: the set-up opens at its first step.
+    await owner.waitForSelector('#setup >> text=Set-up, step 1 of 5: Restaurant');
+    await owner.screenshot({ path: path.join(ARTIFACTS, 'admin-setup-restaurant.png'), fullPage: true });
+    await owner.fill('#s-name', 'Trattoria Vlora');
+    await owner.fill('#s-address', 'Rruga Ismail Qemali 12, Vlorë');
+    await owner.fill('#s-tax', 'L91234567B');
+    // A wrong time zone is named at its field, and nothing is saved.
+    await owner.fill('#s-tz', 'Europe/Vlora');
+    await owner.click('#s-save');
+    await owner.waitForSelector('#s-tz-error');
+    assert.equal(fs.existsSync(path.join(own, 'data/site.toml')), false);
+    await owner.fill('#s-tz', 'Europe/Tirane');
+    // The lek: its decimals follow the currency.
+    await owner.fill('#s-currency', 'ALL');
+    await owner.dispatchEvent('#s-currency', 'change');
+    assert.equal(await owner.inputValue('#s-digits'), '0');
+    await owner.selectOption('#s-lang', 'sq');
+    await owner.click('#s-save');
+    // Saved, the box restarts itself (the same process), and the set-up goes on at the menu.
+    await owner.waitForSelector('#setup >> text=Set-up, step 2 of 5: Menu', { timeout: 60000 });
+    assert.match(log, /restarting to apply the restaurant's settings/);
+    assert.equal(box.exitCode, null, 'the box is still running');
+    // The menu: 120 dishes in 12 categories from a spreadsheet, prices in whole lek.
+    const [download] = await Promise.all([owner.waitForEvent('download'), owner.click('#export-csv')]);
+    const header = fs.readFileSync(await download.path(), 'utf8').replace(/^\uFEFF/, '').split(/\r?\n/)[0].split(',');
+    const row = (cells) => header.map((h) => cells[h] ?? '').join(',');
+    const lines = [header.join(',')];
+    for (let c = 0; c < 12; c++) {
+      for (let i = 0; i < 10; i++) {
+        lines.push(row({ category_id: `cat${c}`, 'category_name:en': `Course ${c + 1}`, 'category_name:sq': `Pjata ${c + 1}`, id: `dish${c * 10 + i}`, 'name:en': `Dish ${c * 10 + i}`, 'name:sq': `Gjella ${c * 10 + i}`, price: String(300 + 50 * i), station: c < 6 ? 'grill' : 'bar', available: 'yes' }));
+      }
+    }
+    const sheet = path.join(own, 'menu.csv');
+    fs.writeFileSync(sheet, lines.join('\n') + '\n');
+    await owner.setInputFiles('#menu-csv', sheet);
+    await owner.click('#import-csv');
+    await owner.waitForSelector('text=Imported 120 items.');
+    // A photo for every dish, each named after its id, drawn here as the phone would take it.
+    const pictures = await owner.evaluate(() => Array.from({ length: 120 }, (_, n) => {
+      const c = document.createElement('canvas');
+      c.width = 800; c.height = 600;
+      const g = c.getContext('2d');
+      g.fillStyle = `hsl(${n * 3}, 60%, 50%)`; g.fillRect(0, 0, 800, 600);
+      g.fillStyle = '#fff'; g.font = '120px sans-serif'; g.fillText(String(n), 200, 340);
+      return c.toDataURL('image/jpeg', 0.8).split(',')[1];
+    }));
+    const files = pictures.map((b64, n) => { const f = path.join(own, `dish${n}.jpg`); fs.writeFileSync(f, Buffer.from(b64, 'base64')); return f; });
+    await owner.setInputFiles('#menu-photos', files);
+    await owner.click('#upload-photos');
+    await owner.waitForSelector('text=Photos saved: 120.', { timeout: 120000 });
+    assert.equal(await owner.$$eval('img[data-photo]', (imgs) => imgs.length), 120);
+    await owner.click('#setup-next');
+    // Tables: two added, the QR sheet shown and printed on its own.
+    await owner.waitForSelector('#setup >> text=step 3 of 5: Tables');
+    for (const label of ['Terrace 1', 'Terrace 2']) {
+      await owner.fill('#new-table', label);
+      await owner.click('form button[type=submit]');
+      await owner.waitForSelector(`td:text-is("${label}")`);
+    }
+    await owner.click('text=Show QR sheet');
+    await owner.waitForSelector('#qr-sheet');
+    await owner.evaluate(() => { window.print = () => { window.printed = true; }; });
+    await owner.click('#print-qr');
+    assert.equal(await owner.evaluate(() => window.printed), true);
+    await owner.emulateMedia({ media: 'print' });
+    assert.equal(await owner.evaluate(() => getComputedStyle(document.querySelector('#qr-sheet')).visibility), 'visible');
+    assert.equal(await owner.evaluate(() => getComputedStyle(document.querySelector('nav[aria-label=Sections]')).visibility), 'hidden');
+    await owner.emulateMedia({ media: 'screen' });
+    const token = (await (await fetch(home + '/api/v1/tables', { headers: { authorization: 'Bearer ' + (await owner.evaluate(() => O.staffToken())) } })).json()).data.find((t) => t.label === 'Terrace 2').qr_token;
+    const svg = await (await fetch(home + '/api/v1/tables/qr-sheet.svg', { headers: { authorization: 'Bearer ' + (await owner.evaluate(() => O.staffToken())) } })).text();
+    assert.ok(svg.includes('/t/' + token), 'the sheet holds the new table');
+    // Devices and users wait; the set-up ends, and a new sign-in opens the menu, not the set-up.
+    await owner.click('#setup-next');
+    await owner.waitForSelector('#setup >> text=step 4 of 5: Devices');
+    await owner.click('#setup-next');
+    await owner.waitForSelector('#setup >> text=step 5 of 5: Users');
+    await owner.click('#setup-next');
+    await owner.waitForSelector('text=Set-up finished.');
+    assert.equal(await owner.isHidden('#setup'), true);
+    assert.match(fs.readFileSync(path.join(own, 'data/site.toml'), 'utf8'), /finished = true/);
+    await owner.screenshot({ path: path.join(ARTIFACTS, 'admin-after-setup.png'), fullPage: false });
+    // A guest at Terrace 2: the restaurant's name, Albanian first, photos, and lek.
+    const guest = await phone();
+    await guest.goto(home + '/t/' + token);
+    await guest.waitForSelector('#restaurant >> text=Trattoria Vlora');
+    assert.equal(await guest.evaluate(() => document.documentElement.lang), 'sq');
+    const dish = await guest.waitForSelector('[data-item=dish57]');
+    assert.match(await dish.textContent(), /Gjella 57/);
+    assert.match(await dish.textContent(), /650/);
+    assert.ok(await guest.$('[data-item=dish57] img.photo'), 'the dish has its photo');
+    await guest.click('[data-add=dish57]');
+    await guest.click('#dlg-add');
+    await guest.click('#place');
+    const id = await (await guest.waitForSelector('[data-order]')).getAttribute('data-order');
+    const order = await (await fetch(home + '/api/v1/orders/' + id, { headers: { authorization: 'Bearer ' + (await owner.evaluate(() => O.staffToken())) } })).json();
+    assert.equal(order.total, 650);
+    assert.equal(order.currency, 'ALL');
+    assert.ok(await guest.evaluate(() => document.documentElement.scrollWidth <= 360), 'fits 360 px');
+    await guest.screenshot({ path: path.join(ARTIFACTS, 'guest-after-setup-phone.png') });
+    for (const p of [owner, guest]) await p.context().close();
+  } finally {
+    box.kill('SIGTERM');
+    await new Promise((r) => (box.exitCode !== null ? r() : box.once('exit', r)));
+    fs.rmSync(own, { recursive: true, force: true });
+  }
 });

@@ -18,6 +18,7 @@ pub mod notifications;
 pub mod ops;
 pub mod orders;
 pub mod serve;
+pub mod site;
 pub mod tables;
 
 use std::sync::Arc;
@@ -107,6 +108,9 @@ pub struct AppState {
     pub shutdown: crate::server::Shutdown,
     /// The menu's item photos, in the data directory.
     pub photos: Arc<crate::photos::Photos>,
+    /// Asked to restart (to apply the restaurant's settings): `orderd run` stops gracefully
+    /// and starts again.
+    pub restart: Arc<tokio::sync::Notify>,
 }
 
 /// Shared handle to the state.
@@ -270,6 +274,10 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppStateRef>)> 
         ("GET", "/api/v1/reports/z/{id}", get(checks::z_one)),
         ("POST", "/api/v1/cash", post(checks::cash)),
         ("PUT", "/api/v1/users/{id}/pin", put(checks::set_pin)),
+        ("GET", "/api/v1/site", get(site::get_site)),
+        ("PUT", "/api/v1/site", put(site::put_site)),
+        ("PUT", "/api/v1/site/setup", put(site::put_setup)),
+        ("POST", "/api/v1/restart", post(site::restart)),
         ("GET", "/api/v1/", get(ops::index)),
         ("GET", "/api/v1/openapi.json", get(ops::openapi)),
         ("GET", "/healthz", get(ops::healthz)),

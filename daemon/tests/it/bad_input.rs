@@ -371,3 +371,35 @@ async fn other_endpoints_refuse_bad_input_too() {
     assert_eq!(menu["categories"].as_array().unwrap().len(), 2);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_integer_written_as_a_float_is_that_integer() {
+    let s = TestServer::start().await;
+    // JSON has one number type: 4500859623537826.0 is an integer (JSON Schema agrees), and it
+    // must be read exactly, not as its neighbour 4500859623537825.5.
+    for body in [
+        r#"{"check_id": 4500859623537826.0}"#,
+        r#"{"check_id": 2.0}"#,
+        r#"{"check_id": 2e0}"#,
+    ] {
+        let (st, v) = s
+            .raw(
+                "POST",
+                "/api/v1/checks/1/merge",
+                Some(&s.admin),
+                body.as_bytes().to_vec(),
+            )
+            .await;
+        assert_eq!(st, StatusCode::NOT_FOUND, "{body}: {v}");
+    }
+    let (st, v) = s
+        .raw(
+            "POST",
+            "/api/v1/checks/1/merge",
+            Some(&s.admin),
+            br#"{"check_id": 2.5}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(error_code(&v), "invalid_body");
+}

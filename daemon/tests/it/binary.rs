@@ -1613,3 +1613,34 @@ async fn tickets_reach_a_display_across_a_restart_of_the_box() {
     child.start_kill().unwrap();
     child.wait().await.unwrap();
 }
+
+#[test]
+fn check_config_names_what_the_admin_page_set_and_refuses_a_broken_site_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let site = dir.path().join("site.toml");
+    std::fs::write(&site, "[site]\nname = \"Kafe Drini\"\ncurrency = \"ALL\"\n").unwrap();
+    let out = run_cli(&["check-config", "--data-dir", d], None);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("winning over the file: site.name, site.currency"),
+        "{said}"
+    );
+    // A value the box would not start with, and a key it does not know: both named.
+    std::fs::write(&site, "[site]\ncurrency = \"lek\"\n").unwrap();
+    let out = run_cli(&["check-config", "--data-dir", d], None);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "site.currency: \"lek\" must be an ISO 4217 code such as EUR (set in the admin page"
+        ),
+        "{err}"
+    );
+    std::fs::write(&site, "[site]\ncolour = \"red\"\n").unwrap();
+    let out = run_cli(&["check-config", "--data-dir", d], None);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("site.toml") && err.contains("colour"), "{err}");
+}

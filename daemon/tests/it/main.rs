@@ -23,6 +23,7 @@ mod netprint;
 mod openapi;
 mod photos;
 mod relays;
+mod site;
 mod telegram;
 mod transports;
 mod upload;

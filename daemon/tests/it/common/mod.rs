@@ -46,6 +46,8 @@ pub fn settings(dir: &std::path::Path, f: impl FnOnce(&mut RawConfig)) -> Settin
         raw.store.reserve_mb,
     ) = SMALL_BUDGET;
     f(&mut raw);
+    // As `orderd run` does: what the admin page saved wins (a restart in the same directory).
+    orderd::site::read(dir).unwrap().apply(&mut raw);
     raw.validate().expect("test settings are valid")
 }
 
