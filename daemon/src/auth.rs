@@ -20,8 +20,9 @@ use sha2::{Digest, Sha256};
 
 use crate::config::is_slug;
 use crate::domain::random_hex;
+use crate::error::TxResult;
 use crate::error::{AppError, ErrorKind};
-use crate::store::writer::{Tx, TxResult};
+use crate::store::writer::Tx;
 use crate::store::{Store, StoreError, Stored, codec, tables as t};
 
 /// What a staff member may do.
@@ -251,6 +252,23 @@ pub fn add_user(
     tx.users
         .insert(username, codec::encode(&user)?.as_slice())?;
     Ok(user)
+}
+
+/// Removes the sessions that have expired (a handful); how many.
+pub fn expire_sessions(tx: &mut Tx<'_>) -> TxResult<u64> {
+    let now = tx.now_ms();
+    let mut expired = Vec::new();
+    for row in tx.sessions.iter()? {
+        let (k, v) = row?;
+        let s: Session = codec::decode(v.value())?;
+        if s.expires_at <= now {
+            expired.push(k.value());
+        }
+    }
+    for k in &expired {
+        tx.sessions.remove(k)?;
+    }
+    Ok(expired.len() as u64)
 }
 
 /// Sets a user's password and ends all their sessions. Returns the revoked session keys.

@@ -13,6 +13,7 @@ use crate::cli::{Cli, Command, ConfigArg, DeviceAction, RunArgs, UserAction};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{RawConfig, SHIPPED_CONFIG, Settings};
 use crate::domain::random_hex;
+use crate::error::Commit as _;
 use crate::metrics::Metrics;
 use crate::progress::Progress;
 use crate::store::Store;
@@ -170,7 +171,7 @@ fn check_config(arg: &ConfigArg) -> ExitCode {
     match load_settings(arg, None) {
         Ok(s) => {
             let m = &s.raw.mqtt;
-            if (!m.tls_listen.is_empty() || !m.wss_listen.is_empty())
+            if s.mqtt_extra_listen.need_tls()
                 && let Err(e) = crate::tls::load(&m.tls_cert_file, &m.tls_key_file)
             {
                 eprintln!("mqtt.tls_cert_file / mqtt.tls_key_file: {e:#}");
@@ -574,7 +575,7 @@ fn print_welcome(
     mqtt: &[(crate::mqtt::broker::Transport, std::net::SocketAddr)],
     password_file: Option<&Path>,
     data_dir: &Path,
-    https: Option<&crate::api::Https>,
+    https: Option<&crate::tls::Https>,
     otp_why: &str,
 ) {
     let lan = crate::lan::lan_addresses();
@@ -699,11 +700,13 @@ fn with_writer<T>(
     f: impl FnOnce(&Writer, &tokio::runtime::Runtime) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
     let shared = Arc::new(Shared {
-        menu: std::sync::RwLock::new(Arc::new(crate::demo::load_menu(&store.read()?)?)),
+        cached: std::sync::RwLock::new(crate::domain::menu::cached(crate::demo::load_menu(
+            &store.read()?,
+        )?)),
         events: tokio::sync::broadcast::channel(16).0,
         last_seq: std::sync::atomic::AtomicU64::new(store.last_event_seq()?),
         last_batch_at: std::sync::atomic::AtomicU64::new(0),
-        staff_alerts: None,
+        on_emit: None,
         outbox_wake: Arc::default(),
     });
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);

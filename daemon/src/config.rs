@@ -855,6 +855,74 @@ pub struct Settings {
     pub https_listen: Option<SocketAddr>,
     /// Customer orders need a verified phone (`[otp] required` resolved against the channels).
     pub otp_required: bool,
+    /// `[mqtt] mode`, resolved.
+    pub mqtt_mode: MqttMode,
+    /// The embedded broker's other listeners, each when on: MQTT over TLS, over WebSocket, and
+    /// over WebSocket over TLS.
+    pub mqtt_extra_listen: MqttListeners,
+    /// The buzzer patterns, resolved (`[kitchen]` and its per-station overrides).
+    pub buzz: BuzzPatterns,
+}
+
+/// `[mqtt] mode`: who runs the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MqttMode {
+    /// orderd runs it (rumqttd), on `mqtt.listen` and the optional listeners.
+    Embedded,
+    /// orderd connects to one (e.g. Mosquitto) as the hub.
+    External,
+}
+
+/// The embedded broker's optional listeners (`None`: off).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MqttListeners {
+    /// MQTT over TLS.
+    pub tls: Option<SocketAddr>,
+    /// MQTT over WebSocket.
+    pub ws: Option<SocketAddr>,
+    /// MQTT over WebSocket over TLS.
+    pub wss: Option<SocketAddr>,
+}
+
+impl MqttListeners {
+    /// Whether a listener needs the TLS certificate.
+    pub fn need_tls(&self) -> bool {
+        self.tls.is_some() || self.wss.is_some()
+    }
+}
+
+/// The buzzer patterns of `[kitchen]`, with each station's overrides.
+#[derive(Debug, Clone)]
+pub struct BuzzPatterns {
+    new_order: orderd_protocol::BuzzPattern,
+    ready: orderd_protocol::BuzzPattern,
+    /// For an alert (printer down, paper out).
+    pub alert: orderd_protocol::BuzzPattern,
+    stations: std::collections::BTreeMap<
+        String,
+        (
+            Option<orderd_protocol::BuzzPattern>,
+            Option<orderd_protocol::BuzzPattern>,
+        ),
+    >,
+}
+
+impl BuzzPatterns {
+    /// For a new order at `station`.
+    pub fn new_order(&self, station: &str) -> orderd_protocol::BuzzPattern {
+        self.stations
+            .get(station)
+            .and_then(|s| s.0)
+            .unwrap_or(self.new_order)
+    }
+
+    /// When an order of `station` is ready.
+    pub fn ready(&self, station: &str) -> orderd_protocol::BuzzPattern {
+        self.stations
+            .get(station)
+            .and_then(|s| s.1)
+            .unwrap_or(self.ready)
+    }
 }
 
 impl Settings {
@@ -1730,8 +1798,43 @@ impl RawConfig {
                 }
             }
         }
+        let listener = |v: &str| v.parse::<SocketAddr>().ok();
+        let mqtt_extra_listen = MqttListeners {
+            tls: listener(&self.mqtt.tls_listen),
+            ws: listener(&self.mqtt.ws_listen),
+            wss: listener(&self.mqtt.wss_listen),
+        };
+        let mqtt_mode = if self.mqtt.mode == "external" {
+            MqttMode::External
+        } else {
+            MqttMode::Embedded
+        };
+        let pattern =
+            |name: &str| buzz_pattern(name).unwrap_or(orderd_protocol::BuzzPattern::Double);
+        let kc = &self.kitchen;
+        let buzz = BuzzPatterns {
+            new_order: pattern(&kc.buzz_new_order),
+            ready: pattern(&kc.buzz_ready),
+            alert: buzz_pattern(&kc.buzz_alert).unwrap_or(orderd_protocol::BuzzPattern::Alarm),
+            stations: kc
+                .stations
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        (
+                            v.buzz_new_order.as_deref().and_then(buzz_pattern),
+                            v.buzz_ready.as_deref().and_then(buzz_pattern),
+                        ),
+                    )
+                })
+                .collect(),
+        };
         match (problems.is_empty(), http_listen, time_zone, mqtt_listen) {
             (true, Some(http_listen), Some(time_zone), Some(mqtt_listen)) => Ok(Settings {
+                mqtt_mode,
+                mqtt_extra_listen,
+                buzz,
                 https_listen: self.http.tls.listen.parse().ok(),
                 otp_required: match self.otp.required {
                     OtpRequired::On => true,
@@ -1759,6 +1862,42 @@ pub fn is_slug(s: &str, max: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_hold_the_mode_listeners_and_buzzer_patterns_resolved() {
+        use orderd_protocol::BuzzPattern as P;
+        let s = RawConfig::default().validate().unwrap();
+        assert_eq!(s.mqtt_mode, MqttMode::Embedded);
+        assert!(s.mqtt_extra_listen.tls.is_none() && !s.mqtt_extra_listen.need_tls());
+        assert_eq!(s.buzz.new_order("grill"), P::Double);
+        let mut raw = RawConfig::default();
+        raw.mqtt.mode = "external".into();
+        raw.mqtt.hub_password_file = "/run/hub-password".into();
+        raw.mqtt.ws_listen = "127.0.0.1:9001".into();
+        raw.kitchen.buzz_ready = "long".into();
+        raw.kitchen.stations.insert(
+            "bar".into(),
+            StationConfig {
+                buzz_new_order: Some("single".into()),
+                buzz_ready: None,
+            },
+        );
+        let s = raw.validate().unwrap();
+        assert_eq!(s.mqtt_mode, MqttMode::External);
+        assert_eq!(
+            s.mqtt_extra_listen.ws,
+            Some("127.0.0.1:9001".parse().unwrap())
+        );
+        assert!(!s.mqtt_extra_listen.need_tls());
+        assert_eq!(s.buzz.new_order("bar"), P::Single);
+        assert_eq!(s.buzz.new_order("grill"), P::Double);
+        assert_eq!(
+            s.buzz.ready("bar"),
+            P::Long,
+            "a station without its own keeps the site's"
+        );
+        assert_eq!(s.buzz.alert, P::Alarm);
+    }
 
     #[test]
     fn shipped_config_parses_and_validates() {

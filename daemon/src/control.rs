@@ -13,8 +13,27 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
-use crate::api::AppStateRef;
-use crate::server::Shutdown;
+use crate::shutdown::Shutdown;
+use crate::state::{AppState, AppStateRef};
+
+/// What the socket's commands use: the application's state, the kitchen hub (test prints), and
+/// the status view (`GET /api/v1/status`'s, built by the layer that owns its parts).
+pub struct Control {
+    /// The application's shared state.
+    pub app: AppStateRef,
+    /// The kitchen hub's shared state.
+    pub kitchen: std::sync::Arc<crate::hub::Kitchen>,
+    /// The status view.
+    pub status: Box<dyn Fn() -> Value + Send + Sync>,
+}
+
+impl std::ops::Deref for Control {
+    type Target = AppState;
+
+    fn deref(&self) -> &AppState {
+        &self.app
+    }
+}
 
 /// File name of the socket in the data directory.
 pub const SOCKET: &str = "orderd.sock";
@@ -40,7 +59,7 @@ pub fn bind(data_dir: &Path) -> std::io::Result<UnixListener> {
 }
 
 /// Serves the socket until shutdown.
-pub async fn serve(listener: UnixListener, state: AppStateRef, mut shutdown: Shutdown) {
+pub async fn serve(listener: UnixListener, state: std::sync::Arc<Control>, mut shutdown: Shutdown) {
     loop {
         let conn = tokio::select! {
             c = listener.accept() => c,
@@ -61,7 +80,7 @@ pub async fn serve(listener: UnixListener, state: AppStateRef, mut shutdown: Shu
     let _ = std::fs::remove_file(state.settings.data_dir().join(SOCKET));
 }
 
-async fn handle(stream: UnixStream, state: &AppStateRef) -> std::io::Result<()> {
+async fn handle(stream: UnixStream, state: &Control) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     BufReader::new(read.take(4096)).read_line(&mut line).await?;
@@ -72,7 +91,7 @@ async fn handle(stream: UnixStream, state: &AppStateRef) -> std::io::Result<()> 
     let req: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
     match req["cmd"].as_str() {
         Some("status") => {
-            let mut answer = crate::api::ops::status_view(state);
+            let mut answer = (state.status)();
             answer["ok"] = json!(true);
             write.write_all(format!("{answer}\n").as_bytes()).await?;
         }

@@ -150,7 +150,10 @@ impl AppError {
 
 impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
-        if e.is_disk_full() {
+        if matches!(e, StoreError::WriterStopped) {
+            // Shutdown: retry shortly (another start), nothing to report.
+            Self::unavailable()
+        } else if e.is_disk_full() {
             tracing::error!(error = %e, "store: disk full");
             Self::new(
                 ErrorKind::InsufficientStorage,
@@ -161,5 +164,49 @@ impl From<StoreError> for AppError {
             tracing::error!(error = %e, "store failure");
             Self::unavailable()
         }
+    }
+}
+
+/// Result of domain work inside a write transaction: an [`AppError`] found while checking, or
+/// a failure in the store.
+pub type TxResult<T> = crate::store::writer::TxResult<T, AppError>;
+
+impl From<AppError> for crate::store::writer::TxError<AppError> {
+    fn from(e: AppError) -> Self {
+        Self::App(e)
+    }
+}
+
+/// The writer's jobs as the domain and the API submit them: they fail with an [`AppError`].
+pub trait Commit {
+    /// Runs `f` inside the next batch's write transaction and answers after the commit
+    /// ([`crate::store::writer::Writer::submit`]).
+    fn run<T, F>(&self, f: F) -> impl Future<Output = Result<T, AppError>> + Send
+    where
+        T: Send + 'static,
+        F: for<'a, 'b> FnOnce(&'a mut crate::store::writer::Tx<'b>) -> TxResult<T> + Send + 'static;
+
+    /// Like [`Commit::run`], for work no client waits on: it rides along with the next batch.
+    fn run_background<T, F>(&self, f: F) -> impl Future<Output = Result<T, AppError>> + Send
+    where
+        T: Send + 'static,
+        F: for<'a, 'b> FnOnce(&'a mut crate::store::writer::Tx<'b>) -> TxResult<T> + Send + 'static;
+}
+
+impl Commit for crate::store::writer::Writer {
+    fn run<T, F>(&self, f: F) -> impl Future<Output = Result<T, AppError>> + Send
+    where
+        T: Send + 'static,
+        F: for<'a, 'b> FnOnce(&'a mut crate::store::writer::Tx<'b>) -> TxResult<T> + Send + 'static,
+    {
+        self.submit(f, false)
+    }
+
+    fn run_background<T, F>(&self, f: F) -> impl Future<Output = Result<T, AppError>> + Send
+    where
+        T: Send + 'static,
+        F: for<'a, 'b> FnOnce(&'a mut crate::store::writer::Tx<'b>) -> TxResult<T> + Send + 'static,
+    {
+        self.submit(f, true)
     }
 }

@@ -14,6 +14,7 @@ use tokio::sync::broadcast;
 
 use crate::domain::orders::StoredOrder;
 use crate::error::AppError;
+use crate::error::Commit as _;
 use crate::store::event_row::EventRow;
 use crate::store::writer::{Shared, Writer};
 use crate::store::{Store, StoreError, codec, tables};

@@ -29,6 +29,8 @@ pub mod retry;
 pub mod server;
 pub mod shutdown;
 pub mod site;
+pub mod state;
+pub mod status;
 pub mod storage;
 pub mod store;
 pub mod systemd;

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
-use crate::api::{self, AppState, AppStateRef};
+use crate::api::{self, ApiState, ApiStateRef};
 use crate::auth::{self, Sessions, Throttle};
 use crate::clock::{Clock, GuardedClock};
 use crate::config::Settings;
@@ -25,6 +25,7 @@ use crate::domain::Rules;
 use crate::domain::outbox::StaffAlerts;
 use crate::events::EventLog;
 use crate::metrics::Metrics;
+use crate::state::AppState;
 use crate::store::Store;
 use crate::store::writer::{Shared, Writer, WriterOptions};
 use crate::workers;
@@ -33,11 +34,11 @@ use crate::workers;
 /// timeout is 90 s; the shipped unit uses 30 s).
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(20);
 
-pub use crate::shutdown::Shutdown;
+use crate::shutdown::Shutdown;
 
 /// The messaging providers that are enabled, and the Telegram client for its bot loop.
 fn messaging_providers(
-    state: &AppStateRef,
+    state: &AppState,
 ) -> anyhow::Result<(
     crate::messaging::worker::Providers,
     Option<orderd_plugins::telegram::Telegram>,
@@ -91,7 +92,7 @@ pub struct Running {
     /// The bound HTTP address.
     pub addr: SocketAddr,
     /// The application state (tests reach the writer, event log and clock through it).
-    pub state: AppStateRef,
+    pub state: ApiStateRef,
     /// Path of the first-run admin password file, when this start created it.
     pub initial_password_file: Option<PathBuf>,
     /// The embedded MQTT broker's bound address (`None` in external-broker mode).
@@ -144,17 +145,19 @@ pub async fn start(
     // holds a whole event, and 4096 placed orders cost megabytes.
     let (events_tx, _) = broadcast::channel(256);
     let shared = Arc::new(Shared {
-        menu: std::sync::RwLock::new(Arc::new(menu)),
+        cached: std::sync::RwLock::new(crate::domain::menu::cached(menu)),
         events: events_tx,
         last_seq: AtomicU64::new(last_seq),
         last_batch_at: AtomicU64::new(clock.now_ms()),
-        staff_alerts: (settings.raw.telegram.enabled && settings.raw.telegram.staff_chat_id != 0)
-            .then(|| {
-                Arc::new(StaffAlerts {
+        // Staff alerts are written in the transaction of the event that calls for them.
+        on_emit: (settings.raw.telegram.enabled && settings.raw.telegram.staff_chat_id != 0).then(
+            || {
+                crate::domain::outbox::staff_alert_hook(StaffAlerts {
                     chat: settings.raw.telegram.staff_chat_id,
                     lang: settings.raw.telegram.staff_lang.clone(),
                 })
-            }),
+            },
+        ),
         outbox_wake: Arc::default(),
     });
     let metrics = Arc::new(Metrics::new());
@@ -208,23 +211,26 @@ pub async fn start(
         crate::photos::Photos::open(settings.data_dir(), settings.raw.limits.photos_budget_bytes)
             .map_err(|e| anyhow::anyhow!("opening the photos folder: {e}"))?,
     );
-    let state = Arc::new(AppState {
-        photos,
+    let app = Arc::new(AppState {
         settings: Arc::new(settings),
         rules,
         store,
         writer,
         shared,
         events,
-        sessions,
-        pin_throttle,
-        throttle,
         metrics,
         clock,
         storage,
         ready: AtomicBool::new(false),
-        https: std::sync::OnceLock::new(),
         accepting: Arc::new(AtomicBool::new(true)),
+    });
+    let state = Arc::new(ApiState {
+        app: Arc::clone(&app),
+        photos,
+        sessions,
+        pin_throttle,
+        throttle,
+        https: std::sync::OnceLock::new(),
         kitchen: Arc::new(crate::hub::Kitchen::default()),
         otp_key,
         otp_clients,
@@ -250,16 +256,22 @@ pub async fn start(
     let mut workers = vec![
         spawn_task(
             "retention",
-            workers::retention(Arc::clone(&state), shutdown.clone()),
+            workers::retention(Arc::clone(&app), shutdown.clone()),
         ),
         spawn_task(
             "storage",
-            crate::storage::run(Arc::clone(&state), shutdown.clone()),
+            crate::storage::run(
+                Arc::clone(&app.storage),
+                app.store.clone(),
+                Arc::clone(&app.metrics),
+                Duration::from_secs(app.settings.raw.store.space_check_secs),
+                shutdown.clone(),
+            ),
         ),
         spawn_task(
             "supervise",
             crate::systemd::supervise(
-                Arc::clone(&state),
+                Arc::clone(&app),
                 shutdown.clone(),
                 every,
                 watchdog,
@@ -270,7 +282,23 @@ pub async fn start(
     if let Some(listener) = control {
         workers.push(spawn_task(
             "control",
-            crate::control::serve(listener, Arc::clone(&state), shutdown.clone()),
+            crate::control::serve(
+                listener,
+                Arc::new(crate::control::Control {
+                    app: Arc::clone(&app),
+                    kitchen: Arc::clone(&state.kitchen),
+                    status: Box::new({
+                        // A weak handle: the socket must not keep the HTTP layer alive.
+                        let state = Arc::downgrade(&state);
+                        move || {
+                            state
+                                .upgrade()
+                                .map_or(serde_json::Value::Null, |s| s.status())
+                        }
+                    }),
+                }),
+                shutdown.clone(),
+            ),
         ));
     }
 
@@ -284,7 +312,8 @@ pub async fn start(
         workers.push(spawn_task(
             "telegram",
             crate::messaging::telegram::run(
-                Arc::clone(&state),
+                Arc::clone(&app),
+                Arc::clone(&state.messaging),
                 bot,
                 Arc::clone(&texts),
                 shutdown.clone(),
@@ -293,7 +322,11 @@ pub async fn start(
     }
     workers.push(spawn_task(
         "upload",
-        crate::upload::run(Arc::clone(&state), shutdown.clone()),
+        crate::upload::run(
+            Arc::clone(&app),
+            Arc::clone(&state.upload),
+            shutdown.clone(),
+        ),
     ));
     if state.settings.raw.kitchen.print_address_at_boot {
         workers.push(spawn_task(
@@ -309,12 +342,18 @@ pub async fn start(
     }
     workers.push(spawn_task(
         "messaging",
-        crate::messaging::worker::run(Arc::clone(&state), providers, texts, shutdown.clone()),
+        crate::messaging::worker::run(
+            Arc::clone(&app),
+            Arc::clone(&state.messaging),
+            providers,
+            texts,
+            shutdown.clone(),
+        ),
     ));
     workers.push(spawn_task(
         "hub",
         crate::hub::worker::run(
-            Arc::clone(&state),
+            Arc::clone(&app),
             Arc::clone(&state.kitchen),
             hub_link,
             shutdown.clone(),
@@ -322,7 +361,7 @@ pub async fn start(
     ));
 
     let addr = listener.local_addr()?;
-    let app = api::router(Arc::clone(&state));
+    let router = api::router(Arc::clone(&state), crate::web::router());
     let http_cfg = &state.settings.raw.http;
     let limits = api::serve::Limits {
         header_read_timeout: std::time::Duration::from_secs(http_cfg.header_read_timeout_secs),
@@ -344,7 +383,7 @@ pub async fn start(
             .with_context(|| format!("binding HTTPS on {https}"))?;
         let bound = socket.local_addr()?;
         tracing::info!(addr = %bound, fingerprint = %tls.fingerprint, "HTTPS listening");
-        let _ = state.https.set(api::Https {
+        let _ = state.https.set(crate::tls::Https {
             addr: bound,
             fingerprint: tls.fingerprint.clone(),
         });
@@ -353,7 +392,7 @@ pub async fn start(
             api::serve::serve(
                 socket,
                 Some(tls.acceptor),
-                app.clone(),
+                router.clone(),
                 limits,
                 Arc::clone(&state.accepting),
                 shutdown.clone(),
@@ -365,7 +404,7 @@ pub async fn start(
         api::serve::serve(
             listener,
             None,
-            app,
+            router,
             limits,
             Arc::clone(&state.accepting),
             shutdown.clone(),
@@ -388,7 +427,7 @@ pub async fn start(
 /// Starts the embedded broker (in embedded mode) and the hub's connection to the broker: an
 /// in-process link to the embedded one, or an MQTT client of the external one.
 async fn start_mqtt(
-    state: &AppStateRef,
+    state: &ApiStateRef,
     shutdown: &Shutdown,
     workers: &mut Vec<JoinHandle<()>>,
 ) -> anyhow::Result<(crate::mqtt::client::Started, Option<SocketAddr>)> {
@@ -396,7 +435,7 @@ async fn start_mqtt(
     let m = &settings.raw.mqtt;
     let site = &settings.raw.site.id;
     let status_topic = orderd_protocol::topics::hub_status(site);
-    if m.mode == "external" {
+    if settings.mqtt_mode == crate::config::MqttMode::External {
         let password = std::fs::read_to_string(&m.hub_password_file)
             .with_context(|| {
                 format!(
@@ -426,23 +465,24 @@ async fn start_mqtt(
             .await
             .with_context(|| format!("binding MQTT on {}", settings.mqtt_listen))?,
     }];
+    let extra = settings.mqtt_extra_listen;
     for (transport, addr) in [
-        (crate::mqtt::broker::Transport::Tls, &m.tls_listen),
-        (crate::mqtt::broker::Transport::Ws, &m.ws_listen),
-        (crate::mqtt::broker::Transport::Wss, &m.wss_listen),
+        (crate::mqtt::broker::Transport::Tls, extra.tls),
+        (crate::mqtt::broker::Transport::Ws, extra.ws),
+        (crate::mqtt::broker::Transport::Wss, extra.wss),
     ] {
-        if addr.is_empty() {
+        let Some(addr) = addr else {
             continue;
-        }
-        let socket = TcpListener::bind(addr.as_str())
+        };
+        let socket = TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding MQTT ({}) on {addr}", transport.scheme()))?;
         listeners.push(crate::mqtt::broker::Listener { transport, socket });
     }
-    let tls = if m.tls_listen.is_empty() && m.wss_listen.is_empty() {
-        None
-    } else {
+    let tls = if extra.need_tls() {
         Some(crate::tls::load(&m.tls_cert_file, &m.tls_key_file)?.acceptor)
+    } else {
+        None
     };
     let (broker, tasks) = crate::mqtt::broker::start(
         listeners,

@@ -14,8 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::api::AppStateRef;
-use crate::server::Shutdown;
+use crate::shutdown::Shutdown;
 use crate::store::backend::Reserve;
 
 /// How full the disk is.
@@ -188,21 +187,25 @@ impl Storage {
     }
 }
 
-/// Checks the budget every `store.space_check_secs` until shutdown, and feeds the metrics.
-pub async fn run(state: AppStateRef, mut shutdown: Shutdown) {
-    let every = Duration::from_secs(state.settings.raw.store.space_check_secs);
+/// Checks the budget every `every` until shutdown, and feeds the metrics.
+pub async fn run(
+    storage: Arc<Storage>,
+    store: crate::store::Store,
+    metrics: Arc<crate::metrics::Metrics>,
+    every: Duration,
+    mut shutdown: Shutdown,
+) {
     loop {
-        let storage = Arc::clone(&state.storage);
-        let store_bytes = state.store.file_bytes();
+        let budget = Arc::clone(&storage);
+        let store_bytes = store.file_bytes();
         // statvfs and the reserve's file writes block: off the async threads.
-        let level = tokio::task::spawn_blocking(move || storage.check(store_bytes))
+        let level = tokio::task::spawn_blocking(move || budget.check(store_bytes))
             .await
             .unwrap_or(Level::Ok);
-        state
-            .metrics
+        metrics
             .storage_free_bytes
-            .set(i64::try_from(state.storage.free.load(Ordering::Acquire)).unwrap_or(i64::MAX));
-        state.metrics.storage_level.set(level as i64);
+            .set(i64::try_from(storage.free.load(Ordering::Acquire)).unwrap_or(i64::MAX));
+        metrics.storage_level.set(level as i64);
         tokio::select! {
             () = tokio::time::sleep(every) => {}
             () = shutdown.wait() => return,

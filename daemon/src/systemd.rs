@@ -9,8 +9,8 @@ use std::time::Duration;
 use redb::ReadableTableMetadata as _;
 use sd_notify::NotifyState;
 
-use crate::api::AppStateRef;
-use crate::server::Shutdown;
+use crate::shutdown::Shutdown;
+use crate::state::AppStateRef;
 use crate::store::tables;
 
 /// Sends states to systemd (ignoring a missing socket).
@@ -39,7 +39,7 @@ pub fn check_interval() -> (Duration, bool) {
 
 /// The one-line summary: open orders, last event, requests waiting for the writer, and a flag
 /// when the clock is unset or behind or the disk is filling up.
-pub fn status_line(state: &AppStateRef) -> String {
+pub fn status_line(state: &crate::state::AppState) -> String {
     let open = state
         .store
         .read()

@@ -105,3 +105,13 @@ mod tests {
         assert_eq!(mode & 0o077, 0);
     }
 }
+
+/// The HTTPS listener: where it is and the certificate's fingerprint (shown in Admin, so staff
+/// can tell a browser's certificate question is about this box).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Https {
+    /// The bound address.
+    pub addr: std::net::SocketAddr,
+    /// SHA-256 of the certificate.
+    pub fingerprint: String,
+}

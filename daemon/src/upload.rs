@@ -8,18 +8,18 @@
 //! then one probe). The backlog is bounded: WARN from 80 % of the byte budget, and past it new
 //! orders are refused (503) with an ERROR and a metric until the collector catches up.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use orderd_plugins::collector::{Collector, Posted};
 use orderd_protocol::upload::{Batch, Compression};
 use serde::Serialize;
 
-use crate::api::AppStateRef;
 use crate::events::EventLog;
 use crate::retry::{Backoff, Breaker};
-use crate::server::Shutdown;
+use crate::shutdown::Shutdown;
+use crate::state::AppStateRef;
 
 /// The uploader's consumer name (its cursor in the log).
 pub const CONSUMER: &str = "upload";
@@ -133,8 +133,23 @@ impl UploadState {
     }
 }
 
+/// What the uploader uses: the application's state and its own status.
+struct Uploader {
+    app: AppStateRef,
+    upload: Arc<UploadState>,
+}
+
+impl std::ops::Deref for Uploader {
+    type Target = crate::state::AppState;
+
+    fn deref(&self) -> &crate::state::AppState {
+        &self.app
+    }
+}
+
 /// Runs the uploader until shutdown (when uploading is off: releases its cursor and ends).
-pub async fn run(state: AppStateRef, mut shutdown: Shutdown) {
+pub async fn run(app: AppStateRef, upload: Arc<UploadState>, mut shutdown: Shutdown) {
+    let state = Uploader { app, upload };
     let cfg = state.settings.raw.upload.clone();
     if !cfg.enabled {
         // A box that stopped uploading must not hold retention back.
@@ -385,7 +400,7 @@ pub async fn run(state: AppStateRef, mut shutdown: Shutdown) {
 /// Records a failure and returns how long to wait: backoff, the collector's `Retry-After` if
 /// later, or the breaker's pause. Logs at most once per wait.
 fn fail(
-    state: &AppStateRef,
+    state: &Uploader,
     failures: &mut Breaker,
     last_log: &mut Option<Instant>,
     cfg: &crate::config::UploadConfig,
@@ -415,7 +430,7 @@ fn fail(
 
 /// Logs the backlog's crossings of its budget and sets the gauges (the figures themselves are
 /// computed when asked, see [`UploadState::status`]).
-fn report(state: &AppStateRef, avg_bytes: f64, warned: &mut bool, refused: &mut bool) {
+fn report(state: &Uploader, avg_bytes: f64, warned: &mut bool, refused: &mut bool) {
     state
         .upload
         .avg_bytes
@@ -445,7 +460,7 @@ fn report(state: &AppStateRef, avg_bytes: f64, warned: &mut bool, refused: &mut 
 }
 
 /// The upload gauges of `/metrics`, from a status computed now.
-pub fn set_gauges(state: &AppStateRef, s: &Status) {
+pub fn set_gauges(state: &crate::state::AppState, s: &Status) {
     let now = state.now_ms();
     let m = &state.metrics;
     m.upload_backlog_events

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 
-use crate::api::AppStateRef;
+use crate::api::ApiStateRef;
 use crate::api::extract::PathParam;
 use crate::domain::outbox::Channel;
 use crate::error::AppError;
@@ -51,7 +51,7 @@ const ASSETS: &[Asset] = &[
 const PAGE: &str = include_str!("../web/page.html");
 
 /// The page routes (outside `/api/v1`, so not in the OpenAPI document).
-pub fn router() -> Router<AppStateRef> {
+pub fn router() -> Router<ApiStateRef> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/staff") }))
         .route("/t/{token}", get(customer))
@@ -65,7 +65,7 @@ pub fn router() -> Router<AppStateRef> {
 /// `/photos/{item}.jpg`: an item's photo (`crate::photos`), cached for good: its URL carries
 /// its version, and a new upload has a new one.
 async fn photo(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     PathParam(file): PathParam,
 ) -> Result<Response, AppError> {
     let path = file
@@ -158,7 +158,7 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-fn common_boot(state: &AppStateRef, page: &str) -> Value {
+fn common_boot(state: &ApiStateRef, page: &str) -> Value {
     let raw = &state.settings.raw;
     json!({
         "page": page,
@@ -175,7 +175,7 @@ fn common_boot(state: &AppStateRef, page: &str) -> Value {
 /// `/t/{token}`: the customer's page for one table. A rotated or unknown token gets a page
 /// that says so (and 404), never the menu.
 async fn customer(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     PathParam(token): PathParam,
 ) -> Result<Response, AppError> {
     let rtx = state.store.read()?;
@@ -205,7 +205,7 @@ async fn customer(
     ))
 }
 
-async fn kitchen(State(state): State<AppStateRef>) -> Response {
+async fn kitchen(State(state): State<ApiStateRef>) -> Response {
     let mut boot = common_boot(&state, "kitchen");
     let k = &state.settings.raw.kitchen;
     boot["age_warn_secs"] = json!(k.age_warn_secs);
@@ -214,81 +214,16 @@ async fn kitchen(State(state): State<AppStateRef>) -> Response {
     page(StatusCode::OK, "Kitchen", "kitchen.js", &boot)
 }
 
-async fn staff(State(state): State<AppStateRef>) -> Response {
+async fn staff(State(state): State<ApiStateRef>) -> Response {
     let mut boot = common_boot(&state, "staff");
     boot["max_quantity"] = json!(state.settings.raw.limits.max_quantity);
     boot["max_text"] = json!(state.settings.raw.limits.max_text_chars);
     page(StatusCode::OK, "Orders", "staff.js", &boot)
 }
 
-async fn admin(State(state): State<AppStateRef>) -> Response {
+async fn admin(State(state): State<ApiStateRef>) -> Response {
     let boot = common_boot(&state, "admin");
     page(StatusCode::OK, "Admin", "admin.js", &boot)
-}
-
-/// The base of table links: `http.public_base_url`, else the address the admin used.
-pub fn base_url(state: &AppStateRef, headers: &HeaderMap) -> String {
-    let configured = &state.settings.raw.http.public_base_url;
-    if !configured.is_empty() {
-        return configured.trim_end_matches('/').to_owned();
-    }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .filter(|h| {
-            !h.is_empty()
-                && h.len() <= 255
-                && h.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
-        })
-        .map_or_else(|| state.settings.http_listen.to_string(), str::to_owned);
-    format!("http://{host}")
-}
-
-/// A printable sheet of table QR codes as one SVG (A4 proportions, three codes per row).
-pub fn qr_sheet(tables: &[(String, String)]) -> String {
-    use std::fmt::Write as _;
-    const COLS: usize = 3;
-    const CELL_W: usize = 70;
-    const CELL_H: usize = 92;
-    const QR: usize = 56;
-    let rows = tables.len().div_ceil(COLS).max(1);
-    let (w, h) = (COLS * CELL_W, rows * CELL_H);
-    let mut out = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {w} {h}\" width=\"{w}mm\" height=\"{h}mm\" font-family=\"sans-serif\">\n<rect width=\"100%\" height=\"100%\" fill=\"#fff\"/>\n"
-    );
-    for (i, (label, url)) in tables.iter().enumerate() {
-        let x0 = (i % COLS) * CELL_W;
-        let y0 = (i / COLS) * CELL_H;
-        let Ok(code) =
-            qrcode::QrCode::with_error_correction_level(url.as_bytes(), qrcode::EcLevel::M)
-        else {
-            continue;
-        };
-        let n = code.width();
-        // A quiet zone of 4 modules on each side.
-        let scale = QR as f64 / (n + 8) as f64;
-        let ox = x0 as f64 + (CELL_W - QR) as f64 / 2.0;
-        let oy = y0 as f64 + 6.0;
-        let mut path = String::new();
-        for (k, c) in code.to_colors().iter().enumerate() {
-            if *c == qrcode::Color::Dark {
-                let (cx, cy) = (k % n + 4, k / n + 4);
-                let _ = write!(path, "M{cx} {cy}h1v1h-1z");
-            }
-        }
-        let _ = write!(
-            out,
-            "<g><path transform=\"translate({ox:.2} {oy:.2}) scale({scale:.4})\" d=\"{path}\" fill=\"#000\"/>\n<text x=\"{tx}\" y=\"{ly}\" text-anchor=\"middle\" font-size=\"9\" font-weight=\"bold\">{label}</text>\n<text x=\"{tx}\" y=\"{uy}\" text-anchor=\"middle\" font-size=\"2.6\">{url}</text></g>\n",
-            tx = x0 + CELL_W / 2,
-            ly = y0 + QR + 16,
-            uy = y0 + QR + 22,
-            label = escape(label),
-            url = escape(url),
-        );
-    }
-    out.push_str("</svg>\n");
-    out
 }
 
 #[cfg(test)]
@@ -303,16 +238,5 @@ mod tests {
         for a in ASSETS {
             assert!(!a.body.is_empty(), "{}", a.name);
         }
-    }
-
-    #[test]
-    fn the_qr_sheet_has_one_code_per_table_and_escapes_labels() {
-        let svg = qr_sheet(&[
-            ("T1".into(), "http://box/t/abc".into()),
-            ("<T2>".into(), "http://box/t/def".into()),
-        ]);
-        assert_eq!(svg.matches("<path").count(), 2);
-        assert!(svg.contains("&lt;T2&gt;") && !svg.contains("<T2>"));
-        assert!(svg.contains("http://box/t/def"));
     }
 }

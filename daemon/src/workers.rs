@@ -5,9 +5,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::api::AppStateRef;
 use crate::domain::retention;
-use crate::server::Shutdown;
+use crate::error::Commit as _;
+use crate::shutdown::Shutdown;
+use crate::state::AppStateRef;
+
+/// One bounded retention sweep (`domain::retention::sweep`) with the expired sessions
+/// removed in the same job.
+pub fn sweep(
+    tx: &mut crate::store::writer::Tx<'_>,
+    rules: &crate::domain::Rules,
+) -> crate::error::TxResult<retention::Swept> {
+    let mut swept = retention::sweep(tx, rules)?;
+    swept.expired += crate::auth::expire_sessions(tx)?;
+    Ok(swept)
+}
 
 /// Prunes old orders every `retention_interval_secs` (and once at start).
 pub async fn retention(state: AppStateRef, mut shutdown: Shutdown) {
@@ -18,11 +30,7 @@ pub async fn retention(state: AppStateRef, mut shutdown: Shutdown) {
                 return;
             }
             let rules = Arc::clone(&state.rules);
-            match state
-                .writer
-                .run(move |tx| retention::sweep(tx, &rules))
-                .await
-            {
+            match state.writer.run(move |tx| sweep(tx, &rules)).await {
                 Ok(s) => {
                     if s.orders + s.events + s.expired > 0 {
                         tracing::info!(

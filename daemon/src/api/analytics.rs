@@ -5,7 +5,7 @@ use axum::extract::State;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::AppStateRef;
+use super::ApiStateRef;
 use super::extract::{Admin, Q};
 use crate::domain::analytics::{day_summary, range_summary};
 use crate::domain::{date_of_day, day_number, parse_date};
@@ -28,7 +28,7 @@ fn day_of(s: &str, field: &str) -> Result<u32, AppError> {
 
 /// `GET /analytics/daily?date=`.
 pub async fn daily(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     _admin: Admin,
     Q(p): Q<DailyParams>,
 ) -> Result<Json<Value>, AppError> {
@@ -55,7 +55,7 @@ pub struct RangeParams {
 
 /// `GET /analytics/summary?from=&to=`.
 pub async fn summary(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     _admin: Admin,
     Q(p): Q<RangeParams>,
 ) -> Result<Json<Value>, AppError> {

@@ -9,10 +9,11 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::AppStateRef;
+use super::ApiStateRef;
 use super::extract::{Admin, Body, Staff};
 use crate::auth::{self as dom, Role, Session};
 use crate::domain::{random_hex, rfc3339};
+use crate::error::Commit as _;
 use crate::error::{AppError, ErrorKind};
 use crate::store::codec;
 
@@ -39,7 +40,7 @@ fn too_many(secs: u64) -> AppError {
 
 /// `POST /auth/login` → `{token, role, expires_at}`.
 pub async fn login(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Body(req): Body<LoginReq>,
 ) -> Result<Json<Value>, AppError> {
@@ -99,7 +100,7 @@ pub async fn login(
 
 /// `POST /auth/logout`: ends the presented session.
 pub async fn logout(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     Staff(_, token): Staff,
 ) -> Result<StatusCode, AppError> {
     let key = dom::token_key(&token);
@@ -117,7 +118,7 @@ pub async fn logout(
 
 /// `GET /users` (admin).
 pub async fn list_users(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     _admin: Admin,
 ) -> Result<Json<Value>, AppError> {
     let users = dom::list_users(&state.store.read()?)?;
@@ -142,7 +143,7 @@ pub struct NewUser {
 
 /// `POST /users` (admin).
 pub async fn add_user(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     _admin: Admin,
     Body(req): Body<NewUser>,
 ) -> Result<(StatusCode, Json<Value>), AppError> {

@@ -15,13 +15,14 @@ use serde_json::{Value, json};
 use super::extract::{
     Admin, Body, MaybeCustomer, MaybeStaff, PathParam, Q, Staff, idempotency_key,
 };
-use super::{AppStateRef, live};
+use super::{ApiStateRef, live};
 use crate::auth::{Role, Session};
 use crate::domain::checks::{
     self as dom, Approval, CheckState, NewDiscount, NewPayment, NewRefund, NewVoid, StoredCheck,
 };
 use crate::domain::reports::{self, NewCash};
 use crate::domain::{Rules, id_text, rfc3339};
+use crate::error::Commit as _;
 use crate::error::{AppError, ErrorKind};
 
 /// The JSON shape of a check: its state, its lines as billed now, and every figure.
@@ -109,7 +110,7 @@ fn pin_refused() -> AppError {
 /// admin's PIN, checked here (throttled like sign-in, reserved before the hash, compared in
 /// constant time) so the writer never waits for argon2.
 async fn approve(
-    state: &AppStateRef,
+    state: &ApiStateRef,
     session: &Session,
     approval: Option<ApprovalReq>,
     peer: std::net::IpAddr,
@@ -180,7 +181,7 @@ pub struct ListParams {
 
 /// `GET /checks`: the open checks, or every check of a day.
 pub async fn list(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     _staff: Staff,
     Q(p): Q<ListParams>,
 ) -> Result<Json<Value>, AppError> {
@@ -202,7 +203,7 @@ pub async fn list(
 
 /// `GET /checks/{id}`.
 pub async fn get_one(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     _staff: Staff,
     PathParam(id): PathParam,
 ) -> Result<Json<Value>, AppError> {
@@ -214,7 +215,7 @@ pub async fn get_one(
 
 /// `POST /orders/{id}/check`: the order's check (a takeaway or delivery order's is made now).
 pub async fn of_order(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     Staff(session, _): Staff,
     PathParam(id): PathParam,
 ) -> Result<Json<Value>, AppError> {
@@ -237,7 +238,7 @@ pub struct CoversReq {
 
 /// `POST /checks/{id}/covers`.
 pub async fn set_covers(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     _staff: Staff,
     PathParam(id): PathParam,
     Body(req): Body<CoversReq>,
@@ -252,7 +253,7 @@ pub async fn set_covers(
 
 /// `POST /checks/{id}/payments`: one payment per `Idempotency-Key`; never past the balance.
 pub async fn pay(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     Staff(session, _): Staff,
     PathParam(id): PathParam,
     headers: HeaderMap,
@@ -317,7 +318,7 @@ pub struct DiscountReq {
 
 /// `POST /checks/{id}/discounts`: a discount or comp (staff need a manager's PIN).
 pub async fn discount(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     Staff(session, _): Staff,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     PathParam(id): PathParam,
@@ -359,7 +360,7 @@ pub struct VoidReq {
 
 /// `POST /checks/{id}/voids`: voids units of a line (staff need a manager's PIN).
 pub async fn void_line(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     Staff(session, _): Staff,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     PathParam(id): PathParam,
@@ -394,7 +395,7 @@ pub struct VoidCheckReq {
 
 /// `POST /checks/{id}/void`: voids a whole unpaid check.
 pub async fn void_check(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     Staff(session, _): Staff,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     PathParam(id): PathParam,
@@ -429,7 +430,7 @@ pub struct RefundReq {
 
 /// `POST /checks/{id}/refunds`: money back on a settled check (staff need a manager's PIN).
 pub async fn refund(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     Staff(session, _): Staff,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     PathParam(id): PathParam,
@@ -467,7 +468,7 @@ pub struct TransferReq {
 
 /// `POST /checks/{id}/transfer`: the whole check, or chosen lines, to another table.
 pub async fn transfer(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     Staff(session, _): Staff,
     PathParam(id): PathParam,
     Body(req): Body<TransferReq>,
@@ -498,7 +499,7 @@ pub struct MergeReq {
 
 /// `POST /checks/{id}/merge`: another check's lines and payments join this one.
 pub async fn merge(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     Staff(session, _): Staff,
     PathParam(id): PathParam,
     Body(req): Body<MergeReq>,
@@ -523,7 +524,7 @@ pub struct SplitReq {
 
 /// `POST /checks/{id}/split`: chosen lines become a check of their own at the same table.
 pub async fn split(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     Staff(session, _): Staff,
     PathParam(id): PathParam,
     Body(req): Body<SplitReq>,
@@ -551,7 +552,7 @@ pub struct EvenParams {
 
 /// `GET /checks/{id}/split`: the balance in N even parts, each paid on its own.
 pub async fn even_split(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     _staff: Staff,
     PathParam(id): PathParam,
     Q(p): Q<EvenParams>,
@@ -581,7 +582,7 @@ pub struct PrintReq {
 
 /// `POST /checks/{id}/print`: the guest check to the bill printer (a reprint says COPY).
 pub async fn print(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     Staff(session, _): Staff,
     PathParam(id): PathParam,
     Body(req): Body<PrintReq>,
@@ -603,7 +604,7 @@ pub async fn print(
 
 /// `POST /checks/{id}/close`: closes a check with nothing left to pay (all comped, say).
 pub async fn close(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     Staff(session, _): Staff,
     PathParam(id): PathParam,
 ) -> Result<Json<Value>, AppError> {
@@ -640,7 +641,7 @@ fn guest_view(c: &StoredCheck, rules: &Rules) -> Value {
 }
 
 fn guest_may_read(
-    state: &AppStateRef,
+    state: &ApiStateRef,
     staff: bool,
     customer: Option<&(String, crate::domain::otp::CustomerToken)>,
     headers: &HeaderMap,
@@ -663,7 +664,7 @@ fn guest_may_read(
 /// `GET /orders/{id}/bill`: the running bill of the order's check, for the guest holding the
 /// order's key (or staff).
 pub async fn guest_bill(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     MaybeStaff(staff): MaybeStaff,
     MaybeCustomer(customer): MaybeCustomer,
     headers: HeaderMap,
@@ -686,7 +687,7 @@ pub struct BillRequestReq {
 
 /// `POST /orders/{id}/bill-request`: the guest asks for the bill; the waiter is alerted.
 pub async fn request_bill(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     MaybeStaff(staff): MaybeStaff,
     MaybeCustomer(customer): MaybeCustomer,
     headers: HeaderMap,
@@ -709,7 +710,7 @@ pub async fn request_bill(
 /// `GET /tables/status`: every table as free, occupied (minutes seated, check total), bill
 /// printed, or paid (its last check settled in the last 15 minutes and no new one since).
 pub async fn table_status(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     _staff: Staff,
 ) -> Result<Json<Value>, AppError> {
     let now = state.now_ms();
@@ -761,7 +762,7 @@ pub async fn table_status(
 
 /// `GET /billing`: what the pages need to take payments (methods, reasons, rounding).
 pub async fn settings(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     _staff: Staff,
 ) -> Result<Json<Value>, AppError> {
     let b = &state.rules.billing;
@@ -785,7 +786,7 @@ pub struct XParams {
 
 /// `GET /reports/x` (admin): a day's figures now.
 pub async fn x_report(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     _admin: Admin,
     Q(p): Q<XParams>,
 ) -> Result<Json<Value>, AppError> {
@@ -811,7 +812,7 @@ pub struct ZReq {
 
 /// `POST /reports/z` (admin): closes the oldest open business day.
 pub async fn close_day(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     Admin(session): Admin,
     Body(req): Body<ZReq>,
 ) -> Result<(StatusCode, Json<Value>), AppError> {
@@ -835,7 +836,7 @@ pub async fn close_day(
 
 /// `GET /reports/z` (admin): the Z reports, newest first.
 pub async fn z_list(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     _admin: Admin,
 ) -> Result<Json<Value>, AppError> {
     let rtx = state.store.read()?;
@@ -845,7 +846,7 @@ pub async fn z_list(
 
 /// `GET /reports/z/{number}` (admin): one Z report; `?format=csv` for CSV.
 pub async fn z_one(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     _admin: Admin,
     PathParam(n): PathParam,
     Q(p): Q<FormatParams>,
@@ -880,7 +881,7 @@ pub struct FormatParams {
 
 /// `POST /cash` (admin): the opening float, cash paid in or out, or the count.
 pub async fn cash(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     Admin(session): Admin,
     Body(req): Body<NewCash>,
 ) -> Result<(StatusCode, Json<Value>), AppError> {
@@ -906,7 +907,7 @@ pub struct PinReq {
 
 /// `PUT /users/{username}/pin` (admin): sets an admin's approval PIN.
 pub async fn set_pin(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     _admin: Admin,
     PathParam(username): PathParam,
     Body(req): Body<PinReq>,

@@ -9,13 +9,14 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::AppStateRef;
+use super::ApiStateRef;
 use super::extract::{Body, MaybeCustomer};
 use super::orders::order_view;
 use crate::domain::orders::{self as dom, is_e164};
 use crate::domain::otp::{self, Verified};
 use crate::domain::outbox::Channel;
 use crate::domain::{orders::table_by_token, rfc3339};
+use crate::error::Commit as _;
 use crate::error::{AppError, ErrorKind};
 
 /// Body of `POST /otp/request`.
@@ -35,7 +36,7 @@ pub struct OtpRequest {
 }
 
 /// Whether a messaging channel is set up on this box.
-pub fn channel_enabled(state: &AppStateRef, ch: Channel) -> bool {
+pub fn channel_enabled(state: &ApiStateRef, ch: Channel) -> bool {
     match ch {
         Channel::Whatsapp => state.settings.raw.whatsapp.enabled,
         Channel::Telegram => state.settings.raw.telegram.enabled,
@@ -44,7 +45,7 @@ pub fn channel_enabled(state: &AppStateRef, ch: Channel) -> bool {
 
 /// `POST /otp/request`: 202 with the expiry. Never says whether the phone is known.
 pub async fn request(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Body(req): Body<OtpRequest>,
 ) -> Result<(StatusCode, Json<Value>), AppError> {
@@ -148,7 +149,7 @@ pub async fn request(
 /// The 429 for a spent code budget; the staff are alerted (once a window) when it is the
 /// budget over all phones.
 async fn budget_spent(
-    state: &AppStateRef,
+    state: &ApiStateRef,
     spent: crate::throttle::Spent,
     cfg: &crate::config::OtpConfig,
 ) -> AppError {
@@ -179,7 +180,7 @@ async fn budget_spent(
 }
 
 /// Queues the staff alert of a spent code budget, when staff alerts are set up.
-async fn alert_staff_budget(state: &AppStateRef, cfg: &crate::config::OtpConfig) {
+async fn alert_staff_budget(state: &ApiStateRef, cfg: &crate::config::OtpConfig) {
     let tg = &state.settings.raw.telegram;
     if !tg.enabled || tg.staff_chat_id == 0 {
         return;
@@ -226,7 +227,7 @@ pub struct OtpVerify {
 
 /// `POST /otp/verify`: the customer token (shown once).
 pub async fn verify(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Body(req): Body<OtpVerify>,
 ) -> Result<Json<Value>, AppError> {
@@ -274,7 +275,7 @@ pub async fn verify(
 
 /// `GET /me/orders`: the verified customer's own orders, newest first (at most 50).
 pub async fn my_orders(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     MaybeCustomer(customer): MaybeCustomer,
 ) -> Result<Json<Value>, AppError> {
     let (_, ct) = customer.ok_or_else(AppError::unauthorized)?;
@@ -288,7 +289,7 @@ pub async fn my_orders(
 
 /// `DELETE /me/token`: the customer signs out; the token stops working at once.
 pub async fn revoke(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     MaybeCustomer(customer): MaybeCustomer,
 ) -> Result<StatusCode, AppError> {
     let (token, _) = customer.ok_or_else(AppError::unauthorized)?;

@@ -5,15 +5,16 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use super::AppStateRef;
+use super::ApiStateRef;
 use super::extract::{Admin, Body, PathParam, Staff};
 use crate::auth::hash_password;
 use crate::domain::devices::{self as dom, NewDevice};
 use crate::error::AppError;
+use crate::error::Commit as _;
 
 /// `GET /devices` (staff: the kitchen page shows offline and paper-out devices).
 pub async fn list(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     _staff: Staff,
 ) -> Result<Json<Value>, AppError> {
     let rtx = state.store.read()?;
@@ -33,7 +34,7 @@ pub async fn list(
 
 /// `POST /devices` → 201 with the device and its generated `password` (shown only here).
 pub async fn create(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     _admin: Admin,
     Body(req): Body<NewDevice>,
 ) -> Result<(StatusCode, Json<Value>), AppError> {
@@ -59,7 +60,7 @@ pub async fn create(
 
 /// `DELETE /devices/{id}`.
 pub async fn remove(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     _admin: Admin,
     PathParam(id): PathParam,
 ) -> Result<StatusCode, AppError> {
@@ -73,7 +74,7 @@ pub async fn remove(
 /// `POST /devices/{id}/test-print` (admin) → 202: a test slip (the box's address, the
 /// printer's settings, ë ç €) queued for the printer.
 pub async fn test_print(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     _admin: Admin,
     PathParam(id): PathParam,
 ) -> Result<(StatusCode, Json<Value>), AppError> {

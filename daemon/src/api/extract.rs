@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::AppStateRef;
+use super::ApiStateRef;
 use crate::auth::{Role, Session};
 use crate::error::{AppError, ErrorKind};
 
@@ -20,7 +20,7 @@ pub struct Body<T>(pub T);
 /// A request body as bytes (a CSV upload), within the body limit, with the API's errors.
 pub struct RawBody(pub Bytes);
 
-async fn read_body(req: Request, state: &AppStateRef) -> Result<Bytes, AppError> {
+async fn read_body(req: Request, state: &ApiStateRef) -> Result<Bytes, AppError> {
     Bytes::from_request(req, state)
         .await
         .map_err(|e: BytesRejection| {
@@ -43,10 +43,10 @@ async fn read_body(req: Request, state: &AppStateRef) -> Result<Bytes, AppError>
         })
 }
 
-impl FromRequest<AppStateRef> for RawBody {
+impl FromRequest<ApiStateRef> for RawBody {
     type Rejection = AppError;
 
-    async fn from_request(req: Request, state: &AppStateRef) -> Result<Self, AppError> {
+    async fn from_request(req: Request, state: &ApiStateRef) -> Result<Self, AppError> {
         // A route that reads raw bodies sets its own limit; name none rather than a wrong one.
         read_body(req, state).await.map(RawBody).map_err(|e| {
             if e.code == "body_too_large" {
@@ -62,10 +62,10 @@ impl FromRequest<AppStateRef> for RawBody {
     }
 }
 
-impl<T: DeserializeOwned> FromRequest<AppStateRef> for Body<T> {
+impl<T: DeserializeOwned> FromRequest<ApiStateRef> for Body<T> {
     type Rejection = AppError;
 
-    async fn from_request(req: Request, state: &AppStateRef) -> Result<Self, AppError> {
+    async fn from_request(req: Request, state: &ApiStateRef) -> Result<Self, AppError> {
         let bytes = read_body(req, state).await?;
         // Every body is a JSON object; serde would also read a struct from an array.
         let object = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
@@ -140,10 +140,10 @@ pub fn json_error(e: &serde_json::Error) -> AppError {
 /// A query string, parsed strictly.
 pub struct Q<T>(pub T);
 
-impl<T: DeserializeOwned + Send> FromRequestParts<AppStateRef> for Q<T> {
+impl<T: DeserializeOwned + Send> FromRequestParts<ApiStateRef> for Q<T> {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppStateRef) -> Result<Self, AppError> {
+    async fn from_request_parts(parts: &mut Parts, state: &ApiStateRef) -> Result<Self, AppError> {
         Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(v)| Q(v))
@@ -160,10 +160,10 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppStateRef> for Q<T> {
 /// A single path parameter.
 pub struct PathParam(pub String);
 
-impl FromRequestParts<AppStateRef> for PathParam {
+impl FromRequestParts<ApiStateRef> for PathParam {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppStateRef) -> Result<Self, AppError> {
+    async fn from_request_parts(parts: &mut Parts, state: &ApiStateRef) -> Result<Self, AppError> {
         Path::<String>::from_request_parts(parts, state)
             .await
             .map(|Path(v)| PathParam(v))
@@ -185,7 +185,7 @@ fn bearer(parts: &Parts) -> Result<Option<&str>, AppError> {
     Ok(Some(token))
 }
 
-fn session(parts: &Parts, state: &AppStateRef) -> Result<Option<(String, Session)>, AppError> {
+fn session(parts: &Parts, state: &ApiStateRef) -> Result<Option<(String, Session)>, AppError> {
     let Some(token) = bearer(parts)? else {
         return Ok(None);
     };
@@ -206,10 +206,10 @@ fn session(parts: &Parts, state: &AppStateRef) -> Result<Option<(String, Session
 /// A signed-in staff member or admin.
 pub struct Staff(pub Session, pub String);
 
-impl FromRequestParts<AppStateRef> for Staff {
+impl FromRequestParts<ApiStateRef> for Staff {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppStateRef) -> Result<Self, AppError> {
+    async fn from_request_parts(parts: &mut Parts, state: &ApiStateRef) -> Result<Self, AppError> {
         let (token, s) = session(parts, state)?.ok_or_else(AppError::unauthorized)?;
         Ok(Staff(s, token))
     }
@@ -218,10 +218,10 @@ impl FromRequestParts<AppStateRef> for Staff {
 /// A signed-in admin.
 pub struct Admin(pub Session);
 
-impl FromRequestParts<AppStateRef> for Admin {
+impl FromRequestParts<ApiStateRef> for Admin {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppStateRef) -> Result<Self, AppError> {
+    async fn from_request_parts(parts: &mut Parts, state: &ApiStateRef) -> Result<Self, AppError> {
         let (_, s) = session(parts, state)?.ok_or_else(AppError::unauthorized)?;
         if s.role != Role::Admin {
             return Err(AppError::forbidden("admin"));
@@ -233,10 +233,10 @@ impl FromRequestParts<AppStateRef> for Admin {
 /// A staff session if an `Authorization` header is sent (a bad one is still 401), else none.
 pub struct MaybeStaff(pub Option<Session>);
 
-impl FromRequestParts<AppStateRef> for MaybeStaff {
+impl FromRequestParts<ApiStateRef> for MaybeStaff {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppStateRef) -> Result<Self, AppError> {
+    async fn from_request_parts(parts: &mut Parts, state: &ApiStateRef) -> Result<Self, AppError> {
         Ok(MaybeStaff(session(parts, state)?.map(|(_, s)| s)))
     }
 }
@@ -244,10 +244,10 @@ impl FromRequestParts<AppStateRef> for MaybeStaff {
 /// A verified customer, if a customer token is sent (an unknown or expired one is 401).
 pub struct MaybeCustomer(pub Option<(String, crate::domain::otp::CustomerToken)>);
 
-impl FromRequestParts<AppStateRef> for MaybeCustomer {
+impl FromRequestParts<ApiStateRef> for MaybeCustomer {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppStateRef) -> Result<Self, AppError> {
+    async fn from_request_parts(parts: &mut Parts, state: &ApiStateRef) -> Result<Self, AppError> {
         let Some(token) =
             bearer(parts)?.filter(|t| t.starts_with(crate::domain::otp::TOKEN_PREFIX))
         else {

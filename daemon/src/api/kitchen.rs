@@ -7,12 +7,13 @@ use orderd_protocol::PrintCopy;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::AppStateRef;
+use super::ApiStateRef;
 use super::extract::{PathParam, Q, Staff};
 use crate::domain::devices;
 use crate::domain::print_jobs::{self, JobState, PrintJobRow};
 use crate::domain::{orders, random_hex};
 use crate::error::AppError;
+use crate::error::Commit as _;
 use crate::hub::printing;
 use crate::hub::tickets::station_lines;
 
@@ -28,7 +29,7 @@ pub struct JobsQuery {
 
 /// `GET /print-jobs?state=&limit=`.
 pub async fn list(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     _staff: Staff,
     Q(q): Q<JobsQuery>,
 ) -> Result<Json<Value>, AppError> {
@@ -54,7 +55,7 @@ pub async fn list(
 
 /// `POST /orders/{id}/reprint` → 202 with the queued jobs: one REPRINT per station printer.
 pub async fn reprint(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     Staff(session, _): Staff,
     PathParam(id): PathParam,
 ) -> Result<(StatusCode, Json<Value>), AppError> {
@@ -69,7 +70,7 @@ pub async fn reprint(
     let by_id: std::collections::BTreeMap<String, devices::Device> =
         all.iter().map(|d| (d.id.clone(), d.clone())).collect();
     let kitchen = &state.settings.raw.kitchen;
-    let menu = state.shared.menu();
+    let menu = crate::domain::menu::committed(&state.shared);
     for (station, mut lines) in station_lines(&order) {
         crate::hub::tickets::add_allergens(&mut lines, &menu);
         let printers = printing::ticket_printers(&all, &station);

@@ -24,7 +24,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
-use super::AppStateRef;
+use super::ApiStateRef;
 use super::extract::{MaybeCustomer, MaybeStaff, PathParam, Q, Staff};
 use super::orders::order_view;
 use crate::domain::orders as dom;
@@ -214,7 +214,7 @@ fn frame(id: Option<u64>, event: &str, data: &Value) -> Bytes {
 
 /// Where a stream starts: after `Last-Event-ID`, else after `?after=`, else after now.
 fn resume_after(
-    state: &AppStateRef,
+    state: &ApiStateRef,
     headers: &HeaderMap,
     params: &StreamParams,
 ) -> Result<u64, AppError> {
@@ -240,7 +240,7 @@ fn resume_after(
 
 /// `GET /events` (staff): every event.
 pub async fn staff_events(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     _staff: Staff,
     headers: HeaderMap,
     Q(params): Q<StreamParams>,
@@ -251,7 +251,7 @@ pub async fn staff_events(
 
 /// `GET /menu/events` (public): availability changes for the ordering page.
 pub async fn menu_events(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     headers: HeaderMap,
     Q(params): Q<StreamParams>,
 ) -> Result<Response, AppError> {
@@ -261,7 +261,7 @@ pub async fn menu_events(
 
 /// `GET /orders/{id}/events`: the order's progress, for staff or the customer who placed it.
 pub async fn order_events(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     MaybeStaff(staff): MaybeStaff,
     MaybeCustomer(customer): MaybeCustomer,
     headers: HeaderMap,
@@ -319,7 +319,7 @@ pub fn check_order_key_shape(headers: &HeaderMap) -> Result<(), AppError> {
 /// or whoever holds the order's key (given only to the phone that placed it). Others — another
 /// guest at the same table included — cannot tell the order exists.
 pub fn may_read(
-    state: &AppStateRef,
+    state: &ApiStateRef,
     staff: bool,
     customer_phone: Option<&str>,
     headers: &HeaderMap,
@@ -353,7 +353,7 @@ pub fn with_seq(seq: u64, resp: impl IntoResponse) -> Response {
     resp
 }
 
-fn open(state: &AppStateRef, after: u64, filter: Filter) -> Result<Response, AppError> {
+fn open(state: &ApiStateRef, after: u64, filter: Filter) -> Result<Response, AppError> {
     let cfg = &state.settings.raw.http;
     let slot = state.live.admit(&filter, cfg)?;
     let sub = state.events.subscribe(after + 1);
@@ -392,7 +392,7 @@ fn open(state: &AppStateRef, after: u64, filter: Filter) -> Result<Response, App
 
 /// Follows the log for one client until it goes away, falls behind, or the daemon stops.
 async fn pump(
-    state: AppStateRef,
+    state: ApiStateRef,
     mut sub: crate::events::Subscription,
     filter: Filter,
     tx: mpsc::Sender<Bytes>,

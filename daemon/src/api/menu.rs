@@ -11,12 +11,13 @@ use redb::ReadableTable;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::AppStateRef;
+use super::ApiStateRef;
 use super::extract::{Body, PathParam, Q, Staff};
 use crate::auth::Role;
 use crate::domain::menu::{self, Localized, Menu, ModifierGroup, StockLevels};
 use crate::domain::menu_csv;
 use crate::domain::orders::stock_events;
+use crate::error::Commit as _;
 use crate::error::{AppError, ErrorKind};
 use crate::store::tables;
 
@@ -29,7 +30,7 @@ pub struct MenuParams {
     pub lang: Option<String>,
 }
 
-fn stock_levels(state: &AppStateRef) -> Result<StockLevels, AppError> {
+fn stock_levels(state: &ApiStateRef) -> Result<StockLevels, AppError> {
     let rtx = state.store.read()?;
     let t = rtx
         .open_table(tables::STOCK)
@@ -44,7 +45,7 @@ fn stock_levels(state: &AppStateRef) -> Result<StockLevels, AppError> {
 
 /// `GET /menu?lang=xx` (public).
 pub async fn get_menu(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     Q(params): Q<MenuParams>,
 ) -> Result<axum::response::Response, AppError> {
     let fallback = state.rules.default_language.as_str();
@@ -58,7 +59,7 @@ pub async fn get_menu(
     // Read before the snapshot: a live stream resumed after it misses nothing.
     let seq = state.events.last_seq();
     let stock = stock_levels(&state)?;
-    let m = state.shared.menu();
+    let m = menu::committed(&state.shared);
     let mut view = menu::view(&m, &stock, lang, fallback, &state.rules.currency);
     // Each item's photo, if it has one (lazy-loaded by the guest page).
     let photos = state.photos.urls();
@@ -78,7 +79,7 @@ pub async fn get_menu(
 /// `PUT /menu` (admin): replaces the whole menu. Items with `stock` get that level; items
 /// without stop being tracked.
 pub async fn put_menu(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     super::extract::Admin(_): super::extract::Admin,
     Body(new): Body<Menu>,
 ) -> Result<Json<Value>, AppError> {
@@ -90,12 +91,15 @@ pub async fn put_menu(
 /// `GET /menu/csv` (admin): the menu as a spreadsheet, one row per item
 /// (`domain::menu_csv`), to edit and import again.
 pub async fn get_menu_csv(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     super::extract::Admin(_): super::extract::Admin,
 ) -> axum::response::Response {
     use axum::http::header;
     use axum::response::IntoResponse;
-    let body = menu_csv::to_csv(&state.shared.menu(), state.rules.billing.minor_digits);
+    let body = menu_csv::to_csv(
+        &menu::committed(&state.shared),
+        state.rules.billing.minor_digits,
+    );
     (
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
@@ -117,7 +121,7 @@ pub const MENU_CSV_MAX_BYTES: usize = 1 << 20;
 /// `PUT /menu/csv` (admin): replaces the whole menu from a spreadsheet, as `PUT /menu` does.
 /// Nothing changes unless every row is right; every problem is listed with its row and column.
 pub async fn put_menu_csv(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     super::extract::Admin(_): super::extract::Admin,
     super::extract::RawBody(bytes): super::extract::RawBody,
 ) -> Result<Json<Value>, AppError> {
@@ -161,7 +165,7 @@ pub async fn put_menu_csv(
 
 /// Replaces the whole menu (checked): items with `stock` get that level; items without stop
 /// being tracked. Returns how many items it has.
-async fn replace_menu(state: &AppStateRef, new: Menu) -> Result<u32, AppError> {
+async fn replace_menu(state: &ApiStateRef, new: Menu) -> Result<u32, AppError> {
     let count = new.items().count() as u32;
     state
         .writer
@@ -181,7 +185,7 @@ async fn replace_menu(state: &AppStateRef, new: Menu) -> Result<u32, AppError> {
                     tx.stock.insert(item.id.as_str(), n)?;
                 }
             }
-            tx.set_menu(new)?;
+            menu::replace(tx, new)?;
             tx.emit(EventKind::MenuReplaced { items: count })?;
             Ok(())
         })
@@ -250,7 +254,7 @@ fn item_json(item: &menu::Item, stock: Option<u32>) -> Value {
 
 /// `PATCH /menu/items/{id}`.
 pub async fn patch_item(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     Staff(session, _): Staff,
     PathParam(id): PathParam,
     Body(patch): Body<ItemPatch>,
@@ -263,7 +267,7 @@ pub async fn patch_item(
     let out = state
         .writer
         .run(move |tx| {
-            let mut m: Menu = (**tx.menu()).clone();
+            let mut m: Menu = menu::of(tx).clone();
             let item = m
                 .item_mut(&id)
                 .ok_or_else(|| AppError::not_found("menu item"))?;
@@ -307,7 +311,7 @@ pub async fn patch_item(
             let now = item.available;
             let view = item_json(item, stock);
             m.validate(max_text)?;
-            tx.set_menu(m)?;
+            menu::replace(tx, m)?;
             if was != now {
                 tx.emit(EventKind::AvailabilityChanged {
                     item_id: id.clone(),
@@ -334,7 +338,7 @@ pub struct StockReq {
 
 /// `POST /menu/items/{id}/stock` (staff).
 pub async fn set_stock(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     _staff: Staff,
     PathParam(id): PathParam,
     Body(req): Body<StockReq>,
@@ -351,8 +355,7 @@ pub async fn set_stock(
     let out = state
         .writer
         .run(move |tx| {
-            let available = tx
-                .menu()
+            let available = menu::of(tx)
                 .item(&id)
                 .map(|i| i.available)
                 .ok_or_else(|| AppError::not_found("menu item"))?;
@@ -394,13 +397,13 @@ pub const PHOTO_MAX_BYTES: usize = 8 << 20;
 /// `PUT /menu/items/{id}/photo` (admin): the item's photo, any JPEG, PNG or WebP as the body;
 /// the box shrinks it (`crate::photos`) and the guest page shows it.
 pub async fn put_photo(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     super::extract::Admin(_): super::extract::Admin,
     PathParam(id): PathParam,
     super::extract::RawBody(bytes): super::extract::RawBody,
 ) -> Result<Json<Value>, AppError> {
     use crate::photos::PhotoError;
-    if state.shared.menu().item(&id).is_none() {
+    if menu::committed(&state.shared).item(&id).is_none() {
         return Err(AppError::not_found("menu item"));
     }
     let photos = Arc::clone(&state.photos);
@@ -433,7 +436,7 @@ pub async fn put_photo(
 
 /// `DELETE /menu/items/{id}/photo` (admin): removes the item's photo.
 pub async fn delete_photo(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     super::extract::Admin(_): super::extract::Admin,
     PathParam(id): PathParam,
 ) -> Result<axum::http::StatusCode, AppError> {

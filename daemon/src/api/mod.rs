@@ -22,7 +22,6 @@ pub mod site;
 pub mod tables;
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use axum::Router;
@@ -34,58 +33,26 @@ use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use serde_json::json;
 
 use crate::auth::{Sessions, Throttle};
-use crate::clock::{Clock, GuardedClock};
-use crate::config::Settings;
-use crate::domain::Rules;
 use crate::error::{AppError, ErrorKind};
-use crate::events::EventLog;
-use crate::metrics::{Metrics, RouteLabels};
-use crate::store::Store;
-use crate::store::writer::{Shared, Writer};
+use crate::metrics::RouteLabels;
+use crate::shutdown::Shutdown;
+use crate::state::{AppState, AppStateRef};
+use crate::tls::Https;
 
-/// The HTTPS listener: where it is and the certificate's fingerprint (shown in Admin, so staff
-/// can tell a browser's certificate question is about this box).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Https {
-    /// The bound address.
-    pub addr: std::net::SocketAddr,
-    /// SHA-256 of the certificate.
-    pub fingerprint: String,
-}
-
-/// Everything a handler may use.
-pub struct AppState {
-    /// Checked settings.
-    pub settings: Arc<Settings>,
-    /// Domain rules derived from the settings.
-    pub rules: Arc<Rules>,
-    /// The store, for reads.
-    pub store: Store,
-    /// The writer, for writes.
-    pub writer: Writer,
-    /// Committed state shared with the writer.
-    pub shared: Arc<Shared>,
-    /// The event log.
-    pub events: EventLog,
+/// What a handler may use: the application's shared state (through `Deref`), and what only
+/// the HTTP layer holds: sessions and sign-in limits, the one-time codes' keys and limits, live
+/// streams, and the handles of the background tasks the API talks to.
+pub struct ApiState {
+    /// The application's shared state.
+    pub app: AppStateRef,
     /// Live sessions.
     pub sessions: Arc<Sessions>,
     /// Staff sign-in limits (reserved before the hash; `crate::throttle`).
     pub throttle: crate::throttle::Throttle,
     /// Manager-PIN limits, the same as sign-in's, counted apart.
     pub pin_throttle: crate::throttle::Throttle,
-    /// Metrics.
-    pub metrics: Arc<Metrics>,
-    /// Time.
-    pub clock: Arc<GuardedClock>,
-    /// The storage budget (free space; refuses new orders when the disk is full).
-    pub storage: Arc<crate::storage::Storage>,
-    /// Set once start-up has finished; cleared when shutdown begins.
-    pub ready: AtomicBool,
     /// The HTTPS listener, when `[http.tls]` is on.
     pub https: std::sync::OnceLock<Https>,
-    /// False while the HTTP listener cannot accept connections (out of file descriptors):
-    /// `/readyz` and the watchdog say so.
-    pub accepting: Arc<AtomicBool>,
     /// The kitchen hub's shared state (device health, reprint wake-up).
     pub kitchen: Arc<crate::hub::Kitchen>,
     /// Key of the one-time codes' keyed hash (from the data directory, never in the store).
@@ -105,7 +72,7 @@ pub struct AppState {
     /// Live streams (SSE) open now.
     pub live: live::Live,
     /// Resolves when shutdown begins (live streams end then).
-    pub shutdown: crate::server::Shutdown,
+    pub shutdown: Shutdown,
     /// The menu's item photos, in the data directory.
     pub photos: Arc<crate::photos::Photos>,
     /// Asked to restart (to apply the restaurant's settings): `orderd run` stops gracefully
@@ -113,13 +80,32 @@ pub struct AppState {
     pub restart: Arc<tokio::sync::Notify>,
 }
 
-/// Shared handle to the state.
-pub type AppStateRef = Arc<AppState>;
+impl std::ops::Deref for ApiState {
+    type Target = AppState;
 
-impl AppState {
-    /// Now, ms.
-    pub fn now_ms(&self) -> u64 {
-        self.clock.now_ms()
+    fn deref(&self) -> &AppState {
+        &self.app
+    }
+}
+
+/// Shared handle to the HTTP layer's state.
+pub type ApiStateRef = Arc<ApiState>;
+
+impl ApiState {
+    /// What `GET /api/v1/status` and `orderd status` show.
+    pub fn status(&self) -> serde_json::Value {
+        let (staff, menu, order) = self.live.open_by_class();
+        crate::status::view(
+            &self.app,
+            &self.upload,
+            self.https.get(),
+            crate::status::Streams {
+                open: self.live.open(),
+                staff,
+                menu,
+                order,
+            },
+        )
     }
 }
 
@@ -141,7 +127,7 @@ impl IntoResponse for AppError {
 }
 
 /// Every route: method, path, handler. The router and the OpenAPI test both read this list.
-pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppStateRef>)> {
+pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<ApiStateRef>)> {
     vec![
         ("POST", "/api/v1/auth/login", post(auth::login)),
         ("POST", "/api/v1/auth/logout", post(auth::logout)),
@@ -287,15 +273,16 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppStateRef>)> 
     ]
 }
 
-/// The application router.
-pub fn router(state: AppStateRef) -> Router {
+/// The application router: every API route, then `pages` (the web pages' routes, which use
+/// the API and so are built above it), with the API's fallback, metrics and body limit.
+pub fn router(state: ApiStateRef, pages: Router<ApiStateRef>) -> Router {
     let mut router = Router::new();
     for (_, path, handler) in routes() {
         router = router.route(path, handler);
     }
     let limit = state.settings.raw.limits.max_body_bytes as usize;
     router
-        .merge(crate::web::router())
+        .merge(pages)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
@@ -320,7 +307,7 @@ async fn method_not_allowed() -> AppError {
 }
 
 /// Records latency per route.
-async fn observe(State(state): State<AppStateRef>, req: Request, next: Next) -> Response {
+async fn observe(State(state): State<ApiStateRef>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().as_str().to_owned();
     let route = req

@@ -6,10 +6,11 @@ use axum::extract::State;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::AppStateRef;
+use super::ApiStateRef;
 use super::extract::{PathParam, Q, Staff};
 use crate::domain::outbox::{self, State as MsgState};
 use crate::error::AppError;
+use crate::error::Commit as _;
 
 /// `?state=&page=&limit=`.
 #[derive(Debug, Deserialize)]
@@ -28,7 +29,7 @@ pub struct ListParams {
 
 /// `GET /notifications` (staff).
 pub async fn list(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     _staff: Staff,
     Q(p): Q<ListParams>,
 ) -> Result<Json<Value>, AppError> {
@@ -58,7 +59,7 @@ pub async fn list(
 
 /// `POST /notifications/{id}/retry` (staff): a failed or dead message is queued again.
 pub async fn retry(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     _staff: Staff,
     PathParam(id): PathParam,
 ) -> Result<Json<Value>, AppError> {

@@ -8,7 +8,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
-use super::AppStateRef;
+use super::ApiStateRef;
 use super::extract::Staff;
 use crate::error::AppError;
 
@@ -39,7 +39,7 @@ pub async fn healthz() -> Json<Value> {
 
 /// `GET /readyz`: start-up finished, HTTP accepts connections and the writer commits (a
 /// no-op round trip through it).
-pub async fn readyz(State(state): State<AppStateRef>) -> Result<Json<Value>, AppError> {
+pub async fn readyz(State(state): State<ApiStateRef>) -> Result<Json<Value>, AppError> {
     if !state.ready.load(Ordering::Acquire) {
         return Err(AppError::unavailable());
     }
@@ -59,44 +59,15 @@ pub async fn readyz(State(state): State<AppStateRef>) -> Result<Json<Value>, App
     })))
 }
 
-/// What the box is doing: version, site, the one-line summary, the event log, the store, the
-/// storage budget, the clock and the upload (shared by `GET /api/v1/status` and
-/// `orderd status`).
-pub fn status_view(state: &AppStateRef) -> Value {
-    let clock = state.clock.state();
-    json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "site": state.settings.raw.site.id,
-        "status": crate::systemd::status_line(state),
-        "event_seq": state.events.last_seq(),
-        "store_bytes": state.store.file_bytes(),
-        "storage": state.storage.status(),
-        "upload": state.upload.status(&state.events),
-        "clock_unset": clock.unset,
-        "clock": clock,
-        "https": state.https.get(),
-        "otp": {
-            "required": state.settings.otp_required,
-            "why": state.settings.otp_rule().1,
-        },
-        "live_streams": state.live.open(),
-        "live_streams_by_class": {
-            "staff": state.live.open_by_class().0,
-            "menu": state.live.open_by_class().1,
-            "order": state.live.open_by_class().2,
-        },
-    })
-}
-
 /// `GET /api/v1/status` (staff).
-pub async fn status(State(state): State<AppStateRef>, _staff: Staff) -> Json<Value> {
-    Json(status_view(&state))
+pub async fn status(State(state): State<ApiStateRef>, _staff: Staff) -> Json<Value> {
+    Json(state.status())
 }
 
 /// `GET /metrics` (Prometheus text format): with the configured bearer token, or from the box's
 /// own address when none is configured (the day's business is in it).
 pub async fn metrics(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
     headers: axum::http::HeaderMap,
 ) -> Result<impl IntoResponse, AppError> {

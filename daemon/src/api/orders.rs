@@ -13,9 +13,10 @@ use serde_json::{Value, json};
 use super::extract::{
     Body, MaybeCustomer, MaybeStaff, PageParams, PathParam, Q, Staff, idempotency_key, paginated,
 };
-use super::{AppStateRef, live};
+use super::{ApiStateRef, live};
 use crate::domain::orders::{self as dom, Actor, EditLines, NewOrder};
 use crate::domain::{parse_date, rfc3339};
+use crate::error::Commit as _;
 use crate::error::{AppError, ErrorKind};
 use crate::metrics::TransitionLabels;
 
@@ -70,7 +71,7 @@ fn allergy_view(a: Option<&dom::Allergy>) -> Value {
 
 /// `POST /orders`: by staff, or by a customer presenting a table token.
 pub async fn create(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     MaybeStaff(session): MaybeStaff,
     MaybeCustomer(customer): MaybeCustomer,
     headers: HeaderMap,
@@ -187,7 +188,7 @@ pub async fn create(
 /// `X-Order-Key` (anyone else gets 404, so order ids cannot be probed). `X-Event-Seq` says
 /// which event the answer reflects.
 pub async fn get_one(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     MaybeStaff(staff): MaybeStaff,
     MaybeCustomer(customer): MaybeCustomer,
     headers: HeaderMap,
@@ -209,7 +210,7 @@ pub async fn get_one(
 
 /// `GET /orders/{id}/history`.
 pub async fn status_history(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     _staff: Staff,
     PathParam(id): PathParam,
 ) -> Result<Json<Value>, AppError> {
@@ -245,7 +246,7 @@ pub struct StatusReq {
 
 /// `POST /orders/{id}/status`.
 pub async fn set_status(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     Staff(session, _): Staff,
     PathParam(id): PathParam,
     Body(req): Body<StatusReq>,
@@ -282,7 +283,7 @@ pub async fn set_status(
 /// `PATCH /orders/{id}/items` (staff): change quantities, remove or add lines while the
 /// kitchen has not finished; the kitchen gets the differences as `changed` tickets.
 pub async fn edit_items(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     Staff(session, _): Staff,
     PathParam(id): PathParam,
     Body(req): Body<EditLines>,
@@ -314,7 +315,7 @@ pub struct BumpReq {
 /// station's bump back within the recall window; `ack_allergy` acknowledges the order's
 /// allergy note, which a bump waits for.
 pub async fn bump(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     Staff(session, _): Staff,
     PathParam(id): PathParam,
     Body(req): Body<BumpReq>,
@@ -342,7 +343,7 @@ pub async fn bump(
 
 /// `POST /orders/{id}/recall`: undo the last status change within the recall window.
 pub async fn recall(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     Staff(session, _): Staff,
     PathParam(id): PathParam,
 ) -> Result<Json<Value>, AppError> {
@@ -376,7 +377,7 @@ fn page_json(page: dom::Page<Order>, p: u32, limit: u32) -> Json<Value> {
 /// oldest first (at most 200; `total` counts all). The kitchen views drop them when a new
 /// business day starts; nothing closes them but staff.
 pub async fn left_open(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     _staff: Staff,
 ) -> Result<Json<Value>, AppError> {
     let today = state.rules.business_day(state.now_ms());
@@ -395,7 +396,7 @@ pub async fn left_open(
 
 /// `GET /orders/active`.
 pub async fn active(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     _staff: Staff,
     Q(params): Q<PageParams>,
 ) -> Result<Response, AppError> {
@@ -416,7 +417,7 @@ pub async fn active(
 
 /// `GET /orders/recent`: finished in the last 24 hours, newest first.
 pub async fn recent(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     _staff: Staff,
     Q(params): Q<PageParams>,
 ) -> Result<Json<Value>, AppError> {
@@ -443,7 +444,7 @@ pub struct HistoryParams {
 
 /// `GET /orders/history?date=YYYY-MM-DD`.
 pub async fn history(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     _staff: Staff,
     Q(params): Q<HistoryParams>,
 ) -> Result<Json<Value>, AppError> {
@@ -478,7 +479,7 @@ pub struct SearchParams {
 
 /// `GET /orders/search?q=`.
 pub async fn search(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     _staff: Staff,
     Q(params): Q<SearchParams>,
 ) -> Result<Json<Value>, AppError> {

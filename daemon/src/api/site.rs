@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::AppStateRef;
+use super::ApiStateRef;
 use super::extract::{Admin, Body};
 use crate::config::{PAGE_LANGUAGES, RawConfig};
 use crate::error::AppError;
@@ -52,7 +52,7 @@ fn values(raw: &RawConfig) -> Value {
     })
 }
 
-fn read_file(state: &AppStateRef) -> Result<SiteFile, AppError> {
+fn read_file(state: &ApiStateRef) -> Result<SiteFile, AppError> {
     site::read(state.settings.data_dir()).map_err(|p| {
         tracing::error!(file = %p.key, problem = %p.message, "site.toml cannot be read");
         AppError::internal()
@@ -60,7 +60,7 @@ fn read_file(state: &AppStateRef) -> Result<SiteFile, AppError> {
 }
 
 /// What the page shows: the values the next start uses, those in force now, and the choices.
-fn view(state: &AppStateRef, file: &SiteFile) -> Value {
+fn view(state: &ApiStateRef, file: &SiteFile) -> Value {
     let running = &state.settings.raw;
     let mut next = running.clone();
     file.apply(&mut next);
@@ -81,7 +81,7 @@ fn view(state: &AppStateRef, file: &SiteFile) -> Value {
 
 /// `GET /site` (admin).
 pub async fn get_site(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     _admin: Admin,
 ) -> Result<Json<Value>, AppError> {
     let file = read_file(&state)?;
@@ -91,7 +91,7 @@ pub async fn get_site(
 /// `PUT /site` (admin): checks the values as the next start will, then saves them durably.
 /// Nothing changes until the box restarts (`POST /restart`).
 pub async fn put_site(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     Admin(session): Admin,
     Body(req): Body<SiteUpdate>,
 ) -> Result<Json<Value>, AppError> {
@@ -140,7 +140,7 @@ pub async fn put_site(
 
 /// `PUT /site/setup` (admin): the guided set-up is finished (or skipped), or to be shown again.
 pub async fn put_setup(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     _admin: Admin,
     Body(req): Body<SetupUpdate>,
 ) -> Result<Json<Value>, AppError> {
@@ -150,7 +150,7 @@ pub async fn put_setup(
     Ok(Json(view(&state, &file)))
 }
 
-fn save(state: &AppStateRef, file: &SiteFile) -> Result<(), AppError> {
+fn save(state: &ApiStateRef, file: &SiteFile) -> Result<(), AppError> {
     site::write(state.settings.data_dir(), file).map_err(|e| {
         tracing::error!(error = %e, "writing site.toml");
         AppError::internal()
@@ -160,7 +160,7 @@ fn save(state: &AppStateRef, file: &SiteFile) -> Result<(), AppError> {
 /// `POST /restart` (admin): stops gracefully and starts again, to apply saved settings. The
 /// answer comes before the stop; the page waits for `/readyz` to answer again.
 pub async fn restart(
-    State(state): State<AppStateRef>,
+    State(state): State<ApiStateRef>,
     Admin(session): Admin,
 ) -> (StatusCode, Json<Value>) {
     tracing::info!(by = %session.username, "restart asked for from the admin page");

@@ -21,8 +21,9 @@ use serde_json::json;
 use super::Rules;
 use super::menu::Menu;
 use crate::config::Settings;
+use crate::error::TxResult;
 use crate::error::{AppError, ErrorKind};
-use crate::store::writer::{Tx, TxResult};
+use crate::store::writer::Tx;
 use crate::store::{StoreError, Stored, codec, tables as t};
 
 /// Largest amount any request may carry, minor units (`docs/openapi.json`).
@@ -728,7 +729,7 @@ fn add_order(
     key: u128,
 ) -> TxResult<()> {
     let billing = &rules.billing;
-    let menu = std::sync::Arc::clone(tx.menu());
+    let menu = super::menu::arc_of(tx);
     let mut next = c.next_line;
     let new = lines_of(order, &mut next, billing, &menu, rules, key);
     c.next_line = next;
@@ -891,7 +892,7 @@ pub fn check_order_change(
 /// After an order's lines were edited: its check's lines follow (a line keeps its id while
 /// it stays the same item at the same price, so its voids stay with it).
 pub fn order_edited(tx: &mut Tx<'_>, rules: &Rules, order: &Order, key: u128) -> TxResult<()> {
-    let menu = std::sync::Arc::clone(tx.menu());
+    let menu = super::menu::arc_of(tx);
     for mut c in checks_with_order(tx, key)? {
         if tx.order_checks.get(key)?.map(|v| v.value()) != Some(c.check.id) {
             continue;
@@ -2051,7 +2052,7 @@ pub fn print_bill(
     let station = zone
         .and_then(|z| rules.billing.zone_stations.get(&z).cloned())
         .unwrap_or_else(|| rules.billing.bill_station.clone());
-    let menu = std::sync::Arc::clone(tx.menu());
+    let menu = super::menu::arc_of(tx);
     let names: BTreeMap<u32, String> = c
         .lines
         .iter()

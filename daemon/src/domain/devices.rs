@@ -14,8 +14,9 @@ use redb::{ReadTransaction, ReadableTable};
 use serde::{Deserialize, Serialize};
 
 use super::random_hex;
+use crate::error::TxResult;
 use crate::error::{AppError, ErrorKind};
-use crate::store::writer::{Tx, TxResult};
+use crate::store::writer::Tx;
 use crate::store::{StoreError, Stored, codec, tables as t};
 
 /// What a device is.

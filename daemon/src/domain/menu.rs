@@ -3,13 +3,16 @@
 //! per-language view.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, LazyLock};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::config::is_slug;
+use crate::error::TxResult;
 use crate::error::{AppError, ErrorKind};
-use crate::store::Stored;
+use crate::store::writer::{Cached, Shared, Tx};
+use crate::store::{Stored, codec};
 
 /// Text per language code, e.g. `{"en": "Burger", "sq": "Hamburger"}`. `en` is required.
 pub type Localized = BTreeMap<String, String>;
@@ -23,6 +26,43 @@ pub const MAX_PRICE: i64 = 1_000_000_000;
 pub struct Menu {
     /// Categories in display order.
     pub categories: Vec<Category>,
+}
+
+/// The menu the writer keeps in memory beside its stored row (its cached value).
+pub fn cached(menu: Menu) -> Cached {
+    Arc::new(menu)
+}
+
+/// An empty menu, for a cached value that is not a menu (never set so by the daemon).
+static EMPTY: LazyLock<Menu> = LazyLock::new(Menu::default);
+
+/// The menu as of this point in the batch.
+pub fn of<'a>(tx: &'a Tx<'_>) -> &'a Menu {
+    tx.cached().downcast_ref::<Menu>().unwrap_or(&EMPTY)
+}
+
+/// [`of`], as a handle that outlives the borrow of `tx`.
+pub fn arc_of(tx: &Tx<'_>) -> Arc<Menu> {
+    downcast(Arc::clone(tx.cached()))
+}
+
+/// The committed menu.
+pub fn committed(shared: &Shared) -> Arc<Menu> {
+    downcast(shared.cached())
+}
+
+fn downcast(cached: Cached) -> Arc<Menu> {
+    cached
+        .downcast::<Menu>()
+        .unwrap_or_else(|_| Arc::new(Menu::default()))
+}
+
+/// Stores `menu` and makes it the batch's menu (readers see it once the batch commits).
+pub fn replace(tx: &mut Tx<'_>, menu: Menu) -> TxResult<()> {
+    tx.menu_table
+        .insert("menu", codec::encode(&menu)?.as_slice())?;
+    tx.replace_cached(Arc::new(menu));
+    Ok(())
 }
 
 /// A category of items.

@@ -15,8 +15,9 @@ use serde_json::json;
 use super::menu::Item;
 use super::tables::Table;
 use super::{Rules, id_text, new_id, parse_id};
+use crate::error::TxResult;
 use crate::error::{AppError, ErrorKind};
-use crate::store::writer::{Tx, TxResult};
+use crate::store::writer::Tx;
 use crate::store::{StoreError, Stored, codec, tables as t};
 
 /// The body of `POST /orders`.
@@ -408,7 +409,7 @@ pub fn table_by_token(tx: &Tx<'_>, token: &str) -> TxResult<Option<Table>> {
 }
 
 fn price_lines(tx: &Tx<'_>, rules: &Rules, items: &[NewLine]) -> TxResult<Vec<OrderLine>> {
-    let menu = tx.menu().clone();
+    let menu = super::menu::arc_of(tx);
     let stock = &tx.stock;
     let lang = rules.default_language.as_str();
     let mut lines = Vec::with_capacity(items.len());
@@ -756,7 +757,9 @@ pub fn stock_events(tx: &mut Tx<'_>, item_id: &str, before: u32, after: u32) -> 
             available: false,
         })?;
     } else if before == 0 && after > 0 {
-        let on = tx.menu().item(item_id).is_some_and(|i| i.available);
+        let on = super::menu::of(tx)
+            .item(item_id)
+            .is_some_and(|i| i.available);
         if on {
             tx.emit(EventKind::AvailabilityChanged {
                 item_id: item_id.to_owned(),
@@ -765,7 +768,9 @@ pub fn stock_events(tx: &mut Tx<'_>, item_id: &str, before: u32, after: u32) -> 
         }
     }
     if after > 0 {
-        let threshold = tx.menu().item(item_id).and_then(|i| i.low_stock_threshold);
+        let threshold = super::menu::of(tx)
+            .item(item_id)
+            .and_then(|i| i.low_stock_threshold);
         if let Some(th) = threshold
             && after <= th
             && before > th

@@ -14,8 +14,9 @@ use subtle::ConstantTimeEq as _;
 
 use super::outbox::{self, Channel, Message};
 use crate::config::OtpConfig;
+use crate::error::TxResult;
 use crate::error::{AppError, ErrorKind};
-use crate::store::writer::{Tx, TxResult};
+use crate::store::writer::Tx;
 use crate::store::{StoreError, Stored, codec, tables as t};
 
 /// Customer tokens start with this, so they are never mistaken for staff sessions.

@@ -17,7 +17,8 @@ use serde_json::{Value, json};
 
 use super::menu::Menu;
 use crate::error::AppError;
-use crate::store::writer::{Tx, TxResult};
+use crate::error::TxResult;
+use crate::store::writer::Tx;
 use crate::store::{StoreError, Stored, codec, tables as t};
 
 /// Where a message goes.
@@ -193,6 +194,28 @@ pub struct StaffAlerts {
     pub chat: i64,
     /// The language of the texts.
     pub lang: String,
+}
+
+/// The emit hook that writes, in each event's own transaction, the staff alert it calls for
+/// ([`alert_for`]) to `route`'s Telegram chat. Registered with the writer at start-up.
+pub fn staff_alert_hook(route: StaffAlerts) -> crate::store::writer::EmitHook {
+    std::sync::Arc::new(move |tx, kind| {
+        let Some(message) = alert_for(kind, super::menu::of(tx), &route.lang) else {
+            return Ok(());
+        };
+        enqueue(
+            tx,
+            Channel::Telegram,
+            &route.chat.to_string(),
+            &route.lang,
+            message,
+        )
+        .map(|_| ())
+        .map_err(|e| match e {
+            crate::store::writer::TxError::Store(e) => e,
+            crate::store::writer::TxError::App(e) => crate::store::StoreError::Hook(e.message),
+        })
+    })
 }
 
 /// The staff alert an event calls for, if any: an item sold out or low on stock, a kitchen

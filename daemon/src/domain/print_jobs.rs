@@ -10,7 +10,8 @@ use orderd_protocol::{PrintCopy, PrintFormat};
 use redb::{ReadTransaction, ReadableTable};
 use serde::{Deserialize, Serialize};
 
-use crate::store::writer::{Tx, TxResult};
+use crate::error::TxResult;
+use crate::store::writer::Tx;
 use crate::store::{StoreError, Stored, codec, tables as t};
 
 /// Where a job is.

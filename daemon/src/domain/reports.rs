@@ -16,8 +16,9 @@ use serde_json::json;
 
 use super::Rules;
 use super::checks::{self, LedgerEntry, StoredCheck};
+use crate::error::TxResult;
 use crate::error::{AppError, ErrorKind};
-use crate::store::writer::{Tx, TxResult};
+use crate::store::writer::Tx;
 use crate::store::{StoreError, Stored, codec, tables as t};
 
 /// Counter: the business day the last Z closed.

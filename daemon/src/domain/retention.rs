@@ -9,9 +9,10 @@ use redb::ReadableTable;
 use super::Rules;
 use super::analytics::DailySummary;
 use super::orders::StoredOrder;
+use crate::error::TxResult;
 use crate::store::codec;
 use crate::store::event_row::EventRow;
-use crate::store::writer::{Tx, TxResult};
+use crate::store::writer::Tx;
 
 /// Key in `counters`: ms up to which expired idempotency keys were forgotten.
 const IDEM_CURSOR: &str = "idempotency_pruned_until_ms";
@@ -178,18 +179,7 @@ pub fn sweep(tx: &mut Tx<'_>, rules: &Rules) -> TxResult<Swept> {
     if from_ms < reached {
         tx.counters.insert(IDEM_CURSOR, reached)?;
     }
-    // Expired sessions (a handful).
-    let mut expired_sessions = Vec::new();
-    for row in tx.sessions.iter()? {
-        let (k, v) = row?;
-        let s: crate::auth::Session = codec::decode(v.value())?;
-        if s.expires_at <= now {
-            expired_sessions.push(k.value());
-        }
-    }
-    for k in &expired_sessions {
-        tx.sessions.remove(k)?;
-    }
-    out.expired = forgotten + expired_sessions.len() as u64;
+    // Expired sessions are `auth`'s to remove (`workers::sweep` does both in one job).
+    out.expired = forgotten;
     Ok(out)
 }

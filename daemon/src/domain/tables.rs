@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::random_hex;
 use crate::error::AppError;
-use crate::store::writer::{Tx, TxResult};
+use crate::error::TxResult;
+use crate::store::writer::Tx;
 use crate::store::{StoreError, Stored, codec, tables as t};
 
 /// A table in the restaurant.

@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use serde::Serialize;
 use tokio::sync::Notify;
 
+use crate::error::Commit as _;
 use crate::mqtt::broker::Broker;
 
 /// What the hub knows about one device's health.

@@ -44,14 +44,15 @@ use super::printing;
 use super::relays::Relays;
 use super::tickets::{Boards, station_lines};
 use super::{DeviceHealth, Kitchen};
-use crate::api::AppStateRef;
-use crate::config::{KitchenConfig, buzz_pattern};
+use crate::config::KitchenConfig;
 use crate::domain::devices::{self, Device, DeviceKind};
 use crate::domain::orders;
 use crate::domain::print_jobs::{self, JobState, PrintJobRow};
+use crate::error::Commit as _;
 use crate::metrics::{DeviceLabels, JobLabels, Metrics};
 use crate::mqtt::client::{HubClient, Inbound, Started};
-use crate::server::Shutdown;
+use crate::shutdown::Shutdown;
+use crate::state::AppStateRef;
 use prometheus_client::metrics::counter::Counter;
 
 /// The hub's consumer name in the cursor table.
@@ -375,7 +376,7 @@ impl Hub {
         // Streamed oldest first: only what the boards hold stays in memory. Orders left open
         // from earlier business days are not shown (see `roll_day`).
         let mut boards = Boards::default().with_min_day(state.rules.business_day(state.now_ms()));
-        boards.set_menu(state.shared.menu());
+        boards.set_menu(crate::domain::menu::committed(&state.shared));
         orders::kitchen_after(&rtx, None, |o, marks| {
             boards.add_initial(&o, &marks, cursor);
             true
@@ -532,7 +533,7 @@ impl Hub {
     /// Gives every station of the menu and of the registered devices a board, so displays
     /// of a quiet station show an empty board instead of nothing; new ones are marked dirty.
     fn ensure_boards(&mut self) {
-        let menu = self.state.shared.menu();
+        let menu = crate::domain::menu::committed(&self.state.shared);
         let stations = menu
             .categories
             .iter()
@@ -620,7 +621,7 @@ impl Hub {
             };
             let mut tickets = super::tickets::ticket_events(&ev, order.as_ref());
             if !tickets.is_empty() {
-                let menu = self.state.shared.menu();
+                let menu = crate::domain::menu::committed(&self.state.shared);
                 for t in &mut tickets {
                     if let TicketChange::New { lines } = &mut t.change {
                         super::tickets::add_allergens(lines, &menu);
@@ -685,7 +686,8 @@ impl Hub {
         self.roll_day(ev.seq);
         // Boards are coalesced: at most one publish per station per flush (100 ms), so a
         // replay after a restart does not push the whole board once per event.
-        self.boards.set_menu(self.state.shared.menu());
+        self.boards
+            .set_menu(crate::domain::menu::committed(&self.state.shared));
         let changed = self.boards.apply(ev, order);
         self.ring_for(ev, &changed).await;
         self.dirty_boards.extend(changed);
@@ -724,7 +726,7 @@ impl Hub {
             return;
         };
         let mut boards = Boards::default().with_min_day(today);
-        boards.set_menu(self.state.shared.menu());
+        boards.set_menu(crate::domain::menu::committed(&self.state.shared));
         let loaded = orders::kitchen_after(&rtx, None, |o, marks| {
             boards.add_initial(&o, &marks, seq);
             true
@@ -847,7 +849,10 @@ impl Hub {
             ),
         };
         let mut lines = lines;
-        super::tickets::add_allergens(&mut lines, &self.state.shared.menu());
+        super::tickets::add_allergens(
+            &mut lines,
+            &crate::domain::menu::committed(&self.state.shared),
+        );
         printing::render(
             order,
             &t.station,
@@ -1064,15 +1069,12 @@ impl Hub {
         };
         let Some(new_order) = which else { return };
         for station in stations {
-            let over = self.cfg.stations.get(station);
-            let name = if new_order {
-                over.and_then(|s| s.buzz_new_order.clone())
-                    .unwrap_or_else(|| self.cfg.buzz_new_order.clone())
+            let buzz = &self.state.settings.buzz;
+            let pattern = if new_order {
+                buzz.new_order(station)
             } else {
-                over.and_then(|s| s.buzz_ready.clone())
-                    .unwrap_or_else(|| self.cfg.buzz_ready.clone())
+                buzz.ready(station)
             };
-            let pattern = buzz_pattern(&name).unwrap_or(BuzzPattern::Double);
             self.buzz(station, pattern).await;
         }
     }
@@ -1499,7 +1501,7 @@ impl Hub {
                 });
             }
         }
-        let alarm = buzz_pattern(&self.cfg.buzz_alert).unwrap_or(BuzzPattern::Alarm);
+        let alarm = self.state.settings.buzz.alert;
         self.buzz(&station, alarm).await;
     }
 

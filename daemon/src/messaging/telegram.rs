@@ -14,9 +14,10 @@ use orderd_plugins::messaging::Outcome;
 use orderd_plugins::telegram::{Inbound, Telegram, same_phone};
 
 use super::Texts;
-use crate::api::AppStateRef;
 use crate::domain::otp;
-use crate::server::Shutdown;
+use crate::error::Commit as _;
+use crate::shutdown::Shutdown;
+use crate::state::AppStateRef;
 
 /// How long one `getUpdates` call waits for an update.
 const POLL_SECS: u32 = 25;
@@ -32,6 +33,7 @@ struct Pending {
 /// Runs the bot until shutdown.
 pub async fn run(
     state: AppStateRef,
+    messaging: std::sync::Arc<super::Messaging>,
     bot: Telegram,
     texts: std::sync::Arc<Texts>,
     mut shutdown: Shutdown,
@@ -52,7 +54,7 @@ pub async fn run(
                 }
                 offset = next;
                 for update in updates {
-                    handle(&state, &bot, &texts, &mut pending, update).await;
+                    handle(&state, &messaging, &bot, &texts, &mut pending, update).await;
                 }
             }
             Err(e) => {
@@ -71,6 +73,7 @@ pub async fn run(
 
 async fn handle(
     state: &AppStateRef,
+    messaging: &super::Messaging,
     bot: &Telegram,
     texts: &Texts,
     pending: &mut HashMap<i64, Pending>,
@@ -125,7 +128,7 @@ async fn handle(
                         return;
                     }
                     pending.remove(&chat);
-                    state.messaging.wake.notify_one();
+                    messaging.wake.notify_one();
                     let out = bot
                         .send_and_clear(chat, &texts.render(&lang, "tg_linked", &[]))
                         .await;

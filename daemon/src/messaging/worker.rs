@@ -23,11 +23,12 @@ use orderd_plugins::messaging::{Kind, Outcome, Outgoing, Provider};
 use tokio::task::JoinSet;
 
 use super::Texts;
-use crate::api::AppStateRef;
 use crate::domain::outbox::{self, Channel, Message, OutboxRow, State};
+use crate::error::Commit as _;
 use crate::metrics::{ChannelLabels, MessageLabels};
 use crate::retry::{Allow, Backoff, Breaker};
-use crate::server::Shutdown;
+use crate::shutdown::Shutdown;
+use crate::state::AppStateRef;
 
 /// Per provider: no call before this (the provider's `Retry-After` / `retry_after` holds back
 /// every message to it, including calls of the same round already scheduled).
@@ -141,6 +142,7 @@ type Called = (OutboxRow, Outcome, bool, bool);
 /// The sender's state between rounds.
 struct Sender {
     state: AppStateRef,
+    messaging: Arc<super::Messaging>,
     providers: Providers,
     texts: Arc<Texts>,
     holds: Holds,
@@ -156,6 +158,7 @@ struct Sender {
 /// Runs the sender until shutdown.
 pub async fn run(
     state: AppStateRef,
+    messaging: Arc<super::Messaging>,
     providers: Providers,
     texts: Arc<Texts>,
     mut shutdown: Shutdown,
@@ -165,6 +168,7 @@ pub async fn run(
     }
     let mut s = Sender {
         state,
+        messaging,
         providers,
         texts,
         holds: Arc::default(),
@@ -198,7 +202,7 @@ pub async fn run(
             .map_or(POLL, |at| at.saturating_duration_since(mono));
         tokio::select! {
             () = shutdown.wait() => break,
-            () = s.state.messaging.wake.notified() => rescan = true,
+            () = s.messaging.wake.notified() => rescan = true,
             () = s.state.shared.outbox_wake.notified() => {}
             Some(joined) = s.calls.join_next(), if !s.calls.is_empty() => {
                 let mut done: Vec<Called> = joined.into_iter().collect();

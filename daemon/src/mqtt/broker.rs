@@ -48,7 +48,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use crate::config::MqttConfig;
 use crate::domain::devices::{self, Device};
 use crate::metrics::{Metrics, RefusalLabels};
-use crate::server::Shutdown;
+use crate::shutdown::Shutdown;
 use crate::store::Store;
 
 /// Where refused publishes go: no client may subscribe to it.

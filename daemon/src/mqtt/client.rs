@@ -26,7 +26,7 @@ use rumqttd::local::{LinkRx, LinkTx};
 use rumqttd::protocol::{Disconnect, DisconnectReasonCode, Packet as RouterPacket, Publish};
 use tokio::sync::mpsc;
 
-use crate::server::Shutdown;
+use crate::shutdown::Shutdown;
 
 /// How to reach an external broker.
 #[derive(Clone)]

@@ -52,6 +52,12 @@ pub enum StoreError {
     /// A batch was abandoned because another request in it failed in the store.
     #[error("the write batch was rolled back: {0}")]
     RolledBack(String),
+    /// The writer thread has stopped (shutdown); nothing was written.
+    #[error("the writer has stopped")]
+    WriterStopped,
+    /// The emit hook (staff alerts) refused an event; the batch is rolled back.
+    #[error("the emit hook failed: {0}")]
+    Hook(String),
 }
 
 impl StoreError {

@@ -3,6 +3,7 @@
 //! need first manager's PIN, bad input gets clear errors, and the day closes with first Z that
 //! balances.
 
+use orderd::error::Commit as _;
 use std::sync::Arc;
 
 use orderd::domain::checks::{self, NewDiscount, NewPayment, NewRefund, NewVoid};
@@ -1125,7 +1126,7 @@ async fn every_generated_day_closes_with_a_z_that_balances() {
     s.stop().await;
 }
 
-fn run_day(state: &orderd::api::AppStateRef, clock: &orderd::clock::ManualClock, ops: &[Op]) {
+fn run_day(state: &orderd::api::ApiStateRef, clock: &orderd::clock::ManualClock, ops: &[Op]) {
     use futures::executor::block_on;
     const ITEMS: [(&str, &[&str]); 5] = [
         ("burger", &["medium"]),
@@ -1361,7 +1362,7 @@ fn run_day(state: &orderd::api::AppStateRef, clock: &orderd::clock::ManualClock,
 
 /// Places an order through the domain and opens its check; `None` when it was refused.
 fn place(
-    state: &orderd::api::AppStateRef,
+    state: &orderd::api::ApiStateRef,
     ty: &str,
     table: Option<&str>,
     (item, mods): (&str, &[&str]),
@@ -1397,12 +1398,12 @@ fn place(
     Some((id, c.check.id))
 }
 
-fn read_check(state: &orderd::api::AppStateRef, id: u64) -> Option<checks::StoredCheck> {
+fn read_check(state: &orderd::api::ApiStateRef, id: u64) -> Option<checks::StoredCheck> {
     let rtx = state.store.read().ok()?;
     checks::get(&rtx, id).ok()?
 }
 
-fn line_id_of(state: &orderd::api::AppStateRef, check: u64, nth: usize) -> Option<u32> {
+fn line_id_of(state: &orderd::api::ApiStateRef, check: u64, nth: usize) -> Option<u32> {
     let c = read_check(state, check)?;
     let live: Vec<u32> = c
         .lines

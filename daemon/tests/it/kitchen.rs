@@ -1,6 +1,7 @@
 //! Kitchen hardware over MQTT, end to end: the real daemon with its embedded broker on port 0,
 //! a real redb file, and real MQTT device clients (rumqttc).
 use crate::common;
+use orderd::error::Commit as _;
 
 use std::time::Duration;
 

@@ -14,6 +14,7 @@ mod disk_full;
 mod events;
 mod fixture;
 mod kitchen;
+mod layers;
 mod lifecycle;
 mod live;
 mod menu_csv;

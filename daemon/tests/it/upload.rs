@@ -257,10 +257,16 @@ async fn outages_and_500s_lose_and_duplicate_nothing() {
     // The collector is down for a while: the box keeps taking orders and keeps the backlog.
     collector.kill().await;
     place(&s, 30).await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    let st = upload_status(&s).await;
-    assert!(st["backlog_events"].as_u64().unwrap() >= 30, "{st}");
-    assert!(st["last_error"].is_string(), "{st}");
+    common::eventually(
+        "the uploader reports the outage",
+        Duration::from_secs(10),
+        || async {
+            let st = upload_status(&s).await;
+            (st["backlog_events"].as_u64().unwrap() >= 30 && st["last_error"].is_string())
+                .then_some(())
+        },
+    )
+    .await;
     collector.spawn().await;
     caught_up(&s, &pg).await;
 
@@ -271,8 +277,18 @@ async fn outages_and_500s_lose_and_duplicate_nothing() {
     assert_eq!(proxy.fail_after_forward.load(Ordering::SeqCst), 0);
     // And a link that is simply down.
     proxy.down.store(true, Ordering::SeqCst);
+    let failed_before = upload_status(&s).await["last_error"].clone();
     place(&s, 5).await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Down until the uploader has met it (a new error), then up again.
+    common::eventually(
+        "the uploader meets the link down",
+        Duration::from_secs(10),
+        || async {
+            let st = upload_status(&s).await;
+            (st["last_error"].is_string() && st["last_error"] != failed_before).then_some(())
+        },
+    )
+    .await;
     proxy.down.store(false, Ordering::SeqCst);
     caught_up(&s, &pg).await;
     assert_eq!(

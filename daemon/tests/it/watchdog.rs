@@ -1,6 +1,7 @@
 //! The watchdog is fed by a health check through the writer: when the writer is wedged, the
 //! pings stop (and the status says why); when it recovers, they resume.
 use crate::common;
+use orderd::error::Commit as _;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -34,7 +35,7 @@ async fn a_wedged_writer_stops_the_watchdog() {
     let sent: Arc<Mutex<Vec<String>>> = Arc::default();
     let sink = sent.clone();
     let supervisor = tokio::spawn(orderd::systemd::supervise(
-        s.state().clone(),
+        s.state().app.clone(),
         s.running.as_ref().unwrap().shutdown(),
         Duration::from_millis(100),
         true,

@@ -7,6 +7,7 @@ pub mod mqtt;
 pub mod pg;
 pub mod sse;
 
+use orderd::error::Commit as _;
 use std::sync::Arc;
 
 use orderd::clock::ManualClock;
@@ -94,7 +95,7 @@ impl TestServer {
         s
     }
 
-    pub fn state(&self) -> &orderd::api::AppStateRef {
+    pub fn state(&self) -> &orderd::api::ApiStateRef {
         &self.running.as_ref().unwrap().state
     }
 
@@ -118,7 +119,7 @@ impl TestServer {
         let rules = self.state().rules.clone();
         self.state()
             .writer
-            .run(move |tx| orderd::domain::retention::sweep(tx, &rules))
+            .run(move |tx| orderd::workers::sweep(tx, &rules))
             .await
             .unwrap()
     }
