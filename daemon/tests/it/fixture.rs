@@ -1,6 +1,8 @@
 //! Backward compatibility: a store written by this release (`daemon/tests/fixtures/store/`,
 //! committed) is opened by the current code and every table is read and decoded, so a change
-//! of a stored format must come with a migration (`Stored::migrate`) or this test fails.
+//! of a stored format must come with a migration (`Stored::migrate`) or this test fails. Its
+//! rows are also the golden bytes of the stored values (each is written back as the same
+//! bytes); the values a demo box has no rows of have golden bytes of their own here.
 //!
 //! The fixture is written by `fixture::write_store_fixture`, by hand and only when a release
 //! changes the format on purpose (the old fixture then becomes `store-<release>/` and stays):
@@ -124,6 +126,10 @@ async fn write_store_fixture() {
 }
 
 /// Reads every row of a table of encoded values, decoding each as `T`; returns how many.
+///
+/// The rows are also golden bytes: this release writes each value back as exactly the bytes
+/// the fixture holds, so an encoding that changes by accident (a field reordered, a type
+/// widened) fails here, not on a box.
 fn decode_all<K: redb::Key + 'static, T: Stored>(
     rtx: &redb::ReadTransaction,
     def: TableDefinition<K, &[u8]>,
@@ -132,8 +138,14 @@ fn decode_all<K: redb::Key + 'static, T: Stored>(
     let mut n = 0;
     for row in table.iter().unwrap() {
         let (_, v) = row.unwrap();
-        codec::decode::<T>(v.value())
+        let value = codec::decode::<T>(v.value())
             .unwrap_or_else(|e| panic!("{}: {e}", std::any::type_name::<T>()));
+        assert_eq!(
+            codec::encode(&value).unwrap(),
+            v.value(),
+            "{} is written as other bytes than the fixture holds",
+            std::any::type_name::<T>()
+        );
         n += 1;
     }
     n
@@ -259,4 +271,99 @@ async fn a_store_written_by_this_release_opens_and_every_table_reads() {
         .await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
     s.stop().await;
+}
+
+/// Golden bytes of the stored values a demo box has no rows of (the fixture covers the rest):
+/// each is encoded as these bytes, and these bytes decode to it.
+#[test]
+fn golden_bytes_of_the_values_the_fixture_has_no_rows_of() {
+    use orderd::domain::analytics::{DailySummary, ItemTotals};
+    use orderd::domain::otp::{CustomerToken, OtpRow};
+    use orderd::domain::outbox::{Channel, Contact, Message, OutboxRow, State};
+    fn golden<T: Stored + std::fmt::Debug>(value: &T, hex: &str) {
+        let bytes = codec::encode(value).unwrap();
+        let got: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            got,
+            hex,
+            "{} is written as other bytes",
+            std::any::type_name::<T>()
+        );
+        let back: T = codec::decode(&bytes).unwrap();
+        assert_eq!(format!("{back:?}"), format!("{value:?}"));
+    }
+    golden(
+        &DailySummary {
+            orders: 3,
+            cancelled: 1,
+            revenue: 1250,
+            by_status: [("served".to_owned(), 2)].into(),
+            by_hour: vec![0, 2],
+            items: [(
+                "espresso".to_owned(),
+                ItemTotals {
+                    name: "Espresso".into(),
+                    quantity: 2,
+                    revenue: 300,
+                },
+            )]
+            .into(),
+            prep_ms_sum: 60_000,
+            prep_count: 2,
+            revenue_by_hour: vec![0, 1250],
+        },
+        "020301c4130106736572766564020200020108657370726573736f08457370726573736f02d804e0d403020200c413",
+    );
+    golden(
+        &OtpRow {
+            code_mac: Some([7; 32]),
+            expires_at: 1_795_348_800_000,
+            attempts: 1,
+            channel: Channel::Whatsapp,
+            lang: "sq".into(),
+            table_id: Some("t1".into()),
+            sends: vec![1_795_348_700_000],
+            tg_link: None,
+        },
+        "0101070707070707070707070707070707070707070707070707070707070707070780c48299a03401000273710102743101e0b6fc98a03400",
+    );
+    golden(
+        &CustomerToken {
+            phone: "+355690000001".into(),
+            table_id: None,
+            channel: Channel::Telegram,
+            lang: "en".into(),
+            created_at: 1_795_348_800_000,
+            expires_at: 1_795_435_200_000,
+        },
+        "010d2b333535363930303030303031000102656e80c48299a03480fc9bc2a034",
+    );
+    golden(
+        &OutboxRow {
+            id: 9,
+            channel: Channel::Telegram,
+            to: "42".into(),
+            lang: "en".into(),
+            message: Message::Alert {
+                key: "alert_sold_out".into(),
+                vars: vec![("item".into(), "Espresso".into())],
+            },
+            state: State::Failed,
+            attempts: 2,
+            next_at: 1_795_348_805_000,
+            created_at: 1_795_348_800_000,
+            updated_at: 1_795_348_801_000,
+            last_error: Some("429".into()),
+            provider_id: None,
+        },
+        "01090102343202656e020e616c6572745f736f6c645f6f757401046974656d08457370726573736f030288eb8299a03480c48299a034e8cb8299a034010334323900",
+    );
+    golden(
+        &Contact {
+            phone: "+355690000001".into(),
+            channel: Channel::Whatsapp,
+            lang: "sq".into(),
+        },
+        "010d2b33353536393030303030303100027371",
+    );
 }
