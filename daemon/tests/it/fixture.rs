@@ -282,7 +282,11 @@ fn golden_bytes_of_the_values_the_fixture_has_no_rows_of() {
     use orderd::domain::outbox::{Channel, Contact, Message, OutboxRow, State};
     fn golden<T: Stored + std::fmt::Debug>(value: &T, hex: &str) {
         let bytes = codec::encode(value).unwrap();
-        let got: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let got = bytes.iter().fold(String::new(), |mut s, b| {
+            use std::fmt::Write as _;
+            let _ = write!(s, "{b:02x}");
+            s
+        });
         assert_eq!(
             got,
             hex,
