@@ -84,6 +84,150 @@ async fn write_store_fixture() {
         )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
+    // The other kinds of event, so the fixture's events are golden bytes of nearly every kind:
+    // availability, stock running out, a menu replaced, lines edited, a guest's order at a table
+    // asking for the bill, a printed bill, a discount, a transfer, a refund and cash moved.
+    let send = |m: &'static str, path: String, body: serde_json::Value| {
+        let s = &s;
+        async move {
+            let (st, v) = s.send(m, &path, Some(&s.admin), Some(body)).await;
+            assert!(st.is_success(), "{m} {path}: {st} {v}");
+            v
+        }
+    };
+    for available in [false, true] {
+        send(
+            "PATCH",
+            "/api/v1/menu/items/espresso".into(),
+            json!({"available": available}),
+        )
+        .await;
+    }
+    send(
+        "POST",
+        "/api/v1/menu/items/lemonade/stock".into(),
+        json!({"set": 1}),
+    )
+    .await;
+    let (st, v) = s
+        .order(&s.admin, json!([{"item_id": "lemonade", "quantity": 1}]))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    send(
+        "POST",
+        "/api/v1/menu/items/lemonade/stock".into(),
+        json!({"set": 50}),
+    )
+    .await;
+    // Tavë kosi warns at 5 left.
+    send(
+        "POST",
+        "/api/v1/menu/items/tave_kosi/stock".into(),
+        json!({"set": 6}),
+    )
+    .await;
+    let (st, v) = s
+        .order(&s.admin, json!([{"item_id": "tave_kosi", "quantity": 1}]))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    send(
+        "POST",
+        "/api/v1/menu/items/tave_kosi/stock".into(),
+        json!({"set": 20}),
+    )
+    .await;
+    let (_, csv) = s
+        .send("GET", "/api/v1/menu/csv", Some(&s.admin), None)
+        .await;
+    let (st, v) = s
+        .raw(
+            "PUT",
+            "/api/v1/menu/csv",
+            Some(&s.admin),
+            csv.as_str().unwrap().as_bytes().to_vec(),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, v) = s
+        .order(&s.admin, json!([{"item_id": "espresso", "quantity": 1}]))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    send(
+        "PATCH",
+        format!("/api/v1/orders/{}/items", v["id"].as_str().unwrap()),
+        json!({"add": [{"item_id": "espresso", "quantity": 1}]}),
+    )
+    .await;
+    let (_, tables) = s.send("GET", "/api/v1/tables", Some(&s.admin), None).await;
+    let token = tables["data"][0]["qr_token"].as_str().unwrap().to_owned();
+    let (st, guest) = s
+        .send(
+            "POST",
+            "/api/v1/orders",
+            None,
+            Some(json!({"type": "dine_in", "table_token": token,
+                        "items": [{"item_id": "espresso", "quantity": 2}]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{guest}");
+    let guest_id = guest["id"].as_str().unwrap().to_owned();
+    let (st, v) = s
+        .send_with(
+            "POST",
+            &format!("/api/v1/orders/{guest_id}/bill-request"),
+            None,
+            Some(json!({"lang": "sq"})),
+            &[("x-order-key", guest["order_key"].as_str().unwrap())],
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    let (bill_printer, _) = s.device_online("bill1", "printer", &["pass"], false).await;
+    let table_check = send(
+        "POST",
+        format!("/api/v1/orders/{guest_id}/check"),
+        json!({}),
+    )
+    .await;
+    let tc = table_check["id"].as_u64().unwrap();
+    send(
+        "POST",
+        format!("/api/v1/checks/{tc}/print"),
+        json!({"lang": "en"}),
+    )
+    .await;
+    send(
+        "POST",
+        format!("/api/v1/checks/{tc}/discounts"),
+        json!({"percent_bp": 1000, "reason": "Regular guest"}),
+    )
+    .await;
+    let free = tables["data"][1]["id"].as_str().unwrap().to_owned();
+    let moved = send(
+        "POST",
+        format!("/api/v1/checks/{tc}/transfer"),
+        json!({"table_id": free}),
+    )
+    .await;
+    let balance = moved["balance"].clone();
+    send(
+        "POST",
+        format!("/api/v1/checks/{tc}/payments"),
+        json!({"method": "card", "amount": balance}),
+    )
+    .await;
+    send(
+        "POST",
+        format!("/api/v1/checks/{tc}/refunds"),
+        json!({"amount": 100, "method": "card", "reason": "Cold coffee"}),
+    )
+    .await;
+    send(
+        "POST",
+        "/api/v1/cash".into(),
+        json!({"kind": "float", "amount": 10000}),
+    )
+    .await;
+    drop(bill_printer);
     // A device with a print job, a PIN, and the day closed with a Z.
     let (printer, _) = s.device_online("p1", "printer", &["grill"], false).await;
     let (st, v) = s
@@ -237,6 +381,51 @@ async fn a_store_written_by_this_release_opens_and_every_table_reads() {
             ),
         ] {
             assert!(n > 0, "the fixture's {name} table is empty");
+        }
+        // The events are golden bytes of the event kinds the fixture holds (written back as the
+        // same bytes above); these are the kinds it holds.
+        let kinds: std::collections::BTreeSet<&'static str> = rtx
+            .open_table(t::EVENTS)
+            .unwrap()
+            .iter()
+            .unwrap()
+            .filter_map(|row| {
+                match codec::decode::<orderd::store::event_row::EventRow>(row.unwrap().1.value())
+                    .unwrap()
+                {
+                    orderd::store::event_row::EventRow::Full(e) => Some(e.kind.name()),
+                    orderd::store::event_row::EventRow::Placed { .. } => None,
+                }
+            })
+            .collect();
+        // Every kind this release writes (`lines_changed` is only read: older logs hold it).
+        for kind in [
+            "order_placed",
+            "status_changed",
+            "availability_changed",
+            "stock_low",
+            "sold_out",
+            "menu_replaced",
+            "device_status",
+            "print_failover",
+            "lines_edited",
+            "payment_recorded",
+            "check_adjusted",
+            "check_closed",
+            "check_refunded",
+            "check_moved",
+            "cash_moved",
+            "bill_printed",
+            "bill_requested",
+            "day_closed",
+            "station_done",
+            "allergy_noted",
+            "allergy_acked",
+        ] {
+            assert!(
+                kinds.contains(kind),
+                "the fixture holds no {kind} event: {kinds:?}"
+            );
         }
         // What a demo box has no rows in (messages, codes, summaries) still opens and decodes.
         decode_all::<u32, orderd::domain::analytics::DailySummary>(&rtx, t::DAILY_SUMMARIES);
