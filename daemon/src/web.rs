@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use crate::api::ApiStateRef;
 use crate::api::extract::PathParam;
+use crate::api::tables::escape;
 use crate::domain::outbox::Channel;
 use crate::error::AppError;
 
@@ -149,13 +150,6 @@ fn page(status: StatusCode, title: &str, script: &str, boot: &Value) -> Response
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 fn common_boot(state: &ApiStateRef, page: &str) -> Value {

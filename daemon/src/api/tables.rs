@@ -156,8 +156,8 @@ fn sheet_svg(tables: &[(String, String)]) -> String {
     out
 }
 
-/// `s` with the characters XML gives a meaning escaped.
-fn escape(s: &str) -> String {
+/// `s` with the characters XML and HTML give a meaning escaped (the QR sheet, the pages).
+pub fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -103,39 +103,16 @@ async fn write_store_fixture() {
         )
         .await;
     }
-    send(
-        "POST",
-        "/api/v1/menu/items/lemonade/stock".into(),
-        json!({"set": 1}),
-    )
-    .await;
-    let (st, v) = s
-        .order(&s.admin, json!([{"item_id": "lemonade", "quantity": 1}]))
-        .await;
-    assert_eq!(st, StatusCode::CREATED, "{v}");
-    send(
-        "POST",
-        "/api/v1/menu/items/lemonade/stock".into(),
-        json!({"set": 50}),
-    )
-    .await;
-    // Tavë kosi warns at 5 left.
-    send(
-        "POST",
-        "/api/v1/menu/items/tave_kosi/stock".into(),
-        json!({"set": 6}),
-    )
-    .await;
-    let (st, v) = s
-        .order(&s.admin, json!([{"item_id": "tave_kosi", "quantity": 1}]))
-        .await;
-    assert_eq!(st, StatusCode::CREATED, "{v}");
-    send(
-        "POST",
-        "/api/v1/menu/items/tave_kosi/stock".into(),
-        json!({"set": 20}),
-    )
-    .await;
+    // Stock running out (lemonade's last one sold) and running low (tavë kosi warns at 5).
+    for (item, set, back) in [("lemonade", 1, 50), ("tave_kosi", 6, 20)] {
+        let path = format!("/api/v1/menu/items/{item}/stock");
+        send("POST", path.clone(), json!({ "set": set })).await;
+        let (st, v) = s
+            .order(&s.admin, json!([{"item_id": item, "quantity": 1}]))
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{v}");
+        send("POST", path, json!({ "set": back })).await;
+    }
     let (_, csv) = s
         .send("GET", "/api/v1/menu/csv", Some(&s.admin), None)
         .await;
