@@ -55,7 +55,7 @@ pub struct RawConfig {
     /// WhatsApp Cloud API.
     pub whatsapp: orderd_plugins::whatsapp::Config,
     /// Telegram bot.
-    pub telegram: TelegramConfig,
+    pub telegram: orderd_plugins::telegram::Config,
     /// Store-and-forward upload to the chain's collector.
     pub upload: UploadConfig,
     /// Guest checks: payment methods, reasons, cash rounding, VAT rates, the printed bill.

@@ -126,7 +126,7 @@ impl RawConfig {
         section!("otp", OtpConfig);
         section!("messaging", MessagingConfig);
         section!("whatsapp", orderd_plugins::whatsapp::Config);
-        section!("telegram", TelegramConfig);
+        section!("telegram", orderd_plugins::telegram::Config);
         section!("upload", UploadConfig);
         let mut unknown = Vec::new();
         let raw: Self = serde_ignored::deserialize(toml::Value::Table(table), |path| {

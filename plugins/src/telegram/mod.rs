@@ -8,7 +8,9 @@
 //! [`Telegram::call_budget`].
 
 mod client;
+mod config;
 #[cfg(test)]
 mod tests;
 
 pub use client::{Inbound, Telegram, classify, same_phone};
+pub use config::Config;
