@@ -378,9 +378,18 @@ async fn tokens_gaps_bad_batches_and_sites_are_kept_apart() {
     // A wrong token: 401, the backlog is kept, the status says why.
     let s = box_with(format!("{}/v1/batches", collector.url()), "os_wrong".into()).await;
     place(&s, 5).await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    let st = upload_status(&s).await;
-    assert!(st["last_error"].as_str().unwrap().contains("token"), "{st}");
+    let st = common::eventually(
+        "the uploader reports the refused token",
+        Duration::from_secs(10),
+        || async {
+            let st = upload_status(&s).await;
+            st["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("token"))
+                .then_some(st)
+        },
+    )
+    .await;
     assert_eq!(st["acked_seq"], 0);
     assert!(st["backlog_events"].as_u64().unwrap() >= 5);
     assert_eq!(pg.query("SELECT count(*) FROM events"), "0");
