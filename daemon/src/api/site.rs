@@ -13,6 +13,16 @@ use crate::config::{PAGE_LANGUAGES, RawConfig};
 use crate::error::AppError;
 use crate::site::{self, SiteFile};
 
+/// One change of `site.toml` at a time: each reads the file, changes it and writes it back
+/// whole, so two at once would lose one's change (or race on the temporary file).
+static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn writing() -> std::sync::MutexGuard<'static, ()> {
+    WRITING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// `PUT /site`: the values to keep; a missing one stays as saved.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -108,6 +118,7 @@ pub async fn put_site(
             return Err(AppError::invalid(field, "must not hold control characters"));
         }
     }
+    let _one_at_a_time = writing();
     let mut file = read_file(&state)?;
     let trim = |t: Option<String>| t.map(|t| t.trim().to_owned());
     let (s, b) = (&mut file.site, &mut file.billing);
@@ -144,6 +155,7 @@ pub async fn put_setup(
     _admin: Admin,
     Body(req): Body<SetupUpdate>,
 ) -> Result<Json<Value>, AppError> {
+    let _one_at_a_time = writing();
     let mut file = read_file(&state)?;
     file.setup.finished = req.finished;
     save(&state, &file)?;

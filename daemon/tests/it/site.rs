@@ -159,7 +159,21 @@ async fn the_owners_settings_are_checked_saved_and_applied_at_the_next_start() {
             "the set-up's state needs no restart"
         );
     }
+    // Saves that arrive together are each kept whole, one after another.
+    let saves = (0..24).map(|i| {
+        let (path, body) = if i % 2 == 0 {
+            ("/api/v1/site/setup", json!({ "finished": true }))
+        } else {
+            ("/api/v1/site", json!({ "tax_id": format!("L{i:08}A") }))
+        };
+        let s = &s;
+        async move { s.send("PUT", path, Some(&s.admin), Some(body)).await }
+    });
+    for (st, v) in futures::future::join_all(saves).await {
+        assert_eq!(st, StatusCode::OK, "{v}");
+    }
     let text = std::fs::read_to_string(s.dir.path().join("site.toml")).unwrap();
     assert!(text.contains("finished = true"), "{text}");
+    assert!(text.contains("name = \"Trattoria Vlora\""), "{text}");
     assert!(!s.dir.path().join("site.toml.tmp").exists());
 }
