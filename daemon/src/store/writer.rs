@@ -880,6 +880,27 @@ mod tests {
                 tx.events.insert(u64::from(round) + 1, v)?;
                 tx.cursors.insert(format!("k{round}").as_str(), 1)?;
                 tx.daily_summaries.insert(u32::from(round), v)?;
+                tx.devices.insert(format!("d{round}").as_str(), v)?;
+                tx.print_jobs.insert(format!("j{round}").as_str(), v)?;
+                tx.print_open.insert(format!("j{round}").as_str(), ())?;
+                tx.otp.insert(format!("o{round}").as_str(), v)?;
+                tx.customer_tokens.insert([round + 100; 32], v)?;
+                tx.outbox.insert(u64::from(round), v)?;
+                tx.outbox_open.insert(u64::from(round), ())?;
+                tx.order_contacts.insert(k, v)?;
+                tx.telegram_chats
+                    .insert(format!("p{round}").as_str(), i64::from(round))?;
+                tx.telegram_links
+                    .insert(format!("l{round}").as_str(), "x")?;
+                tx.checks.insert(u64::from(round), v)?;
+                tx.checks_open.insert(u64::from(round), ())?;
+                tx.table_checks
+                    .insert(format!("t{round}").as_str(), u64::from(round))?;
+                tx.order_checks.insert(k, u64::from(round))?;
+                tx.pay_keys.insert(format!("k{round}").as_str(), v)?;
+                tx.ledger.insert((1, u64::from(round)), v)?;
+                tx.z_reports.insert(u32::from(round), v)?;
+                tx.pins.insert(format!("u{round}").as_str(), "h")?;
                 Ok(())
             })
             .await
@@ -956,6 +977,86 @@ mod tests {
                 .unwrap(),
             3
         );
+        // The rest of the tables, each with its three rows.
+        let n = |name: &str, len: u64| assert_eq!(len, 3, "{name}");
+        n(
+            "devices",
+            rtx.open_table(tables::DEVICES).unwrap().len().unwrap(),
+        );
+        n(
+            "print_jobs",
+            rtx.open_table(tables::PRINT_JOBS).unwrap().len().unwrap(),
+        );
+        n(
+            "print_open",
+            rtx.open_table(tables::PRINT_OPEN).unwrap().len().unwrap(),
+        );
+        n("otp", rtx.open_table(tables::OTP).unwrap().len().unwrap());
+        n(
+            "customer_tokens",
+            rtx.open_table(tables::CUSTOMER_TOKENS)
+                .unwrap()
+                .len()
+                .unwrap(),
+        );
+        n(
+            "outbox",
+            rtx.open_table(tables::OUTBOX).unwrap().len().unwrap(),
+        );
+        n(
+            "outbox_open",
+            rtx.open_table(tables::OUTBOX_OPEN).unwrap().len().unwrap(),
+        );
+        n(
+            "order_contacts",
+            rtx.open_table(tables::ORDER_CONTACTS)
+                .unwrap()
+                .len()
+                .unwrap(),
+        );
+        n(
+            "telegram_chats",
+            rtx.open_table(tables::TELEGRAM_CHATS)
+                .unwrap()
+                .len()
+                .unwrap(),
+        );
+        n(
+            "telegram_links",
+            rtx.open_table(tables::TELEGRAM_LINKS)
+                .unwrap()
+                .len()
+                .unwrap(),
+        );
+        n(
+            "checks",
+            rtx.open_table(tables::CHECKS).unwrap().len().unwrap(),
+        );
+        n(
+            "checks_open",
+            rtx.open_table(tables::CHECKS_OPEN).unwrap().len().unwrap(),
+        );
+        n(
+            "table_checks",
+            rtx.open_table(tables::TABLE_CHECKS).unwrap().len().unwrap(),
+        );
+        n(
+            "order_checks",
+            rtx.open_table(tables::ORDER_CHECKS).unwrap().len().unwrap(),
+        );
+        n(
+            "pay_keys",
+            rtx.open_table(tables::PAY_KEYS).unwrap().len().unwrap(),
+        );
+        n(
+            "ledger",
+            rtx.open_table(tables::LEDGER).unwrap().len().unwrap(),
+        );
+        n(
+            "z_reports",
+            rtx.open_table(tables::Z_REPORTS).unwrap().len().unwrap(),
+        );
+        n("pins", rtx.open_table(tables::PINS).unwrap().len().unwrap());
         assert_eq!(
             rtx.open_table(tables::ORDERS)
                 .unwrap()
