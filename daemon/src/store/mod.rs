@@ -9,6 +9,8 @@ pub mod backend;
 pub mod codec;
 pub mod event_row;
 pub mod logged;
+#[cfg(test)]
+mod power_cut;
 pub mod tables;
 pub mod wal;
 pub mod writer;
@@ -147,7 +149,9 @@ impl Store {
                 redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(path.clone()),
                 other => StoreError::Redb(other.into()),
             })?;
-        let wal = Self::recover(&db, &data_dir.join(Self::WAL_FILE))?;
+        let log = crate::files::open_rw(&data_dir.join(Self::WAL_FILE))
+            .map_err(|e| StoreError::Redb(e.into()))?;
+        let wal = Self::recover(&db, Box::new(log))?;
         // The store and its log may have just been created: their names must survive a power
         // cut too, or the first orders would go with them.
         crate::files::sync_dir(data_dir).map_err(|e| StoreError::Redb(e.into()))?;
@@ -161,9 +165,31 @@ impl Store {
         Ok(store)
     }
 
+    /// Opens a store on a given redb backend and log file, as [`Store::open`] does on the data
+    /// directory's files: the crash tests' simulated disk.
+    #[cfg(test)]
+    pub(crate) fn open_on(
+        backend: impl redb::StorageBackend,
+        log: Box<dyn wal::LogFile>,
+    ) -> Result<Self, StoreError> {
+        let db = redb::Builder::new()
+            .set_cache_size(4 * 1024 * 1024)
+            .create_with_backend(backend)
+            .map_err(|e| StoreError::Redb(e.into()))?;
+        let wal = Self::recover(&db, log)?;
+        let store = Self {
+            db: Arc::new(db),
+            path: PathBuf::from("simulated"),
+            wal: Arc::new(std::sync::Mutex::new(Some(wal))),
+            reserve: None,
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
     /// Replays the batches logged since the last checkpoint (after an unclean stop) and makes
     /// them durable, before anything else reads the store.
-    fn recover(db: &Database, wal_path: &Path) -> Result<wal::Wal, StoreError> {
+    fn recover(db: &Database, log: Box<dyn wal::LogFile>) -> Result<wal::Wal, StoreError> {
         let applied = {
             let wtx = db.begin_write()?;
             let seq = match wtx.open_table(tables::COUNTERS) {
@@ -174,7 +200,7 @@ impl Store {
             seq
         };
         let (mut wal, records) =
-            wal::Wal::recover(wal_path, applied).map_err(|e| StoreError::Redb(e.into()))?;
+            wal::Wal::recover_from(log, applied).map_err(|e| StoreError::Redb(e.into()))?;
         if let Some(&(last, _)) = records.last() {
             let mut wtx = db.begin_write()?;
             wtx.set_durability(redb::Durability::Immediate)?;

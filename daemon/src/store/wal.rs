@@ -17,7 +17,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt as _;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 /// A logged batch: its seq and its op log.
@@ -29,10 +29,41 @@ const GROW_STEP: u64 = 1024 * 1024;
 /// Largest record accepted (a batch of 4096 big orders fits).
 const MAX_RECORD: usize = 64 * 1024 * 1024;
 
+/// The file under the log: the data directory's `orderd.wal`, or (in the crash tests) a
+/// simulated disk that loses what was not synced.
+pub trait LogFile: Send + std::fmt::Debug {
+    /// The file's length in bytes.
+    fn byte_len(&self) -> io::Result<u64>;
+    /// Reads exactly `buf.len()` bytes at `offset`.
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    /// Writes all of `buf` at `offset`.
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// Makes what was written durable.
+    fn sync_data(&self) -> io::Result<()>;
+}
+
+impl LogFile for File {
+    fn byte_len(&self) -> io::Result<u64> {
+        Ok(self.metadata()?.len())
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        FileExt::read_exact_at(self, buf, offset)
+    }
+
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        FileExt::write_all_at(self, buf, offset)
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        File::sync_data(self)
+    }
+}
+
 /// An open write-ahead log.
 #[derive(Debug)]
 pub struct Wal {
-    file: File,
+    file: Box<dyn LogFile>,
     offset: u64,
     zeroed: u64,
 }
@@ -41,8 +72,12 @@ impl Wal {
     /// Opens (or creates) the log and returns it with every intact record whose seq is greater
     /// than `after`, in order, with no gap. The log is then positioned at its start.
     pub fn recover(path: &Path, after: u64) -> io::Result<(Self, Vec<Record>)> {
-        let file = crate::files::open_rw(path)?;
-        let len = file.metadata()?.len();
+        Self::recover_from(Box::new(crate::files::open_rw(path)?), after)
+    }
+
+    /// [`Wal::recover`] of a log file already open.
+    pub fn recover_from(file: Box<dyn LogFile>, after: u64) -> io::Result<(Self, Vec<Record>)> {
+        let len = file.byte_len()?;
         let mut records = Vec::new();
         let mut expected = after + 1;
         let mut offset = 0u64;
@@ -155,7 +190,7 @@ mod tests {
         // A flipped byte in record 2 ends the log there.
         let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         let second = (HEADER + 7) as u64;
-        f.write_all_at(b"X", second + HEADER as u64 + 2).unwrap();
+        FileExt::write_all_at(&f, b"X", second + HEADER as u64 + 2).unwrap();
         let (_, got) = Wal::recover(&path, 0).unwrap();
         assert_eq!(got.len(), 1);
     }
