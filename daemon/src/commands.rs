@@ -129,7 +129,7 @@ pub fn load_settings_with(
     if let Some(addr) = http_listen {
         addr.clone_into(&mut raw.http.listen);
     }
-    // What the owner set in the admin page wins over the file (docs/setup.md).
+    // What the owner set in the admin page wins over the file (docs/pages.md, "The owner's set-up").
     let site = match crate::site::read(&raw.store.data_dir) {
         Ok(site) => site,
         Err(p) => {
@@ -140,7 +140,10 @@ pub fn load_settings_with(
     site.apply(&mut raw);
     let site_path = crate::site::path(&raw.store.data_dir);
     match raw.validate() {
-        Ok(settings) if problems.is_empty() => Ok(settings),
+        Ok(mut settings) if problems.is_empty() => {
+            settings.from_admin_page = site.keys();
+            Ok(settings)
+        }
         Ok(_) => Err(crate::config::Problems(problems)),
         Err(crate::config::Problems(more)) => {
             for mut p in more {
@@ -187,13 +190,11 @@ fn check_config(arg: &ConfigArg) -> ExitCode {
                 s.data_dir().display(),
                 s.http_listen
             );
-            if let Ok(site) = crate::site::read(s.data_dir())
-                && !site.keys().is_empty()
-            {
+            if !s.from_admin_page.is_empty() {
                 println!(
                     "set in the admin page ({}), winning over the file: {}",
                     crate::site::path(s.data_dir()).display(),
-                    site.keys().join(", ")
+                    s.from_admin_page.join(", ")
                 );
             }
             ExitCode::SUCCESS
@@ -492,10 +493,8 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
     )?;
     init_logging(&settings.raw.log.level);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), site = %settings.raw.site.id, "orderd starting");
-    if let Ok(site) = crate::site::read(settings.data_dir())
-        && !site.keys().is_empty()
-    {
-        tracing::info!(file = %crate::site::path(settings.data_dir()).display(), keys = ?site.keys(), "restaurant settings from the admin page win over the configuration file");
+    if !settings.from_admin_page.is_empty() {
+        tracing::info!(file = %crate::site::path(settings.data_dir()).display(), keys = ?settings.from_admin_page, "restaurant settings from the admin page win over the configuration file");
     }
     raise_fd_limit();
     let restart = runtime()?.block_on(async move {

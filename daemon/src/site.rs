@@ -4,7 +4,7 @@
 //! The configuration file belongs to the installer (`/etc/orderd/orderd.toml`, read-only to the
 //! service); what the owner types in the page (name, address and tax id on the bill, currency,
 //! time zone, languages) lives here and wins over it. It takes effect at the next start: the
-//! page restarts the box to apply it (docs/setup.md).
+//! page restarts the box to apply it (docs/pages.md, "The owner's set-up").
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};

@@ -127,6 +127,8 @@ pub struct Settings {
     pub mqtt_extra_listen: MqttListeners,
     /// The buzzer patterns, resolved (`[kitchen]` and its per-station overrides).
     pub buzz: BuzzPatterns,
+    /// The keys whose values the admin page saved in `site.toml` (they won over the file).
+    pub from_admin_page: Vec<&'static str>,
 }
 
 /// `[mqtt] mode`: who runs the broker.

@@ -684,6 +684,7 @@ impl RawConfig {
                 mqtt_mode,
                 mqtt_extra_listen,
                 buzz,
+                from_admin_page: Vec::new(),
                 https_listen: self.http.tls.listen.parse().ok(),
                 otp_required: match self.otp.required {
                     OtpRequired::On => true,

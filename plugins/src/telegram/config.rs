@@ -6,7 +6,7 @@ use crate::messaging::Secret;
 
 /// `[telegram]`: the Telegram bot.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Send through Telegram.
     pub enabled: bool,
