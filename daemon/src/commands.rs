@@ -173,8 +173,8 @@ pub fn load_settings_with(
 fn check_config(arg: &ConfigArg) -> ExitCode {
     match load_settings(arg, None) {
         Ok(s) => {
-            let m = &s.raw.mqtt;
-            if s.mqtt_extra_listen.need_tls()
+            let m = &s.mqtt;
+            if s.mqtt.extra_listen.need_tls()
                 && let Err(e) = crate::tls::load(&m.tls_cert_file, &m.tls_key_file)
             {
                 eprintln!("mqtt.tls_cert_file / mqtt.tls_key_file: {e:#}");
@@ -186,9 +186,9 @@ fn check_config(arg: &ConfigArg) -> ExitCode {
             );
             println!(
                 "configuration OK ({file}): site {:?}, data dir {}, HTTP {}",
-                s.raw.site.id,
+                s.site.id,
                 s.data_dir().display(),
-                s.http_listen
+                s.http.listen
             );
             if !s.from_admin_page.is_empty() {
                 println!(
@@ -311,7 +311,7 @@ fn export(
         })?;
         crate::progress::copy(&mut bytes.as_slice(), &mut sink, &mut progress)?;
     } else {
-        let store = Store::open(settings.data_dir(), settings.raw.store.cache_size_bytes)?;
+        let store = Store::open(settings.data_dir(), settings.store.cache_size_bytes)?;
         let mut counted = Counted {
             inner: &mut sink,
             progress: &mut progress,
@@ -350,7 +350,7 @@ fn restore(arg: &ConfigArg, file: &Path) -> anyhow::Result<()> {
     let data_dir = settings.data_dir().to_path_buf();
     crate::files::private_dir(&data_dir)?;
     // Fails if the daemon holds the store; replays any log first.
-    drop(Store::open(&data_dir, settings.raw.store.cache_size_bytes)?);
+    drop(Store::open(&data_dir, settings.store.cache_size_bytes)?);
     let staging = tempfile_dir(&data_dir)?;
     let mut src =
         std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?;
@@ -361,7 +361,7 @@ fn restore(arg: &ConfigArg, file: &Path) -> anyhow::Result<()> {
     dst.sync_all()?;
     drop(dst);
     progress.finish();
-    let check = Store::open(&staging, settings.raw.store.cache_size_bytes)
+    let check = Store::open(&staging, settings.store.cache_size_bytes)
         .with_context(|| format!("{} is not a usable orderd store", file.display()))?;
     let events = check.last_event_seq()?;
     drop(check);
@@ -400,7 +400,7 @@ fn man(dir: Option<&Path>) -> anyhow::Result<()> {
 fn compact(arg: &ConfigArg) -> anyhow::Result<()> {
     let settings = load_settings(arg, None)?;
     // Fails if the daemon holds the store; replays any log first.
-    let mut store = Store::open(settings.data_dir(), settings.raw.store.cache_size_bytes)?;
+    let mut store = Store::open(settings.data_dir(), settings.store.cache_size_bytes)?;
     let mut progress = Progress::new("compact", None, false);
     let (before, after) = std::thread::scope(|scope| {
         let job = scope.spawn(|| store.compact());
@@ -424,7 +424,7 @@ fn compact(arg: &ConfigArg) -> anyhow::Result<()> {
 
 fn store_stats(arg: &ConfigArg) -> anyhow::Result<()> {
     let settings = load_settings(arg, None)?;
-    let store = Store::open(settings.data_dir(), settings.raw.store.cache_size_bytes)?;
+    let store = Store::open(settings.data_dir(), settings.store.cache_size_bytes)?;
     print!("{}", store.stats()?);
     Ok(())
 }
@@ -491,8 +491,8 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
         args.http_listen.as_deref(),
         args.mqtt_listen.as_deref(),
     )?;
-    init_logging(&settings.raw.log.level);
-    tracing::info!(version = env!("CARGO_PKG_VERSION"), site = %settings.raw.site.id, "orderd starting");
+    init_logging(&settings.log.level);
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), site = %settings.site.id, "orderd starting");
     if !settings.from_admin_page.is_empty() {
         tracing::info!(file = %crate::site::path(settings.data_dir()).display(), keys = ?settings.from_admin_page, "restaurant settings from the admin page win over the configuration file");
     }
@@ -501,9 +501,9 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
         // Installed before anything is announced, so a stop sent as soon as the banner or
         // systemd's READY appears is handled gracefully rather than killing the process.
         let stop = StopSignals::install()?;
-        let listener = tokio::net::TcpListener::bind(settings.http_listen)
+        let listener = tokio::net::TcpListener::bind(settings.http.listen)
             .await
-            .with_context(|| format!("binding HTTP on {}", settings.http_listen))?;
+            .with_context(|| format!("binding HTTP on {}", settings.http.listen))?;
         let running = crate::server::start(settings, listener, Arc::new(SystemClock)).await?;
         let mqtt: Vec<_> = running
             .state
@@ -689,7 +689,7 @@ fn offline_store(config: &ConfigArg) -> anyhow::Result<(Settings, Store)> {
         );
     }
     crate::files::private_dir(&data_dir)?;
-    let store = Store::open(&data_dir, settings.raw.store.cache_size_bytes)?;
+    let store = Store::open(&data_dir, settings.store.cache_size_bytes)?;
     Ok((settings, store))
 }
 
@@ -824,7 +824,7 @@ fn device(config: &ConfigArg, action: DeviceAction) -> anyhow::Result<()> {
         return test_print(config, id);
     }
     let (settings, store) = offline_store(config)?;
-    let site = settings.raw.site.id.clone();
+    let site = settings.site.id.clone();
     match action {
         DeviceAction::List => {
             for d in devices::list(&store.read()?)? {
@@ -862,7 +862,7 @@ fn device(config: &ConfigArg, action: DeviceAction) -> anyhow::Result<()> {
             let (passwd, acl) = devices::mosquitto_files(
                 &list,
                 &site,
-                &settings.raw.mqtt.discovery_prefix,
+                &settings.mqtt.discovery_prefix,
                 &hub_user,
                 &devices::mosquitto_hash(&hub_password),
             );

@@ -44,7 +44,7 @@ fn messaging_providers(
     Option<orderd_plugins::telegram::Telegram>,
 )> {
     use crate::domain::outbox::Channel;
-    let raw = &state.settings.raw;
+    let raw = &*state.settings;
     let timeout = Duration::from_millis(raw.messaging.request_timeout_ms);
     let mut providers = crate::messaging::worker::Providers::default();
     if raw.whatsapp.enabled {
@@ -116,8 +116,8 @@ pub async fn start(
 
     let store = Store::open_with_reserve(
         &data_dir,
-        settings.raw.store.cache_size_bytes,
-        settings.raw.store.reserve_mb * 1024 * 1024,
+        settings.store.cache_size_bytes,
+        settings.store.reserve_mb * 1024 * 1024,
     )
     .with_context(|| format!("opening the store in {}", data_dir.display()))?;
     tracing::info!(path = %store.path().display(), bytes = store.file_bytes(), "store opened");
@@ -132,7 +132,7 @@ pub async fn start(
         tracing::info!(file = %path.display(), "created user admin; its password is in the file (mode 0600)");
     }
 
-    if settings.raw.store.demo_data && demo::seed(&store, clock.now_ms())? {
+    if settings.store.demo_data && demo::seed(&store, clock.now_ms())? {
         tracing::info!("seeded the demo menu and tables");
     }
 
@@ -150,14 +150,12 @@ pub async fn start(
         last_seq: AtomicU64::new(last_seq),
         last_batch_at: AtomicU64::new(clock.now_ms()),
         // Staff alerts are written in the transaction of the event that calls for them.
-        on_emit: (settings.raw.telegram.enabled && settings.raw.telegram.staff_chat_id != 0).then(
-            || {
-                crate::domain::outbox::staff_alert_hook(StaffAlerts {
-                    chat: settings.raw.telegram.staff_chat_id,
-                    lang: settings.raw.telegram.staff_lang.clone(),
-                })
-            },
-        ),
+        on_emit: (settings.telegram.enabled && settings.telegram.staff_chat_id != 0).then(|| {
+            crate::domain::outbox::staff_alert_hook(StaffAlerts {
+                chat: settings.telegram.staff_chat_id,
+                lang: settings.telegram.staff_lang.clone(),
+            })
+        }),
         outbox_wake: Arc::default(),
     });
     let metrics = Arc::new(Metrics::new());
@@ -166,38 +164,37 @@ pub async fn start(
         Arc::clone(&shared),
         Arc::clone(&clock) as Arc<dyn Clock>,
         Arc::clone(&metrics),
-        WriterOptions::from_config(&settings.raw.store),
+        WriterOptions::from_config(&settings.store),
     );
     tracing::info!(
         last_seq,
-        max_batch = settings.raw.store.max_batch,
+        max_batch = settings.store.max_batch,
         "writer started"
     );
 
     let rules = Arc::new(Rules::from_settings(&settings));
     let events = EventLog::new(store.clone(), Arc::clone(&shared), writer.clone());
-    let throttle = crate::throttle::Throttle::new(settings.raw.auth.limits());
-    let pin_throttle = crate::throttle::Throttle::new(settings.raw.auth.limits());
+    let throttle = crate::throttle::Throttle::new(settings.auth.limits());
+    let pin_throttle = crate::throttle::Throttle::new(settings.auth.limits());
     let otp_key = crate::messaging::load_or_create_key(&data_dir)?;
     let otp_clients = Throttle::new(
-        settings.raw.otp.max_requests_per_client,
-        settings.raw.otp.send_window_secs * 1000,
+        settings.otp.max_requests_per_client,
+        settings.otp.send_window_secs * 1000,
     );
     let storage = Arc::new(crate::storage::Storage::new(
         &data_dir,
-        &settings.raw.store,
+        &settings.store,
         store.reserve().cloned(),
     ));
     storage.check(store.file_bytes());
     let (stop, shutdown) = Shutdown::new();
-    let upload_budget = settings.raw.upload.backlog_budget_bytes;
+    let upload_budget = settings.upload.backlog_budget_bytes;
     let metrics_token = settings
-        .raw
         .http
         .metrics_token
         .load()
         .map_err(|e| anyhow::anyhow!("http.metrics_token: {e}"))?;
-    let otp_cfg = &settings.raw.otp;
+    let otp_cfg = &settings.otp;
     let otp_verifies = Throttle::new(
         otp_cfg.max_verifies_per_client,
         otp_cfg.send_window_secs * 1000,
@@ -208,7 +205,7 @@ pub async fn start(
         otp_cfg.send_window_secs * 1000,
     );
     let photos = Arc::new(
-        crate::photos::Photos::open(settings.data_dir(), settings.raw.limits.photos_budget_bytes)
+        crate::photos::Photos::open(settings.data_dir(), settings.limits.photos_budget_bytes)
             .map_err(|e| anyhow::anyhow!("opening the photos folder: {e}"))?,
     );
     let app = Arc::new(AppState {
@@ -264,7 +261,7 @@ pub async fn start(
                 Arc::clone(&app.storage),
                 app.store.clone(),
                 Arc::clone(&app.metrics),
-                Duration::from_secs(app.settings.raw.store.space_check_secs),
+                Duration::from_secs(app.settings.store.space_check_secs),
                 shutdown.clone(),
             ),
         ),
@@ -305,7 +302,7 @@ pub async fn start(
     let (hub_link, mqtt_addr) = start_mqtt(&state, &shutdown, &mut workers).await?;
     let (providers, telegram) = messaging_providers(&state)?;
     let texts = Arc::new(
-        crate::messaging::Texts::load(&state.settings.raw.messaging.texts_dir)
+        crate::messaging::Texts::load(&state.settings.messaging.texts_dir)
             .context("loading the message texts")?,
     );
     if let Some(bot) = telegram {
@@ -328,7 +325,7 @@ pub async fn start(
             shutdown.clone(),
         ),
     ));
-    if state.settings.raw.kitchen.print_address_at_boot {
+    if state.settings.kitchen.print_address_at_boot {
         workers.push(spawn_task(
             "address slip",
             crate::hub::print_address_at_boot(
@@ -362,21 +359,21 @@ pub async fn start(
 
     let addr = listener.local_addr()?;
     let router = api::router(Arc::clone(&state), crate::web::router());
-    let http_cfg = &state.settings.raw.http;
+    let http_cfg = &state.settings.http;
     let limits = api::serve::Limits {
-        header_read_timeout: std::time::Duration::from_secs(http_cfg.header_read_timeout_secs),
+        header_read_timeout: http_cfg.header_read_timeout,
         per_address: http_cfg.max_connections_per_address as usize,
         total: http_cfg.max_connections as usize,
     };
-    if let Some(https) = state.settings.https_listen {
-        let tls_cfg = &http_cfg.tls;
-        let tls = if tls_cfg.cert_file.as_os_str().is_empty() {
+    if let Some(tls_cfg) = &http_cfg.https {
+        let https = tls_cfg.listen;
+        let tls = if let Some((cert, key)) = &tls_cfg.cert_and_key {
+            crate::tls::load(cert, key)?
+        } else {
             let mut names = tls_cfg.names.clone();
             names.push("localhost".into());
             let (cert, key) = crate::tls::self_signed(&data_dir, &names)?;
             crate::tls::load(&cert, &key)?
-        } else {
-            crate::tls::load(&tls_cfg.cert_file, &tls_cfg.key_file)?
         };
         let socket = TcpListener::bind(https)
             .await
@@ -432,10 +429,10 @@ async fn start_mqtt(
     workers: &mut Vec<JoinHandle<()>>,
 ) -> anyhow::Result<(crate::mqtt::client::Started, Option<SocketAddr>)> {
     let settings = &state.settings;
-    let m = &settings.raw.mqtt;
-    let site = &settings.raw.site.id;
+    let m = &settings.mqtt;
+    let site = &settings.site.id;
     let status_topic = orderd_protocol::topics::hub_status(site);
-    if settings.mqtt_mode == crate::config::MqttMode::External {
+    if settings.mqtt.mode == crate::config::MqttMode::External {
         let password = std::fs::read_to_string(&m.hub_password_file)
             .with_context(|| {
                 format!(
@@ -451,7 +448,7 @@ async fn start_mqtt(
             port: m.external_port,
             username: m.hub_username.clone(),
             password,
-            keep_alive: Duration::from_secs(u64::from(m.keep_alive_secs)),
+            keep_alive: m.keep_alive,
             status_topic,
         };
         return Ok((
@@ -461,11 +458,11 @@ async fn start_mqtt(
     }
     let mut listeners = vec![crate::mqtt::broker::Listener {
         transport: crate::mqtt::broker::Transport::Tcp,
-        socket: TcpListener::bind(settings.mqtt_listen)
+        socket: TcpListener::bind(settings.mqtt.listen)
             .await
-            .with_context(|| format!("binding MQTT on {}", settings.mqtt_listen))?,
+            .with_context(|| format!("binding MQTT on {}", settings.mqtt.listen))?,
     }];
-    let extra = settings.mqtt_extra_listen;
+    let extra = settings.mqtt.extra_listen;
     for (transport, addr) in [
         (crate::mqtt::broker::Transport::Tls, extra.tls),
         (crate::mqtt::broker::Transport::Ws, extra.ws),
@@ -492,7 +489,7 @@ async fn start_mqtt(
         crate::mqtt::broker::Deps {
             store: state.store.clone(),
             metrics: Arc::clone(&state.metrics),
-            login_limits: state.settings.raw.auth.limits(),
+            login_limits: state.settings.auth.limits(),
         },
         shutdown,
     )?;
@@ -514,7 +511,7 @@ async fn start_mqtt(
         "network printers",
         crate::hub::netprint::run(
             state.store.clone(),
-            state.settings.raw.site.id.clone(),
+            state.settings.site.id.clone(),
             Arc::clone(&broker),
             Arc::clone(&state.kitchen),
             shutdown.clone(),

@@ -204,7 +204,7 @@ mod tests {
             ]
         );
         let settings = raw.validate().unwrap();
-        assert_eq!(settings.raw.site.languages, ["sq"]);
+        assert_eq!(settings.site.languages, ["sq"]);
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub fn view(
     let clock = app.clock.state();
     json!({
         "version": env!("CARGO_PKG_VERSION"),
-        "site": app.settings.raw.site.id,
+        "site": app.settings.site.id,
         "status": crate::systemd::status_line(app),
         "event_seq": app.events.last_seq(),
         "store_bytes": app.store.file_bytes(),

@@ -150,7 +150,7 @@ impl std::ops::Deref for Uploader {
 /// Runs the uploader until shutdown (when uploading is off: releases its cursor and ends).
 pub async fn run(app: AppStateRef, upload: Arc<UploadState>, mut shutdown: Shutdown) {
     let state = Uploader { app, upload };
-    let cfg = state.settings.raw.upload.clone();
+    let cfg = state.settings.upload.clone();
     if !cfg.enabled {
         // A box that stopped uploading must not hold retention back.
         if let Ok(Some(_)) = state.events.cursor(CONSUMER) {
@@ -181,12 +181,11 @@ pub async fn run(app: AppStateRef, upload: Arc<UploadState>, mut shutdown: Shutd
             return;
         }
     };
-    let compression = if cfg.compression == "none" {
-        Compression::None
-    } else {
-        Compression::Lz4
+    let compression = match cfg.compression {
+        crate::config::UploadCompression::None => Compression::None,
+        crate::config::UploadCompression::Lz4 => Compression::Lz4,
     };
-    let site_id = state.settings.raw.site.id.clone();
+    let site_id = state.settings.site.id.clone();
     let mut limit = cfg.batch_events as usize;
     // The shared retry policy (`crate::retry`): backoff, and a breaker whose pause follows
     // breaker_failures failures in a row.
@@ -436,7 +435,7 @@ fn report(state: &Uploader, avg_bytes: f64, warned: &mut bool, refused: &mut boo
         .avg_bytes
         .store(avg_bytes.to_bits(), Ordering::Relaxed);
     let s = state.upload.status(&state.events);
-    let budget = state.settings.raw.upload.backlog_budget_bytes;
+    let budget = state.settings.upload.backlog_budget_bytes;
     let bytes = s.backlog_bytes;
     if bytes > budget / 10 * 8 && !*warned {
         tracing::warn!(

@@ -153,7 +153,7 @@ fn page(status: StatusCode, title: &str, script: &str, boot: &Value) -> Response
 }
 
 fn common_boot(state: &ApiStateRef, page: &str) -> Value {
-    let raw = &state.settings.raw;
+    let raw = &*state.settings;
     json!({
         "page": page,
         "site": raw.site.id,
@@ -162,7 +162,7 @@ fn common_boot(state: &ApiStateRef, page: &str) -> Value {
         "minor_digits": state.rules.billing.minor_digits,
         "default_lang": state.rules.default_language,
         "languages": raw.site.languages,
-        "heartbeat_secs": raw.http.sse_heartbeat_secs,
+        "heartbeat_secs": raw.http.sse_heartbeat.as_secs(),
     })
 }
 
@@ -176,7 +176,7 @@ async fn customer(
     let table = crate::domain::tables::find_by_token(&rtx, &token)?;
     drop(rtx);
     let mut boot = common_boot(&state, "customer");
-    let raw = &state.settings.raw;
+    let raw = &*state.settings;
     let Some(table) = table else {
         boot["invalid_token"] = json!(true);
         return Ok(page(StatusCode::NOT_FOUND, "Table", "customer.js", &boot));
@@ -201,7 +201,7 @@ async fn customer(
 
 async fn kitchen(State(state): State<ApiStateRef>) -> Response {
     let mut boot = common_boot(&state, "kitchen");
-    let k = &state.settings.raw.kitchen;
+    let k = &state.settings.kitchen;
     boot["age_warn_secs"] = json!(k.age_warn_secs);
     boot["age_late_secs"] = json!(k.age_late_secs);
     boot["bump_keys"] = json!(k.bump_keys);
@@ -210,8 +210,8 @@ async fn kitchen(State(state): State<ApiStateRef>) -> Response {
 
 async fn staff(State(state): State<ApiStateRef>) -> Response {
     let mut boot = common_boot(&state, "staff");
-    boot["max_quantity"] = json!(state.settings.raw.limits.max_quantity);
-    boot["max_text"] = json!(state.settings.raw.limits.max_text_chars);
+    boot["max_quantity"] = json!(state.settings.limits.max_quantity);
+    boot["max_text"] = json!(state.settings.limits.max_text_chars);
     page(StatusCode::OK, "Orders", "staff.js", &boot)
 }
 

@@ -23,7 +23,7 @@ pub fn sweep(
 
 /// Prunes old orders every `retention_interval_secs` (and once at start).
 pub async fn retention(state: AppStateRef, mut shutdown: Shutdown) {
-    let every = Duration::from_secs(state.settings.raw.orders.retention_interval_secs);
+    let every = Duration::from_secs(state.settings.orders.retention_interval_secs);
     loop {
         loop {
             if shutdown.is_set() {
@@ -54,7 +54,7 @@ pub async fn retention(state: AppStateRef, mut shutdown: Shutdown) {
         // Closed print jobs go with the orders they printed.
         let before = state
             .now_ms()
-            .saturating_sub(u64::from(state.settings.raw.orders.retention_days) * 86_400_000);
+            .saturating_sub(u64::from(state.settings.orders.retention_days) * 86_400_000);
         match state
             .writer
             .run(move |tx| crate::domain::print_jobs::prune(tx, before, 10_000))

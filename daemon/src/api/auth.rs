@@ -77,7 +77,7 @@ pub async fn login(
         username: user.username.clone(),
         role: user.role,
         created_at: now,
-        expires_at: now + state.settings.raw.auth.session_ttl_secs * 1000,
+        expires_at: now + state.settings.auth.session_ttl_secs * 1000,
     };
     let sessions = Arc::clone(&state.sessions);
     let s = session.clone();

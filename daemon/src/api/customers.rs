@@ -38,8 +38,8 @@ pub struct OtpRequest {
 /// Whether a messaging channel is set up on this box.
 pub fn channel_enabled(state: &ApiStateRef, ch: Channel) -> bool {
     match ch {
-        Channel::Whatsapp => state.settings.raw.whatsapp.enabled,
-        Channel::Telegram => state.settings.raw.telegram.enabled,
+        Channel::Whatsapp => state.settings.whatsapp.enabled,
+        Channel::Telegram => state.settings.telegram.enabled,
     }
 }
 
@@ -97,7 +97,7 @@ pub async fn request(
         e.retry_after_secs = Some(secs);
         return Err(e);
     }
-    let cfg = state.settings.raw.otp.clone();
+    let cfg = state.settings.otp.clone();
     // The send budget over all phones and per number prefix, against pumping from many
     // addresses (`crate::throttle::Budget`).
     let prefix: String = req
@@ -140,7 +140,7 @@ pub async fn request(
         // The bot can write to a customer only after they open it; the link says which code.
         answer["deep_link"] = json!(format!(
             "https://t.me/{}?start={link}",
-            state.settings.raw.telegram.bot_username
+            state.settings.telegram.bot_username
         ));
     }
     Ok((StatusCode::ACCEPTED, Json(answer)))
@@ -181,7 +181,7 @@ async fn budget_spent(
 
 /// Queues the staff alert of a spent code budget, when staff alerts are set up.
 async fn alert_staff_budget(state: &ApiStateRef, cfg: &crate::config::OtpConfig) {
-    let tg = &state.settings.raw.telegram;
+    let tg = &state.settings.telegram;
     if !tg.enabled || tg.staff_chat_id == 0 {
         return;
     }
@@ -251,7 +251,7 @@ pub async fn verify(
     if req.code.len() != 6 || !req.code.bytes().all(|b| b.is_ascii_digit()) {
         return Err(AppError::invalid("code", "the 6 digits of the code"));
     }
-    let cfg = state.settings.raw.otp.clone();
+    let cfg = state.settings.otp.clone();
     let key = state.otp_key;
     let verified = state
         .writer

@@ -30,7 +30,7 @@ async fn read_body(req: Request, state: &ApiStateRef) -> Result<Bytes, AppError>
                     "body_too_large",
                     format!(
                         "the body is larger than {} bytes",
-                        state.settings.raw.limits.max_body_bytes
+                        state.settings.limits.max_body_bytes
                     ),
                 )
             } else {

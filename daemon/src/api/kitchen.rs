@@ -42,7 +42,7 @@ pub async fn list(
             )
         })?),
     };
-    let max = state.settings.raw.limits.max_page_size;
+    let max = state.settings.limits.max_page_size;
     let limit = q.limit.unwrap_or(50);
     if limit == 0 || limit > max {
         return Err(AppError::invalid("limit", format!("1-{max}")));
@@ -69,7 +69,7 @@ pub async fn reprint(
     let mut jobs = Vec::new();
     let by_id: std::collections::BTreeMap<String, devices::Device> =
         all.iter().map(|d| (d.id.clone(), d.clone())).collect();
-    let kitchen = &state.settings.raw.kitchen;
+    let kitchen = &state.settings.kitchen;
     let menu = crate::domain::menu::committed(&state.shared);
     for (station, mut lines) in station_lines(&order) {
         crate::hub::tickets::add_allergens(&mut lines, &menu);

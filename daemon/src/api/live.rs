@@ -13,7 +13,6 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -91,7 +90,7 @@ impl Live {
         )
     }
 
-    fn admit(&self, filter: &Filter, cfg: &crate::config::HttpConfig) -> Result<Slot, AppError> {
+    fn admit(&self, filter: &Filter, cfg: &crate::config::HttpSettings) -> Result<Slot, AppError> {
         let (count, max, what) = match filter {
             Filter::All => (&self.staff, cfg.max_sse_clients, "staff"),
             Filter::Menu => (&self.menu, cfg.max_menu_streams, "menu"),
@@ -354,7 +353,7 @@ pub fn with_seq(seq: u64, resp: impl IntoResponse) -> Response {
 }
 
 fn open(state: &ApiStateRef, after: u64, filter: Filter) -> Result<Response, AppError> {
-    let cfg = &state.settings.raw.http;
+    let cfg = &state.settings.http;
     let slot = state.live.admit(&filter, cfg)?;
     let sub = state.events.subscribe(after + 1);
     let (tx, rx) = mpsc::channel(cfg.sse_buffer_events as usize);
@@ -399,8 +398,8 @@ async fn pump(
     end_tx: oneshot::Sender<Bytes>,
     _slot: Slot,
 ) {
-    let heartbeat = Duration::from_secs(state.settings.raw.http.sse_heartbeat_secs);
-    let stall = Duration::from_secs(state.settings.raw.http.sse_stall_secs);
+    let heartbeat = state.settings.http.sse_heartbeat;
+    let stall = state.settings.http.sse_stall;
     let mut shutdown = state.shutdown.clone();
     let mut expected = sub.position();
     // The last seq the client has been handed (what it resumes after).

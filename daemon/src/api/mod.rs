@@ -280,7 +280,7 @@ pub fn router(state: ApiStateRef, pages: Router<ApiStateRef>) -> Router {
     for (_, path, handler) in routes() {
         router = router.route(path, handler);
     }
-    let limit = state.settings.raw.limits.max_body_bytes as usize;
+    let limit = state.settings.limits.max_body_bytes as usize;
     router
         .merge(pages)
         .fallback(not_found)

@@ -400,7 +400,7 @@ pub async fn active(
     _staff: Staff,
     Q(params): Q<PageParams>,
 ) -> Result<Response, AppError> {
-    let (p, limit) = params.resolve(state.settings.raw.limits.max_page_size)?;
+    let (p, limit) = params.resolve(state.settings.limits.max_page_size)?;
     let seq = state.events.last_seq();
     let rtx = state.store.read()?;
     let page = dom::active(&rtx, p, limit)?;
@@ -421,7 +421,7 @@ pub async fn recent(
     _staff: Staff,
     Q(params): Q<PageParams>,
 ) -> Result<Json<Value>, AppError> {
-    let (p, limit) = params.resolve(state.settings.raw.limits.max_page_size)?;
+    let (p, limit) = params.resolve(state.settings.limits.max_page_size)?;
     let since = state.now_ms().saturating_sub(86_400_000);
     let rtx = state.store.read()?;
     Ok(page_json(dom::recent(&rtx, since, p, limit)?, p, limit))
@@ -452,7 +452,7 @@ pub async fn history(
         page: params.page,
         limit: params.limit,
     }
-    .resolve(state.settings.raw.limits.max_page_size)?;
+    .resolve(state.settings.limits.max_page_size)?;
     let day = match &params.date {
         Some(d) => parse_date(d)
             .map(crate::domain::day_number)
@@ -487,7 +487,7 @@ pub async fn search(
         page: params.page,
         limit: params.limit,
     }
-    .resolve(state.settings.raw.limits.max_page_size)?;
+    .resolve(state.settings.limits.max_page_size)?;
     if params.q.trim().is_empty() || params.q.len() > 100 {
         return Err(AppError::invalid("q", "1 to 100 characters"));
     }

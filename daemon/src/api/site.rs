@@ -71,7 +71,7 @@ fn read_file(state: &ApiStateRef) -> Result<SiteFile, AppError> {
 
 /// What the page shows: the values the next start uses, those in force now, and the choices.
 fn view(state: &ApiStateRef, file: &SiteFile) -> Value {
-    let running = &state.settings.raw;
+    let running = state.settings.as_written();
     let mut next = running.clone();
     file.apply(&mut next);
     let (next, now) = (values(&next), values(running));
@@ -130,7 +130,7 @@ pub async fn put_site(
     b.address = trim(req.address).or(b.address.take());
     b.tax_id = trim(req.tax_id).or(b.tax_id.take());
     b.minor_digits = req.minor_digits.or(b.minor_digits.take());
-    let mut next = state.settings.raw.clone();
+    let mut next = state.settings.as_written().clone();
     file.apply(&mut next);
     if let Err(problems) = next.validate() {
         let fields: Vec<Value> = problems

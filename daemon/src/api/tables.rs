@@ -93,8 +93,7 @@ pub async fn qr_sheet(
 
 /// The base of table links: `http.public_base_url`, else the address the admin used.
 fn base_url(state: &ApiStateRef, headers: &HeaderMap) -> String {
-    let configured = &state.settings.raw.http.public_base_url;
-    if !configured.is_empty() {
+    if let Some(configured) = &state.settings.http.public_base_url {
         return configured.trim_end_matches('/').to_owned();
     }
     let host = headers
@@ -106,7 +105,7 @@ fn base_url(state: &ApiStateRef, headers: &HeaderMap) -> String {
                 && h.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
         })
-        .map_or_else(|| state.settings.http_listen.to_string(), str::to_owned);
+        .map_or_else(|| state.settings.http.listen.to_string(), str::to_owned);
     format!("http://{host}")
 }
 

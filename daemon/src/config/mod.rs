@@ -6,8 +6,8 @@
 //! installer fixes the file in one go. Unknown keys are collected with `serde_ignored` rather than
 //! rejected one at a time by `deny_unknown_fields`, so they are reported together with the rest.
 //!
-//! Here: the whole file, problems and the resolved [`Settings`]; `sections` holds each
-//! section's structs and defaults, `parse` reads the file, `validate` checks it.
+//! Here: the whole file and its problems; `sections` holds each section's structs and defaults,
+//! `parse` reads the file, `validate` checks it, and `settings` resolves it into [`Settings`].
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -18,10 +18,12 @@ use serde::{Deserialize, Serialize};
 
 mod parse;
 mod sections;
+mod settings;
 mod validate;
 
 pub use parse::line_of;
 pub use sections::*;
+pub use settings::*;
 
 /// The shipped, commented configuration file; `orderd init-config` prints it and a test parses it.
 pub const SHIPPED_CONFIG: &str = include_str!("../../../config/orderd.toml");
@@ -105,132 +107,6 @@ impl fmt::Display for Problems {
 
 impl std::error::Error for Problems {}
 
-/// Checked settings the daemon runs on.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// The configuration as written (after defaults), kept for display.
-    pub raw: RawConfig,
-    /// Parsed HTTP listen address.
-    pub http_listen: SocketAddr,
-    /// Resolved time zone.
-    pub time_zone: TimeZone,
-    /// Parsed MQTT listen address (embedded broker).
-    pub mqtt_listen: SocketAddr,
-    /// Parsed HTTPS listen address, when HTTPS is on.
-    pub https_listen: Option<SocketAddr>,
-    /// Customer orders need a verified phone (`[otp] required` resolved against the channels).
-    pub otp_required: bool,
-    /// `[mqtt] mode`, resolved.
-    pub mqtt_mode: MqttMode,
-    /// The embedded broker's other listeners, each when on: MQTT over TLS, over WebSocket, and
-    /// over WebSocket over TLS.
-    pub mqtt_extra_listen: MqttListeners,
-    /// The buzzer patterns, resolved (`[kitchen]` and its per-station overrides).
-    pub buzz: BuzzPatterns,
-    /// The keys whose values the admin page saved in `site.toml` (they won over the file).
-    pub from_admin_page: Vec<&'static str>,
-}
-
-/// `[mqtt] mode`: who runs the broker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MqttMode {
-    /// orderd runs it (rumqttd), on `mqtt.listen` and the optional listeners.
-    Embedded,
-    /// orderd connects to one (e.g. Mosquitto) as the hub.
-    External,
-}
-
-/// The embedded broker's optional listeners (`None`: off).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct MqttListeners {
-    /// MQTT over TLS.
-    pub tls: Option<SocketAddr>,
-    /// MQTT over WebSocket.
-    pub ws: Option<SocketAddr>,
-    /// MQTT over WebSocket over TLS.
-    pub wss: Option<SocketAddr>,
-}
-
-impl MqttListeners {
-    /// Whether a listener needs the TLS certificate.
-    pub fn need_tls(&self) -> bool {
-        self.tls.is_some() || self.wss.is_some()
-    }
-}
-
-/// The buzzer patterns of `[kitchen]`, with each station's overrides.
-#[derive(Debug, Clone)]
-pub struct BuzzPatterns {
-    new_order: orderd_protocol::BuzzPattern,
-    ready: orderd_protocol::BuzzPattern,
-    /// For an alert (printer down, paper out).
-    pub alert: orderd_protocol::BuzzPattern,
-    stations: std::collections::BTreeMap<
-        String,
-        (
-            Option<orderd_protocol::BuzzPattern>,
-            Option<orderd_protocol::BuzzPattern>,
-        ),
-    >,
-}
-
-impl BuzzPatterns {
-    /// For a new order at `station`.
-    pub fn new_order(&self, station: &str) -> orderd_protocol::BuzzPattern {
-        self.stations
-            .get(station)
-            .and_then(|s| s.0)
-            .unwrap_or(self.new_order)
-    }
-
-    /// When an order of `station` is ready.
-    pub fn ready(&self, station: &str) -> orderd_protocol::BuzzPattern {
-        self.stations
-            .get(station)
-            .and_then(|s| s.1)
-            .unwrap_or(self.ready)
-    }
-}
-
-impl Settings {
-    /// The code rule in force and why, for the start-up log, `orderd status` and the admin page.
-    pub fn otp_rule(&self) -> (&'static str, &'static str) {
-        let channel = self.raw.whatsapp.enabled || self.raw.telegram.enabled;
-        match (self.raw.otp.required, channel) {
-            (OtpRequired::On, _) => (
-                "required",
-                "[otp] required = true: guests verify their phone before ordering",
-            ),
-            (OtpRequired::Off, _) => (
-                "off",
-                "[otp] required = false: the table's QR code alone orders",
-            ),
-            (OtpRequired::Auto, true) => (
-                "required",
-                "[otp] required = \"auto\" and a messaging channel is on: guests verify their phone before ordering",
-            ),
-            (OtpRequired::Auto, false) => (
-                "off",
-                "[otp] required = \"auto\" and no messaging channel is on: the table's QR code alone orders (turn on WhatsApp or Telegram to ask guests for a code)",
-            ),
-        }
-    }
-}
-
-impl Settings {
-    /// Settings from the embedded defaults alone.
-    pub fn defaults() -> Self {
-        RawConfig::default()
-            .validate()
-            .expect("the embedded defaults are valid")
-    }
-
-    /// The data directory.
-    pub fn data_dir(&self) -> &Path {
-        &self.raw.store.data_dir
-    }
-}
-
 /// Whether `s` is 1..=max characters of `[a-z0-9_-]`.
 pub fn is_slug(s: &str, max: usize) -> bool {
     !s.is_empty()
@@ -244,12 +120,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn settings_hold_the_mode_listeners_and_buzzer_patterns_resolved() {
+    fn settings_hold_the_mode_listeners_links_and_buzzer_patterns_resolved() {
         use orderd_protocol::BuzzPattern as P;
         let s = RawConfig::default().validate().unwrap();
-        assert_eq!(s.mqtt_mode, MqttMode::Embedded);
-        assert!(s.mqtt_extra_listen.tls.is_none() && !s.mqtt_extra_listen.need_tls());
-        assert_eq!(s.buzz.new_order("grill"), P::Double);
+        assert_eq!(s.mqtt.mode, MqttMode::Embedded);
+        assert!(s.mqtt.extra_listen.tls.is_none() && !s.mqtt.extra_listen.need_tls());
+        assert_eq!(s.kitchen.buzz.new_order("grill"), P::Double);
         let mut raw = RawConfig::default();
         raw.mqtt.mode = "external".into();
         raw.mqtt.hub_password_file = "/run/hub-password".into();
@@ -263,27 +139,39 @@ mod tests {
             },
         );
         let s = raw.validate().unwrap();
-        assert_eq!(s.mqtt_mode, MqttMode::External);
+        assert_eq!(s.mqtt.mode, MqttMode::External);
         assert_eq!(
-            s.mqtt_extra_listen.ws,
+            s.mqtt.extra_listen.ws,
             Some("127.0.0.1:9001".parse().unwrap())
         );
-        assert!(!s.mqtt_extra_listen.need_tls());
-        assert_eq!(s.buzz.new_order("bar"), P::Single);
-        assert_eq!(s.buzz.new_order("grill"), P::Double);
+        assert!(!s.mqtt.extra_listen.need_tls());
+        assert_eq!(s.kitchen.buzz.new_order("bar"), P::Single);
+        assert_eq!(s.kitchen.buzz.new_order("grill"), P::Double);
         assert_eq!(
-            s.buzz.ready("bar"),
+            s.kitchen.buzz.ready("bar"),
             P::Long,
             "a station without its own keeps the site's"
         );
-        assert_eq!(s.buzz.alert, P::Alarm);
+        assert_eq!(s.kitchen.buzz.alert, P::Alarm);
+        assert!(s.http.public_base_url.is_none() && s.http.https.is_none());
+        let mut raw = RawConfig::default();
+        raw.http.public_base_url = "https://box.example".into();
+        raw.http.tls.listen = "127.0.0.1:8443".into();
+        let s = raw.validate().unwrap();
+        assert_eq!(
+            s.http.public_base_url.as_deref(),
+            Some("https://box.example")
+        );
+        let https = s.http.https.expect("HTTPS on");
+        assert_eq!(https.listen.port(), 8443);
+        assert!(https.cert_and_key.is_none(), "no files: self-signed");
     }
 
     #[test]
     fn shipped_config_parses_and_validates() {
         let raw = RawConfig::parse(SHIPPED_CONFIG).expect("shipped config parses");
         let settings = raw.validate().expect("shipped config is valid");
-        assert_eq!(settings.http_listen.port(), 8080);
+        assert_eq!(settings.http.listen.port(), 8080);
     }
 
     #[test]
@@ -384,5 +272,7 @@ mod tests {
     fn wrong_type_names_the_key() {
         let err = RawConfig::parse("[limits]\nmax_quantity = \"lots\"\n").unwrap_err();
         assert!(err.to_string().contains("max_quantity"), "{err}");
+        let err = RawConfig::parse("[upload]\ncompression = \"zip\"\n").unwrap_err();
+        assert!(err.to_string().contains("compression"), "{err}");
     }
 }

@@ -54,6 +54,17 @@ impl Default for BillingConfig {
     }
 }
 
+/// `[upload] compression`: how a batch's events are packed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UploadCompression {
+    /// LZ4 (block format, size prepended): the default.
+    #[default]
+    Lz4,
+    /// As encoded, for a collector that reads plain postcard.
+    None,
+}
+
 /// `[otp] required`: whether customer orders need a verified phone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OtpRequired {
@@ -200,7 +211,7 @@ pub struct UploadConfig {
     /// A batch smaller than that waits at most this long for more events, ms.
     pub max_age_ms: u64,
     /// `lz4` or `none`.
-    pub compression: String,
+    pub compression: UploadCompression,
     /// One request's time limit, ms.
     pub request_timeout_ms: u64,
     /// First retry after, ms (doubling, jittered).
@@ -230,7 +241,7 @@ impl Default for UploadConfig {
             batch_events: 500,
             batch_bytes: 1024 * 1024,
             max_age_ms: 2000,
-            compression: "lz4".into(),
+            compression: UploadCompression::Lz4,
             request_timeout_ms: 10_000,
             base_backoff_ms: 1000,
             max_backoff_ms: 60_000,

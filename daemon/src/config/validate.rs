@@ -477,9 +477,6 @@ impl RawConfig {
                 "must be at least 1048576 (1 MiB)".into(),
             );
         }
-        if !matches!(up.compression.as_str(), "lz4" | "none") {
-            bad("upload.compression", "lz4 or none".into());
-        }
         if up.box_id.is_empty() || up.box_id.len() > 64 {
             bad("upload.box_id", "1 to 64 characters".into());
         }
@@ -647,55 +644,15 @@ impl RawConfig {
                 }
             }
         }
-        let listener = |v: &str| v.parse::<SocketAddr>().ok();
-        let mqtt_extra_listen = MqttListeners {
-            tls: listener(&self.mqtt.tls_listen),
-            ws: listener(&self.mqtt.ws_listen),
-            wss: listener(&self.mqtt.wss_listen),
-        };
-        let mqtt_mode = if self.mqtt.mode == "external" {
-            MqttMode::External
-        } else {
-            MqttMode::Embedded
-        };
-        let pattern =
-            |name: &str| buzz_pattern(name).unwrap_or(orderd_protocol::BuzzPattern::Double);
-        let kc = &self.kitchen;
-        let buzz = BuzzPatterns {
-            new_order: pattern(&kc.buzz_new_order),
-            ready: pattern(&kc.buzz_ready),
-            alert: buzz_pattern(&kc.buzz_alert).unwrap_or(orderd_protocol::BuzzPattern::Alarm),
-            stations: kc
-                .stations
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.clone(),
-                        (
-                            v.buzz_new_order.as_deref().and_then(buzz_pattern),
-                            v.buzz_ready.as_deref().and_then(buzz_pattern),
-                        ),
-                    )
-                })
-                .collect(),
-        };
         match (problems.is_empty(), http_listen, time_zone, mqtt_listen) {
-            (true, Some(http_listen), Some(time_zone), Some(mqtt_listen)) => Ok(Settings {
-                mqtt_mode,
-                mqtt_extra_listen,
-                buzz,
-                from_admin_page: Vec::new(),
-                https_listen: self.http.tls.listen.parse().ok(),
-                otp_required: match self.otp.required {
-                    OtpRequired::On => true,
-                    OtpRequired::Off => false,
-                    OtpRequired::Auto => self.whatsapp.enabled || self.telegram.enabled,
+            (true, Some(http_listen), Some(time_zone), Some(mqtt_listen)) => Ok(Settings::resolve(
+                self,
+                Parsed {
+                    http_listen,
+                    time_zone,
+                    mqtt_listen,
                 },
-                raw: self,
-                http_listen,
-                time_zone,
-                mqtt_listen,
-            }),
+            )),
             _ => Err(Problems(problems)),
         }
     }

@@ -65,7 +65,7 @@ pub struct Billing {
 impl Billing {
     /// From the settings.
     pub fn from_settings(s: &Settings) -> Self {
-        let b = &s.raw.billing;
+        let b = &s.billing;
         Self {
             minor_digits: b.minor_digits,
             cash_rounding: i64::from(b.cash_rounding),

@@ -65,7 +65,7 @@ pub struct Rules {
 impl Rules {
     /// Resolves the rules from settings.
     pub fn from_settings(s: &Settings) -> Self {
-        let r = &s.raw;
+        let r = s;
         Self {
             site_id: r.site.id.clone(),
             currency: r.site.currency.clone(),

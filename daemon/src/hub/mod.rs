@@ -106,17 +106,14 @@ pub async fn test_print(
             format!("{id} is a {}, not a printer", device.kind.as_str()),
         ));
     }
-    let raw = &settings.raw;
-    let url = if raw.http.public_base_url.is_empty() {
-        crate::lan::base_urls("http", settings.http_listen, &crate::lan::lan_addresses())
+    let url = settings.http.public_base_url.clone().unwrap_or_else(|| {
+        crate::lan::base_urls("http", settings.http.listen, &crate::lan::lan_addresses())
             .into_iter()
             .next()
             .unwrap_or_default()
-    } else {
-        raw.http.public_base_url.clone()
-    };
-    let cfg = printing::printer_config(&raw.kitchen, Some(&device));
-    let data = printing::render_test(&device, &url, &raw.site.name, &cfg);
+    });
+    let cfg = printing::printer_config(&settings.kitchen, Some(&device));
+    let data = printing::render_test(&device, &url, &settings.site.name, &cfg);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0));

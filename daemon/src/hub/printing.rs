@@ -6,7 +6,7 @@ use jiff::tz::TimeZone;
 use orderd_plugins::escpos::{EscPosConfig, PaperWidth, TicketDoc};
 use orderd_protocol::{Order, PrintCopy, TicketLine};
 
-use crate::config::KitchenConfig;
+use crate::config::KitchenSettings;
 use crate::domain::devices::{Device, DeviceKind};
 
 /// The printers (main or backup) that serve `station`.
@@ -38,7 +38,7 @@ pub fn ticket_printers<'a>(
 }
 
 /// Paper width from `[kitchen] paper_width_mm` (validated to 58 or 80).
-pub fn paper(cfg: &KitchenConfig) -> PaperWidth {
+pub fn paper(cfg: &KitchenSettings) -> PaperWidth {
     if cfg.paper_width_mm == 58 {
         PaperWidth::Mm58
     } else {
@@ -48,7 +48,7 @@ pub fn paper(cfg: &KitchenConfig) -> PaperWidth {
 
 /// How to render for a printer: the kitchen's paper width, and the printer's own code page and
 /// columns when it has them (`None`: the defaults, PC858 and the paper's columns).
-pub fn printer_config(cfg: &KitchenConfig, device: Option<&Device>) -> EscPosConfig {
+pub fn printer_config(cfg: &KitchenSettings, device: Option<&Device>) -> EscPosConfig {
     EscPosConfig {
         width: paper(cfg),
         cut: true,
@@ -62,7 +62,7 @@ pub fn printer_config(cfg: &KitchenConfig, device: Option<&Device>) -> EscPosCon
 
 /// Printers grouped by how they render (printers alike get the same bytes, rendered once).
 pub fn by_config(
-    cfg: &KitchenConfig,
+    cfg: &KitchenSettings,
     devices: &std::collections::BTreeMap<String, Device>,
     printers: Vec<String>,
 ) -> Vec<(EscPosConfig, Vec<String>)> {
@@ -147,13 +147,13 @@ fn office_header<'a>(
     time: &'a str,
     fiscal_code: Option<&'a str>,
 ) -> orderd_plugins::escpos::BillHeader<'a> {
-    let b = &settings.raw.billing;
+    let b = &settings.billing;
     orderd_plugins::escpos::BillHeader {
-        site_name: &settings.raw.site.name,
+        site_name: &settings.site.name,
         address: &b.address,
         tax_id: &b.tax_id,
         time,
-        currency: &settings.raw.site.currency,
+        currency: &settings.site.currency,
         minor_digits: b.minor_digits,
         fiscal_code,
     }
@@ -186,7 +186,7 @@ pub fn render_z(
 ) -> Vec<u8> {
     let time = local_date_time(&settings.time_zone, z.closed_at);
     let head = office_header(settings, &time, None);
-    orderd_plugins::escpos::render_z(z, &head, &settings.raw.site.default_language, cfg)
+    orderd_plugins::escpos::render_z(z, &head, &settings.site.default_language, cfg)
 }
 
 /// A printer's test slip: the box's address, the printer's id, stations and address, the paper

@@ -258,7 +258,7 @@ impl Sender {
     /// Claims the due rows each provider can take now and starts their calls. True when a row
     /// changed in the store behind the worker's back, so the open index must be read again.
     async fn dispatch(&mut self) -> bool {
-        let cfg = &self.state.settings.raw;
+        let cfg = &*self.state.settings;
         let now = self.state.now_ms();
         let mono = tokio::time::Instant::now();
         let concurrency = cfg.messaging.concurrency as usize;
@@ -383,7 +383,7 @@ impl Sender {
 
     /// Stores the outcomes of finished calls and schedules what comes next.
     async fn settle(&mut self, done: Vec<Called>) {
-        let cfg = &self.state.settings.raw;
+        let cfg = &*self.state.settings;
         let m = &cfg.messaging;
         let mut rows = Vec::with_capacity(done.len());
         let mut recovered: Vec<Channel> = Vec::new();

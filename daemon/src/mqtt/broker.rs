@@ -45,7 +45,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::config::MqttConfig;
+use crate::config::MqttSettings;
 use crate::domain::devices::{self, Device};
 use crate::metrics::{Metrics, RefusalLabels};
 use crate::shutdown::Shutdown;
@@ -225,7 +225,7 @@ pub struct Deps {
 pub fn start(
     listeners: Vec<Listener>,
     tls: Option<TlsAcceptor>,
-    cfg: &MqttConfig,
+    cfg: &MqttSettings,
     site: &str,
     deps: Deps,
     shutdown: &Shutdown,
@@ -285,7 +285,7 @@ pub fn start(
         hub_user: cfg.hub_username.clone(),
         discovery_prefix: cfg.discovery_prefix.clone(),
         device_max_packet: usize::try_from(cfg.max_device_packet_bytes).unwrap_or(16 * 1024),
-        connect_timeout: Duration::from_secs(u64::from(cfg.connect_timeout_secs)),
+        connect_timeout: cfg.connect_timeout,
         max_connections,
         open: std::sync::atomic::AtomicUsize::new(0),
         tls,

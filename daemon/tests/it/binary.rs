@@ -1015,13 +1015,12 @@ async fn sigkill_mid_send_never_resends_a_code() {
         }
     };
     ask("+355690000001").await;
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while fake.seen().is_empty() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("the first code reached the provider");
+    common::eventually(
+        "the first code reached the provider",
+        Duration::from_secs(10),
+        || async { (!fake.seen().is_empty()).then_some(()) },
+    )
+    .await;
     // A second message queues behind the stalled call (one call at a time).
     ask("+355690000002").await;
     common::quiet(Duration::from_millis(300)).await;
@@ -1041,17 +1040,12 @@ async fn sigkill_mid_send_never_resends_a_code() {
             v["data"].as_array().unwrap().clone()
         }
     };
-    let sent = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            let sent = list("sent").await;
-            if !sent.is_empty() {
-                return sent;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .expect("the queued message was sent after the restart");
+    let sent = common::eventually(
+        "the queued message was sent after the restart",
+        Duration::from_secs(10),
+        || async { Some(list("sent").await).filter(|sent| !sent.is_empty()) },
+    )
+    .await;
     let dead = list("dead").await;
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert!(
@@ -1304,8 +1298,7 @@ async fn memory_stays_bounded_with_many_open_orders() {
         w.await.unwrap();
     }
     // The hub has taken every order (its cursor is at the log's end).
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
+    common::eventually("the hub caught up", Duration::from_secs(60), || async {
         let m = common::bin::metrics(&client, &base).await;
         let seq = |name: &str| -> u64 {
             m.lines()
@@ -1313,13 +1306,10 @@ async fn memory_stays_bounded_with_many_open_orders() {
                 .and_then(|v| v.trim().parse().ok())
                 .unwrap_or(0)
         };
-        if seq("orderd_hub_event_seq ") >= seq("orderd_event_seq ") && seq("orderd_event_seq ") > 0
-        {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "the hub caught up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        (seq("orderd_hub_event_seq ") >= seq("orderd_event_seq ") && seq("orderd_event_seq ") > 0)
+            .then_some(())
+    })
+    .await;
     let after = rss_mib(pid);
     eprintln!("RSS {before:.1} MiB before, {after:.1} MiB after {ORDERS} open orders");
     assert!(
@@ -1520,14 +1510,12 @@ async fn tickets_reach_a_display_across_a_restart_of_the_box() {
     };
     // The display is subscribed once a first ticket reaches it.
     let first = place(0).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while !seen.lock().unwrap().contains(&first) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the display never got a ticket"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::eventually(
+        "the display got a ticket",
+        Duration::from_secs(15),
+        || async { seen.lock().unwrap().contains(&first).then_some(()) },
+    )
+    .await;
 
     // Orders go on from two clients while the box is killed and started again.
     let acked: Arc<std::sync::Mutex<Vec<String>>> = Arc::new(std::sync::Mutex::new(vec![first]));
@@ -1561,18 +1549,11 @@ async fn tickets_reach_a_display_across_a_restart_of_the_box() {
     let after = acked.lock().unwrap().len();
     wait_acked(after + 300).await;
     // Then until the display is back and gets tickets live again, and 50 more on top.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
+    common::eventually("the display came back", Duration::from_secs(20), || async {
         let last = acked.lock().unwrap().last().cloned().unwrap();
-        if seen.lock().unwrap().contains(&last) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the display never came back"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        seen.lock().unwrap().contains(&last).then_some(())
+    })
+    .await;
     let back = acked.lock().unwrap().len();
     wait_acked(back + 50).await;
     stop.store(true, Ordering::Relaxed);

@@ -631,7 +631,7 @@ async fn wrong_pins_sent_all_at_once_are_held_by_the_throttle() {
             other => panic!("{other}"),
         }
     }
-    let limits = s.state().settings.raw.auth.limits();
+    let limits = s.state().settings.auth.limits();
     assert!(
         tried <= limits.per_source as usize,
         "{tried} PINs were tried"

@@ -38,27 +38,28 @@ async fn report(dev: &mqtt::Dev, id: &str, job: &str, status: &str) {
 
 /// Waits until the print job with this id has reached `state` in the API.
 async fn job_state(s: &TestServer, job: &str, state: &str) -> Value {
-    for _ in 0..100 {
-        let (st, v) = s
-            .send(
-                "GET",
-                &format!("/api/v1/print-jobs?state={state}"),
-                Some(&s.admin),
-                None,
-            )
-            .await;
-        assert_eq!(st, StatusCode::OK, "{v}");
-        if let Some(j) = v["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|j| j["job_id"] == job)
-        {
-            return j.clone();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("job {job} never reached {state}");
+    common::eventually(
+        &format!("job {job} reached {state}"),
+        Duration::from_secs(5),
+        || async {
+            let (st, v) = s
+                .send(
+                    "GET",
+                    &format!("/api/v1/print-jobs?state={state}"),
+                    Some(&s.admin),
+                    None,
+                )
+                .await;
+            assert_eq!(st, StatusCode::OK, "{v}");
+            v["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|j| j["job_id"] == job)
+                .cloned()
+        },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -328,20 +329,22 @@ async fn paper_out_fails_over_to_the_backup_printer_with_an_alert() {
     assert_eq!(old["replaced_by"], moved.job_id.as_str());
     assert_eq!(old["report"], "paper_out");
     // The alert is an event in the log, for staff messaging and the collector.
-    let mut logged = false;
-    for _ in 0..50 {
-        let events = s.state().events.read(1, 10_000).unwrap();
-        logged = events.iter().any(|e| {
-            matches!(&e.kind,
-            orderd_protocol::EventKind::PrintFailover { to: Some(to), order_id, .. }
-                if to == "p-back" && *order_id == order)
-        });
-        if logged {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(logged, "print_failover event in the log");
+    common::eventually(
+        "print_failover event in the log",
+        Duration::from_secs(5),
+        || async {
+            let events = s.state().events.read(1, 10_000).unwrap();
+            events
+                .iter()
+                .any(|e| {
+                    matches!(&e.kind,
+                orderd_protocol::EventKind::PrintFailover { to: Some(to), order_id, .. }
+                    if to == "p-back" && *order_id == order)
+                })
+                .then_some(())
+        },
+    )
+    .await;
     report(&backup, "p-back", &moved.job_id, "printed").await;
     job_state(&s, &moved.job_id, "printed").await;
     // While the main printer is known to be out of paper, a new ticket goes straight to the
@@ -452,15 +455,12 @@ async fn staff_can_reprint_and_list_jobs() {
 
 /// Waits (up to 2.5 s) for the order to reach `want`; returns the status it has then.
 async fn wait_status(s: &TestServer, order: &str, want: &str) -> String {
-    let mut st = String::new();
-    for _ in 0..50 {
-        st = status(s, order).await;
-        if st == want {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    st
+    common::eventually(
+        &format!("order {order} reached {want}"),
+        Duration::from_millis(2500),
+        || async { Some(status(s, order).await).filter(|st| st == want) },
+    )
+    .await
 }
 
 async fn status(s: &TestServer, order: &str) -> String {

@@ -185,3 +185,24 @@ fn an_upward_import_is_caught() {
     assert!(found[1].contains("`hub` imports `api`"));
     assert!(found[2].contains("`new` is not in the layer list"));
 }
+
+/// Runtime code reads the resolved settings; the configuration as written is read only by the
+/// admin page's editor, which checks a change exactly as the next start will.
+#[test]
+fn only_the_admin_pages_editor_reads_the_configuration_as_written() {
+    let mut paths = Vec::new();
+    source_files(Path::new(SRC), &mut paths);
+    let readers: BTreeSet<String> = paths
+        .iter()
+        .filter(|p| {
+            let text = std::fs::read_to_string(p).unwrap();
+            text.contains(".as_written()") || text.contains("settings.raw")
+        })
+        .map(|p| p.strip_prefix(SRC).unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        readers,
+        BTreeSet::from(["api/site.rs".to_owned()]),
+        "only the admin page's editor reads the written configuration"
+    );
+}

@@ -30,14 +30,15 @@ async fn server(fake: &Fake, f: impl FnOnce(&mut orderd::config::RawConfig)) -> 
 
 /// Waits until the fake has seen `n` requests; returns them.
 async fn wait_seen(fake: &Fake, n: usize, within: Duration) -> Vec<orderd_plugins::fake::Seen> {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        let seen = fake.seen();
-        if seen.len() >= n || tokio::time::Instant::now() > deadline {
-            return seen;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::eventually(
+        &format!("the provider saw {n} requests"),
+        within,
+        || async {
+            let seen = fake.seen();
+            (seen.len() >= n).then_some(seen)
+        },
+    )
+    .await
 }
 
 /// The code in a recorded authentication-template request (body and button both carry it).
@@ -75,21 +76,22 @@ async fn verify(s: &TestServer, fake: &Fake, phone: &str) -> String {
 
 /// Waits for a dead-lettered message; its id.
 async fn loop_until_dead(s: &TestServer) -> u64 {
-    for _ in 0..100 {
-        let (_, dead) = s
-            .send(
-                "GET",
-                "/api/v1/notifications?state=dead",
-                Some(&s.admin),
-                None,
-            )
-            .await;
-        if let Some(id) = dead["data"][0]["id"].as_u64() {
-            return id;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no dead-lettered message");
+    common::eventually(
+        "a dead-lettered message",
+        Duration::from_secs(5),
+        || async {
+            let (_, dead) = s
+                .send(
+                    "GET",
+                    "/api/v1/notifications?state=dead",
+                    Some(&s.admin),
+                    None,
+                )
+                .await;
+            dead["data"][0]["id"].as_u64()
+        },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -350,10 +352,12 @@ async fn an_order_accepted_while_the_provider_is_down_gets_its_message_when_it_r
     let during = fake.seen().len();
     assert!(during <= 3, "paused by the breaker, not hammered: {during}");
     fake.set_default(Reply::Ok);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while fake.delivered().len() < 2 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::eventually(
+        "delivered once the provider is back",
+        Duration::from_secs(10),
+        || async { (fake.delivered().len() >= 2).then_some(()) },
+    )
+    .await;
     assert_eq!(
         fake.delivered().len(),
         2,
@@ -382,10 +386,12 @@ async fn an_order_accepted_while_the_provider_is_down_gets_its_message_when_it_r
         )
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while fake.delivered().len() < 3 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::eventually(
+        "resent after the staff retry",
+        Duration::from_secs(5),
+        || async { (fake.delivered().len() >= 3).then_some(()) },
+    )
+    .await;
     assert_eq!(fake.delivered().len(), 3, "resent after the staff retry");
     s.stop().await;
 }
@@ -397,23 +403,16 @@ async fn settled(
     token: &str,
     within: Duration,
 ) -> Vec<Value> {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
+    common::eventually("no message left open", within, || async {
         let v = common::bin::get_json(client, base, token, "/api/v1/notifications?limit=500").await;
         let rows = v["data"].as_array().cloned().unwrap_or_default();
         let open = rows
             .iter()
             .filter(|r| matches!(r["state"].as_str(), Some("queued" | "sending" | "failed")))
             .count();
-        if open == 0 {
-            return rows;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "messages still open: {rows:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (open == 0).then_some(rows)
+    })
+    .await
 }
 
 /// The stored outcome counter of `/metrics` for a channel and outcome.
@@ -629,27 +628,23 @@ async fn killed_while_the_provider_stalls(flavor: Flavor) {
     let other = stalled_code_to.trim_start_matches('+');
     let expect_stalled = if flavor == Flavor::WhatsApp { 2 } else { 1 };
     // The calls are out and stalled at the provider.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let stalled = fake
-            .seen()
-            .iter()
-            .filter(|s| matches!(s.reply, Reply::Stall(_)))
-            .filter(|s| {
-                let b = s.body.to_string();
-                b.contains(&resend) || b.contains(other)
-            })
-            .count();
-        if stalled >= expect_stalled {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "calls stalled: {:?}",
-            fake.seen()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::eventually(
+        "the calls stalled at the provider",
+        Duration::from_secs(10),
+        || async {
+            let stalled = fake
+                .seen()
+                .iter()
+                .filter(|s| matches!(s.reply, Reply::Stall(_)))
+                .filter(|s| {
+                    let b = s.body.to_string();
+                    b.contains(&resend) || b.contains(other)
+                })
+                .count();
+            (stalled >= expect_stalled).then_some(())
+        },
+    )
+    .await;
     let before_kill = carrying(&fake, &resend).len();
     let code_calls = |fake: &Fake| carrying(fake, other).len();
     let codes_before = code_calls(&fake);

@@ -273,19 +273,54 @@ fn exported_acl_confines_each_device_in_mosquitto() {
 }
 
 /// Runs a Mosquitto client in the background (it blocks until its message or timeout).
-fn spawn_client(
-    tool: &str,
+/// Starts `mosquitto_sub` in the background and returns once the broker has acknowledged its
+/// subscription (its debug output says so), so nothing published afterwards is missed. The
+/// handle gives the messages it printed, one per line.
+fn subscribe(
     port: u16,
     user: &str,
     password: &str,
     args: &[&str],
-) -> std::thread::JoinHandle<Output> {
-    let (tool, user, password) = (tool.to_owned(), user.to_owned(), password.to_owned());
-    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-    std::thread::spawn(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        client(&tool, port, &user, &password, &args)
-    })
+) -> std::thread::JoinHandle<String> {
+    use std::io::BufRead as _;
+    // Line-buffered: piped, mosquitto_sub would hold its debug lines until it exits.
+    let mut child = Command::new("stdbuf")
+        .args(["-oL", "mosquitto_sub"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-u",
+            user,
+            "-P",
+            password,
+        ])
+        .args(["-i", &format!("{user}-mosquitto_sub"), "-d"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto_sub");
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let (subscribed, acked) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut messages = String::new();
+        for line in stdout.lines().map_while(Result::ok) {
+            if line.contains("received SUBACK") {
+                let _ = subscribed.send(());
+            } else if !line.starts_with("Client ") && !line.starts_with("Subscribed (") {
+                messages.push_str(&line);
+                messages.push('\n');
+            }
+        }
+        let _ = child.wait();
+        messages
+    });
+    acked
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the broker acknowledged the subscription");
+    reader
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -358,8 +393,7 @@ async fn the_hub_works_through_an_external_mosquitto() {
         &["-t", "orderd/demo/hub/status", "-C", "1", "-W", "10"],
     );
     assert_eq!(String::from_utf8_lossy(&status.stdout).trim(), "online");
-    let job = spawn_client(
-        "mosquitto_sub",
+    let job = subscribe(
         port,
         "p1",
         &p1,
@@ -374,8 +408,7 @@ async fn the_hub_works_through_an_external_mosquitto() {
             "1",
         ],
     );
-    let ticket = spawn_client(
-        "mosquitto_sub",
+    let ticket = subscribe(
         port,
         "disp",
         &disp,
@@ -390,8 +423,7 @@ async fn the_hub_works_through_an_external_mosquitto() {
             "1",
         ],
     );
-    let ring = spawn_client(
-        "mosquitto_sub",
+    let ring = subscribe(
         port,
         "bz-t",
         &relay,
@@ -413,7 +445,6 @@ async fn the_hub_works_through_an_external_mosquitto() {
             .any(|d| d["id"] == "bz-t" && d["online"] == true)
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let (st, order) = s
         .order(
             &s.admin,
@@ -424,7 +455,7 @@ async fn the_hub_works_through_an_external_mosquitto() {
     let job = tokio::task::spawn_blocking(move || job.join().unwrap())
         .await
         .unwrap();
-    let job: orderd_protocol::PrintJob = serde_json::from_slice(&job.stdout).expect("a print job");
+    let job: orderd_protocol::PrintJob = serde_json::from_str(&job).expect("a print job");
     assert!(
         job.data.windows(3).any(|w| w == b"001"),
         "the ticket shows the short number"
@@ -432,14 +463,13 @@ async fn the_hub_works_through_an_external_mosquitto() {
     let ticket = tokio::task::spawn_blocking(move || ticket.join().unwrap())
         .await
         .unwrap();
-    let ticket: orderd_protocol::TicketEvent =
-        serde_json::from_slice(&ticket.stdout).expect("a ticket");
+    let ticket: orderd_protocol::TicketEvent = serde_json::from_str(&ticket).expect("a ticket");
     assert_eq!(ticket.ticket, order["id"].as_str().unwrap());
     let ring = tokio::task::spawn_blocking(move || ring.join().unwrap())
         .await
         .unwrap();
     assert!(
-        String::from_utf8_lossy(&ring.stdout).starts_with("Power1 ON; Delay 3; Power1 OFF"),
+        ring.starts_with("Power1 ON; Delay 3; Power1 OFF"),
         "the relay rung through Mosquitto: {ring:?}"
     );
     // The printer's report through Mosquitto closes the job.
@@ -462,31 +492,27 @@ async fn the_hub_works_through_an_external_mosquitto() {
         ],
     );
     assert!(out.status.success(), "{out:?}");
-    let mut printed = false;
-    for _ in 0..100 {
-        let (_, v) = s
-            .send(
-                "GET",
-                "/api/v1/print-jobs?state=printed",
-                Some(&s.admin),
-                None,
-            )
-            .await;
-        if v["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|j| j["job_id"] == job.job_id.as_str())
-        {
-            printed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(
-        printed,
-        "the printed report reached the hub through Mosquitto"
-    );
+    common::eventually(
+        "the printed report reached the hub through Mosquitto",
+        Duration::from_secs(5),
+        || async {
+            let (_, v) = s
+                .send(
+                    "GET",
+                    "/api/v1/print-jobs?state=printed",
+                    Some(&s.admin),
+                    None,
+                )
+                .await;
+            v["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|j| j["job_id"] == job.job_id.as_str())
+                .then_some(())
+        },
+    )
+    .await;
     s.stop().await;
 }
 

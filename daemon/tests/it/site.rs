@@ -124,7 +124,7 @@ async fn the_owners_settings_are_checked_saved_and_applied_at_the_next_start() {
     assert_eq!(rules.billing.address, "Rruga Ismail Qemali 12\nVlorë");
     assert_eq!(rules.billing.tax_id, "L91234567B");
     assert_eq!(rules.default_language, "sq");
-    assert_eq!(s.state().settings.raw.site.time_zone, "Europe/Rome");
+    assert_eq!(s.state().settings.site.time_zone, "Europe/Rome");
     let (st, v) = s.send("GET", "/api/v1/billing", Some(&s.admin), None).await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(v["currency"], "ALL");

@@ -9,24 +9,20 @@ use std::time::Duration;
 use common::TestServer;
 
 async fn wait_for(sent: &Mutex<Vec<String>>, n: usize) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let count = sent
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|m| *m == "WATCHDOG=1")
-            .count();
-        if count >= n {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "pings stopped: {:?}",
-            sent.lock().unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::eventually(
+        &format!("{n} watchdog pings"),
+        Duration::from_secs(10),
+        || async {
+            let count = sent
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|m| *m == "WATCHDOG=1")
+                .count();
+            (count >= n).then_some(())
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -53,32 +49,38 @@ async fn a_wedged_writer_stops_the_watchdog() {
     };
     wait_for(&sent, 2).await;
 
-    // Wedge the writer thread for 1.5 s (a job that blocks it).
+    // Wedge the writer thread (a job that blocks it until the test lets it go).
     let writer = s.state().writer.clone();
+    let (release, wedged) = std::sync::mpsc::channel::<()>();
     let wedge = tokio::spawn(async move {
         writer
-            .run(|_| {
-                std::thread::sleep(Duration::from_millis(1500));
+            .run(move |_| {
+                let _ = wedged.recv_timeout(Duration::from_secs(30));
                 Ok(())
             })
             .await
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    common::eventually(
+        "the status says the writer is unhealthy",
+        Duration::from_secs(5),
+        || async {
+            sent.lock()
+                .unwrap()
+                .iter()
+                .any(|m| m.starts_with("STATUS=UNHEALTHY"))
+                .then_some(())
+        },
+    )
+    .await;
     let before = pings(&sent);
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    // Nine ping periods with the writer still wedged.
+    common::quiet(Duration::from_millis(900)).await;
     assert_eq!(
         pings(&sent),
         before,
         "no watchdog ping while the writer is wedged"
     );
-    assert!(
-        sent.lock()
-            .unwrap()
-            .iter()
-            .any(|m| m.starts_with("STATUS=UNHEALTHY")),
-        "{:?}",
-        sent.lock().unwrap()
-    );
+    release.send(()).unwrap();
     wedge.await.unwrap().unwrap();
     wait_for(&sent, before + 2).await;
     assert!(

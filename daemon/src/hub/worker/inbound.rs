@@ -36,7 +36,7 @@ impl Hub {
         };
         let Some(new_order) = which else { return };
         for station in stations {
-            let buzz = &self.state.settings.buzz;
+            let buzz = &self.state.settings.kitchen.buzz;
             let pattern = if new_order {
                 buzz.new_order(station)
             } else {

@@ -427,7 +427,7 @@ impl Hub {
                 });
             }
         }
-        let alarm = self.state.settings.buzz.alert;
+        let alarm = self.state.settings.kitchen.buzz.alert;
         self.buzz(&station, alarm).await;
     }
 

@@ -54,7 +54,7 @@ use super::printing;
 use super::relays::Relays;
 use super::tickets::{Boards, station_lines};
 use super::{DeviceHealth, Kitchen};
-use crate::config::KitchenConfig;
+use crate::config::KitchenSettings;
 use crate::domain::devices::{self, Device, DeviceKind};
 use crate::domain::orders;
 use crate::domain::print_jobs::{self, JobState, PrintJobRow};
@@ -166,7 +166,7 @@ struct Hub {
     kitchen: Arc<Kitchen>,
     client: HubClient,
     site: String,
-    cfg: KitchenConfig,
+    cfg: KitchenSettings,
     devices: BTreeMap<String, Device>,
     boards: Boards,
     jobs: HashMap<String, Open>,
@@ -407,12 +407,12 @@ impl Hub {
             .collect();
         drop(rtx);
         let missed_since = devices_missing_from(&devices, cursor);
-        let mqtt = &settings.raw.mqtt;
+        let mqtt = &settings.mqtt;
         Ok(Self {
             kitchen,
             client,
-            site: settings.raw.site.id.clone(),
-            cfg: settings.raw.kitchen.clone(),
+            site: settings.site.id.clone(),
+            cfg: settings.kitchen.clone(),
             devices,
             boards,
             jobs,
@@ -682,8 +682,8 @@ impl Hub {
             self.publish(topic, QoS::AtLeastOnce, false, bytes).await;
         }
         let now = Instant::now();
-        let resend = Duration::from_secs(self.cfg.resend_secs);
-        let timeout = Duration::from_secs(self.cfg.job_timeout_secs);
+        let resend = self.cfg.resend;
+        let timeout = self.cfg.job_timeout;
         let mut due = Vec::new();
         let mut late = Vec::new();
         for j in self.jobs.values() {

@@ -102,14 +102,12 @@ impl TestServer {
     /// Waits until the kitchen hub has durably handled every event so far.
     pub async fn wait_hub(&self) {
         let log = &self.state().events;
-        for _ in 0..200 {
-            let last = log.last_seq();
-            if log.cursor("kitchen").unwrap() >= Some(last) {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-        }
-        panic!("the kitchen hub did not catch up");
+        eventually(
+            "the kitchen hub caught up",
+            std::time::Duration::from_secs(5),
+            || async { (log.cursor("kitchen").unwrap() >= Some(log.last_seq())).then_some(()) },
+        )
+        .await;
     }
 
     /// Runs one retention sweep through the writer (after the kitchen hub has caught up, so
@@ -318,7 +316,6 @@ impl TestServer {
     }
 }
 
-/// Asserts the JSON error shape and returns the code.
 /// Polls `check` every 20 ms until it gives `Some`, failing the test with `what` once
 /// `within` has passed: how a test waits for something to happen (never a fixed sleep).
 pub async fn eventually<T, F, Fut>(what: &str, within: std::time::Duration, mut check: F) -> T
@@ -345,6 +342,7 @@ pub async fn quiet(window: std::time::Duration) {
     tokio::time::sleep(window).await;
 }
 
+/// Asserts the JSON error shape and returns the code.
 pub fn error_code(v: &Value) -> &str {
     let e = &v["error"];
     assert!(e["message"].is_string(), "not an error body: {v}");

@@ -175,8 +175,12 @@ impl Dev {
         out
     }
 
-    pub async fn disconnect(self) {
+    /// Sends DISCONNECT and waits until the connection is closed (the event loop ends).
+    pub async fn disconnect(mut self) {
         let _ = self.client.disconnect().await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::timeout(Duration::from_secs(5), &mut self.task)
+            .await
+            .expect("the connection closed after DISCONNECT")
+            .unwrap();
     }
 }
