@@ -53,6 +53,16 @@ pub struct Outgoing<'a> {
     pub kind: Kind<'a>,
 }
 
+/// What a provider's `to` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Addressing {
+    /// The customer's E.164 phone, as the outbox stores it (WhatsApp).
+    Phone,
+    /// A chat id the customer linked to their phone by sharing their contact (Telegram): the
+    /// sender looks it up, and a message to a phone never linked waits.
+    LinkedChat,
+}
+
 /// A send under way.
 pub type Sending<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
 
@@ -62,6 +72,11 @@ pub type Sending<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
 pub trait Provider: Send + Sync {
     /// A short name, for logs.
     fn name(&self) -> &'static str;
+
+    /// What its messages are addressed to.
+    fn addressing(&self) -> Addressing {
+        Addressing::Phone
+    }
 
     /// Sends one message.
     fn send<'a>(&'a self, msg: Outgoing<'a>) -> Sending<'a>;

@@ -1,5 +1,5 @@
-//! Golden tests of every device payload: exact JSON text and exact postcard bytes, and round
-//! trips in both encodings. A change here breaks deployed devices: add fields with a new
+//! Golden tests of every device payload and of the upload's messages: exact JSON text and exact
+//! postcard bytes, and round trips in both encodings. A change here breaks deployed devices: add fields with a new
 //! `FORMAT_VERSION` instead of editing these vectors.
 
 use orderd_protocol::*;
@@ -282,5 +282,57 @@ fn malformed_payloads_are_errors_not_panics() {
             Encoding::Json
         )
         .is_err()
+    );
+}
+
+fn status_changed() -> Event {
+    Event {
+        version: FORMAT_VERSION,
+        seq: 7,
+        at: 1_700_000_000_000,
+        kind: EventKind::StatusChanged {
+            order_id: "o1".into(),
+            number: "ORD-20261122-001".into(),
+            from: OrderStatus::Placed,
+            to: OrderStatus::Accepted,
+            actor: "anna".into(),
+            note: None,
+            recall: false,
+        },
+    }
+}
+
+/// The upload's messages: the collector's answer in both encodings, and the JSON batch (the
+/// postcard batch has its own golden in `upload.rs`); and an event as JSON, which the JSON
+/// batch and the staff stream carry.
+#[test]
+fn upload_messages_and_event_json_golden() {
+    let ack = upload::Ack { acked_seq: 300 };
+    assert_eq!(serde_json::to_string(&ack).unwrap(), r#"{"acked_seq":300}"#);
+    assert_eq!(postcard::to_allocvec(&ack).unwrap(), [0xac, 0x02]);
+    round_trip(&ack);
+
+    let ev = status_changed();
+    const EV: &str = r#"{"version":1,"seq":7,"at":1700000000000,"kind":{"status_changed":{"order_id":"o1","number":"ORD-20261122-001","from":"placed","to":"accepted","actor":"anna","note":null,"recall":false}}}"#;
+    assert_eq!(serde_json::to_string(&ev).unwrap(), EV);
+    assert_eq!(serde_json::from_str::<Event>(EV).unwrap(), ev);
+    let batch = upload::JsonBatch {
+        format_version: FORMAT_VERSION,
+        site_id: "s1".into(),
+        box_id: "b1".into(),
+        first_seq: 7,
+        last_seq: 7,
+        events: vec![ev],
+    };
+    let json = serde_json::to_string(&batch).unwrap();
+    assert_eq!(
+        json,
+        format!(
+            r#"{{"format_version":1,"site_id":"s1","box_id":"b1","first_seq":7,"last_seq":7,"events":[{EV}]}}"#
+        )
+    );
+    assert_eq!(
+        serde_json::from_str::<upload::JsonBatch>(&json).unwrap(),
+        batch
     );
 }

@@ -41,8 +41,12 @@ const WRITE: Duration = Duration::from_secs(10);
 const FRESH: Duration = Duration::from_millis(500);
 /// How often an idle printer is asked its state.
 const POLL: Duration = Duration::from_secs(5);
-/// The longest wait between two connection attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// The wait between two connection attempts, by the shared retry policy: from 0.5 s, doubling
+/// per failure up to 10 s, jittered so that printers lost together do not retry in step.
+const RECONNECT: crate::retry::Backoff = crate::retry::Backoff {
+    base_ms: 500,
+    cap_ms: 10_000,
+};
 /// Job ids remembered as printed (a resend of one is answered `printed` again, not printed).
 const REMEMBER: usize = 2_000;
 
@@ -144,13 +148,13 @@ impl Driver {
             return;
         }
         let mut memory = Memory::default();
-        let mut backoff = Duration::from_millis(500);
+        let mut failures = 0;
         let mut said_offline = false;
         loop {
             let conn = printer_link::open(&self.addr, CONNECT).await;
             match conn {
                 Ok(sock) => {
-                    backoff = Duration::from_millis(500);
+                    failures = 0;
                     tracing::info!(printer = %self.id, addr = %self.addr, "driven printer connected");
                     let ended = self
                         .connected(
@@ -181,7 +185,8 @@ impl Driver {
             }
             // Wait before trying again; jobs sent meanwhile are dropped (the hub resends them
             // once the printer is back, or has failed them over).
-            let until = tokio::time::sleep(backoff);
+            failures += 1;
+            let until = tokio::time::sleep(RECONNECT.wait(failures, None));
             tokio::pin!(until);
             loop {
                 tokio::select! {
@@ -191,7 +196,6 @@ impl Driver {
                     _ = stop.changed() => { client.close().await; return }
                 }
             }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
         client.close().await;
     }

@@ -294,7 +294,10 @@ impl Sender {
             }
             let expired =
                 matches!(&row.message, Message::Code { expires_at, .. } if *expires_at <= now);
-            if row.channel == Channel::Telegram && !expired {
+            let linked_chat = self.providers.get(row.channel).is_some_and(|c| {
+                c.provider.addressing() == orderd_plugins::messaging::Addressing::LinkedChat
+            });
+            if linked_chat && !expired {
                 let chat = if matches!(row.message, Message::Alert { .. }) {
                     row.to.parse().ok()
                 } else {
@@ -647,8 +650,8 @@ async fn call(
             reason: "channel not configured".into(),
         };
     };
-    // The address: a Telegram row goes to the chat its phone was proven in (looked up by
-    // `dispatch`); every other row to its own `to`.
+    // The address: a row of a provider addressed by linked chat (Telegram) goes to the chat its
+    // phone was proven in (looked up by `dispatch`); every other row to its own `to`.
     let to = chat.map_or_else(|| row.to.clone(), |c| c.to_string());
     let text = text_of(texts, restaurant, row);
     let status_text;

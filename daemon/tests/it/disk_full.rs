@@ -90,19 +90,24 @@ async fn a_full_disk_refuses_new_orders_with_507_and_recovers_without_a_restart(
     // Fill the disk.
     let filler = fs.0.join("filler");
     fill(&filler);
-    let mut refused = None;
-    for _ in 0..50 {
-        let (st, v) = s.order(&staff, espresso()).await;
-        if st == StatusCode::CREATED {
-            // Placed before the next free-space reading: still acknowledged, still kept.
-            acknowledged.push(v["id"].as_str().unwrap().to_owned());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
-        }
-        refused = Some((st, v));
-        break;
-    }
-    let (st, v) = refused.expect("new orders were never refused on a full disk");
+    let placed = std::cell::RefCell::new(acknowledged);
+    let (st, v) = common::eventually(
+        "new orders refused on a full disk",
+        Duration::from_secs(5),
+        || async {
+            let (st, v) = s.order(&staff, espresso()).await;
+            if st == StatusCode::CREATED {
+                // Placed before the next free-space reading: still acknowledged, still kept.
+                placed
+                    .borrow_mut()
+                    .push(v["id"].as_str().unwrap().to_owned());
+                return None;
+            }
+            Some((st, v))
+        },
+    )
+    .await;
+    let mut acknowledged = placed.into_inner();
     assert_eq!(st, StatusCode::INSUFFICIENT_STORAGE, "{v}");
     assert_eq!(error_code(&v), "storage_full");
     let (_, status) = s.send("GET", "/api/v1/status", Some(&staff), None).await;
@@ -124,28 +129,30 @@ async fn a_full_disk_refuses_new_orders_with_507_and_recovers_without_a_restart(
 
     // Space comes back: orders resume, no restart.
     std::fs::remove_file(&filler).unwrap();
-    let mut resumed = false;
-    for _ in 0..50 {
-        let (st, v) = s.order(&staff, espresso()).await;
-        if st == StatusCode::CREATED {
-            acknowledged.push(v["id"].as_str().unwrap().to_owned());
-            resumed = true;
-            break;
-        }
-        assert_eq!(st, StatusCode::INSUFFICIENT_STORAGE, "{v}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(resumed, "orders did not resume after space was freed");
-    let mut restored = false;
-    for _ in 0..50 {
-        let (_, status) = s.send("GET", "/api/v1/status", Some(&staff), None).await;
-        if status["storage"]["level"] != "full" && status["storage"]["reserve_in_place"] == true {
-            restored = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(restored, "the storage reserve was not restored");
+    let id = common::eventually(
+        "orders resumed after space was freed",
+        Duration::from_secs(5),
+        || async {
+            let (st, v) = s.order(&staff, espresso()).await;
+            if st == StatusCode::CREATED {
+                return Some(v["id"].as_str().unwrap().to_owned());
+            }
+            assert_eq!(st, StatusCode::INSUFFICIENT_STORAGE, "{v}");
+            None
+        },
+    )
+    .await;
+    acknowledged.push(id);
+    common::eventually(
+        "the storage reserve was restored",
+        Duration::from_secs(5),
+        || async {
+            let (_, status) = s.send("GET", "/api/v1/status", Some(&staff), None).await;
+            (status["storage"]["level"] != "full" && status["storage"]["reserve_in_place"] == true)
+                .then_some(())
+        },
+    )
+    .await;
 
     // A restart finds every acknowledged order, with the statuses it was given.
     let dir = s.stop().await;

@@ -63,6 +63,10 @@ impl crate::messaging::Provider for Telegram {
         "telegram"
     }
 
+    fn addressing(&self) -> crate::messaging::Addressing {
+        crate::messaging::Addressing::LinkedChat
+    }
+
     /// Every message as text to the chat id in `to`.
     fn send<'a>(&'a self, msg: crate::messaging::Outgoing<'a>) -> crate::messaging::Sending<'a> {
         Box::pin(async move {

@@ -298,16 +298,12 @@ impl TestServer {
     /// GETs `path` until `done` holds for the answer (for state a worker records just after
     /// the fact a test observed); returns the last answer, failing after 10 s.
     pub async fn wait_get(&self, path: &str, token: &str, done: impl Fn(&Value) -> bool) -> Value {
-        let mut last = Value::Null;
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-        while tokio::time::Instant::now() < deadline {
-            last = self.send("GET", path, Some(token), None).await.1;
-            if done(&last) {
-                return last;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        panic!("GET {path} never reached the expected state: {last}");
+        eventually(
+            &format!("GET {path} reached the expected state"),
+            std::time::Duration::from_secs(10),
+            || async { Some(self.send("GET", path, Some(token), None).await.1).filter(&done) },
+        )
+        .await
     }
 
     pub async fn stop(mut self) -> tempfile::TempDir {
