@@ -285,6 +285,9 @@ fn malformed_payloads_are_errors_not_panics() {
     );
 }
 
+/// [`status_changed`] as JSON.
+const EV: &str = r#"{"version":1,"seq":7,"at":1700000000000,"kind":{"status_changed":{"order_id":"o1","number":"ORD-20261122-001","from":"placed","to":"accepted","actor":"anna","note":null,"recall":false}}}"#;
+
 fn status_changed() -> Event {
     Event {
         version: FORMAT_VERSION,
@@ -313,7 +316,6 @@ fn upload_messages_and_event_json_golden() {
     round_trip(&ack);
 
     let ev = status_changed();
-    const EV: &str = r#"{"version":1,"seq":7,"at":1700000000000,"kind":{"status_changed":{"order_id":"o1","number":"ORD-20261122-001","from":"placed","to":"accepted","actor":"anna","note":null,"recall":false}}}"#;
     assert_eq!(serde_json::to_string(&ev).unwrap(), EV);
     assert_eq!(serde_json::from_str::<Event>(EV).unwrap(), ev);
     let batch = upload::JsonBatch {

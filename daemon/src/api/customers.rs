@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::ApiStateRef;
 use super::extract::{Body, MaybeCustomer};
-use super::orders::order_view;
+use super::views::order_view;
 use crate::domain::orders::{self as dom, is_e164};
 use crate::domain::otp::{self, Verified};
 use crate::domain::outbox::Channel;

@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::ApiStateRef;
 use super::extract::{MaybeCustomer, MaybeStaff, PathParam, Q, Staff};
-use super::orders::order_view;
+use super::views::order_view;
 use crate::domain::orders as dom;
 use crate::domain::rfc3339;
 use crate::error::{AppError, ErrorKind};

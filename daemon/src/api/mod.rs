@@ -20,6 +20,7 @@ pub mod orders;
 pub mod serve;
 pub mod site;
 pub mod tables;
+pub mod views;
 
 use std::sync::Arc;
 use std::time::Instant;

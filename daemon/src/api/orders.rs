@@ -13,36 +13,13 @@ use serde_json::{Value, json};
 use super::extract::{
     Body, MaybeCustomer, MaybeStaff, PageParams, PathParam, Q, Staff, idempotency_key, paginated,
 };
+use super::views::order_view;
 use super::{ApiStateRef, live};
 use crate::domain::orders::{self as dom, Actor, EditLines, NewOrder};
 use crate::domain::{parse_date, rfc3339};
 use crate::error::Commit as _;
 use crate::error::{AppError, ErrorKind};
 use crate::metrics::TransitionLabels;
-
-/// The JSON shape of an order: `type` instead of `order_type`, times as RFC 3339.
-pub fn order_view(o: &Order) -> Value {
-    let mut v = serde_json::to_value(o).unwrap_or(Value::Null);
-    if let Some(m) = v.as_object_mut() {
-        if let Some(t) = m.remove("order_type") {
-            m.insert("type".into(), t);
-        }
-        for k in [
-            "created_at",
-            "updated_at",
-            "accepted_at",
-            "preparing_at",
-            "ready_at",
-            "finished_at",
-            "out_for_delivery_at",
-        ] {
-            if let Some(ms) = m.get(k).and_then(Value::as_u64) {
-                m.insert(k.into(), Value::String(rfc3339(ms)));
-            }
-        }
-    }
-    v
-}
 
 /// An order as stored, in the API's shape, with `stations_done`: the stations that bumped
 /// their part (the expo view shows them), and `allergy`: its allergy note with the stations

@@ -1174,12 +1174,12 @@ pub fn pay(
     })
 }
 
+/// Counter: the business day the last Z closed (written by `reports::close_day`).
+pub const Z_LAST_DAY: &str = "z_last_day";
+
 /// The business day new money facts count in: today's, but never a day a Z already closed.
 pub fn ledger_day(tx: &Tx<'_>, rules: &Rules) -> TxResult<u32> {
-    let closed = tx
-        .counters
-        .get(super::reports::Z_LAST_DAY)?
-        .map_or(0, |v| v.value()) as u32;
+    let closed = tx.counters.get(Z_LAST_DAY)?.map_or(0, |v| v.value()) as u32;
     Ok(ledger_day_at(rules, tx.now_ms(), closed))
 }
 
@@ -1189,7 +1189,7 @@ pub fn ledger_day_at(rules: &Rules, now: u64, closed: u32) -> u32 {
     if today > closed {
         today
     } else {
-        super::reports::next_day(closed)
+        super::next_day(closed)
     }
 }
 

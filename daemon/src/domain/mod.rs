@@ -133,6 +133,13 @@ pub fn date_of_day(day: u32) -> Option<jiff::civil::Date> {
     .ok()
 }
 
+/// The business day after `day` (`YYYYMMDD`).
+pub fn next_day(day: u32) -> u32 {
+    date_of_day(day)
+        .and_then(|d| d.tomorrow().ok())
+        .map_or(day + 1, day_number)
+}
+
 /// A new UUIDv7 (time-ordered, 74 random bits) as a u128.
 pub fn new_id(now_ms: u64) -> u128 {
     let mut rnd = [0u8; 16];

@@ -21,8 +21,7 @@ use crate::error::{AppError, ErrorKind};
 use crate::store::writer::Tx;
 use crate::store::{StoreError, Stored, codec, tables as t};
 
-/// Counter: the business day the last Z closed.
-pub const Z_LAST_DAY: &str = "z_last_day";
+use super::checks::Z_LAST_DAY;
 /// Counter: the last Z number.
 pub const Z_LAST_NUMBER: &str = "z_last_number";
 
@@ -30,12 +29,7 @@ impl Stored for ZReport {
     const WHAT: &'static str = "Z report";
 }
 
-/// The business day after `day` (`YYYYMMDD`).
-pub fn next_day(day: u32) -> u32 {
-    super::date_of_day(day)
-        .and_then(|d| d.tomorrow().ok())
-        .map_or(day + 1, super::day_number)
-}
+use super::next_day;
 
 /// Sums a day's ledger entries and the open checks into its figures.
 pub fn figures(

@@ -91,9 +91,9 @@ fn start_mosquitto(dir: &Path, acl_dir: &Path) -> (Broker, u16) {
     (broker, port)
 }
 
-fn client(tool: &str, port: u16, user: &str, password: &str, args: &[&str]) -> Output {
-    let mut cmd = Command::new(tool);
-    cmd.args([
+/// The broker's address and a device's credentials, as every Mosquitto client takes them.
+fn connection(port: u16, user: &str, password: &str) -> [String; 8] {
+    [
         "-h",
         "127.0.0.1",
         "-p",
@@ -102,7 +102,13 @@ fn client(tool: &str, port: u16, user: &str, password: &str, args: &[&str]) -> O
         user,
         "-P",
         password,
-    ]);
+    ]
+    .map(str::to_owned)
+}
+
+fn client(tool: &str, port: u16, user: &str, password: &str, args: &[&str]) -> Output {
+    let mut cmd = Command::new(tool);
+    cmd.args(connection(port, user, password));
     if !args.contains(&"-i") {
         cmd.arg("-i").arg(format!("{user}-{tool}"));
     }
@@ -286,16 +292,7 @@ fn subscribe(
     // Line-buffered: piped, mosquitto_sub would hold its debug lines until it exits.
     let mut child = Command::new("stdbuf")
         .args(["-oL", "mosquitto_sub"])
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-u",
-            user,
-            "-P",
-            password,
-        ])
+        .args(connection(port, user, password))
         .args(["-i", &format!("{user}-mosquitto_sub"), "-d"])
         .args(args)
         .stdout(Stdio::piped())
