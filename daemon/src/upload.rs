@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use orderd_plugins::collector::{Collector, Posted};
-use orderd_protocol::upload::{Batch, Compression};
+use orderd_protocol::upload::Batch;
 use serde::Serialize;
 
 use crate::events::EventLog;
@@ -181,10 +181,7 @@ pub async fn run(app: AppStateRef, upload: Arc<UploadState>, mut shutdown: Shutd
             return;
         }
     };
-    let compression = match cfg.compression {
-        crate::config::UploadCompression::None => Compression::None,
-        crate::config::UploadCompression::Lz4 => Compression::Lz4,
-    };
+    let compression = cfg.compression;
     let site_id = state.settings.site.id.clone();
     let mut limit = cfg.batch_events as usize;
     // The shared retry policy (`crate::retry`): backoff, and a breaker whose pause follows
@@ -402,7 +399,7 @@ fn fail(
     state: &Uploader,
     failures: &mut Breaker,
     last_log: &mut Option<Instant>,
-    cfg: &crate::config::UploadConfig,
+    cfg: &orderd_plugins::collector::Config,
     reason: String,
     after: Option<Duration>,
 ) -> Duration {

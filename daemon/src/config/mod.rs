@@ -59,7 +59,7 @@ pub struct RawConfig {
     /// Telegram bot.
     pub telegram: orderd_plugins::telegram::Config,
     /// Store-and-forward upload to the chain's collector.
-    pub upload: UploadConfig,
+    pub upload: orderd_plugins::collector::Config,
     /// Guest checks: payment methods, reasons, cash rounding, VAT rates, the printed bill.
     pub billing: BillingConfig,
 }

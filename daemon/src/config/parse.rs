@@ -127,7 +127,7 @@ impl RawConfig {
         section!("messaging", MessagingConfig);
         section!("whatsapp", orderd_plugins::whatsapp::Config);
         section!("telegram", orderd_plugins::telegram::Config);
-        section!("upload", UploadConfig);
+        section!("upload", orderd_plugins::collector::Config);
         let mut unknown = Vec::new();
         let raw: Self = serde_ignored::deserialize(toml::Value::Table(table), |path| {
             unknown.push(path.to_string());

@@ -54,17 +54,6 @@ impl Default for BillingConfig {
     }
 }
 
-/// `[upload] compression`: how a batch's events are packed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum UploadCompression {
-    /// LZ4 (block format, size prepended): the default.
-    #[default]
-    Lz4,
-    /// As encoded, for a collector that reads plain postcard.
-    None,
-}
-
 /// `[otp] required`: whether customer orders need a verified phone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OtpRequired {
@@ -188,67 +177,6 @@ impl Default for MessagingConfig {
             request_timeout_ms: 10_000,
             concurrency: 8,
             texts_dir: PathBuf::new(),
-        }
-    }
-}
-
-/// `[upload]`: store-and-forward upload of the event log to the chain's collector.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
-pub struct UploadConfig {
-    /// Upload at all.
-    pub enabled: bool,
-    /// The collector's batch endpoint, e.g. `https://collector.example/v1/batches`.
-    pub url: String,
-    /// This site's upload token (from `orderd-collector site add`).
-    pub token: orderd_plugins::messaging::Secret,
-    /// This box's id within the site.
-    pub box_id: String,
-    /// Most events per batch.
-    pub batch_events: u32,
-    /// Most bytes of events per batch (before compression).
-    pub batch_bytes: u32,
-    /// A batch smaller than that waits at most this long for more events, ms.
-    pub max_age_ms: u64,
-    /// `lz4` or `none`.
-    pub compression: UploadCompression,
-    /// One request's time limit, ms.
-    pub request_timeout_ms: u64,
-    /// First retry after, ms (doubling, jittered).
-    pub base_backoff_ms: u64,
-    /// Retries at most this far apart, ms.
-    pub max_backoff_ms: u64,
-    /// Consecutive failures that pause uploading (circuit breaker) …
-    pub breaker_failures: u32,
-    /// … for this long, then one probe.
-    pub breaker_pause_secs: u64,
-    /// While uploads fail, the collector's `/healthz` (same origin as `url`) is asked this
-    /// often, ms; once it answers, the backlog is posted at once instead of waiting out the
-    /// backoff or the breaker (0: never).
-    pub probe_interval_ms: u64,
-    /// Unacknowledged events may take at most this many bytes; past it new orders are refused
-    /// (503) until the collector catches up. WARN from 80 %.
-    pub backlog_budget_bytes: u64,
-}
-
-impl Default for UploadConfig {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            url: String::new(),
-            token: orderd_plugins::messaging::Secret::default(),
-            box_id: "main".into(),
-            batch_events: 500,
-            batch_bytes: 1024 * 1024,
-            max_age_ms: 2000,
-            compression: UploadCompression::Lz4,
-            request_timeout_ms: 10_000,
-            base_backoff_ms: 1000,
-            max_backoff_ms: 60_000,
-            breaker_failures: 5,
-            breaker_pause_secs: 30,
-            probe_interval_ms: 1000,
-            backlog_budget_bytes: 512 * 1024 * 1024,
         }
     }
 }

@@ -12,7 +12,7 @@ use orderd_protocol::BuzzPattern;
 
 use super::{
     AuthConfig, BillingConfig, BumpKeys, LimitsConfig, LogConfig, MessagingConfig, OrdersConfig,
-    OtpConfig, OtpRequired, RawConfig, SiteConfig, StoreConfig, UploadConfig, buzz_pattern,
+    OtpConfig, OtpRequired, RawConfig, SiteConfig, StoreConfig, buzz_pattern,
 };
 
 /// Checked settings the daemon runs on. Sections whose values were already typed (numbers,
@@ -50,7 +50,7 @@ pub struct Settings {
     /// `[telegram]`, checked.
     pub telegram: orderd_plugins::telegram::Config,
     /// `[upload]`, checked.
-    pub upload: UploadConfig,
+    pub upload: orderd_plugins::collector::Config,
     /// `[billing]`, checked.
     pub billing: BillingConfig,
     /// The keys whose values the admin page saved in `site.toml` (they won over the file).
