@@ -79,6 +79,55 @@ pub fn device_state(site: &str, device: &str) -> String {
     format!("{ROOT}/{site}/device/{device}/state")
 }
 
+/// `orderd/{site}/hub/open_orders` — retained: how many orders are open (Home Assistant's
+/// sensor reads it).
+pub fn hub_open_orders(site: &str) -> String {
+    format!("{ROOT}/{site}/hub/open_orders")
+}
+
+/// `orderd/{site}/#` — every topic of the site (the hub's own account).
+pub fn site_all(site: &str) -> String {
+    format!("{ROOT}/{site}/#")
+}
+
+/// `orderd/{site}/hub/#` — what the hub says about itself (Home Assistant reads it).
+pub fn hub_all(site: &str) -> String {
+    format!("{ROOT}/{site}/hub/#")
+}
+
+/// The filters the hub subscribes to: every station's bumps, every printer's job reports,
+/// every device's availability and state.
+pub fn hub_filters(site: &str) -> [String; 4] {
+    [
+        station_bump(site, "+"),
+        printer_job_status(site, "+"),
+        device_availability(site, "+"),
+        device_state(site, "+"),
+    ]
+}
+
+/// Home Assistant's MQTT discovery topics, under its discovery prefix (`homeassistant` unless
+/// set otherwise), and not under `orderd/`.
+pub mod home_assistant {
+    use alloc::format;
+    use alloc::string::String;
+
+    /// `{prefix}/#` — everything under the discovery prefix.
+    pub fn all(prefix: &str) -> String {
+        format!("{prefix}/#")
+    }
+
+    /// `{prefix}/sensor/orderd_{site}/open_orders/config` — the open-order count's sensor.
+    pub fn open_orders_config(prefix: &str, site: &str) -> String {
+        format!("{prefix}/sensor/orderd_{site}/open_orders/config")
+    }
+
+    /// `{prefix}/binary_sensor/orderd_{site}/{device}/config` — a device's online sensor.
+    pub fn device_online_config(prefix: &str, site: &str, device: &str) -> String {
+        format!("{prefix}/binary_sensor/orderd_{site}/{device}/config")
+    }
+}
+
 /// A parsed orderd topic, borrowing its ids from the topic string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Topic<'a> {
@@ -218,6 +267,27 @@ mod tests {
             "orderd/demo/device/p1/availability"
         );
         assert_eq!(device_state("demo", "p1"), "orderd/demo/device/p1/state");
+        assert_eq!(hub_open_orders("demo"), "orderd/demo/hub/open_orders");
+        assert_eq!(site_all("demo"), "orderd/demo/#");
+        assert_eq!(hub_all("demo"), "orderd/demo/hub/#");
+        assert_eq!(
+            hub_filters("demo"),
+            [
+                "orderd/demo/station/+/bump",
+                "orderd/demo/printer/+/job/status",
+                "orderd/demo/device/+/availability",
+                "orderd/demo/device/+/state",
+            ]
+        );
+        assert_eq!(home_assistant::all("homeassistant"), "homeassistant/#");
+        assert_eq!(
+            home_assistant::open_orders_config("homeassistant", "demo"),
+            "homeassistant/sensor/orderd_demo/open_orders/config"
+        );
+        assert_eq!(
+            home_assistant::device_online_config("homeassistant", "demo", "p1"),
+            "homeassistant/binary_sensor/orderd_demo/p1/config"
+        );
     }
 
     #[test]

@@ -312,11 +312,11 @@ impl Hub {
         let site = self.site.clone();
         let device = serde_json::json!({"identifiers": [format!("orderd_{site}")], "name": format!("orderd {site}")});
         let mut configs = vec![(
-            format!("{prefix}/sensor/orderd_{site}/open_orders/config"),
+            topics::home_assistant::open_orders_config(&prefix, &site),
             serde_json::json!({
                 "name": "Open orders",
                 "unique_id": format!("orderd_{site}_open_orders"),
-                "state_topic": format!("{}/hub/open_orders", topics::site_prefix(&site)),
+                "state_topic": topics::hub_open_orders(&site),
                 "availability_topic": topics::hub_status(&site),
                 "payload_available": "online",
                 "payload_not_available": "offline",
@@ -331,7 +331,7 @@ impl Hub {
             .filter(|d| d.kind != DeviceKind::HomeAssistant)
         {
             configs.push((
-                format!("{prefix}/binary_sensor/orderd_{site}/{}/config", d.id),
+                topics::home_assistant::device_online_config(&prefix, &site, &d.id),
                 serde_json::json!({
                     "name": format!("{} online", d.id),
                     "unique_id": format!("orderd_{site}_{}_online", d.id),
@@ -373,7 +373,7 @@ impl Hub {
             })
             .unwrap_or(0);
         self.publish(
-            format!("{}/hub/open_orders", topics::site_prefix(&self.site)),
+            topics::hub_open_orders(&self.site),
             QoS::AtMostOnce,
             true,
             open.to_string().into_bytes(),

@@ -503,15 +503,9 @@ impl Hub {
     async fn on_connected(&mut self) {
         self.reload_devices();
         self.ensure_boards();
-        let prefix = topics::site_prefix(&self.site);
-        for filter in [
-            format!("{prefix}/station/+/bump"),
-            format!("{prefix}/printer/+/job/status"),
-            format!("{prefix}/device/+/availability"),
-            format!("{prefix}/device/+/state"),
-        ]
-        .into_iter()
-        .chain(relay::availability_filters().map(str::to_owned))
+        for filter in topics::hub_filters(&self.site)
+            .into_iter()
+            .chain(relay::availability_filters().map(str::to_owned))
         {
             if let Err(e) = self.client.subscribe(filter).await {
                 tracing::warn!(error = %e, "kitchen hub: subscribe failed");
