@@ -44,17 +44,21 @@ fn messaging_providers(
     Option<orderd_plugins::telegram::Telegram>,
 )> {
     use crate::domain::outbox::Channel;
-    let raw = &*state.settings;
-    let timeout = Duration::from_millis(raw.messaging.request_timeout_ms);
+    let settings = &*state.settings;
+    let timeout = Duration::from_millis(settings.messaging.request_timeout_ms);
     let mut providers = crate::messaging::worker::Providers::default();
-    if raw.whatsapp.enabled {
-        let wa = orderd_plugins::whatsapp::WhatsApp::new(&raw.whatsapp, timeout)
+    if settings.whatsapp.enabled {
+        let wa = orderd_plugins::whatsapp::WhatsApp::new(&settings.whatsapp, timeout)
             .map_err(|e| anyhow::anyhow!("WhatsApp: {e}"))?;
-        providers.add(Channel::Whatsapp, Arc::new(wa), raw.whatsapp.rate_per_sec);
+        providers.add(
+            Channel::Whatsapp,
+            Arc::new(wa),
+            settings.whatsapp.rate_per_sec,
+        );
     }
     let mut telegram = None;
-    if raw.telegram.enabled {
-        let tg = &raw.telegram;
+    if settings.telegram.enabled {
+        let tg = &settings.telegram;
         let token = tg
             .token
             .load()

@@ -153,16 +153,16 @@ fn page(status: StatusCode, title: &str, script: &str, boot: &Value) -> Response
 }
 
 fn common_boot(state: &ApiStateRef, page: &str) -> Value {
-    let raw = &*state.settings;
+    let settings = &*state.settings;
     json!({
         "page": page,
-        "site": raw.site.id,
-        "restaurant": raw.site.name,
+        "site": settings.site.id,
+        "restaurant": settings.site.name,
         "currency": state.rules.currency,
         "minor_digits": state.rules.billing.minor_digits,
         "default_lang": state.rules.default_language,
-        "languages": raw.site.languages,
-        "heartbeat_secs": raw.http.sse_heartbeat.as_secs(),
+        "languages": settings.site.languages,
+        "heartbeat_secs": settings.http.sse_heartbeat.as_secs(),
     })
 }
 
@@ -176,7 +176,7 @@ async fn customer(
     let table = crate::domain::tables::find_by_token(&rtx, &token)?;
     drop(rtx);
     let mut boot = common_boot(&state, "customer");
-    let raw = &*state.settings;
+    let settings = &*state.settings;
     let Some(table) = table else {
         boot["invalid_token"] = json!(true);
         return Ok(page(StatusCode::NOT_FOUND, "Table", "customer.js", &boot));
@@ -189,8 +189,8 @@ async fn customer(
     boot["table"] = json!({ "label": table.label, "token": token });
     boot["otp_required"] = json!(state.settings.otp_required);
     boot["channels"] = json!(channels);
-    boot["max_quantity"] = json!(raw.limits.max_quantity);
-    boot["max_text"] = json!(raw.limits.max_text_chars);
+    boot["max_quantity"] = json!(settings.limits.max_quantity);
+    boot["max_text"] = json!(settings.limits.max_text_chars);
     Ok(page(
         StatusCode::OK,
         &format!("Table {}", table.label),

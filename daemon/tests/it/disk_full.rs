@@ -143,15 +143,10 @@ async fn a_full_disk_refuses_new_orders_with_507_and_recovers_without_a_restart(
     )
     .await;
     acknowledged.push(id);
-    common::eventually(
-        "the storage reserve was restored",
-        Duration::from_secs(5),
-        || async {
-            let (_, status) = s.send("GET", "/api/v1/status", Some(&staff), None).await;
-            (status["storage"]["level"] != "full" && status["storage"]["reserve_in_place"] == true)
-                .then_some(())
-        },
-    )
+    // The storage reserve is restored.
+    s.wait_get("/api/v1/status", &staff, |status| {
+        status["storage"]["level"] != "full" && status["storage"]["reserve_in_place"] == true
+    })
     .await;
 
     // A restart finds every acknowledged order, with the statuses it was given.

@@ -38,28 +38,19 @@ async fn report(dev: &mqtt::Dev, id: &str, job: &str, status: &str) {
 
 /// Waits until the print job with this id has reached `state` in the API.
 async fn job_state(s: &TestServer, job: &str, state: &str) -> Value {
-    common::eventually(
-        &format!("job {job} reached {state}"),
-        Duration::from_secs(5),
-        || async {
-            let (st, v) = s
-                .send(
-                    "GET",
-                    &format!("/api/v1/print-jobs?state={state}"),
-                    Some(&s.admin),
-                    None,
-                )
-                .await;
-            assert_eq!(st, StatusCode::OK, "{v}");
-            v["data"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|j| j["job_id"] == job)
-                .cloned()
-        },
-    )
-    .await
+    let find = |v: &Value| {
+        v["data"]
+            .as_array()
+            .and_then(|jobs| jobs.iter().find(|j| j["job_id"] == job).cloned())
+    };
+    let jobs = s
+        .wait_get(
+            &format!("/api/v1/print-jobs?state={state}"),
+            &s.admin,
+            |v| find(v).is_some(),
+        )
+        .await;
+    find(&jobs).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

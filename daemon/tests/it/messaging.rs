@@ -74,23 +74,11 @@ async fn verify(s: &TestServer, fake: &Fake, phone: &str) -> String {
     v["token"].as_str().unwrap().to_owned()
 }
 
-/// Waits for a dead-lettered message; its id.
-async fn loop_until_dead(s: &TestServer) -> u64 {
-    common::eventually(
-        "a dead-lettered message",
-        Duration::from_secs(5),
-        || async {
-            let (_, dead) = s
-                .send(
-                    "GET",
-                    "/api/v1/notifications?state=dead",
-                    Some(&s.admin),
-                    None,
-                )
-                .await;
-            dead["data"][0]["id"].as_u64()
-        },
-    )
+/// Waits for a dead-lettered message; the dead letters then.
+async fn dead_letters(s: &TestServer) -> serde_json::Value {
+    s.wait_get("/api/v1/notifications?state=dead", &s.admin, |v| {
+        v["data"][0]["id"].is_u64()
+    })
     .await
 }
 
@@ -285,15 +273,7 @@ async fn provider_failures_are_retried_throttled_and_dead_lettered() {
     let (st, _) = request_code(&s, "+355690000004").await;
     assert_eq!(st, StatusCode::ACCEPTED);
     wait_seen(&fake, 8, Duration::from_secs(5)).await;
-    loop_until_dead(&s).await;
-    let (_, dead) = s
-        .send(
-            "GET",
-            "/api/v1/notifications?state=dead",
-            Some(&s.admin),
-            None,
-        )
-        .await;
+    let dead = dead_letters(&s).await;
     assert!(
         dead["data"][0]["last_error"]
             .as_str()
@@ -376,7 +356,7 @@ async fn an_order_accepted_while_the_provider_is_down_gets_its_message_when_it_r
         .set_status(&s.admin, placed["id"].as_str().unwrap(), "ready")
         .await;
     assert_eq!(st, StatusCode::OK);
-    let dead = loop_until_dead(&s).await;
+    let dead = dead_letters(&s).await["data"][0]["id"].as_u64().unwrap();
     let (st, v) = s
         .send(
             "POST",

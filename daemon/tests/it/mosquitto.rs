@@ -489,26 +489,14 @@ async fn the_hub_works_through_an_external_mosquitto() {
         ],
     );
     assert!(out.status.success(), "{out:?}");
-    common::eventually(
-        "the printed report reached the hub through Mosquitto",
-        Duration::from_secs(5),
-        || async {
-            let (_, v) = s
-                .send(
-                    "GET",
-                    "/api/v1/print-jobs?state=printed",
-                    Some(&s.admin),
-                    None,
-                )
-                .await;
-            v["data"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|j| j["job_id"] == job.job_id.as_str())
-                .then_some(())
-        },
-    )
+    // The printed report reached the hub through Mosquitto.
+    s.wait_get("/api/v1/print-jobs?state=printed", &s.admin, |v| {
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["job_id"] == job.job_id.as_str())
+    })
     .await;
     s.stop().await;
 }

@@ -403,12 +403,7 @@ pub fn bump(
         return Ok(stored.order);
     }
     if !in_kitchen(status) {
-        return Err(AppError::new(
-            ErrorKind::Conflict,
-            "left_kitchen",
-            "the order has left the kitchen",
-        )
-        .into());
+        return Err(left_kitchen().into());
     }
     if stored.done_at(station) {
         return Err(AppError::new(
@@ -490,12 +485,7 @@ pub fn ack_allergy(tx: &mut Tx<'_>, id: &str, station: &str, actor: &str) -> TxR
         .into());
     }
     if !in_kitchen(stored.order.status) {
-        return Err(AppError::new(
-            ErrorKind::Conflict,
-            "left_kitchen",
-            "the order has left the kitchen",
-        )
-        .into());
+        return Err(left_kitchen().into());
     }
     let now = tx.now_ms();
     let Some(allergy) = stored.allergy.as_mut() else {
@@ -622,4 +612,13 @@ pub(super) fn recall_loaded(
     tx.idx_active.insert((prev.code(), key), ())?;
     write_order(tx, key, &stored)?;
     Ok(stored.order)
+}
+
+/// A station acted on an order that is no longer in the kitchen.
+fn left_kitchen() -> AppError {
+    AppError::new(
+        ErrorKind::Conflict,
+        "left_kitchen",
+        "the order has left the kitchen",
+    )
 }

@@ -88,7 +88,9 @@ impl Hub {
             return;
         }
         // Each printer in its own code page and width; printers alike share one rendering.
-        for (cfg, printers) in printing::by_config(&self.cfg, &self.devices, printers) {
+        for (cfg, printers) in
+            printing::by_config(&self.state.settings.kitchen, &self.devices, printers)
+        {
             let data = self.render(t, order, PrintCopy::Original, &cfg);
             let ids = (t.ticket.clone(), t.number.clone());
             self.queue_jobs(printers, &t.station, &data, PrintCopy::Original, ids, seq);
@@ -101,7 +103,10 @@ impl Hub {
         let first = printing::ticket_printers(self.devices.values(), station)
             .into_iter()
             .next();
-        printing::printer_config(&self.cfg, first.and_then(|p| self.devices.get(&p)))
+        printing::printer_config(
+            &self.state.settings.kitchen,
+            first.and_then(|p| self.devices.get(&p)),
+        )
     }
 
     /// One job per printer of a station (its backups only if it has none) for a slip that is

@@ -54,7 +54,6 @@ use super::printing;
 use super::relays::Relays;
 use super::tickets::{Boards, station_lines};
 use super::{DeviceHealth, Kitchen};
-use crate::config::KitchenSettings;
 use crate::domain::devices::{self, Device, DeviceKind};
 use crate::domain::orders;
 use crate::domain::print_jobs::{self, JobState, PrintJobRow};
@@ -166,7 +165,6 @@ struct Hub {
     kitchen: Arc<Kitchen>,
     client: HubClient,
     site: String,
-    cfg: KitchenSettings,
     devices: BTreeMap<String, Device>,
     boards: Boards,
     jobs: HashMap<String, Open>,
@@ -412,7 +410,6 @@ impl Hub {
             kitchen,
             client,
             site: settings.site.id.clone(),
-            cfg: settings.kitchen.clone(),
             devices,
             boards,
             jobs,
@@ -676,8 +673,8 @@ impl Hub {
             self.publish(topic, QoS::AtLeastOnce, false, bytes).await;
         }
         let now = Instant::now();
-        let resend = self.cfg.resend;
-        let timeout = self.cfg.job_timeout;
+        let resend = self.state.settings.kitchen.resend;
+        let timeout = self.state.settings.kitchen.job_timeout;
         let mut due = Vec::new();
         let mut late = Vec::new();
         for j in self.jobs.values() {
