@@ -1,6 +1,7 @@
 //! One retry policy for the box's outbound calls (the uploader, the message sender, and the
-//! driver of network printers reconnecting): a capped exponential backoff with jitter that honours the other side's `Retry-After`,
-//! and a circuit breaker that pauses a failing peer and lets one probe through after the pause.
+//! driver of network printers reconnecting): a capped exponential backoff with jitter that
+//! honours the other side's `Retry-After`, and a circuit breaker that pauses a failing peer and
+//! lets one probe through after the pause.
 //! Both keep time on tokio's clock, so tests run them on a paused clock.
 
 use std::time::Duration;

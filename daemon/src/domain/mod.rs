@@ -65,22 +65,21 @@ pub struct Rules {
 impl Rules {
     /// Resolves the rules from settings.
     pub fn from_settings(s: &Settings) -> Self {
-        let r = s;
         Self {
-            site_id: r.site.id.clone(),
-            currency: r.site.currency.clone(),
+            site_id: s.site.id.clone(),
+            currency: s.site.currency.clone(),
             tz: s.time_zone.clone(),
-            day_start_hour: r.site.business_day_start_hour,
-            prefix: r.site.order_number_prefix.clone(),
-            tax_rate_bp: r.site.tax_rate_bp,
-            prices_include_tax: r.site.prices_include_tax,
-            default_language: r.site.default_language.clone(),
-            max_items: r.limits.max_items_per_order as usize,
-            max_quantity: r.limits.max_quantity,
-            max_text: r.limits.max_text_chars as usize,
-            recall_window_ms: r.orders.recall_window_secs * 1000,
-            idempotency_ttl_ms: r.orders.idempotency_ttl_secs * 1000,
-            retention_days: r.orders.retention_days,
+            day_start_hour: s.site.business_day_start_hour,
+            prefix: s.site.order_number_prefix.clone(),
+            tax_rate_bp: s.site.tax_rate_bp,
+            prices_include_tax: s.site.prices_include_tax,
+            default_language: s.site.default_language.clone(),
+            max_items: s.limits.max_items_per_order as usize,
+            max_quantity: s.limits.max_quantity,
+            max_text: s.limits.max_text_chars as usize,
+            recall_window_ms: s.orders.recall_window_secs * 1000,
+            idempotency_ttl_ms: s.orders.idempotency_ttl_secs * 1000,
+            retention_days: s.orders.retention_days,
             billing: checks::Billing::from_settings(s),
         }
     }

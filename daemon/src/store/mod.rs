@@ -200,7 +200,7 @@ impl Store {
             seq
         };
         let (mut wal, records) =
-            wal::Wal::recover_from(log, applied).map_err(|e| StoreError::Redb(e.into()))?;
+            wal::Wal::recover(log, applied).map_err(|e| StoreError::Redb(e.into()))?;
         if let Some(&(last, _)) = records.last() {
             let mut wtx = db.begin_write()?;
             wtx.set_durability(redb::Durability::Immediate)?;

@@ -11,15 +11,13 @@
 use std::collections::BTreeSet;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use redb::{ReadableTableMetadata as _, StorageBackend};
-use tokio::sync::broadcast;
 
-use super::writer::{Shared, Tx, TxError, TxResult, Writer, WriterOptions};
+use super::writer::tests::spawn_bare;
+use super::writer::{Tx, TxError, TxResult, Writer, WriterOptions};
 use super::{Store, StoreError, tables as t, wal::LogFile};
-use crate::clock::Clock;
-use crate::metrics::Metrics;
 
 /// A small random generator with a fixed seed, so a failing cut can be run again.
 struct Rng(u64);
@@ -221,14 +219,6 @@ impl LogFile for SimFile {
     }
 }
 
-struct Ticking(AtomicU64);
-
-impl Clock for Ticking {
-    fn now_ms(&self) -> u64 {
-        self.0.fetch_add(1, Ordering::SeqCst)
-    }
-}
-
 /// What the test's jobs fail with (they never refuse; only the store fails).
 #[derive(Debug)]
 struct Failed;
@@ -402,19 +392,8 @@ async fn round(
     };
     let tried = next_id.load(Ordering::SeqCst);
     check(&store, tried, &acked.lock().unwrap());
-    let shared = Arc::new(Shared {
-        cached: RwLock::new(Arc::new(())),
-        events: broadcast::channel(16).0,
-        last_seq: AtomicU64::new(store.last_event_seq().unwrap()),
-        last_batch_at: AtomicU64::new(0),
-        on_emit: None,
-        outbox_wake: Arc::default(),
-    });
-    let (writer, thread) = Writer::spawn(
+    let (writer, thread) = spawn_bare(
         store,
-        shared,
-        Arc::new(Ticking(AtomicU64::new(1))),
-        Arc::new(Metrics::new()),
         WriterOptions {
             max_batch: 16,
             // Checkpoints often, so cuts land inside them too.

@@ -18,7 +18,6 @@
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
 
 /// A logged batch: its seq and its op log.
 pub type Record = (u64, Vec<u8>);
@@ -69,14 +68,10 @@ pub struct Wal {
 }
 
 impl Wal {
-    /// Opens (or creates) the log and returns it with every intact record whose seq is greater
-    /// than `after`, in order, with no gap. The log is then positioned at its start.
-    pub fn recover(path: &Path, after: u64) -> io::Result<(Self, Vec<Record>)> {
-        Self::recover_from(Box::new(crate::files::open_rw(path)?), after)
-    }
-
-    /// [`Wal::recover`] of a log file already open.
-    pub fn recover_from(file: Box<dyn LogFile>, after: u64) -> io::Result<(Self, Vec<Record>)> {
+    /// Reads the log (the data directory's `orderd.wal`, open) and returns it with every intact
+    /// record whose seq is greater than `after`, in order, with no gap. The log is then
+    /// positioned at its start.
+    pub fn recover(file: Box<dyn LogFile>, after: u64) -> io::Result<(Self, Vec<Record>)> {
         let len = file.byte_len()?;
         let mut records = Vec::new();
         let mut expected = after + 1;
@@ -172,26 +167,33 @@ impl Wal {
 mod tests {
     use super::*;
 
+    impl Wal {
+        /// Opens (or creates) the log file at `path` and recovers it.
+        fn recover_path(path: &std::path::Path, after: u64) -> io::Result<(Self, Vec<Record>)> {
+            Self::recover(Box::new(crate::files::open_rw(path)?), after)
+        }
+    }
+
     #[test]
     fn records_survive_and_torn_tails_are_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wal");
-        let (mut wal, none) = Wal::recover(&path, 0).unwrap();
+        let (mut wal, none) = Wal::recover_path(&path, 0).unwrap();
         assert!(none.is_empty());
         for seq in 1..=3u64 {
             wal.append(seq, format!("batch {seq}").as_bytes()).unwrap();
         }
-        let (_, got) = Wal::recover(&path, 0).unwrap();
+        let (_, got) = Wal::recover_path(&path, 0).unwrap();
         assert_eq!(got.len(), 3);
         assert_eq!(got[2], (3, b"batch 3".to_vec()));
         // Records at or before the checkpoint are skipped.
-        let (_, got) = Wal::recover(&path, 2).unwrap();
+        let (_, got) = Wal::recover_path(&path, 2).unwrap();
         assert_eq!(got, vec![(3, b"batch 3".to_vec())]);
         // A flipped byte in record 2 ends the log there.
         let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         let second = (HEADER + 7) as u64;
         FileExt::write_all_at(&f, b"X", second + HEADER as u64 + 2).unwrap();
-        let (_, got) = Wal::recover(&path, 0).unwrap();
+        let (_, got) = Wal::recover_path(&path, 0).unwrap();
         assert_eq!(got.len(), 1);
     }
 
@@ -199,7 +201,7 @@ mod tests {
     fn reuse_after_checkpoint_skips_old_records() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wal");
-        let (mut wal, _) = Wal::recover(&path, 0).unwrap();
+        let (mut wal, _) = Wal::recover_path(&path, 0).unwrap();
         for seq in 1..=5u64 {
             wal.append(seq, &[seq as u8; 100]).unwrap();
         }
@@ -207,12 +209,12 @@ mod tests {
         wal.reset();
         wal.append(6, &[6; 10]).unwrap();
         wal.append(7, &[7; 10]).unwrap();
-        let (_, got) = Wal::recover(&path, 5).unwrap();
+        let (_, got) = Wal::recover_path(&path, 5).unwrap();
         assert_eq!(got.iter().map(|r| r.0).collect::<Vec<_>>(), [6, 7]);
         // Nothing new since the checkpoint: nothing to replay.
-        let (mut wal, _) = Wal::recover(&path, 7).unwrap();
+        let (mut wal, _) = Wal::recover_path(&path, 7).unwrap();
         wal.reset();
-        let (_, got) = Wal::recover(&path, 7).unwrap();
+        let (_, got) = Wal::recover_path(&path, 7).unwrap();
         assert!(got.is_empty());
     }
 }
